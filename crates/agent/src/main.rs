@@ -1,0 +1,2 @@
+//! The guest agent (PID 1 of the VM).
+fn main() {}

@@ -1,0 +1,9 @@
+//! `delete`: remove a container and everything it holds.
+
+use crate::cli::DeleteArgs;
+use crate::report::Globals;
+
+pub fn run(g: &Globals, a: DeleteArgs) -> anyhow::Result<i32> {
+    g.runtime().delete(&a.id, a.force)?;
+    Ok(0)
+}

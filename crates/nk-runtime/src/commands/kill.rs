@@ -1,0 +1,10 @@
+//! `kill`: send a signal to the init, or with --all to every process.
+
+use crate::cli::KillArgs;
+use crate::report::Globals;
+
+pub fn run(g: &Globals, a: KillArgs) -> anyhow::Result<i32> {
+    let sig = sandbox::linux::signals::parse(&a.signal)?;
+    g.runtime().kill(&a.id, sig, a.all)?;
+    Ok(0)
+}

@@ -1,0 +1,209 @@
+//! Where output goes: log lines (text or JSON, stderr or --log), the error
+//! that ends a command, `--explain` narration and the `--trace` table.
+
+use crate::cli::Cli;
+use sandbox::explain::{self, render};
+use sandbox::logging::{self, Level, Record, Role};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// An error that carries the exit code to use (for example exec's 255).
+#[derive(Debug)]
+pub struct ExitCode(pub i32, pub anyhow::Error);
+
+impl std::fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.1)
+    }
+}
+
+impl std::error::Error for ExitCode {}
+
+/// Settings every command sees.
+pub struct Globals {
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+    pub rootless: bool,
+    pub explain: bool,
+    pub level: Level,
+    json: bool,
+    log_file: Option<Arc<Mutex<std::fs::File>>>,
+    trace: Option<String>,
+    events: Arc<Mutex<Vec<explain::Event>>>,
+}
+
+fn format_line(json: bool, rec: &Record) -> String {
+    let time = sandbox::time::now_rfc3339();
+    if json {
+        let v = serde_json::json!({
+            "level": rec.level.as_str(),
+            "msg": rec.msg,
+            "time": time,
+            "role": rec.role.as_str(),
+        });
+        format!("{v}\n")
+    } else {
+        format!(
+            "time=\"{time}\" level={} role={} msg={}\n",
+            rec.level.as_str(),
+            rec.role.as_str(),
+            serde_json::Value::String(rec.msg.clone())
+        )
+    }
+}
+
+impl Globals {
+    /// Read the global flags and install the log, explain and trace sinks.
+    pub fn setup(cli: &Cli) -> Globals {
+        if cli.version {
+            print_version();
+            std::process::exit(0);
+        }
+        let json = cli.log_format == "json";
+        let env_level = std::env::var("NK_LOG_LEVEL")
+            .ok()
+            .and_then(|s| Level::parse(&s));
+        let level = if cli.debug {
+            Level::Debug
+        } else if cli.quiet {
+            Level::Error
+        } else if let Some(l) = cli.log_level.as_deref().and_then(Level::parse) {
+            l
+        } else if let Some(l) = env_level {
+            l
+        } else if json {
+            // Engines parse the log file as one JSON object: only the error.
+            Level::Error
+        } else {
+            Level::Warn
+        };
+        logging::set_level(level);
+        logging::set_role(Role::Host);
+        let log_file = cli.log.as_ref().and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+                .map(|f| Arc::new(Mutex::new(f)))
+        });
+        let lf = log_file.clone();
+        logging::set_sink(move |rec| {
+            let line = format_line(json, rec);
+            match &lf {
+                Some(f) => {
+                    if let Ok(mut f) = f.lock() {
+                        let _ = f.write_all(line.as_bytes());
+                    }
+                }
+                None => {
+                    let _ = std::io::stderr().write_all(line.as_bytes());
+                }
+            }
+        });
+        let explain_on =
+            cli.explain || std::env::var("NK_EXPLAIN").is_ok_and(|v| v == "1" || v == "true");
+        let trace = cli
+            .trace
+            .clone()
+            .or_else(|| std::env::var("NK_TRACE").ok().filter(|v| !v.is_empty()));
+        explain::set_explain(explain_on);
+        explain::set_trace(trace.is_some());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        if explain_on || trace.is_some() {
+            let narr = Mutex::new(render::Narration::default());
+            let ev = events.clone();
+            explain::set_sink(move |e| {
+                if let explain::Event::Step { .. } = &e {
+                    if let Ok(mut n) = narr.lock() {
+                        let text = n.render(&e);
+                        let _ = std::io::stderr().write_all(text.as_bytes());
+                    }
+                } else if let Ok(mut v) = ev.lock() {
+                    v.push(e);
+                }
+            });
+        }
+        let rootless = match cli.rootless.as_deref() {
+            Some("true") => true,
+            Some("false") => false,
+            _ => !nix::unistd::geteuid().is_root(),
+        };
+        Globals {
+            root: cli
+                .root
+                .clone()
+                .unwrap_or_else(sandbox::state::default_root),
+            systemd_cgroup: cli.systemd_cgroup,
+            rootless,
+            explain: explain_on,
+            level,
+            json,
+            log_file,
+            trace,
+            events,
+        }
+    }
+
+    /// The library's runtime handle configured from the globals.
+    pub fn runtime(&self) -> sandbox::container::Runtime {
+        let mut rt = sandbox::container::Runtime::new(self.root.clone());
+        rt.systemd_cgroup = self.systemd_cgroup;
+        rt.rootless = self.rootless;
+        rt.explain = self.explain;
+        rt.trace = explain::tracing();
+        rt.log_level = self.level;
+        rt
+    }
+
+    /// Report the error that ends the command; returns the exit code.
+    pub fn fail(&self, e: &anyhow::Error) -> i32 {
+        let (code, msg) = match e.downcast_ref::<ExitCode>() {
+            Some(ExitCode(c, inner)) => (*c, format!("{inner:#}")),
+            None => (1, format!("{e:#}")),
+        };
+        let rec = Record {
+            level: Level::Error,
+            role: Role::Host,
+            msg: msg.clone(),
+        };
+        let line = format_line(self.json, &rec);
+        match &self.log_file {
+            Some(f) => {
+                if let Ok(mut f) = f.lock() {
+                    let _ = f.write_all(line.as_bytes());
+                }
+                // runc prints the bare message on stderr too.
+                eprintln!("{msg}");
+            }
+            None => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
+        code
+    }
+
+    /// Print the trace, if asked for.
+    pub fn finish(&self) {
+        let Some(fmt) = &self.trace else { return };
+        let events = self.events.lock().map(|v| v.clone()).unwrap_or_default();
+        let rows = render::trace_rows(&events);
+        if fmt == "json" {
+            eprintln!("{}", serde_json::to_string(&rows).unwrap_or_default());
+        } else {
+            eprint!("{}", render::trace_table(&rows));
+        }
+    }
+}
+
+/// `--version` in runc's shape.
+pub fn print_version() {
+    println!("nk-runtime version {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "commit: {}",
+        option_env!("NK_GIT_COMMIT").unwrap_or("unknown")
+    );
+    println!("spec: {}", sandbox::state::OCI_VERSION);
+    println!("libseccomp: {}", sandbox::linux::seccomp::library_version());
+}

@@ -1,0 +1,560 @@
+//! create: everything up to the exec barrier. On any failure the container's
+//! process is killed and its cgroup and state directory are removed, so the
+//! same id can be created again at once.
+
+use super::Runtime;
+use crate::cgroups::{self, CgroupManager, PathSpec};
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog, Phase};
+use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
+use crate::process::clone::{self, PreExec};
+use crate::process::init::{InitKind, InitRequest};
+use crate::process::sync::{Channel, ToChild, ToParent};
+use crate::spec::{self, Bundle, ValidateOpts};
+use crate::state::{self, ContainerState, Phase as StPhase};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxNamespaceType, LinuxResources};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Options of `create` (and the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    /// `run` in the foreground: a terminal may be bridged by us.
+    pub foreground: bool,
+    /// The container's mode, recorded in state ("container" unless VM mode).
+    pub mode: String,
+}
+
+/// A created container, for callers that stay (run).
+#[derive(Debug)]
+pub struct Handle {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The pty master when the terminal is bridged by us.
+    pub pty: Option<OwnedFd>,
+}
+
+/// The OCI state JSON given to hooks.
+pub fn hook_state(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &Path,
+    ann: &std::collections::BTreeMap<String, String>,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": state::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": ann,
+    }))
+    .unwrap_or_default()
+}
+
+/// The device cgroup rules: the config's, then runc's default allow list and
+/// an allow rule per linux.devices entry (runc appends the same).
+pub fn device_rules(b: &Bundle) -> Vec<LinuxDeviceCgroup> {
+    let linux = b.spec.linux().clone().unwrap_or_default();
+    let mut rules: Vec<LinuxDeviceCgroup> = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    let rule = |t: &str, maj: Option<i64>, min: Option<i64>, acc: &str| -> LinuxDeviceCgroup {
+        let mut j = serde_json::json!({"allow": true, "type": t, "access": acc});
+        if let Some(m) = maj {
+            j["major"] = m.into();
+        }
+        if let Some(m) = min {
+            j["minor"] = m.into();
+        }
+        serde_json::from_value(j).expect("static device rule")
+    };
+    if rules.is_empty() {
+        return rules;
+    }
+    for (t, maj, min, acc) in [
+        ("c", None, None, "m"),
+        ("b", None, None, "m"),
+        ("c", Some(1), Some(3), "rwm"),
+        ("c", Some(1), Some(8), "rwm"),
+        ("c", Some(1), Some(7), "rwm"),
+        ("c", Some(5), Some(0), "rwm"),
+        ("c", Some(1), Some(5), "rwm"),
+        ("c", Some(1), Some(9), "rwm"),
+        ("c", Some(5), Some(1), "rwm"),
+        ("c", Some(136), None, "rwm"),
+        ("c", Some(5), Some(2), "rwm"),
+        ("c", Some(10), Some(200), "rwm"),
+    ] {
+        rules.push(rule(t, maj, min, acc));
+    }
+    for d in linux.devices().iter().flatten() {
+        let t = match serde_json::to_value(d.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+        {
+            Some(t) if t == "b" => "b",
+            _ => "c",
+        };
+        rules.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    rules
+}
+
+struct Plan {
+    clone_flags: CloneFlags,
+    join: Vec<(String, PathBuf)>,
+    pid_path: Option<PathBuf>,
+    new_userns: bool,
+    userns: bool,
+    new_mountns: bool,
+    new_cgroupns: bool,
+    new_timens: bool,
+}
+
+fn plan(b: &Bundle) -> Result<Plan> {
+    let mut p = Plan {
+        clone_flags: CloneFlags::empty(),
+        join: Vec::new(),
+        pid_path: None,
+        new_userns: false,
+        userns: false,
+        new_mountns: false,
+        new_cgroupns: false,
+        new_timens: false,
+    };
+    let nss = b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    let mut joined = std::collections::HashMap::new();
+    for ns in &nss {
+        let t = ns.typ();
+        match ns.path() {
+            Some(path) => {
+                joined.insert(t as u64, path.clone());
+                match t {
+                    LinuxNamespaceType::Pid => p.pid_path = Some(path.clone()),
+                    LinuxNamespaceType::User => {
+                        return Err(Error::Unsupported(format!(
+                            "{}: field linux.namespaces: joining an existing user namespace ({}) is not implemented yet; create a new one with uidMappings instead",
+                            b.config_path.display(),
+                            path.display()
+                        )))
+                    }
+                    _ => {}
+                }
+                if t == LinuxNamespaceType::Mount {
+                    // A joined mount namespace: rootfs setup happens there.
+                }
+            }
+            None => match t {
+                LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
+                LinuxNamespaceType::Time => p.new_timens = true,
+                LinuxNamespaceType::User => {
+                    p.new_userns = true;
+                    p.clone_flags |= CloneFlags::CLONE_NEWUSER;
+                }
+                LinuxNamespaceType::Mount => {
+                    p.new_mountns = true;
+                    p.clone_flags |= CloneFlags::CLONE_NEWNS;
+                }
+                other => p.clone_flags |= namespaces::clone_flag(other),
+            },
+        }
+    }
+    p.userns = p.new_userns;
+    for t in namespaces::JOIN_ORDER {
+        if t == LinuxNamespaceType::Pid {
+            continue;
+        }
+        if let Some(path) = joined.get(&(t as u64)) {
+            p.join.push((spec::ns_name(t).to_string(), path.clone()));
+        }
+    }
+    if !p.new_mountns && !joined.contains_key(&(LinuxNamespaceType::Mount as u64)) {
+        return Err(Error::config(
+            &b.config_path,
+            "linux.namespaces",
+            "a mount namespace is required to set up the root filesystem (add {\"type\": \"mount\"})",
+        ));
+    }
+    Ok(p)
+}
+
+/// Undo a failed create: kill the child, remove cgroup and state.
+struct Cleanup<'a> {
+    rt: &'a Runtime,
+    id: String,
+    dir: PathBuf,
+    cgroup: Option<Box<dyn CgroupManager>>,
+    child: Option<(i32, OwnedFd)>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some((pid, pidfd)) = self.child.take() {
+            // SAFETY: kill(2) our own child, then reap it through its pidfd.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = clone::wait_pidfd(&pidfd);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.destroy() {
+                crate::logging::warn(|| format!("cleanup of {}: {e}", self.id));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = &self.rt;
+    }
+}
+
+impl Runtime {
+    /// Create a container: the init is set up and parked at the exec barrier.
+    pub fn create(&self, o: &CreateOptions) -> Result<Handle> {
+        let bundle = {
+            let _g = explain::phase(Phase::Spec);
+            state::validate_id(&o.id)?;
+            let b = spec::load(&o.bundle)?;
+            explain::step(&catalog::SPEC_LOAD, || {
+                format!("{} ({} bytes)", b.config_path.display(), b.raw.len())
+            });
+            spec::validate(
+                &b,
+                ValidateOpts {
+                    need_process: true,
+                    check_rootfs: true,
+                },
+            )?;
+            b
+        };
+        let process = bundle.spec.process().clone().expect("validated");
+        let terminal = process.terminal() == Some(true);
+        if terminal && o.console_socket.is_none() && !o.foreground {
+            return Err(Error::msg(
+                "cannot allocate tty if runc will detach without setting console socket: give --console-socket, or set process.terminal to false",
+            ));
+        }
+        if !terminal && o.console_socket.is_some() {
+            return Err(Error::msg(
+                "cannot use console socket if runc will not detach or allocate tty: process.terminal is false",
+            ));
+        }
+        let plan = plan(&bundle)?;
+        let store = crate::state::Store::open(&self.store.root)?;
+
+        let me = std::process::id() as i32;
+        let mut record = ContainerState {
+            id: o.id.clone(),
+            creator_pid: me,
+            creator_start: state::proc_stat(me).map(|s| s.start).unwrap_or(0),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs(),
+            created: crate::time::now_rfc3339_nanos(),
+            annotations: bundle.annotations().into_iter().collect(),
+            phase: Some(StPhase::Creating),
+            mode: if o.mode.is_empty() {
+                "container".into()
+            } else {
+                o.mode.clone()
+            },
+            rootless: self.rootless,
+            owner_uid: nix::unistd::geteuid().as_raw(),
+            ..Default::default()
+        };
+
+        let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
+        if let Some(cg) = &cgroup_mgr {
+            record.cgroup = cg.record();
+        }
+
+        let (dir, _lock) = {
+            let _g = explain::phase(Phase::State);
+            explain::step(&catalog::STATE_CLAIM, || {
+                format!("{}", self.store.dir(&o.id).display())
+            });
+            store.claim(&o.id, &record, &|stale| self.reap_stale(stale))?
+        };
+        let mut cleanup = Cleanup {
+            rt: self,
+            id: o.id.clone(),
+            dir: dir.clone(),
+            cgroup: None,
+            child: None,
+            armed: true,
+        };
+
+        let cfg_copy = dir.join(state::CONFIG_FILE);
+        std::fs::write(&cfg_copy, &bundle.raw).map_err(|e| Error::io("write", &cfg_copy, e))?;
+
+        if let Some(cg) = cgroup_mgr {
+            let _g = explain::phase(Phase::Cgroups);
+            cg.create()?;
+            cleanup.cgroup = Some(cg);
+            let cg = cleanup.cgroup.as_ref().expect("set above");
+            let mut res: LinuxResources = bundle
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone())
+                .unwrap_or_default();
+            if !self.rootless {
+                res.set_devices(Some(device_rules(&bundle)));
+            }
+            cg.set(&res, false)?;
+        }
+
+        let fifo = dir.join(state::FIFO_FILE);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+        // SAFETY: chmod via libc on a path we just created (umask may have masked bits).
+        let _ =
+            std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622));
+
+        let console = match &o.console_socket {
+            Some(p) => Some(linux::console::connect(p)?),
+            None => None,
+        };
+        let seccomp = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone());
+        let listener = match seccomp.as_ref().and_then(|s| s.listener_path().clone()) {
+            Some(p) => Some(linux::console::connect(&p).map_err(|e| {
+                Error::msg(format!("linux.seccomp.listenerPath {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
+
+        let exe = clone::sealed_self()?;
+        let (parent_ch, child_ch) = Channel::pair()?;
+        let mut keep = Vec::new();
+        if let Some(c) = &console {
+            keep.push(c.as_raw_fd());
+        }
+        if let Some(l) = &listener {
+            keep.push(l.as_raw_fd());
+        }
+        let pre = PreExec {
+            channel: child_ch.as_fd().as_raw_fd(),
+            exe: &exe,
+            wait_for_maps: plan.new_userns,
+            min_fd: 3 + o.preserve_fds,
+            keep: &keep,
+            mode: "init",
+        };
+        let restore_pid = match &plan.pid_path {
+            Some(p) => Some(enter_pid_ns(p)?),
+            None => None,
+        };
+        let child = {
+            let _g = explain::phase(Phase::Clone);
+            clone::spawn(plan.clone_flags, None, &pre)
+        };
+        if let Some(r) = restore_pid {
+            let _ = nix::sched::setns(r.as_fd(), CloneFlags::CLONE_NEWPID);
+        }
+        let child = child?;
+        drop(child_ch);
+        drop(exe);
+        let pid = child.pid;
+        let kept = child.kept.clone();
+        cleanup.child = Some((pid, child.pidfd));
+        record.pid = pid;
+        record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
+        record.save(&dir)?;
+
+        if let Some(cg) = &cleanup.cgroup {
+            let _g = explain::phase(Phase::Cgroups);
+            cg.add_process(pid)?;
+        }
+        if plan.new_userns {
+            let linux = bundle.spec.linux().clone().unwrap_or_default();
+            linux::userns::write_maps(
+                pid,
+                linux.uid_mappings().as_deref().unwrap_or(&[]),
+                linux.gid_mappings().as_deref().unwrap_or(&[]),
+            )?;
+            parent_ch.send(&"maps")?;
+        }
+
+        let cgroup_mount = cgroup_mount_info(cleanup.cgroup.as_deref(), plan.new_cgroupns);
+        let mut ki = kept.iter();
+        let req = InitRequest {
+            kind: InitKind::Create,
+            id: o.id.clone(),
+            state_dir: dir.clone(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs(),
+            process: process.clone(),
+            seccomp: seccomp.clone(),
+            seccomp_wait_killable: bundle.seccomp_wait_killable,
+            join: plan.join.clone(),
+            new_timens: plan.new_timens,
+            new_cgroupns: plan.new_cgroupns,
+            new_mountns: plan.new_mountns,
+            userns: plan.userns,
+            no_pivot: o.no_pivot,
+            no_new_keyring: o.no_new_keyring,
+            preserve_fds: o.preserve_fds,
+            console_fd: console.as_ref().and_then(|_| ki.next().copied()),
+            seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
+            tty_to_parent: terminal && o.console_socket.is_none(),
+            cgroup_mount,
+            host_pid: pid,
+            annotations: record.annotations.clone(),
+            explain: self.explain,
+            trace: self.trace,
+            log_level: self.log_level,
+        };
+        drop(console);
+        drop(listener);
+        // If the child already died, the loop below reads its error (or EOF).
+        let _ = parent_ch.send(&ToChild::Init(Box::new(req)));
+
+        let mut pty = None;
+        loop {
+            let msg = parent_ch.recv::<ToParent>()?;
+            match msg {
+                Some((ToParent::Log(r), _)) => crate::logging::emit(&r),
+                Some((ToParent::Event(e), _)) => explain::deliver(e),
+                Some((ToParent::Hooks, _)) => {
+                    let st = hook_state(&o.id, "creating", pid, &bundle.dir, &record.annotations);
+                    if let Some(h) = bundle.spec.hooks() {
+                        #[allow(deprecated)]
+                        if let Some(list) = h.prestart() {
+                            linux::hooks::run("prestart", list, &st)?;
+                        }
+                        if let Some(list) = h.create_runtime() {
+                            linux::hooks::run("createRuntime", list, &st)?;
+                        }
+                    }
+                    parent_ch.send(&ToChild::HooksDone)?;
+                }
+                Some((ToParent::Pty, mut fds)) => pty = fds.pop(),
+                Some((ToParent::Ready, _)) => break,
+                Some((ToParent::Error(m), _)) => {
+                    return Err(Error::Child(format!(
+                        "unable to start container process: {m}"
+                    )));
+                }
+                None => {
+                    let (_, pidfd) = cleanup.child.take().expect("child");
+                    let st = clone::wait_pidfd(&pidfd).unwrap_or(-1);
+                    return Err(Error::Child(format!(
+                        "unable to start container process: the container's init exited during setup (status {st})"
+                    )));
+                }
+            }
+        }
+        record.phase = Some(StPhase::Created);
+        record.save(&dir)?;
+        if let Some(pf) = &o.pid_file {
+            write_pid_file(pf, pid)?;
+        }
+        cleanup.armed = false;
+        let (_, pidfd) = cleanup.child.take().expect("child");
+        Ok(Handle { pid, pidfd, pty })
+    }
+
+    fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {
+        let ps = PathSpec {
+            cgroups_path: b
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().clone()),
+            systemd: self.systemd_cgroup,
+        };
+        if self.systemd_cgroup && !Path::new("/run/systemd/system").exists() {
+            crate::logging::info(|| {
+                "--systemd-cgroup: systemd is not running here; the slice:prefix:name path is mapped to cgroupfs".into()
+            });
+        }
+        if self.rootless {
+            // Without root, a cgroup is only usable when delegated to us; like
+            // runc, skip it otherwise (limits in the config are then not enforced).
+            let has_limits = b
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+                .is_some_and(|r| r.memory().is_some() || r.cpu().is_some() || r.pids().is_some());
+            match cgroups::new_manager(&ps, id, &cgroups::Options::default()) {
+                Ok(m) if m.create().is_ok() => return Ok(Some(m)),
+                _ => {
+                    if has_limits {
+                        crate::logging::warn(|| {
+                            "rootless: no writable (delegated) cgroup; linux.resources limits are not applied".into()
+                        });
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        cgroups::new_manager(&ps, id, &cgroups::Options::default()).map(Some)
+    }
+
+    fn reap_stale(&self, st: &ContainerState) {
+        if st.init_alive() {
+            // SAFETY: kill(2) the init recorded by a create that died.
+            unsafe { libc::kill(st.pid, libc::SIGKILL) };
+        }
+        if let Some(cg) = crate::cgroups::from_record(&st.cgroup) {
+            let _ = cg.destroy();
+        }
+    }
+}
+
+fn enter_pid_ns(path: &Path) -> Result<OwnedFd> {
+    let own = nix::fcntl::open(
+        "/proc/self/ns/pid",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open /proc/self/ns/pid", e))?;
+    namespaces::join(LinuxNamespaceType::Pid, path)?;
+    Ok(own)
+}
+
+/// The cgroup facts a `cgroup` mount inside the container needs.
+pub fn cgroup_mount_info(cg: Option<&dyn CgroupManager>, cgroupns: bool) -> CgroupMountInfo {
+    let mut info = CgroupMountInfo {
+        cgroupns,
+        ..Default::default()
+    };
+    if let Some(cg) = cg {
+        for (ctrl, dir) in cg.dirs() {
+            if ctrl.is_empty() {
+                info.v2 = Some(dir);
+            } else {
+                info.v1.push((ctrl, dir));
+            }
+        }
+    }
+    info
+}
+
+/// Write a pid file atomically (engines read it as soon as create returns).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write pid file", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("write pid file", path, e))
+}

@@ -1,0 +1,113 @@
+//! delete: kill what is left, remove the cgroup, run poststop hooks and free the id.
+
+use super::{bad_status, Runtime};
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog, Phase};
+use crate::linux::hooks::pidfd_open;
+use crate::state::{self, ContainerState, Status};
+use std::os::fd::AsRawFd;
+
+impl Runtime {
+    /// Delete a container. A running one needs `force`; with `force`, a
+    /// container that does not exist is not an error (engines call delete twice).
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let st = match self.store.load(id) {
+            Ok(s) => s,
+            Err(Error::NotExist(_)) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _lock = match self.store.lock(id) {
+            Ok(l) => l,
+            Err(Error::NotExist(_)) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _g = explain::phase(Phase::Delete);
+        // Re-read under the lock: a concurrent create may have moved on.
+        let st = ContainerState::read(&self.store.dir(id)).unwrap_or(st);
+        let status = self.status_of(&st);
+        match status {
+            Status::Stopped => {}
+            Status::Created => self.kill_and_wait(&st),
+            Status::Creating | Status::Running | Status::Paused if force => self.kill_and_wait(&st),
+            _ => {
+                return Err(bad_status(
+                    id,
+                    status,
+                    &format!("cannot delete container {id} that is not stopped: {status} (use delete --force)"),
+                ))
+            }
+        }
+        self.destroy(&st)
+    }
+
+    fn kill_and_wait(&self, st: &ContainerState) {
+        if let Some(cg) = self.cgroup_of(st) {
+            if cg.is_frozen() {
+                for p in cg.pids().unwrap_or_default() {
+                    // SAFETY: kill(2) to a pid in the container's cgroup.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+                let _ = cg.freeze(false);
+            }
+        }
+        if !st.init_alive() {
+            return;
+        }
+        let Ok(pidfd) = pidfd_open(st.pid) else {
+            return;
+        };
+        if !st.init_alive() {
+            return;
+        }
+        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        let mut p = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll one pollfd that lives for the call; up to 10 s.
+        unsafe { libc::poll(&mut p, 1, 10_000) };
+    }
+
+    /// Tear down a stopped container's resources.
+    fn destroy(&self, st: &ContainerState) -> Result<()> {
+        let dir = self.store.dir(&st.id);
+        let mut err = None;
+        if let Some(cg) = self.cgroup_of(st) {
+            if let Err(e) = cg.destroy() {
+                err = Some(e);
+            }
+        }
+        let cfg = dir.join(state::CONFIG_FILE);
+        if let Ok(raw) = std::fs::read(&cfg) {
+            if let Ok(p) = crate::spec::parse(&raw, &cfg) {
+                if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+                    let s = super::create::hook_state(
+                        &st.id,
+                        "stopped",
+                        0,
+                        &st.bundle,
+                        &st.annotations,
+                    );
+                    if let Err(e) = crate::linux::hooks::run("poststop", &list, &s) {
+                        crate::logging::warn(|| format!("{e}"));
+                    }
+                }
+            }
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        explain::step(&catalog::DELETE_STATE, || dir.display().to_string());
+        self.store.remove(&st.id)
+    }
+}

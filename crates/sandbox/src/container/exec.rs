@@ -1,0 +1,330 @@
+//! exec: start one more process inside a running container, in all of its
+//! namespaces and its cgroup, with the given process attributes.
+
+use super::{bad_status, Runtime};
+use crate::error::{Error, Result};
+use crate::explain::{self, Phase};
+use crate::linux::{self, namespaces};
+use crate::process::clone::{self, PreExec};
+use crate::process::init::{InitKind, InitRequest};
+use crate::process::sync::{Channel, ToChild, ToParent};
+use crate::state::{self, Status};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub id: String,
+    /// The complete process to run (see [`merge_process`]).
+    pub process: Option<Process>,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: i32,
+}
+
+/// A started exec process.
+#[derive(Debug)]
+pub struct ExecHandle {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    pub pty: Option<OwnedFd>,
+}
+
+/// Overrides from the exec command line, applied over the container's own process.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOverrides {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<(u32, Option<u32>)>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub tty: bool,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+}
+
+/// Build the exec process as runc does: start from the container's
+/// process.json, replace args, add env (later entries win), set the rest.
+pub fn merge_process(base: &Process, o: &ProcessOverrides) -> Result<Process> {
+    let mut p = base.clone();
+    p.set_args(Some(o.args.clone()));
+    let mut env = base.env().clone().unwrap_or_default();
+    for e in &o.env {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(c) = &o.cwd {
+        p.set_cwd(c.clone());
+    }
+    if let Some((uid, gid)) = o.user {
+        let mut u = p.user().clone();
+        u.set_uid(uid);
+        u.set_gid(gid.unwrap_or(0));
+        p.set_user(u);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut u = p.user().clone();
+        u.set_additional_gids(Some(o.additional_gids.clone()));
+        p.set_user(u);
+    }
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &o.caps {
+            let n = if name.to_ascii_uppercase().starts_with("CAP_") {
+                name.to_ascii_uppercase()
+            } else {
+                format!("CAP_{}", name.to_ascii_uppercase())
+            };
+            let c: oci_spec::runtime::Capability =
+                serde_json::from_value(serde_json::Value::String(n.clone()))
+                    .map_err(|_| Error::msg(format!("--cap {name}: unknown capability")))?;
+            for set in [0, 1, 2, 3] {
+                let mut s = match set {
+                    0 => caps.bounding().clone(),
+                    1 => caps.effective().clone(),
+                    2 => caps.permitted().clone(),
+                    _ => caps.inheritable().clone(),
+                }
+                .unwrap_or_default();
+                s.insert(c);
+                match set {
+                    0 => caps.set_bounding(Some(s)),
+                    1 => caps.set_effective(Some(s)),
+                    2 => caps.set_permitted(Some(s)),
+                    _ => caps.set_inheritable(Some(s)),
+                };
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    p.set_terminal(Some(o.tty));
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(a) = &o.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    Ok(p)
+}
+
+impl Runtime {
+    /// The container's process from its config (the base for exec).
+    pub fn config_process(&self, id: &str) -> Result<Process> {
+        let dir = self.store.dir(id);
+        let cfg = dir.join(state::CONFIG_FILE);
+        let raw = std::fs::read(&cfg).map_err(|e| Error::io("read", &cfg, e))?;
+        crate::spec::parse(&raw, &cfg)?
+            .spec
+            .process()
+            .clone()
+            .ok_or_else(|| Error::msg(format!("container {id}: its config has no process")))
+    }
+
+    /// Start a process in the container.
+    pub fn exec(&self, o: &ExecOptions) -> Result<ExecHandle> {
+        let (st, status) = self.load(&o.id)?;
+        match status {
+            Status::Running | Status::Created => {}
+            Status::Paused => {
+                return Err(bad_status(
+                    &o.id,
+                    status,
+                    "cannot exec in a paused container",
+                ))
+            }
+            _ => {
+                return Err(bad_status(
+                    &o.id,
+                    status,
+                    "cannot exec in a stopped container: container not running",
+                ))
+            }
+        }
+        let process = o
+            .process
+            .clone()
+            .ok_or_else(|| Error::msg("exec: no process given"))?;
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::msg(
+                "exec: process.args must not be empty (give a command)",
+            ));
+        }
+        let terminal = process.terminal() == Some(true);
+        if !terminal && o.console_socket.is_some() {
+            return Err(Error::msg("cannot use console socket if runc will not detach or allocate tty: the process has no terminal"));
+        }
+        if terminal && o.console_socket.is_none() && o.detach {
+            return Err(Error::msg(
+                "cannot allocate tty if runc will detach without setting console socket",
+            ));
+        }
+        let dir = self.store.dir(&o.id);
+        let cfg = dir.join(state::CONFIG_FILE);
+        let parsed = crate::spec::parse(
+            &std::fs::read(&cfg).map_err(|e| Error::io("read", &cfg, e))?,
+            &cfg,
+        )?;
+        let seccomp = parsed
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone());
+
+        let mut join = Vec::new();
+        let mut pid_ns = None;
+        let mut userns = false;
+        for (t, path) in namespaces::differing(st.pid) {
+            if t == LinuxNamespaceType::Pid {
+                pid_ns = Some(path);
+            } else {
+                if t == LinuxNamespaceType::User {
+                    userns = true;
+                }
+                join.push((crate::spec::ns_name(t).to_string(), path));
+            }
+        }
+        // Open them now: once the init dies, its /proc entries are gone.
+        if !st.init_alive() {
+            return Err(bad_status(
+                &o.id,
+                Status::Stopped,
+                "cannot exec in a stopped container: container not running",
+            ));
+        }
+
+        let console = match &o.console_socket {
+            Some(p) => Some(linux::console::connect(p)?),
+            None => None,
+        };
+        let listener = match seccomp.as_ref().and_then(|s| s.listener_path().clone()) {
+            Some(p) => Some(linux::console::connect(&p)?),
+            None => None,
+        };
+        let exe = clone::sealed_self()?;
+        let (parent_ch, child_ch) = Channel::pair()?;
+        let mut keep = Vec::new();
+        if let Some(c) = &console {
+            keep.push(c.as_raw_fd());
+        }
+        if let Some(l) = &listener {
+            keep.push(l.as_raw_fd());
+        }
+        let pre = PreExec {
+            channel: child_ch.as_fd().as_raw_fd(),
+            exe: &exe,
+            wait_for_maps: false,
+            min_fd: 3 + o.preserve_fds,
+            keep: &keep,
+            mode: "init",
+        };
+        let own_pid = match &pid_ns {
+            Some(p) => {
+                let own = nix::fcntl::open(
+                    "/proc/self/ns/pid",
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::sys("open /proc/self/ns/pid", e))?;
+                namespaces::join(LinuxNamespaceType::Pid, p)?;
+                Some(own)
+            }
+            None => None,
+        };
+        let child = {
+            let _g = explain::phase(Phase::Clone);
+            clone::spawn(CloneFlags::empty(), None, &pre)
+        };
+        if let Some(own) = own_pid {
+            let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
+        }
+        let child = child?;
+        drop(child_ch);
+        let pid = child.pid;
+        let kill_child = |pidfd: &OwnedFd| {
+            // SAFETY: kill(2) our own child and reap it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = clone::wait_pidfd(pidfd);
+        };
+        if let Some(cg) = self.cgroup_of(&st) {
+            if let Err(e) = cg.add_process(pid) {
+                kill_child(&child.pidfd);
+                return Err(e);
+            }
+        }
+        let mut ki = child.kept.iter();
+        let req = InitRequest {
+            kind: InitKind::Exec,
+            id: o.id.clone(),
+            state_dir: dir.clone(),
+            bundle: st.bundle.clone(),
+            rootfs: st.rootfs.clone(),
+            process,
+            seccomp,
+            seccomp_wait_killable: parsed.seccomp_wait_killable,
+            join,
+            new_timens: false,
+            new_cgroupns: false,
+            new_mountns: false,
+            userns,
+            no_pivot: false,
+            no_new_keyring: true,
+            preserve_fds: o.preserve_fds,
+            console_fd: console.as_ref().and_then(|_| ki.next().copied()),
+            seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
+            tty_to_parent: terminal && o.console_socket.is_none(),
+            cgroup_mount: Default::default(),
+            host_pid: pid,
+            annotations: st.annotations.clone(),
+            explain: self.explain,
+            trace: self.trace,
+            log_level: self.log_level,
+        };
+        drop(console);
+        drop(listener);
+        // If the child already died, the loop below reads its error (or EOF).
+        let _ = parent_ch.send(&ToChild::Init(Box::new(req)));
+        let mut pty = None;
+        let mut ready = false;
+        loop {
+            match parent_ch.recv::<ToParent>() {
+                Ok(Some((ToParent::Log(r), _))) => crate::logging::emit(&r),
+                Ok(Some((ToParent::Event(e), _))) => explain::deliver(e),
+                Ok(Some((ToParent::Pty, mut fds))) => pty = fds.pop(),
+                Ok(Some((ToParent::Ready, _))) => ready = true,
+                Ok(Some((ToParent::Hooks, _))) => {}
+                Ok(Some((ToParent::Error(m), _))) => {
+                    kill_child(&child.pidfd);
+                    return Err(Error::Child(format!(
+                        "unable to start container process: {m}"
+                    )));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    kill_child(&child.pidfd);
+                    return Err(e);
+                }
+            }
+        }
+        if !ready {
+            let st = clone::wait_pidfd(&child.pidfd).unwrap_or(-1);
+            return Err(Error::Child(format!(
+                "unable to start container process: the exec process exited during setup (status {st})"
+            )));
+        }
+        if let Some(pf) = &o.pid_file {
+            super::create::write_pid_file(pf, pid)?;
+        }
+        Ok(ExecHandle {
+            pid,
+            pidfd: child.pidfd,
+            pty,
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! The lifecycle verbs, as the runtime's parent side runs them: create,
+//! start, state, kill, delete, exec, pause and resume. Each takes a
+//! [`Runtime`] (the state root and global options) and works through the
+//! cgroup manager trait and the process module.
+
+mod create;
+mod delete;
+pub mod exec;
+mod ops;
+
+pub use create::{CreateOptions, Handle};
+pub use exec::{merge_process, ExecHandle, ExecOptions};
+
+use crate::cgroups::{self, CgroupManager};
+use crate::error::{Error, Result};
+use crate::state::{ContainerState, Status, Store};
+use std::path::PathBuf;
+
+/// The runtime's global settings for one command.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub store: Store,
+    /// `--systemd-cgroup`: interpret cgroupsPath as slice:prefix:name.
+    pub systemd_cgroup: bool,
+    /// Running without root: skip cgroups unless delegated.
+    pub rootless: bool,
+    /// Forwarded to the child: narrate, trace, log level.
+    pub explain: bool,
+    pub trace: bool,
+    pub log_level: crate::logging::Level,
+}
+
+impl Runtime {
+    /// A runtime on a state root.
+    pub fn new(root: PathBuf) -> Runtime {
+        Runtime {
+            store: Store::at(&root),
+            systemd_cgroup: false,
+            rootless: !nix::unistd::geteuid().is_root(),
+            explain: false,
+            trace: false,
+            log_level: crate::logging::Level::Warn,
+        }
+    }
+
+    /// Load a container's record and its current status.
+    pub fn load(&self, id: &str) -> Result<(ContainerState, Status)> {
+        let st = self.store.load(id)?;
+        let status = self.status_of(&st);
+        Ok((st, status))
+    }
+
+    /// Derive the status of a record.
+    pub fn status_of(&self, st: &ContainerState) -> Status {
+        st.status(&self.store.dir(&st.id), |s| {
+            cgroups::from_record(&s.cgroup).is_some_and(|m| m.is_frozen())
+        })
+    }
+
+    /// The cgroup manager recorded for a container.
+    pub fn cgroup_of(&self, st: &ContainerState) -> Option<Box<dyn CgroupManager>> {
+        cgroups::from_record(&st.cgroup)
+    }
+
+    /// Every container with its status.
+    pub fn list(&self) -> Result<Vec<(ContainerState, Status)>> {
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .map(|s| {
+                let st = self.status_of(&s);
+                (s, st)
+            })
+            .collect())
+    }
+}
+
+/// Refuse an operation in the wrong status, with runc's wording.
+fn bad_status(id: &str, status: Status, what: &str) -> Error {
+    Error::BadStatus {
+        id: id.to_string(),
+        status: status.to_string(),
+        what: what.to_string(),
+    }
+}

@@ -1,0 +1,224 @@
+//! start, kill, pause, resume and the process list.
+
+use super::{bad_status, Runtime};
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog, Phase};
+use crate::linux::hooks::pidfd_open;
+use crate::state::{self, Status};
+use std::os::fd::{AsFd, AsRawFd};
+
+impl Runtime {
+    /// Open the exec barrier: the init execs the container's program.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        match status {
+            Status::Created => {}
+            Status::Stopped => {
+                return Err(bad_status(
+                    id,
+                    status,
+                    "cannot start a container that has stopped",
+                ))
+            }
+            Status::Running | Status::Paused => {
+                return Err(bad_status(
+                    id,
+                    status,
+                    "cannot start an already running container",
+                ))
+            }
+            Status::Creating => {
+                return Err(bad_status(
+                    id,
+                    status,
+                    "cannot start a container that is still being created",
+                ))
+            }
+        }
+        let dir = self.store.dir(id);
+        let fifo = dir.join(state::FIFO_FILE);
+        explain::step(&catalog::BARRIER_OPEN, || {
+            format!("open({}, O_RDONLY) and read one byte", fifo.display())
+        });
+        let g = explain::phase(Phase::ExecBarrier);
+        let f = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::ENOENT => bad_status(
+                id,
+                Status::Running,
+                "cannot start an already running container",
+            ),
+            e => Error::sys(format!("open {}", fifo.display()), e),
+        })?;
+        let pidfd =
+            pidfd_open(st.pid).map_err(|e| Error::sys(format!("pidfd_open({})", st.pid), e))?;
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: f.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: poll over an array that lives for the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                    continue;
+                }
+                return Err(Error::sys("poll exec.fifo", nix::errno::Errno::last()));
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                let mut b = [0u8; 1];
+                match nix::unistd::read(f.as_fd(), &mut b) {
+                    Ok(1) => break,
+                    Ok(_) | Err(nix::errno::Errno::EAGAIN) => continue,
+                    Err(e) => return Err(Error::sys("read exec.fifo", e)),
+                }
+            }
+            if fds[1].revents != 0 {
+                return Err(Error::msg(format!(
+                    "container {id}: the init process exited before start (see the container's stderr)"
+                )));
+            }
+        }
+        drop(g);
+        let _ = std::fs::remove_file(&fifo);
+        // Poststart hooks: a failure is a warning, the container keeps running.
+        let cfg = crate::spec::parse(
+            &std::fs::read(dir.join(state::CONFIG_FILE)).unwrap_or_default(),
+            &dir.join(state::CONFIG_FILE),
+        );
+        if let Ok(p) = cfg {
+            if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+                let s =
+                    super::create::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
+                if let Err(e) = crate::linux::hooks::run("poststart", &list, &s) {
+                    crate::logging::warn(|| format!("{e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send a signal to the init, or with `all` to every process of the cgroup.
+    pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        explain::step(&catalog::KILL, || {
+            format!(
+                "kill({}, {}){}",
+                st.pid,
+                crate::linux::signals::name(sig),
+                if all {
+                    " to every pid in the cgroup"
+                } else {
+                    ""
+                }
+            )
+        });
+        if all {
+            let cg = self
+                .cgroup_of(&st)
+                .ok_or_else(|| Error::msg(format!("container {id} has no cgroup to signal")))?;
+            let frozen = cg.is_frozen();
+            let pids = cg.pids()?;
+            if pids.is_empty() && status == Status::Stopped {
+                return Err(Error::msg("container not running"));
+            }
+            for p in pids {
+                // SAFETY: kill(2) to a pid in the container's cgroup.
+                unsafe { libc::kill(p, sig) };
+            }
+            if frozen && sig == libc::SIGKILL {
+                let _ = cg.freeze(false);
+            }
+            return Ok(());
+        }
+        if status == Status::Stopped {
+            return Err(Error::msg("container not running"));
+        }
+        // A pidfd makes the signal go to exactly the process we checked.
+        let pidfd =
+            pidfd_open(st.pid).map_err(|_| Error::msg("container not running: no such process"))?;
+        if !st.init_alive() {
+            return Err(Error::msg("container not running: no such process"));
+        }
+        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = nix::errno::Errno::last();
+            if e == nix::errno::Errno::ESRCH {
+                return Err(Error::msg("container not running: no such process"));
+            }
+            return Err(Error::sys(
+                format!(
+                    "signal {} to pid {}",
+                    crate::linux::signals::name(sig),
+                    st.pid
+                ),
+                e,
+            ));
+        }
+        if status == Status::Paused && sig == libc::SIGKILL {
+            if let Some(cg) = self.cgroup_of(&st) {
+                let _ = cg.freeze(false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Freeze every process of the container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        if status != Status::Running && status != Status::Created {
+            return Err(bad_status(id, status, "container not running"));
+        }
+        let cg = self.cgroup_of(&st).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "container {id} has no cgroup; pause needs the freezer"
+            ))
+        })?;
+        cg.freeze(true)
+    }
+
+    /// Thaw a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        if status != Status::Paused {
+            return Err(bad_status(id, status, "container not paused"));
+        }
+        let cg = self
+            .cgroup_of(&st)
+            .ok_or_else(|| Error::Unsupported(format!("container {id} has no cgroup")))?;
+        cg.freeze(false)
+    }
+
+    /// Pids of every process in the container.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let (st, status) = self.load(id)?;
+        match self.cgroup_of(&st) {
+            Some(cg) => cg.pids(),
+            None if status != Status::Stopped => Ok(vec![st.pid]),
+            None => Ok(Vec::new()),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! nano-sandbox's container library, organised by kernel mechanism.
+//!
+//! * [`spec`] loads and validates config.json;
+//! * [`state`] keeps the per-container state directory;
+//! * [`container`] holds the lifecycle verbs (create, start, kill, delete, exec);
+//! * [`process`] creates processes in namespaces and talks to them;
+//! * [`linux`] has one module per kernel mechanism (namespaces, mounts,
+//!   devices, capabilities, rlimits, seccomp, console, hooks, sysctl, users);
+//! * [`cgroups`] manages v1, v2 and hybrid cgroups behind one trait;
+//! * [`explain`] narrates every step, and [`logging`] tags lines by role.
+//!
+//! The library never prints on its own: it reports to the sinks the binary
+//! installs, and returns typed errors.
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod explain;
+pub mod linux;
+pub mod logging;
+pub mod process;
+pub mod spec;
+pub mod state;
+pub mod time;
+
+pub use error::{Error, Result};

@@ -1,0 +1,222 @@
+//! Capabilities: drop from the bounding set, then set inheritable, permitted
+//! and effective with capset(2), then the ambient set.
+
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
+use oci_spec::runtime::{Capability, LinuxCapabilities};
+use std::collections::HashSet;
+
+/// Capability number of an oci-spec capability.
+pub fn number(c: &Capability) -> Option<u32> {
+    let name = format!("CAP_{c}");
+    name.parse::<caps::Capability>()
+        .ok()
+        .map(|c| c.index() as u32)
+}
+
+/// Capability number from a name such as CAP_NET_ADMIN or NET_ADMIN.
+pub fn number_from_name(name: &str) -> Option<u32> {
+    let up = name.to_ascii_uppercase();
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    full.parse::<caps::Capability>()
+        .ok()
+        .map(|c| c.index() as u32)
+}
+
+/// The highest capability this kernel knows.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Bit mask of a set (None → empty).
+pub fn mask(set: &Option<HashSet<Capability>>) -> u64 {
+    let last = last_cap();
+    set.iter()
+        .flatten()
+        .filter_map(number)
+        .filter(|n| *n <= last)
+        .fold(0u64, |m, n| m | (1u64 << n))
+}
+
+/// The five masks to apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Masks {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+impl Masks {
+    /// From the config's capabilities (absent → empty sets, as runc does).
+    pub fn from_spec(c: Option<&LinuxCapabilities>) -> Masks {
+        match c {
+            None => Masks::default(),
+            Some(c) => Masks {
+                bounding: mask(c.bounding()),
+                effective: mask(c.effective()),
+                permitted: mask(c.permitted()),
+                inheritable: mask(c.inheritable()),
+                ambient: mask(c.ambient()),
+            },
+        }
+    }
+}
+
+/// Names of the capabilities in a mask.
+pub fn names(m: u64) -> Vec<String> {
+    (0..64)
+        .filter(|i| m & (1u64 << i) != 0)
+        .filter_map(|i| caps::all().into_iter().find(|c| c.index() as u32 == i))
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// Drop every capability not in `bounding` from the bounding set.
+pub fn drop_bounding(bounding: u64) -> Result<()> {
+    for cap in 0..=last_cap() {
+        if bounding & (1u64 << cap) == 0 {
+            // SAFETY: prctl(PR_CAPBSET_DROP) with a capability number; no pointers.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if r < 0 {
+                let e = nix::errno::Errno::last();
+                if e != nix::errno::Errno::EINVAL {
+                    return Err(Error::sys(
+                        format!("drop capability {cap} from the bounding set"),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Set effective, permitted and inheritable in one capset(2), then ambient.
+pub fn apply(m: &Masks) -> Result<()> {
+    explain::step(&catalog::CAPS, || {
+        let n = names(m.effective);
+        format!(
+            "bounding {} caps, effective [{}], ambient {}",
+            m.bounding.count_ones(),
+            if n.is_empty() {
+                "none".into()
+            } else {
+                n.join(" ")
+            },
+            m.ambient.count_ones()
+        )
+    });
+    let hdr = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let split = |v: u64| (v as u32, (v >> 32) as u32);
+    let (e0, e1) = split(m.effective);
+    let (p0, p1) = split(m.permitted);
+    let (i0, i1) = split(m.inheritable);
+    let data = [
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
+    ];
+    // SAFETY: capset reads a v3 header and two data structs that live for the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
+    if r < 0 {
+        return Err(Error::sys(
+            "capset (is a capability in effective/inheritable missing from permitted or bounding?)",
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: prctl(PR_CAP_AMBIENT, CLEAR_ALL) takes no pointers.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    for cap in 0..64u32 {
+        if m.ambient & (1u64 << cap) != 0 {
+            // SAFETY: prctl(PR_CAP_AMBIENT_RAISE) with a capability number.
+            let r = unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                )
+            };
+            if r < 0 {
+                crate::logging::debug(|| {
+                    format!(
+                        "ambient capability {} not raised (it must be permitted and inheritable)",
+                        names(1u64 << cap).join("")
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keep capabilities across the setuid that follows (PR_SET_KEEPCAPS).
+pub fn keep_caps(on: bool) -> Result<()> {
+    // SAFETY: prctl(PR_SET_KEEPCAPS) takes an integer flag.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, on as libc::c_ulong, 0, 0, 0) } < 0 {
+        return Err(Error::sys(
+            "prctl(PR_SET_KEEPCAPS)",
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers() {
+        assert_eq!(number(&Capability::Kill), Some(5));
+        assert_eq!(number(&Capability::SysAdmin), Some(21));
+        assert_eq!(number_from_name("net_admin"), Some(12));
+        assert_eq!(number_from_name("CAP_CHOWN"), Some(0));
+        assert_eq!(number_from_name("CAP_BOGUS"), None);
+        assert_eq!(names(1 << 5), vec!["CAP_KILL".to_string()]);
+        let set: HashSet<Capability> = [Capability::Chown, Capability::Kill].into_iter().collect();
+        assert_eq!(mask(&Some(set)), (1 << 0) | (1 << 5));
+    }
+}

@@ -1,0 +1,236 @@
+//! Path resolution that cannot escape a root. Every mount destination and
+//! device path inside the rootfs is resolved with openat2(RESOLVE_IN_ROOT), so
+//! a symlink planted in the image resolves inside the image, never on the host.
+//! Mounts then target `/proc/self/fd/N` of the resolved descriptor.
+
+use crate::error::{Error, Result};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+/// Open `rel` below `root`, resolving every component as if `root` were `/`.
+pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let rel = clean_rel(rel);
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let target: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &rel
+    };
+    loop {
+        match nix::fcntl::openat2(root, target, how) {
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Strip the leading `/` and `.` components; `..` is kept (RESOLVE_IN_ROOT
+/// clamps it at the root).
+pub fn clean_rel(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => out.push(".."),
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+/// `/proc/self/fd/N` for a descriptor, the form mount(2) is given.
+pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Create every directory of `rel` below `root` (mode 0755), resolving inside
+/// the root; returns an O_PATH descriptor of the final directory.
+pub fn mkdir_all_in_root(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
+    let rel = clean_rel(rel);
+    let comps: Vec<_> = rel.components().collect();
+    let mut cur = open_in_root(root, Path::new(""), OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(|e| Error::sys("open rootfs", e))?;
+    let mut prefix = PathBuf::new();
+    for c in comps {
+        prefix.push(c);
+        match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            Ok(fd) => cur = fd,
+            Err(nix::errno::Errno::ENOENT) => {
+                let name = c.as_os_str();
+                match nix::sys::stat::mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => {
+                        return Err(Error::sys(
+                            format!("mkdir {} in rootfs", prefix.display()),
+                            e,
+                        ))
+                    }
+                }
+                cur = open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(|e| Error::sys(format!("open {} in rootfs", prefix.display()), e))?;
+            }
+            Err(e) => {
+                return Err(Error::sys(
+                    format!(
+                        "open {} in rootfs (not a directory, or a bad symlink)",
+                        prefix.display()
+                    ),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(cur)
+}
+
+/// Create an empty file at `rel` below `root` (parents too) unless something
+/// exists there; returns an O_PATH descriptor of it.
+pub fn touch_in_root(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
+    if let Ok(fd) = open_in_root(root, rel, OFlag::O_PATH) {
+        return Ok(fd);
+    }
+    let rel = clean_rel(rel);
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let name = rel
+        .file_name()
+        .ok_or_else(|| Error::msg(format!("{}: no file name", rel.display())))?;
+    let dir = mkdir_all_in_root(root, parent)?;
+    // O_PATH descriptors cannot create files: reopen the directory for real.
+    let dirfd = reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    match nix::fcntl::openat(
+        dirfd.as_fd(),
+        name,
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(_) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(Error::sys(format!("create {} in rootfs", rel.display()), e)),
+    }
+    open_in_root(root, &rel, OFlag::O_PATH)
+        .map_err(|e| Error::sys(format!("open {} in rootfs", rel.display()), e))
+}
+
+/// Reopen an O_PATH descriptor with real access flags.
+pub fn reopen(fd: BorrowedFd<'_>, flags: OFlag) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        fd_path(fd).as_str(),
+        flags | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("reopen fd {}", fd.as_raw_fd()), e))
+}
+
+/// Open a host path as an O_PATH directory descriptor.
+pub fn open_dir_path(p: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        p,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", p.display()), e))
+}
+
+/// A C string from a path (paths never contain NUL; refuse those that do).
+pub fn cstr(p: impl AsRef<std::ffi::OsStr>) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_ref().as_bytes())
+        .map_err(|_| Error::msg(format!("{:?} contains a NUL byte", p.as_ref())))
+}
+
+/// Duplicate a descriptor to a number at or above `min`, without CLOEXEC, so it
+/// survives an exec.
+pub fn dup_inheritable(fd: BorrowedFd<'_>, min: i32) -> Result<i32> {
+    // SAFETY: fcntl(F_DUPFD) on a valid descriptor; the new one is returned to the caller.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, min) };
+    if n < 0 {
+        return Err(Error::sys("dup", nix::errno::Errno::last()));
+    }
+    Ok(n)
+}
+
+/// Take ownership of a raw descriptor number received from a parent.
+///
+/// # Safety
+/// `fd` must be an open descriptor that nothing else owns.
+pub unsafe fn own(fd: i32) -> OwnedFd {
+    // SAFETY: upheld by the caller.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Mark every descriptor from `from` upwards close-on-exec, except `keep`.
+pub fn cloexec_from(from: i32, keep: &[i32]) {
+    let mut lo = from as u32;
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|k| **k >= from)
+        .map(|k| *k as u32)
+        .collect();
+    keep.sort();
+    keep.push(u32::MAX);
+    for k in keep {
+        if lo < k {
+            let hi = if k == u32::MAX { u32::MAX } else { k - 1 };
+            // SAFETY: close_range only changes descriptor flags; CLOSE_RANGE_CLOEXEC keeps them open.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    lo,
+                    hi,
+                    libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+                )
+            };
+            if r != 0 {
+                fallback_cloexec(lo, hi);
+            }
+        }
+        lo = k.saturating_add(1);
+    }
+}
+
+fn fallback_cloexec(lo: u32, hi: u32) {
+    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<u32> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|n| *n >= lo && *n <= hi)
+            .collect();
+        for fd in fds {
+            // SAFETY: setting FD_CLOEXEC on a descriptor number; harmless if it was closed.
+            unsafe { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_rel_strips_root() {
+        assert_eq!(clean_rel(Path::new("/a/./b")), PathBuf::from("a/b"));
+        assert_eq!(clean_rel(Path::new("/")), PathBuf::from(""));
+    }
+
+    #[test]
+    fn symlink_cannot_escape() {
+        let d = std::env::temp_dir().join(format!("nk-fs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("root/etc")).unwrap();
+        std::os::unix::fs::symlink("/", d.join("root/escape")).unwrap();
+        std::os::unix::fs::symlink("../../../../", d.join("root/up")).unwrap();
+        let root = open_dir_path(&d.join("root")).unwrap();
+        // A directory created through a symlink to "/" lands inside the root.
+        mkdir_all_in_root(root.as_fd(), Path::new("/escape/made-here")).unwrap();
+        assert!(d.join("root/made-here").is_dir());
+        mkdir_all_in_root(root.as_fd(), Path::new("up/x")).unwrap();
+        assert!(d.join("root/x").is_dir());
+        touch_in_root(root.as_fd(), Path::new("/escape/etc/file")).unwrap();
+        assert!(d.join("root/etc/file").is_file());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,205 @@
+//! OCI hooks: run each with the state JSON on stdin, its args and env, and a
+//! timeout. Output is captured and included in the error when a hook fails.
+
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
+use oci_spec::runtime::Hook;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+trait ReadFd: Read + AsRawFd {}
+impl<T: Read + AsRawFd> ReadFd for T {}
+
+/// Open a pidfd for a child (to wait on it with poll and a timeout).
+pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; the returned descriptor is owned below.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: r is a new descriptor returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// Run the hooks of one kind in order; stop at the first failure.
+pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
+    for (i, h) in hooks.iter().enumerate() {
+        run_one(kind, i, h, state_json)?;
+    }
+    Ok(())
+}
+
+fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Result<()> {
+    let path = h.path().display().to_string();
+    explain::step(&catalog::HOOK, || {
+        format!(
+            "{kind}[{idx}]: {} {}",
+            path,
+            h.args()
+                .as_ref()
+                .map(|a| a.iter().skip(1).cloned().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        )
+    });
+    let _g = explain::phase(explain::Phase::Hooks);
+    let fail = |reason: String| Error::Hook {
+        kind,
+        path: path.clone(),
+        reason,
+    };
+    let mut cmd = Command::new(h.path());
+    if let Some(args) = h.args() {
+        if let Some(a0) = args.first() {
+            cmd.arg0(a0);
+        }
+        cmd.args(args.iter().skip(1));
+    }
+    cmd.env_clear();
+    for e in h.env().iter().flatten() {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin must not fail the write fatally.
+        let _ = stdin.write_all(state_json);
+    }
+    let timeout = h.timeout().map(|t| Duration::from_secs(t.max(1) as u64));
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let pidfd = pidfd_open(child.id() as i32).map_err(|e| fail(format!("pidfd_open: {e}")))?;
+    let mut stdout: Option<Box<dyn ReadFd>> =
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn ReadFd>);
+    let mut stderr: Option<Box<dyn ReadFd>> =
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn ReadFd>);
+    let start = Instant::now();
+    let mut exited = false;
+    while !exited || stdout.is_some() || stderr.is_some() {
+        let remaining = match timeout {
+            Some(t) => {
+                let el = start.elapsed();
+                if el >= t {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(fail(format!(
+                        "timed out after {} s (hook timeout)",
+                        t.as_secs()
+                    )));
+                }
+                (t - el).as_millis().min(i32::MAX as u128) as i32
+            }
+            None => -1,
+        };
+        let mut fds = vec![libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(s) = &stdout {
+            fds.push(libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if let Some(s) = &stderr {
+            fds.push(libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if exited {
+            fds[0].fd = -1;
+        }
+        // SAFETY: poll over a vector of pollfd that lives for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, remaining) };
+        if n < 0 {
+            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                continue;
+            }
+            break;
+        }
+        if fds[0].revents != 0 {
+            exited = true;
+        }
+        let mut k = 1;
+        for (pipe, buf) in [(&mut stdout, &mut out), (&mut stderr, &mut err)] {
+            if pipe.is_some() {
+                if fds[k].revents != 0 {
+                    let mut chunk = [0u8; 4096];
+                    match pipe.as_mut().map(|p| p.read(&mut chunk)) {
+                        Some(Ok(0)) | Some(Err(_)) | None => *pipe = None,
+                        Some(Ok(n)) => {
+                            if buf.len() < 65536 {
+                                buf.extend_from_slice(&chunk[..n]);
+                            }
+                        }
+                    }
+                }
+                k += 1;
+            }
+        }
+    }
+    let _ = pidfd.as_fd();
+    let status = child.wait().map_err(|e| fail(format!("wait: {e}")))?;
+    if status.success() {
+        return Ok(());
+    }
+    let how = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "failed".into(),
+    };
+    Err(fail(format!(
+        "{how}, stdout: {}, stderr: {}",
+        String::from_utf8_lossy(&out).trim(),
+        String::from_utf8_lossy(&err).trim()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: &str) -> Hook {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn state_on_stdin_and_env() {
+        let dir = std::env::temp_dir().join(format!("nk-hook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {} && echo $FOO >> {}"],"env":["FOO=bar"]}}"#,
+            out.display(),
+            out.display()
+        ));
+        run("prestart", &[h], b"{\"id\":\"x\"}").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "{\"id\":\"x\"}bar\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failure_and_timeout_reported() {
+        let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo oops >&2; exit 3"]}"#);
+        let e = run("createRuntime", &[h], b"{}").unwrap_err().to_string();
+        assert!(e.contains("exit status 3") && e.contains("oops"), "{e}");
+        let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","sleep 5"],"timeout":1}"#);
+        let e = run("prestart", &[h], b"{}").unwrap_err().to_string();
+        assert!(e.contains("timed out"), "{e}");
+    }
+}

@@ -1,0 +1,578 @@
+//! Mount entries of config.json: option parsing (pure, unit-tested) and the
+//! mount itself, always onto a descriptor resolved inside the rootfs.
+
+use super::fs::{fd_path, mkdir_all_in_root, open_in_root, touch_in_root};
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use oci_spec::runtime::Mount;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+/// Mount options split into flags, propagation, recursive attributes and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// Flags set by options (MS_RDONLY, MS_NOSUID, MS_BIND, ...).
+    pub flags: MsFlags,
+    /// Flags cleared by options (rw clears MS_RDONLY, and so on).
+    pub cleared: MsFlags,
+    /// Propagation changes applied after the mount, in order.
+    pub propagation: Vec<MsFlags>,
+    /// mount_setattr attributes set recursively (rro, rnosuid, ...).
+    pub rec_set: u64,
+    /// mount_setattr attributes cleared recursively (rrw, rsuid, ...).
+    pub rec_clear: u64,
+    /// `idmap` or `ridmap` was given.
+    pub idmap: Option<bool>,
+    /// tmpcopyup: copy the image's directory contents into a new tmpfs.
+    pub tmpcopyup: bool,
+    /// Everything else, joined with commas, passed as mount data.
+    pub data: String,
+}
+
+impl Default for Parsed {
+    fn default() -> Self {
+        Parsed {
+            flags: MsFlags::empty(),
+            cleared: MsFlags::empty(),
+            propagation: Vec::new(),
+            rec_set: 0,
+            rec_clear: 0,
+            idmap: None,
+            tmpcopyup: false,
+            data: String::new(),
+        }
+    }
+}
+
+/// The propagation flag of a rootfsPropagation or mount option word.
+pub fn propagation_flag(s: &str) -> Option<MsFlags> {
+    Some(match s {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+const ATTR_RDONLY: u64 = 0x1;
+const ATTR_NOSUID: u64 = 0x2;
+const ATTR_NODEV: u64 = 0x4;
+const ATTR_NOEXEC: u64 = 0x8;
+const ATTR_NOATIME: u64 = 0x10;
+const ATTR_STRICTATIME: u64 = 0x20;
+const ATTR_NODIRATIME: u64 = 0x80;
+const ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// A config option is acceptable (used by validation).
+pub fn check_option(o: &str) -> std::result::Result<(), String> {
+    if o.contains('\0') {
+        return Err(format!("{o:?} contains a NUL byte"));
+    }
+    Ok(())
+}
+
+/// Split mount options as runc does.
+pub fn parse_options(opts: &[String]) -> Parsed {
+    let mut p = Parsed::default();
+    let mut data = Vec::new();
+    for o in opts {
+        let o = o.as_str();
+        let (set, clear): (MsFlags, MsFlags) = match o {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            _ => {
+                if let Some(pf) = propagation_flag(o) {
+                    p.propagation.push(pf);
+                    continue;
+                }
+                let rec = match o {
+                    "rro" => Some((ATTR_RDONLY, true)),
+                    "rrw" => Some((ATTR_RDONLY, false)),
+                    "rnosuid" => Some((ATTR_NOSUID, true)),
+                    "rsuid" => Some((ATTR_NOSUID, false)),
+                    "rnodev" => Some((ATTR_NODEV, true)),
+                    "rdev" => Some((ATTR_NODEV, false)),
+                    "rnoexec" => Some((ATTR_NOEXEC, true)),
+                    "rexec" => Some((ATTR_NOEXEC, false)),
+                    "rnodiratime" => Some((ATTR_NODIRATIME, true)),
+                    "rdiratime" => Some((ATTR_NODIRATIME, false)),
+                    "rnoatime" => Some((ATTR_NOATIME, true)),
+                    "rstrictatime" => Some((ATTR_STRICTATIME, true)),
+                    "rnosymfollow" => Some((ATTR_NOSYMFOLLOW, true)),
+                    "rsymfollow" => Some((ATTR_NOSYMFOLLOW, false)),
+                    _ => None,
+                };
+                if let Some((a, set)) = rec {
+                    if set {
+                        p.rec_set |= a;
+                    } else {
+                        p.rec_clear |= a;
+                    }
+                    continue;
+                }
+                match o {
+                    "idmap" => p.idmap = Some(false),
+                    "ridmap" => p.idmap = Some(true),
+                    "tmpcopyup" => p.tmpcopyup = true,
+                    "" => {}
+                    _ => data.push(o),
+                }
+                continue;
+            }
+        };
+        p.flags.insert(set);
+        p.flags.remove(clear);
+        p.cleared.insert(clear);
+    }
+    p.data = data.join(",");
+    p
+}
+
+/// Host-side facts the cgroup mount needs: per hierarchy, where it is mounted
+/// on the host and the container's directory in it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct CgroupMountInfo {
+    /// (controller name, host directory of the container's cgroup).
+    pub v1: Vec<(String, PathBuf)>,
+    /// The container's directory in the cgroup2 hierarchy (unified hosts).
+    pub v2: Option<PathBuf>,
+    /// A new cgroup namespace is created.
+    pub cgroupns: bool,
+}
+
+/// Context for mounting into one rootfs.
+pub struct MountCtx<'a> {
+    /// O_PATH descriptor of the rootfs (after it was bind-mounted onto itself).
+    pub root: BorrowedFd<'a>,
+    /// Path of the rootfs on the host, for messages.
+    pub rootfs: &'a Path,
+    /// Cgroup facts for `type: cgroup`.
+    pub cgroup: &'a CgroupMountInfo,
+    /// The container has its own user namespace (mknod and some flags are not allowed).
+    pub userns: bool,
+    /// mount label (SELinux context) appended to data where supported.
+    pub label: Option<&'a str>,
+}
+
+fn sys_mount(
+    src: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    nix::mount::mount(src, target, fstype, flags, data)
+}
+
+/// Mount one config entry inside the rootfs.
+pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let is_bind = opts.flags.contains(MsFlags::MS_BIND) || typ == "bind";
+    let src = m
+        .source()
+        .as_ref()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    explain::step(&catalog::MOUNT, || {
+        let o = m
+            .options()
+            .as_ref()
+            .map(|v| v.join(","))
+            .unwrap_or_default();
+        format!(
+            "mount {} {src} on {} ({})",
+            if is_bind { "bind" } else { typ },
+            dest.display(),
+            if o.is_empty() { "defaults".into() } else { o }
+        )
+    });
+    let err = |what: String, e: nix::Error| {
+        Error::msg(format!(
+            "mounts[{idx}] ({} on {}): {what}: {e}",
+            if is_bind { "bind" } else { typ },
+            dest.display()
+        ))
+    };
+
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(ctx, m, &opts, idx);
+    }
+
+    let data_with_label = |data: &str| -> String {
+        match ctx.label {
+            Some(l) if !l.is_empty() && typ != "proc" && typ != "sysfs" && !is_bind => {
+                if data.is_empty() {
+                    format!("context=\"{l}\"")
+                } else {
+                    format!("{data},context=\"{l}\"")
+                }
+            }
+            _ => data.to_string(),
+        }
+    };
+
+    if is_bind {
+        let src_meta = std::fs::metadata(&src).map_err(|e| {
+            Error::msg(format!(
+                "mounts[{idx}] bind source {src}: {e} (the source must exist on the host)"
+            ))
+        })?;
+        let target_fd = if src_meta.is_dir() {
+            mkdir_all_in_root(ctx.root, dest)?
+        } else {
+            touch_in_root(ctx.root, dest)?
+        };
+        let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        sys_mount(
+            Some(&src),
+            &fd_path(target_fd.as_fd()),
+            None,
+            bind_flags,
+            None,
+        )
+        .map_err(|e| err(format!("bind {src}"), e))?;
+        // Reopen: the descriptor above names the directory under the new mount.
+        let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
+            .map_err(|e| err("reopen after mount".into(), e))?;
+        let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            remount_bind(&fd_path(top.as_fd()), extra)
+                .map_err(|e| err("remount with options".into(), e))?;
+        }
+        apply_propagation(&fd_path(top.as_fd()), &opts)
+            .map_err(|e| err("set propagation".into(), e))?;
+        apply_recursive(top.as_fd(), &opts).map_err(|e| err("mount_setattr".into(), e))?;
+        if let Some(rec) = opts.idmap {
+            return Err(Error::Unsupported(format!(
+                "mounts[{idx}]: idmapped mount ({}) needs a user namespace mapping; see linux.uidMappings",
+                if rec { "ridmap" } else { "idmap" }
+            )));
+        }
+        return Ok(());
+    }
+
+    let target_fd = mkdir_all_in_root(ctx.root, dest)?;
+    let target = fd_path(target_fd.as_fd());
+    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    let data = data_with_label(&opts.data);
+    let src_opt = if src.is_empty() {
+        Some(typ)
+    } else {
+        Some(src.as_str())
+    };
+    let r = sys_mount(
+        src_opt,
+        &target,
+        Some(typ),
+        flags,
+        if data.is_empty() { None } else { Some(&data) },
+    );
+    match r {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EPERM) | Err(nix::errno::Errno::EACCES)
+            if typ == "sysfs" && ctx.userns =>
+        {
+            // sysfs needs a network namespace owned by our user namespace;
+            // like runc, fall back to a read-only recursive bind of the host's.
+            sys_mount(
+                Some("/sys"),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| err("bind /sys (rootless fallback)".into(), e))?;
+            let top =
+                open_in_root(ctx.root, dest, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
+            let _ = remount_bind(
+                &fd_path(top.as_fd()),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            );
+        }
+        Err(nix::errno::Errno::EINVAL) if typ == "mqueue" && ctx.userns => {
+            sys_mount(
+                Some("/dev/mqueue"),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| err("bind /dev/mqueue (rootless fallback)".into(), e))?;
+        }
+        Err(e) => return Err(err(format!("mount -t {typ}"), e)),
+    }
+    let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
+        .map_err(|e| err("reopen after mount".into(), e))?;
+    if opts.tmpcopyup && typ == "tmpfs" {
+        copy_up(ctx, dest, &fd_path(top.as_fd()))?;
+    }
+    apply_propagation(&fd_path(top.as_fd()), &opts)
+        .map_err(|e| err("set propagation".into(), e))?;
+    apply_recursive(top.as_fd(), &opts).map_err(|e| err("mount_setattr".into(), e))?;
+    Ok(())
+}
+
+/// Remount a bind mount with flags; when the kernel refuses to clear a flag
+/// locked by the source mount (nosuid, nodev, ... in a user namespace), keep
+/// the locked ones and retry, as runc does.
+pub fn remount_bind(target: &str, flags: MsFlags) -> nix::Result<()> {
+    let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
+    match sys_mount(None, target, None, base | flags, None) {
+        Err(nix::errno::Errno::EPERM) => {
+            let st = nix::sys::statvfs::statvfs(target)?;
+            use nix::sys::statvfs::FsFlags;
+            let mut f = flags;
+            let locked = [
+                (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+                (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            ];
+            for (sf, mf) in locked {
+                if st.flags().contains(sf) {
+                    f |= mf;
+                }
+            }
+            sys_mount(None, target, None, base | f, None)
+        }
+        r => r,
+    }
+}
+
+fn apply_propagation(target: &str, opts: &Parsed) -> nix::Result<()> {
+    for p in &opts.propagation {
+        sys_mount(None, target, None, *p, None)?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
+    if opts.rec_set == 0 && opts.rec_clear == 0 {
+        return Ok(());
+    }
+    let attr = MountAttr {
+        attr_set: opts.rec_set,
+        attr_clr: opts.rec_clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    use std::os::fd::AsRawFd;
+    // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path with AT_EMPTY_PATH.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+fn copy_up(ctx: &MountCtx<'_>, dest: &Path, target: &str) -> Result<()> {
+    // The image's directory is still visible under the tmpfs through the
+    // rootfs path on the host (the new mount covers it only at `target`):
+    // copy from the lower directory via a second bind of the rootfs.
+    let lower = ctx.rootfs.join(super::fs::clean_rel(dest));
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", lower.display()))
+        .arg(format!("{target}/"))
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(Error::msg(format!(
+            "tmpcopyup of {}: copying the image's contents into the tmpfs failed",
+            dest.display()
+        ))),
+    }
+}
+
+fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Result<()> {
+    let dest = m.destination();
+    let err = |what: String, e: nix::Error| {
+        Error::msg(format!(
+            "mounts[{idx}] (cgroup on {}): {what}: {e}",
+            dest.display()
+        ))
+    };
+    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
+    let base = opts.flags
+        & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
+    let target_fd = mkdir_all_in_root(ctx.root, dest)?;
+    if let Some(v2dir) = &ctx.cgroup.v2 {
+        let target = fd_path(target_fd.as_fd());
+        if ctx.cgroup.cgroupns {
+            sys_mount(
+                Some("cgroup2"),
+                &target,
+                Some("cgroup2"),
+                base | (opts.flags & MsFlags::MS_RDONLY),
+                None,
+            )
+            .map_err(|e| err("mount -t cgroup2".into(), e))?;
+        } else {
+            sys_mount(
+                Some(v2dir.to_str().unwrap_or("")),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| err(format!("bind {}", v2dir.display()), e))?;
+            if ro || !base.is_empty() {
+                let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
+                    .map_err(|e| err("reopen".into(), e))?;
+                remount_bind(
+                    &fd_path(top.as_fd()),
+                    base | (opts.flags & MsFlags::MS_RDONLY),
+                )
+                .map_err(|e| err("remount".into(), e))?;
+            }
+        }
+        return Ok(());
+    }
+    // v1: a tmpfs at the destination, one directory per hierarchy holding the
+    // container's own cgroup, then the tmpfs made read-only like runc does.
+    sys_mount(
+        Some("tmpfs"),
+        &fd_path(target_fd.as_fd()),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| err("mount tmpfs".into(), e))?;
+    for (ctrl, hostdir) in &ctx.cgroup.v1 {
+        let name = ctrl.strip_prefix("name=").unwrap_or(ctrl);
+        let sub = dest.join(name);
+        let fd = mkdir_all_in_root(ctx.root, &sub)?;
+        let target = fd_path(fd.as_fd());
+        if ctx.cgroup.cgroupns {
+            let data = ctrl.clone();
+            sys_mount(
+                Some("cgroup"),
+                &target,
+                Some("cgroup"),
+                base | (opts.flags & MsFlags::MS_RDONLY),
+                Some(&data),
+            )
+            .map_err(|e| err(format!("mount cgroup {ctrl}"), e))?;
+        } else {
+            sys_mount(
+                Some(hostdir.to_str().unwrap_or("")),
+                &target,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .map_err(|e| err(format!("bind {}", hostdir.display()), e))?;
+            let top =
+                open_in_root(ctx.root, &sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
+            remount_bind(
+                &fd_path(top.as_fd()),
+                base | (opts.flags & MsFlags::MS_RDONLY),
+            )
+            .map_err(|e| err(format!("remount {ctrl}"), e))?;
+        }
+    }
+    if ro {
+        let top =
+            open_in_root(ctx.root, dest, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
+        sys_mount(
+            None,
+            &fd_path(top.as_fd()),
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+        )
+        .map_err(|e| err("remount tmpfs read-only".into(), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: &[&str]) -> Parsed {
+        parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags_and_data() {
+        let x = p(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert!(x
+            .flags
+            .contains(MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME));
+        assert_eq!(x.data, "mode=755,size=65536k");
+        let y = p(&["rbind", "ro", "rprivate"]);
+        assert!(y
+            .flags
+            .contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY));
+        assert_eq!(y.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        let z = p(&["ro", "rw"]);
+        assert!(!z.flags.contains(MsFlags::MS_RDONLY));
+        let r = p(&["rro", "rnosuid", "idmap"]);
+        assert_eq!(r.rec_set, ATTR_RDONLY | ATTR_NOSUID);
+        assert_eq!(r.idmap, Some(false));
+    }
+
+    #[test]
+    fn propagation_words() {
+        assert_eq!(
+            propagation_flag("rslave"),
+            Some(MsFlags::MS_SLAVE | MsFlags::MS_REC)
+        );
+        assert_eq!(propagation_flag("bogus"), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! The root filesystem: propagation, the rootfs bind mount, pivot_root (or
+//! MS_MOVE + chroot with --no-pivot), masked and read-only paths.
+
+use super::fs::{fd_path, open_dir_path, open_in_root};
+use super::mounts::propagation_flag;
+use crate::error::{Error, Result, SysContext};
+use crate::explain::{self, catalog};
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+/// Cut propagation of the whole tree, then bind the rootfs onto itself.
+/// Returns an O_PATH descriptor of the rootfs bind mount.
+pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<OwnedFd> {
+    let flag = propagation
+        .filter(|s| !s.is_empty())
+        .and_then(propagation_flag)
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    explain::step(&catalog::MOUNT_PROPAGATION, || {
+        format!("mount(NULL, \"/\", NULL, {}, NULL)", prop_name(flag))
+    });
+    nix::mount::mount::<str, str, str, str>(None, "/", None, flag, None)
+        .sys(|| "make / ".to_string() + &prop_name(flag))?;
+    make_parent_private(rootfs)?;
+    explain::step(&catalog::ROOTFS_BIND, || {
+        format!("mount --rbind {} {}", rootfs.display(), rootfs.display())
+    });
+    nix::mount::mount::<Path, Path, str, str>(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .sys(|| format!("bind-mount rootfs {} onto itself", rootfs.display()))?;
+    open_dir_path(rootfs)
+}
+
+fn prop_name(f: MsFlags) -> String {
+    let base = if f.contains(MsFlags::MS_SHARED) {
+        "MS_SHARED"
+    } else if f.contains(MsFlags::MS_PRIVATE) {
+        "MS_PRIVATE"
+    } else if f.contains(MsFlags::MS_UNBINDABLE) {
+        "MS_UNBINDABLE"
+    } else {
+        "MS_SLAVE"
+    };
+    if f.contains(MsFlags::MS_REC) {
+        format!("MS_REC|{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// pivot_root refuses a new root whose parent mount is shared: make the mount
+/// that holds the rootfs private (only that one mount).
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut best: Option<(String, bool)> = None;
+    for line in mi.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() < 7 {
+            continue;
+        }
+        let mp = f[4];
+        if rootfs.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() >= b.len()) {
+            let shared = f[6..]
+                .iter()
+                .take_while(|x| **x != "-")
+                .any(|x| x.starts_with("shared:"));
+            best = Some((mp.to_string(), shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        nix::mount::mount::<str, str, str, str>(None, mp.as_str(), None, MsFlags::MS_PRIVATE, None)
+            .sys(|| format!("make {mp} private"))?;
+    }
+    Ok(())
+}
+
+/// pivot_root into the rootfs and detach the old root.
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    explain::step(&catalog::PIVOT_ROOT, || {
+        format!(
+            "chdir({}); pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH)",
+            rootfs.display()
+        )
+    });
+    let old = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys(|| "open /".into())?;
+    let new = nix::fcntl::open(
+        rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys(|| format!("open {}", rootfs.display()))?;
+    nix::unistd::fchdir(new.as_fd()).sys(|| format!("chdir {}", rootfs.display()))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; it is
+    // then unmounted from "." (the old root) without a directory for it.
+    nix::unistd::pivot_root(".", ".").sys(|| format!("pivot_root {}", rootfs.display()))?;
+    nix::unistd::fchdir(old.as_fd()).sys(|| "chdir old root".into())?;
+    // Make sure nothing of the old root propagates back when it is detached.
+    nix::mount::mount::<str, str, str, str>(
+        None,
+        ".",
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )
+    .sys(|| "make old root rslave".into())?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH).sys(|| "detach old root".into())?;
+    nix::unistd::chdir("/").sys(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// --no-pivot: move the rootfs onto / and chroot (for ramfs roots).
+pub fn move_root(rootfs: &Path) -> Result<()> {
+    explain::step(&catalog::NO_PIVOT, || {
+        format!("mount --move {} /; chroot .", rootfs.display())
+    });
+    nix::unistd::chdir(rootfs).sys(|| format!("chdir {}", rootfs.display()))?;
+    nix::mount::mount::<str, str, str, str>(Some("."), "/", None, MsFlags::MS_MOVE, None)
+        .sys(|| format!("move {} to /", rootfs.display()))?;
+    nix::unistd::chroot(".").sys(|| "chroot .".into())?;
+    nix::unistd::chdir("/").sys(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// Mask paths inside the (already pivoted) root.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    explain::step(&catalog::MASKED_PATHS, || paths.join(" "));
+    let root = open_dir_path(Path::new("/"))?;
+    for p in paths {
+        let fd = match open_in_root(
+            root.as_fd(),
+            Path::new(p),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(Error::sys(format!("maskedPaths: open {p}"), e)),
+        };
+        let st = nix::sys::stat::fstat(fd.as_fd()).sys(|| format!("maskedPaths: stat {p}"))?;
+        let target = fd_path(fd.as_fd());
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            nix::mount::mount::<str, str, str, str>(
+                Some("tmpfs"),
+                target.as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0k,mode=755"),
+            )
+            .sys(|| format!("maskedPaths: mount empty tmpfs on {p}"))?;
+        } else {
+            nix::mount::mount::<str, str, str, str>(
+                Some("/dev/null"),
+                target.as_str(),
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .sys(|| format!("maskedPaths: bind /dev/null on {p}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Make paths read-only inside the (already pivoted) root.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    explain::step(&catalog::READONLY_PATHS, || paths.join(" "));
+    let root = open_dir_path(Path::new("/"))?;
+    for p in paths {
+        let fd = match open_in_root(
+            root.as_fd(),
+            Path::new(p),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(Error::sys(format!("readonlyPaths: open {p}"), e)),
+        };
+        let target = fd_path(fd.as_fd());
+        nix::mount::mount::<str, str, str, str>(
+            Some(target.as_str()),
+            target.as_str(),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .sys(|| format!("readonlyPaths: bind {p}"))?;
+        let top = open_in_root(
+            root.as_fd(),
+            Path::new(p),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        )
+        .map_err(|e| Error::sys(format!("readonlyPaths: reopen {p}"), e))?;
+        super::mounts::remount_bind(
+            &fd_path(top.as_fd()),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        )
+        .sys(|| format!("readonlyPaths: remount {p} read-only"))?;
+    }
+    Ok(())
+}
+
+/// Remount / read-only (root.readonly).
+pub fn readonly_root() -> Result<()> {
+    explain::step(&catalog::ROOT_READONLY, || {
+        "mount -o remount,bind,ro /".into()
+    });
+    super::mounts::remount_bind("/", MsFlags::MS_RDONLY).sys(|| "remount / read-only".into())
+}
+
+/// Apply rootfsPropagation to the new / after pivot (shared roots need it again).
+pub fn set_root_propagation(propagation: Option<&str>) -> Result<()> {
+    if let Some(flag) = propagation
+        .filter(|s| !s.is_empty())
+        .and_then(propagation_flag)
+    {
+        nix::mount::mount::<str, str, str, str>(None, "/", None, flag, None)
+            .sys(|| format!("set rootfsPropagation {}", prop_name(flag)))?;
+    }
+    Ok(())
+}

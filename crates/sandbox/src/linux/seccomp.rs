@@ -1,0 +1,259 @@
+//! seccomp: compile linux.seccomp into a BPF filter with libseccomp and load it
+//! as the last step before execve. With the NOTIFY action, the listener's
+//! descriptor is sent to `listenerPath` with the container's state, as runc does.
+
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::str::FromStr;
+
+/// A compiled filter, ready to load: BPF instructions and seccomp(2) flags.
+/// libseccomp compiles; the load is a plain seccomp(2) call, so every filter
+/// flag of the kernel (including WAIT_KILLABLE_RECV) can be passed.
+pub struct Prepared {
+    bpf: Vec<u8>,
+    flags: libc::c_ulong,
+    /// Some rule uses SCMP_ACT_NOTIFY.
+    pub notify: bool,
+    /// Number of rules added (for narration).
+    pub rules: usize,
+    /// The default action's name.
+    pub default: String,
+}
+
+fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: u32) -> ScmpAction {
+    match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(default_errno) as i32)
+        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.unwrap_or(default_errno) as u16)
+        }
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+    }
+}
+
+fn op(o: LinuxSeccompOperator, mask: u64) -> ScmpCompareOp {
+    match o {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(mask),
+    }
+}
+
+const FLAG_TSYNC: libc::c_ulong = 1;
+const FLAG_LOG: libc::c_ulong = 2;
+const FLAG_SPEC_ALLOW: libc::c_ulong = 4;
+const FLAG_NEW_LISTENER: libc::c_ulong = 8;
+const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 32;
+
+/// Compile the profile. Unknown syscall names are skipped with a warning.
+pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
+    let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
+    let def = action(s.default_action(), s.default_errno_ret(), default_errno);
+    let mut ctx = ScmpFilterContext::new_filter(def)
+        .map_err(|e| Error::msg(format!("linux.seccomp: create filter: {e}")))?;
+    // Never let libseccomp set no_new_privs behind the config's back.
+    ctx.set_ctl_nnp(false)
+        .map_err(|e| Error::msg(format!("linux.seccomp: {e}")))?;
+    for (i, a) in s.architectures().iter().flatten().enumerate() {
+        let name = serde_json::to_value(a)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let arch = ScmpArch::from_str(&name).map_err(|_| {
+            Error::msg(format!(
+                "linux.seccomp.architectures[{i}]: {name:?} is unknown"
+            ))
+        })?;
+        ctx.add_arch(arch)
+            .map_err(|e| Error::msg(format!("linux.seccomp.architectures[{i}] {name}: {e}")))?;
+    }
+    let mut flags: libc::c_ulong = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+        };
+    }
+    let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
+    let mut rules = 0;
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        let act = action(sc.action(), sc.errno_ret(), default_errno);
+        if act == def {
+            // libseccomp refuses rules equal to the default action; runc skips them too.
+            continue;
+        }
+        if sc.action() == LinuxSeccompAction::ScmpActNotify {
+            notify = true;
+        }
+        let args = sc.args().clone().unwrap_or_default();
+        let mut counts = [0usize; 6];
+        for a in &args {
+            if a.index() >= 6 {
+                return Err(Error::msg(format!(
+                    "linux.seccomp.syscalls[{i}].args: index {} is above 5",
+                    a.index()
+                )));
+            }
+            counts[a.index()] += 1;
+        }
+        let cmps: Vec<ScmpArgCompare> = args
+            .iter()
+            .map(|a| {
+                let (mask, val) = if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq {
+                    (a.value(), a.value_two().unwrap_or(0))
+                } else {
+                    (0, a.value())
+                };
+                ScmpArgCompare::new(a.index() as u32, op(a.op(), mask), val)
+            })
+            .collect();
+        for name in sc.names() {
+            let Ok(sys) = ScmpSyscall::from_name(name) else {
+                crate::logging::warn(|| format!("linux.seccomp: unknown syscall {name:?} skipped"));
+                continue;
+            };
+            let r = if cmps.is_empty() {
+                ctx.add_rule(act, sys)
+            } else if counts.iter().all(|c| *c <= 1) {
+                ctx.add_rule_conditional(act, sys, &cmps)
+            } else {
+                // Two conditions on one argument cannot be ANDed: one rule each (runc's way).
+                cmps.iter()
+                    .try_for_each(|c| ctx.add_rule_conditional(act, sys, &[*c]))
+            };
+            r.map_err(|e| Error::msg(format!("linux.seccomp.syscalls[{i}] {name}: {e}")))?;
+            rules += 1;
+        }
+    }
+    if notify {
+        flags |= FLAG_NEW_LISTENER;
+        if wait_killable_recv {
+            flags |= FLAG_WAIT_KILLABLE_RECV;
+        }
+    } else if wait_killable_recv {
+        crate::logging::warn(|| {
+            "linux.seccomp.flags SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV has no effect without an SCMP_ACT_NOTIFY rule".into()
+        });
+    }
+    let bpf = export(&ctx)?;
+    Ok(Prepared {
+        bpf,
+        flags,
+        notify,
+        rules,
+        default: format!("{:?}", s.default_action()),
+    })
+}
+
+impl Prepared {
+    /// Load the filter into this process. Returns the notify descriptor when
+    /// some rule uses SCMP_ACT_NOTIFY.
+    pub fn load(&self) -> Result<Option<i32>> {
+        explain::step(&catalog::SECCOMP, || {
+            format!("{} rules, default action {}", self.rules, self.default)
+        });
+        let prog = libc::sock_fprog {
+            len: (self.bpf.len() / std::mem::size_of::<libc::sock_filter>()) as u16,
+            filter: self.bpf.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: seccomp(SET_MODE_FILTER) reads the program, which outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                self.flags,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if r < 0 {
+            let e = nix::errno::Errno::last();
+            let hint = if e == nix::errno::Errno::EACCES {
+                " (loading a filter needs CAP_SYS_ADMIN or no_new_privs)"
+            } else if e == nix::errno::Errno::EINVAL {
+                " (a filter flag is not supported by this kernel)"
+            } else {
+                ""
+            };
+            return Err(Error::msg(format!("linux.seccomp: load filter: {e}{hint}")));
+        }
+        Ok(self.notify.then_some(r as i32))
+    }
+}
+
+/// The filter as BPF bytes (an array of struct sock_filter).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let fd = nix::sys::memfd::memfd_create(c"nk-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| Error::sys("memfd for the seccomp program", e))?;
+    let mut f = std::fs::File::from(fd);
+    ctx.export_bpf(&mut f)
+        .map_err(|e| Error::msg(format!("linux.seccomp: export BPF: {e}")))?;
+    let mut out = Vec::new();
+    f.seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| f.read_to_end(&mut out))
+        .map_err(|e| Error::msg(format!("linux.seccomp: read BPF: {e}")))?;
+    Ok(out)
+}
+
+/// Send the notify descriptor and the container process state to a listener
+/// (runc's seccomp agent protocol: JSON plus SCM_RIGHTS).
+pub fn send_to_listener(
+    sock: BorrowedFd<'_>,
+    notify_fd: i32,
+    state: &serde_json::Value,
+    metadata: &str,
+) -> Result<()> {
+    let msg = serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": std::process::id(),
+        "metadata": metadata,
+        "state": state,
+    });
+    let data = serde_json::to_vec(&msg).unwrap_or_default();
+    let fds = [notify_fd];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(&data)];
+    nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| {
+        Error::sys(
+            "send the seccomp notify fd to linux.seccomp.listenerPath",
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// The libseccomp version linked in (for `--version`).
+pub fn library_version() -> String {
+    match libseccomp::ScmpVersion::current() {
+        Ok(v) => format!("{}.{}.{}", v.major, v.minor, v.micro),
+        Err(_) => "unknown".into(),
+    }
+}

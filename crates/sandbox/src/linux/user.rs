@@ -1,0 +1,252 @@
+//! Users and groups inside the container: switching ids, supplementary
+//! groups from the image's /etc/group, HOME from /etc/passwd, and the
+//! executable lookup that mirrors Go's exec.LookPath (runc's error texts).
+
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// A passwd entry: name, uid, gid, home.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passwd {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// Parse /etc/passwd text.
+pub fn parse_passwd(text: &str) -> Vec<Passwd> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 6 {
+                return None;
+            }
+            Some(Passwd {
+                name: f[0].into(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].into(),
+            })
+        })
+        .collect()
+}
+
+/// Gids of the groups in /etc/group text that list `name` as a member.
+pub fn member_gids(text: &str, name: &str) -> Vec<u32> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            let gid: u32 = f[2].parse().ok()?;
+            f[3].split(',').any(|m| m.trim() == name).then_some(gid)
+        })
+        .collect()
+}
+
+/// What the process will run as, resolved against the image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+/// Resolve uid/gid/additional gids against the image's passwd and group
+/// files (read from the current root, after pivot_root).
+pub fn resolve(uid: u32, gid: u32, additional: &[u32], passwd: &str, group: &str) -> ExecUser {
+    let ent = parse_passwd(passwd).into_iter().find(|p| p.uid == uid);
+    let mut groups = match &ent {
+        Some(p) => member_gids(group, &p.name),
+        None => Vec::new(),
+    };
+    for g in additional {
+        if !groups.contains(g) {
+            groups.push(*g);
+        }
+    }
+    ExecUser {
+        uid,
+        gid,
+        groups,
+        home: ent.map(|p| p.home).unwrap_or_else(|| "/".into()),
+    }
+}
+
+/// Switch to the user: groups, gid, then uid (keeping capabilities for the
+/// capset that follows). `setgroups_allowed` is false in a user namespace
+/// where setgroups is denied.
+pub fn switch(u: &ExecUser, setgroups_allowed: bool) -> Result<()> {
+    explain::step(&catalog::USER, || {
+        format!("uid={} gid={} groups={:?}", u.uid, u.gid, u.groups)
+    });
+    if setgroups_allowed {
+        let gs: Vec<nix::unistd::Gid> = u
+            .groups
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&gs)
+            .map_err(|e| Error::sys(format!("setgroups({:?})", u.groups), e))?;
+    }
+    let g = nix::unistd::Gid::from_raw(u.gid);
+    nix::unistd::setresgid(g, g, g).map_err(|e| {
+        Error::sys(
+            format!(
+                "setgid {} (is the gid mapped in the user namespace?)",
+                u.gid
+            ),
+            e,
+        )
+    })?;
+    let id = nix::unistd::Uid::from_raw(u.uid);
+    nix::unistd::setresuid(id, id, id).map_err(|e| {
+        Error::sys(
+            format!(
+                "setuid {} (is the uid mapped in the user namespace?)",
+                u.uid
+            ),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// Give stdio descriptors to the user the process will run as, so it can
+/// reopen /dev/stdout (runc does the same). /dev/null is left alone.
+pub fn fix_stdio_owner(uid: u32, gid: u32) {
+    for fd in 0..3 {
+        let Ok(st) = nix::sys::stat::fstat(unsafe_borrow(fd)) else {
+            continue;
+        };
+        if st.st_uid == uid {
+            continue;
+        }
+        let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && st.st_rdev == nix::sys::stat::makedev(1, 3);
+        if is_null {
+            continue;
+        }
+        // SAFETY: fchown on a standard descriptor; failure (read-only fs, other owner) is ignored.
+        unsafe { libc::fchown(fd, uid, gid) };
+    }
+}
+
+fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: 0, 1 and 2 stay open in the container's init.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// The value of a variable in an environment list.
+pub fn env_get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn check_exec(p: &Path) -> std::result::Result<(), std::io::Error> {
+    let m = std::fs::metadata(p)?;
+    if m.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if m.permissions().mode() & 0o111 == 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+    }
+    Ok(())
+}
+
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "no such file or directory".into(),
+        Some(libc::EACCES) => "permission denied".into(),
+        Some(libc::EISDIR) => "is a directory".into(),
+        Some(libc::ENOTDIR) => "not a directory".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Find the program like Go's exec.LookPath, with the same error texts that
+/// Docker and Podman turn into exit code 127.
+pub fn look_path(name: &str, env: &[String]) -> Result<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return match check_exec(&p) {
+            Ok(()) => Ok(p),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOENT)
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                Err(Error::msg(format!(
+                    "exec: \"{name}\": stat {name}: {}",
+                    errno_text(&e)
+                )))
+            }
+            Err(e) => Err(Error::msg(format!("exec: \"{name}\": {}", errno_text(&e)))),
+        };
+    }
+    let path = env_get(env, "PATH").unwrap_or("");
+    let mut denied = None;
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let p = Path::new(dir).join(name);
+        match check_exec(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => denied = Some(p),
+            Err(_) => {}
+        }
+    }
+    if denied.is_some() {
+        return Err(Error::msg(format!("exec: \"{name}\": permission denied")));
+    }
+    Err(Error::msg(format!(
+        "exec: \"{name}\": executable file not found in $PATH"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nbob:x:1000:1000::/home/bob:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwheel:x:10:bob,alice\naudio:x:29:bob\nnogroup:x:65534:\n";
+
+    #[test]
+    fn resolves_groups_and_home() {
+        let u = resolve(1000, 1000, &[5], PASSWD, GROUP);
+        assert_eq!(u.groups, vec![10, 29, 5]);
+        assert_eq!(u.home, "/home/bob");
+        let r = resolve(0, 0, &[], PASSWD, GROUP);
+        assert!(r.groups.is_empty());
+        assert_eq!(r.home, "/root");
+        let x = resolve(4242, 4242, &[], PASSWD, GROUP);
+        assert_eq!(x.home, "/");
+    }
+
+    #[test]
+    fn look_path_texts() {
+        let env = vec!["PATH=/nonexistent:/bin".to_string()];
+        assert_eq!(look_path("sh", &env).unwrap(), PathBuf::from("/bin/sh"));
+        let e = look_path("no-such-prog-xyz", &env).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "exec: \"no-such-prog-xyz\": executable file not found in $PATH"
+        );
+        let e = look_path("/no/such/binary", &env).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "exec: \"/no/such/binary\": stat /no/such/binary: no such file or directory"
+        );
+        assert!(look_path("/etc/passwd", &env)
+            .unwrap_err()
+            .to_string()
+            .contains("permission denied"));
+        assert_eq!(env_get(&["A=1".into(), "A=2".into()], "A"), Some("2"));
+    }
+}

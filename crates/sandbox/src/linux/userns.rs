@@ -1,0 +1,65 @@
+//! User namespaces: writing a child's uid_map and gid_map from the parent.
+
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
+use oci_spec::runtime::LinuxIdMapping;
+
+/// The text of a uid_map/gid_map file.
+pub fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Write both maps for `pid`. An unprivileged caller may only map itself, and
+/// must deny setgroups first; anything more needs newuidmap/newgidmap.
+pub fn write_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
+    explain::step(&catalog::USERNS_MAP, || {
+        format!(
+            "/proc/{pid}/uid_map: {}; gid_map: {}",
+            map_text(uid).trim().replace('\n', ", "),
+            map_text(gid).trim().replace('\n', ", ")
+        )
+    });
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        // Mapping only our own ids: the kernel allows it after setgroups=deny.
+        let _ = std::fs::write(format!("/proc/{pid}/setgroups"), "deny");
+    }
+    write_one(pid, "uid_map", uid, "newuidmap")?;
+    write_one(pid, "gid_map", gid, "newgidmap")?;
+    Ok(())
+}
+
+fn write_one(pid: i32, file: &str, maps: &[LinuxIdMapping], helper: &str) -> Result<()> {
+    if maps.is_empty() {
+        return Ok(());
+    }
+    let p = format!("/proc/{pid}/{file}");
+    match std::fs::write(&p, map_text(maps)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && !nix::unistd::geteuid().is_root() => {
+            // Try the setuid helper from uidmap, as runc does for rootless.
+            let mut args = vec![pid.to_string()];
+            for m in maps {
+                args.extend([
+                    m.container_id().to_string(),
+                    m.host_id().to_string(),
+                    m.size().to_string(),
+                ]);
+            }
+            let st = std::process::Command::new(helper).args(&args).status();
+            match st {
+                Ok(s) if s.success() => Ok(()),
+                _ => Err(Error::msg(format!(
+                    "write {p}: {e}; an unprivileged user can map only its own id unless {helper} (package uidmap) and /etc/sub{}id allow more",
+                    if file == "uid_map" { "u" } else { "g" }
+                ))),
+            }
+        }
+        Err(e) => Err(Error::msg(format!(
+            "write {p} ({}): {e}",
+            map_text(maps).trim()
+        ))),
+    }
+}

@@ -1,0 +1,317 @@
+//! Creating a process in new namespaces with clone3, and running it as
+//! `nk-runtime init` from a sealed in-memory copy of the runtime.
+//!
+//! Why a copy: inside the container, /proc/<pid>/exe of a process that runs
+//! runtime code points at its executable. If that were the binary on the
+//! host, a hostile container could reopen it for writing and replace the
+//! runtime for everyone (CVE-2019-5736). A sealed memfd cannot be written.
+
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
+use nix::sched::CloneFlags;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The descriptor number the child's channel is moved to before exec.
+pub const INIT_FD_ENV: &str = "_NK_INIT_FD";
+
+/// A sealed, executable in-memory copy of the running binary.
+pub fn sealed_self() -> Result<OwnedFd> {
+    explain::step(&catalog::EXE_PROTECT, || {
+        "memfd_create(\"nk-runtime\", MFD_ALLOW_SEALING) + copy /proc/self/exe + F_SEAL_WRITE|F_SEAL_GROW|F_SEAL_SHRINK|F_SEAL_SEAL".into()
+    });
+    let name = c"nk-runtime";
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create with a static name; the descriptor is owned below.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+    if fd < 0 {
+        // Kernels before 6.3 do not know MFD_EXEC; memfds are executable there.
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    if fd < 0 {
+        return Err(Error::sys(
+            "memfd_create for the runtime copy",
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: fd is a new descriptor we own.
+    let mem = unsafe { OwnedFd::from_raw_fd(fd) };
+    let exe = std::fs::File::open("/proc/self/exe")
+        .map_err(|e| Error::io("open", "/proc/self/exe", e))?;
+    let size = exe.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut done = 0u64;
+    while done < size {
+        // SAFETY: sendfile between two descriptors we own, with no offset pointer.
+        let n = unsafe {
+            libc::sendfile(
+                mem.as_raw_fd(),
+                exe.as_raw_fd(),
+                std::ptr::null_mut(),
+                (size - done) as usize,
+            )
+        };
+        if n < 0 {
+            let e = nix::errno::Errno::last();
+            if e == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return Err(Error::sys("copy the runtime into its memfd", e));
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as u64;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl(F_ADD_SEALS) on our memfd.
+    if unsafe { libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(Error::sys(
+            "seal the runtime memfd",
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(mem)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What the child does between clone and exec.
+pub struct PreExec<'a> {
+    /// The child's end of the channel (moved to a fixed number for exec).
+    pub channel: RawFd,
+    /// The sealed runtime copy to exec.
+    pub exe: &'a OwnedFd,
+    /// A new user namespace was created: wait for the parent to write the
+    /// id maps, then become root in it, before exec (exec would drop caps).
+    pub wait_for_maps: bool,
+    /// Lowest descriptor number the channel may take (above --preserve-fds).
+    pub min_fd: RawFd,
+    /// Extra descriptors to keep across exec (console socket ...): (fd, min).
+    pub keep: &'a [RawFd],
+    /// argv[1] for the init ("init").
+    pub mode: &'a str,
+}
+
+/// A started child.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The descriptor numbers the kept fds have in the child.
+    pub kept: Vec<RawFd>,
+}
+
+/// clone3 the child with `flags` (plus CLONE_PIDFD), optionally straight into
+/// a cgroup v2 directory; the child runs `pre` and execs the runtime copy.
+pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> Result<Child> {
+    // Prepare everything the child needs before clone: after it, only
+    // async-signal-safe work happens in the child.
+    let argv0 = c"nk-runtime";
+    let argv1 = CString::new(pre.mode).unwrap_or_else(|_| c"init".into());
+    let chan_no = pre.min_fd.max(3) + pre.keep.len() as i32;
+    let env_s = CString::new(format!("{INIT_FD_ENV}={chan_no}")).unwrap_or_default();
+    let keep_env = CString::new(format!(
+        "_NK_KEEP_FDS={}",
+        (0..pre.keep.len())
+            .map(|i| (pre.min_fd.max(3) + i as i32).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    ))
+    .unwrap_or_default();
+    let argv = [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()];
+    let envp = [env_s.as_ptr(), keep_env.as_ptr(), std::ptr::null()];
+    let kept: Vec<RawFd> = (0..pre.keep.len())
+        .map(|i| pre.min_fd.max(3) + i as i32)
+        .collect();
+
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(cg) = cgroup_fd {
+        args.flags |= 0x2_0000_0000; // CLONE_INTO_CGROUP
+        args.cgroup = cg as u64;
+    }
+    explain::step(&catalog::CLONE, || {
+        format!(
+            "clone3(flags={})",
+            crate::linux::namespaces::flag_names(flags)
+        )
+    });
+    // SAFETY: clone3 with a fully initialised clone_args of the right size. In
+    // the child (return 0) we only call async-signal-safe functions and exec.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        let e = nix::errno::Errno::last();
+        let hint = match e {
+            nix::errno::Errno::EPERM => {
+                " (creating these namespaces needs privileges; run as root or add a user namespace)"
+            }
+            nix::errno::Errno::EINVAL => " (an unsupported namespace flag combination)",
+            nix::errno::Errno::ENOSPC | nix::errno::Errno::EUSERS => {
+                " (a namespace count limit in /proc/sys/user was reached)"
+            }
+            _ => "",
+        };
+        return Err(Error::msg(format!(
+            "clone3({}): {e}{hint}",
+            crate::linux::namespaces::flag_names(flags)
+        )));
+    }
+    if r == 0 {
+        // Child.
+        child_pre_exec(pre, chan_no, &argv, &envp);
+    }
+    // SAFETY: the kernel stored a new pidfd for the child; we own it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Child {
+        pid: r as i32,
+        pidfd,
+        kept,
+    })
+}
+
+fn child_pre_exec(
+    pre: &PreExec<'_>,
+    chan_no: RawFd,
+    argv: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 3],
+) -> ! {
+    // SAFETY (whole function): we are the only thread of a fresh child; every
+    // call below is a raw async-signal-safe system call on values prepared
+    // before clone.
+    unsafe {
+        let fail = |code: u8| -> ! {
+            let msg: &[u8] = match code {
+                1 => b"{\"Error\":\"child: waiting for the id maps failed\"}",
+                2 => b"{\"Error\":\"child: cannot become root in the new user namespace (is container uid 0 mapped?)\"}",
+                3 => b"{\"Error\":\"child: dup of the channel failed\"}",
+                _ => b"{\"Error\":\"child: exec of the runtime copy failed\"}",
+            };
+            libc::send(
+                pre.channel,
+                msg.as_ptr().cast(),
+                msg.len(),
+                libc::MSG_NOSIGNAL,
+            );
+            libc::_exit(1);
+        };
+        // Not dumpable: other processes cannot ptrace us or open /proc/<pid>/exe.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // Die with the parent until the channel says otherwise.
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if pre.wait_for_maps {
+            let mut b = [0u8; 64];
+            let n = libc::recv(pre.channel, b.as_mut_ptr().cast(), b.len(), 0);
+            if n <= 0 {
+                fail(1);
+            }
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                fail(2);
+            }
+        }
+        // The exe must not be clobbered by the renumbering below.
+        let exe_fd = libc::fcntl(pre.exe.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100);
+        if exe_fd < 0 {
+            fail(3);
+        }
+        // Move kept descriptors and the channel to fixed numbers without CLOEXEC.
+        let base = pre.min_fd.max(3);
+        let mut all: [RawFd; 8] = [-1; 8];
+        let mut n = 0;
+        for fd in pre.keep.iter().chain(std::iter::once(&pre.channel)) {
+            if n < 8 {
+                all[n] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
+                n += 1;
+            }
+        }
+        for (i, fd) in all.iter().take(n).enumerate() {
+            let target = if i == n - 1 { chan_no } else { base + i as i32 };
+            if *fd < 0 || libc::dup2(*fd, target) < 0 {
+                fail(3);
+            }
+        }
+        // Reset the signal mask: the parent blocked signals to forward them.
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        let empty = c"";
+        libc::syscall(
+            libc::SYS_execveat,
+            exe_fd,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+        fail(4);
+    }
+}
+
+/// Wait for a child through its pidfd; returns the shell-style exit status
+/// (code, or 128+signal).
+pub fn wait_pidfd(pidfd: &OwnedFd) -> Result<i32> {
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid(P_PIDFD) on our pidfd writing into `info`.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED,
+            )
+        };
+        if r < 0 {
+            let e = nix::errno::Errno::last();
+            if e == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return Err(Error::sys("waitid(P_PIDFD)", e));
+        }
+        return Ok(status_of(&info));
+    }
+}
+
+/// Exit status from a siginfo of waitid.
+pub fn status_of(info: &libc::siginfo_t) -> i32 {
+    // SAFETY: si_status is valid for SIGCHLD siginfo filled by waitid.
+    let st = unsafe { info.si_status() };
+    match info.si_code {
+        libc::CLD_EXITED => st,
+        libc::CLD_KILLED | libc::CLD_DUMPED => 128 + st,
+        _ => st,
+    }
+}

@@ -1,0 +1,641 @@
+//! The container side: `nk-runtime init`, exec'd from the sealed runtime copy
+//! right after clone3. It receives an [`InitRequest`] over the channel and
+//! sets itself up step by step inside the new namespaces, reporting every
+//! step, log line and error to the parent. For `create` it then parks at the
+//! exec barrier; for `exec` it execs at once.
+
+use super::sync::{Channel, ToChild, ToParent};
+use crate::error::{Error, Result};
+use crate::explain::{self, catalog, Phase};
+use crate::linux::{self, capabilities::Masks, mounts::CgroupMountInfo};
+use crate::logging::{self, Level, Role};
+use nix::fcntl::OFlag;
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Create a container's init, or an extra process in a running one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitKind {
+    Create,
+    Exec,
+}
+
+/// Everything the child needs, sent by the parent as the first message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitRequest {
+    pub kind: InitKind,
+    pub id: String,
+    /// The container's state directory (holds config.json and exec.fifo).
+    pub state_dir: PathBuf,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// The process to run (create: config's process; exec: the merged one).
+    pub process: Process,
+    /// The seccomp profile to load, if any.
+    pub seccomp: Option<LinuxSeccomp>,
+    /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV was asked for.
+    pub seccomp_wait_killable: bool,
+    /// Namespaces to join with setns, in order (type name, path).
+    pub join: Vec<(String, PathBuf)>,
+    pub new_timens: bool,
+    pub new_cgroupns: bool,
+    /// A new mount namespace was created (so the rootfs is ours to build).
+    pub new_mountns: bool,
+    /// The container runs in a user namespace (ours or joined).
+    pub userns: bool,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    /// Inherited descriptor of the connected --console-socket.
+    pub console_fd: Option<i32>,
+    /// Inherited descriptor connected to linux.seccomp.listenerPath.
+    pub seccomp_listener_fd: Option<i32>,
+    /// With a terminal and no console socket, send the master to the parent.
+    pub tty_to_parent: bool,
+    /// For the cgroup mount type.
+    pub cgroup_mount: CgroupMountInfo,
+    /// The init's pid as the host sees it (for hook state).
+    pub host_pid: i32,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub explain: bool,
+    pub trace: bool,
+    pub log_level: Level,
+}
+
+static CHANNEL: OnceLock<Channel> = OnceLock::new();
+
+fn chan() -> &'static Channel {
+    CHANNEL.get().expect("init channel")
+}
+
+/// Entry point of `nk-runtime init`. Never returns.
+pub fn main() -> ! {
+    let fd: i32 = std::env::var(super::clone::INIT_FD_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(-1);
+    if fd < 0 {
+        eprintln!("nk-runtime init: this command is run by the runtime itself, not by hand");
+        std::process::exit(2);
+    }
+    // SAFETY: the parent placed the channel at this number before exec.
+    let ch = unsafe { Channel::from_raw(fd) };
+    // SAFETY: F_SETFD on our own descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let _ = CHANNEL.set(ch);
+    logging::set_role(Role::Child);
+    logging::set_sink(|r| {
+        let _ = chan().send(&ToParent::Log(r.clone()));
+    });
+    explain::set_sink(|e| {
+        let _ = chan().send(&ToParent::Event(e));
+    });
+    let req = match chan().recv::<ToChild>() {
+        Ok(Some((ToChild::Init(r), _))) => r,
+        _ => std::process::exit(1),
+    };
+    logging::set_level(req.log_level);
+    explain::set_explain(req.explain);
+    explain::set_trace(req.trace);
+    let r = match req.kind {
+        InitKind::Create => create(&req),
+        InitKind::Exec => exec(&req),
+    };
+    let e = match r {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    // After the parent is gone (past the barrier) the error only reaches stderr.
+    if chan().send(&ToParent::Error(e.to_string())).is_err() {
+        eprintln!("nk-runtime: {e}");
+    }
+    std::process::exit(127);
+}
+
+fn ns_type(name: &str) -> Option<oci_spec::runtime::LinuxNamespaceType> {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    Some(match name {
+        "mount" => T::Mount,
+        "cgroup" => T::Cgroup,
+        "uts" => T::Uts,
+        "ipc" => T::Ipc,
+        "user" => T::User,
+        "pid" => T::Pid,
+        "network" => T::Network,
+        "time" => T::Time,
+        _ => return None,
+    })
+}
+
+fn join_namespaces(req: &InitRequest) -> Result<()> {
+    for (name, path) in &req.join {
+        let t =
+            ns_type(name).ok_or_else(|| Error::msg(format!("unknown namespace type {name}")))?;
+        linux::namespaces::join(t, path)?;
+    }
+    Ok(())
+}
+
+fn load_spec(req: &InitRequest) -> Result<Spec> {
+    let p = req.state_dir.join(crate::state::CONFIG_FILE);
+    let raw = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
+    Ok(crate::spec::parse(&raw, &p)?.spec)
+}
+
+fn hook_state(req: &InitRequest, status: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": req.id,
+        "status": status,
+        "pid": req.host_pid,
+        "bundle": req.bundle,
+        "annotations": req.annotations,
+    }))
+    .unwrap_or_default()
+}
+
+fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
+    let spec = load_spec(req)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    {
+        let _g = explain::phase(Phase::Namespaces);
+        join_namespaces(req)?;
+        if req.new_timens {
+            time_namespace(&linux)?;
+        }
+        if req.new_cgroupns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
+        }
+        if !req.no_new_keyring {
+            linux::procattr::new_session_keyring(&req.id)?;
+        }
+        if let Some(adj) = req.process.oom_score_adj() {
+            linux::procattr::oom_score_adj(adj)?;
+        }
+        let host = spec.hostname().clone().unwrap_or_default();
+        let domain = spec.domainname().clone().unwrap_or_default();
+        if !host.is_empty() || !domain.is_empty() {
+            explain::step(&catalog::HOSTNAME, || {
+                format!("hostname={host:?} domainname={domain:?}")
+            });
+        }
+        if !host.is_empty() {
+            nix::unistd::sethostname(&host)
+                .map_err(|e| Error::sys(format!("sethostname({host:?})"), e))?;
+        }
+        if !domain.is_empty() {
+            let c = CString::new(domain.clone()).unwrap_or_default();
+            // SAFETY: setdomainname reads `len` bytes of a string that lives for the call.
+            if unsafe { libc::setdomainname(c.as_ptr(), domain.len()) } < 0 {
+                return Err(Error::sys(
+                    format!("setdomainname({domain:?})"),
+                    nix::errno::Errno::last(),
+                ));
+            }
+        }
+    }
+
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let state_dir_fd = linux::fs::open_dir_path(&req.state_dir)?;
+    let mut pty_master: Option<OwnedFd> = None;
+    if req.new_mountns {
+        let root_fd = {
+            let _g = explain::phase(Phase::Mounts);
+            let root_fd =
+                linux::rootfs::prepare(&req.rootfs, linux.rootfs_propagation().as_deref())?;
+            let ctx = linux::mounts::MountCtx {
+                root: root_fd.as_fd(),
+                rootfs: &req.rootfs,
+                cgroup: &req.cgroup_mount,
+                userns: req.userns,
+                label: linux.mount_label().as_deref(),
+            };
+            for (i, m) in mounts.iter().enumerate() {
+                linux::mounts::mount_entry(&ctx, m, i)?;
+            }
+            if !linux::devices::dev_is_bind(&mounts) {
+                let mut nodes = linux::devices::defaults();
+                for d in linux.devices().iter().flatten() {
+                    let n = linux::devices::from_spec(d)?;
+                    nodes.retain(|x| x.path != n.path);
+                    nodes.push(n);
+                }
+                linux::devices::create(root_fd.as_fd(), &nodes, req.userns)?;
+                linux::devices::symlinks(root_fd.as_fd())?;
+            }
+            root_fd
+        };
+        // prestart and createRuntime hooks run in the runtime's namespace, by the parent.
+        if has_hooks(&spec, &["prestart", "createRuntime"]) {
+            chan().send(&ToParent::Hooks)?;
+            match chan().recv::<ToChild>()? {
+                Some((ToChild::HooksDone, _)) => {}
+                _ => return Err(Error::msg("parent did not confirm the prestart hooks")),
+            }
+        }
+        if let Some(h) = spec.hooks() {
+            if let Some(list) = h.create_container() {
+                linux::hooks::run("createContainer", list, &hook_state(req, "creating"))?;
+            }
+        }
+        {
+            let _g = explain::phase(Phase::PivotRoot);
+            drop(root_fd);
+            if req.no_pivot {
+                linux::rootfs::move_root(&req.rootfs)?;
+            } else {
+                linux::rootfs::pivot(&req.rootfs)?;
+            }
+        }
+        let _g = explain::phase(Phase::Mounts);
+        if req.process.terminal() == Some(true) {
+            pty_master = Some(setup_console(req)?);
+        }
+        if let Some(s) = linux.sysctl() {
+            linux::sysctl::apply(s)?;
+        }
+        linux::rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+        linux::rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+        if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+            linux::rootfs::readonly_root()?;
+        }
+    } else {
+        if has_hooks(&spec, &["prestart", "createRuntime"]) {
+            chan().send(&ToParent::Hooks)?;
+            let _ = chan().recv::<ToChild>()?;
+        }
+        if req.process.terminal() == Some(true) {
+            pty_master = Some(setup_console(req)?);
+        }
+        if let Some(s) = linux.sysctl() {
+            linux::sysctl::apply(s)?;
+        }
+    }
+    if let Some(p) = linux.personality() {
+        linux::procattr::personality(&format!("{:?}", p.domain()).to_uppercase())?;
+    }
+
+    let prepared = finalize(req)?;
+    drop(pty_master);
+
+    // Ready: the parent records `created` and exits; from here a dead parent
+    // must not kill us.
+    // SAFETY: prctl(PR_SET_PDEATHSIG, 0) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    chan().send(&ToParent::Ready)?;
+
+    explain::step(&catalog::BARRIER_WAIT, || {
+        format!(
+            "open({}/exec.fifo, O_WRONLY) blocks until `nk-runtime start`",
+            req.state_dir.display()
+        )
+    });
+    let fifo = {
+        let _g = explain::phase(Phase::ExecBarrier);
+        loop {
+            match nix::fcntl::openat(
+                state_dir_fd.as_fd(),
+                crate::state::FIFO_FILE,
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) {
+                Ok(f) => break f,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("open exec.fifo", e)),
+            }
+        }
+    };
+    nix::unistd::write(&fifo, b"0").map_err(|e| Error::sys("write exec.fifo", e))?;
+    drop(fifo);
+    drop(state_dir_fd);
+    if let Some(h) = spec.hooks() {
+        if let Some(list) = h.start_container() {
+            linux::hooks::run("startContainer", list, &hook_state(req, "running"))?;
+        }
+    }
+    do_exec(req, prepared)
+}
+
+fn has_hooks(spec: &Spec, kinds: &[&str]) -> bool {
+    let Some(h) = spec.hooks() else { return false };
+    #[allow(deprecated)]
+    kinds.iter().any(|k| match *k {
+        "prestart" => h.prestart().as_ref().is_some_and(|v| !v.is_empty()),
+        "createRuntime" => h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()),
+        _ => false,
+    })
+}
+
+fn time_namespace(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let offsets = linux.time_offsets().clone().unwrap_or_default();
+    explain::step(&catalog::NS_TIME, || {
+        offsets
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k} {}s {}ns",
+                    v.secs().unwrap_or(0),
+                    v.nanosecs().unwrap_or(0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+        libc::CLONE_NEWTIME,
+    ))
+    .map_err(|e| Error::sys("unshare(CLONE_NEWTIME)", e))?;
+    let mut text = String::new();
+    for (k, v) in &offsets {
+        text.push_str(&format!(
+            "{k} {} {}\n",
+            v.secs().unwrap_or(0),
+            v.nanosecs().unwrap_or(0)
+        ));
+    }
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", &text).map_err(|e| {
+            Error::msg(format!(
+                "linux.timeOffsets: write /proc/self/timens_offsets: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn setup_console(req: &InitRequest) -> Result<OwnedFd> {
+    let pty = linux::console::open_pty()?;
+    if let Some(sz) = req.process.console_size() {
+        linux::console::set_winsize(pty.master.as_fd(), sz.height() as u16, sz.width() as u16);
+    }
+    if req.kind == InitKind::Create {
+        linux::console::mount_console(&pty.slave_path)?;
+    }
+    linux::console::attach_slave(&pty.slave_path)?;
+    if let Some(fd) = req.console_fd {
+        // SAFETY: the parent passed this connected socket at this number.
+        let sock = unsafe { linux::fs::own(fd) };
+        linux::console::send_fd(sock.as_fd(), pty.master.as_fd(), "")?;
+    } else if req.tty_to_parent {
+        explain::step(&catalog::CONSOLE, || {
+            "pty master sent to the runtime, which bridges it to this terminal".into()
+        });
+        chan().send_fds(&ToParent::Pty, &[pty.master.as_raw_fd()])?;
+    }
+    Ok(pty.master)
+}
+
+/// What is left to do right before execve.
+struct Prepared {
+    path: PathBuf,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    seccomp_late: Option<linux::seccomp::Prepared>,
+    listener: Option<OwnedFd>,
+}
+
+/// Everything from process attributes to the user switch; runs before the
+/// barrier so errors still reach the parent (as in runc).
+fn finalize(req: &InitRequest) -> Result<Prepared> {
+    let _g = explain::phase(Phase::Process);
+    let p = &req.process;
+    if let Some(a) = p.apparmor_profile() {
+        linux::lsm::apply_apparmor(a)?;
+    }
+    if let Some(l) = p.selinux_label() {
+        linux::lsm::apply_selinux(l)?;
+    }
+    if let Some(io) = p.io_priority() {
+        let class = serde_json::to_value(io.class())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        linux::procattr::set_ioprio(linux::procattr::ioprio_value(&class, io.priority())?)?;
+    }
+    if let Some(s) = p.scheduler() {
+        let policy = match format!("{:?}", s.policy()).as_str() {
+            "SchedOther" => libc::SCHED_OTHER,
+            "SchedFifo" => libc::SCHED_FIFO,
+            "SchedRr" => libc::SCHED_RR,
+            "SchedBatch" => libc::SCHED_BATCH,
+            "SchedIso" => 4,
+            "SchedIdle" => libc::SCHED_IDLE,
+            "SchedDeadline" => 6,
+            other => {
+                return Err(Error::msg(format!(
+                    "process.scheduler.policy {other} is unknown"
+                )))
+            }
+        };
+        linux::procattr::set_scheduler(policy, s.priority().unwrap_or(0), s.nice().unwrap_or(0))?;
+    }
+    // execCPUAffinity applies to exec processes only (the spec says so).
+    if let (InitKind::Exec, Some(a)) = (req.kind, p.exec_cpu_affinity()) {
+        if let Some(l) = a.cpu_affinity_final().clone().or(a.initial().clone()) {
+            linux::procattr::set_affinity(&l)?;
+        }
+    }
+    linux::rlimits::apply(p.rlimits().as_deref().unwrap_or(&[]))?;
+    let nnp = p.no_new_privileges() == Some(true);
+    if nnp {
+        explain::step(&catalog::NO_NEW_PRIVS, String::new);
+        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes no pointers.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+            return Err(Error::sys(
+                "prctl(PR_SET_NO_NEW_PRIVS)",
+                nix::errno::Errno::last(),
+            ));
+        }
+    }
+    let listener = req.seccomp_listener_fd.map(|fd| {
+        // SAFETY: the parent connected this socket and passed it at this number.
+        unsafe { linux::fs::own(fd) }
+    });
+    let mut seccomp_late = None;
+    if let Some(s) = &req.seccomp {
+        let prep = linux::seccomp::prepare(s, req.seccomp_wait_killable)?;
+        if nnp {
+            seccomp_late = Some(prep);
+        } else {
+            // Without no_new_privs, loading needs CAP_SYS_ADMIN: do it while we have it.
+            let nfd = prep.load()?;
+            send_notify(req, s, listener.as_ref(), nfd)?;
+        }
+    }
+    // Close what must not reach the container: everything above stdio and
+    // --preserve-fds becomes close-on-exec (CVE-2024-21626).
+    explain::step(&catalog::CLOSE_FDS, || {
+        format!(
+            "close_range({}, ~0, CLOSE_RANGE_CLOEXEC)",
+            3 + req.preserve_fds
+        )
+    });
+    linux::fs::cloexec_from(3 + req.preserve_fds, &[]);
+
+    let user = p.user();
+    let (passwd, group) = (
+        std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+        std::fs::read_to_string("/etc/group").unwrap_or_default(),
+    );
+    let eu = linux::user::resolve(
+        user.uid(),
+        user.gid(),
+        user.additional_gids().as_deref().unwrap_or(&[]),
+        &passwd,
+        &group,
+    );
+    let masks = Masks::from_spec(p.capabilities().as_ref());
+    linux::capabilities::drop_bounding(masks.bounding)?;
+    linux::capabilities::keep_caps(true)?;
+    linux::user::fix_stdio_owner(eu.uid, eu.gid);
+    let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
+    linux::user::switch(&eu, setgroups_ok)?;
+    linux::capabilities::keep_caps(false)?;
+    linux::capabilities::apply(&masks)?;
+    if let Some(m) = user.umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
+    }
+    chdir_cwd(p.cwd())?;
+
+    let args = p.args().clone().unwrap_or_default();
+    let mut env = p.env().clone().unwrap_or_default();
+    if linux::user::env_get(&env, "HOME").is_none() {
+        env.push(format!("HOME={}", eu.home));
+    }
+    let path = linux::user::look_path(&args[0], &env)?;
+    let to_c = |v: &[String]| -> Result<Vec<CString>> {
+        v.iter()
+            .map(|s| {
+                CString::new(s.as_bytes())
+                    .map_err(|_| Error::msg(format!("{s:?} contains a NUL byte")))
+            })
+            .collect()
+    };
+    Ok(Prepared {
+        path,
+        argv: to_c(&args)?,
+        envp: to_c(&env)?,
+        seccomp_late,
+        listener,
+    })
+}
+
+fn send_notify(
+    req: &InitRequest,
+    s: &LinuxSeccomp,
+    listener: Option<&OwnedFd>,
+    nfd: Option<i32>,
+) -> Result<()> {
+    if let (Some(fd), Some(sock)) = (nfd, listener) {
+        let state = serde_json::json!({
+            "ociVersion": crate::state::OCI_VERSION,
+            "id": req.id,
+            "status": "creating",
+            "pid": req.host_pid,
+            "bundle": req.bundle,
+            "annotations": req.annotations,
+        });
+        linux::seccomp::send_to_listener(
+            sock.as_fd(),
+            fd,
+            &state,
+            s.listener_metadata().as_deref().unwrap_or(""),
+        )?;
+        // SAFETY: the notify fd is ours; the listener has its own copy now.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// chdir to process.cwd, resolved inside the root: a cwd that names a
+/// descriptor (/proc/self/fd/N) or a symlink out of the root cannot lead to
+/// the host.
+fn chdir_cwd(cwd: &Path) -> Result<()> {
+    let root = linux::fs::open_dir_path(Path::new("/"))?;
+    let fd = match linux::fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => {
+            // runc creates a missing cwd (as the container's root, before the user switch
+            // would make it impossible); here the user has switched, so try and report.
+            linux::fs::mkdir_all_in_root(root.as_fd(), cwd).map_err(|_| {
+                Error::msg(format!(
+                    "process.cwd {}: no such directory in the container",
+                    cwd.display()
+                ))
+            })?
+        }
+        Err(e) => {
+            return Err(Error::sys(
+                format!("process.cwd {}: cannot enter", cwd.display()),
+                e,
+            ))
+        }
+    };
+    nix::unistd::fchdir(fd.as_fd())
+        .map_err(|e| Error::sys(format!("chdir to process.cwd {}", cwd.display()), e))?;
+    // Belt and braces: the kernel reports a cwd outside our root as "(unreachable)".
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(Error::msg(format!(
+            "process.cwd {} is outside the container's root",
+            cwd.display()
+        ))),
+    }
+}
+
+fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
+    if let Some(s) = &p.seccomp_late {
+        let nfd = s.load()?;
+        if let Some(sc) = &req.seccomp {
+            send_notify(req, sc, p.listener.as_ref(), nfd)?;
+        }
+    }
+    drop(p.listener);
+    explain::step(&catalog::EXEC, || {
+        format!(
+            "execve({}, {:?})",
+            p.path.display(),
+            p.argv
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+        )
+    });
+    // Rust ignores SIGPIPE in its own processes; the container must get the default.
+    // SAFETY: resetting a signal disposition to SIG_DFL.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let path = CString::new(p.path.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    let e = nix::unistd::execve(&path, &p.argv, &p.envp).unwrap_err();
+    Err(Error::msg(format!("exec {}: {e}", p.path.display())))
+}
+
+fn exec(req: &InitRequest) -> Result<std::convert::Infallible> {
+    {
+        let _g = explain::phase(Phase::Namespaces);
+        explain::step(&catalog::EXEC_JOIN, || {
+            req.join
+                .iter()
+                .map(|(t, p)| format!("{t}:{}", p.display()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        join_namespaces(req)?;
+    }
+    let mut pty = None;
+    if req.process.terminal() == Some(true) {
+        pty = Some(setup_console(req)?);
+    }
+    let prepared = finalize(req)?;
+    drop(pty);
+    // SAFETY: prctl(PR_SET_PDEATHSIG, 0) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    chan().send(&ToParent::Ready)?;
+    do_exec(req, prepared)
+}

@@ -1,0 +1,159 @@
+//! The parent/child channel. SOCK_SEQPACKET keeps message boundaries, so each
+//! JSON message (and the descriptors sent with it) arrives whole.
+
+use crate::error::{Error, Result};
+use crate::explain::Event;
+use crate::logging::Record;
+use nix::sys::socket::{
+    recv, recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Largest message accepted.
+pub const MAX_MSG: usize = 1 << 20;
+
+/// Messages from the parent to the child.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToChild {
+    /// Everything the child needs to set itself up.
+    Init(Box<super::init::InitRequest>),
+    /// The parent ran the prestart and createRuntime hooks.
+    HooksDone,
+}
+
+/// Messages from the child to the parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToParent {
+    /// A log line, printed by the parent.
+    Log(Record),
+    /// An explain or trace event.
+    Event(Event),
+    /// Mounts are done, pivot_root is next: run prestart and createRuntime hooks now.
+    Hooks,
+    /// The pty master is attached (terminal without a console socket).
+    Pty,
+    /// Set up and about to wait at the barrier (create) or to exec (exec).
+    Ready,
+    /// Setup failed; the text is for the user.
+    Error(String),
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// A connected pair (close-on-exec).
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("socketpair for the sync channel", e))?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    /// Wrap a descriptor received from the parent.
+    ///
+    /// # Safety
+    /// `fd` must be an open SEQPACKET socket that nothing else owns.
+    pub unsafe fn from_raw(fd: RawFd) -> Channel {
+        Channel {
+            // SAFETY: upheld by the caller.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        }
+    }
+
+    /// The descriptor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Send a message, with descriptors attached.
+    pub fn send_fds<T: Serialize>(&self, msg: &T, fds: &[RawFd]) -> Result<()> {
+        let data =
+            serde_json::to_vec(msg).map_err(|e| Error::msg(format!("encode message: {e}")))?;
+        if data.len() > MAX_MSG {
+            return Err(Error::msg(format!(
+                "sync message of {} bytes is above the {MAX_MSG}-byte limit",
+                data.len()
+            )));
+        }
+        let iov = [IoSlice::new(&data)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cm: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        loop {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cm, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("send on the sync channel", e)),
+            }
+        }
+    }
+
+    /// Send a message.
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<()> {
+        self.send_fds(msg, &[])
+    }
+
+    /// Receive a message and any descriptors; None at end of stream.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>> {
+        // Peek the size first: SEQPACKET with MSG_TRUNC reports the whole length.
+        let len = loop {
+            match recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
+                Err(e) => return Err(Error::sys("receive on the sync channel", e)),
+            }
+        };
+        if len == 0 {
+            // Either EOF or an empty datagram; consume and report EOF.
+            let _ = recv(self.fd.as_raw_fd(), &mut [0u8; 1], MsgFlags::empty());
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; len.min(MAX_MSG)];
+        let mut cmsg = nix::cmsg_space!([RawFd; 8]);
+        let (n, fds) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(m) => {
+                    let mut fds = Vec::new();
+                    if let Ok(cms) = m.cmsgs() {
+                        for c in cms {
+                            if let ControlMessageOwned::ScmRights(v) = c {
+                                for fd in v {
+                                    // SAFETY: descriptors received by SCM_RIGHTS are new and ours.
+                                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                                }
+                            }
+                        }
+                    }
+                    break (m.bytes, fds);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("receive on the sync channel", e)),
+            }
+        };
+        let msg = serde_json::from_slice(&buf[..n])
+            .map_err(|e| Error::msg(format!("decode sync message: {e}")))?;
+        Ok(Some((msg, fds)))
+    }
+}

@@ -1,0 +1,707 @@
+//! Loading and validating the bundle's `config.json`.
+//!
+//! Parsing goes through `serde_path_to_error`, so a type error names the JSON
+//! field (`linux.namespaces[2].type`), and validation names the field and value
+//! it refuses. Nothing on the host is touched here, which is what lets a bad
+//! config fail before any state, cgroup or mount exists.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+
+/// The largest config.json accepted. Real configs are a few KiB; a 10 MB one is
+/// an attack on the parser or on the state directory, not a container.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Extra per-mount fields of runtime-spec 1.1 (`uidMappings`, `gidMappings`)
+/// that the `oci-spec` types do not carry; read from the same bytes.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountExt {
+    #[serde(default)]
+    pub uid_mappings: Option<Vec<LinuxIdMapping>>,
+    #[serde(default)]
+    pub gid_mappings: Option<Vec<LinuxIdMapping>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct SpecExt {
+    #[serde(default)]
+    mounts: Vec<MountExt>,
+}
+
+/// A parsed bundle: where it is, the raw bytes (kept for the state directory
+/// and the child), and the typed spec.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Absolute bundle directory.
+    pub dir: PathBuf,
+    /// Absolute path of config.json.
+    pub config_path: PathBuf,
+    /// The bytes of config.json as read.
+    pub raw: Vec<u8>,
+    /// The typed spec.
+    pub spec: Spec,
+    /// Per-mount id mappings, index-aligned with `spec.mounts()` (empty when none).
+    pub mount_ext: Vec<MountExt>,
+    /// linux.seccomp.flags held SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, which
+    /// the `oci-spec` types do not know; it is taken out before parsing.
+    pub seccomp_wait_killable: bool,
+}
+
+impl Bundle {
+    /// Absolute path of the rootfs (root.path, relative to the bundle when relative).
+    pub fn rootfs(&self) -> PathBuf {
+        let p = self
+            .spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| PathBuf::from("rootfs"));
+        if p.is_absolute() {
+            p
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    /// Annotations, empty when absent.
+    pub fn annotations(&self) -> std::collections::HashMap<String, String> {
+        self.spec.annotations().clone().unwrap_or_default()
+    }
+}
+
+/// Read and parse `<dir>/config.json`. The error names the file and, for a
+/// type error, the JSON path of the bad field.
+pub fn load(dir: &Path) -> Result<Bundle> {
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(Error::Bundle {
+                path: dir.to_path_buf(),
+                reason: format!("{e}: give an existing bundle directory with --bundle"),
+            })
+        }
+    };
+    let meta = std::fs::metadata(&dir).map_err(|e| Error::Bundle {
+        path: dir.clone(),
+        reason: format!("{e}: give an existing bundle directory with --bundle"),
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::Bundle {
+            path: dir,
+            reason: "not a directory".into(),
+        });
+    }
+    let config_path = dir.join("config.json");
+    let raw = read_limited(&config_path)?;
+    let p = parse(&raw, &config_path)?;
+    Ok(Bundle {
+        dir,
+        config_path,
+        raw,
+        spec: p.spec,
+        mount_ext: p.mount_ext,
+        seccomp_wait_killable: p.seccomp_wait_killable,
+    })
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| Error::Bundle {
+        path: path.to_path_buf(),
+        reason: format!("cannot open: {e} (create one with `nk-runtime spec`)"),
+    })?;
+    let mut raw = Vec::with_capacity(8192);
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::io("read", path, e))?;
+    if raw.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::config(
+            path,
+            "(file)",
+            format!("larger than the {MAX_CONFIG_BYTES}-byte limit"),
+        ));
+    }
+    Ok(raw)
+}
+
+/// A parsed config.
+#[derive(Debug)]
+pub struct Parsed {
+    pub spec: Spec,
+    pub mount_ext: Vec<MountExt>,
+    pub seccomp_wait_killable: bool,
+}
+
+const WAIT_KILLABLE: &str = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
+
+/// Parse config bytes; `file` is only used in messages.
+pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
+    let to_err = |e: serde_path_to_error::Error<serde_json::Error>| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        Error::config(
+            file,
+            if field == "." {
+                "(document)".into()
+            } else {
+                field
+            },
+            format!("invalid JSON: {inner}"),
+        )
+    };
+    let mut seccomp_wait_killable = false;
+    let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes()) {
+        let mut v: serde_json::Value = serde_json::from_slice(raw)
+            .map_err(|e| Error::config(file, "(document)", format!("invalid JSON: {e}")))?;
+        if let Some(flags) = v
+            .pointer_mut("/linux/seccomp/flags")
+            .and_then(|f| f.as_array_mut())
+        {
+            let n = flags.len();
+            flags.retain(|f| f.as_str() != Some(WAIT_KILLABLE));
+            seccomp_wait_killable = flags.len() != n;
+        }
+        serde_path_to_error::deserialize(v).map_err(to_err)?
+    } else {
+        let de = &mut serde_json::Deserializer::from_slice(raw);
+        serde_path_to_error::deserialize(de).map_err(to_err)?
+    };
+    // Mount id mappings are rare: only parse for them when the word is there.
+    let mount_ext = if contains(raw, b"Mappings") && spec.mounts().is_some() {
+        serde_json::from_slice::<SpecExt>(raw)
+            .map(|s| s.mounts)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok(Parsed {
+        spec,
+        mount_ext,
+        seccomp_wait_killable,
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// True when the path has a `..` component.
+pub fn has_dotdot(p: &Path) -> bool {
+    p.components().any(|c| c == Component::ParentDir)
+}
+
+/// The namespace type's name as it appears in config.json.
+pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// What the caller needs validated besides the document itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidateOpts {
+    /// A process is required (create, run) rather than optional.
+    pub need_process: bool,
+    /// Check that the rootfs exists on this host.
+    pub check_rootfs: bool,
+}
+
+/// Check the spec against what this runtime can honour. Errors name the field.
+pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
+    let f = &b.config_path;
+    let spec = &b.spec;
+    let err = |field: &str, reason: String| Error::config(f, field, reason);
+
+    if !spec.version().is_empty() && !spec.version().starts_with("1.") {
+        return Err(err(
+            "ociVersion",
+            format!(
+                "{:?} is not a 1.x runtime-spec version this runtime understands",
+                spec.version()
+            ),
+        ));
+    }
+
+    let Some(root) = spec.root() else {
+        return Err(err(
+            "root",
+            "missing: a container needs a root filesystem".into(),
+        ));
+    };
+    if root.path().as_os_str().is_empty() {
+        return Err(err("root.path", "empty".into()));
+    }
+    if opts.check_rootfs {
+        let rootfs = b.rootfs();
+        match std::fs::metadata(&rootfs) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(err(
+                    "root.path",
+                    format!("{} is not a directory", rootfs.display()),
+                ))
+            }
+            Err(e) => return Err(err("root.path", format!("{}: {e}", rootfs.display()))),
+        }
+    }
+
+    match spec.process() {
+        None if opts.need_process => {
+            return Err(err("process", "missing: nothing to run".into()));
+        }
+        None => {}
+        Some(p) => validate_process(p, &err)?,
+    }
+
+    let mut ns_seen = HashSet::new();
+    let mut has_userns = false;
+    let mut has_uts = false;
+    let mut new_userns = false;
+    if let Some(linux) = spec.linux() {
+        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+            let t = ns.typ();
+            if !ns_seen.insert(t as u64) {
+                return Err(err(
+                    &format!("linux.namespaces[{i}].type"),
+                    format!("{:?} appears twice", ns_name(t)),
+                ));
+            }
+            if let Some(p) = ns.path() {
+                if !p.is_absolute() {
+                    return Err(err(
+                        &format!("linux.namespaces[{i}].path"),
+                        format!("{} is not absolute", p.display()),
+                    ));
+                }
+                if std::fs::symlink_metadata(p).is_err() {
+                    return Err(err(
+                        &format!("linux.namespaces[{i}].path"),
+                        format!("{}: no such namespace file", p.display()),
+                    ));
+                }
+            }
+            match t {
+                LinuxNamespaceType::User => {
+                    has_userns = true;
+                    new_userns = ns.path().is_none();
+                }
+                LinuxNamespaceType::Uts => has_uts = true,
+                _ => {}
+            }
+        }
+        let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if maps && !has_userns {
+            return Err(err(
+                "linux.uidMappings",
+                "id mappings need a user namespace in linux.namespaces".into(),
+            ));
+        }
+        if new_userns && !maps {
+            return Err(err(
+                "linux.uidMappings",
+                "a new user namespace needs uidMappings and gidMappings".into(),
+            ));
+        }
+        for (field, maps) in [
+            ("linux.uidMappings", linux.uid_mappings()),
+            ("linux.gidMappings", linux.gid_mappings()),
+        ] {
+            for (i, m) in maps.iter().flatten().enumerate() {
+                if m.size() == 0 {
+                    return Err(err(
+                        &format!("{field}[{i}].size"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                if (m.container_id() as u64 + m.size() as u64) > u32::MAX as u64
+                    || (m.host_id() as u64 + m.size() as u64) > u32::MAX as u64
+                {
+                    return Err(err(
+                        &format!("{field}[{i}]"),
+                        "range runs past the largest id (4294967295)".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(prop) = linux.rootfs_propagation() {
+            if !prop.is_empty() && crate::linux::mounts::propagation_flag(prop).is_none() {
+                return Err(err(
+                    "linux.rootfsPropagation",
+                    format!("{prop:?} is not one of shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable"),
+                ));
+            }
+        }
+        for (field, list) in [
+            ("linux.maskedPaths", linux.masked_paths()),
+            ("linux.readonlyPaths", linux.readonly_paths()),
+        ] {
+            for (i, p) in list.iter().flatten().enumerate() {
+                let pp = Path::new(p);
+                if !pp.is_absolute() || has_dotdot(pp) {
+                    return Err(err(
+                        &format!("{field}[{i}]"),
+                        format!("{p:?} must be an absolute path without '..'"),
+                    ));
+                }
+            }
+        }
+        for (i, d) in linux.devices().iter().flatten().enumerate() {
+            if !d.path().is_absolute() || has_dotdot(d.path()) {
+                return Err(err(
+                    &format!("linux.devices[{i}].path"),
+                    format!(
+                        "{} must be an absolute path without '..'",
+                        d.path().display()
+                    ),
+                ));
+            }
+        }
+        if let Some(sysctl) = linux.sysctl() {
+            for key in sysctl.keys() {
+                crate::linux::sysctl::check_allowed(key, &ns_seen)
+                    .map_err(|reason| err(&format!("linux.sysctl[{key:?}]"), reason))?;
+            }
+        }
+        if let Some(cg) = linux.cgroups_path() {
+            if has_dotdot(cg) {
+                return Err(err(
+                    "linux.cgroupsPath",
+                    format!("{} must not contain '..'", cg.display()),
+                ));
+            }
+        }
+        if let Some(res) = linux.resources() {
+            crate::cgroups::validate_resources(res)
+                .map_err(|(field, reason)| err(&format!("linux.resources.{field}"), reason))?;
+        }
+        if let Some(tz) = linux.time_offsets() {
+            if !tz.is_empty() && !ns_seen.contains(&(LinuxNamespaceType::Time as u64)) {
+                return Err(err(
+                    "linux.timeOffsets",
+                    "clock offsets need a time namespace in linux.namespaces".into(),
+                ));
+            }
+            for k in tz.keys() {
+                if k != "monotonic" && k != "boottime" {
+                    return Err(err(
+                        &format!("linux.timeOffsets[{k:?}]"),
+                        "only monotonic and boottime clocks have offsets".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
+        return Err(err(
+            "hostname",
+            "setting a hostname needs a uts namespace in linux.namespaces (it would rename the host)".into(),
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
+        return Err(err(
+            "domainname",
+            "setting a domainname needs a uts namespace in linux.namespaces".into(),
+        ));
+    }
+
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let d = m.destination();
+        if d.as_os_str().is_empty() {
+            return Err(err(&format!("mounts[{i}].destination"), "empty".into()));
+        }
+        if has_dotdot(d) {
+            return Err(err(
+                &format!("mounts[{i}].destination"),
+                format!(
+                    "{} contains '..': a destination must stay inside the rootfs",
+                    d.display()
+                ),
+            ));
+        }
+        if let Some(opts) = m.options() {
+            for o in opts {
+                if let Err(reason) = crate::linux::mounts::check_option(o) {
+                    return Err(err(&format!("mounts[{i}].options"), reason));
+                }
+            }
+        }
+    }
+
+    if let Some(hooks) = spec.hooks() {
+        #[allow(deprecated)]
+        let all = [
+            ("prestart", hooks.prestart()),
+            ("createRuntime", hooks.create_runtime()),
+            ("createContainer", hooks.create_container()),
+            ("startContainer", hooks.start_container()),
+            ("poststart", hooks.poststart()),
+            ("poststop", hooks.poststop()),
+        ];
+        for (kind, list) in all {
+            for (i, h) in list.iter().flatten().enumerate() {
+                if !h.path().is_absolute() {
+                    return Err(err(
+                        &format!("hooks.{kind}[{i}].path"),
+                        format!("{} must be absolute", h.path().display()),
+                    ));
+                }
+                if h.timeout().is_some_and(|t| t <= 0) {
+                    return Err(err(
+                        &format!("hooks.{kind}[{i}].timeout"),
+                        "must be a positive number of seconds".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_process(
+    p: &oci_spec::runtime::Process,
+    err: &dyn Fn(&str, String) -> Error,
+) -> Result<()> {
+    match p.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(err("process.args", "empty: nothing to execute".into())),
+    }
+    if !p.cwd().is_absolute() {
+        return Err(err(
+            "process.cwd",
+            format!("{} must be an absolute path", p.cwd().display()),
+        ));
+    }
+    for (i, e) in p.env().iter().flatten().enumerate() {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(err(
+                &format!("process.env[{i}]"),
+                format!("{e:?} is not of the form NAME=value"),
+            ));
+        }
+        if e.contains('\0') {
+            return Err(err(
+                &format!("process.env[{i}]"),
+                "contains a NUL byte".into(),
+            ));
+        }
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(err(
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        if !seen.insert(r.typ() as u32) {
+            return Err(err(
+                &format!("process.rlimits[{i}].type"),
+                format!("{:?} is given twice", r.typ()),
+            ));
+        }
+        if r.soft() > r.hard() {
+            return Err(err(
+                &format!("process.rlimits[{i}]"),
+                format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
+            ));
+        }
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
+        && !crate::linux::lsm::apparmor_enabled()
+    {
+        return Err(err(
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this host (no /sys/kernel/security/apparmor); remove the field or enable AppArmor".into(),
+        ));
+    }
+    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
+        && !crate::linux::lsm::selinux_enabled()
+    {
+        return Err(err(
+            "process.selinuxLabel",
+            "SELinux is not enabled on this host (no /sys/fs/selinux); remove the field or enable SELinux".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Parsed> {
+        parse(s.as_bytes(), Path::new("/b/config.json"))
+    }
+
+    #[test]
+    fn bad_namespace_names_field() {
+        let e = parse_str(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("linux.namespaces[1].type"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn malformed_json_is_reported() {
+        let e = parse_str("{\"ociVersion\": ").unwrap_err().to_string();
+        assert!(e.contains("/b/config.json"), "{e}");
+        assert!(e.contains("invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_refused() {
+        let mut raw = br#"{"ociVersion":"1.0.2","hostname":""#.to_vec();
+        raw.extend_from_slice(&[0xff, 0xfe]);
+        raw.extend_from_slice(br#""}"#);
+        assert!(parse(&raw, Path::new("c")).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_refused() {
+        let s = format!(
+            "{{\"ociVersion\":\"1.0.2\",\"annotations\":{}{}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert!(parse_str(&s).is_err());
+    }
+
+    #[test]
+    fn huge_values_refused() {
+        let e = parse_str(
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":99999999999,"gid":0}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("process.user.uid"), "{e}");
+    }
+
+    fn bundle(json: &str) -> Bundle {
+        let p = parse_str(json).unwrap();
+        Bundle {
+            dir: "/b".into(),
+            config_path: "/b/config.json".into(),
+            raw: json.as_bytes().to_vec(),
+            spec: p.spec,
+            mount_ext: p.mount_ext,
+            seccomp_wait_killable: p.seccomp_wait_killable,
+        }
+    }
+
+    const BASE: &str = r#""ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}"#;
+
+    #[test]
+    fn dotdot_destination_refused() {
+        let b = bundle(&format!(
+            r#"{{{BASE},"mounts":[{{"destination":"../../etc","type":"tmpfs","source":"tmpfs"}}]}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mounts[0].destination"), "{e}");
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let b = bundle(&format!(
+            r#"{{{BASE},"hostname":"x","linux":{{"namespaces":[{{"type":"pid"}}]}}}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hostname"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_namespace_refused() {
+        let b = bundle(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"pid"}}]}}}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linux.namespaces[1].type"), "{e}");
+    }
+
+    #[test]
+    fn empty_args_refused() {
+        let b = bundle(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}}"#,
+        );
+        let e = validate(
+            &b,
+            ValidateOpts {
+                need_process: true,
+                check_rootfs: false,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("process.args"), "{e}");
+    }
+
+    #[test]
+    fn rlimit_soft_above_hard() {
+        let b = bundle(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["x"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}}"#,
+        );
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("process.rlimits[0]"), "{e}");
+    }
+
+    #[test]
+    fn userns_needs_mappings() {
+        let b = bundle(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}]}}}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("uidMappings"), "{e}");
+    }
+
+    #[test]
+    fn wait_killable_flag_is_taken_out() {
+        let p = parse_str(r#"{"ociVersion":"1.0.2","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}}}"#).unwrap();
+        assert!(p.seccomp_wait_killable);
+        let flags = p
+            .spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .seccomp()
+            .as_ref()
+            .unwrap()
+            .flags()
+            .clone()
+            .unwrap();
+        assert_eq!(flags.len(), 1);
+    }
+
+    #[test]
+    fn valid_minimal() {
+        let b = bundle(&format!(
+            r#"{{{BASE},"hostname":"h","linux":{{"namespaces":[{{"type":"uts"}},{{"type":"mount"}}]}}}}"#
+        ));
+        validate(&b, ValidateOpts::default()).unwrap();
+    }
+}

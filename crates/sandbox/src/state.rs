@@ -1,0 +1,537 @@
+//! The state directory: one subdirectory of `--root` per container, holding
+//! `state.json` (this runtime's record), `config.json` (the bundle's config as
+//! it was at create) and, between create and start, `exec.fifo`.
+//!
+//! Ids are validated so they never escape the root. A new container directory
+//! is prepared under a private name and renamed into place with
+//! RENAME_NOREPLACE while its lock is held: of two creates of one id exactly one
+//! wins, and the loser never sees a half-written directory. Status is derived
+//! from the init's pid and start time, not stored, so it is never stale.
+
+use crate::error::{Error, IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where state lives when `--root` is not given (root user).
+pub const DEFAULT_ROOT: &str = "/run/nano-sandbox";
+
+/// The runtime-spec version reported in state output.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// File names inside a container's directory.
+pub const STATE_FILE: &str = "state.json";
+pub const CONFIG_FILE: &str = "config.json";
+pub const FIFO_FILE: &str = "exec.fifo";
+
+/// The default state root: `/run/nano-sandbox` for root, otherwise
+/// `$XDG_RUNTIME_DIR/nano-sandbox` (as runc does for rootless).
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(DEFAULT_ROOT);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(x) if !x.is_empty() => PathBuf::from(x).join("nano-sandbox"),
+        _ => PathBuf::from(format!(
+            "/tmp/nano-sandbox-{}",
+            nix::unistd::geteuid().as_raw()
+        )),
+    }
+}
+
+/// Refuse ids that are empty, too long, or could name something outside the
+/// state root. The accepted alphabet is runc's: letters, digits, `_ + - .`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidId {
+            id: id.to_string(),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return bad("empty");
+    }
+    if id.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if id == "." || id == ".." {
+        return bad("'.' and '..' are not ids");
+    }
+    if id.starts_with('.') {
+        return bad("must not start with '.'");
+    }
+    if id.contains('/') {
+        return bad("must not contain '/'");
+    }
+    if !id
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'+' | b'-' | b'.'))
+    {
+        return bad("only letters, digits and _ + - . are allowed");
+    }
+    Ok(())
+}
+
+/// How far create got; persisted so a killed create can be recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// create is running (or was killed while running).
+    Creating,
+    /// The init is parked at the exec barrier, or later.
+    Created,
+}
+
+/// The status reported by `state` and `list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    /// The lower-case word used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// This runtime's record of one container.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ContainerState {
+    pub id: String,
+    /// The init's pid (the VM monitor's in VM mode); 0 before clone.
+    pub pid: i32,
+    /// The init's start time (field 22 of /proc/pid/stat), against pid reuse.
+    pub pid_start: u64,
+    /// The create process and its start time, to recognise a killed create.
+    pub creator_pid: i32,
+    pub creator_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 creation time.
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub phase: Option<Phase>,
+    /// The cgroup manager's record (layout and paths), as it wrote it.
+    #[serde(default)]
+    pub cgroup: serde_json::Value,
+    /// "container" or "vm".
+    #[serde(default)]
+    pub mode: String,
+    /// Created by a rootless caller.
+    #[serde(default)]
+    pub rootless: bool,
+    /// The uid of the caller that created it.
+    #[serde(default)]
+    pub owner_uid: u32,
+    /// Mode-specific data (the VM monitor's socket, for example).
+    #[serde(default)]
+    pub extra: serde_json::Value,
+}
+
+/// The OCI state document (`state` output and hooks' stdin).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OciState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+    pub owner: String,
+}
+
+/// What /proc says about a pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Single-letter state (R, S, D, Z, T, ...).
+    pub state: char,
+    /// Start time in clock ticks since boot.
+    pub start: u64,
+    /// Parent pid.
+    pub ppid: i32,
+}
+
+/// Parse /proc/<pid>/stat text. The command name may contain spaces and
+/// parentheses, so fields are counted from the last ')'.
+pub fn parse_stat(s: &str) -> Option<ProcStat> {
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    Some(ProcStat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Read /proc/<pid>/stat.
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    if pid <= 0 {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&s)
+}
+
+/// True when `pid` is the same live (non-zombie) process that started at `start`.
+pub fn same_process_alive(pid: i32, start: u64) -> bool {
+    match proc_stat(pid) {
+        Some(st) => st.start == start && st.state != 'Z' && st.state != 'X',
+        None => false,
+    }
+}
+
+impl ContainerState {
+    /// Write state.json atomically (temp file, fsync-free rename).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join(".state.json.tmp");
+        let data =
+            serde_json::to_vec(self).map_err(|e| Error::msg(format!("encode state: {e}")))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .io("create", &tmp)?;
+        f.write_all(&data).io("write", &tmp)?;
+        let dst = dir.join(STATE_FILE);
+        std::fs::rename(&tmp, &dst).io("rename", &dst)
+    }
+
+    /// Read state.json from a container directory.
+    pub fn read(dir: &Path) -> Result<ContainerState> {
+        let p = dir.join(STATE_FILE);
+        let data = std::fs::read(&p).io("read", &p)?;
+        serde_json::from_slice(&data)
+            .map_err(|e| Error::msg(format!("{}: corrupt state file: {e}", p.display())))
+    }
+
+    /// Is the create that made this record still running?
+    pub fn creator_alive(&self) -> bool {
+        same_process_alive(self.creator_pid, self.creator_start)
+    }
+
+    /// Is the init (or VM monitor) still the process we started?
+    pub fn init_alive(&self) -> bool {
+        same_process_alive(self.pid, self.pid_start)
+    }
+
+    /// Derive the status. `paused` is asked of the cgroup only for a live init.
+    pub fn status(&self, dir: &Path, paused: impl FnOnce(&ContainerState) -> bool) -> Status {
+        if self.phase == Some(Phase::Creating) {
+            return if self.creator_alive() {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
+        if !self.init_alive() {
+            return Status::Stopped;
+        }
+        if dir.join(FIFO_FILE).exists() {
+            return Status::Created;
+        }
+        if paused(self) {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    /// The OCI state document for this record and status.
+    pub fn oci(&self, status: Status) -> OciState {
+        OciState {
+            oci_version: OCI_VERSION.to_string(),
+            id: self.id.clone(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            status,
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            annotations: self.annotations.clone(),
+            owner: String::new(),
+        }
+    }
+}
+
+/// An exclusive lock on a container directory (flock on the directory).
+#[derive(Debug)]
+pub struct DirLock {
+    _f: File,
+}
+
+fn open_dir(p: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(p)
+}
+
+fn flock(f: &File, op: libc::c_int) -> std::io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let r = unsafe { libc::flock(f.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// The state root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// What to do with a stale directory left by a killed create (kill its init,
+/// remove its cgroup); supplied by the caller, which knows about cgroups.
+pub type StaleCleanup<'a> = &'a dyn Fn(&ContainerState);
+
+impl Store {
+    /// Open (and create, mode 0700) the state root.
+    pub fn open(root: &Path) -> Result<Store> {
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+        {
+            return Err(Error::io("create state root", root, e));
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// A view of the root without creating it (for read-only commands).
+    pub fn at(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The directory of a container (no existence check).
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Claim `id`: prepare a private directory with `initial` written and its
+    /// lock held, and rename it into place without replacing anything. A
+    /// directory left by a killed create is cleaned with `stale` and reused.
+    pub fn claim(
+        &self,
+        id: &str,
+        initial: &ContainerState,
+        stale: StaleCleanup<'_>,
+    ) -> Result<(PathBuf, DirLock)> {
+        validate_id(id)?;
+        let tmp = self.root.join(format!(".new-{id}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&tmp)
+            .io("create state directory", &tmp)?;
+        let f = open_dir(&tmp).io("open", &tmp)?;
+        flock(&f, libc::LOCK_EX).io("lock", &tmp)?;
+        if let Err(e) = initial.save(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        let dst = self.dir(id);
+        for attempt in 0..2 {
+            match nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &tmp,
+                nix::fcntl::AT_FDCWD,
+                &dst,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            ) {
+                Ok(()) => return Ok((dst, DirLock { _f: f })),
+                Err(nix::errno::Errno::EEXIST) if attempt == 0 => {
+                    if !self.reap_stale(id, stale) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(Error::sys(format!("rename into {}", dst.display()), e));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        Err(Error::Exists(id.to_string()))
+    }
+
+    /// If `id`'s directory was left by a create that was killed, clean it and
+    /// return true. A directory whose lock is held belongs to a live command.
+    fn reap_stale(&self, id: &str, stale: StaleCleanup<'_>) -> bool {
+        let dir = self.dir(id);
+        let Ok(f) = open_dir(&dir) else {
+            return false;
+        };
+        if flock(&f, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            return false;
+        }
+        match ContainerState::read(&dir) {
+            Ok(st) if st.phase == Some(Phase::Creating) && !st.creator_alive() => {
+                stale(&st);
+            }
+            Ok(_) => return false,
+            Err(_) => {}
+        }
+        std::fs::remove_dir_all(&dir).is_ok()
+    }
+
+    /// Take the exclusive lock of an existing container, waiting for others.
+    pub fn lock(&self, id: &str) -> Result<DirLock> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        let f = open_dir(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotExist(id.to_string())
+            } else {
+                Error::io("open", &dir, e)
+            }
+        })?;
+        flock(&f, libc::LOCK_EX).io("lock", &dir)?;
+        Ok(DirLock { _f: f })
+    }
+
+    /// Load a container's record; `does not exist` when there is none.
+    pub fn load(&self, id: &str) -> Result<ContainerState> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        match ContainerState::read(&dir) {
+            Ok(s) => Ok(s),
+            Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NotExist(id.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every container record under the root, sorted by id.
+    pub fn list(&self) -> Result<Vec<ContainerState>> {
+        let rd = match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read", &self.root, e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(st) = ContainerState::read(&ent.path()) {
+                out.push(st);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Remove a container's directory and everything in it.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &dir, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "abc-1", "X_y.z+1", &"f".repeat(64)] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "../x", ".hidden", "a b", "a\0b", "ü"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stat_parsing_handles_odd_names() {
+        let s = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100 18446744073709551615";
+        let st = parse_stat(s).unwrap();
+        assert_eq!(st.state, 'S');
+        assert_eq!(st.ppid, 1);
+        assert_eq!(st.start, 98765);
+    }
+
+    #[test]
+    fn claim_is_exclusive_and_stale_is_reaped() {
+        let d = std::env::temp_dir().join(format!("nk-state-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let store = Store::open(&d).unwrap();
+        let mut st = ContainerState {
+            id: "c1".into(),
+            phase: Some(Phase::Creating),
+            creator_pid: std::process::id() as i32,
+            creator_start: proc_stat(std::process::id() as i32).unwrap().start,
+            ..Default::default()
+        };
+        let (_dir, lock) = store.claim("c1", &st, &|_| {}).unwrap();
+        // Held lock and live creator: the second claim loses.
+        assert!(matches!(
+            store.claim("c1", &st, &|_| {}),
+            Err(Error::Exists(_))
+        ));
+        drop(lock);
+        // Creator alive: still not stale.
+        assert!(matches!(
+            store.claim("c1", &st, &|_| {}),
+            Err(Error::Exists(_))
+        ));
+        // Pretend the creator died: the directory is reaped and reused.
+        let mut dead = st.clone();
+        dead.creator_start += 1;
+        dead.save(&store.dir("c1")).unwrap();
+        let reaped = std::cell::Cell::new(false);
+        st.id = "c1".into();
+        let (_dir, _lock) = store.claim("c1", &st, &|_| reaped.set(true)).unwrap();
+        assert!(reaped.get());
+        assert_eq!(store.list().unwrap().len(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

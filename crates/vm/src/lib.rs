@@ -1,0 +1,1 @@
+//! VM mode: one QEMU microVM per container, driven through a guest agent.

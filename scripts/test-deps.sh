@@ -1,0 +1,15 @@
+#!/bin/sh
+# Installs everything the test suite needs from Debian's archive (idempotent).
+set -eu
+pkgs="runc crun busybox-static python3 jq hyperfine time procps iproute2 file libseccomp-dev pkg-config tmux"
+missing=""
+for p in $pkgs; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -o DPkg::Lock::Timeout=600 $missing >/dev/null 2>&1 || {
+    apt-get update >/dev/null 2>&1
+    apt-get install -y -o DPkg::Lock::Timeout=600 $missing >/dev/null
+  }
+fi
