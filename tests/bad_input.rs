@@ -9,9 +9,18 @@ use std::process::Stdio;
 
 /// Assert nothing of `id` is left: state, cgroup, mounts, processes.
 fn assert_clean(root: &Root, id: &str) {
-    assert!(!root.dir.path().join(id).exists(), "state directory of {id} left behind");
-    assert!(!cgroup_exists(&format!("nano-sandbox/{id}")), "cgroup of {id} left behind");
-    assert!(!host_mounts_contain(id), "a mount mentioning {id} left behind");
+    assert!(
+        !root.dir.path().join(id).exists(),
+        "state directory of {id} left behind"
+    );
+    assert!(
+        !cgroup_exists(&format!("nano-sandbox/{id}")),
+        "cgroup of {id} left behind"
+    );
+    assert!(
+        !host_mounts_contain(id),
+        "a mount mentioning {id} left behind"
+    );
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -31,7 +40,10 @@ fn refused(edit: impl FnOnce(&mut Bundle), needle: &str) {
     let o = root.run(&["create", "--bundle", &b.path(), &id]);
     assert!(!o.status.success(), "create should fail");
     let err = stderr(&o);
-    assert!(err.contains(needle), "error should mention {needle:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "error should mention {needle:?}: {err}"
+    );
     assert_clean(&root, &id);
     let good = Bundle::new(&["true"]);
     root.ok(&["create", "--bundle", &good.path(), &id]);
@@ -55,14 +67,28 @@ fn missing_bundle_and_config() {
 
 #[test]
 fn malformed_json() {
-    refused(|b| std::fs::write(b.dir.path().join("config.json"), "{\"ociVersion\": \"1.0.2\", \"process\": ").unwrap(), "invalid JSON");
+    refused(
+        |b| {
+            std::fs::write(
+                b.dir.path().join("config.json"),
+                "{\"ociVersion\": \"1.0.2\", \"process\": ",
+            )
+            .unwrap()
+        },
+        "invalid JSON",
+    );
 }
 
 #[test]
 fn unknown_namespace_type() {
     refused(
         |b| {
-            b.edit(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"})));
+            b.edit(|c| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "bogus"}))
+            });
         },
         "linux.namespaces[5].type",
     );
@@ -70,26 +96,38 @@ fn unknown_namespace_type() {
 
 #[test]
 fn wrong_type_names_the_field() {
-    refused(|b| {
-        b.edit(|c| c["process"]["user"]["uid"] = json!("root"));
-    }, "process.user.uid");
+    refused(
+        |b| {
+            b.edit(|c| c["process"]["user"]["uid"] = json!("root"));
+        },
+        "process.user.uid",
+    );
 }
 
 #[test]
 fn missing_executable() {
-    refused(|b| {
-        b.edit(|c| c["process"]["args"] = json!(["/no/such/binary"]));
-    }, "no such file or directory");
-    refused(|b| {
-        b.edit(|c| c["process"]["args"] = json!(["no-such-program"]));
-    }, "executable file not found");
+    refused(
+        |b| {
+            b.edit(|c| c["process"]["args"] = json!(["/no/such/binary"]));
+        },
+        "no such file or directory",
+    );
+    refused(
+        |b| {
+            b.edit(|c| c["process"]["args"] = json!(["no-such-program"]));
+        },
+        "executable file not found",
+    );
 }
 
 #[test]
 fn missing_rootfs() {
-    refused(|b| {
-        b.edit(|c| c["root"]["path"] = json!("/nonexistent/rootfs"));
-    }, "root.path");
+    refused(
+        |b| {
+            b.edit(|c| c["root"]["path"] = json!("/nonexistent/rootfs"));
+        },
+        "root.path",
+    );
 }
 
 #[test]
@@ -99,7 +137,11 @@ fn bad_ids() {
     for id in ["a/b", "..", "../escape", "", ".hidden", "sp ace"] {
         let o = root.run(&["create", "--bundle", &b.path(), id]);
         assert!(!o.status.success(), "id {id:?} accepted");
-        assert!(stderr(&o).contains("invalid container id") || stderr(&o).contains("required"), "{id:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("invalid container id") || stderr(&o).contains("required"),
+            "{id:?}: {}",
+            stderr(&o)
+        );
     }
     assert!(root.ids().is_empty());
     assert!(!std::path::Path::new("/run/escape").exists());
@@ -123,7 +165,16 @@ fn duplicate_id() {
 #[test]
 fn unknown_container() {
     let root = Root::new();
-    for verb in [&["state"][..], &["start"], &["kill"], &["delete"], &["pause"], &["resume"], &["ps"], &["exec"]] {
+    for verb in [
+        &["state"][..],
+        &["start"],
+        &["kill"],
+        &["delete"],
+        &["pause"],
+        &["resume"],
+        &["ps"],
+        &["exec"],
+    ] {
         let mut args: Vec<&str> = verb.to_vec();
         args.push("no-such-container");
         if verb[0] == "exec" {
@@ -131,7 +182,11 @@ fn unknown_container() {
         }
         let o = root.run(&args);
         assert!(!o.status.success(), "{verb:?}");
-        assert!(stderr(&o).contains("does not exist"), "{verb:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("does not exist"),
+            "{verb:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -140,7 +195,14 @@ fn json_log_is_exactly_one_error_object() {
     let root = Root::new();
     let log = TempDir::new("nk-log");
     let logf = log.path().join("log.json");
-    let o = run_to_files(root.cmd().args(["--log", logf.to_str().unwrap(), "--log-format", "json", "state", "no-such-container"]));
+    let o = run_to_files(root.cmd().args([
+        "--log",
+        logf.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "no-such-container",
+    ]));
     assert!(!o.status.success());
     let text = std::fs::read_to_string(&logf).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -153,12 +215,27 @@ fn json_log_is_exactly_one_error_object() {
     b.edit(|c| c["process"]["args"] = json!(["/no/such/binary"]));
     std::fs::remove_file(&logf).unwrap();
     let id = unique_id("jsonlog");
-    let o = run_to_files(root.cmd().args(["--log", logf.to_str().unwrap(), "--log-format", "json", "create", "--bundle", &b.path(), &id]));
+    let o = run_to_files(root.cmd().args([
+        "--log",
+        logf.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        &b.path(),
+        &id,
+    ]));
     assert!(!o.status.success());
     let text = std::fs::read_to_string(&logf).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-    assert!(v["msg"].as_str().unwrap().contains("no such file or directory"), "{v}");
+    assert!(
+        v["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no such file or directory"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -242,7 +319,10 @@ fn create_killed_midway_leaves_nothing_blocking() {
     let o = root.run(&["state", &id]);
     if o.status.success() {
         let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(s["status"], "stopped", "a killed create is not a live container");
+        assert_eq!(
+            s["status"], "stopped",
+            "a killed create is not a live container"
+        );
     }
     root.ok(&["delete", "-f", &id]);
     assert_clean(&root, &id);
@@ -262,7 +342,13 @@ fn create_after_killed_create_without_delete() {
         c["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}; sleep 30", marker.display())]}]})
     });
     let id = unique_id("reuse");
-    let mut child = root.cmd().args(["create", "--bundle", &b.path(), &id]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = root
+        .cmd()
+        .args(["create", "--bundle", &b.path(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     for _ in 0..500 {
         if marker.exists() {
             break;

@@ -25,13 +25,23 @@ fn create_start_state_kill_delete() {
     b.edit(|c| c["annotations"] = json!({"org.example.key": "value"}));
     let id = unique_id("life");
     let pidfile = b.dir.path().join("init.pid");
-    root.ok(&["create", "--bundle", &b.path(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    root.ok(&[
+        "create",
+        "--bundle",
+        &b.path(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
     let s = root.state(&id);
     assert_eq!(s["status"], "created");
     assert_eq!(s["id"], id.as_str());
     let pid = s["pid"].as_i64().unwrap();
     assert!(pid > 0);
-    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        pid.to_string()
+    );
     assert_eq!(s["bundle"], b.path().as_str());
     assert!(s["created"].as_str().unwrap().ends_with('Z'));
     assert_eq!(s["annotations"]["org.example.key"], "value");
@@ -41,7 +51,11 @@ fn create_start_state_kill_delete() {
     assert_ne!(ns, std::fs::read_link("/proc/self/ns/pid").unwrap());
     // Listed.
     let list: Value = serde_json::from_str(&root.ok(&["list", "--format", "json"])).unwrap();
-    assert!(list.as_array().unwrap().iter().any(|c| c["id"] == id.as_str() && c["status"] == "created"));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == id.as_str() && c["status"] == "created"));
     assert!(root.ok(&["list", "-q"]).lines().any(|l| l == id));
     root.ok(&["start", &id]);
     assert_eq!(root.status(&id), "running");
@@ -58,7 +72,11 @@ fn create_start_state_kill_delete() {
     // kill on a stopped container: runc's words.
     let o = root.run(&["kill", &id, "TERM"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("container not running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("container not running"),
+        "{}",
+        stderr(&o)
+    );
     root.ok(&["delete", &id]);
     let o = root.run(&["state", &id]);
     assert!(!o.status.success());
@@ -76,14 +94,24 @@ fn delete_created_container_without_force() {
     root.ok(&["create", "--bundle", &b.path(), &id]);
     let pid = root.state(&id)["pid"].as_i64().unwrap();
     root.ok(&["delete", &id]);
-    assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z"));
+    assert!(
+        !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    );
     assert!(root.ids().is_empty());
 }
 
 #[test]
 fn run_returns_exit_status_and_deletes() {
     let root = Root::new();
-    for (script, want) in [("exit 0", 0), ("exit 1", 1), ("exit 7", 7), ("exec false", 1)] {
+    for (script, want) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 7", 7),
+        ("exec false", 1),
+    ] {
         let mut b = Bundle::new(&["true"]);
         sh(&mut b, script);
         let (code, _, err) = run_bundle(&root, &b);
@@ -99,7 +127,11 @@ fn run_killed_by_signal_returns_128_plus_n() {
     let root = Root::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("sig");
-    let mut child = root.cmd().args(["run", "--bundle", &b.path(), &id]).spawn().unwrap();
+    let mut child = root
+        .cmd()
+        .args(["run", "--bundle", &b.path(), &id])
+        .spawn()
+        .unwrap();
     root.wait_status(&id, "running");
     root.ok(&["kill", &id, "KILL"]);
     let st = child.wait().unwrap();
@@ -109,7 +141,11 @@ fn run_killed_by_signal_returns_128_plus_n() {
     let mut b = Bundle::new(&["true"]);
     sh(&mut b, "trap 'exit 42' TERM; while :; do sleep 0.1; done");
     let id = unique_id("sigfwd");
-    let mut child = root.cmd().args(["run", "--bundle", &b.path(), &id]).spawn().unwrap();
+    let mut child = root
+        .cmd()
+        .args(["run", "--bundle", &b.path(), &id])
+        .spawn()
+        .unwrap();
     root.wait_status(&id, "running");
     std::thread::sleep(std::time::Duration::from_millis(300));
     // SAFETY: kill(2) to our own child process (the attached runtime).
@@ -176,9 +212,7 @@ fn hooks_run_in_order_with_state() {
     let root = Root::new();
     let mut b = Bundle::new(&["true"]);
     let log = b.dir.path().join("hooks.log");
-    let hook = |name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $HOOKENV $s\" >> {}", log.display())], "env": ["HOOKENV=env-ok"], "timeout": 5})
-    };
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $HOOKENV $s\" >> {}", log.display())], "env": ["HOOKENV=env-ok"], "timeout": 5});
     b.edit(|c| {
         c["hooks"] = json!({
             "prestart": [hook("prestart")],
@@ -196,14 +230,25 @@ fn hooks_run_in_order_with_state() {
     root.ok(&["delete", &id]);
     let text = std::fs::read_to_string(&log).unwrap();
     let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(names, ["prestart", "createRuntime", "createContainer", "poststart", "poststop"], "{text}");
+    assert_eq!(
+        names,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "poststop"
+        ],
+        "{text}"
+    );
     for l in text.lines() {
         assert!(l.contains("env-ok"), "hook env missing: {l}");
         let js: Value = serde_json::from_str(l.splitn(3, ' ').nth(2).unwrap()).unwrap();
         assert_eq!(js["id"], id.as_str());
         assert_eq!(js["bundle"], b.path().as_str());
     }
-    let first: Value = serde_json::from_str(text.lines().next().unwrap().splitn(3, ' ').nth(2).unwrap()).unwrap();
+    let first: Value =
+        serde_json::from_str(text.lines().next().unwrap().splitn(3, ' ').nth(2).unwrap()).unwrap();
     assert_eq!(first["status"], "creating");
     assert!(first["pid"].as_i64().unwrap() > 0);
 }
@@ -216,11 +261,24 @@ fn failing_prestart_hook_fails_create_and_cleans_up() {
     let id = unique_id("badhook");
     let o = root.run(&["create", "--bundle", &b.path(), &id]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("prestart") && stderr(&o).contains("hook-broke"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("prestart") && stderr(&o).contains("hook-broke"),
+        "{}",
+        stderr(&o)
+    );
     assert!(root.ids().is_empty(), "state left behind");
-    assert!(!cgroup_exists(&format!("nano-sandbox/{id}")), "cgroup left behind");
+    assert!(
+        !cgroup_exists(&format!("nano-sandbox/{id}")),
+        "cgroup left behind"
+    );
     // Same id again, now without the hook.
-    b.edit(|c| c.as_object_mut().unwrap().remove("hooks").map(|_| ()).unwrap_or(()));
+    b.edit(|c| {
+        c.as_object_mut()
+            .unwrap()
+            .remove("hooks")
+            .map(|_| ())
+            .unwrap_or(())
+    });
     root.ok(&["create", "--bundle", &b.path(), &id]);
     root.ok(&["delete", &id]);
 }
@@ -261,7 +319,13 @@ fn namespaces_and_hostname() {
     assert_eq!(lines[1], "nk-test-host");
     assert_eq!(lines[2], "nk.example");
     assert_eq!(lines[3], "1", "only lo in a new network namespace");
-    assert_ne!(lines[4], std::fs::read_link("/proc/self/ns/pid").unwrap().to_str().unwrap());
+    assert_ne!(
+        lines[4],
+        std::fs::read_link("/proc/self/ns/pid")
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
 }
 
 #[test]
@@ -300,7 +364,11 @@ fn cgroup_and_time_namespaces() {
     );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].ends_with(":memory:/"), "cgroup namespace root: {}", lines[0]);
+    assert!(
+        lines[0].ends_with(":memory:/"),
+        "cgroup namespace root: {}",
+        lines[0]
+    );
     let up: u64 = lines[1].parse().unwrap();
     assert!(up >= 864000, "boottime offset applied: uptime {up}");
 }
@@ -342,10 +410,25 @@ fn devices_symlinks_and_linux_devices() {
          for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok",
     );
     assert_eq!(code, 0, "{err}");
-    for want in ["/dev/null 1:3 666", "/dev/zero 1:5 666", "/dev/full 1:7 666", "/dev/random 1:8 666", "/dev/urandom 1:9 666", "/dev/tty 5:0 666", "/dev/fuse a:e5 640"] {
+    for want in [
+        "/dev/null 1:3 666",
+        "/dev/zero 1:5 666",
+        "/dev/full 1:7 666",
+        "/dev/random 1:8 666",
+        "/dev/urandom 1:9 666",
+        "/dev/tty 5:0 666",
+        "/dev/fuse a:e5 640",
+    ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    for want in ["/proc/self/fd\n", "/proc/self/fd/0\n", "/proc/self/fd/1\n", "/proc/self/fd/2\n", "pts/ptmx\n", "null-ok"] {
+    for want in [
+        "/proc/self/fd\n",
+        "/proc/self/fd/0\n",
+        "/proc/self/fd/1\n",
+        "/proc/self/fd/2\n",
+        "pts/ptmx\n",
+        "null-ok",
+    ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
 }
@@ -381,7 +464,10 @@ fn process_attributes() {
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], "65534");
     assert_eq!(l[1], "65534");
-    assert_eq!(l[2].split_whitespace().collect::<Vec<_>>(), ["65534", "5", "100"]);
+    assert_eq!(
+        l[2].split_whitespace().collect::<Vec<_>>(),
+        ["65534", "5", "100"]
+    );
     assert_eq!(l[3], "/tmp");
     assert_eq!(l[4], "bar baz");
     assert_eq!(l[5], "512");
@@ -393,7 +479,10 @@ fn process_attributes() {
     assert!(out.contains("CapBnd:\t0000000000000021"), "{out}");
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
     assert!(out.contains("\n0077\n"), "umask: {out}");
-    assert!(out.trim_end().ends_with("/nonexistent"), "HOME from /etc/passwd: {out}");
+    assert!(
+        out.trim_end().ends_with("/nonexistent"),
+        "HOME from /etc/passwd: {out}"
+    );
 }
 
 #[test]
@@ -433,8 +522,10 @@ fn cgroup_limits_applied_and_removed() {
     let cgpath = format!("/nk-test-{id}");
     b.edit(|c| {
         c["linux"]["cgroupsPath"] = json!(cgpath);
-        c["linux"]["resources"]["memory"] = json!({"limit": 67108864, "reservation": 33554432, "swap": 134217728});
-        c["linux"]["resources"]["cpu"] = json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"});
+        c["linux"]["resources"]["memory"] =
+            json!({"limit": 67108864, "reservation": 33554432, "swap": 134217728});
+        c["linux"]["resources"]["cpu"] =
+            json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"});
         c["linux"]["resources"]["pids"] = json!({"limit": 42});
     });
     sh(&mut b, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.soft_limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes \
@@ -442,10 +533,18 @@ fn cgroup_limits_applied_and_removed() {
     let o = root.run(&["create", "--bundle", &b.path(), &id]);
     assert!(o.status.success(), "{}", stderr(&o));
     let host = Path::new("/sys/fs/cgroup/memory").join(cgpath.trim_start_matches('/'));
-    assert_eq!(std::fs::read_to_string(host.join("memory.limit_in_bytes")).unwrap().trim(), "67108864");
+    assert_eq!(
+        std::fs::read_to_string(host.join("memory.limit_in_bytes"))
+            .unwrap()
+            .trim(),
+        "67108864"
+    );
     let pid = root.state(&id)["pid"].as_i64().unwrap();
     let procs = std::fs::read_to_string(host.join("cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|l| l == pid.to_string()), "init is in the cgroup before start");
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "init is in the cgroup before start"
+    );
     let o = root.run(&["start", "--attach", &id]);
     assert_eq!(o.status.code(), Some(0));
     root.ok(&["delete", &id]);
@@ -456,7 +555,19 @@ fn cgroup_limits_applied_and_removed() {
     let (code, out, err) = run_bundle(&root, &b);
     assert_eq!(code, 0, "{err}");
     let l: Vec<&str> = out.lines().collect();
-    assert_eq!(l, ["67108864", "33554432", "134217728", "512", "50000", "100000", "0", "42"]);
+    assert_eq!(
+        l,
+        [
+            "67108864",
+            "33554432",
+            "134217728",
+            "512",
+            "50000",
+            "100000",
+            "0",
+            "42"
+        ]
+    );
 }
 
 #[test]
@@ -474,7 +585,14 @@ fn console_socket_receives_pty_master() {
         let (s, _) = l.accept().unwrap();
         recv_fd(&s)
     });
-    root.ok(&["create", "--bundle", &b.path(), "--console-socket", sock.to_str().unwrap(), &id]);
+    root.ok(&[
+        "create",
+        "--bundle",
+        &b.path(),
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+    ]);
     let master = receiver.join().unwrap();
     root.ok(&["start", &id]);
     let mut out = Vec::new();
@@ -499,7 +617,10 @@ fn recv_fd(s: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
     use std::os::fd::{AsRawFd, FromRawFd};
     let mut data = [0u8; 64];
     let mut cbuf = [0u8; 64];
-    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
     // SAFETY: a zeroed msghdr is valid; we point it at buffers that outlive recvmsg.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
