@@ -21,14 +21,22 @@ fn assert_clean(root: &Root, id: &str) {
         !host_mounts_contain(id),
         "a mount mentioning {id} left behind"
     );
+    // A live init holds a descriptor on its state directory: look for any
+    // process with a descriptor naming this id.
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("environ")).ok())
-        .map(|env| String::from_utf8_lossy(&env).into_owned())
-        .filter(|env| env.contains(&format!("_NK_INIT_FD")) && env.contains(id))
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| {
+            std::fs::read_dir(e.path().join("fd"))
+                .map(|fds| {
+                    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains(id)))
+                })
+                .unwrap_or(false)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(leftovers.is_empty());
+    assert!(leftovers.is_empty(), "processes still holding {id}: {leftovers:?}");
 }
 
 /// create must fail with `needle` in its error, then succeed on a good bundle.
