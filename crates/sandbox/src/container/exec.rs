@@ -208,7 +208,12 @@ impl Runtime {
             Some(p) => Some(linux::console::connect(&p)?),
             None => None,
         };
-        let exe = clone::sealed_self()?;
+        let exe = clone::protected_exe()?;
+        let cgroup = self.cgroup_of(&st);
+        let self_join: Vec<PathBuf> = match (&cgroup, userns) {
+            (Some(cg), false) => cg.self_join_files(),
+            _ => Vec::new(),
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -224,6 +229,7 @@ impl Runtime {
             min_fd: 3 + o.preserve_fds,
             keep: &keep,
             mode: "init",
+            cgroup_tasks: &self_join,
         };
         let own_pid = match &pid_ns {
             Some(p) => {
@@ -253,7 +259,7 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
-        if let Some(cg) = self.cgroup_of(&st) {
+        if let Some(cg) = cgroup.as_ref().filter(|_| self_join.is_empty()) {
             if let Err(e) = cg.add_process(pid) {
                 kill_child(&child.pidfd);
                 return Err(e);
