@@ -12,6 +12,7 @@ pub mod error;
 pub mod harness;
 pub mod image;
 pub mod modules;
+pub mod monitor;
 pub mod qemu;
 
 pub use error::{Error, Result};
