@@ -12,6 +12,7 @@
 //! it (from a sealed memfd) as `nk-agent init` for the container side of
 //! clone, exactly as nk-runtime does on a host.
 
+mod cp;
 mod pid1;
 mod procs;
 mod serve;
@@ -19,6 +20,13 @@ mod serve;
 fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "init") {
         sandbox::process::init::main();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if args
+        .first()
+        .is_some_and(|a| a.rsplit('/').next() == Some("cp"))
+    {
+        std::process::exit(cp::main(&args[1..]));
     }
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {

@@ -403,6 +403,16 @@ impl Agent {
             &format!("lowerdir={lower},upperdir={ovl}/upper,workdir={ovl}/work"),
         )?;
         let mut config = c.config;
+        let copyup = config["mounts"].as_array().is_some_and(|ms| {
+            ms.iter().any(|m| {
+                m["options"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|x| x == "tmpcopyup"))
+            })
+        });
+        if copyup {
+            crate::cp::install().map_err(|e| format!("install /bin/cp for tmpcopyup: {e}"))?;
+        }
         config["root"]["path"] = "rootfs".into();
         let cfg = format!("{bundle}/config.json");
         std::fs::write(&cfg, serde_json::to_vec(&config).unwrap_or_default())
