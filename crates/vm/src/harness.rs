@@ -64,6 +64,8 @@ pub struct Guest {
     conn: AgentConn,
     stdio: StdioPort,
     out: HashMap<u32, Output>,
+    /// End-of-file frames seen per stream (stdout, stderr).
+    eofs: HashMap<u32, (bool, bool)>,
     exits: HashMap<u32, i32>,
     next_stream: u32,
     pub ready: Ready,
@@ -115,6 +117,7 @@ impl Guest {
             conn,
             stdio,
             out: HashMap::new(),
+            eofs: HashMap::new(),
             exits: HashMap::new(),
             next_stream: 100,
             ready,
@@ -137,6 +140,15 @@ impl Guest {
             Some(left.min(Duration::from_millis(500))),
         );
         for f in self.stdio.pump(1 << 20)? {
+            if f.data.is_empty() {
+                let e = self.eofs.entry(f.stream).or_default();
+                if f.fd == vm_protocol::FD_STDERR {
+                    e.1 = true;
+                } else {
+                    e.0 = true;
+                }
+                continue;
+            }
             let o = self.out.entry(f.stream).or_default();
             match f.fd {
                 vm_protocol::FD_STDERR => o.stderr.extend_from_slice(&f.data),
@@ -195,11 +207,20 @@ impl Guest {
             timeout,
         )?;
         self.stdio.send_stdin(stream, b"")?;
+        let mut exited_at = None;
         loop {
-            if let Some(status) = self.exits.remove(&stream) {
-                let mut o = self.out.remove(&stream).unwrap_or_default();
-                o.status = status;
-                return Ok(o);
+            if let Some(&status) = self.exits.get(&stream) {
+                // The exit and the last output travel on different ports:
+                // wait for both end-of-file frames (or a grace period).
+                let at = *exited_at.get_or_insert_with(Instant::now);
+                let eof = self.eofs.get(&stream).is_some_and(|e| e.0 && e.1);
+                if eof || at.elapsed() > Duration::from_secs(1) {
+                    self.exits.remove(&stream);
+                    self.eofs.remove(&stream);
+                    let mut o = self.out.remove(&stream).unwrap_or_default();
+                    o.status = status;
+                    return Ok(o);
+                }
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
@@ -208,7 +229,12 @@ impl Guest {
                     detail: self.vm.diagnostics(),
                 });
             }
-            self.step(deadline)?;
+            let d = if exited_at.is_some() {
+                Instant::now() + Duration::from_millis(50)
+            } else {
+                deadline
+            };
+            self.step(d)?;
         }
     }
 
