@@ -209,6 +209,13 @@ fn lifecycle_exec_memory_limit_pause_kill_delete() {
     );
     assert!(!host_rootfs.join("tmp/flag").exists());
 
+    // events --stats and update reach the guest's cgroup.
+    let ev: serde_json::Value =
+        serde_json::from_str(&root.ok(&["events", "--stats", &id])).unwrap();
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 64u64 << 20, "{ev}");
+    root.ok(&["update", "--memory", "96m", &id]);
+    let o = ex(&["cat", "/sys/fs/cgroup/memory.max"]);
+    assert_eq!(stdout(&o).trim(), (96u64 << 20).to_string());
     let ps: Vec<i64> = serde_json::from_str(&root.ok(&["ps", "--format", "json", &id])).unwrap();
     assert!(!ps.is_empty());
     root.ok(&["pause", &id]);

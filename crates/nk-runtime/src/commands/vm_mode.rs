@@ -81,6 +81,25 @@ pub fn status_in(dir: &Path, base: Status) -> Status {
     }
 }
 
+/// The OCI state given to hooks on the host (the pid is the monitor's).
+fn hook_state(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &Path,
+    ann: &std::collections::BTreeMap<String, String>,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": state::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": ann,
+    }))
+    .unwrap_or_default()
+}
+
 /// A created VM container, for `run`.
 pub struct Created {
     pub pid: i32,
@@ -140,6 +159,9 @@ fn pty_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     )?;
     // SAFETY: the master's descriptor is ours; PtyMaster gives it up here.
     let m = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(m)) };
+    // The guest's own pty does the line discipline; this one only relays
+    // bytes (cooked, it would turn the guest's \r\n into \r\r\n).
+    let _ = sandbox::linux::console::make_raw(s.as_fd());
     Ok((m, s))
 }
 
@@ -295,6 +317,13 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         .arg(g.level.as_str())
         .arg("vm-monitor")
         .arg(&c.id);
+    if tty_slave.is_some() {
+        // The container's stdio is the pty: the monitor must not hold ours.
+        // (go-runc reads create's output until EOF; a held pipe hangs it.)
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    }
     let sync_fd = child.as_fd().as_raw_fd();
     let tty_fd = tty_slave.as_ref().map(|s| s.as_raw_fd()).unwrap_or(-1);
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -341,6 +370,24 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         } => (guest_pid, qemu_pid, boot_ms),
         Report::Failed(e) => bail!("create failed: {e}"),
     };
+    // Host-side hooks, as in container mode (the guest's copy has none):
+    // prestart and createRuntime once the container exists.
+    if let Some(h) = b.spec.hooks() {
+        let st = hook_state(&c.id, "created", mpid, &b.dir, &record.annotations);
+        #[allow(deprecated)]
+        let lists = [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+        ];
+        for (kind, list) in lists {
+            if let Some(list) = list {
+                if let Err(e) = sandbox::linux::hooks::run(kind, list, &st) {
+                    shutdown(&dir, &record);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
     record.phase = Some(Phase::Created);
     record.extra = serde_json::json!({
         "qemu_pid": qemu_pid,
@@ -394,9 +441,25 @@ pub fn start(g: &Globals, id: &str) -> anyhow::Result<()> {
         Status::Creating => bail!("cannot start a container that is still being created"),
         _ => bail!("cannot start an already running container"),
     }
-    let (_, _, c) = client(g, id, "start")?;
+    let (st, _, c) = client(g, id, "start")?;
     c.call(&ClientReq::Start)?;
-    let _ = std::fs::remove_file(rt.store.dir(id).join(state::FIFO_FILE));
+    let dir = rt.store.dir(id);
+    let _ = std::fs::remove_file(dir.join(state::FIFO_FILE));
+    // poststart: a failure is a warning, as in container mode.
+    let p = dir.join(state::CONFIG_FILE);
+    if let Ok(cfg) = sandbox::spec::parse(&std::fs::read(&p).unwrap_or_default(), &p) {
+        if let Some(list) = cfg
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+        {
+            let s = hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
+            if let Err(e) = sandbox::linux::hooks::run("poststart", &list, &s) {
+                sandbox::logging::warn(|| format!("{e}"));
+            }
+        }
+    }
     Ok(())
 }
 
