@@ -29,6 +29,8 @@ pub const CONFIG: &str = "monitor.json";
 pub const PAUSED_MARK: &str = "vm-paused";
 /// Why the VM ended early, for `run` and the log.
 pub const EXIT_REASON: &str = "vm-exit";
+/// How long the agent gets to power the VM off before QEMU is killed.
+const POWER_OFF_GRACE_MS: u64 = 300;
 /// The monitor's exit code when the VM itself failed.
 pub const VM_FAILED: i32 = 255;
 
@@ -758,11 +760,28 @@ impl Monitor {
             .collect()
     }
 
+    /// End the VM. The agent gets a short grace to power off cleanly, then
+    /// QEMU is killed: nothing in the guest needs saving (the rootfs upper
+    /// layer is tmpfs, and 9p writes to shared host paths are synchronous),
+    /// and a TCG power-off can take longer than the grace.
     fn power_off(&mut self) {
+        let t0 = Instant::now();
         let _ = self.conn.send(Request::Shutdown);
-        if self.vm.wait_timeout(Duration::from_secs(5)).is_none() {
+        let clean = self
+            .vm
+            .wait_timeout(Duration::from_millis(POWER_OFF_GRACE_MS))
+            .is_some();
+        if !clean {
             self.vm.kill();
         }
+        log_line(
+            &self.cfg,
+            &format!(
+                "VM {} after {} ms",
+                if clean { "powered off" } else { "killed" },
+                t0.elapsed().as_millis()
+            ),
+        );
     }
 
     fn fail(&mut self, e: &Error) -> i32 {
