@@ -209,6 +209,34 @@ fn lifecycle_exec_memory_limit_pause_kill_delete() {
     );
     assert!(!host_rootfs.join("tmp/flag").exists());
 
+    // Signals sent to a foreground exec reach the exec'd process.
+    let mut child = vm_cmd(&root)
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; echo armed; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "armed\n");
+    // SAFETY: kill(2) the nk-runtime exec this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(9),
+        "SIGTERM was not forwarded to the exec'd process"
+    );
     // events --stats and update reach the guest's cgroup.
     let ev: serde_json::Value =
         serde_json::from_str(&root.ok(&["events", "--stats", &id])).unwrap();

@@ -343,6 +343,17 @@ impl Agent {
                 cg.set(&res, true).map_err(|e| e.to_string())?;
                 Ok(Reply::Done)
             }
+            Request::Signal { stream, signal } => {
+                let p = self
+                    .procs
+                    .get(&stream)
+                    .ok_or_else(|| format!("no process on stream {stream}"))?;
+                if p.status.is_none() {
+                    // SAFETY: kill(2) to a process the agent started and has not reaped.
+                    unsafe { libc::kill(p.pid, signal) };
+                }
+                Ok(Reply::Done)
+            }
             Request::Resize { stream, rows, cols } => {
                 let p = self
                     .procs

@@ -66,6 +66,8 @@ pub enum Request {
         id: String,
         resources: serde_json::Value,
     },
+    /// Send a signal to the process of a stream (an exec'd process).
+    Signal { stream: u32, signal: i32 },
     /// Set the window size of a stream's terminal.
     Resize { stream: u32, rows: u16, cols: u16 },
     /// Kill everything and power the VM off.

@@ -96,6 +96,10 @@ pub enum ClientReq {
         rows: u16,
         cols: u16,
     },
+    /// A signal for this connection's exec'd process.
+    Signal {
+        signal: i32,
+    },
     Shutdown,
 }
 
@@ -625,6 +629,18 @@ impl Monitor {
                     None => self.reply(
                         cid,
                         ClientMsg::Err("resize: this connection runs no process".into()),
+                    ),
+                }
+            }
+            ClientReq::Signal { signal } => {
+                let stream = self.clients.get(&cid).and_then(|c| c.1);
+                match stream {
+                    Some(stream) => {
+                        self.agent_req(cid, Request::Signal { stream, signal }, Pending::Plain)
+                    }
+                    None => self.reply(
+                        cid,
+                        ClientMsg::Err("signal: this connection runs no process".into()),
                     ),
                 }
             }

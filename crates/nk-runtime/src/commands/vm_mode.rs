@@ -699,11 +699,52 @@ fn exec_wait(
             }
         }
     }
+    // Signals we receive go to the process (as runc exec forwards them);
+    // SIGWINCH resizes its terminal.
+    let _blocked = sandbox::process::wait::Blocked::new()?;
+    let sfd = nix::sys::signalfd::SignalFd::with_flags(
+        &sandbox::process::wait::forwarded_set(),
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    )?;
     loop {
-        match c.recv()? {
-            ClientMsg::Exited(s) => return Ok(s),
-            ClientMsg::Err(e) => bail!("{e}"),
-            ClientMsg::Ok(_) => {}
+        let mut p = [
+            libc::pollfd {
+                fd: c.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sfd.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll over an array that lives for the call.
+        unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+        if p[1].revents != 0 {
+            while let Ok(Some(si)) = sfd.read_signal() {
+                let sig = si.ssi_signo as i32;
+                let req = match sig {
+                    libc::SIGCHLD | libc::SIGURG | libc::SIGPIPE => continue,
+                    libc::SIGWINCH => {
+                        match sandbox::linux::console::get_winsize(sandbox::linux::console::stdio(
+                            0,
+                        )) {
+                            Some((rows, cols)) => ClientReq::Resize { rows, cols },
+                            None => continue,
+                        }
+                    }
+                    _ => ClientReq::Signal { signal: sig },
+                };
+                c.send(&req, &[])?;
+            }
+        }
+        if p[0].revents != 0 {
+            match c.recv()? {
+                ClientMsg::Exited(s) => return Ok(s),
+                ClientMsg::Err(e) => bail!("{e}"),
+                ClientMsg::Ok(_) => {}
+            }
         }
     }
 }
