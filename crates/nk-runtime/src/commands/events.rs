@@ -46,10 +46,13 @@ pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
         if status == sandbox::state::Status::Stopped {
             anyhow::bail!("container {} is not running", a.id);
         }
-        let cg = rt
-            .cgroup_of(&st)
-            .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
-        let s = cg.stats()?;
+        let s = if st.mode == "vm" {
+            super::vm_mode::stats(g, &a.id)?
+        } else {
+            rt.cgroup_of(&st)
+                .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?
+                .stats()?
+        };
         println!("{}", stats_event(&a.id, &s));
         if a.stats {
             return Ok(0);

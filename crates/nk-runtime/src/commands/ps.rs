@@ -4,6 +4,10 @@ use crate::cli::PsArgs;
 use crate::report::Globals;
 
 pub fn run(g: &Globals, a: PsArgs) -> anyhow::Result<i32> {
+    if super::vm_mode::is_vm(g, &a.id) {
+        super::vm_mode::ps(g, &a.id, &a.format)?;
+        return Ok(0);
+    }
     let pids = g.runtime().pids(&a.id)?;
     match a.format.as_str() {
         "json" => {

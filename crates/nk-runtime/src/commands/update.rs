@@ -123,6 +123,10 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     if status == sandbox::state::Status::Stopped {
         anyhow::bail!("container {} is stopped: cannot update its resources", a.id);
     }
+    if st.mode == "vm" {
+        super::vm_mode::update(g, &a.id, serde_json::to_value(&res)?)?;
+        return Ok(0);
+    }
     let cg = rt
         .cgroup_of(&st)
         .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
