@@ -483,11 +483,6 @@ impl Runtime {
                 .and_then(|l| l.cgroups_path().clone()),
             systemd: self.systemd_cgroup,
         };
-        if self.systemd_cgroup && !Path::new("/run/systemd/system").exists() {
-            crate::logging::info(|| {
-                "--systemd-cgroup: systemd is not running here; the slice:prefix:name path is mapped to cgroupfs".into()
-            });
-        }
         if self.rootless {
             // Without root, a cgroup is only usable when delegated to us; like
             // runc, skip it otherwise (limits in the config are then not enforced).
