@@ -571,19 +571,20 @@ pub fn procs_recursive(d: &Path) -> Vec<i32> {
 /// How long delete waits for a cgroup to empty before it gives up.
 pub const RMDIR_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Remove a cgroup directory, retrying while the kernel still counts dying
-/// tasks (rmdir returns EBUSY for a moment after the last process exits);
-/// `kill` runs between attempts to deal with processes that are left.
-pub fn rmdir_retry(dir: &Path, kill: &dyn Fn()) -> Result<()> {
-    rmdir_retry_with(dir, kill, &|p| std::fs::remove_dir(p), RMDIR_BUDGET)
+/// Remove a cgroup directory, retrying until `deadline` while the kernel
+/// still counts dying tasks (rmdir returns EBUSY for a moment after the
+/// last process exits); `kill` runs between attempts to deal with
+/// processes that are left.
+pub fn rmdir_retry(dir: &Path, kill: &dyn Fn(), deadline: std::time::Instant) -> Result<()> {
+    rmdir_retry_with(dir, kill, &|p| std::fs::remove_dir(p), deadline)
 }
 
-/// [`rmdir_retry`] with the removal and the time budget given (for tests).
+/// [`rmdir_retry`] with the removal given (for tests).
 pub fn rmdir_retry_with(
     dir: &Path,
     kill: &dyn Fn(),
     remove: &dyn Fn(&Path) -> std::io::Result<()>,
-    budget: std::time::Duration,
+    deadline: std::time::Instant,
 ) -> Result<()> {
     let start = std::time::Instant::now();
     let mut delay = std::time::Duration::from_millis(1);
@@ -592,7 +593,7 @@ pub fn rmdir_retry_with(
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                if start.elapsed() >= budget {
+                if std::time::Instant::now() >= deadline {
                     let left = read_procs(&dir.join("cgroup.procs"));
                     return Err(Error::msg(format!(
                         "remove cgroup {}: still busy after {:.1} s of killing and retrying; {} (see {}/cgroup.procs)",
@@ -804,7 +805,7 @@ mod tests {
             Path::new("/nonexistent/cg"),
             &|| calls.set(calls.get() + 1),
             &busy,
-            std::time::Duration::from_millis(50),
+            std::time::Instant::now() + std::time::Duration::from_millis(50),
         )
         .unwrap_err()
         .to_string();
@@ -825,7 +826,7 @@ mod tests {
             Path::new("/x"),
             &|| {},
             &later,
-            std::time::Duration::from_secs(5),
+            std::time::Instant::now() + std::time::Duration::from_secs(5),
         )
         .unwrap();
         assert_eq!(n.get(), 3);

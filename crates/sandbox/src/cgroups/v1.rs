@@ -395,6 +395,21 @@ pub fn set_memory(d: &Path, m: &LinuxMemory, update: bool, check: bool) -> Resul
 /// cpu: shares (checked against what the kernel kept), CFS period and
 /// quota, burst, idle, realtime period and runtime.
 pub fn set_cpu(d: &Path, c: &LinuxCpu) -> Result<()> {
+    // The kernel refuses shares for an idle group: leave idle first, and
+    // enter it last.
+    let idle_file = || {
+        if !d.join("cpu.idle").exists() {
+            return Err(Error::Unsupported(format!(
+                "linux.resources.cpu.idle: {} has no cpu.idle (Linux 5.15+)",
+                d.display()
+            )));
+        }
+        Ok(())
+    };
+    if c.idle() == Some(0) {
+        idle_file()?;
+        write_file(d, "cpu.idle", "0")?;
+    }
     if let Some(s) = c.shares().filter(|v| *v != 0) {
         write_file(d, "cpu.shares", &s.to_string())?;
         if let Some(got) = read_u64(d, "cpu.shares") {
@@ -437,13 +452,8 @@ pub fn set_cpu(d: &Path, c: &LinuxCpu) -> Result<()> {
         }
         write_file(d, "cpu.cfs_burst_us", &b.to_string())?;
     }
-    if let Some(i) = c.idle() {
-        if !d.join("cpu.idle").exists() {
-            return Err(Error::Unsupported(format!(
-                "linux.resources.cpu.idle: {} has no cpu.idle (Linux 5.15+)",
-                d.display()
-            )));
-        }
+    if let Some(i) = c.idle().filter(|i| *i != 0) {
+        idle_file()?;
         write_file(d, "cpu.idle", &i.to_string())?;
     }
     let rt_period = c.realtime_period().filter(|v| *v != 0);
@@ -918,14 +928,15 @@ impl CgroupManager for Manager {
             self.thaw_all();
             self.kill_all();
         };
+        let deadline = std::time::Instant::now() + super::RMDIR_BUDGET;
         let mut results = Vec::new();
         for d in self.unique_dirs() {
             for s in subdirs_deepest_first(d).iter().chain(std::iter::once(d)) {
-                results.push(rmdir_retry(s, &kill));
+                results.push(rmdir_retry(s, &kill, deadline));
             }
         }
         if let Some(u) = &self.unified {
-            results.push(v2::destroy_dir(&u.dir));
+            results.push(v2::destroy_dir(&u.dir, deadline));
         }
         super::first_err(results)
     }

@@ -260,11 +260,15 @@ pub fn set_cpu(d: &Path, c: &LinuxCpu) -> Result<()> {
             "linux.resources.cpu.realtimeRuntime/realtimePeriod: cgroup v2 has no realtime group scheduling".into(),
         ));
     }
-    if let Some(i) = c.idle() {
-        write_file(d, "cpu.idle", &i.to_string())?;
+    // An idle group takes no weight: leave idle first, enter it last.
+    if c.idle() == Some(0) {
+        write_file(d, "cpu.idle", "0")?;
     }
     if let Some(s) = c.shares().filter(|v| *v != 0) {
         write_file(d, "cpu.weight", &shares_to_weight(s).to_string())?;
+    }
+    if let Some(i) = c.idle().filter(|i| *i != 0) {
+        write_file(d, "cpu.idle", &i.to_string())?;
     }
     // A burst larger than the current quota allows is refused until the
     // quota is written: retry it afterwards (as runc does).
@@ -622,7 +626,7 @@ pub(super) fn kill_dir(d: &Path) {
 }
 
 /// Remove a v2 cgroup and the cgroups below it, killing what is left.
-pub(super) fn destroy_dir(d: &Path) -> Result<()> {
+pub(super) fn destroy_dir(d: &Path, deadline: std::time::Instant) -> Result<()> {
     if !d.exists() {
         return Ok(());
     }
@@ -634,7 +638,7 @@ pub(super) fn destroy_dir(d: &Path) -> Result<()> {
         subdirs_deepest_first(d)
             .iter()
             .chain(std::iter::once(&d.to_path_buf()))
-            .map(|s| rmdir_retry(s, &kill)),
+            .map(|s| rmdir_retry(s, &kill, deadline)),
     )
 }
 
@@ -759,7 +763,7 @@ impl CgroupManager for Manager {
         explain::step(&catalog::DELETE_CGROUP, || {
             format!("rmdir {}", self.dir.display())
         });
-        destroy_dir(&self.dir)
+        destroy_dir(&self.dir, std::time::Instant::now() + super::RMDIR_BUDGET)
     }
 
     fn dirs(&self) -> Vec<(String, PathBuf)> {
