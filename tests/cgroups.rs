@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 
 const CG: &str = "/sys/fs/cgroup";
 
+/// The network test mounts a new v1 hierarchy for a few seconds, which every
+/// process then lists in /proc/<pid>/cgroup: tests that read those lines
+/// hold this for reading, that test for writing.
+static PROC_CGROUP_LINES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// A file of a cgroup on the host, trimmed ("" when missing).
 fn host(ctrl: &str, path: &str, file: &str) -> String {
     std::fs::read_to_string(format!("{CG}/{ctrl}{path}/{file}"))
@@ -235,6 +240,7 @@ impl Drop for LoopDev {
 
 #[test]
 fn memory_limits_seen_inside_and_on_host() {
+    let _lines = PROC_CGROUP_LINES.read().unwrap_or_else(|e| e.into_inner());
     let c = Ctr::start(
         &["sleep", "1000"],
         json!({"memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728,
@@ -982,6 +988,7 @@ fn delete_kills_processes_left_in_the_cgroup() {
 
 #[test]
 fn cgroups_path_forms() {
+    let _lines = PROC_CGROUP_LINES.read().unwrap_or_else(|e| e.into_inner());
     // Relative: below the runtime's own cgroup, hierarchy by hierarchy. The
     // runtime is started from a cgroup of this test's (memory and pids),
     // so the expected place is known and nothing goes below other cgroups.
@@ -1093,6 +1100,7 @@ fn cgroups_path_forms() {
 
 #[test]
 fn cgroup_namespace_and_read_only_view() {
+    let _lines = PROC_CGROUP_LINES.read().unwrap_or_else(|e| e.into_inner());
     let res = json!({"memory": {"limit": 50331648}, "pids": {"limit": 21}});
     let c = Ctr::start(&["sleep", "1000"], res.clone(), |cfg| {
         cfg["linux"]["namespaces"]
@@ -1308,4 +1316,190 @@ echo mem_left=$(test -d $D-mem && echo yes || echo no)
         get("mem_error")
     );
     assert_eq!(get("mem_left"), "no");
+}
+
+/// net_cls and net_prio are compiled in but not mounted on this host: a
+/// private mount namespace mounts them (co-mounted, as many hosts do) next
+/// to the usual hierarchies, and nk-runtime drives them there.
+#[test]
+fn network_class_and_priorities_where_mounted() {
+    require_root();
+    let _lines = PROC_CGROUP_LINES.write().unwrap_or_else(|e| e.into_inner());
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounted.contains("net_cls") && !mounted.contains("net_prio"),
+        "this test expects net_cls and net_prio not mounted on the host"
+    );
+    let rt = runtime();
+    let state = TempDir::new("nk-netroot");
+    let id = unique_id("net");
+    let path = format!("/nk-cgtest-net/{id}");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+        c["linux"]["resources"] = json!({"network": {"classID": 1048577,
+                                          "priorities": [{"name": "lo", "priority": 5}]}});
+    });
+    let mut hier = String::new();
+    for h in hierarchies() {
+        if h != "unified" && h != "systemd" {
+            hier.push_str(&format!(
+                "mkdir -p $C/{h} && mount -t cgroup -o {h} cgroup $C/{h} || exit 98\n"
+            ));
+        }
+    }
+    let script = format!(
+        r#"
+C=/sys/fs/cgroup
+umount -R -l $C && mount -t tmpfs -o mode=755 tmpfs $C || exit 99
+{hier}
+mkdir -p $C/systemd && mount -t cgroup -o none,name=systemd cgroup $C/systemd || exit 97
+mkdir -p $C/unified && mount -t cgroup2 cgroup2 $C/unified || exit 96
+mkdir -p $C/net_cls,net_prio && mount -t cgroup -o net_cls,net_prio cgroup $C/net_cls,net_prio || exit 95
+NK="{rt} --root {state}"
+D="$C/net_cls,net_prio{path}"
+# Leaving: the last unmount destroys the new hierarchy only if no removed
+# cgroup is still being freed then, so give the kernel a moment first.
+trap '$NK delete -f {id} >/dev/null 2>&1; rmdir $C/*/nk-cgtest-net 2>/dev/null; sleep 1' EXIT
+$NK run -d --bundle {bundle} {id} </dev/null >/dev/null 2>/tmp/nk-net-err-{id} && echo run=ok; cat /tmp/nk-net-err-{id} >&2; rm -f /tmp/nk-net-err-{id}
+echo classid=$(cat $D/net_cls.classid)
+echo prio=$(grep '^lo ' $D/net_prio.ifpriomap)
+echo inside_classid=$($NK exec {id} cat /sys/fs/cgroup/net_cls/net_cls.classid)
+echo inside_link=$($NK exec {id} readlink /sys/fs/cgroup/net_prio)
+echo inside_dir=$($NK exec {id} test -d /sys/fs/cgroup/net_cls,net_prio && echo yes)
+$NK delete -f {id} && echo gone=$(test -d $D && echo no || echo yes)
+"#,
+        rt = rt.display(),
+        state = state.path().display(),
+        bundle = b.path(),
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let get = |k: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in output:\n{out}\n{}", stderr(&o)))
+            .trim()
+            .to_string()
+    };
+    // The hierarchy this test made must be gone, or every process on the
+    // host would list it in /proc/<pid>/cgroup. If the kernel kept it (its
+    // last unmount came while a removed cgroup was still being freed), one
+    // more empty mount and unmount destroys it.
+    let bound = || {
+        std::fs::read_to_string("/proc/cgroups")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("net_cls\t") && l.split_whitespace().nth(1) != Some("0"))
+    };
+    let tmp = TempDir::new("nk-netcls");
+    for attempt in 0..5 {
+        let end = Instant::now() + Duration::from_secs(3);
+        while bound() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !bound() || attempt == 4 {
+            break;
+        }
+        let _ = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t cgroup -o net_cls,net_prio cgroup {0} && umount {0}",
+                tmp.path().display()
+            ))
+            .status();
+    }
+    assert!(!bound(), "the net_cls,net_prio hierarchy outlived the test");
+    assert_eq!(get("run"), "ok");
+    assert_eq!(get("classid"), "1048577");
+    assert_eq!(get("prio"), "lo 5");
+    assert_eq!(get("inside_classid"), "1048577");
+    assert_eq!(get("inside_link"), "net_cls,net_prio");
+    assert_eq!(get("inside_dir"), "yes");
+    assert_eq!(get("gone"), "yes");
+}
+
+/// A legacy (v1 only) host: a private mount namespace with the v1
+/// hierarchies and no cgroup2. Resources still apply; what only cgroup2
+/// offers here (hugetlb, unified keys) is a clear error.
+#[test]
+fn legacy_v1_only_layout() {
+    require_root();
+    let rt = runtime();
+    let state = TempDir::new("nk-v1root");
+    let id = unique_id("v1only");
+    let path = format!("/nk-cgtest-v1/{id}");
+    let mut ok = Bundle::new(&["sleep", "1000"]);
+    ok.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+        c["linux"]["resources"] = json!({"memory": {"limit": 41943040}, "pids": {"limit": 17}});
+    });
+    let mut huge = Bundle::new(&["true"]);
+    huge.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("{path}-huge"));
+        c["linux"]["resources"] =
+            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]});
+    });
+    let mut hier = String::new();
+    for h in hierarchies() {
+        if h == "unified" {
+            continue;
+        }
+        let opts = if h == "systemd" {
+            "none,name=systemd".to_string()
+        } else {
+            h.clone()
+        };
+        hier.push_str(&format!(
+            "mkdir -p $C/{h} && mount -t cgroup -o {opts} cgroup $C/{h} || exit 98\n"
+        ));
+    }
+    let script = format!(
+        r#"
+C=/sys/fs/cgroup
+umount -R -l $C && mount -t tmpfs -o mode=755 tmpfs $C || exit 99
+{hier}
+NK="{rt} --root {state}"
+trap '$NK delete -f {id} >/dev/null 2>&1; rmdir $C/*/nk-cgtest-v1 2>/dev/null' EXIT
+$NK run -d --bundle {ok} {id} </dev/null >/dev/null 2>/tmp/nk-v1-err-{id} && echo run=ok; cat /tmp/nk-v1-err-{id} >&2; rm -f /tmp/nk-v1-err-{id}
+echo mem=$(cat $C/memory{path}/memory.limit_in_bytes)
+echo inside_pids=$($NK exec {id} cat /sys/fs/cgroup/pids/pids.max)
+echo inside_dirs=$($NK exec {id} ls /sys/fs/cgroup | tr '\n' ' ')
+$NK run --bundle {huge} {id}-huge 2>&1 | tail -1 | sed 's/^/huge_error=/'
+$NK delete -f {id} && echo gone=$(ls -d $C/*{path} 2>/dev/null | wc -l)
+"#,
+        rt = rt.display(),
+        state = state.path().display(),
+        ok = ok.path(),
+        huge = huge.path(),
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let get = |k: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in output:\n{out}\n{}", stderr(&o)))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(get("run"), "ok");
+    assert_eq!(get("mem"), "41943040");
+    assert_eq!(get("inside_pids"), "17");
+    let dirs = get("inside_dirs");
+    assert!(
+        dirs.contains("memory") && !dirs.contains("unified"),
+        "{dirs}"
+    );
+    let e = get("huge_error");
+    assert!(
+        e.contains("hugetlb cgroup controller is not available"),
+        "{e}"
+    );
+    assert_eq!(get("gone"), "0");
 }
