@@ -263,7 +263,7 @@ fn memory_limits_seen_inside_and_on_host() {
     assert!(c
         .sh("cat /sys/fs/cgroup/memory/memory.oom_control")
         .contains("oom_kill_disable 0"));
-    // The init is in that cgroup, in every hierarchy, and in the unified one.
+    // The init is in that cgroup, in every v1 hierarchy and in the unified one.
     let pc = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
     for line in pc.lines() {
         assert!(line.ends_with(&c.path), "{line} (want {})", c.path);
@@ -460,9 +460,11 @@ fn hugetlb_limits_go_through_the_unified_hierarchy() {
     );
     assert_eq!(c.h("unified", "hugetlb.2MB.max"), "2097152");
     assert_eq!(c.h("unified", "hugetlb.2MB.rsvd.max"), "2097152");
+    // Inside, the container is in that cgroup2 directory (runc's view of a
+    // hybrid host shows only the v1 hierarchies).
     assert_eq!(
-        c.sh("cat /sys/fs/cgroup/unified/hugetlb.2MB.max"),
-        "2097152"
+        c.sh("grep ^0:: /proc/self/cgroup"),
+        format!("0::{}", c.path)
     );
     // Enforcement needs huge pages in the pool: make two, put back after.
     let nr = "/proc/sys/vm/nr_hugepages";
@@ -1118,19 +1120,26 @@ fn cgroup_namespace_and_read_only_view() {
     assert_eq!(c.sh("cat /sys/fs/cgroup/pids/pids.max"), "21");
     let dirs = c.sh("ls /sys/fs/cgroup");
     for h in [
-        "memory", "pids", "cpu", "cpuacct", "freezer", "devices", "systemd", "unified",
+        "memory", "pids", "cpu", "cpuacct", "freezer", "devices", "systemd",
     ] {
         assert!(
             dirs.split_whitespace().any(|d| d == h),
             "{h} missing: {dirs}"
         );
     }
+    assert!(
+        !dirs.contains("unified"),
+        "runc shows no cgroup2 part: {dirs}"
+    );
     // Read-only by default: the container cannot raise its own limit.
     let o = c.sh_out("echo 100 > /sys/fs/cgroup/pids/pids.max");
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Read-only"), "{}", stderr(&o));
     assert_eq!(c.h("pids", "pids.max"), "21");
-    let mi = c.sh("grep ' /sys/fs/cgroup' /proc/self/mountinfo");
+    // Each hierarchy is a read-only mount (the tmpfs above them stays
+    // writable, as runc leaves it).
+    let mi = c.sh("grep ' /sys/fs/cgroup/' /proc/self/mountinfo");
+    assert_eq!(mi.lines().count(), dirs.split_whitespace().count(), "{mi}");
     assert!(
         mi.lines()
             .all(|l| l.split(' ').nth(5).unwrap().starts_with("ro")),

@@ -72,6 +72,36 @@ pub trait CgroupManager {
         }
         Ok(pids.len())
     }
+
+    /// Files into which a process can write "0" to move itself into this
+    /// cgroup (v1 `tasks` files). Moving oneself takes no global lock, while
+    /// writing another pid into cgroup.procs waits for an RCU grace period
+    /// (about 10 ms here): the child joins by itself when it can. Empty when
+    /// the manager has a better way (v2: CLONE_INTO_CGROUP) or none.
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// A cgroup2 directory to create the child in (clone3 with
+    /// CLONE_INTO_CGROUP): no migration, so no global lock, afterwards.
+    /// With [`CgroupManager::self_join_files`] for the v1 hierarchies, this
+    /// is the whole join.
+    fn clone_into_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Open [`CgroupManager::clone_into_dir`] for clone3.
+    fn clone_into_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        let d = self.clone_into_dir()?;
+        nix::fcntl::open(
+            &d,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+    }
 }
 
 /// How the container's cgroup path was asked for.

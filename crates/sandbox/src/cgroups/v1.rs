@@ -957,6 +957,17 @@ impl CgroupManager for Manager {
         serde_json::json!({ "kind": "v1", "v1": self })
     }
 
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        self.unique_dirs()
+            .into_iter()
+            .map(|d| d.join("tasks"))
+            .collect()
+    }
+
+    fn clone_into_dir(&self) -> Option<PathBuf> {
+        self.unified_dir().map(Path::to_path_buf)
+    }
+
     fn oom_watcher(&self) -> Result<Option<OomWatcher>> {
         if let Some(d) = self.dir("memory") {
             return OomWatcher::v1(d).map(Some);

@@ -774,6 +774,10 @@ impl CgroupManager for Manager {
         serde_json::json!({ "kind": "v2", "v2": self })
     }
 
+    fn clone_into_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.clone())
+    }
+
     fn oom_watcher(&self) -> Result<Option<OomWatcher>> {
         if !self.dir.join("memory.events").exists() {
             return Ok(None);

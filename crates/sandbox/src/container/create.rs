@@ -343,7 +343,18 @@ impl Runtime {
             None => None,
         };
 
-        let exe = clone::sealed_self()?;
+        let exe = clone::protected_exe()?;
+        // The child joins its v1 cgroups itself (fast); in a new user
+        // namespace it may not write the host's files, so the parent does.
+        let self_join: Vec<PathBuf> = match (&cleanup.cgroup, plan.new_userns) {
+            (Some(cg), false) => cg.self_join_files(),
+            _ => Vec::new(),
+        };
+        // And it starts in its cgroup2 directory (clone3 CLONE_INTO_CGROUP).
+        let into = match (&cleanup.cgroup, plan.new_userns) {
+            (Some(cg), false) => cg.clone_into_fd(),
+            _ => None,
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -359,6 +370,7 @@ impl Runtime {
             min_fd: 3 + o.preserve_fds,
             keep: &keep,
             mode: "init",
+            cgroup_tasks: &self_join,
         };
         let restore_pid = match &plan.pid_path {
             Some(p) => Some(enter_pid_ns(p)?),
@@ -366,7 +378,7 @@ impl Runtime {
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(plan.clone_flags, None, &pre)
+            clone::spawn(plan.clone_flags, into.as_ref().map(|f| f.as_raw_fd()), &pre)
         };
         if let Some(r) = restore_pid {
             let _ = nix::sched::setns(r.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -383,7 +395,16 @@ impl Runtime {
 
         if let Some(cg) = &cleanup.cgroup {
             let _g = explain::phase(Phase::Cgroups);
-            cg.add_process(pid)?;
+            if self_join.is_empty() && into.is_none() {
+                cg.add_process(pid)?;
+            } else {
+                explain::step(&catalog::CGROUP_JOIN, || {
+                    format!(
+                        "the child writes 0 to {} tasks files (moving itself needs no global lock)",
+                        self_join.len()
+                    )
+                });
+            }
         }
         if plan.new_userns {
             let linux = bundle.spec.linux().clone().unwrap_or_default();

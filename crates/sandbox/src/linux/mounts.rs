@@ -444,12 +444,12 @@ fn copy_up(ctx: &MountCtx<'_>, dest: &Path, target: &str) -> Result<()> {
 ///
 /// * pure v2: the container's own cgroup2 directory (a fresh cgroup2 mount
 ///   when the container has a cgroup namespace, which shows the same);
-/// * v1 or hybrid: a tmpfs holding one directory per hierarchy, named as on
-///   the host (`cpu,cpuacct` with `cpu` and `cpuacct` symlinks for
+/// * v1 or hybrid: a tmpfs holding one directory per v1 hierarchy, named as
+///   on the host (`cpu,cpuacct` with `cpu` and `cpuacct` symlinks for
 ///   co-mounted controllers, `systemd` for the named one), each showing the
 ///   container's own cgroup, so `memory/memory.limit_in_bytes` inside reads
-///   the container's limit; on a hybrid host `unified` shows its cgroup2
-///   directory too.
+///   the container's limit. As with runc, the tmpfs stays writable and a
+///   hybrid host's cgroup2 part is not shown.
 fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Result<()> {
     let dest = m.destination();
     let err = |what: String, e: nix::Error| {
@@ -535,21 +535,8 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             }
         }
     }
-    if let Some(v2dir) = &ctx.cgroup.v2 {
-        one(&dest.join("unified"), v2dir, "cgroup2", None)?;
-    }
-    if ro {
-        let top =
-            open_in_root(ctx.root, dest, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
-        sys_mount(
-            None,
-            &fd_path(top.as_fd()),
-            None,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
-            Some("mode=755"),
-        )
-        .map_err(|e| err("remount tmpfs read-only".into(), e))?;
-    }
+    // Like runc, the tmpfs itself stays writable; each hierarchy below it is
+    // a read-only bind when the mount asks for ro.
     Ok(())
 }
 
