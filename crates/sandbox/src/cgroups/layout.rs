@@ -46,16 +46,17 @@ impl Layout {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         };
+        // The controllers are known only from detect_host.
         let ctrls = if self.unified_controllers.is_empty() {
-            "no controllers".to_string()
+            String::new()
         } else {
-            self.unified_controllers.join(", ")
+            format!(" with {}", self.unified_controllers.join(", "))
         };
         match self.kind {
-            Kind::Unified => format!("unified (cgroup v2 at {}: {ctrls})", u()),
+            Kind::Unified => format!("unified (cgroup v2 at {}{ctrls})", u()),
             Kind::Legacy => format!("legacy (cgroup v1: {})", self.v1_names()),
             Kind::Hybrid => format!(
-                "hybrid (cgroup v1: {}; cgroup2 at {}: {ctrls})",
+                "hybrid (cgroup v1: {}; cgroup2 at {}{ctrls})",
                 self.v1_names(),
                 u()
             ),
@@ -335,7 +336,7 @@ mod tests {
         assert_eq!(l.v2_only_controllers(), vec!["hugetlb".to_string()]);
         assert!(l
             .describe()
-            .contains("cgroup2 at /sys/fs/cgroup/unified: hugetlb, memory"));
+            .contains("cgroup2 at /sys/fs/cgroup/unified with hugetlb, memory"));
     }
 
     #[test]

@@ -305,26 +305,26 @@ impl Manager {
     }
 }
 
-/// Write a memory limit, explaining the kernel's EBUSY (usage above it).
+/// Write a memory limit, explaining the kernel's refusals: EBUSY (usage
+/// above it) and EINVAL (memory above memory+swap).
 fn write_limit(d: &Path, file: &str, v: i64) -> Result<()> {
-    explain::step(&catalog::CGROUP_WRITE, || {
-        format!("{} = {v}", d.join(file).display())
-    });
-    match std::fs::write(d.join(file), v.to_string()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Error::msg(format!(
+    let p = d.join(file);
+    explain::step(&catalog::CGROUP_WRITE, || format!("{} = {v}", p.display()));
+    std::fs::write(&p, v.to_string()).map_err(|e| match e.raw_os_error() {
+        Some(libc::EBUSY) => Error::msg(format!(
             "cgroup: unable to set {file} to {v} in {}: the kernel could not reclaim below it (current usage: {}, peak usage: {})",
             d.display(),
             read_u64(d, "memory.usage_in_bytes").unwrap_or(0),
             read_u64(d, "memory.max_usage_in_bytes").unwrap_or(0)
-        ))),
-        Err(e) => write_file(d, file, &v.to_string()).map_err(|_| {
-            Error::msg(format!(
-                "cgroup: write {v} to {}: {e}",
-                d.join(file).display()
-            ))
-        }),
-    }
+        )),
+        Some(libc::EINVAL) => Error::msg(format!(
+            "cgroup: write {v} to {}: {e}: the memory limit ({}) must stay at or below the memory+swap limit ({}); set both",
+            p.display(),
+            read_file(d, "memory.limit_in_bytes").unwrap_or_default(),
+            read_file(d, "memory.memsw.limit_in_bytes").unwrap_or_default()
+        )),
+        _ => Error::msg(format!("cgroup: write {v} to {}: {e}", p.display())),
+    })
 }
 
 /// memory: limit and memory+swap in an order the kernel accepts, soft limit,
