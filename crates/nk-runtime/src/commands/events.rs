@@ -44,6 +44,14 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Print one line; false when stdout is gone (a closed pipe ends the stream,
+/// as SIGPIPE ends runc's).
+fn emit(line: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+}
+
 /// One event line, as runc's `types.Event` encodes it.
 fn event(typ: &str, id: &str, data: Option<&Stats>) -> String {
     let q = |s: &str| serde_json::Value::from(s).to_string();
@@ -64,7 +72,7 @@ pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
         .cgroup_of(&st)
         .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
     if a.stats {
-        println!("{}", event("stats", &a.id, Some(&cg.stats()?)));
+        emit(&event("stats", &a.id, Some(&cg.stats()?)));
         return Ok(0);
     }
     let mut oom = match cg.oom_watcher() {
@@ -76,7 +84,11 @@ pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
     };
     loop {
         match cg.stats() {
-            Ok(s) => println!("{}", event("stats", &a.id, Some(&s))),
+            Ok(s) => {
+                if !emit(&event("stats", &a.id, Some(&s))) {
+                    return Ok(0);
+                }
+            }
             Err(e) => sandbox::logging::log(sandbox::logging::Level::Error, || {
                 format!("stats of {}: {e}", a.id)
             }),
@@ -102,7 +114,9 @@ pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
                         match w.read() {
                             OomRead::Oom(k) => {
                                 for _ in 0..k {
-                                    println!("{}", event("oom", &a.id, None));
+                                    if !emit(&event("oom", &a.id, None)) {
+                                        return Ok(0);
+                                    }
                                 }
                             }
                             OomRead::Gone => oom = None,
