@@ -7,7 +7,6 @@
 //!   per process the OOM killer kills in the cgroup.
 
 use crate::error::{Error, Result};
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -106,8 +105,9 @@ impl OomWatcher {
         match &mut self.how {
             How::V1 { event_control, .. } => {
                 let mut b = [0u8; 8];
-                let mut f = std::fs::File::from(self.fd.try_clone().expect("dup eventfd"));
-                if f.read_exact(&mut b).is_err() {
+                // SAFETY: an eventfd read of exactly 8 bytes into our buffer.
+                let n = unsafe { libc::read(self.fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
+                if n != 8 {
                     return OomRead::Nothing;
                 }
                 if !event_control.exists() {
