@@ -100,6 +100,18 @@ pub fn merge(mut v: serde_json::Value, a: &UpdateArgs) -> anyhow::Result<serde_j
     Ok(v)
 }
 
+/// Decode merged resources; an error names the JSON path of the bad field.
+fn parse_resources(v: &serde_json::Value) -> anyhow::Result<LinuxResources> {
+    // Compact JSON is one line: serde's column is the byte offset.
+    let raw = serde_json::to_vec(v)?;
+    serde_json::from_slice(&raw).map_err(|e| {
+        let path = sandbox::spec::json_path_at(&raw, e.column().saturating_sub(1));
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        anyhow::anyhow!("resources: field {path}: {msg}")
+    })
+}
+
 /// Read the `--resources` document.
 fn read_doc(src: &str) -> anyhow::Result<serde_json::Value> {
     let (raw, name) = if src == "-" {
@@ -144,8 +156,7 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
         Some(src) => read_doc(src)?,
     };
     let merged = merge(base, &a)?;
-    let mut res: LinuxResources = serde_path_to_error::deserialize(merged)
-        .map_err(|e| anyhow::anyhow!("resources: field {}: {}", e.path(), e.inner()))?;
+    let mut res = parse_resources(&merged)?;
     sandbox::cgroups::validate_resources(&res)
         .map_err(|(f, r)| anyhow::anyhow!("resources.{f}: {r}"))?;
     let rt = g.runtime();
@@ -215,7 +226,11 @@ mod tests {
         assert_eq!(v["cpu"]["idle"], 1);
         assert_eq!(v["pids"]["limit"], 10);
         assert_eq!(v["blockIO"]["weight"], 10);
-        let r: LinuxResources = serde_json::from_value(v).unwrap();
+        let r = parse_resources(&v).unwrap();
         assert_eq!(r.memory().unwrap().limit(), Some(32 << 20));
+        let e = parse_resources(&serde_json::json!({"cpu": {"shares": "many"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu.shares"), "{e}");
     }
 }
