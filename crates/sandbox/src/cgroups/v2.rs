@@ -198,8 +198,15 @@ pub fn set_memory(d: &Path, m: &LinuxMemory, check: bool) -> Result<()> {
     if let Some(s) = swap_max(limit, swap)? {
         if d.join("memory.swap.max").exists() {
             write_file(d, "memory.swap.max", &s)?;
-        } else if s != "max" && s != "0" {
-            // Without swap accounting, unlimited or no swap is already the case.
+        } else if s == "0" {
+            // No swap accounting: "no swap" cannot be enforced here.
+            crate::logging::warn(|| {
+                format!(
+                    "linux.resources.memory.swap equal to the limit (no swap) not enforced: {} has no memory.swap.max (the kernel has no swap accounting)",
+                    d.display()
+                )
+            });
+        } else if s != "max" {
             return Err(Error::Unsupported(format!(
                 "linux.resources.memory.swap: {} has no memory.swap.max (the kernel has no swap accounting)",
                 d.display()
@@ -998,7 +1005,7 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("has hugetlb"), "{e}");
-        // Without memory.swap.max, swap equal to the limit is a no-op.
+        // Without memory.swap.max, swap equal to the limit only warns.
         std::fs::write(m.dir.join("cgroup.controllers"), ALL).unwrap();
         std::fs::remove_file(m.dir.join("memory.swap.max")).unwrap();
         m.set(
