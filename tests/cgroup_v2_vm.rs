@@ -210,7 +210,6 @@ fn cgroup_v2_resources_applied_and_enforced_in_guest() {
 }
 
 #[test]
-#[ignore = "needs linux.resources.hugepageLimits in the v2 manager (cgroups branch); un-ignore once it lands"]
 fn cgroup_v2_hugetlb_limit_in_guest() {
     require_root();
     let share = share_with(serde_json::json!({
