@@ -232,8 +232,13 @@ fn child_pre_exec(
             0,
         );
         if pre.wait_for_maps {
+            // The parent writes our uid_map/gid_map. Without root it may only
+            // open them while we are dumpable (a non-dumpable task's /proc
+            // files belong to root), so be dumpable just for that, as runc is.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             let mut b = [0u8; 64];
             let n = libc::recv(pre.channel, b.as_mut_ptr().cast(), b.len(), 0);
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             if n <= 0 {
                 fail(1);
             }
