@@ -267,6 +267,15 @@ fn child_pre_exec(
                 fail(3);
             }
         }
+        // Nothing else crosses the exec: descriptors the runtime inherited
+        // from its caller, or opened without CLOEXEC, would otherwise reach the
+        // init (and, through it, the container) pointing at host files.
+        libc::syscall(
+            libc::SYS_close_range,
+            (chan_no + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        );
         // Reset the signal mask: the parent blocked signals to forward them.
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
