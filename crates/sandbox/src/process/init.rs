@@ -74,6 +74,11 @@ fn chan() -> &'static Channel {
 
 /// Entry point of `nk-runtime init`. Never returns.
 pub fn main() -> ! {
+    // exec of the runtime copy made us dumpable again: until the container's
+    // program replaces us, other processes in the container must not open
+    // /proc/<pid>/exe, /proc/<pid>/fd or ptrace us (CVE-2019-5736, CVE-2016-9962).
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let fd: i32 = std::env::var(super::clone::INIT_FD_ENV)
         .ok()
         .and_then(|s| s.parse().ok())
