@@ -385,6 +385,10 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             crate::cgroups::validate_resources(res)
                 .map_err(|(field, reason)| err(&format!("linux.resources.{field}"), reason))?;
         }
+        if let Some(sc) = linux.seccomp() {
+            crate::linux::seccomp::validate(sc)
+                .map_err(|(field, reason)| err(&format!("linux.seccomp.{field}"), reason))?;
+        }
         if let Some(tz) = linux.time_offsets() {
             if !tz.is_empty() && !ns_seen.contains(&(LinuxNamespaceType::Time as u64)) {
                 return Err(err(

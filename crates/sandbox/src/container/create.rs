@@ -419,6 +419,7 @@ impl Runtime {
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount,
             host_pid: pid,
+            init_pid: pid,
             annotations: record.annotations.clone(),
             explain: self.explain,
             trace: self.trace,

@@ -204,7 +204,9 @@ impl Runtime {
             None => None,
         };
         let listener = match seccomp.as_ref().and_then(|s| s.listener_path().clone()) {
-            Some(p) => Some(linux::console::connect(&p)?),
+            Some(p) => Some(linux::console::connect(&p).map_err(|e| {
+                Error::msg(format!("linux.seccomp.listenerPath {}: {e}", p.display()))
+            })?),
             None => None,
         };
         let exe = clone::sealed_self()?;
@@ -281,6 +283,7 @@ impl Runtime {
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount: Default::default(),
             host_pid: pid,
+            init_pid: st.pid,
             annotations: st.annotations.clone(),
             explain: self.explain,
             trace: self.trace,

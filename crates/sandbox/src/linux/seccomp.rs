@@ -62,7 +62,102 @@ const FLAG_TSYNC: libc::c_ulong = 1;
 const FLAG_LOG: libc::c_ulong = 2;
 const FLAG_SPEC_ALLOW: libc::c_ulong = 4;
 const FLAG_NEW_LISTENER: libc::c_ulong = 8;
+const FLAG_TSYNC_ESRCH: libc::c_ulong = 16;
 const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 32;
+
+/// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
+/// The largest errno a syscall can return (MAX_ERRNO).
+const MAX_ERRNO: u32 = 4095;
+
+/// Check a profile before anything is created. Errors are (field below
+/// `linux.seccomp`, reason). The rules are runc's: NOTIFY is never the default
+/// action, never intercepts `write` (the runtime needs it to report errors
+/// after the filter is loaded), and needs a listener.
+pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err((
+            "defaultAction".into(),
+            "SCMP_ACT_NOTIFY cannot be used as the default action".into(),
+        ));
+    }
+    if let Some(e) = s.default_errno_ret() {
+        if e > MAX_ERRNO {
+            return Err((
+                "defaultErrnoRet".into(),
+                format!("{e} is above the largest errno ({MAX_ERRNO})"),
+            ));
+        }
+    }
+    for (i, a) in s.architectures().iter().flatten().enumerate() {
+        let name = arch_name(a);
+        if ScmpArch::from_str(&name).is_err() {
+            return Err((
+                format!("architectures[{i}]"),
+                format!("{name:?} is not an architecture libseccomp knows"),
+            ));
+        }
+    }
+    let mut notify = false;
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        match (sc.action(), sc.errno_ret()) {
+            (LinuxSeccompAction::ScmpActErrno, Some(e)) if e > MAX_ERRNO => {
+                return Err((
+                    format!("syscalls[{i}].errnoRet"),
+                    format!("{e} is above the largest errno ({MAX_ERRNO})"),
+                ))
+            }
+            (LinuxSeccompAction::ScmpActTrace, Some(e)) if e > u16::MAX as u32 => {
+                return Err((
+                    format!("syscalls[{i}].errnoRet"),
+                    format!("{e} does not fit the 16-bit SCMP_ACT_TRACE message"),
+                ))
+            }
+            (LinuxSeccompAction::ScmpActNotify, _) => {
+                notify = true;
+                if sc.names().iter().any(|n| n == "write") {
+                    return Err((
+                        format!("syscalls[{i}].names"),
+                        "SCMP_ACT_NOTIFY cannot be used for the write syscall".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        for (j, a) in sc.args().iter().flatten().enumerate() {
+            if a.index() >= 6 {
+                return Err((
+                    format!("syscalls[{i}].args[{j}].index"),
+                    format!("{}: syscalls have at most 6 arguments (0..5)", a.index()),
+                ));
+            }
+        }
+    }
+    match s.listener_path() {
+        Some(p) if !p.as_os_str().is_empty() && !p.is_absolute() => {
+            return Err((
+                "listenerPath".into(),
+                format!("{} is not an absolute path", p.display()),
+            ))
+        }
+        None if notify => {
+            return Err((
+                "listenerPath".into(),
+                "missing: a rule uses SCMP_ACT_NOTIFY, which needs a listener (a unix socket path)"
+                    .into(),
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn arch_name(a: &oci_spec::runtime::Arch) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
 
 /// Compile the profile. Unknown syscall names are skipped with a warning.
 pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
@@ -74,10 +169,7 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
     ctx.set_ctl_nnp(false)
         .map_err(|e| Error::msg(format!("linux.seccomp: {e}")))?;
     for (i, a) in s.architectures().iter().flatten().enumerate() {
-        let name = serde_json::to_value(a)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let name = arch_name(a);
         let arch = ScmpArch::from_str(&name).map_err(|_| {
             Error::msg(format!(
                 "linux.seccomp.architectures[{i}]: {name:?} is unknown"
@@ -147,6 +239,10 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
     }
     if notify {
         flags |= FLAG_NEW_LISTENER;
+        if flags & FLAG_TSYNC != 0 {
+            // TSYNC and a listener are exclusive unless a failed sync reports ESRCH.
+            flags |= FLAG_TSYNC_ESRCH;
+        }
         if wait_killable_recv {
             flags |= FLAG_WAIT_KILLABLE_RECV;
         }
@@ -156,6 +252,12 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
         });
     }
     let bpf = export(&ctx)?;
+    let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
+    if insns > MAX_INSNS {
+        return Err(Error::msg(format!(
+            "linux.seccomp: the compiled filter has {insns} BPF instructions, above the kernel's limit of {MAX_INSNS}; merge rules or shorten the profile"
+        )));
+    }
     Ok(Prepared {
         bpf,
         flags,
@@ -216,20 +318,25 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
 }
 
 /// Send the notify descriptor and the container process state to a listener
-/// (runc's seccomp agent protocol: JSON plus SCM_RIGHTS).
+/// (runc's seccomp agent protocol: one JSON `ContainerProcessState` message
+/// with the descriptor attached by SCM_RIGHTS). `pid` is the filtered
+/// process as the host sees it.
 pub fn send_to_listener(
     sock: BorrowedFd<'_>,
     notify_fd: i32,
+    pid: i32,
     state: &serde_json::Value,
     metadata: &str,
 ) -> Result<()> {
-    let msg = serde_json::json!({
+    let mut msg = serde_json::json!({
         "ociVersion": crate::state::OCI_VERSION,
         "fds": ["seccompFd"],
-        "pid": std::process::id(),
-        "metadata": metadata,
+        "pid": pid,
         "state": state,
     });
+    if !metadata.is_empty() {
+        msg["metadata"] = metadata.into();
+    }
     let data = serde_json::to_vec(&msg).unwrap_or_default();
     let fds = [notify_fd];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];

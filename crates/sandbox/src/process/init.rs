@@ -58,8 +58,11 @@ pub struct InitRequest {
     pub tty_to_parent: bool,
     /// For the cgroup mount type.
     pub cgroup_mount: CgroupMountInfo,
-    /// The init's pid as the host sees it (for hook state).
+    /// This process's pid as the host sees it (for hook state).
     pub host_pid: i32,
+    /// The container's init pid on the host (differs from host_pid for exec).
+    #[serde(default)]
+    pub init_pid: i32,
     pub annotations: std::collections::BTreeMap<String, String>,
     pub explain: bool,
     pub trace: bool,
@@ -539,17 +542,24 @@ fn send_notify(
     nfd: Option<i32>,
 ) -> Result<()> {
     if let (Some(fd), Some(sock)) = (nfd, listener) {
+        // As runc: the container's state, with the init's pid and "creating"
+        // for create, the running container's for exec.
+        let (status, pid) = match req.kind {
+            InitKind::Create => ("creating", req.host_pid),
+            InitKind::Exec => ("running", req.init_pid),
+        };
         let state = serde_json::json!({
             "ociVersion": crate::state::OCI_VERSION,
             "id": req.id,
-            "status": "creating",
-            "pid": req.host_pid,
+            "status": status,
+            "pid": pid,
             "bundle": req.bundle,
             "annotations": req.annotations,
         });
         linux::seccomp::send_to_listener(
             sock.as_fd(),
             fd,
+            req.host_pid,
             &state,
             s.listener_metadata().as_deref().unwrap_or(""),
         )?;
