@@ -137,6 +137,13 @@ pub struct Parsed {
 
 const WAIT_KILLABLE: &str = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
 
+/// process.scheduler.flags the runtime spec spells differently from the
+/// `oci-spec` types: (spec name, the name those types parse).
+const SCHED_FLAG_NAMES: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
 /// Parse config bytes; `file` is only used in messages.
 pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
     let to_err = |e: serde_path_to_error::Error<serde_json::Error>| {
@@ -153,7 +160,11 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
         )
     };
     let mut seccomp_wait_killable = false;
-    let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes()) {
+    let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes())
+        || SCHED_FLAG_NAMES
+            .iter()
+            .any(|(n, _)| contains(raw, n.as_bytes()))
+    {
         let mut v: serde_json::Value = serde_json::from_slice(raw)
             .map_err(|e| Error::config(file, "(document)", format!("invalid JSON: {e}")))?;
         if let Some(flags) = v
@@ -163,6 +174,16 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
             let n = flags.len();
             flags.retain(|f| f.as_str() != Some(WAIT_KILLABLE));
             seccomp_wait_killable = flags.len() != n;
+        }
+        if let Some(flags) = v
+            .pointer_mut("/process/scheduler/flags")
+            .and_then(|f| f.as_array_mut())
+        {
+            for f in flags.iter_mut() {
+                if let Some((_, theirs)) = SCHED_FLAG_NAMES.iter().find(|(n, _)| f == n) {
+                    *f = (*theirs).into();
+                }
+            }
         }
         serde_path_to_error::deserialize(v).map_err(to_err)?
     } else {
@@ -385,6 +406,22 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             crate::cgroups::validate_resources(res)
                 .map_err(|(field, reason)| err(&format!("linux.resources.{field}"), reason))?;
         }
+        if let Some(p) = linux.personality() {
+            if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+                return Err(err(
+                    "linux.personality.flags",
+                    "no personality flags are defined by the runtime spec; remove them".into(),
+                ));
+            }
+        }
+        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+            && !crate::linux::lsm::selinux_enabled()
+        {
+            return Err(err(
+                "linux.mountLabel",
+                "SELinux is not enabled on this host (no /sys/fs/selinux), so mounts cannot be labelled; remove the field or enable SELinux".into(),
+            ));
+        }
         if let Some(sc) = linux.seccomp() {
             crate::linux::seccomp::validate(sc)
                 .map_err(|(field, reason)| err(&format!("linux.seccomp.{field}"), reason))?;
@@ -473,10 +510,45 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
     Ok(())
 }
 
+/// Checks of a process that do not depend on the rest of the config, shared
+/// by create and exec: errors are (field below `process`, reason).
+pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), (String, String)> {
+    if let Some(s) = p.scheduler() {
+        crate::linux::procattr::check_scheduler(s)
+            .map_err(|(f, r)| (format!("scheduler.{f}"), r))?;
+    }
+    if let Some(io) = p.io_priority() {
+        if !(0..=7).contains(&io.priority()) {
+            return Err((
+                "ioPriority.priority".into(),
+                format!("{} is outside 0..7", io.priority()),
+            ));
+        }
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
+        && !crate::linux::lsm::apparmor_enabled()
+    {
+        return Err((
+            "apparmorProfile".into(),
+            "AppArmor is not enabled on this host (no /sys/kernel/security/apparmor); remove the field or enable AppArmor".into(),
+        ));
+    }
+    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
+        && !crate::linux::lsm::selinux_enabled()
+    {
+        return Err((
+            "selinuxLabel".into(),
+            "SELinux is not enabled on this host (no /sys/fs/selinux); remove the field or enable SELinux".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_process(
     p: &oci_spec::runtime::Process,
     err: &dyn Fn(&str, String) -> Error,
 ) -> Result<()> {
+    check_process(p).map_err(|(f, r)| err(&format!("process.{f}"), r))?;
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(err("process.args", "empty: nothing to execute".into())),
@@ -523,22 +595,6 @@ fn validate_process(
                 format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
             ));
         }
-    }
-    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
-        && !crate::linux::lsm::apparmor_enabled()
-    {
-        return Err(err(
-            "process.apparmorProfile",
-            "AppArmor is not enabled on this host (no /sys/kernel/security/apparmor); remove the field or enable AppArmor".into(),
-        ));
-    }
-    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
-        && !crate::linux::lsm::selinux_enabled()
-    {
-        return Err(err(
-            "process.selinuxLabel",
-            "SELinux is not enabled on this host (no /sys/fs/selinux); remove the field or enable SELinux".into(),
-        ));
     }
     Ok(())
 }
@@ -699,6 +755,72 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(flags.len(), 1);
+    }
+
+    #[test]
+    fn scheduler_flags_in_spec_spelling_parse() {
+        let p = parse_str(
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},"scheduler":{"policy":"SCHED_OTHER","flags":["SCHED_FLAG_RESET_ON_FORK","SCHED_FLAG_DL_OVERRUN","SCHED_FLAG_KEEP_POLICY"]}}}"#,
+        )
+        .unwrap();
+        let s = p
+            .spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .scheduler()
+            .clone()
+            .unwrap();
+        assert_eq!(s.flags().as_ref().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn process_attributes_are_checked() {
+        for (extra, field) in [
+            (
+                r#""scheduler":{"policy":"SCHED_FIFO"}"#,
+                "process.scheduler.priority",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_OTHER","priority":3}"#,
+                "process.scheduler.priority",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_BATCH","nice":40}"#,
+                "process.scheduler.nice",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_ISO"}"#,
+                "process.scheduler.policy",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_OTHER","runtime":5}"#,
+                "process.scheduler.runtime",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_DEADLINE","runtime":50,"deadline":10}"#,
+                "process.scheduler.deadline",
+            ),
+            (
+                r#""ioPriority":{"class":"IOPRIO_CLASS_BE","priority":9}"#,
+                "process.ioPriority.priority",
+            ),
+            (r#""apparmorProfile":"p""#, "process.apparmorProfile"),
+            (r#""selinuxLabel":"l""#, "process.selinuxLabel"),
+        ] {
+            let b = bundle(&format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"cwd":"/","args":["x"],"user":{{"uid":0,"gid":0}},{extra}}}}}"#
+            ));
+            if field.contains("apparmor") && crate::linux::lsm::apparmor_enabled()
+                || field.contains("selinux") && crate::linux::lsm::selinux_enabled()
+            {
+                continue;
+            }
+            let e = validate(&b, ValidateOpts::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -143,6 +143,9 @@ pub struct ContainerState {
     /// Created by a rootless caller.
     #[serde(default)]
     pub rootless: bool,
+    /// Created with --no-new-keyring (exec processes then skip it too).
+    #[serde(default)]
+    pub no_new_keyring: bool,
     /// The uid of the caller that created it.
     #[serde(default)]
     pub owner_uid: u32,

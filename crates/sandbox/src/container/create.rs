@@ -275,6 +275,7 @@ impl Runtime {
                 o.mode.clone()
             },
             rootless: self.rootless,
+            no_new_keyring: o.no_new_keyring,
             owner_uid: nix::unistd::geteuid().as_raw(),
             ..Default::default()
         };
@@ -413,6 +414,11 @@ impl Runtime {
             userns: plan.userns,
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
+            personality: bundle
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().clone()),
             preserve_fds: o.preserve_fds,
             console_fd: console.as_ref().and_then(|_| ki.next().copied()),
             seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),

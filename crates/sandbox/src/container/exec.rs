@@ -156,6 +156,17 @@ impl Runtime {
                 "exec: process.args must not be empty (give a command)",
             ));
         }
+        crate::spec::check_process(&process).map_err(|(field, reason)| {
+            Error::msg(format!("exec: field process.{field}: {reason}"))
+        })?;
+        let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
+        let initial = affinity.initial().clone().filter(|l| !l.is_empty());
+        if let Some(l) = &initial {
+            linux::procattr::cpu_set("process.execCPUAffinity.initial", l)?;
+        }
+        if let Some(l) = affinity.cpu_affinity_final().as_deref() {
+            linux::procattr::cpu_set("process.execCPUAffinity.final", l)?;
+        }
         let terminal = process.terminal() == Some(true);
         if !terminal && o.console_socket.is_some() {
             return Err(Error::msg("cannot use console socket if runc will not detach or allocate tty: the process has no terminal"));
@@ -254,6 +265,15 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
+        // execCPUAffinity.initial: where the process runs until it joins the
+        // container's cgroup (final is applied by the child afterwards).
+        if let Some(l) = &initial {
+            if let Err(e) = linux::procattr::set_affinity(pid, "process.execCPUAffinity.initial", l)
+            {
+                kill_child(&child.pidfd);
+                return Err(e);
+            }
+        }
         if let Some(cg) = self.cgroup_of(&st) {
             if let Err(e) = cg.add_process(pid) {
                 kill_child(&child.pidfd);
@@ -276,7 +296,12 @@ impl Runtime {
             new_mountns: false,
             userns,
             no_pivot: false,
-            no_new_keyring: true,
+            no_new_keyring: st.no_new_keyring,
+            personality: parsed
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().clone()),
             preserve_fds: o.preserve_fds,
             console_fd: console.as_ref().and_then(|_| ki.next().copied()),
             seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),

@@ -48,7 +48,11 @@ pub struct InitRequest {
     /// The container runs in a user namespace (ours or joined).
     pub userns: bool,
     pub no_pivot: bool,
+    /// Do not join a new session keyring (--no-new-keyring at create).
     pub no_new_keyring: bool,
+    /// linux.personality, applied to init and exec processes alike.
+    #[serde(default)]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
     pub preserve_fds: i32,
     /// Inherited descriptor of the connected --console-socket.
     pub console_fd: Option<i32>,
@@ -180,7 +184,7 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
         }
         if !req.no_new_keyring {
-            linux::procattr::new_session_keyring(&req.id)?;
+            linux::procattr::new_session_keyring(&req.id, true)?;
         }
         if let Some(adj) = req.process.oom_score_adj() {
             linux::procattr::oom_score_adj(adj)?;
@@ -284,10 +288,6 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
             linux::sysctl::apply(s)?;
         }
     }
-    if let Some(p) = linux.personality() {
-        linux::procattr::personality(&format!("{:?}", p.domain()).to_uppercase())?;
-    }
-
     let prepared = finalize(req)?;
     drop(pty_master);
 
@@ -426,26 +426,16 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         linux::procattr::set_ioprio(linux::procattr::ioprio_value(&class, io.priority())?)?;
     }
     if let Some(s) = p.scheduler() {
-        let policy = match format!("{:?}", s.policy()).as_str() {
-            "SchedOther" => libc::SCHED_OTHER,
-            "SchedFifo" => libc::SCHED_FIFO,
-            "SchedRr" => libc::SCHED_RR,
-            "SchedBatch" => libc::SCHED_BATCH,
-            "SchedIso" => 4,
-            "SchedIdle" => libc::SCHED_IDLE,
-            "SchedDeadline" => 6,
-            other => {
-                return Err(Error::msg(format!(
-                    "process.scheduler.policy {other} is unknown"
-                )))
-            }
-        };
-        linux::procattr::set_scheduler(policy, s.priority().unwrap_or(0), s.nice().unwrap_or(0))?;
+        linux::procattr::set_scheduler(s)?;
     }
-    // execCPUAffinity applies to exec processes only (the spec says so).
+    if let Some(pers) = &req.personality {
+        linux::procattr::personality(pers)?;
+    }
+    // execCPUAffinity is for exec processes only (the spec says so); the
+    // parent applied `initial` before moving us into the cgroup.
     if let (InitKind::Exec, Some(a)) = (req.kind, p.exec_cpu_affinity()) {
-        if let Some(l) = a.cpu_affinity_final().clone().or(a.initial().clone()) {
-            linux::procattr::set_affinity(&l)?;
+        if let Some(l) = a.cpu_affinity_final().as_deref().filter(|l| !l.is_empty()) {
+            linux::procattr::set_affinity(0, "process.execCPUAffinity.final", l)?;
         }
     }
     linux::rlimits::apply(p.rlimits().as_deref().unwrap_or(&[]))?;
@@ -642,6 +632,10 @@ fn exec(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .join(" ")
         });
         join_namespaces(req)?;
+    }
+    if !req.no_new_keyring {
+        // runc's name for an exec process's keyring.
+        linux::procattr::new_session_keyring(&format!("_ses.{}", req.id), false)?;
     }
     let mut pty = None;
     if req.process.terminal() == Some(true) {
