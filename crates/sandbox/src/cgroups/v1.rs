@@ -28,6 +28,7 @@ pub const CONTROLLERS: &[&str] = &[
     "net_prio",
     "perf_event",
     "rdma",
+    "name=systemd",
 ];
 
 /// A v1 cgroup: the same relative path in every mounted hierarchy.

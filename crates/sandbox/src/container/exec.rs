@@ -117,6 +117,7 @@ pub fn merge_process(base: &Process, o: &ProcessOverrides) -> Result<Process> {
 impl Runtime {
     /// The container's process from its config (the base for exec).
     pub fn config_process(&self, id: &str) -> Result<Process> {
+        self.store.load(id)?;
         let dir = self.store.dir(id);
         let cfg = dir.join(state::CONFIG_FILE);
         let raw = std::fs::read(&cfg).map_err(|e| Error::io("read", &cfg, e))?;
