@@ -26,17 +26,27 @@ fn assert_clean(root: &Root, id: &str) {
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
         .filter(|e| {
             std::fs::read_dir(e.path().join("fd"))
                 .map(|fds| {
-                    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains(id)))
+                    fds.flatten().any(|fd| {
+                        std::fs::read_link(fd.path())
+                            .is_ok_and(|l| l.to_string_lossy().contains(id))
+                    })
                 })
                 .unwrap_or(false)
         })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(leftovers.is_empty(), "processes still holding {id}: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "processes still holding {id}: {leftovers:?}"
+    );
 }
 
 /// create must fail with `needle` in its error, then succeed on a good bundle.
