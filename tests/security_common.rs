@@ -190,6 +190,14 @@ pub fn assert_nothing_left(root: &Root, id: &str, rootfs: &Path) {
         "a mount of {r} was left on the host"
     );
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
         if let Ok(cg) = std::fs::read_to_string(e.path().join("cgroup")) {
             assert!(
                 !cg.contains(&format!("/{id}\n")),
@@ -197,5 +205,54 @@ pub fn assert_nothing_left(root: &Root, id: &str, rootfs: &Path) {
                 e.file_name().to_string_lossy()
             );
         }
+        // A live init holds a descriptor on its state directory.
+        let holds = std::fs::read_dir(e.path().join("fd"))
+            .map(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains(id))
+                })
+            })
+            .unwrap_or(false);
+        assert!(
+            !holds,
+            "process {} holds a descriptor naming {id}",
+            e.file_name().to_string_lossy()
+        );
     }
+}
+
+/// Run a runtime command that inherits extra descriptors without CLOEXEC,
+/// as from a careless caller: each (number, path) is opened read-only and
+/// placed at that number in the runtime process. Output goes to files.
+pub fn run_with_fds(root: &Root, fds: &[(i32, &Path)], args: &[&str]) -> Output {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let opened: Vec<(i32, OwnedFd)> = fds
+        .iter()
+        .map(|(n, p)| (*n, OwnedFd::from(std::fs::File::open(p).unwrap())))
+        .collect();
+    let raw: Vec<(i32, i32)> = opened.iter().map(|(n, f)| (*n, f.as_raw_fd())).collect();
+    let mut c = root.cmd();
+    c.args(args);
+    // SAFETY: only dup2 (async-signal-safe) runs between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            // Out of the way first, so no target overwrites a later source.
+            for (i, (_, src)) in raw.iter().enumerate() {
+                if libc::dup2(*src, 900 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, (n, _)) in raw.iter().enumerate() {
+                if libc::dup2(900 + i as i32, *n) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(900 + i as i32);
+            }
+            Ok(())
+        });
+    }
+    let o = nk_tests::run_to_files(&mut c);
+    drop(opened);
+    o
 }
