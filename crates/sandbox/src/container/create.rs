@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
 use crate::process::clone::{self, PreExec};
-use crate::process::init::{InitKind, InitRequest};
+use crate::process::init::{InitKind, InitRequest, FD_CONFIG, FD_STATE_DIR};
 use crate::process::sync::{Channel, ToChild, ToParent};
 use crate::spec::{self, Bundle, ValidateOpts};
 use crate::state::{self, ContainerState, Phase as StPhase};
@@ -427,14 +427,23 @@ impl Runtime {
             host_pid: pid,
             init_pid: pid,
             annotations: record.annotations.clone(),
+            fd_names: vec![FD_STATE_DIR.into(), FD_CONFIG.into()],
             explain: self.explain,
             trace: self.trace,
             log_level: self.log_level,
         };
         drop(console);
         drop(listener);
+        // The init may not be able to traverse the state root (in a user
+        // namespace it is not root on the host): hand it what it needs open.
+        let dir_fd = linux::fs::open_dir_path(&dir)?;
+        let cfg_fd = std::fs::File::open(&cfg_copy).map_err(|e| Error::io("open", &cfg_copy, e))?;
         // If the child already died, the loop below reads its error (or EOF).
-        let _ = parent_ch.send(&ToChild::Init(Box::new(req)));
+        let _ = parent_ch.send_fds(
+            &ToChild::Init(Box::new(req)),
+            &[dir_fd.as_raw_fd(), cfg_fd.as_raw_fd()],
+        );
+        drop((dir_fd, cfg_fd));
 
         let mut pty = None;
         loop {

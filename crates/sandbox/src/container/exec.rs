@@ -311,6 +311,7 @@ impl Runtime {
             host_pid: pid,
             init_pid: st.pid,
             annotations: st.annotations.clone(),
+            fd_names: Vec::new(),
             explain: self.explain,
             trace: self.trace,
             log_level: self.log_level,

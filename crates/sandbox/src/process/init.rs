@@ -17,6 +17,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// Name of the passed O_PATH descriptor of the container's state directory.
+pub const FD_STATE_DIR: &str = "state-dir";
+/// Name of the passed descriptor of the state directory's config.json.
+pub const FD_CONFIG: &str = "config";
+
 /// Create a container's init, or an extra process in a running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InitKind {
@@ -68,12 +73,26 @@ pub struct InitRequest {
     #[serde(default)]
     pub init_pid: i32,
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// Names of the descriptors attached to the Init message, in order.
+    #[serde(default)]
+    pub fd_names: Vec<String>,
     pub explain: bool,
     pub trace: bool,
     pub log_level: Level,
 }
 
 static CHANNEL: OnceLock<Channel> = OnceLock::new();
+
+/// Descriptors the parent attached to the Init message, by name (see
+/// [`InitRequest::fd_names`]).
+static PASSED: std::sync::Mutex<Vec<(String, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+
+/// Take the descriptor the parent passed under `name`.
+pub(crate) fn take_passed(name: &str) -> Option<OwnedFd> {
+    let mut v = PASSED.lock().unwrap_or_else(|e| e.into_inner());
+    let i = v.iter().position(|(n, _)| n == name)?;
+    Some(v.remove(i).1)
+}
 
 fn chan() -> &'static Channel {
     CHANNEL.get().expect("init channel")
@@ -107,7 +126,11 @@ pub fn main() -> ! {
         let _ = chan().send(&ToParent::Event(e));
     });
     let req = match chan().recv::<ToChild>() {
-        Ok(Some((ToChild::Init(r), _))) => r,
+        Ok(Some((ToChild::Init(r), fds))) => {
+            let mut passed = PASSED.lock().unwrap_or_else(|e| e.into_inner());
+            *passed = r.fd_names.iter().cloned().zip(fds).collect();
+            r
+        }
         _ => std::process::exit(1),
     };
     logging::set_level(req.log_level);
@@ -152,9 +175,17 @@ fn join_namespaces(req: &InitRequest) -> Result<()> {
     Ok(())
 }
 
+/// The container's config.json, read from the descriptor the parent passed:
+/// in a user namespace the state directory's path may not be traversable.
 fn load_spec(req: &InitRequest) -> Result<Spec> {
+    use std::io::Read;
     let p = req.state_dir.join(crate::state::CONFIG_FILE);
-    let raw = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
+    let mut raw = Vec::new();
+    match take_passed(FD_CONFIG) {
+        Some(fd) => std::fs::File::from(fd).read_to_end(&mut raw),
+        None => std::fs::File::open(&p).and_then(|mut f| f.read_to_end(&mut raw)),
+    }
+    .map_err(|e| Error::io("read", &p, e))?;
     Ok(crate::spec::parse(&raw, &p)?.spec)
 }
 
@@ -213,7 +244,10 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
     }
 
     let mounts = spec.mounts().clone().unwrap_or_default();
-    let state_dir_fd = linux::fs::open_dir_path(&req.state_dir)?;
+    let state_dir_fd = match take_passed(FD_STATE_DIR) {
+        Some(fd) => fd,
+        None => linux::fs::open_dir_path(&req.state_dir)?,
+    };
     let mut pty_master: Option<OwnedFd> = None;
     if req.new_mountns {
         let root_fd = {
