@@ -116,6 +116,8 @@ struct Plan {
     clone_flags: CloneFlags,
     join: Vec<(String, PathBuf)>,
     pid_path: Option<PathBuf>,
+    /// An existing user namespace to join (through an intermediate process).
+    userns_path: Option<PathBuf>,
     new_userns: bool,
     userns: bool,
     new_mountns: bool,
@@ -128,6 +130,7 @@ fn plan(b: &Bundle) -> Result<Plan> {
         clone_flags: CloneFlags::empty(),
         join: Vec::new(),
         pid_path: None,
+        userns_path: None,
         new_userns: false,
         userns: false,
         new_mountns: false,
@@ -149,11 +152,8 @@ fn plan(b: &Bundle) -> Result<Plan> {
                 match t {
                     LinuxNamespaceType::Pid => p.pid_path = Some(path.clone()),
                     LinuxNamespaceType::User => {
-                        return Err(Error::Unsupported(format!(
-                            "{}: field linux.namespaces: joining an existing user namespace ({}) is not implemented yet; create a new one with uidMappings instead",
-                            b.config_path.display(),
-                            path.display()
-                        )))
+                        check_joined_maps(b, path)?;
+                        p.userns_path = Some(path.clone());
                     }
                     _ => {}
                 }
@@ -176,9 +176,10 @@ fn plan(b: &Bundle) -> Result<Plan> {
             },
         }
     }
-    p.userns = p.new_userns;
+    p.userns = p.new_userns || p.userns_path.is_some();
     for t in namespaces::JOIN_ORDER {
-        if t == LinuxNamespaceType::Pid {
+        // pid is entered by the parent, user by the intermediate process.
+        if t == LinuxNamespaceType::Pid || t == LinuxNamespaceType::User {
             continue;
         }
         if let Some(path) = joined.get(&(t as u64)) {
@@ -193,6 +194,55 @@ fn plan(b: &Bundle) -> Result<Plan> {
         ));
     }
     Ok(p)
+}
+
+/// With a joined user namespace, uidMappings and gidMappings are optional;
+/// when given they must be the namespace's own (read from /proc when the
+/// path is a /proc/<pid>/ns/user file), as runc checks.
+fn check_joined_maps(b: &Bundle, path: &Path) -> Result<()> {
+    let linux = b.spec.linux().clone().unwrap_or_default();
+    let Some(pid_dir) = path
+        .to_str()
+        .and_then(|s| s.strip_suffix("/ns/user"))
+        .filter(|d| d.starts_with("/proc/"))
+    else {
+        return Ok(());
+    };
+    for (field, file, maps) in [
+        ("linux.uidMappings", "uid_map", linux.uid_mappings()),
+        ("linux.gidMappings", "gid_map", linux.gid_mappings()),
+    ] {
+        let Some(maps) = maps.as_ref().filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("{pid_dir}/{file}")) else {
+            continue;
+        };
+        let theirs: Vec<Vec<u64>> = text
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect()
+            })
+            .collect();
+        let ours: Vec<Vec<u64>> = maps
+            .iter()
+            .map(|m| vec![m.container_id() as u64, m.host_id() as u64, m.size() as u64])
+            .collect();
+        if theirs != ours {
+            return Err(Error::config(
+                &b.config_path,
+                field,
+                format!(
+                    "the user namespace joined at {} has other mappings ({}); remove the field or make it match",
+                    path.display(),
+                    text.trim().replace('\n', ", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Undo a failed create: kill the child, remove cgroup and state.
@@ -361,13 +411,27 @@ impl Runtime {
             keep: &keep,
             mode: "init",
         };
+        let userns_fd = match &plan.userns_path {
+            Some(p) => Some(
+                nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::sys(format!("open user namespace {}", p.display()), e))?,
+            ),
+            None => None,
+        };
         let restore_pid = match &plan.pid_path {
             Some(p) => Some(enter_pid_ns(p)?),
             None => None,
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(plan.clone_flags, None, &pre)
+            match &userns_fd {
+                Some(ns) => clone::spawn_in_userns(plan.clone_flags, ns, &pre),
+                None => clone::spawn(plan.clone_flags, None, &pre),
+            }
         };
         if let Some(r) = restore_pid {
             let _ = nix::sched::setns(r.as_fd(), CloneFlags::CLONE_NEWPID);
