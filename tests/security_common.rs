@@ -172,7 +172,15 @@ pub fn run_with_pid(root: &Root, b: &Bundle, prefix: &str) -> (i32, String) {
 /// the bundle or rootfs, and processes still in the container's cgroup.
 pub fn assert_nothing_left(root: &Root, id: &str, rootfs: &Path) {
     let leftovers: Vec<PathBuf> = std::fs::read_dir(root.dir.path())
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap_or_default().to_string_lossy();
+                    n == id || n.starts_with(&format!(".new-{id}-"))
+                })
+                .collect()
+        })
         .unwrap_or_default();
     assert!(
         leftovers.is_empty(),
