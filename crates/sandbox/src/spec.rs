@@ -191,10 +191,13 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
         serde_path_to_error::deserialize(de).map_err(to_err)?
     };
     // Mount id mappings are rare: only parse for them when the word is there.
+    // A mapping that does not parse must not be dropped silently: the mount
+    // would then show the host's ids.
     let mount_ext = if contains(raw, b"Mappings") && spec.mounts().is_some() {
-        serde_json::from_slice::<SpecExt>(raw)
+        let de = &mut serde_json::Deserializer::from_slice(raw);
+        serde_path_to_error::deserialize::<_, SpecExt>(de)
             .map(|s| s.mounts)
-            .unwrap_or_default()
+            .map_err(to_err)?
     } else {
         Vec::new()
     };
@@ -476,6 +479,16 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                 if let Err(reason) = crate::linux::mounts::check_option(o) {
                     return Err(err(&format!("mounts[{i}].options"), reason));
                 }
+            }
+        }
+        if let Some(plan) = crate::linux::mounts::idmap_plan(m, b.mount_ext.get(i)) {
+            crate::linux::mounts::check_idmap(m, &plan)
+                .map_err(|(f, r)| err(&format!("mounts[{i}].{f}"), r))?;
+            if plan.maps.is_none() && !has_userns {
+                return Err(err(
+                    &format!("mounts[{i}].options"),
+                    "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings".into(),
+                ));
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
 use crate::process::clone::{self, PreExec};
-use crate::process::init::{InitKind, InitRequest, FD_CONFIG, FD_STATE_DIR};
+use crate::process::init::{InitKind, InitRequest, FD_CONFIG, FD_IDMAP_PREFIX, FD_STATE_DIR};
 use crate::process::sync::{Channel, ToChild, ToParent};
 use crate::spec::{self, Bundle, ValidateOpts};
 use crate::state::{self, ContainerState, Phase as StPhase};
@@ -459,6 +459,7 @@ impl Runtime {
             )?;
             parent_ch.send(&"maps")?;
         }
+        let idmapped = self.idmapped_trees(&bundle, pid, plan.userns)?;
 
         let cgroup_mount = cgroup_mount_info(cleanup.cgroup.as_deref(), plan.new_cgroupns);
         let mut ki = kept.iter();
@@ -491,7 +492,14 @@ impl Runtime {
             host_pid: pid,
             init_pid: pid,
             annotations: record.annotations.clone(),
-            fd_names: vec![FD_STATE_DIR.into(), FD_CONFIG.into()],
+            fd_names: [FD_STATE_DIR.to_string(), FD_CONFIG.to_string()]
+                .into_iter()
+                .chain(
+                    idmapped
+                        .iter()
+                        .map(|(i, _)| format!("{FD_IDMAP_PREFIX}{i}")),
+                )
+                .collect(),
             explain: self.explain,
             trace: self.trace,
             log_level: self.log_level,
@@ -503,11 +511,12 @@ impl Runtime {
         let dir_fd = linux::fs::open_dir_path(&dir)?;
         let cfg_fd = std::fs::File::open(&cfg_copy).map_err(|e| Error::io("open", &cfg_copy, e))?;
         // If the child already died, the loop below reads its error (or EOF).
-        let _ = parent_ch.send_fds(
-            &ToChild::Init(Box::new(req)),
-            &[dir_fd.as_raw_fd(), cfg_fd.as_raw_fd()],
-        );
-        drop((dir_fd, cfg_fd));
+        let fds: Vec<i32> = [dir_fd.as_raw_fd(), cfg_fd.as_raw_fd()]
+            .into_iter()
+            .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
+            .collect();
+        let _ = parent_ch.send_fds(&ToChild::Init(Box::new(req)), &fds);
+        drop((dir_fd, cfg_fd, idmapped));
 
         let mut pty = None;
         loop {
@@ -552,6 +561,74 @@ impl Runtime {
         cleanup.armed = false;
         let (_, pidfd) = cleanup.child.take().expect("child");
         Ok(Handle { pid, pidfd, pty })
+    }
+
+    /// The detached, idmapped trees of the bundle's idmapped mounts, made here
+    /// in the host's namespaces (mount_setattr needs privilege over the
+    /// source's filesystem) and moved into place by the init. A mount with its
+    /// own mappings gets a user namespace of those; one without uses the
+    /// container's (that of `pid`).
+    fn idmapped_trees(&self, b: &Bundle, pid: i32, userns: bool) -> Result<Vec<(usize, OwnedFd)>> {
+        let mut trees = Vec::new();
+        let mut own_ns: Option<OwnedFd> = None;
+        let mut made: Vec<(linux::mounts::IdmapPlan, OwnedFd)> = Vec::new();
+        for (i, m) in b.spec.mounts().iter().flatten().enumerate() {
+            let Some(plan) = linux::mounts::idmap_plan(m, b.mount_ext.get(i)) else {
+                continue;
+            };
+            if self.rootless {
+                return Err(Error::config(
+                    &b.config_path,
+                    &format!("mounts[{i}]"),
+                    "idmapped mounts need CAP_SYS_ADMIN in the host's user namespace; they are not available rootless",
+                ));
+            }
+            if trees.len() + 2 >= crate::process::sync::MAX_FDS {
+                return Err(Error::config(
+                    &b.config_path,
+                    "mounts",
+                    format!(
+                        "more than {} idmapped mounts",
+                        crate::process::sync::MAX_FDS - 2
+                    ),
+                ));
+            }
+            let src = m.source().clone().unwrap_or_default();
+            let ns = match &plan.maps {
+                Some((u, g)) => {
+                    if !made.iter().any(|(p, _)| p.maps == plan.maps) {
+                        made.push((plan.clone(), linux::userns::with_maps(u, g)?));
+                    }
+                    made.iter()
+                        .find(|(p, _)| p.maps == plan.maps)
+                        .map(|(_, fd)| fd.as_fd())
+                }
+                None if userns => {
+                    if own_ns.is_none() {
+                        let p = format!("/proc/{pid}/ns/user");
+                        own_ns = Some(
+                            nix::fcntl::open(
+                                p.as_str(),
+                                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                                nix::sys::stat::Mode::empty(),
+                            )
+                            .map_err(|e| Error::sys(format!("open {p}"), e))?,
+                        );
+                    }
+                    own_ns.as_ref().map(|f| f.as_fd())
+                }
+                None => None,
+            };
+            let Some(ns) = ns else {
+                return Err(Error::config(
+                    &b.config_path,
+                    &format!("mounts[{i}]"),
+                    "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings",
+                ));
+            };
+            trees.push((i, linux::mounts::idmapped_tree(i, &src, &plan, ns)?));
+        }
+        Ok(trees)
     }
 
     fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {

@@ -87,6 +87,22 @@ static CHANNEL: OnceLock<Channel> = OnceLock::new();
 /// [`InitRequest::fd_names`]).
 static PASSED: std::sync::Mutex<Vec<(String, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
 
+/// Prefix of the names of passed idmapped trees (`idmap:<mount index>`).
+pub const FD_IDMAP_PREFIX: &str = "idmap:";
+
+/// Take every idmapped tree the parent passed, by mount index.
+fn take_idmapped() -> Vec<(usize, OwnedFd)> {
+    let mut v = PASSED.lock().unwrap_or_else(|e| e.into_inner());
+    let (trees, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *v)
+        .into_iter()
+        .partition(|(n, _)| n.starts_with(FD_IDMAP_PREFIX));
+    *v = rest;
+    trees
+        .into_iter()
+        .filter_map(|(n, fd)| Some((n[FD_IDMAP_PREFIX.len()..].parse().ok()?, fd)))
+        .collect()
+}
+
 /// Take the descriptor the parent passed under `name`.
 pub(crate) fn take_passed(name: &str) -> Option<OwnedFd> {
     let mut v = PASSED.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,12 +270,14 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
             let _g = explain::phase(Phase::Mounts);
             let root_fd =
                 linux::rootfs::prepare(&req.rootfs, linux.rootfs_propagation().as_deref())?;
+            let idmapped = take_idmapped();
             let ctx = linux::mounts::MountCtx {
                 root: root_fd.as_fd(),
                 rootfs: &req.rootfs,
                 cgroup: &req.cgroup_mount,
                 userns: req.userns,
                 label: linux.mount_label().as_deref(),
+                idmapped: &idmapped,
             };
             for (i, m) in mounts.iter().enumerate() {
                 linux::mounts::mount_entry(&ctx, m, i)?;

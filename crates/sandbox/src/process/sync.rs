@@ -16,6 +16,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// Largest message accepted.
 pub const MAX_MSG: usize = 1 << 20;
 
+/// Most descriptors one message carries (the Init message carries the state
+/// directory, config.json and one idmapped tree per idmapped mount).
+pub const MAX_FDS: usize = 64;
+
 /// Messages from the parent to the child.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
@@ -125,7 +129,7 @@ impl Channel {
             return Ok(None);
         }
         let mut buf = vec![0u8; len.min(MAX_MSG)];
-        let mut cmsg = nix::cmsg_space!([RawFd; 8]);
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let (n, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
