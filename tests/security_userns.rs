@@ -247,3 +247,143 @@ fn joining_a_user_namespace_by_path() {
     assert_nothing_left(&root, &idc, r.path());
     root.ok(&["delete", "-f", &ida]);
 }
+
+/// A host directory owned by host root (0:0) with a file, and a tmpfs
+/// submount holding another; unmounted on drop.
+struct HostTree {
+    dir: TempDir,
+}
+
+impl HostTree {
+    fn new() -> HostTree {
+        let dir = TempDir::new("nk-idmap-src");
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=755", "nk-idmap-sub"])
+            .arg(dir.path().join("sub"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::write(dir.path().join("sub/subfile"), b"y").unwrap();
+        HostTree { dir }
+    }
+}
+
+impl Drop for HostTree {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path().join("sub"))
+            .status();
+    }
+}
+
+#[test]
+fn idmapped_mounts_show_host_root_files_as_container_root() {
+    let root = Root::new();
+    let r = mapped_rootfs();
+    let t = HostTree::new();
+    let src = t.dir.path();
+    let mut b = userns_bundle(
+        &["sh", "-c", "for m in idmap ridmap own plain; do stat -c \"$m %u:%g\" /$m/file /$m/sub/subfile; done; \
+           touch /idmap/made && echo made-ok; touch /plain/made2 2>/dev/null || echo plain-denied"],
+        r.path(),
+    );
+    for (dst, opts, maps) in [
+        ("/idmap", json!(["rbind", "idmap"]), None),
+        ("/ridmap", json!(["rbind", "ridmap"]), None),
+        (
+            "/own",
+            json!(["rbind", "ridmap"]),
+            Some((
+                json!([{"containerID": 0, "hostID": BASE + 1000, "size": 1}]),
+                json!([{"containerID": 0, "hostID": BASE + 2000, "size": 1}]),
+            )),
+        ),
+        ("/plain", json!(["rbind"]), None),
+    ] {
+        let mut m = json!({"destination": dst, "type": "bind", "source": src, "options": opts});
+        if let Some((u, g)) = maps {
+            m["uidMappings"] = u;
+            m["gidMappings"] = g;
+        }
+        add_mount(&mut b, m);
+    }
+    let o = run(&root, &b, "idmap");
+    assert!(o.status.success(), "{}", both(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    // idmap with the container's mappings: host root's files are root's
+    // inside; the submount (not recursive) keeps the host's ids.
+    assert_eq!(&lines[0..2], ["idmap 0:0", "idmap 65534:65534"], "{out}");
+    // ridmap: the submount too.
+    assert_eq!(&lines[2..4], ["ridmap 0:0", "ridmap 0:0"], "{out}");
+    // The mount's own mappings: on-disk 0 is host BASE+1000 (uid) and
+    // BASE+2000 (gid), which the container sees as 1000 and 2000.
+    assert_eq!(&lines[4..6], ["own 1000:2000", "own 1000:2000"], "{out}");
+    // Without idmap: the overflow ids, and no write.
+    assert_eq!(
+        &lines[6..8],
+        ["plain 65534:65534", "plain 65534:65534"],
+        "{out}"
+    );
+    assert!(
+        out.contains("made-ok") && out.contains("plain-denied"),
+        "{out}"
+    );
+    // Written through the idmapped mount: owned by host root on disk.
+    let m = std::fs::metadata(src.join("made")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+}
+
+#[test]
+fn idmapped_mounts_refused_clearly_where_impossible() {
+    let root = Root::new();
+    let r = mapped_rootfs();
+    let t = HostTree::new();
+    let src = t.dir.path().display().to_string();
+    for (userns, m, field, words) in [
+        // sysfs has no idmapped mounts: the kernel's EINVAL, explained.
+        (
+            true,
+            json!({"destination": "/mnt", "type": "bind", "source": "/sys/kernel", "options": ["rbind", "idmap"]}),
+            "mounts[",
+            "does not support idmapped mounts",
+        ),
+        (
+            false,
+            json!({"destination": "/mnt", "type": "bind", "source": src, "options": ["rbind", "idmap"]}),
+            "options",
+            "there is none",
+        ),
+        (
+            true,
+            json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}),
+            "options",
+            "bind mounts",
+        ),
+        (
+            true,
+            json!({"destination": "/mnt", "type": "bind", "source": src, "options": ["rbind"],
+                   "uidMappings": [{"containerID": 0, "hostID": BASE, "size": 10}]}),
+            "gidMappings",
+            "both",
+        ),
+    ] {
+        let mut b = if userns {
+            userns_bundle(&["true"], r.path())
+        } else {
+            let mut b = Bundle::new(&["true"]);
+            use_rootfs(&mut b, r.path());
+            b
+        };
+        add_mount(&mut b, m.clone());
+        let id = unique_id("idmap-bad");
+        let o = root.run(&["run", "--bundle", &b.path(), &id]);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{m}: accepted");
+        assert!(e.contains(field) && e.contains(words), "{m}: {e}");
+        assert_nothing_left(&root, &id, r.path());
+    }
+}
