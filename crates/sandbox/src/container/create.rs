@@ -646,22 +646,37 @@ impl Runtime {
             });
         }
         if self.rootless {
-            // Without root, a cgroup is only usable when delegated to us; like
-            // runc, skip it otherwise (limits in the config are then not enforced).
-            let has_limits = b
+            // Without root, a cgroup is only usable when delegated to us (its
+            // directories, or their nearest existing parents, are ours to
+            // write). Like runc, skip it otherwise, unless the config asks for
+            // limits: those would silently not be enforced, so that is an error.
+            let limits = b
                 .spec
                 .linux()
                 .as_ref()
                 .and_then(|l| l.resources().as_ref())
-                .is_some_and(|r| r.memory().is_some() || r.cpu().is_some() || r.pids().is_some());
-            match cgroups::new_manager(&ps, id, &cgroups::Options::default()) {
-                Ok(m) if m.create().is_ok() => return Ok(Some(m)),
-                _ => {
-                    if has_limits {
-                        crate::logging::warn(|| {
-                            "rootless: no writable (delegated) cgroup; linux.resources limits are not applied".into()
-                        });
-                    }
+                .and_then(|r| serde_json::to_value(r).ok())
+                .and_then(|v| v.as_object().cloned())
+                .map(|mut o| {
+                    o.remove("devices");
+                    o.retain(|_, v| !v.is_null());
+                    o.keys().cloned().collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let m = cgroups::new_manager(&ps, id, &cgroups::Options::default())?;
+            match m.dirs().iter().find_map(|(_, d)| not_delegated(d)) {
+                None => return Ok(Some(m)),
+                Some(why) if !limits.is_empty() => {
+                    return Err(Error::config(
+                        &b.config_path,
+                        &format!("linux.resources.{}", limits[0]),
+                        format!(
+                            "limits need a cgroup, and without root only a delegated one can be used ({why}); remove linux.resources or point linux.cgroupsPath at a cgroup this user owns"
+                        ),
+                    ));
+                }
+                Some(why) => {
+                    crate::logging::info(|| format!("rootless: no cgroup ({why})"));
                     return Ok(None);
                 }
             }
@@ -678,6 +693,29 @@ impl Runtime {
             let _ = cg.destroy();
         }
     }
+}
+
+/// Why this user cannot use the cgroup directory `dir`, if it cannot: the
+/// directory's cgroup.procs, or (when it does not exist yet) its nearest
+/// existing parent, must be writable. Nothing is created here.
+fn not_delegated(dir: &Path) -> Option<String> {
+    use nix::unistd::{access, AccessFlags};
+    if dir.exists() {
+        let procs = dir.join("cgroup.procs");
+        return access(&procs, AccessFlags::W_OK)
+            .err()
+            .map(|e| format!("{}: {e}", procs.display()));
+    }
+    let mut a = dir.parent();
+    while let Some(p) = a {
+        if p.exists() {
+            return access(p, AccessFlags::W_OK | AccessFlags::X_OK)
+                .err()
+                .map(|e| format!("cannot create {}: {}: {e}", dir.display(), p.display()));
+        }
+        a = p.parent();
+    }
+    Some(format!("{}: no such hierarchy", dir.display()))
 }
 
 fn enter_pid_ns(path: &Path) -> Result<OwnedFd> {
