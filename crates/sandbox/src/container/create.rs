@@ -307,6 +307,17 @@ impl Runtime {
             ));
         }
         let plan = plan(&bundle)?;
+        if self.rootless {
+            for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
+                if linux::mounts::idmap_plan(m, bundle.mount_ext.get(i)).is_some() {
+                    return Err(Error::config(
+                        &bundle.config_path,
+                        &format!("mounts[{i}]"),
+                        "idmapped mounts need CAP_SYS_ADMIN in the host's user namespace; they are not available rootless",
+                    ));
+                }
+            }
+        }
         let store = crate::state::Store::open(&self.store.root)?;
 
         let me = std::process::id() as i32;
@@ -429,7 +440,7 @@ impl Runtime {
         let child = {
             let _g = explain::phase(Phase::Clone);
             match &userns_fd {
-                Some(ns) => clone::spawn_in_userns(plan.clone_flags, ns, &pre),
+                Some(ns) => clone::spawn_in_userns(plan.clone_flags, ns, None, &pre),
                 None => clone::spawn(plan.clone_flags, None, &pre),
             }
         };
@@ -576,13 +587,6 @@ impl Runtime {
             let Some(plan) = linux::mounts::idmap_plan(m, b.mount_ext.get(i)) else {
                 continue;
             };
-            if self.rootless {
-                return Err(Error::config(
-                    &b.config_path,
-                    &format!("mounts[{i}]"),
-                    "idmapped mounts need CAP_SYS_ADMIN in the host's user namespace; they are not available rootless",
-                ));
-            }
             if trees.len() + 2 >= crate::process::sync::MAX_FDS {
                 return Err(Error::config(
                     &b.config_path,
