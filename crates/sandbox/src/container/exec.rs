@@ -238,6 +238,30 @@ impl Runtime {
             keep: &keep,
             mode: "init",
         };
+        // Without root, the pid namespace (like every other) can only be
+        // joined from inside the container's user namespace: an intermediate
+        // process joins both and clones the exec process there. As root the
+        // runtime enters the pid namespace itself and the process joins the
+        // user namespace first thing.
+        let via_userns = if userns && !nix::unistd::geteuid().is_root() {
+            let open = |p: &std::path::Path| {
+                nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::sys(format!("open {}", p.display()), e))
+            };
+            let (_, upath) = join.remove(0);
+            let u = open(&upath)?;
+            let p = match pid_ns.take() {
+                Some(p) => Some(open(&p)?),
+                None => None,
+            };
+            Some((u, p))
+        } else {
+            None
+        };
         let own_pid = match &pid_ns {
             Some(p) => {
                 let own = nix::fcntl::open(
@@ -253,7 +277,10 @@ impl Runtime {
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(CloneFlags::empty(), None, &pre)
+            match &via_userns {
+                Some((u, p)) => clone::spawn_in_userns(CloneFlags::empty(), u, p.as_ref(), &pre),
+                None => clone::spawn(CloneFlags::empty(), None, &pre),
+            }
         };
         if let Some(own) = own_pid {
             let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);

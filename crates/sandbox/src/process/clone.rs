@@ -130,8 +130,25 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
 /// host privileges), so an intermediate process joins it, becomes root in
 /// it, and clones the child with CLONE_PARENT (the child is still ours to
 /// wait for), then exits. Only this case pays for the extra process.
-pub fn spawn_in_userns(flags: CloneFlags, userns: &OwnedFd, pre: &PreExec<'_>) -> Result<Child> {
-    spawn_inner(flags, None, Some(userns.as_raw_fd()), pre)
+///
+/// With `pidns`, the intermediate also joins that pid namespace (after the
+/// user namespace, which an unprivileged runtime needs first) so the child
+/// is born in it.
+pub fn spawn_in_userns(
+    flags: CloneFlags,
+    userns: &OwnedFd,
+    pidns: Option<&OwnedFd>,
+    pre: &PreExec<'_>,
+) -> Result<Child> {
+    spawn_inner(
+        flags,
+        None,
+        Some((
+            userns.as_raw_fd(),
+            pidns.map(|p| p.as_raw_fd()).unwrap_or(-1),
+        )),
+        pre,
+    )
 }
 
 fn clone_error(flags: CloneFlags, e: nix::errno::Errno) -> Error {
@@ -154,7 +171,7 @@ fn clone_error(flags: CloneFlags, e: nix::errno::Errno) -> Error {
 fn spawn_inner(
     flags: CloneFlags,
     cgroup_fd: Option<RawFd>,
-    userns: Option<RawFd>,
+    userns: Option<(RawFd, RawFd)>,
     pre: &PreExec<'_>,
 ) -> Result<Child> {
     // Prepare everything the child needs before clone: after it, only
@@ -177,8 +194,8 @@ fn spawn_inner(
         .map(|i| pre.min_fd.max(3) + i as i32)
         .collect();
 
-    if let Some(ns) = userns {
-        return spawn_via_intermediate(flags, ns, pre, chan_no, &argv, &envp, kept);
+    if let Some((ns, pidns)) = userns {
+        return spawn_via_intermediate(flags, ns, pidns, pre, chan_no, &argv, &envp, kept);
     }
 
     let mut pidfd: RawFd = -1;
@@ -228,10 +245,13 @@ fn spawn_inner(
 const STEP_SETNS: i32 = -1;
 const STEP_SETUID: i32 = -2;
 const STEP_CLONE: i32 = -3;
+const STEP_SETNS_PID: i32 = -4;
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_via_intermediate(
     flags: CloneFlags,
     userns: RawFd,
+    pidns: RawFd,
     pre: &PreExec<'_>,
     chan_no: RawFd,
     argv: &[*const libc::c_char; 3],
@@ -289,6 +309,9 @@ fn spawn_via_intermediate(
             if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
                 report(STEP_SETUID, *libc::__errno_location());
             }
+            if pidns >= 0 && libc::setns(pidns, libc::CLONE_NEWPID) != 0 {
+                report(STEP_SETNS_PID, *libc::__errno_location());
+            }
             // CLONE_PARENT: the runtime, not us, is the child's parent (and
             // gets its exit); clone3 wants exit_signal 0 with it.
             let mut cargs = CloneArgs {
@@ -345,6 +368,12 @@ fn spawn_via_intermediate(
             ))
         }
         STEP_CLONE => return Err(clone_error(flags, e)),
+        STEP_SETNS_PID => {
+            return Err(Error::sys(
+                "setns into the container's pid namespace from its user namespace",
+                e,
+            ))
+        }
         _ => {}
     }
     let pid = a;
