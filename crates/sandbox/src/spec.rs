@@ -187,8 +187,13 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
         }
         serde_path_to_error::deserialize(v).map_err(to_err)?
     } else {
-        let de = &mut serde_json::Deserializer::from_slice(raw);
-        serde_path_to_error::deserialize(de).map_err(to_err)?
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let spec = serde_path_to_error::deserialize(&mut de).map_err(to_err)?;
+        // Anything after the document (a second object, garbage) is an error,
+        // as serde_json::from_slice makes it.
+        de.end()
+            .map_err(|e| Error::config(file, "(document)", format!("invalid JSON: {e}")))?;
+        spec
     };
     // Mount id mappings are rare: only parse for them when the word is there.
     // A mapping that does not parse must not be dropped silently: the mount
@@ -739,6 +744,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("process.rlimits[0]"), "{e}");
+    }
+
+    #[test]
+    fn trailing_data_refused() {
+        let e = parse_str(r#"{"ociVersion":"1.0.2"} {}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trailing"), "{e}");
+        parse_str("{\"ociVersion\":\"1.0.2\"}\n").unwrap();
     }
 
     #[test]
