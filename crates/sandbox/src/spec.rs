@@ -109,10 +109,25 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| Error::Bundle {
-        path: path.to_path_buf(),
-        reason: format!("cannot open: {e} (create one with `nk-runtime spec`)"),
-    })?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO planted as config.json must not hang the runtime.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::Bundle {
+            path: path.to_path_buf(),
+            reason: format!("cannot open: {e} (create one with `nk-runtime spec`)"),
+        })?;
+    match f.metadata() {
+        Ok(m) if m.is_file() => {}
+        _ => {
+            return Err(Error::Bundle {
+                path: path.to_path_buf(),
+                reason: "not a regular file".into(),
+            })
+        }
+    }
     let mut raw = Vec::with_capacity(8192);
     f.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut raw)
