@@ -174,6 +174,13 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
             format!("invalid JSON: {inner}"),
         )
     };
+    if let Some(at) = too_deep(raw) {
+        return Err(Error::config(
+            file,
+            "(document)",
+            format!("nested deeper than {MAX_DEPTH} levels (at byte {at}); no config needs that"),
+        ));
+    }
     let mut seccomp_wait_killable = false;
     let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes())
         || SCHED_FLAG_NAMES
@@ -226,6 +233,43 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
         mount_ext,
         seccomp_wait_killable,
     })
+}
+
+/// The kernel's limit on supplementary groups.
+const NGROUPS_MAX: usize = 65536;
+
+/// Deepest nesting of arrays and objects accepted (serde_json's own limit
+/// for untyped values, applied to the whole document so fields we ignore are
+/// held to it too).
+pub const MAX_DEPTH: usize = 128;
+
+/// The offset where the document first nests deeper than MAX_DEPTH, if it
+/// does (brackets inside strings do not count).
+fn too_deep(raw: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for (i, &b) in raw.iter().enumerate() {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -720,6 +764,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("hostname"), "{e}");
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        let ok = format!(
+            "{{\"a\":\"{}\",\"b\":{}{}}}",
+            "[".repeat(500),
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(too_deep(ok.as_bytes()), None);
+        let bad = format!("{{\"x\":{}{}}}", "{\"a\":".repeat(200), "}".repeat(200));
+        assert!(too_deep(bad.as_bytes()).is_some());
+        assert!(parse_str(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
+        // An escaped quote does not end the string.
+        let esc = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(300));
+        assert_eq!(too_deep(esc.as_bytes()), None);
     }
 
     #[test]
