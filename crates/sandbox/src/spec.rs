@@ -445,6 +445,15 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             }
         }
         for (i, d) in linux.devices().iter().flatten().enumerate() {
+            for (f, v) in [("major", d.major()), ("minor", d.minor())] {
+                // A dev_t holds a 32-bit major and a 32-bit minor (Linux uses 12 and 20 bits).
+                if !(0..=u32::MAX as i64).contains(&v) {
+                    return Err(err(
+                        &format!("linux.devices[{i}].{f}"),
+                        format!("{v} is not a device number"),
+                    ));
+                }
+            }
             if !d.path().is_absolute() || has_dotdot(d.path()) {
                 return Err(err(
                     &format!("linux.devices[{i}].path"),
@@ -511,6 +520,20 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
         }
     }
 
+    for (field, v) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if let Some(v) = v {
+            // HOST_NAME_MAX: sethostname(2) refuses anything longer.
+            if v.len() > 64 || v.contains('\0') {
+                return Err(err(
+                    field,
+                    format!("{} bytes: at most 64, without NUL bytes", v.len()),
+                ));
+            }
+        }
+    }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
         return Err(err(
             "hostname",
@@ -528,6 +551,18 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
         let d = m.destination();
         if d.as_os_str().is_empty() {
             return Err(err(&format!("mounts[{i}].destination"), "empty".into()));
+        }
+        for (f, v) in [
+            ("destination", Some(d.as_os_str())),
+            ("source", m.source().as_ref().map(|p| p.as_os_str())),
+            ("type", m.typ().as_ref().map(std::ffi::OsStr::new)),
+        ] {
+            if v.is_some_and(|v| v.as_encoded_bytes().contains(&0)) {
+                return Err(err(
+                    &format!("mounts[{i}].{f}"),
+                    "contains a NUL byte".into(),
+                ));
+            }
         }
         if has_dotdot(d) {
             return Err(err(
@@ -650,6 +685,13 @@ fn validate_process(
             ));
         }
     }
+    let gids = p.user().additional_gids().as_ref().map_or(0, |g| g.len());
+    if gids > NGROUPS_MAX {
+        return Err(err(
+            "process.user.additionalGids",
+            format!("{gids} groups: the kernel allows at most {NGROUPS_MAX}"),
+        ));
+    }
     if let Some(adj) = p.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
             return Err(err(
@@ -703,6 +745,15 @@ mod tests {
     }
 
     #[test]
+    fn trailing_data_refused() {
+        let e = parse_str(r#"{"ociVersion":"1.0.2"} {}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trailing"), "{e}");
+        parse_str("{\"ociVersion\":\"1.0.2\"}\n").unwrap();
+    }
+
+    #[test]
     fn invalid_utf8_refused() {
         let mut raw = br#"{"ociVersion":"1.0.2","hostname":""#.to_vec();
         raw.extend_from_slice(&[0xff, 0xfe]);
@@ -718,6 +769,26 @@ mod tests {
             "]".repeat(10_000)
         );
         assert!(parse_str(&s).is_err());
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        let ok = format!(
+            "{{\"a\":\"{}\",\"b\":{}{}}}",
+            "[".repeat(500),
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(too_deep(ok.as_bytes()), None);
+        let bad = format!("{{\"x\":{}{}}}", "{\"a\":".repeat(200), "}".repeat(200));
+        assert!(too_deep(bad.as_bytes()).is_some());
+        assert!(parse_str(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
+        // An escaped quote does not end the string.
+        let esc = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(300));
+        assert_eq!(too_deep(esc.as_bytes()), None);
     }
 
     #[test]
@@ -767,26 +838,6 @@ mod tests {
     }
 
     #[test]
-    fn depth_counts_brackets_outside_strings() {
-        let ok = format!(
-            "{{\"a\":\"{}\",\"b\":{}{}}}",
-            "[".repeat(500),
-            "[".repeat(100),
-            "]".repeat(100)
-        );
-        assert_eq!(too_deep(ok.as_bytes()), None);
-        let bad = format!("{{\"x\":{}{}}}", "{\"a\":".repeat(200), "}".repeat(200));
-        assert!(too_deep(bad.as_bytes()).is_some());
-        assert!(parse_str(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("nested deeper"));
-        // An escaped quote does not end the string.
-        let esc = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(300));
-        assert_eq!(too_deep(esc.as_bytes()), None);
-    }
-
-    #[test]
     fn duplicate_namespace_refused() {
         let b = bundle(&format!(
             r#"{{{BASE},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"pid"}}]}}}}"#
@@ -823,15 +874,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("process.rlimits[0]"), "{e}");
-    }
-
-    #[test]
-    fn trailing_data_refused() {
-        let e = parse_str(r#"{"ociVersion":"1.0.2"} {}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("trailing"), "{e}");
-        parse_str("{\"ociVersion\":\"1.0.2\"}\n").unwrap();
     }
 
     #[test]
