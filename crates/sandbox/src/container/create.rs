@@ -526,7 +526,13 @@ impl Runtime {
             .into_iter()
             .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
             .collect();
-        let _ = parent_ch.send_fds(&ToChild::Init(Box::new(req)), &fds);
+        // A child that already died shows in the loop below (its error or
+        // EOF); any other failure to send would leave both sides waiting.
+        if let Err(e) = parent_ch.send_fds(&ToChild::Init(Box::new(req)), &fds) {
+            if !super::child_gone(&e) {
+                return Err(e);
+            }
+        }
         drop((dir_fd, cfg_fd, idmapped));
 
         let mut pty = None;

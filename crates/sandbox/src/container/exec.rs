@@ -345,8 +345,14 @@ impl Runtime {
         };
         drop(console);
         drop(listener);
-        // If the child already died, the loop below reads its error (or EOF).
-        let _ = parent_ch.send(&ToChild::Init(Box::new(req)));
+        // If the child already died, the loop below reads its error (or EOF);
+        // any other failure to send would leave both sides waiting.
+        if let Err(e) = parent_ch.send(&ToChild::Init(Box::new(req))) {
+            if !super::child_gone(&e) {
+                kill_child(&child.pidfd);
+                return Err(e);
+            }
+        }
         let mut pty = None;
         let mut ready = false;
         loop {
