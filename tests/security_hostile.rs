@@ -393,3 +393,18 @@ fn refused_after_clone_is_cleaned_up_too() {
         &["process.user.additionalGids", "65536"],
     );
 }
+
+#[test]
+fn cpu_list_that_expands_to_billions() {
+    // "0-65535," repeated fills 4 MiB with ranges that used to be expanded
+    // into one vector: about 130 GB, an OOM kill of the runtime.
+    let root = Root::new();
+    let list = "0-65535,".repeat(400_000);
+    let b = with(|c| c["linux"]["resources"]["cpu"] = json!({"cpus": list.trim_end_matches(',')}));
+    refused(
+        &root,
+        &b,
+        "cpu list of 26 billion entries",
+        &["linux.resources.cpu.cpus"],
+    );
+}
