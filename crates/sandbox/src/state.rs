@@ -184,7 +184,8 @@ pub struct ProcStat {
 /// Parse /proc/<pid>/stat text. The command name may contain spaces and
 /// parentheses, so fields are counted from the last ')'.
 pub fn parse_stat(s: &str) -> Option<ProcStat> {
-    let rest = &s[s.rfind(')')? + 2..];
+    // get(): a line may end at the ')' or continue with any character.
+    let rest = s.get(s.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split(' ').collect();
     Some(ProcStat {
         state: f.first()?.chars().next()?,
