@@ -431,7 +431,8 @@ fn subordinate_ids_through_newuidmap() {
 fn what_needs_root_fails_clearly_and_leaves_nothing() {
     let u = User::new();
     let base = u.bundle(&["true"]);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, Vec<&str>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
         (
             "a memory limit without a delegated cgroup",
             Box::new(|c| c["linux"]["resources"] = json!({"memory": {"limit": 100000000}})),

@@ -23,7 +23,7 @@ fn host_secret() -> TempDir {
 /// Descriptor numbers (and link targets) in `ls -l /proc/<pid>/fd` output.
 fn fd_lines(out: &str) -> BTreeSet<String> {
     out.lines()
-        .filter_map(|l| l.split_once(" -> ").map(|(a, b)| (a, b)))
+        .filter_map(|l| l.split_once(" -> "))
         .filter_map(|(a, b)| Some(format!("{} -> {}", a.split_whitespace().last()?, b)))
         .collect()
 }

@@ -1,13 +1,13 @@
 //! nk-probe: runs inside test containers (with the host's libraries bound in)
 //! to make system calls that busybox cannot, and print what happened.
 //!
-//! * `syscall NR [A0..A5]`   raw syscall; prints `ok <ret>` or `err <errno>`
-//! * `thread NR`             makes syscall NR in a second thread, then reports
-//!                           from the main thread: `main alive threads=<n>`
-//! * `trap NR`               with a SIGSYS handler installed, makes syscall NR;
-//!                           prints `sigsys syscall=<nr>` if the signal came
-//! * `fds`                   lists its open descriptors: `fd <n> -> <target>`
-//! * `exe`                   tries to open /proc/1/exe for writing and reading
+//! * `syscall NR [A0..A5]`: a raw syscall; prints `ok <ret>` or `err <errno>`
+//! * `thread NR`: makes syscall NR in a second thread, then reports from the
+//!   main thread: `main alive threads=<n>`
+//! * `trap NR`: with a SIGSYS handler installed, makes syscall NR; prints
+//!   `sigsys syscall=<nr>` if the signal came
+//! * `fds`: lists its open descriptors: `fd <n> -> <target>`
+//! * `exe`: tries to open /proc/1/exe for writing and reading
 
 use std::sync::atomic::{AtomicI32, Ordering};
 

@@ -312,7 +312,7 @@ impl Runtime {
                 if linux::mounts::idmap_plan(m, bundle.mount_ext.get(i)).is_some() {
                     return Err(Error::config(
                         &bundle.config_path,
-                        &format!("mounts[{i}]"),
+                        format!("mounts[{i}]"),
                         "idmapped mounts need CAP_SYS_ADMIN in the host's user namespace; they are not available rootless",
                     ));
                 }
@@ -632,7 +632,7 @@ impl Runtime {
             let Some(ns) = ns else {
                 return Err(Error::config(
                     &b.config_path,
-                    &format!("mounts[{i}]"),
+                    format!("mounts[{i}]"),
                     "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings",
                 ));
             };
@@ -679,7 +679,7 @@ impl Runtime {
                 Some(why) if !limits.is_empty() => {
                     return Err(Error::config(
                         &b.config_path,
-                        &format!("linux.resources.{}", limits[0]),
+                        format!("linux.resources.{}", limits[0]),
                         format!(
                             "limits need a cgroup, and without root only a delegated one can be used ({why}); remove linux.resources or point linux.cgroupsPath at a cgroup this user owns"
                         ),
