@@ -122,22 +122,58 @@ fn runtime_binary_is_unreachable_from_the_container() {
     let id = unique_id("exe");
     detached_ok(&root, &["create", "--bundle", &b.path(), &id]);
     let pid = root.state(&id)["pid"].as_i64().unwrap();
-    // From the host: the parked init is the memfd copy, not the binary.
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(
-        exe.to_string_lossy().starts_with("/memfd:nk-runtime"),
-        "init runs {}",
-        exe.display()
-    );
-    let rt = std::fs::metadata(nk_tests::runtime()).unwrap();
-    let mapped = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap();
-    use std::os::unix::fs::MetadataExt;
-    assert_ne!((rt.dev(), rt.ino()), (mapped.dev(), mapped.ino()));
-    // Even host root cannot write the copy: it is sealed (and being executed).
-    let w = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{pid}/exe"));
-    assert!(w.is_err(), "the runtime copy opened for writing");
+    // The CVE-2019-5736 sequence, from the host (as root, the strongest
+    // attacker): hold /proc/<init>/exe open while the runtime code runs,
+    // let the container's program replace it (which ends the ETXTBSY that
+    // protects a running binary), then reopen it for writing. The init runs
+    // either a read-only detached mount of the runtime or a sealed memfd
+    // copy; a runtime that exec'd its own path would hand out the binary.
+    let exe_path = format!("/proc/{pid}/exe");
+    let held = std::fs::File::open(&exe_path).unwrap();
+    let link = std::fs::read_link(&exe_path).unwrap();
+    let memfd = link.to_string_lossy().starts_with("/memfd:");
+    if !memfd {
+        // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let c = std::ffi::CString::new(exe_path.clone()).unwrap();
+        // SAFETY: statvfs fills a struct we own from a NUL-terminated path.
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        assert!(
+            st.f_flag & libc::ST_RDONLY != 0,
+            "the init runs {} from a writable mount",
+            link.display()
+        );
+    }
+    root.ok(&["start", &id]);
+    let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    match std::fs::OpenOptions::new().write(true).open(&again) {
+        Err(e) => assert!(
+            matches!(
+                e.raw_os_error(),
+                Some(libc::EROFS) | Some(libc::EPERM) | Some(libc::EACCES)
+            ),
+            "unexpected error reopening the runtime: {e}"
+        ),
+        Ok(mut f) => {
+            // Only a sealed memfd may be opened; its seal refuses the write.
+            assert!(
+                memfd,
+                "the runtime binary ({}) reopened for writing",
+                link.display()
+            );
+            assert!(
+                std::io::Write::write(&mut f, b"x").is_err(),
+                "the sealed copy was written"
+            );
+        }
+    }
+    drop(held);
+    root.ok(&["kill", &id, "KILL"]);
+    root.wait_status(&id, "stopped");
+    root.ok(&["delete", &id]);
+    // Again, parked, for the checks from inside.
+    detached_ok(&root, &["create", "--bundle", &b.path(), &id]);
+    let pid = root.state(&id)["pid"].as_i64().unwrap();
     // No descriptor of the parked init leads to the runtime binary.
     for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()

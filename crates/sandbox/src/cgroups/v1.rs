@@ -402,6 +402,13 @@ impl CgroupManager for Manager {
     fn record(&self) -> serde_json::Value {
         serde_json::json!({ "kind": "v1", "v1": self })
     }
+
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        self.unique_dirs()
+            .into_iter()
+            .map(|d| d.join("tasks"))
+            .collect()
+    }
 }
 
 fn collect_subdirs(d: &Path, out: &mut Vec<PathBuf>) {

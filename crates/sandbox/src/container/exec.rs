@@ -221,7 +221,12 @@ impl Runtime {
             })?),
             None => None,
         };
-        let exe = clone::sealed_self()?;
+        let exe = clone::protected_exe()?;
+        let cgroup = self.cgroup_of(&st);
+        let self_join: Vec<PathBuf> = match (&cgroup, userns) {
+            (Some(cg), false) => cg.self_join_files(),
+            _ => Vec::new(),
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -237,6 +242,7 @@ impl Runtime {
             min_fd: 3 + o.preserve_fds,
             keep: &keep,
             mode: "init",
+            cgroup_tasks: &self_join,
         };
         // Without root, the pid namespace (like every other) can only be
         // joined from inside the container's user namespace: an intermediate
@@ -275,6 +281,13 @@ impl Runtime {
             }
             None => None,
         };
+        // execCPUAffinity.initial is where "the runtime parent process" runs
+        // before the transition to the container's cgroup: set it on this
+        // process, so the child starts there too (final is applied by the
+        // child once it is in the cgroup).
+        if let Some(l) = &initial {
+            linux::procattr::set_affinity(0, "process.execCPUAffinity.initial", l)?;
+        }
         let child = {
             let _g = explain::phase(Phase::Clone);
             match &via_userns {
@@ -293,16 +306,7 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
-        // execCPUAffinity.initial: where the process runs until it joins the
-        // container's cgroup (final is applied by the child afterwards).
-        if let Some(l) = &initial {
-            if let Err(e) = linux::procattr::set_affinity(pid, "process.execCPUAffinity.initial", l)
-            {
-                kill_child(&child.pidfd);
-                return Err(e);
-            }
-        }
-        if let Some(cg) = self.cgroup_of(&st) {
+        if let Some(cg) = cgroup.as_ref().filter(|_| self_join.is_empty()) {
             if let Err(e) = cg.add_process(pid) {
                 kill_child(&child.pidfd);
                 return Err(e);
