@@ -292,7 +292,8 @@ fn config_parser_on_raw_bytes() {
 #[test]
 fn state_parsers() {
     let mut runner = TestRunner::new(cases(2));
-    let dir = std::env::temp_dir().join(nk_tests::unique_id("nk-fuzz-state"));
+    let tmp = nk_tests::TempDir::new("nk-fuzz-state");
+    let dir = tmp.path().to_path_buf();
     let store = sandbox::state::Store::open(&dir).unwrap();
     std::fs::create_dir_all(dir.join("c")).unwrap();
     let good = serde_json::to_vec(&sandbox::state::ContainerState {
@@ -334,7 +335,6 @@ fn state_parsers() {
             Ok(())
         })
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -380,7 +380,8 @@ fn paths_resolved_in_a_root_never_leave_it() {
     use sandbox::linux::fs::{clean_rel, mkdir_all_in_root, open_in_root, touch_in_root};
     // root/ is the container's root; outside/ must stay untouched. The root
     // holds the symlinks an image would plant.
-    let top = std::env::temp_dir().join(nk_tests::unique_id("nk-fuzz-fs"));
+    let tmp = nk_tests::TempDir::new("nk-fuzz-fs");
+    let top = tmp.path().to_path_buf();
     let (root, outside) = (top.join("root"), top.join("outside"));
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&outside).unwrap();
@@ -429,7 +430,6 @@ fn paths_resolved_in_a_root_never_leave_it() {
             },
         )
         .unwrap();
-    std::fs::remove_dir_all(&top).unwrap();
 }
 
 #[test]
