@@ -227,6 +227,10 @@ impl Runtime {
             (Some(cg), false) => cg.self_join_files(),
             _ => Vec::new(),
         };
+        let into = match (&cgroup, userns) {
+            (Some(cg), false) => cg.clone_into_fd(),
+            _ => None,
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -292,7 +296,11 @@ impl Runtime {
             let _g = explain::phase(Phase::Clone);
             match &via_userns {
                 Some((u, p)) => clone::spawn_in_userns(CloneFlags::empty(), u, p.as_ref(), &pre),
-                None => clone::spawn(CloneFlags::empty(), None, &pre),
+                None => clone::spawn(
+                    CloneFlags::empty(),
+                    into.as_ref().map(|f| f.as_raw_fd()),
+                    &pre,
+                ),
             }
         };
         if let Some(own) = own_pid {
@@ -306,7 +314,10 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
-        if let Some(cg) = cgroup.as_ref().filter(|_| self_join.is_empty()) {
+        if let Some(cg) = cgroup
+            .as_ref()
+            .filter(|_| self_join.is_empty() && into.is_none())
+        {
             if let Err(e) = cg.add_process(pid) {
                 kill_child(&child.pidfd);
                 return Err(e);
