@@ -158,6 +158,30 @@ steps! {
     OOM_SCORE = "oom_score_adj", Process,
         "Write /proc/self/oom_score_adj.",
         "Tells the kernel's OOM killer how willing it should be to pick this container first.";
+    KEYRING = "keyring", Process,
+        "Join a new session keyring named after the container.",
+        "Kernel keyrings are not namespaced: without its own session keyring the container would share the caller's keys (tokens, secrets). --no-new-keyring skips this.";
+    PERSONALITY = "personality", Process,
+        "personality() with linux.personality's execution domain.",
+        "LINUX32 makes uname report a 32-bit machine, so 32-bit build tools inside behave as on a 32-bit host.";
+    SCHEDULER = "scheduler", Process,
+        "sched_setattr() with process.scheduler's policy, nice value and priority.",
+        "The policy is inherited by everything the program starts: a batch or idle container yields the CPU to the host, a real-time one takes it first.";
+    IOPRIO = "ioprio", Process,
+        "ioprio_set() with process.ioPriority.",
+        "The I/O scheduler serves the container's disk requests in this class (real-time, best-effort or idle).";
+    CPU_AFFINITY = "cpu_affinity", Process,
+        "sched_setaffinity() with execCPUAffinity.",
+        "An exec process starts on the CPUs of the runtime that made it; initial places it before it joins the container's cgroup, final after.";
+    LSM_LABEL = "lsm.label", Process,
+        "Set the AppArmor profile or SELinux label for the next execve.",
+        "A mandatory access control policy confines the program whatever its uid and capabilities; the label takes effect when the program is exec'd.";
+    USERNS_JOIN = "userns.join", Clone,
+        "Start an intermediate process that joins the user namespace, then clone the init from it.",
+        "Namespaces belong to the user namespace of the process that creates them: cloned from inside the joined one, the container's new mount, pid and other namespaces are owned by it, so its root can manage them.";
+    IDMAP_MOUNT = "mount.idmap", Mounts,
+        "Clone the mount source with open_tree() and give it an id mapping with mount_setattr(MOUNT_ATTR_IDMAP).",
+        "An idmapped mount shows files with their owners shifted, so a host directory owned by root appears owned by root inside a user namespace without chown'ing anything on disk.";
     USER = "user", Process,
         "setgroups(), setgid() and setuid() to the process.user ids; set the umask.",
         "The program runs with the ids the config asks for. Groups are set first, while the process may still change them.";
