@@ -277,7 +277,9 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
         }
     }
     if let Some(p) = linux.personality() {
-        linux::procattr::personality(&format!("{:?}", p.domain()).to_uppercase())?;
+        // The OCI name ("LINUX32"), not the Rust variant's (PerLinux32).
+        let domain = serde_json::to_value(p.domain()).unwrap_or_default();
+        linux::procattr::personality(domain.as_str().unwrap_or_default())?;
     }
 
     let prepared = finalize(req)?;
