@@ -25,6 +25,9 @@ pub fn apply_apparmor(profile: &str) -> Result<()> {
             "process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"
         )));
     }
+    crate::explain::step(&crate::explain::catalog::LSM, || {
+        format!("AppArmor: exec {profile}")
+    });
     let p = "/proc/self/attr/apparmor/exec";
     let p = if std::path::Path::new(p).exists() {
         p
@@ -48,6 +51,9 @@ pub fn apply_selinux(label: &str) -> Result<()> {
             "process.selinuxLabel {label:?}: SELinux is not enabled on this host"
         )));
     }
+    crate::explain::step(&crate::explain::catalog::LSM, || {
+        format!("SELinux: {label}")
+    });
     std::fs::write("/proc/self/attr/exec", label)
         .map_err(|e| Error::msg(format!("process.selinuxLabel {label:?}: {e}")))
 }

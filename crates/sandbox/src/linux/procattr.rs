@@ -17,6 +17,9 @@ pub fn oom_score_adj(v: i32) -> Result<()> {
 /// Join a new session keyring, so containers do not share the host's (unless --no-new-keyring).
 pub fn new_session_keyring(name: &str) -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    explain::step(&catalog::KEYRING, || {
+        format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})")
+    });
     let cname = std::ffi::CString::new(name).unwrap_or_default();
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads a NUL-terminated string that lives for the call.
     let r = unsafe {
@@ -47,6 +50,9 @@ pub fn personality(domain: &str) -> Result<()> {
             )))
         }
     };
+    explain::step(&catalog::PERSONALITY, || {
+        format!("personality(PER_{domain})")
+    });
     // SAFETY: personality(2) takes a plain integer.
     if unsafe { libc::personality(v) } < 0 {
         return Err(Error::sys(
@@ -80,6 +86,13 @@ pub fn ioprio_value(class: &str, prio: i64) -> Result<i32> {
 /// Set the I/O priority of this process.
 pub fn set_ioprio(value: i32) -> Result<()> {
     const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    explain::step(&catalog::IOPRIO, || {
+        format!(
+            "ioprio_set(IOPRIO_WHO_PROCESS, 0, class {} level {})",
+            value >> 13,
+            value & 7
+        )
+    });
     // SAFETY: ioprio_set takes integers only.
     let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
     if r < 0 {
@@ -92,6 +105,9 @@ pub fn set_ioprio(value: i32) -> Result<()> {
 pub fn set_affinity(list: &str) -> Result<()> {
     let cpus = crate::cgroups::parse_cpu_list(list)
         .ok_or_else(|| Error::msg(format!("execCPUAffinity {list:?} is not a CPU list")))?;
+    explain::step(&catalog::CPU_AFFINITY, || {
+        format!("sched_setaffinity(0, {{{list}}})")
+    });
     let mut set = nix::sched::CpuSet::new();
     for c in cpus {
         set.set(c as usize)
@@ -103,6 +119,9 @@ pub fn set_affinity(list: &str) -> Result<()> {
 
 /// Set the scheduler policy and priority.
 pub fn set_scheduler(policy: i32, priority: i32, nice: i32) -> Result<()> {
+    explain::step(&catalog::SCHEDULER, || {
+        format!("sched_setscheduler(0, policy {policy}, priority {priority}); nice {nice}")
+    });
     let param = libc::sched_param {
         sched_priority: priority,
     };

@@ -234,6 +234,7 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
         args.flags |= 0x2_0000_0000; // CLONE_INTO_CGROUP
         args.cgroup = cg as u64;
     }
+    crate::logging::set_role(crate::logging::Role::Parent); // from here on we have a child
     explain::step(&catalog::CLONE, || {
         format!(
             "clone3(flags={})",
