@@ -19,7 +19,7 @@ set -uo pipefail
 export LC_ALL=C
 RUNS=${RUNS:-50}; LOOP=${LOOP:-100}; SEQ=${SEQ:-100}; HANG=${HANG:-1000}
 HERE=$(cd "$(dirname "$0")" && pwd); TOP=$(dirname "$HERE")
-NK=${NK:-$TOP/target/release/nk-runtime}
+NK=${NK:-$TOP/target/x86_64-unknown-linux-gnu/release/nk-runtime}
 
 die() { echo "bench: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"

@@ -20,7 +20,7 @@ pub fn runtime() -> PathBuf {
     if let Ok(p) = std::env::var("NK_RUNTIME") {
         return PathBuf::from(p);
     }
-    for prof in ["release", "debug"] {
+    for prof in ["x86_64-unknown-linux-gnu/release", "release", "debug"] {
         let p = workspace().join("target").join(prof).join("nk-runtime");
         if p.exists() {
             return p;

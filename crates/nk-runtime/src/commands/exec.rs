@@ -12,9 +12,7 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
     if let Some(p) = &a.process {
         let raw =
             std::fs::read(p).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
-        let mut de = serde_json::Deserializer::from_slice(&raw);
-        let proc: oci_spec::runtime::Process = serde_path_to_error_shim(&mut de)
-            .map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
+        let proc: oci_spec::runtime::Process = sandbox::spec::from_slice_named(&raw, p)?;
         return Ok(proc);
     }
     let rt = g.runtime();
@@ -75,15 +73,6 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
         apparmor: a.apparmor.clone(),
     };
     Ok(merge_process(&base, &o)?)
-}
-
-fn serde_path_to_error_shim<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<oci_spec::runtime::Process, String>
-where
-    D::Error: std::fmt::Display,
-{
-    serde::Deserialize::deserialize(d).map_err(|e: D::Error| e.to_string())
 }
 
 pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
