@@ -436,7 +436,7 @@ fn scenario_join_and_exec() -> BTreeSet<String> {
         &err,
         &[
             "exe.protect",
-            "clone",
+            "clone.join",
             "init.exec",
             "exec.join",
             "ns.join",

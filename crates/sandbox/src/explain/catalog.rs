@@ -109,6 +109,9 @@ steps! {
     CLONE = "clone", Clone,
         "clone3() the container's first process into new namespaces, with CLONE_PIDFD.",
         "The namespaces are created together with the process, so it never sees the host's pid table, mounts, network or hostname; in a new pid namespace it is pid 1. The pidfd names exactly this process, so a later signal or wait can never hit a recycled pid.";
+    CLONE_JOIN = "clone.join", Clone,
+        "clone3() a process with no new namespaces, with CLONE_PIDFD: it will enter existing ones with setns().",
+        "exec, and a container that only joins namespaces (as a pod's containers do), creates none: the child is cloned plain and joins by path. Its pid namespace was entered by the parent just before, because setns(CLONE_NEWPID) only affects the caller's future children.";
     INIT_EXEC = "init.exec", Clone,
         "The child execs the runtime's hidden `init` command from the protected copy and reads its instructions (JSON) from the sync channel.",
         "Between clone and exec a child may only make raw, async-signal-safe system calls: it joins its cgroup, sets PR_SET_PDEATHSIG and, in a user namespace, waits for its id maps, then execs. The SOCK_SEQPACKET socketpair carries the request down, and log lines, hook requests, these explanations and errors back up, one whole message at a time.";

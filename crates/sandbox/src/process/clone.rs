@@ -235,7 +235,12 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
         args.cgroup = cg as u64;
     }
     crate::logging::set_role(crate::logging::Role::Parent); // from here on we have a child
-    explain::step(&catalog::CLONE, || {
+    let def = if flags.is_empty() {
+        &catalog::CLONE_JOIN
+    } else {
+        &catalog::CLONE
+    };
+    explain::step(def, || {
         format!(
             "clone3(flags={})",
             crate::linux::namespaces::flag_names(flags)
