@@ -17,7 +17,7 @@ RT := target/$(TARGET)/release/nk-runtime
 RT_DEBUG := target/debug/nk-runtime
 STATIC_ENV := RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
 
-.PHONY: all build build-deps debug bundle run test test-deps unit integration lint bench install clean
+.PHONY: all build build-deps debug bundle run test test-deps unit integration lint bench install install-check clean
 
 all: build
 
@@ -51,7 +51,20 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: build-deps test-deps lint unit integration
+# make install into a scratch DESTDIR, then run a container from the installed bundle.
+install-check: build
+	rm -rf $(BUILD)/install-check
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(BUILD)/install-check PREFIX=/usr/local
+	test -x $(BUILD)/install-check/usr/local/bin/nk-runtime
+	test -L $(BUILD)/install-check/usr/local/bin/nk-runtime-vm
+	test -f $(BUILD)/install-check/usr/local/share/nano-sandbox/bundle/config.json
+	test -x $(BUILD)/install-check/usr/local/share/nano-sandbox/bundle/rootfs/bin/busybox
+	$(BUILD)/install-check/usr/local/bin/nk-runtime --root $(BUILD)/install-check/state run \
+		--bundle $(BUILD)/install-check/usr/local/share/nano-sandbox/bundle install-check-$$$$ | grep -q 'Hello from nano-sandbox'
+	rm -rf $(BUILD)/install-check
+	@echo "install-check: ok"
+
+test: build-deps test-deps lint unit integration install-check
 
 bench: build
 	bench/run.sh
