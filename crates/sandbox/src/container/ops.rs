@@ -138,16 +138,15 @@ impl Runtime {
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
         let (st, status) = self.load(id)?;
         explain::step(&catalog::KILL, || {
-            format!(
-                "kill({}, {}){}",
-                st.pid,
-                crate::linux::signals::name(sig),
-                if all {
-                    " to every pid in the cgroup"
-                } else {
-                    ""
-                }
-            )
+            let name = crate::linux::signals::name(sig);
+            if all {
+                format!(
+                    "kill(pid, {name}) for every pid in the cgroup of init {}",
+                    st.pid
+                )
+            } else {
+                format!("pidfd_send_signal(pidfd of {}, {name})", st.pid)
+            }
         });
         if all {
             let cg = self
