@@ -550,7 +550,7 @@ fn host_exceptions() -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
     if !sandbox::linux::lsm::apparmor_enabled() && !sandbox::linux::lsm::selinux_enabled() {
         m.insert(
-            "lsm",
+            "lsm.label",
             "neither AppArmor (/sys/module/apparmor/parameters/enabled) nor SELinux \
              (/sys/fs/selinux) is enabled in this kernel, and asking for a profile without \
              them is an error"
@@ -570,7 +570,7 @@ fn scenario_lsm() -> BTreeSet<String> {
     b.edit(|c| c["process"]["apparmorProfile"] = json!("unconfined"));
     let (code, _, err) = run_e(&root, &["run", "--bundle", &b.path(), &unique_id("ex-lsm")]);
     assert_eq!(code, 0, "{err}");
-    got.extend(check("apparmor", &err, &["lsm"]));
+    got.extend(check("apparmor", &err, &["lsm.label"]));
     got
 }
 

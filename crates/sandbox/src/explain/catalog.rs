@@ -178,7 +178,7 @@ steps! {
     OOM_SCORE = "oom_score_adj", Process,
         "Write process.oomScoreAdj to /proc/self/oom_score_adj.",
         "Tells the kernel's OOM killer how willing it should be to pick this container first when the host runs out of memory.";
-    LSM = "lsm", Process,
+    LSM_LABEL = "lsm.label", Process,
         "Ask for the AppArmor profile or SELinux label (process.apparmorProfile, process.selinuxLabel) that the program's execve will enter.",
         "A mandatory access control profile confines the program even where capabilities and file modes would allow an action. It is set for the next exec, so the runtime itself is not confined while it finishes the setup.";
     PERSONALITY = "personality", Process,

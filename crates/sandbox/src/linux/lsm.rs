@@ -25,7 +25,7 @@ pub fn apply_apparmor(profile: &str) -> Result<()> {
             "process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"
         )));
     }
-    crate::explain::step(&crate::explain::catalog::LSM, || {
+    crate::explain::step(&crate::explain::catalog::LSM_LABEL, || {
         format!("AppArmor: exec {profile}")
     });
     let p = "/proc/self/attr/apparmor/exec";
@@ -51,7 +51,7 @@ pub fn apply_selinux(label: &str) -> Result<()> {
             "process.selinuxLabel {label:?}: SELinux is not enabled on this host"
         )));
     }
-    crate::explain::step(&crate::explain::catalog::LSM, || {
+    crate::explain::step(&crate::explain::catalog::LSM_LABEL, || {
         format!("SELinux: {label}")
     });
     std::fs::write("/proc/self/attr/exec", label)
