@@ -11,6 +11,7 @@ use nk_tests::*;
 use sandbox::explain::catalog;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -545,6 +546,51 @@ fn scenario_signal_forward() -> BTreeSet<String> {
     got
 }
 
+/// Pure cgroup v2, in a private mount namespace where the v1 hierarchies are
+/// unmounted and cgroup2 is mounted on /sys/fs/cgroup: the device rules
+/// become an eBPF program, and the child is born in its cgroup.
+fn scenario_cgroup_v2() -> BTreeSet<String> {
+    let root = Root::new();
+    let b = Bundle::new(&["true"]);
+    let id = unique_id("ex-v2");
+    let out = root.dir.path().join("v2.err");
+    let script = format!(
+        "set -e
+         for m in $(awk '{{ for (i = 7; i <= NF; i++) if ($i == \"-\") {{ if ($(i+1) ~ /^cgroup2?$/) print $5; break }} }}' /proc/self/mountinfo | sort -r); do
+           umount -l \"$m\"
+         done
+         mount -t cgroup2 none /sys/fs/cgroup
+         {rt} --root {state} -E run --bundle {bundle} {id} 2> {out}",
+        rt = runtime().display(),
+        state = root.dir.path().join("state").display(),
+        bundle = b.path(),
+        out = out.display(),
+    );
+    let st = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(&out).unwrap_or_default();
+    // Seen from the host, the cgroup2 tree is mounted at unified/ (hybrid) or
+    // at the top: remove what a failed run may have left.
+    for top in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let _ = std::fs::remove_dir(Path::new(top).join("nano-sandbox").join(&id));
+    }
+    assert!(st.success(), "{err}");
+    let got = check(
+        "cgroup v2",
+        &err,
+        &["cgroup.devices", "cgroup.join", "clone"],
+    );
+    assert!(
+        detail_of(&err, "clone").contains("CLONE_INTO_CGROUP"),
+        "{err}"
+    );
+    assert!(detail_of(&err, "cgroup.join").contains("CLONE_INTO_CGROUP"));
+    assert!(detail_of(&err, "cgroup.devices").contains("eBPF"));
+    got
+}
+
 /// Steps this host cannot exercise, each with the check that proves why.
 fn host_exceptions() -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
@@ -585,6 +631,7 @@ fn every_catalog_step_is_narrated() {
     got.extend(scenario_join_and_exec());
     got.extend(scenario_signal_forward());
     got.extend(scenario_lsm());
+    got.extend(scenario_cgroup_v2());
     let exceptions = host_exceptions();
     let mut missing = Vec::new();
     for s in catalog::ALL {

@@ -115,7 +115,7 @@ fn kernel_release() -> String {
 
 fn cgroups(rootless: bool) -> Vec<Check> {
     let mi = read("/proc/self/mountinfo");
-    let l = layout::detect(&mi);
+    let l = layout::detect_host(&mi, Path::new("/sys/fs/cgroup"));
     let mut out = vec![check(
         "cgroups",
         "resource limits",
@@ -133,11 +133,9 @@ fn cgroups(rootless: bool) -> Vec<Check> {
     }
     // Controllers: v1 hierarchies by name, plus what the cgroup2 root offers.
     let mut have: Vec<String> = l.v1.keys().cloned().collect();
-    if let Some(u) = &l.unified {
-        for c in layout::v2_controllers(u) {
-            if !have.contains(&c) {
-                have.push(c);
-            }
+    for c in &l.unified_controllers {
+        if !have.contains(c) {
+            have.push(c.clone());
         }
     }
     let want = [
@@ -533,20 +531,12 @@ fn rlimits() -> Check {
     )
 }
 
-fn which(cmd: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/bin".into(), "/usr/local/bin".into()])
-        .map(|d| d.join(cmd))
-        .find(|p| p.is_file())
-}
-
 fn vm_mode() -> Vec<Check> {
     let mut out = Vec::new();
-    let qemu = which("qemu-system-x86_64");
-    let version = qemu.as_ref().and_then(|q| {
+    // The same lookups VM mode itself makes (crates/vm), so check cannot
+    // disagree with what `create --mode vm` will find.
+    let qemu = vm::qemu::find_qemu();
+    let version = qemu.as_ref().ok().and_then(|q| {
         std::process::Command::new(q)
             .arg("--version")
             .output()
@@ -564,50 +554,65 @@ fn vm_mode() -> Vec<Check> {
         },
         false,
         match (&qemu, &version) {
-            (Some(q), Some(v)) => format!("{} ({v})", q.display()),
-            (Some(q), None) => format!("{} does not run", q.display()),
-            _ => "qemu-system-x86_64 is not installed".into(),
+            (Ok(q), Some(v)) => format!("{} ({v})", q.display()),
+            (Ok(q), None) => format!("{} does not run", q.display()),
+            (Err(e), _) => e.to_string(),
         },
         Some("apt-get install qemu-system-x86"),
     ));
-    let mut kernels: Vec<String> = std::fs::read_dir("/boot")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str().map(String::from))
-                .filter(|n| n.starts_with("vmlinuz-"))
-                .collect()
-        })
-        .unwrap_or_default();
-    kernels.sort();
-    let with_9p: Vec<&String> = kernels
-        .iter()
-        .filter(|k| {
-            let ver = k.trim_start_matches("vmlinuz-");
-            Path::new(&format!("/lib/modules/{ver}/kernel/fs/9p")).exists()
-        })
-        .collect();
+    let (status, detail) = match vm::image::find_kernel() {
+        Ok(k) => {
+            let nine_p = k
+                .modules_root
+                .join(&k.version)
+                .join("kernel/fs/9p")
+                .exists();
+            if nine_p {
+                (
+                    Status::Ok,
+                    format!("{} with the 9p module", k.bzimage.display()),
+                )
+            } else {
+                (
+                    Status::Missing,
+                    format!(
+                        "{}: its modules lack 9p, needed to share the bundle",
+                        k.bzimage.display()
+                    ),
+                )
+            }
+        }
+        Err(e) => (Status::Missing, e.to_string()),
+    };
     out.push(check(
         "guest kernel",
         "VM mode",
-        if !with_9p.is_empty() {
-            Status::Ok
-        } else if !kernels.is_empty() {
-            Status::Warn
-        } else {
-            Status::Missing
-        },
+        status,
         false,
-        if kernels.is_empty() {
-            "no /boot/vmlinuz-*".to_string()
-        } else if with_9p.is_empty() {
-            format!(
-                "/boot/{} (its modules lack 9p, needed to share the bundle)",
-                kernels.join(", /boot/")
-            )
-        } else {
-            format!("/boot/{} with the 9p module", with_9p[0])
-        },
+        detail,
         Some("apt-get install linux-image-amd64 (not linux-image-cloud-amd64, which lacks 9p)"),
+    ));
+    let (status, detail) = match vm::image::find_agent() {
+        Ok(a) => {
+            let data = std::fs::read(&a).unwrap_or_default();
+            if vm::image::is_static_elf(&data) {
+                (Status::Ok, format!("{} (static)", a.display()))
+            } else {
+                (
+                    Status::Missing,
+                    format!("{} is not a static executable", a.display()),
+                )
+            }
+        }
+        Err(e) => (Status::Missing, e.to_string()),
+    };
+    out.push(check(
+        "guest agent",
+        "VM mode",
+        status,
+        false,
+        detail,
+        Some("make agent (or make install, which installs it)"),
     ));
     out.push(kvm());
     out
@@ -649,6 +654,21 @@ fn kvm() -> Check {
     // SAFETY: closing the descriptor we opened.
     unsafe { libc::close(fd) };
     let usable = api == 12 && vm >= 0 && cpu_virt && !pvm;
+    // VM mode's own answer, from a probe boot, once it has made one.
+    let probed = vm::qemu::cached_accel(&vm::image::cache_dir())
+        .map(|r| {
+            // The first clause of the reason: qemu's own words are long.
+            let why: String = r
+                .reason
+                .split(" (")
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(90)
+                .collect();
+            format!(" (VM mode's probe boot chose {}: {why})", r.accel.as_str())
+        })
+        .unwrap_or_default();
     let why = if api != 12 {
         format!("KVM API version {api}, not 12")
     } else if vm < 0 {
@@ -666,9 +686,9 @@ fn kvm() -> Check {
         if usable { Status::Ok } else { Status::Warn },
         false,
         if usable {
-            "/dev/kvm works (API 12, KVM_CREATE_VM) on a CPU with hardware virtualisation".into()
+            format!("/dev/kvm works (API 12, KVM_CREATE_VM) on a CPU with hardware virtualisation{probed}")
         } else {
-            format!("{why}; VM mode uses TCG")
+            format!("{why}; VM mode uses TCG{probed}")
         },
         fix,
     )

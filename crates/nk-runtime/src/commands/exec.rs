@@ -80,6 +80,9 @@ pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
         anyhow::Error::new(ExitCode(EXEC_FAILED, anyhow::anyhow!("exec failed: {e:#}")))
     };
     let process = build_process(g, &a).map_err(fail)?;
+    if super::vm_mode::is_vm(g, &a.id) {
+        return super::vm_mode::exec(g, &a, process);
+    }
     let rt = g.runtime();
     let opts = ExecOptions {
         id: a.id.clone(),

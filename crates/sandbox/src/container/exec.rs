@@ -214,6 +214,10 @@ impl Runtime {
             (Some(cg), false) => cg.self_join_files(),
             _ => Vec::new(),
         };
+        let into = match (&cgroup, userns) {
+            (Some(cg), false) => cg.clone_into_fd(),
+            _ => None,
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -246,7 +250,11 @@ impl Runtime {
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(CloneFlags::empty(), None, &pre)
+            clone::spawn(
+                CloneFlags::empty(),
+                into.as_ref().map(|f| f.as_raw_fd()),
+                &pre,
+            )
         };
         if let Some(own) = own_pid {
             let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -259,12 +267,15 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
-        if !self_join.is_empty() {
+        if !self_join.is_empty() || into.is_some() {
             explain::step(&catalog::CGROUP_JOIN, || {
-                format!("the child wrote 0 to {} tasks files", self_join.len())
+                explain::cgroup_join_detail(into.is_some(), self_join.len())
             });
         }
-        if let Some(cg) = cgroup.as_ref().filter(|_| self_join.is_empty()) {
+        if let Some(cg) = cgroup
+            .as_ref()
+            .filter(|_| self_join.is_empty() && into.is_none())
+        {
             if let Err(e) = cg.add_process(pid) {
                 kill_child(&child.pidfd);
                 return Err(e);

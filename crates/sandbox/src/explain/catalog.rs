@@ -100,9 +100,12 @@ steps! {
     CGROUP_WRITE = "cgroup.write", Cgroups,
         "Write one value into a cgroup control file.",
         "The kernel enforces what is written here: the memory limit, CPU shares and quota, the maximum number of pids, the device allow-list. A new v1 cpuset cgroup has no CPUs at all, so cpuset.cpus and cpuset.mems are copied from the parent first.";
+    CGROUP_DEVICES = "cgroup.devices", Cgroups,
+        "Build an eBPF program from the device rules and attach it to the cgroup: bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE), then bpf(BPF_PROG_ATTACH).",
+        "cgroup v2 has no devices files. The kernel runs this program whenever a process of the cgroup opens or creates a device node, and only the allowed devices pass: a node for the host's disk would be useless inside.";
     CGROUP_JOIN = "cgroup.join", Cgroups,
-        "Move the container's process into its cgroup: its pid into cgroup.procs, or the child writes 0 into each v1 tasks file itself.",
-        "Membership is inherited by every process the container will ever fork, so the whole container is accounted and limited together. A process that moves itself takes no global lock, where moving another pid waits for an RCU grace period (about 10 ms).";
+        "Put the container's process in its cgroup: clone3(CLONE_INTO_CGROUP) starts it in the cgroup2 directory, the child writes 0 into each v1 tasks file itself, or the parent writes its pid into cgroup.procs.",
+        "Membership is inherited by every process the container will ever fork, so the whole container is accounted and limited together. Being born in the cgroup, or moving oneself, takes no global lock, where moving another pid waits for an RCU grace period (about 10 ms).";
     EXE_PROTECT = "exe.protect", Clone,
         "Give the child a copy of the runtime it cannot write: a detached read-only mount of /proc/self/exe (open_tree + mount_setattr), or a sealed memfd copy where the kernel refuses that.",
         "The child runs runtime code inside the container, and there /proc/self/exe leads to the file it runs from. If that were the binary on the host, a hostile container could open it for writing and replace the runtime for everyone (CVE-2019-5736).";

@@ -163,6 +163,23 @@ fn step_slow(flags: u8, def: &'static StepDef, detail: String) {
     }
 }
 
+/// The detail of a cgroup join the runtime did not do itself: the child was
+/// born in its cgroup2 directory, or moved itself into its v1 hierarchies.
+pub fn cgroup_join_detail(into_cgroup2: bool, v1_tasks: usize) -> String {
+    let mut how = Vec::new();
+    if into_cgroup2 {
+        how.push(
+            "clone3(CLONE_INTO_CGROUP) started the child in its cgroup2 directory".to_string(),
+        );
+    }
+    if v1_tasks > 0 {
+        how.push(format!(
+            "the child writes 0 to {v1_tasks} v1 tasks files before it execs"
+        ));
+    }
+    how.join("; ")
+}
+
 /// Times a phase from creation to drop when tracing is on.
 #[must_use = "the phase ends when the guard is dropped"]
 pub struct PhaseGuard {

@@ -242,8 +242,13 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
     };
     explain::step(def, || {
         format!(
-            "clone3(flags={})",
-            crate::linux::namespaces::flag_names(flags)
+            "clone3(flags={}{})",
+            crate::linux::namespaces::flag_names(flags),
+            if cgroup_fd.is_some() {
+                ", CLONE_INTO_CGROUP"
+            } else {
+                ""
+            }
         )
     });
     // SAFETY: clone3 with a fully initialised clone_args of the right size. In
