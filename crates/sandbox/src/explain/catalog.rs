@@ -20,6 +20,8 @@ pub enum Phase {
     Cgroups,
     /// clone3 of the container's first process.
     Clone,
+    /// VM mode: the guest image, the accelerator, the monitor and the boot.
+    Vm,
     /// Joining or creating namespaces, id maps, hostname.
     Namespaces,
     /// Building the root filesystem: mounts, devices, masked paths.
@@ -48,6 +50,7 @@ impl Phase {
             Phase::State => "state",
             Phase::Cgroups => "cgroup setup",
             Phase::Clone => "clone",
+            Phase::Vm => "VM boot",
             Phase::Namespaces => "namespace setup",
             Phase::Mounts => "mounts",
             Phase::PivotRoot => "pivot_root",
@@ -115,6 +118,15 @@ steps! {
     CLONE_JOIN = "clone.join", Clone,
         "clone3() a process with no new namespaces, with CLONE_PIDFD: it will enter existing ones with setns().",
         "exec, and a container that only joins namespaces (as a pod's containers do), creates none: the child is cloned plain and joins by path. Its pid namespace was entered by the parent just before, because setns(CLONE_NEWPID) only affects the caller's future children.";
+    VM_IMAGE = "vm.image", Vm,
+        "Find the guest image: the host's kernel as an uncompressed vmlinux, and an initramfs holding the static agent as /init and the virtio, 9p and overlay modules (built once, then cached).",
+        "In VM mode the container gets a kernel of its own, a Debian kernel that QEMU boots directly. Decompressing and packing it once rather than at every boot saves seconds per container under emulation.";
+    VM_ACCEL = "vm.accel", Vm,
+        "Choose the accelerator: KVM when a short probe boot under it reaches the agent, otherwise QEMU's TCG emulation (the answer is cached).",
+        "Hardware virtualisation runs the guest at native speed. A /dev/kvm that cannot boot an ordinary guest (such as a software kvm_pvm) must not be trusted on sight, so it is tried once.";
+    VM_MONITOR = "vm.monitor", Vm,
+        "Start the monitor (nk-runtime vm-monitor) in the container's cgroup; it boots QEMU's microvm and has the guest's agent create the container.",
+        "Engines expect one host process that is the container: it lives as long as the container, takes its signals and exits with its status. The monitor is that process, QEMU is its child in the same cgroup, and inside the guest the agent builds the container with this same library.";
     INIT_EXEC = "init.exec", Clone,
         "The child execs the runtime's hidden `init` command from the protected copy and reads its instructions (JSON) from the sync channel.",
         "Between clone and exec a child may only make raw, async-signal-safe system calls: it joins its cgroup, sets PR_SET_PDEATHSIG and, in a user namespace, waits for its id maps, then execs. The SOCK_SEQPACKET socketpair carries the request down, and log lines, hook requests, these explanations and errors back up, one whole message at a time.";
