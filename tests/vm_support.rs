@@ -7,14 +7,10 @@ use nk_tests::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// cargo's static target dir, next to the runtime under test.
+/// cargo's static target dir (where `make build` and `make agent` put the
+/// static binaries).
 fn static_dir() -> PathBuf {
-    let rt = runtime();
-    let target = rt
-        .parent()
-        .and_then(|p| p.parent())
-        .unwrap_or(Path::new("target"));
-    target.join("x86_64-unknown-linux-gnu/release")
+    workspace().join("target/x86_64-unknown-linux-gnu/release")
 }
 
 /// A static binary made by scripts/build-agent.sh (`make agent`).

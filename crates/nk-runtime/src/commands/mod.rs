@@ -28,6 +28,22 @@ pub fn dispatch(g: &Globals, cmd: Option<Command>) -> anyhow::Result<i32> {
     let Some(cmd) = cmd else {
         return Ok(0);
     };
+    // Commands whose job is printing stop quietly when the reader goes away
+    // (`nk-runtime state x | head -1`), as other CLI tools do. The others keep
+    // Rust's SIGPIPE-ignored default: they write to hooks and ptys, and must
+    // not die halfway through a lifecycle step because a reader left.
+    if matches!(
+        cmd,
+        Command::State(_)
+            | Command::List(_)
+            | Command::Ps(_)
+            | Command::Features
+            | Command::Events(_)
+            | Command::Check(_)
+    ) {
+        // SAFETY: resetting a signal disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cmd {
         Command::Create(a) => create::run(g, a),
         Command::Start(a) => start::run(g, a),

@@ -602,6 +602,13 @@ pub fn exec(g: &Globals, a: &ExecArgs, process: oci_spec::runtime::Process) -> a
     const EXEC_FAILED: i32 = 255;
     let fail =
         |e: anyhow::Error| anyhow::Error::new(ExitCode(EXEC_FAILED, anyhow!("exec failed: {e:#}")));
+    // Block the forwarded signals before the process can exist: one that
+    // arrives while the request is in flight is then queued, not fatal.
+    let _blocked_early = if a.detach {
+        None
+    } else {
+        Some(sandbox::process::wait::Blocked::new()?)
+    };
     let (_, status, c) = client(g, &a.id, "exec").map_err(fail)?;
     if status == Status::Paused {
         return Err(fail(anyhow!("cannot exec in a paused container")));
