@@ -356,7 +356,9 @@ fn scenario_split_commands() -> BTreeSet<String> {
 
 fn scenario_userns() -> BTreeSet<String> {
     let root = Root::new();
-    let mut b = Bundle::new(&["/bin/sh", "-c", "cat /proc/self/uid_map"]);
+    let src = TempDir::new("nk-ex-idmap");
+    std::fs::write(src.path().join("file"), b"x").unwrap();
+    let mut b = Bundle::new(&["sleep", "1000"]);
     b.edit(|c| {
         c["linux"]["namespaces"]
             .as_array_mut()
@@ -366,17 +368,41 @@ fn scenario_userns() -> BTreeSet<String> {
         // its capabilities are those of its own user namespace.
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/idmapped", "type": "bind",
+            "source": src.path(), "options": ["rbind", "idmap"]
+        }));
     });
-    let (code, out, err) = run_e(
-        &root,
-        &["run", "--bundle", &b.path(), &unique_id("ex-user")],
-    );
+    let a = unique_id("ex-user");
+    let (code, _, err) = run_e(&root, &["run", "-d", "--bundle", &b.path(), &a]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("65536"), "{out}");
-    let got = check("userns", &err, &["userns.map", "cgroup.join", "clone"]);
+    let mut got = check(
+        "userns",
+        &err,
+        &["userns.map", "mount.idmap", "cgroup.join", "clone"],
+    );
     assert!(detail_of(&err, "clone").contains("CLONE_NEWUSER"));
     assert_eq!(role_of(&err, "userns.map"), "parent");
     assert!(detail_of(&err, "userns.map").contains("0 0 65536"));
+
+    // A second container joins the first one's user namespace by path.
+    let pid = root.state(&a)["pid"].as_i64().unwrap();
+    let mut j = Bundle::new(&["/bin/sh", "-c", "cat /proc/self/uid_map"]);
+    j.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    });
+    let (code, out, err) = run_e(
+        &root,
+        &["run", "--bundle", &j.path(), &unique_id("ex-userj")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("65536"), "{out}");
+    got.extend(check("userns join", &err, &["userns.join"]));
+    assert_eq!(role_of(&err, "userns.join"), "parent");
+    root.ok(&["delete", "--force", &a]);
     got
 }
 

@@ -109,10 +109,25 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| Error::Bundle {
-        path: path.to_path_buf(),
-        reason: format!("cannot open: {e} (create one with `nk-runtime spec`)"),
-    })?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO planted as config.json must not hang the runtime.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::Bundle {
+            path: path.to_path_buf(),
+            reason: format!("cannot open: {e} (create one with `nk-runtime spec`)"),
+        })?;
+    match f.metadata() {
+        Ok(m) if m.is_file() => {}
+        _ => {
+            return Err(Error::Bundle {
+                path: path.to_path_buf(),
+                reason: "not a regular file".into(),
+            })
+        }
+    }
     let mut raw = Vec::with_capacity(8192);
     f.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut raw)
@@ -136,6 +151,13 @@ pub struct Parsed {
 }
 
 const WAIT_KILLABLE: &str = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
+
+/// process.scheduler.flags the runtime spec spells differently from the
+/// `oci-spec` types: (spec name, the name those types parse).
+const SCHED_FLAG_NAMES: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
 
 /// Deserialize `raw` as `T`; an error names the JSON path of the bad value.
 pub fn from_slice_named<T: serde::de::DeserializeOwned>(raw: &[u8], file: &Path) -> Result<T> {
@@ -240,10 +262,22 @@ pub fn json_path_at(raw: &[u8], offset: usize) -> String {
 
 /// Parse config bytes; `file` is only used in messages.
 pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
+    if let Some(at) = too_deep(raw) {
+        return Err(Error::config(
+            file,
+            "(document)",
+            format!("nested deeper than {MAX_DEPTH} levels (at byte {at}); no config needs that"),
+        ));
+    }
     let mut seccomp_wait_killable = false;
-    let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes()) {
-        // oci-spec does not know this flag: take it out, remember it, and
-        // parse the rest (re-serialised, so error paths still work).
+    let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes())
+        || SCHED_FLAG_NAMES
+            .iter()
+            .any(|(n, _)| contains(raw, n.as_bytes()))
+    {
+        // oci-spec does not know this seccomp flag, nor the spec's spelling of
+        // two scheduler flags: adjust them and parse the rest (re-serialised,
+        // so error paths still work).
         let mut v: serde_json::Value = from_slice_named(raw, file)?;
         if let Some(flags) = v
             .pointer_mut("/linux/seccomp/flags")
@@ -253,16 +287,27 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
             flags.retain(|f| f.as_str() != Some(WAIT_KILLABLE));
             seccomp_wait_killable = flags.len() != n;
         }
+        if let Some(flags) = v
+            .pointer_mut("/process/scheduler/flags")
+            .and_then(|f| f.as_array_mut())
+        {
+            for f in flags.iter_mut() {
+                if let Some((_, theirs)) = SCHED_FLAG_NAMES.iter().find(|(n, _)| f == n) {
+                    *f = (*theirs).into();
+                }
+            }
+        }
         let again = serde_json::to_vec(&v).unwrap_or_default();
         from_slice_named(&again, file)?
     } else {
+        // from_slice refuses anything after the document, too.
         from_slice_named(raw, file)?
     };
     // Mount id mappings are rare: only parse for them when the word is there.
+    // A mapping that does not parse must not be dropped silently: the mount
+    // would then show the host's ids.
     let mount_ext = if contains(raw, b"Mappings") && spec.mounts().is_some() {
-        serde_json::from_slice::<SpecExt>(raw)
-            .map(|s| s.mounts)
-            .unwrap_or_default()
+        from_slice_named::<SpecExt>(raw, file)?.mounts
     } else {
         Vec::new()
     };
@@ -271,6 +316,43 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
         mount_ext,
         seccomp_wait_killable,
     })
+}
+
+/// The kernel's limit on supplementary groups.
+const NGROUPS_MAX: usize = 65536;
+
+/// Deepest nesting of arrays and objects accepted (serde_json's own limit
+/// for untyped values, applied to the whole document so fields we ignore are
+/// held to it too).
+pub const MAX_DEPTH: usize = 128;
+
+/// The offset where the document first nests deeper than MAX_DEPTH, if it
+/// does (brackets inside strings do not count).
+fn too_deep(raw: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for (i, &b) in raw.iter().enumerate() {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -446,6 +528,15 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             }
         }
         for (i, d) in linux.devices().iter().flatten().enumerate() {
+            for (f, v) in [("major", d.major()), ("minor", d.minor())] {
+                // A dev_t holds a 32-bit major and a 32-bit minor (Linux uses 12 and 20 bits).
+                if !(0..=u32::MAX as i64).contains(&v) {
+                    return Err(err(
+                        &format!("linux.devices[{i}].{f}"),
+                        format!("{v} is not a device number"),
+                    ));
+                }
+            }
             if !d.path().is_absolute() || has_dotdot(d.path()) {
                 return Err(err(
                     &format!("linux.devices[{i}].path"),
@@ -474,6 +565,26 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             crate::cgroups::validate_resources(res)
                 .map_err(|(field, reason)| err(&format!("linux.resources.{field}"), reason))?;
         }
+        if let Some(p) = linux.personality() {
+            if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+                return Err(err(
+                    "linux.personality.flags",
+                    "no personality flags are defined by the runtime spec; remove them".into(),
+                ));
+            }
+        }
+        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+            && !crate::linux::lsm::selinux_enabled()
+        {
+            return Err(err(
+                "linux.mountLabel",
+                "SELinux is not enabled on this host (no /sys/fs/selinux), so mounts cannot be labelled; remove the field or enable SELinux".into(),
+            ));
+        }
+        if let Some(sc) = linux.seccomp() {
+            crate::linux::seccomp::validate(sc)
+                .map_err(|(field, reason)| err(&format!("linux.seccomp.{field}"), reason))?;
+        }
         if let Some(tz) = linux.time_offsets() {
             if !tz.is_empty() && !ns_seen.contains(&(LinuxNamespaceType::Time as u64)) {
                 return Err(err(
@@ -492,6 +603,20 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
         }
     }
 
+    for (field, v) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if let Some(v) = v {
+            // HOST_NAME_MAX: sethostname(2) refuses anything longer.
+            if v.len() > 64 || v.contains('\0') {
+                return Err(err(
+                    field,
+                    format!("{} bytes: at most 64, without NUL bytes", v.len()),
+                ));
+            }
+        }
+    }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
         return Err(err(
             "hostname",
@@ -510,6 +635,18 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
         if d.as_os_str().is_empty() {
             return Err(err(&format!("mounts[{i}].destination"), "empty".into()));
         }
+        for (f, v) in [
+            ("destination", Some(d.as_os_str())),
+            ("source", m.source().as_ref().map(|p| p.as_os_str())),
+            ("type", m.typ().as_ref().map(std::ffi::OsStr::new)),
+        ] {
+            if v.is_some_and(|v| v.as_encoded_bytes().contains(&0)) {
+                return Err(err(
+                    &format!("mounts[{i}].{f}"),
+                    "contains a NUL byte".into(),
+                ));
+            }
+        }
         if has_dotdot(d) {
             return Err(err(
                 &format!("mounts[{i}].destination"),
@@ -524,6 +661,16 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                 if let Err(reason) = crate::linux::mounts::check_option(o) {
                     return Err(err(&format!("mounts[{i}].options"), reason));
                 }
+            }
+        }
+        if let Some(plan) = crate::linux::mounts::idmap_plan(m, b.mount_ext.get(i)) {
+            crate::linux::mounts::check_idmap(m, &plan)
+                .map_err(|(f, r)| err(&format!("mounts[{i}].{f}"), r))?;
+            if plan.maps.is_none() && !has_userns {
+                return Err(err(
+                    &format!("mounts[{i}].options"),
+                    "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings".into(),
+                ));
             }
         }
     }
@@ -558,10 +705,45 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
     Ok(())
 }
 
+/// Checks of a process that do not depend on the rest of the config, shared
+/// by create and exec: errors are (field below `process`, reason).
+pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), (String, String)> {
+    if let Some(s) = p.scheduler() {
+        crate::linux::procattr::check_scheduler(s)
+            .map_err(|(f, r)| (format!("scheduler.{f}"), r))?;
+    }
+    if let Some(io) = p.io_priority() {
+        if !(0..=7).contains(&io.priority()) {
+            return Err((
+                "ioPriority.priority".into(),
+                format!("{} is outside 0..7", io.priority()),
+            ));
+        }
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
+        && !crate::linux::lsm::apparmor_enabled()
+    {
+        return Err((
+            "apparmorProfile".into(),
+            "AppArmor is not enabled on this host (no /sys/kernel/security/apparmor); remove the field or enable AppArmor".into(),
+        ));
+    }
+    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
+        && !crate::linux::lsm::selinux_enabled()
+    {
+        return Err((
+            "selinuxLabel".into(),
+            "SELinux is not enabled on this host (no /sys/fs/selinux); remove the field or enable SELinux".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_process(
     p: &oci_spec::runtime::Process,
     err: &dyn Fn(&str, String) -> Error,
 ) -> Result<()> {
+    check_process(p).map_err(|(f, r)| err(&format!("process.{f}"), r))?;
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(err("process.args", "empty: nothing to execute".into())),
@@ -586,6 +768,13 @@ fn validate_process(
             ));
         }
     }
+    let gids = p.user().additional_gids().as_ref().map_or(0, |g| g.len());
+    if gids > NGROUPS_MAX {
+        return Err(err(
+            "process.user.additionalGids",
+            format!("{gids} groups: the kernel allows at most {NGROUPS_MAX}"),
+        ));
+    }
     if let Some(adj) = p.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
             return Err(err(
@@ -608,22 +797,6 @@ fn validate_process(
                 format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
             ));
         }
-    }
-    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
-        && !crate::linux::lsm::apparmor_enabled()
-    {
-        return Err(err(
-            "process.apparmorProfile",
-            "AppArmor is not enabled on this host (no /sys/kernel/security/apparmor); remove the field or enable AppArmor".into(),
-        ));
-    }
-    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
-        && !crate::linux::lsm::selinux_enabled()
-    {
-        return Err(err(
-            "process.selinuxLabel",
-            "SELinux is not enabled on this host (no /sys/fs/selinux); remove the field or enable SELinux".into(),
-        ));
     }
     Ok(())
 }
@@ -655,6 +828,15 @@ mod tests {
     }
 
     #[test]
+    fn trailing_data_refused() {
+        let e = parse_str(r#"{"ociVersion":"1.0.2"} {}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trailing"), "{e}");
+        parse_str("{\"ociVersion\":\"1.0.2\"}\n").unwrap();
+    }
+
+    #[test]
     fn invalid_utf8_refused() {
         let mut raw = br#"{"ociVersion":"1.0.2","hostname":""#.to_vec();
         raw.extend_from_slice(&[0xff, 0xfe]);
@@ -670,6 +852,26 @@ mod tests {
             "]".repeat(10_000)
         );
         assert!(parse_str(&s).is_err());
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        let ok = format!(
+            "{{\"a\":\"{}\",\"b\":{}{}}}",
+            "[".repeat(500),
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(too_deep(ok.as_bytes()), None);
+        let bad = format!("{{\"x\":{}{}}}", "{\"a\":".repeat(200), "}".repeat(200));
+        assert!(too_deep(bad.as_bytes()).is_some());
+        assert!(parse_str(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
+        // An escaped quote does not end the string.
+        let esc = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(300));
+        assert_eq!(too_deep(esc.as_bytes()), None);
     }
 
     #[test]
@@ -784,6 +986,72 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(flags.len(), 1);
+    }
+
+    #[test]
+    fn scheduler_flags_in_spec_spelling_parse() {
+        let p = parse_str(
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},"scheduler":{"policy":"SCHED_OTHER","flags":["SCHED_FLAG_RESET_ON_FORK","SCHED_FLAG_DL_OVERRUN","SCHED_FLAG_KEEP_POLICY"]}}}"#,
+        )
+        .unwrap();
+        let s = p
+            .spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .scheduler()
+            .clone()
+            .unwrap();
+        assert_eq!(s.flags().as_ref().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn process_attributes_are_checked() {
+        for (extra, field) in [
+            (
+                r#""scheduler":{"policy":"SCHED_FIFO"}"#,
+                "process.scheduler.priority",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_OTHER","priority":3}"#,
+                "process.scheduler.priority",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_BATCH","nice":40}"#,
+                "process.scheduler.nice",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_ISO"}"#,
+                "process.scheduler.policy",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_OTHER","runtime":5}"#,
+                "process.scheduler.runtime",
+            ),
+            (
+                r#""scheduler":{"policy":"SCHED_DEADLINE","runtime":50,"deadline":10}"#,
+                "process.scheduler.deadline",
+            ),
+            (
+                r#""ioPriority":{"class":"IOPRIO_CLASS_BE","priority":9}"#,
+                "process.ioPriority.priority",
+            ),
+            (r#""apparmorProfile":"p""#, "process.apparmorProfile"),
+            (r#""selinuxLabel":"l""#, "process.selinuxLabel"),
+        ] {
+            let b = bundle(&format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"cwd":"/","args":["x"],"user":{{"uid":0,"gid":0}},{extra}}}}}"#
+            ));
+            if field.contains("apparmor") && crate::linux::lsm::apparmor_enabled()
+                || field.contains("selinux") && crate::linux::lsm::selinux_enabled()
+            {
+                continue;
+            }
+            let e = validate(&b, ValidateOpts::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
     }
 
     #[test]

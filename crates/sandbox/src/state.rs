@@ -143,6 +143,9 @@ pub struct ContainerState {
     /// Created by a rootless caller.
     #[serde(default)]
     pub rootless: bool,
+    /// Created with --no-new-keyring (exec processes then skip it too).
+    #[serde(default)]
+    pub no_new_keyring: bool,
     /// The uid of the caller that created it.
     #[serde(default)]
     pub owner_uid: u32,
@@ -181,7 +184,8 @@ pub struct ProcStat {
 /// Parse /proc/<pid>/stat text. The command name may contain spaces and
 /// parentheses, so fields are counted from the last ')'.
 pub fn parse_stat(s: &str) -> Option<ProcStat> {
-    let rest = &s[s.rfind(')')? + 2..];
+    // get(): a line may end at the ')' or continue with any character.
+    let rest = s.get(s.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split(' ').collect();
     Some(ProcStat {
         state: f.first()?.chars().next()?,

@@ -103,7 +103,10 @@ pub fn mode_of(c: &crate::cli::CreateCommon) -> anyhow::Result<String> {
         return Ok("vm".into());
     }
     let cfg = c.bundle.join("config.json");
-    if let Ok(raw) = std::fs::read(&cfg) {
+    // Only a regular file: reading a FIFO planted there would block forever
+    // (create then refuses it with a clear error).
+    let regular = std::fs::metadata(&cfg).is_ok_and(|m| m.is_file());
+    if let Some(raw) = regular.then(|| std::fs::read(&cfg).ok()).flatten() {
         // Cheap check before a full parse: the annotation is rare.
         if raw.windows(22).any(|w| w == b"org.nano-sandbox.mode\"") {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
 use crate::process::clone::{self, PreExec};
-use crate::process::init::{InitKind, InitRequest};
+use crate::process::init::{InitKind, InitRequest, FD_CONFIG, FD_IDMAP_PREFIX, FD_STATE_DIR};
 use crate::process::sync::{Channel, ToChild, ToParent};
 use crate::spec::{self, Bundle, ValidateOpts};
 use crate::state::{self, ContainerState, Phase as StPhase};
@@ -116,6 +116,8 @@ struct Plan {
     clone_flags: CloneFlags,
     join: Vec<(String, PathBuf)>,
     pid_path: Option<PathBuf>,
+    /// An existing user namespace to join (through an intermediate process).
+    userns_path: Option<PathBuf>,
     new_userns: bool,
     userns: bool,
     new_mountns: bool,
@@ -128,6 +130,7 @@ fn plan(b: &Bundle) -> Result<Plan> {
         clone_flags: CloneFlags::empty(),
         join: Vec::new(),
         pid_path: None,
+        userns_path: None,
         new_userns: false,
         userns: false,
         new_mountns: false,
@@ -149,11 +152,8 @@ fn plan(b: &Bundle) -> Result<Plan> {
                 match t {
                     LinuxNamespaceType::Pid => p.pid_path = Some(path.clone()),
                     LinuxNamespaceType::User => {
-                        return Err(Error::Unsupported(format!(
-                            "{}: field linux.namespaces: joining an existing user namespace ({}) is not implemented yet; create a new one with uidMappings instead",
-                            b.config_path.display(),
-                            path.display()
-                        )))
+                        check_joined_maps(b, path)?;
+                        p.userns_path = Some(path.clone());
                     }
                     _ => {}
                 }
@@ -176,9 +176,10 @@ fn plan(b: &Bundle) -> Result<Plan> {
             },
         }
     }
-    p.userns = p.new_userns;
+    p.userns = p.new_userns || p.userns_path.is_some();
     for t in namespaces::JOIN_ORDER {
-        if t == LinuxNamespaceType::Pid {
+        // pid is entered by the parent, user by the intermediate process.
+        if t == LinuxNamespaceType::Pid || t == LinuxNamespaceType::User {
             continue;
         }
         if let Some(path) = joined.get(&(t as u64)) {
@@ -193,6 +194,55 @@ fn plan(b: &Bundle) -> Result<Plan> {
         ));
     }
     Ok(p)
+}
+
+/// With a joined user namespace, uidMappings and gidMappings are optional;
+/// when given they must be the namespace's own (read from /proc when the
+/// path is a /proc/<pid>/ns/user file), as runc checks.
+fn check_joined_maps(b: &Bundle, path: &Path) -> Result<()> {
+    let linux = b.spec.linux().clone().unwrap_or_default();
+    let Some(pid_dir) = path
+        .to_str()
+        .and_then(|s| s.strip_suffix("/ns/user"))
+        .filter(|d| d.starts_with("/proc/"))
+    else {
+        return Ok(());
+    };
+    for (field, file, maps) in [
+        ("linux.uidMappings", "uid_map", linux.uid_mappings()),
+        ("linux.gidMappings", "gid_map", linux.gid_mappings()),
+    ] {
+        let Some(maps) = maps.as_ref().filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("{pid_dir}/{file}")) else {
+            continue;
+        };
+        let theirs: Vec<Vec<u64>> = text
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect()
+            })
+            .collect();
+        let ours: Vec<Vec<u64>> = maps
+            .iter()
+            .map(|m| vec![m.container_id() as u64, m.host_id() as u64, m.size() as u64])
+            .collect();
+        if theirs != ours {
+            return Err(Error::config(
+                &b.config_path,
+                field,
+                format!(
+                    "the user namespace joined at {} has other mappings ({}); remove the field or make it match",
+                    path.display(),
+                    text.trim().replace('\n', ", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Undo a failed create: kill the child, remove cgroup and state.
@@ -257,6 +307,17 @@ impl Runtime {
             ));
         }
         let plan = plan(&bundle)?;
+        if self.rootless {
+            for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
+                if linux::mounts::idmap_plan(m, bundle.mount_ext.get(i)).is_some() {
+                    return Err(Error::config(
+                        &bundle.config_path,
+                        format!("mounts[{i}]"),
+                        "idmapped mounts need CAP_SYS_ADMIN in the host's user namespace; they are not available rootless",
+                    ));
+                }
+            }
+        }
         let store = crate::state::Store::open(&self.store.root)?;
 
         let me = std::process::id() as i32;
@@ -275,6 +336,7 @@ impl Runtime {
                 o.mode.clone()
             },
             rootless: self.rootless,
+            no_new_keyring: o.no_new_keyring,
             owner_uid: nix::unistd::geteuid().as_raw(),
             ..Default::default()
         };
@@ -346,12 +408,12 @@ impl Runtime {
         let exe = clone::protected_exe()?;
         // The child joins its v1 cgroups itself (fast); in a new user
         // namespace it may not write the host's files, so the parent does.
-        let self_join: Vec<PathBuf> = match (&cleanup.cgroup, plan.new_userns) {
+        let self_join: Vec<PathBuf> = match (&cleanup.cgroup, plan.userns) {
             (Some(cg), false) => cg.self_join_files(),
             _ => Vec::new(),
         };
         // And it starts in its cgroup2 directory (clone3 CLONE_INTO_CGROUP).
-        let into = match (&cleanup.cgroup, plan.new_userns) {
+        let into = match (&cleanup.cgroup, plan.userns) {
             (Some(cg), false) => cg.clone_into_fd(),
             _ => None,
         };
@@ -372,13 +434,29 @@ impl Runtime {
             mode: "init",
             cgroup_tasks: &self_join,
         };
+        let userns_fd = match &plan.userns_path {
+            Some(p) => Some(
+                nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::sys(format!("open user namespace {}", p.display()), e))?,
+            ),
+            None => None,
+        };
         let restore_pid = match &plan.pid_path {
             Some(p) => Some(enter_pid_ns(p)?),
             None => None,
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(plan.clone_flags, into.as_ref().map(|f| f.as_raw_fd()), &pre)
+            match &userns_fd {
+                // Joined user namespace: no CLONE_INTO_CGROUP (`into` is
+                // None), the parent moves the child below.
+                Some(ns) => clone::spawn_in_userns(plan.clone_flags, ns, None, &pre),
+                None => clone::spawn(plan.clone_flags, into.as_ref().map(|f| f.as_raw_fd()), &pre),
+            }
         };
         if let Some(r) = restore_pid {
             let _ = nix::sched::setns(r.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -413,6 +491,7 @@ impl Runtime {
             )?;
             parent_ch.send(&"maps")?;
         }
+        let idmapped = self.idmapped_trees(&bundle, pid, plan.userns)?;
 
         let cgroup_mount = cgroup_mount_info(cleanup.cgroup.as_deref(), plan.new_cgroupns);
         let mut ki = kept.iter();
@@ -432,21 +511,50 @@ impl Runtime {
             userns: plan.userns,
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
+            personality: bundle
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().clone()),
             preserve_fds: o.preserve_fds,
             console_fd: console.as_ref().and_then(|_| ki.next().copied()),
             seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount,
             host_pid: pid,
+            init_pid: pid,
             annotations: record.annotations.clone(),
+            fd_names: [FD_STATE_DIR.to_string(), FD_CONFIG.to_string()]
+                .into_iter()
+                .chain(
+                    idmapped
+                        .iter()
+                        .map(|(i, _)| format!("{FD_IDMAP_PREFIX}{i}")),
+                )
+                .collect(),
             explain: self.explain,
             trace: self.trace,
             log_level: self.log_level,
         };
         drop(console);
         drop(listener);
+        // The init may not be able to traverse the state root (in a user
+        // namespace it is not root on the host): hand it what it needs open.
+        let dir_fd = linux::fs::open_dir_path(&dir)?;
+        let cfg_fd = std::fs::File::open(&cfg_copy).map_err(|e| Error::io("open", &cfg_copy, e))?;
         // If the child already died, the loop below reads its error (or EOF).
-        let _ = parent_ch.send(&ToChild::Init(Box::new(req)));
+        let fds: Vec<i32> = [dir_fd.as_raw_fd(), cfg_fd.as_raw_fd()]
+            .into_iter()
+            .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
+            .collect();
+        // A child that already died shows in the loop below (its error or
+        // EOF); any other failure to send would leave both sides waiting.
+        if let Err(e) = parent_ch.send_fds(&ToChild::Init(Box::new(req)), &fds) {
+            if !super::child_gone(&e) {
+                return Err(e);
+            }
+        }
+        drop((dir_fd, cfg_fd, idmapped));
 
         let mut pty = None;
         loop {
@@ -499,6 +607,67 @@ impl Runtime {
         Ok(Handle { pid, pidfd, pty })
     }
 
+    /// The detached, idmapped trees of the bundle's idmapped mounts, made here
+    /// in the host's namespaces (mount_setattr needs privilege over the
+    /// source's filesystem) and moved into place by the init. A mount with its
+    /// own mappings gets a user namespace of those; one without uses the
+    /// container's (that of `pid`).
+    fn idmapped_trees(&self, b: &Bundle, pid: i32, userns: bool) -> Result<Vec<(usize, OwnedFd)>> {
+        let mut trees = Vec::new();
+        let mut own_ns: Option<OwnedFd> = None;
+        let mut made: Vec<(linux::mounts::IdmapPlan, OwnedFd)> = Vec::new();
+        for (i, m) in b.spec.mounts().iter().flatten().enumerate() {
+            let Some(plan) = linux::mounts::idmap_plan(m, b.mount_ext.get(i)) else {
+                continue;
+            };
+            if trees.len() + 2 >= crate::process::sync::MAX_FDS {
+                return Err(Error::config(
+                    &b.config_path,
+                    "mounts",
+                    format!(
+                        "more than {} idmapped mounts",
+                        crate::process::sync::MAX_FDS - 2
+                    ),
+                ));
+            }
+            let src = m.source().clone().unwrap_or_default();
+            let ns = match &plan.maps {
+                Some((u, g)) => {
+                    if !made.iter().any(|(p, _)| p.maps == plan.maps) {
+                        made.push((plan.clone(), linux::userns::with_maps(u, g)?));
+                    }
+                    made.iter()
+                        .find(|(p, _)| p.maps == plan.maps)
+                        .map(|(_, fd)| fd.as_fd())
+                }
+                None if userns => {
+                    if own_ns.is_none() {
+                        let p = format!("/proc/{pid}/ns/user");
+                        own_ns = Some(
+                            nix::fcntl::open(
+                                p.as_str(),
+                                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                                nix::sys::stat::Mode::empty(),
+                            )
+                            .map_err(|e| Error::sys(format!("open {p}"), e))?,
+                        );
+                    }
+                    own_ns.as_ref().map(|f| f.as_fd())
+                }
+                None => None,
+            };
+            let Some(ns) = ns else {
+                return Err(Error::config(
+                    &b.config_path,
+                    format!("mounts[{i}]"),
+                    "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings",
+                ));
+            };
+            trees.push((i, linux::mounts::idmapped_tree(i, &src, &plan, ns)?));
+        }
+        Ok(trees)
+    }
+
     fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {
         let ps = PathSpec {
             cgroups_path: b
@@ -509,22 +678,37 @@ impl Runtime {
             systemd: self.systemd_cgroup,
         };
         if self.rootless {
-            // Without root, a cgroup is only usable when delegated to us; like
-            // runc, skip it otherwise (limits in the config are then not enforced).
-            let has_limits = b
+            // Without root, a cgroup is only usable when delegated to us (its
+            // directories, or their nearest existing parents, are ours to
+            // write). Like runc, skip it otherwise, unless the config asks for
+            // limits: those would silently not be enforced, so that is an error.
+            let limits = b
                 .spec
                 .linux()
                 .as_ref()
                 .and_then(|l| l.resources().as_ref())
-                .is_some_and(|r| r.memory().is_some() || r.cpu().is_some() || r.pids().is_some());
-            match cgroups::new_manager(&ps, id, &cgroups::Options::default()) {
-                Ok(m) if m.create().is_ok() => return Ok(Some(m)),
-                _ => {
-                    if has_limits {
-                        crate::logging::warn(|| {
-                            "rootless: no writable (delegated) cgroup; linux.resources limits are not applied".into()
-                        });
-                    }
+                .and_then(|r| serde_json::to_value(r).ok())
+                .and_then(|v| v.as_object().cloned())
+                .map(|mut o| {
+                    o.remove("devices");
+                    o.retain(|_, v| !v.is_null());
+                    o.keys().cloned().collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let m = cgroups::new_manager(&ps, id, &cgroups::Options::default())?;
+            match m.dirs().iter().find_map(|(_, d)| not_delegated(d)) {
+                None => return Ok(Some(m)),
+                Some(why) if !limits.is_empty() => {
+                    return Err(Error::config(
+                        &b.config_path,
+                        format!("linux.resources.{}", limits[0]),
+                        format!(
+                            "limits need a cgroup, and without root only a delegated one can be used ({why}); remove linux.resources or point linux.cgroupsPath at a cgroup this user owns"
+                        ),
+                    ));
+                }
+                Some(why) => {
+                    crate::logging::info(|| format!("rootless: no cgroup ({why})"));
                     return Ok(None);
                 }
             }
@@ -541,6 +725,29 @@ impl Runtime {
             let _ = cg.destroy();
         }
     }
+}
+
+/// Why this user cannot use the cgroup directory `dir`, if it cannot: the
+/// directory's cgroup.procs, or (when it does not exist yet) its nearest
+/// existing parent, must be writable. Nothing is created here.
+fn not_delegated(dir: &Path) -> Option<String> {
+    use nix::unistd::{access, AccessFlags};
+    if dir.exists() {
+        let procs = dir.join("cgroup.procs");
+        return access(&procs, AccessFlags::W_OK)
+            .err()
+            .map(|e| format!("{}: {e}", procs.display()));
+    }
+    let mut a = dir.parent();
+    while let Some(p) = a {
+        if p.exists() {
+            return access(p, AccessFlags::W_OK | AccessFlags::X_OK)
+                .err()
+                .map(|e| format!("cannot create {}: {}: {e}", dir.display(), p.display()));
+        }
+        a = p.parent();
+    }
+    Some(format!("{}: no such hierarchy", dir.display()))
 }
 
 fn enter_pid_ns(path: &Path) -> Result<OwnedFd> {

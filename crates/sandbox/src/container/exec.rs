@@ -157,6 +157,17 @@ impl Runtime {
                 "exec: process.args must not be empty (give a command)",
             ));
         }
+        crate::spec::check_process(&process).map_err(|(field, reason)| {
+            Error::msg(format!("exec: field process.{field}: {reason}"))
+        })?;
+        let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
+        let initial = affinity.initial().clone().filter(|l| !l.is_empty());
+        if let Some(l) = &initial {
+            linux::procattr::cpu_set("process.execCPUAffinity.initial", l)?;
+        }
+        if let Some(l) = affinity.cpu_affinity_final().as_deref() {
+            linux::procattr::cpu_set("process.execCPUAffinity.final", l)?;
+        }
         let terminal = process.terminal() == Some(true);
         if !terminal && o.console_socket.is_some() {
             return Err(Error::msg("cannot use console socket if runc will not detach or allocate tty: the process has no terminal"));
@@ -205,7 +216,9 @@ impl Runtime {
             None => None,
         };
         let listener = match seccomp.as_ref().and_then(|s| s.listener_path().clone()) {
-            Some(p) => Some(linux::console::connect(&p)?),
+            Some(p) => Some(linux::console::connect(&p).map_err(|e| {
+                Error::msg(format!("linux.seccomp.listenerPath {}: {e}", p.display()))
+            })?),
             None => None,
         };
         let exe = clone::protected_exe()?;
@@ -235,6 +248,30 @@ impl Runtime {
             mode: "init",
             cgroup_tasks: &self_join,
         };
+        // Without root, the pid namespace (like every other) can only be
+        // joined from inside the container's user namespace: an intermediate
+        // process joins both and clones the exec process there. As root the
+        // runtime enters the pid namespace itself and the process joins the
+        // user namespace first thing.
+        let via_userns = if userns && !nix::unistd::geteuid().is_root() {
+            let open = |p: &std::path::Path| {
+                nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::sys(format!("open {}", p.display()), e))
+            };
+            let (_, upath) = join.remove(0);
+            let u = open(&upath)?;
+            let p = match pid_ns.take() {
+                Some(p) => Some(open(&p)?),
+                None => None,
+            };
+            Some((u, p))
+        } else {
+            None
+        };
         let own_pid = match &pid_ns {
             Some(p) => {
                 let own = nix::fcntl::open(
@@ -248,13 +285,23 @@ impl Runtime {
             }
             None => None,
         };
+        // execCPUAffinity.initial is where "the runtime parent process" runs
+        // before the transition to the container's cgroup: set it on this
+        // process, so the child starts there too (final is applied by the
+        // child once it is in the cgroup).
+        if let Some(l) = &initial {
+            linux::procattr::set_affinity(0, "process.execCPUAffinity.initial", l)?;
+        }
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(
-                CloneFlags::empty(),
-                into.as_ref().map(|f| f.as_raw_fd()),
-                &pre,
-            )
+            match &via_userns {
+                Some((u, p)) => clone::spawn_in_userns(CloneFlags::empty(), u, p.as_ref(), &pre),
+                None => clone::spawn(
+                    CloneFlags::empty(),
+                    into.as_ref().map(|f| f.as_raw_fd()),
+                    &pre,
+                ),
+            }
         };
         if let Some(own) = own_pid {
             let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -297,22 +344,35 @@ impl Runtime {
             new_mountns: false,
             userns,
             no_pivot: false,
-            no_new_keyring: true,
+            no_new_keyring: st.no_new_keyring,
+            personality: parsed
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().clone()),
             preserve_fds: o.preserve_fds,
             console_fd: console.as_ref().and_then(|_| ki.next().copied()),
             seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount: Default::default(),
             host_pid: pid,
+            init_pid: st.pid,
             annotations: st.annotations.clone(),
+            fd_names: Vec::new(),
             explain: self.explain,
             trace: self.trace,
             log_level: self.log_level,
         };
         drop(console);
         drop(listener);
-        // If the child already died, the loop below reads its error (or EOF).
-        let _ = parent_ch.send(&ToChild::Init(Box::new(req)));
+        // If the child already died, the loop below reads its error (or EOF);
+        // any other failure to send would leave both sides waiting.
+        if let Err(e) = parent_ch.send(&ToChild::Init(Box::new(req))) {
+            if !super::child_gone(&e) {
+                kill_child(&child.pidfd);
+                return Err(e);
+            }
+        }
         let mut pty = None;
         let mut ready = false;
         let mut exec_phase = None; // from Ready to end-of-file: the child's execve

@@ -76,6 +76,18 @@ impl Runtime {
     }
 }
 
+/// A send on the sync channel failed because the child is gone (its error
+/// or exit is then read from the channel).
+fn child_gone(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Sys {
+            cause: nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET,
+            ..
+        }
+    )
+}
+
 /// Refuse an operation in the wrong status, with runc's wording.
 fn bad_status(id: &str, status: Status, what: &str) -> Error {
     Error::BadStatus {

@@ -193,21 +193,27 @@ steps! {
     OOM_SCORE = "oom_score_adj", Process,
         "Write process.oomScoreAdj to /proc/self/oom_score_adj.",
         "Tells the kernel's OOM killer how willing it should be to pick this container first when the host runs out of memory.";
-    LSM_LABEL = "lsm.label", Process,
-        "Ask for the AppArmor profile or SELinux label (process.apparmorProfile, process.selinuxLabel) that the program's execve will enter.",
-        "A mandatory access control profile confines the program even where capabilities and file modes would allow an action. It is set for the next exec, so the runtime itself is not confined while it finishes the setup.";
     PERSONALITY = "personality", Process,
-        "personality() sets the execution domain (linux.personality).",
-        "LINUX32 makes uname report a 32-bit machine, for 32-bit userlands that check it before they run.";
+        "personality() with linux.personality's execution domain.",
+        "LINUX32 makes uname report a 32-bit machine, so 32-bit build tools inside behave as on a 32-bit host.";
     SCHEDULER = "scheduler", Process,
-        "sched_setscheduler() and setpriority() to process.scheduler's policy, priority and nice value.",
-        "The policy decides how the CPU scheduler treats every thread of the program; it is inherited by its children.";
+        "sched_setattr() with process.scheduler's policy, nice value and priority.",
+        "The policy is inherited by everything the program starts: a batch or idle container yields the CPU to the host, a real-time one takes it first.";
     IOPRIO = "ioprio", Process,
-        "ioprio_set() the I/O priority (process.ioPriority).",
-        "Block I/O schedulers use it to order this process's requests against other processes on the same disk.";
+        "ioprio_set() with process.ioPriority.",
+        "The I/O scheduler serves the container's disk requests in this class (real-time, best-effort or idle).";
     CPU_AFFINITY = "cpu_affinity", Process,
-        "sched_setaffinity() for an exec'd process (process.execCPUAffinity).",
-        "exec runs on the CPUs of whoever called it; pinning it keeps it on the CPUs meant for the container before it even starts.";
+        "sched_setaffinity() with execCPUAffinity.",
+        "An exec process starts on the CPUs of the runtime that made it; initial places it before it joins the container's cgroup, final after.";
+    LSM_LABEL = "lsm.label", Process,
+        "Set the AppArmor profile or SELinux label for the next execve.",
+        "A mandatory access control policy confines the program whatever its uid and capabilities; the label takes effect when the program is exec'd.";
+    USERNS_JOIN = "userns.join", Clone,
+        "Start an intermediate process that joins the user namespace, then clone the init from it.",
+        "Namespaces belong to the user namespace of the process that creates them: cloned from inside the joined one, the container's new mount, pid and other namespaces are owned by it, so its root can manage them.";
+    IDMAP_MOUNT = "mount.idmap", Mounts,
+        "Clone the mount source with open_tree() and give it an id mapping with mount_setattr(MOUNT_ATTR_IDMAP).",
+        "An idmapped mount shows files with their owners shifted, so a host directory owned by root appears owned by root inside a user namespace without chown'ing anything on disk.";
     USER = "user", Process,
         "setgroups(), setresgid() and setresuid() to the process.user ids (with PR_SET_KEEPCAPS), then the umask.",
         "The program runs with the ids the config asks for. Groups go first, while the process may still change them; the kept capabilities are trimmed right after.";

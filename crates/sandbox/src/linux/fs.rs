@@ -49,21 +49,51 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> String {
 }
 
 /// Create every directory of `rel` below `root` (mode 0755), resolving inside
-/// the root; returns an O_PATH descriptor of the final directory.
+/// the root; returns an O_PATH descriptor of the final directory. A dangling
+/// symlink on the way is followed (inside the root) and its target created,
+/// as runc's MkdirAllInRoot does, so `/var/run -> /run` in an image works
+/// even when /run is missing.
 pub fn mkdir_all_in_root(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
+    mkdir_all_depth(root, rel, 0)
+}
+
+/// Symlinks followed while creating one path, as the kernel's own limit.
+const MAX_LINKS: u32 = 40;
+
+fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<OwnedFd> {
+    if depth > MAX_LINKS {
+        return Err(Error::sys(
+            format!("mkdir {} in rootfs", rel.display()),
+            nix::errno::Errno::ELOOP,
+        ));
+    }
     let rel = clean_rel(rel);
     let comps: Vec<_> = rel.components().collect();
     let mut cur = open_in_root(root, Path::new(""), OFlag::O_PATH | OFlag::O_DIRECTORY)
         .map_err(|e| Error::sys("open rootfs", e))?;
     let mut prefix = PathBuf::new();
     for c in comps {
+        let parent = prefix.clone();
         prefix.push(c);
         match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
             Ok(fd) => cur = fd,
             Err(nix::errno::Errno::ENOENT) => {
                 let name = c.as_os_str();
                 match nix::sys::stat::mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Ok(()) => {}
+                    Err(nix::errno::Errno::EEXIST) => {
+                        // Something is there but does not resolve: a dangling
+                        // symlink. Create its target, resolved inside the root.
+                        if let Ok(target) = nix::fcntl::readlinkat(cur.as_fd(), name) {
+                            let target = Path::new(&target);
+                            let next = if target.is_absolute() {
+                                target.to_path_buf()
+                            } else {
+                                parent.join(target)
+                            };
+                            mkdir_all_depth(root, &next, depth + 1)?;
+                        }
+                    }
                     Err(e) => {
                         return Err(Error::sys(
                             format!("mkdir {} in rootfs", prefix.display()),
@@ -231,6 +261,18 @@ mod tests {
         assert!(d.join("root/x").is_dir());
         touch_in_root(root.as_fd(), Path::new("/escape/etc/file")).unwrap();
         assert!(d.join("root/etc/file").is_file());
+        // Dangling symlinks (absolute, and climbing out) get their target
+        // made inside the root.
+        std::os::unix::fs::symlink("/no/such", d.join("root/dangling")).unwrap();
+        std::os::unix::fs::symlink("../../../../made-too", d.join("root/climb")).unwrap();
+        mkdir_all_in_root(root.as_fd(), Path::new("/dangling/x")).unwrap();
+        assert!(d.join("root/no/such/x").is_dir());
+        mkdir_all_in_root(root.as_fd(), Path::new("/climb/y")).unwrap();
+        assert!(d.join("root/made-too/y").is_dir());
+        // A loop ends with ELOOP, not a hang.
+        std::os::unix::fs::symlink("loop-b", d.join("root/loop-a")).unwrap();
+        std::os::unix::fs::symlink("loop-a", d.join("root/loop-b")).unwrap();
+        assert!(mkdir_all_in_root(root.as_fd(), Path::new("/loop-a/z")).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

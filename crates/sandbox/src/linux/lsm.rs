@@ -2,6 +2,7 @@
 //! the host has the LSM. Asking for one on a host without it is an error.
 
 use crate::error::{Error, Result};
+use crate::explain::{self, catalog};
 
 /// AppArmor is loaded and enabled.
 pub fn apparmor_enabled() -> bool {
@@ -25,8 +26,8 @@ pub fn apply_apparmor(profile: &str) -> Result<()> {
             "process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"
         )));
     }
-    crate::explain::step(&crate::explain::catalog::LSM_LABEL, || {
-        format!("AppArmor: exec {profile}")
+    explain::step(&catalog::LSM_LABEL, || {
+        format!("AppArmor profile {profile}")
     });
     let p = "/proc/self/attr/apparmor/exec";
     let p = if std::path::Path::new(p).exists() {
@@ -51,9 +52,7 @@ pub fn apply_selinux(label: &str) -> Result<()> {
             "process.selinuxLabel {label:?}: SELinux is not enabled on this host"
         )));
     }
-    crate::explain::step(&crate::explain::catalog::LSM_LABEL, || {
-        format!("SELinux: {label}")
-    });
+    explain::step(&catalog::LSM_LABEL, || format!("SELinux label {label}"));
     std::fs::write("/proc/self/attr/exec", label)
         .map_err(|e| Error::msg(format!("process.selinuxLabel {label:?}: {e}")))
 }

@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use oci_spec::runtime::Mount;
-use std::os::fd::{AsFd, BorrowedFd};
+use oci_spec::runtime::{LinuxIdMapping, Mount};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Mount options split into flags, propagation, recursive attributes and data.
@@ -184,6 +184,8 @@ pub struct MountCtx<'a> {
     pub userns: bool,
     /// mount label (SELinux context) appended to data where supported.
     pub label: Option<&'a str>,
+    /// Detached, idmapped trees made by the parent, by mount index.
+    pub idmapped: &'a [(usize, OwnedFd)],
 }
 
 fn sys_mount(
@@ -256,15 +258,27 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         } else {
             touch_in_root(ctx.root, dest)?
         };
-        let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        sys_mount(
-            Some(&src),
-            &fd_path(target_fd.as_fd()),
-            None,
-            bind_flags,
-            None,
-        )
-        .map_err(|e| err(format!("bind {src}"), e))?;
+        if let Some((_, tree)) = ctx.idmapped.iter().find(|(i, _)| *i == idx) {
+            explain::step(&catalog::IDMAP_MOUNT, || {
+                format!("move_mount(idmapped tree of {src}, {})", dest.display())
+            });
+            move_mount(tree.as_fd(), target_fd.as_fd())
+                .map_err(|e| err(format!("move the idmapped tree of {src} into place"), e))?;
+        } else if opts.idmap.is_some() {
+            return Err(Error::msg(format!(
+                "mounts[{idx}]: idmapped, but the runtime prepared no idmapped tree for it"
+            )));
+        } else {
+            let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+            sys_mount(
+                Some(&src),
+                &fd_path(target_fd.as_fd()),
+                None,
+                bind_flags,
+                None,
+            )
+            .map_err(|e| err(format!("bind {src}"), e))?;
+        }
         // Reopen: the descriptor above names the directory under the new mount.
         let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
             .map_err(|e| err("reopen after mount".into(), e))?;
@@ -276,12 +290,6 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         apply_propagation(&fd_path(top.as_fd()), &opts)
             .map_err(|e| err("set propagation".into(), e))?;
         apply_recursive(top.as_fd(), &opts).map_err(|e| err("mount_setattr".into(), e))?;
-        if let Some(rec) = opts.idmap {
-            return Err(Error::Unsupported(format!(
-                "mounts[{idx}]: idmapped mount ({}) needs a user namespace mapping; see linux.uidMappings",
-                if rec { "ridmap" } else { "idmap" }
-            )));
-        }
         return Ok(());
     }
 
@@ -383,6 +391,188 @@ fn apply_propagation(target: &str, opts: &Parsed) -> nix::Result<()> {
     Ok(())
 }
 
+/// How a mount is idmapped: asked for with the `idmap`/`ridmap` option or by
+/// giving the mount its own uidMappings/gidMappings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdmapPlan {
+    /// `ridmap`: the mapping applies to every mount of the tree.
+    pub recursive: bool,
+    /// `rbind`: the source's submounts are part of the tree.
+    pub rbind: bool,
+    /// The mount's own mappings (uid, gid); None means the container's
+    /// user namespace.
+    pub maps: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
+}
+
+/// Whether mount `m` is idmapped (with `ext`, its entry in Bundle::mount_ext).
+pub fn idmap_plan(m: &Mount, ext: Option<&crate::spec::MountExt>) -> Option<IdmapPlan> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let maps = ext.and_then(|e| {
+        let u = e.uid_mappings.clone().unwrap_or_default();
+        let g = e.gid_mappings.clone().unwrap_or_default();
+        (!u.is_empty() || !g.is_empty()).then_some((u, g))
+    });
+    if opts.idmap.is_none() && maps.is_none() {
+        return None;
+    }
+    Some(IdmapPlan {
+        recursive: opts.idmap == Some(true),
+        rbind: opts.flags.contains(MsFlags::MS_REC),
+        maps,
+    })
+}
+
+/// Check an idmapped mount entry (validation): a bind mount, with both
+/// mappings when it has any. Errors are (field below mounts[i], reason).
+pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (String, String)> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let is_bind = opts.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
+    if !is_bind {
+        return Err((
+            "options".into(),
+            "idmapped mounts are bind mounts here: add \"bind\" or \"rbind\" (or type \"bind\")"
+                .into(),
+        ));
+    }
+    if let Some((u, g)) = &plan.maps {
+        if u.is_empty() || g.is_empty() {
+            return Err((
+                if u.is_empty() {
+                    "uidMappings"
+                } else {
+                    "gidMappings"
+                }
+                .into(),
+                "an idmapped mount needs both uidMappings and gidMappings".into(),
+            ));
+        }
+        for (f, list) in [("uidMappings", u), ("gidMappings", g)] {
+            for (i, x) in list.iter().enumerate() {
+                if x.size() == 0
+                    || x.container_id() as u64 + x.size() as u64 > u32::MAX as u64
+                    || x.host_id() as u64 + x.size() as u64 > u32::MAX as u64
+                {
+                    return Err((
+                        format!("{f}[{i}]"),
+                        "size must be at least 1 and the range must end below 4294967295".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// Parent side of an idmapped mount: clone `src` as a detached tree
+/// (open_tree OPEN_TREE_CLONE) and give it the mapping of `userns` with
+/// mount_setattr(MOUNT_ATTR_IDMAP). This needs CAP_SYS_ADMIN over the
+/// source's filesystem, that is host root, so it is done before the tree is
+/// handed to the container's init, which moves it into place.
+pub fn idmapped_tree(
+    idx: usize,
+    src: &Path,
+    plan: &IdmapPlan,
+    userns: BorrowedFd<'_>,
+) -> Result<OwnedFd> {
+    explain::step(&catalog::IDMAP_MOUNT, || {
+        format!(
+            "open_tree({}, OPEN_TREE_CLONE{}); mount_setattr(MOUNT_ATTR_IDMAP{})",
+            src.display(),
+            if plan.rbind { "|AT_RECURSIVE" } else { "" },
+            if plan.recursive { ", AT_RECURSIVE" } else { "" }
+        )
+    });
+    let what = if plan.recursive { "ridmap" } else { "idmap" };
+    let csrc = super::fs::cstr(src)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if plan.rbind {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree reads a NUL-terminated path that lives for the call.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, csrc.as_ptr(), flags) };
+    if fd < 0 {
+        let e = nix::errno::Errno::last();
+        return Err(idmap_error(idx, what, src, "open_tree", e));
+    }
+    // SAFETY: open_tree returned a new descriptor.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
+    if plan.recursive {
+        at |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            at,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        let e = nix::errno::Errno::last();
+        return Err(idmap_error(
+            idx,
+            what,
+            src,
+            "mount_setattr(MOUNT_ATTR_IDMAP)",
+            e,
+        ));
+    }
+    Ok(tree)
+}
+
+fn idmap_error(idx: usize, what: &str, src: &Path, call: &str, e: nix::errno::Errno) -> Error {
+    use nix::errno::Errno;
+    let why = match e {
+        Errno::ENOSYS => "this kernel has no idmapped mounts (Linux 5.12 or later is needed)".to_string(),
+        Errno::EINVAL => format!(
+            "the filesystem of {} does not support idmapped mounts on this kernel (or a submount of it does not, or it is idmapped already)",
+            src.display()
+        ),
+        Errno::EPERM => "idmapping a mount needs CAP_SYS_ADMIN over its filesystem, which a rootless runtime does not have".to_string(),
+        Errno::ENOENT => format!("{} does not exist", src.display()),
+        _ => String::new(),
+    };
+    Error::Unsupported(format!(
+        "mounts[{idx}]: {what} mount of {}: {call}: {e}{}{why}",
+        src.display(),
+        if why.is_empty() { "" } else { ": " }
+    ))
+}
+
+/// Attach a detached tree at the (O_PATH) target.
+fn move_mount(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: move_mount with two descriptors and empty paths.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -402,7 +592,6 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
         userns_fd: 0,
     };
     let empty = c"";
-    use std::os::fd::AsRawFd;
     // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path with AT_EMPTY_PATH.
     let r = unsafe {
         libc::syscall(
@@ -565,6 +754,32 @@ mod tests {
         let r = p(&["rro", "rnosuid", "idmap"]);
         assert_eq!(r.rec_set, ATTR_RDONLY | ATTR_NOSUID);
         assert_eq!(r.idmap, Some(false));
+    }
+
+    #[test]
+    fn idmap_plans() {
+        let m = |j: &str| -> Mount { serde_json::from_str(j).unwrap() };
+        let plain = m(r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind"]}"#);
+        assert_eq!(idmap_plan(&plain, None), None);
+        let r =
+            m(r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind","ridmap"]}"#);
+        let p = idmap_plan(&r, None).unwrap();
+        assert!(p.recursive && p.rbind && p.maps.is_none());
+        check_idmap(&r, &p).unwrap();
+        // Mappings alone make it idmapped (not recursive).
+        let ext: crate::spec::MountExt = serde_json::from_str(
+            r#"{"uidMappings":[{"containerID":0,"hostID":1,"size":1}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
+        )
+        .unwrap();
+        let p = idmap_plan(&plain, Some(&ext)).unwrap();
+        assert!(!p.recursive && p.maps.is_some());
+        let t = m(r#"{"destination":"/m","type":"tmpfs","source":"tmpfs","options":["idmap"]}"#);
+        assert_eq!(
+            check_idmap(&t, &idmap_plan(&t, None).unwrap())
+                .unwrap_err()
+                .0,
+            "options"
+        );
     }
 
     #[test]

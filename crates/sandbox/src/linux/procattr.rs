@@ -14,49 +14,80 @@ pub fn oom_score_adj(v: i32) -> Result<()> {
     })
 }
 
-/// Join a new session keyring, so containers do not share the host's (unless --no-new-keyring).
-pub fn new_session_keyring(name: &str) -> Result<()> {
+/// Join a new session keyring named `name`, so the container does not share
+/// the caller's keys (skipped with --no-new-keyring). `searchable` adds the
+/// possessor-independent "search" permission for the user, as runc does for
+/// the init's keyring. Returns false when the kernel has no keyrings.
+pub fn new_session_keyring(name: &str, searchable: bool) -> Result<bool> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    const KEY_USR_SEARCH: u32 = 0x0008_0000;
     explain::step(&catalog::KEYRING, || {
         format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})")
     });
     let cname = std::ffi::CString::new(name).unwrap_or_default();
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads a NUL-terminated string that lives for the call.
-    let r = unsafe {
+    let id = unsafe {
         libc::syscall(
             libc::SYS_keyctl,
             KEYCTL_JOIN_SESSION_KEYRING,
             cname.as_ptr(),
         )
     };
-    if r < 0 {
+    if id < 0 {
         let e = nix::errno::Errno::last();
-        // Kernels without keyrings, or seccomp denying keyctl: not fatal, as in runc.
-        if e != nix::errno::Errno::ENOSYS && e != nix::errno::Errno::EPERM {
-            return Err(Error::sys("join a new session keyring", e));
+        // A kernel without keyrings (or a seccomp filter of an outer
+        // container denying keyctl): not fatal, as in runc.
+        if e == nix::errno::Errno::ENOSYS || e == nix::errno::Errno::EPERM {
+            crate::logging::debug(|| format!("no new session keyring: {e}"));
+            return Ok(false);
+        }
+        return Err(Error::sys("join a new session keyring", e));
+    }
+    if searchable {
+        // The description starts with "type;uid;gid;perm;" (perm in hex).
+        let mut buf = [0u8; 256];
+        // SAFETY: KEYCTL_DESCRIBE writes at most buf.len() bytes into buf.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_DESCRIBE,
+                id,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        let perm = (n > 0)
+            .then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+            .and_then(|d| d.split(';').nth(3).map(String::from))
+            .and_then(|p| u32::from_str_radix(&p, 16).ok())
+            .ok_or_else(|| Error::sys("describe the session keyring", nix::errno::Errno::last()))?;
+        // SAFETY: keyctl(SETPERM, id, perm) takes integers only.
+        if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, perm | KEY_USR_SEARCH) } < 0
+        {
+            return Err(Error::sys(
+                "make the session keyring searchable",
+                nix::errno::Errno::last(),
+            ));
         }
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Apply linux.personality (domain LINUX or LINUX32).
-pub fn personality(domain: &str) -> Result<()> {
-    let v: libc::c_ulong = match domain {
-        "LINUX" => 0x0000,
-        "LINUX32" => 0x0008,
-        other => {
-            return Err(Error::msg(format!(
-                "linux.personality.domain {other:?}: use LINUX or LINUX32"
-            )))
-        }
+/// Apply linux.personality: the execution domain (LINUX or LINUX32; the
+/// spec defines no flags yet, and validation refuses any).
+pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let (v, name): (libc::c_ulong, &str) = match p.domain() {
+        D::PerLinux => (0x0000, "LINUX"),
+        D::PerLinux32 => (0x0008, "LINUX32"),
     };
-    explain::step(&catalog::PERSONALITY, || {
-        format!("personality(PER_{domain})")
-    });
+    explain::step(&catalog::PERSONALITY, || format!("personality({name})"));
     // SAFETY: personality(2) takes a plain integer.
     if unsafe { libc::personality(v) } < 0 {
         return Err(Error::sys(
-            format!("personality({domain})"),
+            format!("linux.personality {name}"),
             nix::errno::Errno::last(),
         ));
     }
@@ -87,11 +118,7 @@ pub fn ioprio_value(class: &str, prio: i64) -> Result<i32> {
 pub fn set_ioprio(value: i32) -> Result<()> {
     const IOPRIO_WHO_PROCESS: libc::c_int = 1;
     explain::step(&catalog::IOPRIO, || {
-        format!(
-            "ioprio_set(IOPRIO_WHO_PROCESS, 0, class {} level {})",
-            value >> 13,
-            value & 7
-        )
+        format!("ioprio_set(class {}, level {})", value >> 13, value & 7)
     });
     // SAFETY: ioprio_set takes integers only.
     let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
@@ -101,45 +128,198 @@ pub fn set_ioprio(value: i32) -> Result<()> {
     Ok(())
 }
 
-/// Set the CPU affinity from a list such as `0-1,3`.
-pub fn set_affinity(list: &str) -> Result<()> {
+/// The CPUs of a list such as `0-1,3`.
+pub fn cpu_set(field: &str, list: &str) -> Result<nix::sched::CpuSet> {
     let cpus = crate::cgroups::parse_cpu_list(list)
-        .ok_or_else(|| Error::msg(format!("execCPUAffinity {list:?} is not a CPU list")))?;
-    explain::step(&catalog::CPU_AFFINITY, || {
-        format!("sched_setaffinity(0, {{{list}}})")
-    });
+        .ok_or_else(|| Error::msg(format!("{field} {list:?} is not a CPU list such as 0-2,4")))?;
     let mut set = nix::sched::CpuSet::new();
     for c in cpus {
-        set.set(c as usize)
-            .map_err(|e| Error::sys(format!("execCPUAffinity: cpu {c}"), e))?;
+        set.set(c as usize).map_err(|_| {
+            Error::msg(format!(
+                "{field} {list:?}: CPU {c} is above the largest CPU number this runtime supports ({})",
+                nix::sched::CpuSet::count() - 1
+            ))
+        })?;
     }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .map_err(|e| Error::sys(format!("sched_setaffinity({list})"), e))
+    Ok(set)
 }
 
-/// Set the scheduler policy and priority.
-pub fn set_scheduler(policy: i32, priority: i32, nice: i32) -> Result<()> {
-    explain::step(&catalog::SCHEDULER, || {
-        format!("sched_setscheduler(0, policy {policy}, priority {priority}); nice {nice}")
+/// Set the CPU affinity of `pid` (0: this process) from a list such as `0-1,3`.
+pub fn set_affinity(pid: i32, field: &str, list: &str) -> Result<()> {
+    let set = cpu_set(field, list)?;
+    explain::step(&catalog::CPU_AFFINITY, || {
+        format!("sched_setaffinity({list})")
     });
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: sched_setscheduler reads a sched_param that lives for the call.
-    if unsafe { libc::sched_setscheduler(0, policy, &param) } < 0 {
-        return Err(Error::sys(
-            format!("sched_setscheduler(policy {policy}, priority {priority})"),
-            nix::errno::Errno::last(),
-        ));
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set).map_err(|e| {
+        let hint = if e == nix::errno::Errno::EINVAL {
+            " (none of these CPUs is online, or allowed by the container's cpuset)"
+        } else {
+            ""
+        };
+        Error::sys(format!("{field} {list:?}{hint}"), e)
+    })
+}
+
+/// Let this process run on every CPU its cpuset allows (the kernel masks the
+/// request with the cpuset), undoing an inherited affinity.
+pub fn reset_affinity() {
+    let mut set = nix::sched::CpuSet::new();
+    for c in 0..nix::sched::CpuSet::count() {
+        let _ = set.set(c);
     }
-    if nice != 0 {
-        // SAFETY: setpriority with integer arguments.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } < 0 {
-            return Err(Error::sys(
-                format!("setpriority(nice {nice})"),
-                nix::errno::Errno::last(),
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+}
+
+/// The kernel's scheduling policy number of a spec policy, or why not.
+fn policy_number(p: oci_spec::runtime::LinuxSchedulerPolicy) -> std::result::Result<u32, String> {
+    use oci_spec::runtime::LinuxSchedulerPolicy as P;
+    Ok(match p {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => return Err("SCHED_ISO is reserved but not implemented by Linux".into()),
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    })
+}
+
+fn sched_flag(f: oci_spec::runtime::LinuxSchedulerFlag) -> u64 {
+    use oci_spec::runtime::LinuxSchedulerFlag as F;
+    match f {
+        F::SchedResetOnFork => 0x01,
+        F::SchedFlagReclaim => 0x02,
+        F::SchedFlagDLOverrun => 0x04,
+        F::SchedFlagKeepPolicy => 0x08,
+        F::SchedFlagKeepParams => 0x10,
+        F::SchedFlagUtilClampMin => 0x20,
+        F::SchedFlagUtilClampMax => 0x40,
+    }
+}
+
+/// Check process.scheduler as runc does; errors are (field, reason).
+pub fn check_scheduler(
+    s: &oci_spec::runtime::Scheduler,
+) -> std::result::Result<(), (String, String)> {
+    use oci_spec::runtime::LinuxSchedulerPolicy as P;
+    let policy = s.policy();
+    policy_number(*policy).map_err(|r| ("policy".to_string(), r))?;
+    if let Some(n) = s.nice() {
+        if !(-20..=19).contains(n) {
+            return Err(("nice".into(), format!("{n} is outside -20..19")));
+        }
+    }
+    let rt = matches!(policy, P::SchedFifo | P::SchedRr);
+    match s.priority() {
+        Some(p) if rt && !(1..=99).contains(p) => {
+            return Err((
+                "priority".into(),
+                format!("{p} is outside 1..99 for {policy}"),
             ));
         }
+        Some(p) if !rt && *p != 0 => {
+            return Err((
+                "priority".into(),
+                format!("{p}: only SCHED_FIFO and SCHED_RR take a priority, not {policy}"),
+            ));
+        }
+        None if rt => {
+            return Err((
+                "priority".into(),
+                format!("{policy} needs a priority (1..99)"),
+            ));
+        }
+        _ => {}
+    }
+    let dl = [s.runtime(), s.deadline(), s.period()];
+    if *policy != P::SchedDeadline {
+        if dl.iter().any(|v| v.is_some_and(|v| v != 0)) {
+            return Err((
+                "runtime".into(),
+                format!("runtime, deadline and period are for SCHED_DEADLINE only, not {policy}"),
+            ));
+        }
+    } else {
+        let (r, d, p) = (
+            s.runtime().unwrap_or(0),
+            s.deadline().unwrap_or(0),
+            s.period().unwrap_or(0),
+        );
+        if r == 0 || d == 0 {
+            return Err((
+                "runtime".into(),
+                "SCHED_DEADLINE needs a runtime and a deadline (nanoseconds)".into(),
+            ));
+        }
+        if r > d || (p != 0 && d > p) {
+            return Err((
+                "deadline".into(),
+                format!("runtime {r} <= deadline {d} <= period {p} must hold"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+/// Apply process.scheduler with sched_setattr(2) (policy, nice, priority,
+/// flags and the SCHED_DEADLINE parameters in one call).
+pub fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
+    let policy = policy_number(*s.policy())
+        .map_err(|r| Error::msg(format!("process.scheduler.policy: {r}")))?;
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags: s
+            .flags()
+            .iter()
+            .flatten()
+            .map(|f| sched_flag(*f))
+            .fold(0, |a, b| a | b),
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    explain::step(&catalog::SCHEDULER, || {
+        format!(
+            "sched_setattr(policy {}, nice {}, priority {})",
+            s.policy(),
+            attr.nice,
+            attr.priority
+        )
+    });
+    // SAFETY: sched_setattr reads a sched_attr of the size it is told, which lives for the call.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if r < 0 {
+        let e = nix::errno::Errno::last();
+        let hint = match e {
+            nix::errno::Errno::EPERM if policy == 1 || policy == 2 => {
+                " (a real-time policy needs CAP_SYS_NICE and, with cgroup v1 real-time group scheduling, linux.resources.cpu.realtimeRuntime for the container's cgroup)"
+            }
+            nix::errno::Errno::EPERM => " (needs CAP_SYS_NICE)",
+            nix::errno::Errno::EBUSY if policy == 6 => {
+                " (the deadline bandwidth is not available on these CPUs)"
+            }
+            _ => "",
+        };
+        return Err(Error::sys(
+            format!("process.scheduler ({}){hint}", s.policy()),
+            e,
+        ));
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
     explain::step(&catalog::RLIMITS, || {
         limits
             .iter()
-            .map(|l| format!("{:?} soft={} hard={}", l.typ(), l.soft(), l.hard()))
+            .map(|l| format!("{} soft={} hard={}", name(l), l.soft(), l.hard()))
             .collect::<Vec<_>>()
             .join(", ")
     });
@@ -53,12 +53,20 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
                 ""
             };
             return Err(Error::msg(format!(
-                "process.rlimits: setrlimit {:?} soft={} hard={}: {e}{hint}",
-                l.typ(),
+                "process.rlimits: setrlimit {} soft={} hard={}: {e}{hint}",
+                name(l),
                 l.soft(),
                 l.hard()
             )));
         }
     }
     Ok(())
+}
+
+/// The limit's name as config.json spells it (RLIMIT_NOFILE).
+fn name(l: &oci_spec::runtime::PosixRlimit) -> String {
+    serde_json::to_value(l.typ())
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| format!("{:?}", l.typ()))
 }

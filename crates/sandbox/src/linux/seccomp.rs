@@ -27,7 +27,10 @@ pub struct Prepared {
     pub default: String,
 }
 
-fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: u32) -> ScmpAction {
+/// The libseccomp action; `errno` is the errnoRet given with it (EPERM when
+/// absent, for the default action and for rules alike, as the spec says).
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
+    let default_errno = libc::EPERM as u32;
     match a {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
             ScmpAction::KillThread
@@ -62,22 +65,145 @@ const FLAG_TSYNC: libc::c_ulong = 1;
 const FLAG_LOG: libc::c_ulong = 2;
 const FLAG_SPEC_ALLOW: libc::c_ulong = 4;
 const FLAG_NEW_LISTENER: libc::c_ulong = 8;
+const FLAG_TSYNC_ESRCH: libc::c_ulong = 16;
 const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 32;
+
+/// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
+/// The largest errno a syscall can return (MAX_ERRNO).
+const MAX_ERRNO: u32 = 4095;
+
+/// Check a profile before anything is created. Errors are (field below
+/// `linux.seccomp`, reason). The rules are runc's: NOTIFY is never the default
+/// action, never intercepts `write` (the runtime needs it to report errors
+/// after the filter is loaded), and needs a listener.
+pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err((
+            "defaultAction".into(),
+            "SCMP_ACT_NOTIFY cannot be used as the default action".into(),
+        ));
+    }
+    if let Some(e) = s.default_errno_ret() {
+        if !takes_errno(s.default_action()) {
+            return Err((
+                "defaultErrnoRet".into(),
+                format!(
+                    "{e}: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE return an errno, not {}",
+                    action_name(s.default_action())
+                ),
+            ));
+        }
+        if e > MAX_ERRNO {
+            return Err((
+                "defaultErrnoRet".into(),
+                format!("{e} is above the largest errno ({MAX_ERRNO})"),
+            ));
+        }
+    }
+    for (i, a) in s.architectures().iter().flatten().enumerate() {
+        let name = arch_name(a);
+        if ScmpArch::from_str(&name).is_err() {
+            return Err((
+                format!("architectures[{i}]"),
+                format!("{name:?} is not an architecture libseccomp knows"),
+            ));
+        }
+    }
+    let mut notify = false;
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        if let (Some(e), false) = (sc.errno_ret(), takes_errno(sc.action())) {
+            return Err((
+                format!("syscalls[{i}].errnoRet"),
+                format!(
+                    "{e}: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE return an errno, not {}",
+                    action_name(sc.action())
+                ),
+            ));
+        }
+        match (sc.action(), sc.errno_ret()) {
+            (LinuxSeccompAction::ScmpActErrno, Some(e)) if e > MAX_ERRNO => {
+                return Err((
+                    format!("syscalls[{i}].errnoRet"),
+                    format!("{e} is above the largest errno ({MAX_ERRNO})"),
+                ))
+            }
+            (LinuxSeccompAction::ScmpActTrace, Some(e)) if e > u16::MAX as u32 => {
+                return Err((
+                    format!("syscalls[{i}].errnoRet"),
+                    format!("{e} does not fit the 16-bit SCMP_ACT_TRACE message"),
+                ))
+            }
+            (LinuxSeccompAction::ScmpActNotify, _) => {
+                notify = true;
+                if sc.names().iter().any(|n| n == "write") {
+                    return Err((
+                        format!("syscalls[{i}].names"),
+                        "SCMP_ACT_NOTIFY cannot be used for the write syscall".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        for (j, a) in sc.args().iter().flatten().enumerate() {
+            if a.index() >= 6 {
+                return Err((
+                    format!("syscalls[{i}].args[{j}].index"),
+                    format!("{}: syscalls have at most 6 arguments (0..5)", a.index()),
+                ));
+            }
+        }
+    }
+    match s.listener_path() {
+        Some(p) if !p.as_os_str().is_empty() && !p.is_absolute() => {
+            return Err((
+                "listenerPath".into(),
+                format!("{} is not an absolute path", p.display()),
+            ))
+        }
+        None if notify => {
+            return Err((
+                "listenerPath".into(),
+                "missing: a rule uses SCMP_ACT_NOTIFY, which needs a listener (a unix socket path)"
+                    .into(),
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn takes_errno(a: LinuxSeccompAction) -> bool {
+    matches!(
+        a,
+        LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
+    )
+}
+
+fn action_name(a: LinuxSeccompAction) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| format!("{a:?}"))
+}
+
+fn arch_name(a: &oci_spec::runtime::Arch) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
 
 /// Compile the profile. Unknown syscall names are skipped with a warning.
 pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
-    let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
-    let def = action(s.default_action(), s.default_errno_ret(), default_errno);
+    let def = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new_filter(def)
         .map_err(|e| Error::msg(format!("linux.seccomp: create filter: {e}")))?;
     // Never let libseccomp set no_new_privs behind the config's back.
     ctx.set_ctl_nnp(false)
         .map_err(|e| Error::msg(format!("linux.seccomp: {e}")))?;
     for (i, a) in s.architectures().iter().flatten().enumerate() {
-        let name = serde_json::to_value(a)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let name = arch_name(a);
         let arch = ScmpArch::from_str(&name).map_err(|_| {
             Error::msg(format!(
                 "linux.seccomp.architectures[{i}]: {name:?} is unknown"
@@ -96,8 +222,11 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
     }
     let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
     let mut rules = 0;
+    // Names this libseccomp does not know (newer syscalls, typos): skipped,
+    // as runc does, with one warning for all of them.
+    let mut unknown: Vec<String> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
-        let act = action(sc.action(), sc.errno_ret(), default_errno);
+        let act = action(sc.action(), sc.errno_ret());
         if act == def {
             // libseccomp refuses rules equal to the default action; runc skips them too.
             continue;
@@ -129,7 +258,9 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
             .collect();
         for name in sc.names() {
             let Ok(sys) = ScmpSyscall::from_name(name) else {
-                crate::logging::warn(|| format!("linux.seccomp: unknown syscall {name:?} skipped"));
+                if !unknown.contains(name) {
+                    unknown.push(name.clone());
+                }
                 continue;
             };
             let r = if cmps.is_empty() {
@@ -145,8 +276,21 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
             rules += 1;
         }
     }
+    if !unknown.is_empty() {
+        crate::logging::warn(|| {
+            format!(
+                "linux.seccomp: syscalls unknown to libseccomp {} skipped: {}",
+                library_version(),
+                unknown.join(", ")
+            )
+        });
+    }
     if notify {
         flags |= FLAG_NEW_LISTENER;
+        if flags & FLAG_TSYNC != 0 {
+            // TSYNC and a listener are exclusive unless a failed sync reports ESRCH.
+            flags |= FLAG_TSYNC_ESRCH;
+        }
         if wait_killable_recv {
             flags |= FLAG_WAIT_KILLABLE_RECV;
         }
@@ -156,6 +300,12 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
         });
     }
     let bpf = export(&ctx)?;
+    let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
+    if insns > MAX_INSNS {
+        return Err(Error::msg(format!(
+            "linux.seccomp: the compiled filter has {insns} BPF instructions, above the kernel's limit of {MAX_INSNS}; merge rules or shorten the profile"
+        )));
+    }
     Ok(Prepared {
         bpf,
         flags,
@@ -216,20 +366,25 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
 }
 
 /// Send the notify descriptor and the container process state to a listener
-/// (runc's seccomp agent protocol: JSON plus SCM_RIGHTS).
+/// (runc's seccomp agent protocol: one JSON `ContainerProcessState` message
+/// with the descriptor attached by SCM_RIGHTS). `pid` is the filtered
+/// process as the host sees it.
 pub fn send_to_listener(
     sock: BorrowedFd<'_>,
     notify_fd: i32,
+    pid: i32,
     state: &serde_json::Value,
     metadata: &str,
 ) -> Result<()> {
-    let msg = serde_json::json!({
+    let mut msg = serde_json::json!({
         "ociVersion": crate::state::OCI_VERSION,
         "fds": ["seccompFd"],
-        "pid": std::process::id(),
-        "metadata": metadata,
+        "pid": pid,
         "state": state,
     });
+    if !metadata.is_empty() {
+        msg["metadata"] = metadata.into();
+    }
     let data = serde_json::to_vec(&msg).unwrap_or_default();
     let fds = [notify_fd];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
@@ -255,5 +410,116 @@ pub fn library_version() -> String {
     match libseccomp::ScmpVersion::current() {
         Ok(v) => format!("{}.{}.{}", v.major, v.minor, v.micro),
         Err(_) => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(json: &str) -> LinuxSeccomp {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn every_action_and_operator_compiles() {
+        let mut rules = Vec::new();
+        for (i, act) in [
+            "SCMP_ACT_KILL",
+            "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD",
+            "SCMP_ACT_TRAP",
+            "SCMP_ACT_ERRNO",
+            "SCMP_ACT_TRACE",
+            "SCMP_ACT_LOG",
+            "SCMP_ACT_NOTIFY",
+        ]
+        .iter()
+        .enumerate()
+        {
+            rules.push(format!(
+                r#"{{"names":["getpgid"],"action":"{act}","args":[{{"index":0,"op":"SCMP_CMP_EQ","value":{i}}}]}}"#
+            ));
+        }
+        for (i, op) in ["NE", "LT", "LE", "EQ", "GE", "GT", "MASKED_EQ"]
+            .iter()
+            .enumerate()
+        {
+            rules.push(format!(
+                r#"{{"names":["getppid"],"action":"SCMP_ACT_ERRNO","errnoRet":{},"args":[{{"index":{},"op":"SCMP_CMP_{op}","value":7,"valueTwo":3}}]}}"#,
+                i + 1,
+                i % 6
+            ));
+        }
+        let p = profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/l","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],"flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"],"syscalls":[{}]}}"#,
+            rules.join(",")
+        ));
+        validate(&p).unwrap();
+        let c = prepare(&p, true).unwrap();
+        assert!(c.notify);
+        assert_eq!(
+            c.flags,
+            FLAG_LOG | FLAG_SPEC_ALLOW | FLAG_NEW_LISTENER | FLAG_WAIT_KILLABLE_RECV
+        );
+        assert_eq!(c.rules, 15);
+        assert!(!c.bpf.is_empty());
+    }
+
+    #[test]
+    fn unknown_names_are_skipped() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["nk_no_such_call","read"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        assert_eq!(prepare(&p, false).unwrap().rules, 1);
+    }
+
+    #[test]
+    fn rules_equal_to_the_default_are_skipped() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO"},{"names":["write"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+        );
+        assert_eq!(prepare(&p, false).unwrap().rules, 1);
+    }
+
+    #[test]
+    fn refused_profiles_name_the_field() {
+        for (json, field) in [
+            (
+                r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/l"}"#,
+                "defaultAction",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/l","syscalls":[{"names":["write"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+                "syscalls[0].names",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+                "listenerPath",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"rel","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+                "listenerPath",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":6,"op":"SCMP_CMP_EQ","value":1}]}]}"#,
+                "syscalls[0].args[0].index",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":5000}]}"#,
+                "syscalls[0].errnoRet",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_LOG","errnoRet":1}]}"#,
+                "syscalls[0].errnoRet",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","defaultErrnoRet":1}"#,
+                "defaultErrnoRet",
+            ),
+        ] {
+            let (f, reason) = validate(&profile(json)).unwrap_err();
+            assert_eq!(f, field, "{json}: {reason}");
+        }
     }
 }

@@ -67,8 +67,10 @@ pub fn resolve(uid: u32, gid: u32, additional: &[u32], passwd: &str, group: &str
         Some(p) => member_gids(group, &p.name),
         None => Vec::new(),
     };
+    // A set, not Vec::contains: tens of thousands of gids must not be quadratic.
+    let mut seen: std::collections::HashSet<u32> = groups.iter().copied().collect();
     for g in additional {
-        if !groups.contains(g) {
+        if seen.insert(*g) {
             groups.push(*g);
         }
     }

@@ -198,6 +198,60 @@ pub struct Child {
 /// clone3 the child with `flags` (plus CLONE_PIDFD), optionally straight into
 /// a cgroup v2 directory; the child runs `pre` and execs the runtime copy.
 pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> Result<Child> {
+    spawn_inner(flags, cgroup_fd, None, pre)
+}
+
+/// Like [`spawn`], for a container that joins the existing user namespace
+/// `userns` (an open nsfs descriptor). Namespaces belong to the user
+/// namespace of their creator, so the new ones must be cloned from inside
+/// the joined one; the runtime itself cannot setns there (it would lose its
+/// host privileges), so an intermediate process joins it, becomes root in
+/// it, and clones the child with CLONE_PARENT (the child is still ours to
+/// wait for), then exits. Only this case pays for the extra process.
+///
+/// With `pidns`, the intermediate also joins that pid namespace (after the
+/// user namespace, which an unprivileged runtime needs first) so the child
+/// is born in it.
+pub fn spawn_in_userns(
+    flags: CloneFlags,
+    userns: &OwnedFd,
+    pidns: Option<&OwnedFd>,
+    pre: &PreExec<'_>,
+) -> Result<Child> {
+    spawn_inner(
+        flags,
+        None,
+        Some((
+            userns.as_raw_fd(),
+            pidns.map(|p| p.as_raw_fd()).unwrap_or(-1),
+        )),
+        pre,
+    )
+}
+
+fn clone_error(flags: CloneFlags, e: nix::errno::Errno) -> Error {
+    let hint = match e {
+        nix::errno::Errno::EPERM => {
+            " (creating these namespaces needs privileges; run as root or add a user namespace)"
+        }
+        nix::errno::Errno::EINVAL => " (an unsupported namespace flag combination)",
+        nix::errno::Errno::ENOSPC | nix::errno::Errno::EUSERS => {
+            " (a namespace count limit in /proc/sys/user was reached)"
+        }
+        _ => "",
+    };
+    Error::msg(format!(
+        "clone3({}): {e}{hint}",
+        crate::linux::namespaces::flag_names(flags)
+    ))
+}
+
+fn spawn_inner(
+    flags: CloneFlags,
+    cgroup_fd: Option<RawFd>,
+    userns: Option<(RawFd, RawFd)>,
+    pre: &PreExec<'_>,
+) -> Result<Child> {
     // Prepare everything the child needs before clone: after it, only
     // async-signal-safe work happens in the child.
     let argv0 = c"nk-runtime";
@@ -222,6 +276,11 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
     let kept: Vec<RawFd> = (0..pre.keep.len())
         .map(|i| pre.min_fd.max(3) + i as i32)
         .collect();
+
+    if let Some((ns, pidns)) = userns {
+        crate::logging::set_role(crate::logging::Role::Parent); // from here on we have a child
+        return spawn_via_intermediate(flags, ns, pidns, pre, chan_no, &argv, &envp, kept);
+    }
 
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
@@ -261,21 +320,7 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
         )
     };
     if r < 0 {
-        let e = nix::errno::Errno::last();
-        let hint = match e {
-            nix::errno::Errno::EPERM => {
-                " (creating these namespaces needs privileges; run as root or add a user namespace)"
-            }
-            nix::errno::Errno::EINVAL => " (an unsupported namespace flag combination)",
-            nix::errno::Errno::ENOSPC | nix::errno::Errno::EUSERS => {
-                " (a namespace count limit in /proc/sys/user was reached)"
-            }
-            _ => "",
-        };
-        return Err(Error::msg(format!(
-            "clone3({}): {e}{hint}",
-            crate::linux::namespaces::flag_names(flags)
-        )));
+        return Err(clone_error(flags, nix::errno::Errno::last()));
     }
     if r == 0 {
         // Child.
@@ -288,6 +333,159 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
         pidfd,
         kept,
     })
+}
+
+/// What the intermediate reports on its pipe when it fails: the step, as a
+/// negative number, and the errno.
+const STEP_SETNS: i32 = -1;
+const STEP_SETUID: i32 = -2;
+const STEP_CLONE: i32 = -3;
+const STEP_SETNS_PID: i32 = -4;
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_via_intermediate(
+    flags: CloneFlags,
+    userns: RawFd,
+    pidns: RawFd,
+    pre: &PreExec<'_>,
+    chan_no: RawFd,
+    argv: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 3],
+    kept: Vec<RawFd>,
+) -> Result<Child> {
+    explain::step(&catalog::USERNS_JOIN, || {
+        format!(
+            "clone3() an intermediate; setns(user); setresuid(0); clone3(CLONE_PARENT|{})",
+            crate::linux::namespaces::flag_names(flags)
+        )
+    });
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("pipe for the intermediate process", e))?;
+    let wr_raw = wr.as_raw_fd();
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 as in spawn; the intermediate only makes raw system
+    // calls on values prepared before the clone, then _exit()s.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(clone_error(CloneFlags::empty(), nix::errno::Errno::last()));
+    }
+    if r == 0 {
+        // SAFETY (whole block): the intermediate, single-threaded; only raw
+        // async-signal-safe system calls.
+        unsafe {
+            let report = |a: i32, b: i32| -> ! {
+                let v = [a, b];
+                libc::write(wr_raw, v.as_ptr().cast(), 8);
+                libc::_exit(if a < 0 { 1 } else { 0 });
+            };
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::setns(userns, libc::CLONE_NEWUSER) != 0 {
+                report(STEP_SETNS, *libc::__errno_location());
+            }
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                report(STEP_SETUID, *libc::__errno_location());
+            }
+            if pidns >= 0 && libc::setns(pidns, libc::CLONE_NEWPID) != 0 {
+                report(STEP_SETNS_PID, *libc::__errno_location());
+            }
+            // CLONE_PARENT: the runtime, not us, is the child's parent (and
+            // gets its exit); clone3 wants exit_signal 0 with it.
+            let mut cargs = CloneArgs {
+                flags: flags.bits() as u64 | libc::CLONE_PARENT as u64,
+                ..Default::default()
+            };
+            let c = libc::syscall(
+                libc::SYS_clone3,
+                &mut cargs as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            );
+            if c < 0 {
+                report(STEP_CLONE, *libc::__errno_location());
+            }
+            if c == 0 {
+                libc::close(wr_raw);
+                // In a user namespace the child may not write the host's
+                // cgroup files: the parent moves it (cgroup_tasks is empty).
+                child_pre_exec(pre, chan_no, argv, envp, &[]);
+            }
+            report(c as i32, 0);
+        }
+    }
+    // SAFETY: the kernel stored a pidfd for the intermediate; we own it.
+    let mid = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(wr);
+    let mut buf = [0u8; 8];
+    let n = loop {
+        match nix::unistd::read(&rd, &mut buf) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.unwrap_or(0),
+        }
+    };
+    let status = wait_pidfd(&mid)?;
+    let (a, b) = (
+        i32::from_ne_bytes(buf[..4].try_into().unwrap_or_default()),
+        i32::from_ne_bytes(buf[4..].try_into().unwrap_or_default()),
+    );
+    if n != 8 {
+        return Err(Error::msg(format!(
+            "the intermediate process for the user namespace died (status {status})"
+        )));
+    }
+    let e = nix::errno::Errno::from_raw(b);
+    match a {
+        STEP_SETNS => {
+            return Err(Error::sys(
+                "setns into the user namespace of linux.namespaces (the runtime needs CAP_SYS_ADMIN in it)",
+                e,
+            ))
+        }
+        STEP_SETUID => {
+            return Err(Error::sys(
+                "become root in the joined user namespace (is uid 0 and gid 0 mapped in it?)",
+                e,
+            ))
+        }
+        STEP_CLONE => return Err(clone_error(flags, e)),
+        STEP_SETNS_PID => {
+            return Err(Error::sys(
+                "setns into the container's pid namespace from its user namespace",
+                e,
+            ))
+        }
+        _ => {}
+    }
+    let pid = a;
+    // The child is ours (CLONE_PARENT) and unreaped, so its pid is not reused.
+    // SAFETY: pidfd_open takes a pid and flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = nix::errno::Errno::last();
+        // SAFETY: kill(2) the child we cannot track.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        return Err(Error::sys("pidfd_open of the container's init", e));
+    }
+    // SAFETY: pidfd_open returned a new descriptor.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    Ok(Child { pid, pidfd, kept })
 }
 
 fn child_pre_exec(
@@ -336,8 +534,13 @@ fn child_pre_exec(
             0,
         );
         if pre.wait_for_maps {
+            // The parent writes our uid_map/gid_map. Without root it may only
+            // open them while we are dumpable (a non-dumpable task's /proc
+            // files belong to root), so be dumpable just for that, as runc is.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             let mut b = [0u8; 64];
             let n = libc::recv(pre.channel, b.as_mut_ptr().cast(), b.len(), 0);
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             if n <= 0 {
                 fail(1);
             }
@@ -366,6 +569,15 @@ fn child_pre_exec(
                 fail(3);
             }
         }
+        // Nothing else crosses the exec: descriptors the runtime inherited
+        // from its caller, or opened without CLOEXEC, would otherwise reach the
+        // init (and, through it, the container) pointing at host files.
+        libc::syscall(
+            libc::SYS_close_range,
+            (chan_no + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        );
         // Reset the signal mask: the parent blocked signals to forward them.
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);

@@ -17,6 +17,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// Name of the passed O_PATH descriptor of the container's state directory.
+pub const FD_STATE_DIR: &str = "state-dir";
+/// Name of the passed descriptor of the state directory's config.json.
+pub const FD_CONFIG: &str = "config";
+
 /// Create a container's init, or an extra process in a running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InitKind {
@@ -48,7 +53,11 @@ pub struct InitRequest {
     /// The container runs in a user namespace (ours or joined).
     pub userns: bool,
     pub no_pivot: bool,
+    /// Do not join a new session keyring (--no-new-keyring at create).
     pub no_new_keyring: bool,
+    /// linux.personality, applied to init and exec processes alike.
+    #[serde(default)]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
     pub preserve_fds: i32,
     /// Inherited descriptor of the connected --console-socket.
     pub console_fd: Option<i32>,
@@ -58,9 +67,15 @@ pub struct InitRequest {
     pub tty_to_parent: bool,
     /// For the cgroup mount type.
     pub cgroup_mount: CgroupMountInfo,
-    /// The init's pid as the host sees it (for hook state).
+    /// This process's pid as the host sees it (for hook state).
     pub host_pid: i32,
+    /// The container's init pid on the host (differs from host_pid for exec).
+    #[serde(default)]
+    pub init_pid: i32,
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// Names of the descriptors attached to the Init message, in order.
+    #[serde(default)]
+    pub fd_names: Vec<String>,
     pub explain: bool,
     pub trace: bool,
     pub log_level: Level,
@@ -68,12 +83,44 @@ pub struct InitRequest {
 
 static CHANNEL: OnceLock<Channel> = OnceLock::new();
 
+/// Descriptors the parent attached to the Init message, by name (see
+/// [`InitRequest::fd_names`]).
+static PASSED: std::sync::Mutex<Vec<(String, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+
+/// Prefix of the names of passed idmapped trees (`idmap:<mount index>`).
+pub const FD_IDMAP_PREFIX: &str = "idmap:";
+
+/// Take every idmapped tree the parent passed, by mount index.
+fn take_idmapped() -> Vec<(usize, OwnedFd)> {
+    let mut v = PASSED.lock().unwrap_or_else(|e| e.into_inner());
+    let (trees, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *v)
+        .into_iter()
+        .partition(|(n, _)| n.starts_with(FD_IDMAP_PREFIX));
+    *v = rest;
+    trees
+        .into_iter()
+        .filter_map(|(n, fd)| Some((n[FD_IDMAP_PREFIX.len()..].parse().ok()?, fd)))
+        .collect()
+}
+
+/// Take the descriptor the parent passed under `name`.
+pub(crate) fn take_passed(name: &str) -> Option<OwnedFd> {
+    let mut v = PASSED.lock().unwrap_or_else(|e| e.into_inner());
+    let i = v.iter().position(|(n, _)| n == name)?;
+    Some(v.remove(i).1)
+}
+
 fn chan() -> &'static Channel {
     CHANNEL.get().expect("init channel")
 }
 
 /// Entry point of `nk-runtime init`. Never returns.
 pub fn main() -> ! {
+    // exec of the runtime copy made us dumpable again: until the container's
+    // program replaces us, other processes in the container must not open
+    // /proc/<pid>/exe, /proc/<pid>/fd or ptrace us (CVE-2019-5736, CVE-2016-9962).
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let fd: i32 = std::env::var(super::clone::INIT_FD_ENV)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -95,7 +142,11 @@ pub fn main() -> ! {
         let _ = chan().send(&ToParent::Event(e));
     });
     let req = match chan().recv::<ToChild>() {
-        Ok(Some((ToChild::Init(r), _))) => r,
+        Ok(Some((ToChild::Init(r), fds))) => {
+            let mut passed = PASSED.lock().unwrap_or_else(|e| e.into_inner());
+            *passed = r.fd_names.iter().cloned().zip(fds).collect();
+            r
+        }
         _ => std::process::exit(1),
     };
     logging::set_level(req.log_level);
@@ -143,9 +194,17 @@ fn join_namespaces(req: &InitRequest) -> Result<()> {
     Ok(())
 }
 
+/// The container's config.json, read from the descriptor the parent passed:
+/// in a user namespace the state directory's path may not be traversable.
 fn load_spec(req: &InitRequest) -> Result<Spec> {
+    use std::io::Read;
     let p = req.state_dir.join(crate::state::CONFIG_FILE);
-    let raw = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
+    let mut raw = Vec::new();
+    match take_passed(FD_CONFIG) {
+        Some(fd) => std::fs::File::from(fd).read_to_end(&mut raw),
+        None => std::fs::File::open(&p).and_then(|mut f| f.read_to_end(&mut raw)),
+    }
+    .map_err(|e| Error::io("read", &p, e))?;
     Ok(crate::spec::parse(&raw, &p)?.spec)
 }
 
@@ -176,7 +235,7 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
         }
         if !req.no_new_keyring {
-            linux::procattr::new_session_keyring(&req.id)?;
+            linux::procattr::new_session_keyring(&req.id, true)?;
         }
         if let Some(adj) = req.process.oom_score_adj() {
             linux::procattr::oom_score_adj(adj)?;
@@ -205,19 +264,24 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
     }
 
     let mounts = spec.mounts().clone().unwrap_or_default();
-    let state_dir_fd = linux::fs::open_dir_path(&req.state_dir)?;
+    let state_dir_fd = match take_passed(FD_STATE_DIR) {
+        Some(fd) => fd,
+        None => linux::fs::open_dir_path(&req.state_dir)?,
+    };
     let mut pty_master: Option<OwnedFd> = None;
     if req.new_mountns {
         let root_fd = {
             let _g = explain::phase(Phase::Mounts);
             let root_fd =
                 linux::rootfs::prepare(&req.rootfs, linux.rootfs_propagation().as_deref())?;
+            let idmapped = take_idmapped();
             let ctx = linux::mounts::MountCtx {
                 root: root_fd.as_fd(),
                 rootfs: &req.rootfs,
                 cgroup: &req.cgroup_mount,
                 userns: req.userns,
                 label: linux.mount_label().as_deref(),
+                idmapped: &idmapped,
             };
             for (i, m) in mounts.iter().enumerate() {
                 linux::mounts::mount_entry(&ctx, m, i)?;
@@ -280,12 +344,6 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
             linux::sysctl::apply(s)?;
         }
     }
-    if let Some(p) = linux.personality() {
-        // The OCI name ("LINUX32"), not the Rust variant's (PerLinux32).
-        let domain = serde_json::to_value(p.domain()).unwrap_or_default();
-        linux::procattr::personality(domain.as_str().unwrap_or_default())?;
-    }
-
     let prepared = finalize(req)?;
     drop(pty_master);
 
@@ -427,26 +485,16 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         linux::procattr::set_ioprio(linux::procattr::ioprio_value(&class, io.priority())?)?;
     }
     if let Some(s) = p.scheduler() {
-        let policy = match format!("{:?}", s.policy()).as_str() {
-            "SchedOther" => libc::SCHED_OTHER,
-            "SchedFifo" => libc::SCHED_FIFO,
-            "SchedRr" => libc::SCHED_RR,
-            "SchedBatch" => libc::SCHED_BATCH,
-            "SchedIso" => 4,
-            "SchedIdle" => libc::SCHED_IDLE,
-            "SchedDeadline" => 6,
-            other => {
-                return Err(Error::msg(format!(
-                    "process.scheduler.policy {other} is unknown"
-                )))
-            }
-        };
-        linux::procattr::set_scheduler(policy, s.priority().unwrap_or(0), s.nice().unwrap_or(0))?;
+        linux::procattr::set_scheduler(s)?;
     }
-    // execCPUAffinity applies to exec processes only (the spec says so).
+    if let Some(pers) = &req.personality {
+        linux::procattr::personality(pers)?;
+    }
+    // execCPUAffinity is for exec processes only (the spec says so); the
+    // parent applied `initial` before moving us into the cgroup.
     if let (InitKind::Exec, Some(a)) = (req.kind, p.exec_cpu_affinity()) {
-        if let Some(l) = a.cpu_affinity_final().clone().or(a.initial().clone()) {
-            linux::procattr::set_affinity(&l)?;
+        if let Some(l) = a.cpu_affinity_final().as_deref().filter(|l| !l.is_empty()) {
+            linux::procattr::set_affinity(0, "process.execCPUAffinity.final", l)?;
         }
     }
     linux::rlimits::apply(p.rlimits().as_deref().unwrap_or(&[]))?;
@@ -543,17 +591,24 @@ fn send_notify(
     nfd: Option<i32>,
 ) -> Result<()> {
     if let (Some(fd), Some(sock)) = (nfd, listener) {
+        // As runc: the container's state, with the init's pid and "creating"
+        // for create, the running container's for exec.
+        let (status, pid) = match req.kind {
+            InitKind::Create => ("creating", req.host_pid),
+            InitKind::Exec => ("running", req.init_pid),
+        };
         let state = serde_json::json!({
             "ociVersion": crate::state::OCI_VERSION,
             "id": req.id,
-            "status": "creating",
-            "pid": req.host_pid,
+            "status": status,
+            "pid": pid,
             "bundle": req.bundle,
             "annotations": req.annotations,
         });
         linux::seccomp::send_to_listener(
             sock.as_fd(),
             fd,
+            req.host_pid,
             &state,
             s.listener_metadata().as_deref().unwrap_or(""),
         )?;
@@ -639,6 +694,10 @@ fn exec(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .join(" ")
         });
         join_namespaces(req)?;
+    }
+    if !req.no_new_keyring {
+        // runc's name for an exec process's keyring.
+        linux::procattr::new_session_keyring(&format!("_ses.{}", req.id), false)?;
     }
     let mut pty = None;
     if req.process.terminal() == Some(true) {

@@ -13,8 +13,20 @@ use serde::{Deserialize, Serialize};
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Largest message accepted.
-pub const MAX_MSG: usize = 1 << 20;
+/// Largest message accepted (an Init request carries the process, which a
+/// config of up to 4 MiB may fill).
+pub const MAX_MSG: usize = 16 << 20;
+
+/// Messages above this size travel in a memfd: a SEQPACKET datagram cannot
+/// exceed the socket's send buffer (about 200 KiB by default).
+const INLINE_MAX: usize = 32 << 10;
+
+/// The datagram that announces a message in the first attached memfd.
+const IN_MEMFD: &[u8] = b"\0memfd";
+
+/// Most descriptors one message carries (the Init message carries the state
+/// directory, config.json and one idmapped tree per idmapped mount).
+pub const MAX_FDS: usize = 64;
 
 /// Messages from the parent to the child.
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,9 +99,28 @@ impl Channel {
                 data.len()
             )));
         }
-        let iov = [IoSlice::new(&data)];
-        let cmsg = [ControlMessage::ScmRights(fds)];
-        let cm: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        let memfd;
+        let mut all: Vec<RawFd> = Vec::with_capacity(fds.len() + 1);
+        let payload: &[u8] = if data.len() > INLINE_MAX {
+            memfd =
+                nix::sys::memfd::memfd_create(c"nk-sync", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                    .map_err(|e| Error::sys("memfd for a large sync message", e))?;
+            let mut f = std::fs::File::from(
+                memfd
+                    .try_clone()
+                    .map_err(|e| Error::msg(format!("dup memfd: {e}")))?,
+            );
+            std::io::Write::write_all(&mut f, &data)
+                .map_err(|e| Error::msg(format!("write a large sync message: {e}")))?;
+            all.push(memfd.as_raw_fd());
+            IN_MEMFD
+        } else {
+            &data
+        };
+        all.extend_from_slice(fds);
+        let iov = [IoSlice::new(payload)];
+        let cmsg = [ControlMessage::ScmRights(&all)];
+        let cm: &[ControlMessage] = if all.is_empty() { &[] } else { &cmsg };
         loop {
             match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cm, MsgFlags::MSG_NOSIGNAL, None) {
                 Ok(_) => return Ok(()),
@@ -125,7 +156,8 @@ impl Channel {
             return Ok(None);
         }
         let mut buf = vec![0u8; len.min(MAX_MSG)];
-        let mut cmsg = nix::cmsg_space!([RawFd; 8]);
+        // One more than MAX_FDS: a large message adds its memfd.
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS + 1]);
         let (n, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -152,8 +184,44 @@ impl Channel {
                 Err(e) => return Err(Error::sys("receive on the sync channel", e)),
             }
         };
-        let msg = serde_json::from_slice(&buf[..n])
+        let mut fds = fds;
+        let big;
+        let data: &[u8] = if &buf[..n] == IN_MEMFD && !fds.is_empty() {
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::from(fds.remove(0));
+            let mut v = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0))
+                .and_then(|_| f.take(MAX_MSG as u64).read_to_end(&mut v))
+                .map_err(|e| Error::msg(format!("read a large sync message: {e}")))?;
+            big = v;
+            &big
+        } else {
+            &buf[..n]
+        };
+        let msg = serde_json::from_slice(data)
             .map_err(|e| Error::msg(format!("decode sync message: {e}")))?;
         Ok(Some((msg, fds)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_messages_travel_in_a_memfd_with_their_descriptors() {
+        let (a, b) = Channel::pair().unwrap();
+        let big = "x".repeat(3 << 20);
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        a.send_fds(&ToParent::Error(big.clone()), &[f.as_raw_fd()])
+            .unwrap();
+        let (m, fds) = b.recv::<ToParent>().unwrap().unwrap();
+        assert!(matches!(m, ToParent::Error(s) if s == big));
+        assert_eq!(fds.len(), 1);
+        a.send(&ToParent::Ready).unwrap();
+        assert!(matches!(
+            b.recv::<ToParent>().unwrap().unwrap().0,
+            ToParent::Ready
+        ));
     }
 }
