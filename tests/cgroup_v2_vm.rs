@@ -21,7 +21,7 @@ ID=v2c
 CG=/sys/fs/cgroup/nk-test/v2c
 FILES="memory.max memory.swap.max memory.low io.weight cpu.weight cpu.max cpuset.cpus cpuset.mems pids.max"
 cd $S/bundle
-echo "check=$($S/nk-runtime check)"
+echo "check=$($S/nk-runtime check --json)"
 echo "controllers=$(cat /sys/fs/cgroup/cgroup.controllers)"
 $RT create $ID </dev/null >/dev/null 2>/run/nk/create.err
 echo "create=$?"

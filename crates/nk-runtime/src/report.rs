@@ -31,6 +31,8 @@ pub struct Globals {
     log_file: Option<Arc<Mutex<std::fs::File>>>,
     trace: Option<String>,
     events: Arc<Mutex<Vec<explain::Event>>>,
+    /// Monotonic time at start, for the command's total in the trace.
+    started: u64,
 }
 
 fn format_line(json: bool, rec: &Record) -> String {
@@ -53,6 +55,11 @@ fn format_line(json: bool, rec: &Record) -> String {
     }
 }
 
+fn bad_flag(msg: String) -> ! {
+    eprintln!("nk-runtime: {msg}");
+    std::process::exit(1);
+}
+
 impl Globals {
     /// Read the global flags and install the log, explain and trace sinks.
     pub fn setup(cli: &Cli) -> Globals {
@@ -60,16 +67,27 @@ impl Globals {
             print_version();
             std::process::exit(0);
         }
-        let json = cli.log_format == "json";
+        let started = sandbox::time::monotonic_ns();
+        let json = match cli.log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => bad_flag(format!("--log-format {other:?}: use text or json")),
+        };
+        let flag_level = cli.log_level.as_deref().map(|s| {
+            Level::parse(s).unwrap_or_else(|| {
+                bad_flag(format!("--log-level {s:?}: use debug, info, warn or error"))
+            })
+        });
+        // NK_LOG_LEVEL is a convenience: a bad value is ignored, not fatal.
         let env_level = std::env::var("NK_LOG_LEVEL")
             .ok()
             .and_then(|s| Level::parse(&s));
         let level = if cli.debug {
             Level::Debug
+        } else if let Some(l) = flag_level {
+            l
         } else if cli.quiet {
             Level::Error
-        } else if let Some(l) = cli.log_level.as_deref().and_then(Level::parse) {
-            l
         } else if let Some(l) = env_level {
             l
         } else if json {
@@ -80,13 +98,15 @@ impl Globals {
         };
         logging::set_level(level);
         logging::set_role(Role::Host);
-        let log_file = cli.log.as_ref().and_then(|p| {
-            std::fs::OpenOptions::new()
+        let log_file = cli.log.as_ref().map(|p| {
+            match std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(p)
-                .ok()
-                .map(|f| Arc::new(Mutex::new(f)))
+            {
+                Ok(f) => Arc::new(Mutex::new(f)),
+                Err(e) => bad_flag(format!("--log {}: {e}", p.display())),
+            }
         });
         let lf = log_file.clone();
         logging::set_sink(move |rec| {
@@ -108,8 +128,12 @@ impl Globals {
             .trace
             .clone()
             .or_else(|| std::env::var("NK_TRACE").ok().filter(|v| !v.is_empty()));
-        explain::set_explain(explain_on);
-        explain::set_trace(trace.is_some());
+        let trace = trace.map(|t| match t.as_str() {
+            "table" | "1" | "true" => "table".to_string(),
+            "json" => t,
+            other => bad_flag(format!("--trace={other}: use --trace or --trace=json")),
+        });
+        explain::configure(explain_on, trace.is_some(), level);
         let events = Arc::new(Mutex::new(Vec::new()));
         if explain_on || trace.is_some() {
             let narr = Mutex::new(render::Narration::default());
@@ -125,6 +149,10 @@ impl Globals {
                 }
             });
         }
+        logging::info(|| {
+            let argv: Vec<String> = std::env::args().collect();
+            format!("command line: {}", argv.join(" "))
+        });
         let rootless = match cli.rootless.as_deref() {
             Some("true") => true,
             Some("false") => false,
@@ -143,6 +171,7 @@ impl Globals {
             log_file,
             trace,
             events,
+            started,
         }
     }
 
@@ -184,15 +213,17 @@ impl Globals {
         code
     }
 
-    /// Print the trace, if asked for.
+    /// Print the trace, if asked for, and log the command's duration.
     pub fn finish(&self) {
+        let total_ms = (sandbox::time::monotonic_ns() - self.started) as f64 / 1e6;
+        logging::info(|| format!("done in {total_ms:.3} ms"));
         let Some(fmt) = &self.trace else { return };
         let events = self.events.lock().map(|v| v.clone()).unwrap_or_default();
         let rows = render::trace_rows(&events);
         if fmt == "json" {
-            eprintln!("{}", serde_json::to_string(&rows).unwrap_or_default());
+            eprintln!("{}", render::trace_json(&rows, total_ms));
         } else {
-            eprint!("{}", render::trace_table(&rows));
+            eprint!("{}", render::trace_table(&rows, total_ms));
         }
     }
 }

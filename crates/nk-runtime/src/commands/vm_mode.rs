@@ -8,6 +8,7 @@
 use crate::cli::{CreateCommon, ExecArgs, RunArgs};
 use crate::report::{ExitCode, Globals};
 use anyhow::{anyhow, bail, Context};
+use sandbox::explain::{self, catalog};
 use sandbox::process::sync::Channel;
 use sandbox::state::{self, ContainerState, Phase, Status};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -185,6 +186,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     let rt = g.runtime();
     state::validate_id(&c.id)?;
     let b = sandbox::spec::load(&c.bundle)?;
+    explain::step(&catalog::SPEC_LOAD, || b.config_path.display().to_string());
     sandbox::spec::validate(
         &b,
         sandbox::spec::ValidateOpts {
@@ -210,7 +212,16 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     // Check the host before anything is created, so a failure leaves nothing.
     vm::qemu::find_qemu()?;
     let img = vm::image::ensure(&progress)?;
+    explain::step(&catalog::VM_IMAGE, || {
+        format!(
+            "kernel {}: {}, {}",
+            img.kernel_version,
+            img.vmlinux.display(),
+            img.initramfs.display()
+        )
+    });
     let accel = vm::qemu::choose_accel(&img, &|m| eprintln!("nk-runtime: {m}"));
+    explain::step(&catalog::VM_ACCEL, || accel.as_str().to_string());
 
     let store = sandbox::state::Store::open(&rt.store.root)?;
     let me = std::process::id() as i32;
@@ -248,6 +259,9 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     if let Some(cg) = &cgroup {
         record.cgroup = cg.record();
     }
+    explain::step(&catalog::STATE_CLAIM, || {
+        rt.store.dir(&c.id).display().to_string()
+    });
     let (dir, _lock) = store.claim(&c.id, &record, &|stale| {
         kill_recorded(stale);
         if let Some(cg) = sandbox::cgroups::from_record(&stale.cgroup) {
@@ -342,6 +356,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
             Ok(())
         });
     }
+    let boot = explain::phase(explain::Phase::Vm);
     let child_proc = cmd.spawn().context("start the VM monitor")?;
     drop(child);
     let mpid = child_proc.id() as i32;
@@ -370,6 +385,10 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         } => (guest_pid, qemu_pid, boot_ms),
         Report::Failed(e) => bail!("create failed: {e}"),
     };
+    drop(boot);
+    explain::step(&catalog::VM_MONITOR, || {
+        format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, booted in {boot_ms} ms", accel.as_str())
+    });
     // Host-side hooks, as in container mode (the guest's copy has none):
     // prestart and createRuntime once the container exists.
     if let Some(h) = b.spec.hooks() {
@@ -389,6 +408,9 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         }
     }
     record.phase = Some(Phase::Created);
+    explain::step(&catalog::STATE_CREATED, || {
+        format!("pid {mpid} (the monitor)")
+    });
     record.extra = serde_json::json!({
         "qemu_pid": qemu_pid,
         "qemu_start": state::proc_stat(qemu_pid).map(|s| s.start).unwrap_or(0),
@@ -401,6 +423,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     });
     record.save(&dir)?;
     if let Some(pf) = &c.pid_file {
+        explain::step(&catalog::PID_FILE, || format!("{mpid} > {}", pf.display()));
         write_pid_file(pf, mpid)?;
     }
     // SAFETY: pidfd_open on our own child, not yet reaped.

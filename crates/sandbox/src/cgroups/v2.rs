@@ -524,7 +524,7 @@ pub fn set_unified(d: &Path, u: &HashMap<String, String>, avail: &[String]) -> R
 pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup]) -> Result<()> {
     let rules = devices::from_oci(list)?;
     let e = devices::Emulator::from_rules(&rules)?;
-    explain::step(&catalog::CGROUP_WRITE, || {
+    explain::step(&catalog::CGROUP_DEVICES, || {
         format!(
             "attach an eBPF device filter ({} rules, default {}) to {}",
             e.exceptions.len(),

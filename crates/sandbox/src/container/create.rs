@@ -477,14 +477,12 @@ impl Runtime {
                 cg.add_process(pid)?;
             } else {
                 explain::step(&catalog::CGROUP_JOIN, || {
-                    format!(
-                        "the child writes 0 to {} tasks files (moving itself needs no global lock)",
-                        self_join.len()
-                    )
+                    explain::cgroup_join_detail(into.is_some(), self_join.len())
                 });
             }
         }
         if plan.new_userns {
+            let _g = explain::phase(Phase::Namespaces);
             let linux = bundle.spec.linux().clone().unwrap_or_default();
             linux::userns::write_maps(
                 pid,
@@ -594,6 +592,12 @@ impl Runtime {
             }
         }
         record.phase = Some(StPhase::Created);
+        explain::step(&catalog::STATE_CREATED, || {
+            format!(
+                "pid {pid}, start time {} (clock ticks after boot)",
+                record.pid_start
+            )
+        });
         record.save(&dir)?;
         if let Some(pf) = &o.pid_file {
             write_pid_file(pf, pid)?;
@@ -777,6 +781,7 @@ pub fn cgroup_mount_info(cg: Option<&dyn CgroupManager>, cgroupns: bool) -> Cgro
 
 /// Write a pid file atomically (engines read it as soon as create returns).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    explain::step(&catalog::PID_FILE, || format!("{pid} > {}", path.display()));
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write pid file", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("write pid file", path, e))

@@ -57,6 +57,12 @@ impl Runtime {
         if !st.init_alive() {
             return;
         }
+        explain::step(&catalog::DELETE_KILL, || {
+            format!(
+                "pidfd_send_signal(pidfd of {}, SIGKILL); poll the pidfd until it exits",
+                st.pid
+            )
+        });
         // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
         unsafe {
             libc::syscall(

@@ -3,7 +3,7 @@
 
 use super::{bad_status, Runtime};
 use crate::error::{Error, Result};
-use crate::explain::{self, Phase};
+use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, namespaces};
 use crate::process::clone::{self, PreExec};
 use crate::process::init::{InitKind, InitRequest};
@@ -314,6 +314,11 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
+        if !self_join.is_empty() || into.is_some() {
+            explain::step(&catalog::CGROUP_JOIN, || {
+                explain::cgroup_join_detail(into.is_some(), self_join.len())
+            });
+        }
         if let Some(cg) = cgroup
             .as_ref()
             .filter(|_| self_join.is_empty() && into.is_none())
@@ -370,12 +375,16 @@ impl Runtime {
         }
         let mut pty = None;
         let mut ready = false;
+        let mut exec_phase = None; // from Ready to end-of-file: the child's execve
         loop {
             match parent_ch.recv::<ToParent>() {
                 Ok(Some((ToParent::Log(r), _))) => crate::logging::emit(&r),
                 Ok(Some((ToParent::Event(e), _))) => explain::deliver(e),
                 Ok(Some((ToParent::Pty, mut fds))) => pty = fds.pop(),
-                Ok(Some((ToParent::Ready, _))) => ready = true,
+                Ok(Some((ToParent::Ready, _))) => {
+                    ready = true;
+                    exec_phase = explain::phase(Phase::Exec);
+                }
                 Ok(Some((ToParent::Hooks, _))) => {}
                 Ok(Some((ToParent::Error(m), _))) => {
                     kill_child(&child.pidfd);
@@ -390,6 +399,7 @@ impl Runtime {
                 }
             }
         }
+        drop(exec_phase);
         if !ready {
             let st = clone::wait_pidfd(&child.pidfd).unwrap_or(-1);
             return Err(Error::Child(format!(

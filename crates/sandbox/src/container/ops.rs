@@ -38,9 +38,12 @@ impl Runtime {
         let dir = self.store.dir(id);
         let fifo = dir.join(state::FIFO_FILE);
         explain::step(&catalog::BARRIER_OPEN, || {
-            format!("open({}, O_RDONLY) and read one byte", fifo.display())
+            format!(
+                "open({}, O_RDONLY|O_NONBLOCK), poll, read to end-of-file",
+                fifo.display()
+            )
         });
-        let g = explain::phase(Phase::ExecBarrier);
+        let mut g = explain::phase(Phase::ExecBarrier);
         let f = nix::fcntl::open(
             &fifo,
             nix::fcntl::OFlag::O_RDONLY
@@ -58,6 +61,11 @@ impl Runtime {
         })?;
         let pidfd =
             pidfd_open(st.pid).map_err(|e| Error::sys(format!("pidfd_open({})", st.pid), e))?;
+        // Read to end-of-file, as runc does: one byte when the init is
+        // released, then its narration (with -E or --trace), then EOF when
+        // its execve closes the fifo.
+        let mut got: Vec<u8> = Vec::new();
+        let mut exec_phase = None;
         loop {
             let mut fds = [
                 libc::pollfd {
@@ -66,7 +74,11 @@ impl Runtime {
                     revents: 0,
                 },
                 libc::pollfd {
-                    fd: pidfd.as_raw_fd(),
+                    fd: if got.is_empty() {
+                        pidfd.as_raw_fd()
+                    } else {
+                        -1
+                    },
                     events: libc::POLLIN,
                     revents: 0,
                 },
@@ -79,21 +91,31 @@ impl Runtime {
                 }
                 return Err(Error::sys("poll exec.fifo", nix::errno::Errno::last()));
             }
-            if fds[0].revents & libc::POLLIN != 0 {
-                let mut b = [0u8; 1];
+            if fds[0].revents != 0 {
+                let mut b = [0u8; 4096];
                 match nix::unistd::read(f.as_fd(), &mut b) {
-                    Ok(1) => break,
-                    Ok(_) | Err(nix::errno::Errno::EAGAIN) => continue,
+                    Ok(0) if !got.is_empty() => break,
+                    Ok(0) | Err(nix::errno::Errno::EAGAIN) => {}
+                    Ok(n) => {
+                        if got.is_empty() {
+                            drop(g.take());
+                            exec_phase = explain::phase(Phase::Exec);
+                        }
+                        got.extend_from_slice(&b[..n]);
+                    }
                     Err(e) => return Err(Error::sys("read exec.fifo", e)),
                 }
             }
-            if fds[1].revents != 0 {
+            if got.is_empty() && fds[1].revents != 0 {
                 return Err(Error::msg(format!(
                     "container {id}: the init process exited before start (see the container's stderr)"
                 )));
             }
         }
-        drop(g);
+        drop(exec_phase);
+        for ev in explain::decode_lines(&got[1..]) {
+            explain::deliver(ev);
+        }
         let _ = std::fs::remove_file(&fifo);
         // Poststart hooks: a failure is a warning, the container keeps running.
         let cfg = crate::spec::parse(
@@ -116,16 +138,15 @@ impl Runtime {
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
         let (st, status) = self.load(id)?;
         explain::step(&catalog::KILL, || {
-            format!(
-                "kill({}, {}){}",
-                st.pid,
-                crate::linux::signals::name(sig),
-                if all {
-                    " to every pid in the cgroup"
-                } else {
-                    ""
-                }
-            )
+            let name = crate::linux::signals::name(sig);
+            if all {
+                format!(
+                    "kill(pid, {name}) for every pid in the cgroup of init {}",
+                    st.pid
+                )
+            } else {
+                format!("pidfd_send_signal(pidfd of {}, {name})", st.pid)
+            }
         });
         if all {
             let cg = self

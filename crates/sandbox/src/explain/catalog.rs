@@ -7,7 +7,9 @@
 //! from the container's config at run time, as the step's detail.
 
 /// The phases of a container's life, in the order they happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Reading and validating config.json.
@@ -18,6 +20,8 @@ pub enum Phase {
     Cgroups,
     /// clone3 of the container's first process.
     Clone,
+    /// VM mode: the guest image, the accelerator, the monitor and the boot.
+    Vm,
     /// Joining or creating namespaces, id maps, hostname.
     Namespaces,
     /// Building the root filesystem: mounts, devices, masked paths.
@@ -46,6 +50,7 @@ impl Phase {
             Phase::State => "state",
             Phase::Cgroups => "cgroup setup",
             Phase::Clone => "clone",
+            Phase::Vm => "VM boot",
             Phase::Namespaces => "namespace setup",
             Phase::Mounts => "mounts",
             Phase::PivotRoot => "pivot_root",
@@ -84,83 +89,110 @@ steps! {
         "Read config.json from the bundle and check every field.",
         "The bundle is the contract between the engine and the runtime. A bad field is refused here, before any process, mount or cgroup exists, so nothing is left half-made.";
     STATE_CLAIM = "state.claim", State,
-        "Claim the container id by renaming a private directory into the state root.",
-        "rename(2) with RENAME_NOREPLACE is atomic: of two creates of one id exactly one wins, and every later command (start, kill, delete) finds the container by this directory.";
-    EXE_PROTECT = "exe.protect", Clone,
-        "Copy the runtime into a sealed memfd; the container's first process runs from that copy.",
-        "Inside the container, /proc/self/exe must not lead back to the runtime binary on the host: a hostile container could otherwise open and overwrite it (CVE-2019-5736).";
+        "Claim the container id: write state.json in a private directory, lock it (flock) and rename(2) it into the state root with RENAME_NOREPLACE.",
+        "The rename is atomic: of two creates of one id exactly one wins. Every later command (state, start, kill, delete) finds the container by this directory and takes the same lock.";
+    STATE_CREATED = "state.created", State,
+        "Record the container as created in state.json: the init's pid and that pid's start time.",
+        "Later commands derive the status from this pid. The start time (field 22 of /proc/<pid>/stat) tells the container's init from an unrelated process that reused the pid after it died.";
+    PID_FILE = "pid_file", State,
+        "Write the init's pid to --pid-file (a temporary file renamed into place).",
+        "Engines read this file the moment create returns; the rename makes sure they never see a half-written number.";
     CGROUP_CREATE = "cgroup.create", Cgroups,
-        "Create the container's cgroup directories.",
-        "Limits belong to a cgroup, not to a process. Making the cgroup first, and moving the child into it before it runs a single instruction of its own, means no moment runs unlimited.";
+        "Create the container's cgroup directories (linux.cgroupsPath, default /nano-sandbox/<id>).",
+        "Limits belong to a cgroup, not to a process. Making the cgroup first, and moving the child into it before it runs any code of its own, means no moment runs unlimited.";
     CGROUP_WRITE = "cgroup.write", Cgroups,
-        "Write a resource limit into the cgroup.",
-        "The kernel enforces what is written in these files: a memory limit, a CPU quota, a maximum number of processes.";
+        "Write one value into a cgroup control file.",
+        "The kernel enforces what is written here: the memory limit, CPU shares and quota, the maximum number of pids, the device allow-list. A new v1 cpuset cgroup has no CPUs at all, so cpuset.cpus and cpuset.mems are copied from the parent first.";
+    CGROUP_DEVICES = "cgroup.devices", Cgroups,
+        "Build an eBPF program from the device rules and attach it to the cgroup: bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE), then bpf(BPF_PROG_ATTACH).",
+        "cgroup v2 has no devices files. The kernel runs this program whenever a process of the cgroup opens or creates a device node, and only the allowed devices pass: a node for the host's disk would be useless inside.";
     CGROUP_JOIN = "cgroup.join", Cgroups,
-        "Move the process into the cgroup (write its pid to cgroup.procs).",
-        "Membership is inherited by every child the process will ever fork, so the whole container is accounted and limited together.";
+        "Put the container's process in its cgroup: clone3(CLONE_INTO_CGROUP) starts it in the cgroup2 directory, the child writes 0 into each v1 tasks file itself, or the parent writes its pid into cgroup.procs.",
+        "Membership is inherited by every process the container will ever fork, so the whole container is accounted and limited together. Being born in the cgroup, or moving oneself, takes no global lock, where moving another pid waits for an RCU grace period (about 10 ms).";
+    EXE_PROTECT = "exe.protect", Clone,
+        "Give the child a copy of the runtime it cannot write: a detached read-only mount of /proc/self/exe (open_tree + mount_setattr), or a sealed memfd copy where the kernel refuses that.",
+        "The child runs runtime code inside the container, and there /proc/self/exe leads to the file it runs from. If that were the binary on the host, a hostile container could open it for writing and replace the runtime for everyone (CVE-2019-5736).";
     CLONE = "clone", Clone,
-        "clone3() the container's first process with new namespaces.",
-        "Namespaces are created together with the process, so it never sees the host's pid table, mounts, network or hostname; with a new pid namespace it becomes pid 1.";
+        "clone3() the container's first process into new namespaces, with CLONE_PIDFD.",
+        "The namespaces are created together with the process, so it never sees the host's pid table, mounts, network or hostname; in a new pid namespace it is pid 1. The pidfd names exactly this process, so a later signal or wait can never hit a recycled pid.";
+    CLONE_JOIN = "clone.join", Clone,
+        "clone3() a process with no new namespaces, with CLONE_PIDFD: it will enter existing ones with setns().",
+        "exec, and a container that only joins namespaces (as a pod's containers do), creates none: the child is cloned plain and joins by path. Its pid namespace was entered by the parent just before, because setns(CLONE_NEWPID) only affects the caller's future children.";
+    VM_IMAGE = "vm.image", Vm,
+        "Find the guest image: the host's kernel as an uncompressed vmlinux, and an initramfs holding the static agent as /init and the virtio, 9p and overlay modules (built once, then cached).",
+        "In VM mode the container gets a kernel of its own, a Debian kernel that QEMU boots directly. Decompressing and packing it once rather than at every boot saves seconds per container under emulation.";
+    VM_ACCEL = "vm.accel", Vm,
+        "Choose the accelerator: KVM when a short probe boot under it reaches the agent, otherwise QEMU's TCG emulation (the answer is cached).",
+        "Hardware virtualisation runs the guest at native speed. A /dev/kvm that cannot boot an ordinary guest (such as a software kvm_pvm) must not be trusted on sight, so it is tried once.";
+    VM_MONITOR = "vm.monitor", Vm,
+        "Start the monitor (nk-runtime vm-monitor) in the container's cgroup; it boots QEMU's microvm and has the guest's agent create the container.",
+        "Engines expect one host process that is the container: it lives as long as the container, takes its signals and exits with its status. The monitor is that process, QEMU is its child in the same cgroup, and inside the guest the agent builds the container with this same library.";
+    INIT_EXEC = "init.exec", Clone,
+        "The child execs the runtime's hidden `init` command from the protected copy and reads its instructions (JSON) from the sync channel.",
+        "Between clone and exec a child may only make raw, async-signal-safe system calls: it joins its cgroup, sets PR_SET_PDEATHSIG and, in a user namespace, waits for its id maps, then execs. The SOCK_SEQPACKET socketpair carries the request down, and log lines, hook requests, these explanations and errors back up, one whole message at a time.";
     USERNS_MAP = "userns.map", Namespaces,
-        "Write the child's uid_map and gid_map.",
-        "A new user namespace starts with no ids mapped; the parent writes the mapping from outside so root in the container is an unprivileged id on the host.";
+        "Write the child's /proc/<pid>/uid_map and gid_map from the parent (setgroups is denied first when not root).",
+        "A new user namespace starts with no ids mapped and the child cannot map itself. Root in the container becomes an ordinary id on the host: a process that escapes holds no privilege there.";
     NS_JOIN = "ns.join", Namespaces,
-        "setns() into an existing namespace named by path.",
-        "Joining lets containers share one network or IPC namespace, as a Kubernetes pod does, instead of each getting its own.";
+        "setns() into an existing namespace named by a path in linux.namespaces (or, for exec, the container's own).",
+        "Joining lets containers share one network or IPC namespace, as the containers of a Kubernetes pod do, instead of each getting its own.";
     NS_TIME = "ns.time", Namespaces,
-        "unshare(CLONE_NEWTIME) and write the clock offsets.",
-        "A time namespace shifts CLOCK_MONOTONIC and CLOCK_BOOTTIME for the container only, for example so a migrated container keeps counting from where it was.";
+        "unshare(CLONE_NEWTIME) and write linux.timeOffsets to /proc/self/timens_offsets; the program enters the new time namespace at its execve.",
+        "A time namespace shifts CLOCK_MONOTONIC and CLOCK_BOOTTIME for the container only, for example so a migrated container keeps counting from where it was. The offsets can only be written before any process is inside, hence before exec.";
+    NS_CGROUP = "ns.cgroup", Namespaces,
+        "unshare(CLONE_NEWCGROUP), after the process has joined its cgroup.",
+        "The container's own cgroup becomes the root of what it sees in /proc/self/cgroup and in a cgroup mount, so it does not learn the host's cgroup tree or where it sits in it.";
+    KEYRING = "keyring", Namespaces,
+        "Join a new session keyring named after the container: keyctl(KEYCTL_JOIN_SESSION_KEYRING).",
+        "Kernel keyrings are not namespaced. Without this the container would share the session keyring of whoever ran the runtime and could read the keys stored there (--no-new-keyring skips it).";
     HOSTNAME = "hostname", Namespaces,
         "sethostname() and setdomainname() inside the new UTS namespace.",
         "The name is private to the container's UTS namespace; without that namespace this call would rename the host.";
     MOUNT_PROPAGATION = "mount.propagation", Mounts,
-        "Make the whole mount tree slave or private (rootfsPropagation).",
-        "The new mount namespace starts as a copy of the host's. Cutting propagation stops the container's mounts from appearing on the host, and the host's from leaking in unless asked.";
+        "Make the whole mount tree slave or private (linux.rootfsPropagation, default rslave).",
+        "The new mount namespace starts as a copy of the host's. Cutting propagation stops the container's mounts from appearing on the host; with rslave the host's later mounts still show inside.";
     ROOTFS_BIND = "rootfs.bind", Mounts,
         "Bind-mount the rootfs onto itself.",
-        "pivot_root needs the new root to be a mount point; a bind mount of the bundle's rootfs directory makes it one.";
+        "pivot_root needs the new root to be a mount point; a recursive bind mount of the bundle's rootfs directory makes it one.";
     MOUNT = "mount", Mounts,
         "Mount an entry of config.json inside the rootfs.",
         "Each destination is resolved with openat2(RESOLVE_IN_ROOT), so a symlink planted in the image cannot send the mount onto the host (CVE-2021-30465).";
     DEVICES = "devices", Mounts,
-        "Create the default device nodes and the linux.devices list in /dev.",
-        "A fresh tmpfs /dev holds only what the container may use: null, zero, full, random, urandom, tty and those asked for. The host's disks are simply absent.";
+        "Create the default device nodes and the linux.devices list in /dev (mknod, or a bind mount of the host's node inside a user namespace).",
+        "The container's /dev is a fresh tmpfs holding only what it may use: null, zero, full, random, urandom, tty and the devices asked for. The host's disks are simply absent; the device cgroup also refuses any other node.";
     DEV_SYMLINKS = "devices.symlinks", Mounts,
-        "Create /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr and /dev/ptmx symlinks.",
+        "Create the /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr and /dev/ptmx symlinks.",
         "Programs expect these names; they point into /proc/self/fd and the container's own devpts.";
     CONSOLE = "console", Mounts,
-        "Allocate a pseudo-terminal in the container's devpts and hand over its master.",
+        "Allocate a pseudo-terminal in the container's devpts, make it the process's stdio and /dev/console, and hand over its master.",
         "With process.terminal the program gets a real tty; the master end goes to the engine over --console-socket (SCM_RIGHTS), or to this runtime, which bridges it to your terminal.";
     PIVOT_ROOT = "pivot_root", PivotRoot,
         "pivot_root() into the rootfs and detach the old root.",
-        "After this the host's filesystem is not reachable by path at all; unlike chroot, there is no old root left to climb back to.";
+        "After this the host's filesystem is not reachable by any path; unlike chroot, there is no old root left to climb back to.";
     NO_PIVOT = "no_pivot", PivotRoot,
         "Move the rootfs onto / with MS_MOVE and chroot() into it (--no-pivot).",
-        "For a root on ramfs, where pivot_root is not allowed. It is weaker: the old root stays in the mount namespace.";
+        "For a root on ramfs, where pivot_root is not allowed. It is weaker: the old root stays in the mount namespace, under the new one.";
     MASKED_PATHS = "paths.masked", Mounts,
-        "Hide maskedPaths: /dev/null over files, an empty read-only tmpfs over directories.",
+        "Hide linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over directories.",
         "Files such as /proc/kcore and /proc/keys reveal host memory or secrets; masking makes them read as empty.";
     READONLY_PATHS = "paths.readonly", Mounts,
-        "Remount readonlyPaths read-only.",
+        "Bind linux.readonlyPaths onto themselves and remount them read-only.",
         "/proc/sys and friends would let the container retune the host kernel; read-only keeps them visible but unchangeable.";
     ROOT_READONLY = "root.readonly", Mounts,
         "Remount the root read-only (root.readonly).",
         "The image cannot be changed from inside; writes go only to the mounts made writable on purpose.";
     SYSCTL = "sysctl", Namespaces,
         "Write linux.sysctl values under /proc/sys.",
-        "Only namespaced sysctls (net.*, kernel.shm*, kernel.msg*, fs.mqueue.*) are per-container; the values change the container's namespaces, not the host.";
+        "Only namespaced sysctls (net.*, kernel.shm*, kernel.msg*, fs.mqueue.*) are accepted, and only with their namespace: the values change the container's namespaces, never the host.";
     HOOK = "hook", Hooks,
-        "Run an OCI hook with the container state on stdin.",
-        "Hooks let the engine plug in at fixed points: Docker's prestart hook sets up networking, for example. A failing prestart or createRuntime hook fails the create.";
+        "Run an OCI hook with the container's state JSON on its stdin.",
+        "Hooks let the engine plug in at fixed points (Docker's prestart hook sets up networking). prestart, createRuntime, poststart and poststop run in the runtime's namespaces; createContainer and startContainer inside the container. A failure before the program runs fails the command; after, it is a warning.";
     RLIMITS = "rlimits", Process,
-        "setrlimit() the process.rlimits.",
-        "Limits such as RLIMIT_NOFILE bound one process rather than the cgroup; they are inherited by everything it starts.";
+        "setrlimit() each of process.rlimits.",
+        "Limits such as RLIMIT_NOFILE bound one process rather than the cgroup; they are inherited by everything it starts. Raising a hard limit needs CAP_SYS_RESOURCE.";
     OOM_SCORE = "oom_score_adj", Process,
-        "Write /proc/self/oom_score_adj.",
-        "Tells the kernel's OOM killer how willing it should be to pick this container first.";
-    KEYRING = "keyring", Process,
-        "Join a new session keyring named after the container.",
-        "Kernel keyrings are not namespaced: without its own session keyring the container would share the caller's keys (tokens, secrets). --no-new-keyring skips this.";
+        "Write process.oomScoreAdj to /proc/self/oom_score_adj.",
+        "Tells the kernel's OOM killer how willing it should be to pick this container first when the host runs out of memory.";
     PERSONALITY = "personality", Process,
         "personality() with linux.personality's execution domain.",
         "LINUX32 makes uname report a 32-bit machine, so 32-bit build tools inside behave as on a 32-bit host.";
@@ -183,38 +215,50 @@ steps! {
         "Clone the mount source with open_tree() and give it an id mapping with mount_setattr(MOUNT_ATTR_IDMAP).",
         "An idmapped mount shows files with their owners shifted, so a host directory owned by root appears owned by root inside a user namespace without chown'ing anything on disk.";
     USER = "user", Process,
-        "setgroups(), setgid() and setuid() to the process.user ids; set the umask.",
-        "The program runs with the ids the config asks for. Groups are set first, while the process may still change them.";
+        "setgroups(), setresgid() and setresuid() to the process.user ids (with PR_SET_KEEPCAPS), then the umask.",
+        "The program runs with the ids the config asks for. Groups go first, while the process may still change them; the kept capabilities are trimmed right after.";
     CAPS = "capabilities", Process,
-        "Set the five capability sets: drop from bounding, then set inheritable, permitted, effective and ambient.",
+        "Set the capability sets: the bounding set was cut first; now effective, permitted and inheritable with capset(), then ambient.",
         "Root in a container keeps only the privileges it is given; dropping from the bounding set makes the loss permanent for every descendant.";
     NO_NEW_PRIVS = "no_new_privs", Process,
         "prctl(PR_SET_NO_NEW_PRIVS).",
         "After this no execve can gain privileges: setuid binaries and file capabilities stop working inside.";
     SECCOMP = "seccomp", Process,
-        "Load the seccomp filter.",
-        "A BPF program checks every system call against linux.seccomp; a denied call fails (for example with EPERM) or kills the process, whatever the capabilities.";
+        "Compile linux.seccomp to BPF with libseccomp and load it with seccomp(SECCOMP_SET_MODE_FILTER).",
+        "The filter checks every system call against the profile; a denied call fails (for example with EPERM) or kills the process, whatever its capabilities. With no_new_privs it is loaded right before execve, so it need not allow the runtime's own calls.";
     CLOSE_FDS = "fds.close", Process,
         "Mark every descriptor above stdio (and --preserve-fds) close-on-exec.",
         "A descriptor of the runtime that survived into the container would be a door back to the host (CVE-2024-21626).";
+    CWD = "cwd", Process,
+        "chdir() into process.cwd, resolved inside the root with openat2(RESOLVE_IN_ROOT).",
+        "The working directory must lie inside the container: a cwd naming a leaked descriptor such as /proc/self/fd/7 would give the program a handle on the host's filesystem (CVE-2024-21626).";
     BARRIER_WAIT = "barrier.wait", ExecBarrier,
-        "Wait on exec.fifo until `start`.",
-        "create and start are two commands: the process is fully set up and parked here, so start only has to open the fifo and the program runs at once.";
+        "Park at the exec barrier: open exec.fifo for writing, which blocks until `start` opens it for reading.",
+        "create and start are two commands: the process is fully set up and waits here, so start only has to open the fifo and the program runs at once.";
     BARRIER_OPEN = "barrier.open", ExecBarrier,
-        "Open and read exec.fifo, releasing the waiting init.",
-        "The read completes only when the init has written to the fifo, so start knows the program is about to exec.";
+        "Open exec.fifo and read it to its end: the init writes one byte when released, and the fifo closes when its execve succeeds.",
+        "start returns only once the program really runs; an init that died instead is reported as an error, not as a started container.";
     EXEC = "exec", Exec,
         "execve() the container's program.",
         "The runtime's code is replaced by the program; from here on the container is just a process tree in namespaces and a cgroup.";
     EXEC_JOIN = "exec.join", Namespaces,
-        "setns() into each namespace of the running container, and join its cgroup.",
-        "`exec` adds a process to an existing container: it must see the same pids, mounts, network and limits as the init.";
+        "Join the running container: setns() into each of its namespaces that differs from the runtime's own.",
+        "`exec` adds a process to an existing container: it must see the same pids, mounts, network and limits as the init, and it joins the cgroup as the init did.";
     WAIT = "wait", Signals,
         "Wait for the container's exit with a pidfd, forwarding signals to it.",
         "The pidfd is armed before the child can run, so even a program that exits at once is never missed, and Ctrl-C reaches the container rather than killing the runtime.";
+    SIGNAL_FORWARD = "signal.forward", Signals,
+        "Forward a signal that reached the runtime to the container's process.",
+        "You signal the runtime (Ctrl-C, a supervisor's SIGTERM), but the program should decide what to do; the runtime keeps waiting so it can report the real exit status.";
     KILL = "kill", Signals,
-        "Send a signal to the container's init (or, with --all, every process in its cgroup).",
-        "pid 1 in a pid namespace ignores signals it has no handler for, except SIGKILL; stopping a container therefore often takes SIGTERM then SIGKILL.";
+        "Send a signal to the container's init with pidfd_send_signal() (or, with --all, to every process in its cgroup).",
+        "pid 1 of a pid namespace receives only the signals it has a handler for (SIGKILL always works from outside); stopping a container therefore often takes SIGTERM, then SIGKILL.";
+    EXIT = "exit", Signals,
+        "The process exited: waitid(P_PIDFD) reaps it and returns its status.",
+        "The status is the program's exit code, or 128+N when a signal N killed it, as shells report it. Until reaped, a dead process stays a zombie holding its pid.";
+    DELETE_KILL = "delete.kill", Delete,
+        "SIGKILL the init that is still there (delete --force, or created and never started) and wait for it to exit.",
+        "Nothing can be freed while a process still uses it. SIGKILL cannot be caught, and when pid 1 of a pid namespace dies the kernel kills every other process in it.";
     DELETE_CGROUP = "delete.cgroup", Delete,
         "Kill leftover processes and remove the cgroup directories.",
         "A cgroup with members cannot be removed; an orphaned cgroup would keep its limits and counters forever.";
@@ -239,6 +283,10 @@ mod tests {
         let n = keys.len();
         keys.dedup();
         assert_eq!(n, keys.len(), "duplicate step key");
+        let mut whats: Vec<_> = ALL.iter().map(|s| s.what).collect();
+        whats.sort();
+        whats.dedup();
+        assert_eq!(n, whats.len(), "two steps say the same thing");
         for s in ALL {
             assert!(!s.what.is_empty() && !s.why.is_empty(), "{}", s.key);
             assert!(lookup(s.key).is_some());

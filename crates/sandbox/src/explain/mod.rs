@@ -1,22 +1,33 @@
 //! The narrator. Every layer reports its steps here; the CLI decides whether
-//! they become `-E/--explain` prose, a `--trace` table of phase durations, or
-//! nothing. With both off, a step costs one relaxed atomic load: the detail
-//! string is never built.
+//! they become `-E/--explain` prose, a `--trace` table of phase durations,
+//! debug log lines, or nothing. All switches live in one atomic byte, so with
+//! everything off a step or a phase costs one relaxed load and a branch: the
+//! detail string is never built and no clock is read.
 //!
-//! The child side of a clone installs a sink that forwards events to the
-//! parent over the sync channel, so nothing is lost when the child execs.
+//! Where events go depends on the process:
+//! - in the CLI, a sink installed by the CLI renders them;
+//! - in the container's init before the exec barrier, a sink forwards them to
+//!   the parent over the sync channel;
+//! - in the init after the barrier (when `create` may have exited), they are
+//!   written as JSON lines into the exec fifo, which `start` reads to its end
+//!   ([`redirect_to_fd`], [`decode_lines`]).
 
 pub mod catalog;
 pub mod render;
 
 use crate::logging::{self, Role};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 pub use catalog::{Phase, StepDef};
 
-static EXPLAIN: AtomicBool = AtomicBool::new(false);
-static TRACE: AtomicBool = AtomicBool::new(false);
+const EXPLAIN: u8 = 1;
+const TRACE: u8 = 2;
+const LOG_STEPS: u8 = 4;
+
+static FLAGS: AtomicU8 = AtomicU8::new(0);
+static REDIRECT: AtomicI32 = AtomicI32::new(-1);
 
 /// One narrated occurrence: a catalog step with this container's values, or a
 /// phase that just ended with its duration.
@@ -40,26 +51,46 @@ pub enum Event {
 type Sink = Box<dyn Fn(Event) + Send + Sync>;
 static SINK: OnceLock<Sink> = OnceLock::new();
 
+fn set_flag(bit: u8, on: bool) {
+    if on {
+        FLAGS.fetch_or(bit, Ordering::Relaxed);
+    } else {
+        FLAGS.fetch_and(!bit, Ordering::Relaxed);
+    }
+}
+
 /// Turn narration on or off for this process.
 pub fn set_explain(on: bool) {
-    EXPLAIN.store(on, Ordering::Relaxed);
+    set_flag(EXPLAIN, on);
 }
 
 /// Turn phase timing on or off for this process.
 pub fn set_trace(on: bool) {
-    TRACE.store(on, Ordering::Relaxed);
+    set_flag(TRACE, on);
+}
+
+/// Also write every step as a debug log line (`--log-level debug`).
+pub fn set_log_steps(on: bool) {
+    set_flag(LOG_STEPS, on);
+}
+
+/// Set all three switches at once (the child receives them from the parent).
+pub fn configure(explain: bool, trace: bool, log_level: logging::Level) {
+    set_explain(explain);
+    set_trace(trace);
+    set_log_steps(log_level >= logging::Level::Debug);
 }
 
 /// Is narration on?
 #[inline]
 pub fn explaining() -> bool {
-    EXPLAIN.load(Ordering::Relaxed)
+    FLAGS.load(Ordering::Relaxed) & EXPLAIN != 0
 }
 
 /// Is phase timing on?
 #[inline]
 pub fn tracing() -> bool {
-    TRACE.load(Ordering::Relaxed)
+    FLAGS.load(Ordering::Relaxed) & TRACE != 0
 }
 
 /// Install the receiver of events (renderer in the CLI, socket in the child).
@@ -67,23 +98,86 @@ pub fn set_sink(sink: impl Fn(Event) + Send + Sync + 'static) {
     let _ = SINK.set(Box::new(sink));
 }
 
-/// Deliver an event that was produced elsewhere (a child's, read from the channel).
+/// From now on, write events as JSON lines into `fd` instead of the sink.
+/// The init calls this once it has passed the exec barrier: the process
+/// that created it may be gone, but `start` is reading the fifo.
+pub fn redirect_to_fd(fd: RawFd) {
+    REDIRECT.store(fd, Ordering::Relaxed);
+}
+
+/// Decode events written by a redirected init (one JSON object per line;
+/// anything else is skipped).
+pub fn decode_lines(bytes: &[u8]) -> Vec<Event> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect()
+}
+
+/// Deliver an event: to the redirect descriptor when set, else to the sink.
+/// Also used for events produced elsewhere (a child's, read from the channel).
 pub fn deliver(ev: Event) {
+    let fd = REDIRECT.load(Ordering::Relaxed);
+    if fd >= 0 {
+        if let Ok(mut line) = serde_json::to_vec(&ev) {
+            line.push(b'\n');
+            // A reader that went away loses the event, nothing more: the
+            // program must still run.
+            // SAFETY: write(2) from a live buffer to a descriptor we hold.
+            let _ = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+        }
+        return;
+    }
     if let Some(s) = SINK.get() {
         s(ev);
     }
 }
 
-/// Narrate a step. `detail` runs only when narration is on.
+/// Narrate a step. `detail` runs only when narration or step logging is on.
 #[inline]
 pub fn step(def: &'static StepDef, detail: impl FnOnce() -> String) {
-    if explaining() {
+    let flags = FLAGS.load(Ordering::Relaxed);
+    if flags & (EXPLAIN | LOG_STEPS) != 0 {
+        step_slow(flags, def, detail());
+    }
+}
+
+#[cold]
+fn step_slow(flags: u8, def: &'static StepDef, detail: String) {
+    if flags & LOG_STEPS != 0 {
+        logging::log(logging::Level::Debug, || {
+            if detail.is_empty() {
+                format!("step {}", def.key)
+            } else {
+                format!("step {}: {detail}", def.key)
+            }
+        });
+    }
+    if flags & EXPLAIN != 0 {
         deliver(Event::Step {
             key: def.key.to_string(),
             role: logging::role(),
-            detail: detail(),
+            detail,
         });
     }
+}
+
+/// The detail of a cgroup join the runtime did not do itself: the child was
+/// born in its cgroup2 directory, or moved itself into its v1 hierarchies.
+pub fn cgroup_join_detail(into_cgroup2: bool, v1_tasks: usize) -> String {
+    let mut how = Vec::new();
+    if into_cgroup2 {
+        how.push(
+            "clone3(CLONE_INTO_CGROUP) started the child in its cgroup2 directory".to_string(),
+        );
+    }
+    if v1_tasks > 0 {
+        how.push(format!(
+            "the child writes 0 to {v1_tasks} v1 tasks files before it execs"
+        ));
+    }
+    how.join("; ")
 }
 
 /// Times a phase from creation to drop when tracing is on.
@@ -113,5 +207,22 @@ impl Drop for PhaseGuard {
             role: logging::role(),
             dur_ns: crate::time::monotonic_ns().saturating_sub(self.start),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_skips_garbage() {
+        let ev = Event::Step {
+            key: "exec".into(),
+            role: Role::Child,
+            detail: "x".into(),
+        };
+        let mut bytes = serde_json::to_vec(&ev).unwrap();
+        bytes.extend_from_slice(b"\nnot json\n\n");
+        assert_eq!(decode_lines(&bytes), vec![ev]);
     }
 }

@@ -1,38 +1,82 @@
 //! Turning events into text: numbered, phase-grouped prose for `--explain`,
-//! and a duration table (or JSON) for `--trace`. Output fits 80 columns.
+//! and a table (or JSON) of phase durations for `--trace`. Everything fits 80
+//! columns: long words such as a list of clone flags are broken after `|`,
+//! `,` or `/`.
 
 use super::catalog::{self, Phase};
 use super::Event;
 use crate::logging::Role;
+use std::collections::HashMap;
 
-/// Wrap `text` to `width` columns, prefixing continuation lines with `indent`.
+/// The width all output is wrapped to.
+pub const WIDTH: usize = 80;
+
+/// Cut a word into pieces of at most `max` bytes, preferably after `|`, `,`,
+/// `/` or `=`.
+fn split_long(word: &str, max: usize) -> Vec<&str> {
+    let max = max.max(8);
+    let mut out = Vec::new();
+    let mut rest = word;
+    while rest.len() > max {
+        let mut cut = 0;
+        let mut last_break = 0;
+        for (i, c) in rest.char_indices() {
+            if i + c.len_utf8() > max {
+                break;
+            }
+            cut = i + c.len_utf8();
+            if matches!(c, '|' | ',' | '/' | '=') {
+                last_break = cut;
+            }
+        }
+        let at = if last_break > max / 3 {
+            last_break
+        } else {
+            cut
+        };
+        let at = at.max(rest.chars().next().map_or(1, |c| c.len_utf8()));
+        out.push(&rest[..at]);
+        rest = &rest[at..];
+    }
+    out.push(rest);
+    out
+}
+
+/// Wrap `text` to `width` columns: the first line starts with `first`,
+/// the others with `indent`.
 pub fn wrap(text: &str, width: usize, first: &str, indent: &str) -> String {
     let mut out = String::new();
     let mut line = String::from(first);
     let mut empty = true;
+    let room = width.saturating_sub(first.len().max(indent.len()));
     for word in text.split_whitespace() {
-        if !empty && line.len() + 1 + word.len() > width {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line = String::from(indent);
-            empty = true;
+        for (j, piece) in split_long(word, room).into_iter().enumerate() {
+            let sep = if empty || j > 0 { "" } else { " " };
+            if !empty && line.len() + sep.len() + piece.len() > width {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = String::from(indent);
+                line.push_str(piece);
+            } else {
+                line.push_str(sep);
+                line.push_str(piece);
+            }
+            empty = false;
         }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
     }
     out.push_str(line.trim_end());
     out.push('\n');
     out
 }
 
-/// Renders explain events as they arrive, keeping the step number and phase.
+/// Renders explain events as they arrive: numbers the steps, prints a
+/// heading when the phase changes, and says each "why" once.
 #[derive(Default)]
 pub struct Narration {
     n: usize,
     phase: Option<Phase>,
+    last_key: Option<&'static str>,
+    first_seen: HashMap<&'static str, usize>,
 }
 
 impl Narration {
@@ -47,18 +91,43 @@ impl Narration {
         let mut out = String::new();
         if self.phase != Some(def.phase) {
             self.phase = Some(def.phase);
+            self.last_key = None;
             out.push_str(&format!("\n== {} ==\n", def.phase.title()));
         }
         self.n += 1;
         let head = format!("{:>3}. [{}] ", self.n, role.as_str());
         let pad = " ".repeat(head.len());
-        out.push_str(&wrap(def.what, 80, &head, &pad));
-        if !detail.is_empty() {
-            out.push_str(&wrap(detail, 80, &format!("{pad}> "), &format!("{pad}  ")));
+        if self.last_key == Some(def.key) && !detail.is_empty() {
+            // The same step again (one more mount, one more cgroup file):
+            // only the new values.
+            out.push_str(&wrap(
+                detail,
+                WIDTH,
+                &format!("{head}> "),
+                &format!("{pad}  "),
+            ));
+            return out;
         }
+        self.last_key = Some(def.key);
+        out.push_str(&wrap(def.what, WIDTH, &head, &pad));
+        if !detail.is_empty() {
+            out.push_str(&wrap(
+                detail,
+                WIDTH,
+                &format!("{pad}> "),
+                &format!("{pad}  "),
+            ));
+        }
+        let why = match self.first_seen.get(def.key) {
+            Some(k) => format!("see step {k}."),
+            None => {
+                self.first_seen.insert(def.key, self.n);
+                def.why.to_string()
+            }
+        };
         out.push_str(&wrap(
-            def.why,
-            80,
+            &why,
+            WIDTH,
             &format!("{pad}why: "),
             &format!("{pad}     "),
         ));
@@ -66,101 +135,185 @@ impl Narration {
     }
 }
 
-/// One row of the trace table.
+/// One row of the trace: a phase as one role saw it, all its occurrences summed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TraceRow {
     pub phase: Phase,
     pub title: &'static str,
     pub role: Role,
+    /// How many times the phase was entered (each mount pass, each hook ...).
+    pub count: u32,
     pub ms: f64,
 }
 
-/// Collect phase events into rows, in arrival order.
+fn role_rank(r: Role) -> u8 {
+    match r {
+        Role::Host => 0,
+        Role::Parent => 1,
+        Role::Child => 2,
+    }
+}
+
+/// Merge phase events into one row per (phase, role), in phase order.
 pub fn trace_rows(events: &[Event]) -> Vec<TraceRow> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Phase {
-                phase,
-                role,
-                dur_ns,
-            } => Some(TraceRow {
+    let mut rows: Vec<TraceRow> = Vec::new();
+    for e in events {
+        let Event::Phase {
+            phase,
+            role,
+            dur_ns,
+        } = e
+        else {
+            continue;
+        };
+        let ms = *dur_ns as f64 / 1e6;
+        match rows
+            .iter_mut()
+            .find(|r| r.phase == *phase && r.role == *role)
+        {
+            Some(r) => {
+                r.count += 1;
+                r.ms += ms;
+            }
+            None => rows.push(TraceRow {
                 phase: *phase,
                 title: phase.title(),
                 role: *role,
-                ms: *dur_ns as f64 / 1e6,
+                count: 1,
+                ms,
             }),
-            _ => None,
-        })
-        .collect()
+        }
+    }
+    rows.sort_by_key(|r| (r.phase, role_rank(r.role)));
+    rows
 }
 
-/// The trace as an 80-column table with a total.
-pub fn trace_table(rows: &[TraceRow]) -> String {
-    let mut out = String::from("phase                    role        duration\n");
-    out.push_str("------------------------ ------- -----------\n");
-    let mut total = 0.0;
+/// The trace as a table. Phases of different roles overlap in time (the
+/// parent waits while the child works), so rows are not summed; `total_ms`
+/// is the command's own wall-clock time.
+pub fn trace_table(rows: &[TraceRow], total_ms: f64) -> String {
+    let mut out = String::from("phase                  role       n     duration\n");
+    out.push_str("---------------------- ------ ----- ------------\n");
     for r in rows {
-        total += r.ms;
         out.push_str(&format!(
-            "{:<24} {:<7} {:>8.3} ms\n",
+            "{:<22} {:<6} {:>5} {:>9.3} ms\n",
             r.title,
             r.role.as_str(),
+            r.count,
             r.ms
         ));
     }
-    out.push_str(&format!("{:<24} {:<7} {:>8.3} ms\n", "sum", "", total));
+    out.push_str("---------------------- ------ ----- ------------\n");
+    out.push_str(&format!(
+        "{:<35} {:>9.3} ms\n",
+        "this command, wall clock", total_ms
+    ));
     out
+}
+
+/// The trace as one JSON object.
+pub fn trace_json(rows: &[TraceRow], total_ms: f64) -> String {
+    serde_json::json!({ "phases": rows, "total_ms": total_ms }).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn wrap_respects_width() {
-        let t = "word ".repeat(40);
-        for line in wrap(&t, 80, "  1. ", "     ").lines() {
-            assert!(line.len() <= 80, "{line}");
+    fn step(key: &str, role: Role, detail: &str) -> Event {
+        Event::Step {
+            key: key.into(),
+            role,
+            detail: detail.into(),
         }
     }
 
     #[test]
-    fn narration_numbers_and_groups() {
-        let mut n = Narration::default();
-        let a = n.render(&Event::Step {
-            key: "clone".into(),
-            role: Role::Parent,
-            detail: "flags CLONE_NEWPID".into(),
-        });
-        assert!(a.contains("== clone =="));
-        assert!(a.contains("1. [parent]"));
-        assert!(a.contains("> flags CLONE_NEWPID"));
-        let b = n.render(&Event::Step {
-            key: "exe.protect".into(),
-            role: Role::Parent,
-            detail: String::new(),
-        });
-        assert!(!b.contains("=="), "same phase, no new heading");
-        assert!(b.contains("2. [parent]"));
+    fn wrap_respects_width_and_breaks_long_words() {
+        let t = "word ".repeat(40);
+        for line in wrap(&t, 80, "  1. ", "     ").lines() {
+            assert!(line.len() <= 80, "{line}");
+        }
+        let flags = "clone3(flags=CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWCGROUP)";
+        let w = wrap(flags, 80, "            > ", "              ");
+        for line in w.lines() {
+            assert!(line.len() <= 80, "{line}");
+        }
+        assert!(w.lines().next().unwrap().ends_with('|'), "{w}");
+        let joined: String = w
+            .lines()
+            .map(|l| l.trim_start().trim_start_matches("> "))
+            .collect();
+        assert_eq!(joined, flags, "no character lost or added");
     }
 
     #[test]
-    fn trace_table_sums() {
+    fn narration_numbers_groups_and_says_why_once() {
+        let mut n = Narration::default();
+        let a = n.render(&step("clone", Role::Parent, "flags CLONE_NEWPID"));
+        assert!(a.contains("== clone =="));
+        assert!(a.contains("1. [parent]"));
+        assert!(a.contains("> flags CLONE_NEWPID"));
+        assert!(a.contains("why: The namespaces"));
+        let b = n.render(&step("exe.protect", Role::Parent, ""));
+        assert!(!b.contains("=="), "same phase, no new heading");
+        assert!(b.contains("2. [parent] Give the child"));
+        let c = n.render(&step("exe.protect", Role::Parent, "again"));
+        assert_eq!(
+            c, "  3. [parent] > again\n",
+            "a repeat shows its values only"
+        );
+        let d = n.render(&step("mount", Role::Child, "proc"));
+        assert!(d.contains("== mounts =="));
+        let e = n.render(&step("clone", Role::Parent, "x"));
+        assert!(e.contains("why: see step 1."), "{e}");
+        assert_eq!(n.render(&step("no.such.key", Role::Host, "")), "");
+    }
+
+    #[test]
+    fn every_catalog_text_fits_80_columns() {
+        let mut n = Narration::default();
+        for s in catalog::ALL {
+            let out = n.render(&step(s.key, Role::Parent, &"/a/long/path".repeat(12)));
+            for line in out.lines() {
+                assert!(line.len() <= WIDTH, "{}: {line}", s.key);
+            }
+        }
+    }
+
+    #[test]
+    fn trace_merges_by_phase_and_role() {
+        let ph = |phase, role, ms: u64| Event::Phase {
+            phase,
+            role,
+            dur_ns: ms * 1_000_000,
+        };
         let rows = trace_rows(&[
-            Event::Phase {
-                phase: Phase::Spec,
-                role: Role::Parent,
-                dur_ns: 1_000_000,
-            },
-            Event::Phase {
-                phase: Phase::Mounts,
-                role: Role::Child,
-                dur_ns: 2_500_000,
-            },
+            ph(Phase::Mounts, Role::Child, 2),
+            ph(Phase::Spec, Role::Host, 1),
+            ph(Phase::Mounts, Role::Child, 3),
+            ph(Phase::Hooks, Role::Child, 1),
+            ph(Phase::Hooks, Role::Parent, 1),
         ]);
-        let t = trace_table(&rows);
-        assert!(t.contains("spec parsing"));
-        assert!(t.contains("3.500 ms"));
+        let v: Vec<_> = rows.iter().map(|r| (r.phase, r.role, r.count)).collect();
+        assert_eq!(
+            v,
+            [
+                (Phase::Spec, Role::Host, 1),
+                (Phase::Mounts, Role::Child, 2),
+                (Phase::Hooks, Role::Parent, 1),
+                (Phase::Hooks, Role::Child, 1)
+            ]
+        );
+        let t = trace_table(&rows, 12.5);
+        assert!(
+            t.contains("mounts                 child      2     5.000 ms"),
+            "{t}"
+        );
+        assert!(t.contains("12.500 ms"));
+        let j: serde_json::Value = serde_json::from_str(&trace_json(&rows, 12.5)).unwrap();
+        assert_eq!(j["phases"][1]["phase"], "mounts");
+        assert_eq!(j["phases"][1]["count"], 2);
+        assert_eq!(j["total_ms"], 12.5);
     }
 }

@@ -278,6 +278,7 @@ fn spawn_inner(
         .collect();
 
     if let Some((ns, pidns)) = userns {
+        crate::logging::set_role(crate::logging::Role::Parent); // from here on we have a child
         return spawn_via_intermediate(flags, ns, pidns, pre, chan_no, &argv, &envp, kept);
     }
 
@@ -292,10 +293,21 @@ fn spawn_inner(
         args.flags |= 0x2_0000_0000; // CLONE_INTO_CGROUP
         args.cgroup = cg as u64;
     }
-    explain::step(&catalog::CLONE, || {
+    crate::logging::set_role(crate::logging::Role::Parent); // from here on we have a child
+    let def = if flags.is_empty() {
+        &catalog::CLONE_JOIN
+    } else {
+        &catalog::CLONE
+    };
+    explain::step(def, || {
         format!(
-            "clone3(flags={})",
-            crate::linux::namespaces::flag_names(flags)
+            "clone3(flags={}{})",
+            crate::linux::namespaces::flag_names(flags),
+            if cgroup_fd.is_some() {
+                ", CLONE_INTO_CGROUP"
+            } else {
+                ""
+            }
         )
     });
     // SAFETY: clone3 with a fully initialised clone_args of the right size. In

@@ -150,8 +150,10 @@ pub fn main() -> ! {
         _ => std::process::exit(1),
     };
     logging::set_level(req.log_level);
-    explain::set_explain(req.explain);
-    explain::set_trace(req.trace);
+    explain::configure(req.explain, req.trace, req.log_level);
+    explain::step(&catalog::INIT_EXEC, || {
+        format!("{:?} request for {}", req.kind, req.id)
+    });
     let r = match req.kind {
         InitKind::Create => create(&req),
         InitKind::Exec => exec(&req),
@@ -160,6 +162,7 @@ pub fn main() -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
+    explain::redirect_to_fd(-1);
     // After the parent is gone (past the barrier) the error only reaches stderr.
     if chan().send(&ToParent::Error(e.to_string())).is_err() {
         eprintln!("nk-runtime: {e}");
@@ -227,6 +230,7 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
             time_namespace(&linux)?;
         }
         if req.new_cgroupns {
+            explain::step(&catalog::NS_CGROUP, String::new);
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
         }
@@ -343,35 +347,36 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
     let prepared = finalize(req)?;
     drop(pty_master);
 
-    // Ready: the parent records `created` and exits; from here a dead parent
-    // must not kill us.
-    // SAFETY: prctl(PR_SET_PDEATHSIG, 0) takes no pointers.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-    chan().send(&ToParent::Ready)?;
-
     explain::step(&catalog::BARRIER_WAIT, || {
         format!(
             "open({}/exec.fifo, O_WRONLY) blocks until `nk-runtime start`",
             req.state_dir.display()
         )
     });
-    let fifo = {
-        let _g = explain::phase(Phase::ExecBarrier);
-        loop {
-            match nix::fcntl::openat(
-                state_dir_fd.as_fd(),
-                crate::state::FIFO_FILE,
-                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            ) {
-                Ok(f) => break f,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("open exec.fifo", e)),
-            }
+    // Ready: the parent records `created` and exits; from here a dead parent
+    // must not kill us.
+    // SAFETY: prctl(PR_SET_PDEATHSIG, 0) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    chan().send(&ToParent::Ready)?;
+
+    let barrier = explain::phase(Phase::ExecBarrier);
+    let fifo = loop {
+        match nix::fcntl::openat(
+            state_dir_fd.as_fd(),
+            crate::state::FIFO_FILE,
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(f) => break f,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("open exec.fifo", e)),
         }
     };
     nix::unistd::write(&fifo, b"0").map_err(|e| Error::sys("write exec.fifo", e))?;
-    drop(fifo);
+    // The fifo stays open until execve closes it (O_CLOEXEC): `start` reads
+    // to end-of-file, and our steps from here on travel in it.
+    explain::redirect_to_fd(fifo.as_raw_fd());
+    drop(barrier);
     drop(state_dir_fd);
     if let Some(h) = spec.hooks() {
         if let Some(list) = h.start_container() {
@@ -617,6 +622,7 @@ fn send_notify(
 /// descriptor (/proc/self/fd/N) or a symlink out of the root cannot lead to
 /// the host.
 fn chdir_cwd(cwd: &Path) -> Result<()> {
+    explain::step(&catalog::CWD, || cwd.display().to_string());
     let root = linux::fs::open_dir_path(Path::new("/"))?;
     let fd = match linux::fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY) {
         Ok(fd) => fd,
@@ -650,6 +656,7 @@ fn chdir_cwd(cwd: &Path) -> Result<()> {
 }
 
 fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
+    let g = explain::phase(Phase::Exec);
     if let Some(s) = &p.seccomp_late {
         let nfd = s.load()?;
         if let Some(sc) = &req.seccomp {
@@ -671,6 +678,7 @@ fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
     // SAFETY: resetting a signal disposition to SIG_DFL.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let path = CString::new(p.path.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    drop(g);
     let e = nix::unistd::execve(&path, &p.argv, &p.envp).unwrap_err();
     Err(Error::msg(format!("exec {}: {e}", p.path.display())))
 }

@@ -80,6 +80,7 @@ fn write_all(fd: i32, mut buf: &[u8]) {
 
 /// Wait until the process exits; return its status (128+N if killed by N).
 pub fn wait(fg: Foreground<'_>) -> Result<i32> {
+    let _g = explain::phase(explain::Phase::Signals);
     explain::step(&catalog::WAIT, || {
         format!("poll(pidfd of {}, signalfd)", fg.pid)
     });
@@ -167,7 +168,7 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
                 if sig == libc::SIGURG {
                     continue;
                 }
-                explain::step(&catalog::KILL, || {
+                explain::step(&catalog::SIGNAL_FORWARD, || {
                     format!(
                         "forward {} to {}",
                         crate::linux::signals::name(sig),
@@ -209,10 +210,14 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
     if let Some(t) = raw {
         crate::linux::console::restore(crate::linux::console::stdio(0), &t);
     }
-    match exited {
+    let status = match exited {
         Some(s) => Ok(s),
         None => super::clone::wait_pidfd(fg.pidfd),
+    };
+    if let Ok(s) = &status {
+        explain::step(&catalog::EXIT, || format!("pid {} exit status {s}", fg.pid));
     }
+    status
 }
 
 /// Reap exited children other than `keep` (orphans adopted as subreaper).
