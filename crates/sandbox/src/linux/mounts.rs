@@ -7,7 +7,7 @@ use crate::explain::{self, catalog};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Mount options split into flags, propagation, recursive attributes and data.
@@ -337,7 +337,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
     let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
         .map_err(|e| err("reopen after mount".into(), e))?;
     if opts.tmpcopyup && typ == "tmpfs" {
-        copy_up(ctx, dest, &fd_path(top.as_fd()))?;
+        copy_up(target_fd.as_fd(), top.as_fd(), dest)?;
     }
     apply_propagation(&fd_path(top.as_fd()), &opts)
         .map_err(|e| err("set propagation".into(), e))?;
@@ -401,7 +401,6 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
         userns_fd: 0,
     };
     let empty = c"";
-    use std::os::fd::AsRawFd;
     // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path with AT_EMPTY_PATH.
     let r = unsafe {
         libc::syscall(
@@ -419,22 +418,32 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
     Ok(())
 }
 
-fn copy_up(ctx: &MountCtx<'_>, dest: &Path, target: &str) -> Result<()> {
-    // The image's directory is still visible under the tmpfs through the
-    // rootfs path on the host (the new mount covers it only at `target`):
-    // copy from the lower directory via a second bind of the rootfs.
-    let lower = ctx.rootfs.join(super::fs::clean_rel(dest));
+fn copy_up(lower: BorrowedFd<'_>, upper: BorrowedFd<'_>, dest: &Path) -> Result<()> {
+    // `lower` was opened before the tmpfs was mounted, so it still names the
+    // image's directory underneath. cp runs as a child, so hand it both
+    // descriptors without close-on-exec and let it reach them by number.
+    let fail = |why: String| {
+        Error::msg(format!(
+            "tmpcopyup of {}: copying the image's contents into the tmpfs failed: {why}",
+            dest.display()
+        ))
+    };
+    let inherit = |fd: BorrowedFd<'_>| {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD(10))
+            // SAFETY: F_DUPFD returned a new descriptor that nothing else owns.
+            .map(|n| unsafe { OwnedFd::from_raw_fd(n) })
+            .map_err(|e| fail(format!("dup: {e}")))
+    };
+    let (lo, up) = (inherit(lower)?, inherit(upper)?);
     let status = std::process::Command::new("cp")
         .arg("-a")
-        .arg(format!("{}/.", lower.display()))
-        .arg(format!("{target}/"))
+        .arg(format!("/proc/self/fd/{}/.", lo.as_raw_fd()))
+        .arg(format!("/proc/self/fd/{}/", up.as_raw_fd()))
         .status();
     match status {
         Ok(s) if s.success() => Ok(()),
-        _ => Err(Error::msg(format!(
-            "tmpcopyup of {}: copying the image's contents into the tmpfs failed",
-            dest.display()
-        ))),
+        Ok(s) => Err(fail(format!("cp -a exited with {s}"))),
+        Err(e) => Err(fail(format!("cannot run cp: {e}"))),
     }
 }
 
