@@ -112,12 +112,20 @@ pub fn mount_console(slave_path: &str) -> Result<()> {
     .sys(|| format!("bind {slave_path} on /dev/console"))
 }
 
-/// Send a descriptor over a connected unix socket with a short name payload,
-/// as runc does for --console-socket.
+/// Send the pty master over the engine's --console-socket, as runc does: the
+/// payload is the master's name ("/dev/ptmx"). It must not be empty, because
+/// a zero-byte message on a stream socket carries no descriptor at all.
+pub fn send_master(sock: BorrowedFd<'_>, master: BorrowedFd<'_>) -> Result<()> {
+    send_fd(sock, master, "/dev/ptmx")
+}
+
+/// Send a descriptor over a connected unix socket with a name payload
+/// (non-empty: see [`send_master`]).
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> Result<()> {
     explain::step(&catalog::CONSOLE, || {
         format!("sendmsg(SCM_RIGHTS, pty master) on fd {}", sock.as_raw_fd())
     });
+    let name = if name.is_empty() { "/dev/ptmx" } else { name };
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(name.as_bytes())];

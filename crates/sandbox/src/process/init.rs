@@ -380,7 +380,7 @@ fn setup_console(req: &InitRequest) -> Result<OwnedFd> {
     if let Some(fd) = req.console_fd {
         // SAFETY: the parent passed this connected socket at this number.
         let sock = unsafe { linux::fs::own(fd) };
-        linux::console::send_fd(sock.as_fd(), pty.master.as_fd(), "")?;
+        linux::console::send_master(sock.as_fd(), pty.master.as_fd())?;
     } else if req.tty_to_parent {
         explain::step(&catalog::CONSOLE, || {
             "pty master sent to the runtime, which bridges it to this terminal".into()
