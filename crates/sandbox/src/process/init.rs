@@ -627,6 +627,9 @@ fn exec(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .join(" ")
         });
         join_namespaces(req)?;
+        if let Some(adj) = req.process.oom_score_adj() {
+            linux::procattr::oom_score_adj(adj)?;
+        }
     }
     let mut pty = None;
     if req.process.terminal() == Some(true) {
