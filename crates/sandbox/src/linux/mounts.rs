@@ -109,6 +109,7 @@ pub fn parse_options(opts: &[String]) -> Parsed {
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
             "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
             "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
             _ => {
@@ -555,6 +556,13 @@ mod tests {
 
     fn p(v: &[&str]) -> Parsed {
         parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn defaults_is_a_flag_not_data() {
+        let x = p(&["defaults", "mode=755"]);
+        assert!(x.flags.is_empty());
+        assert_eq!(x.data, "mode=755");
     }
 
     #[test]
