@@ -172,7 +172,8 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
         }
         if !req.no_new_keyring {
-            linux::procattr::new_session_keyring(&req.id)?;
+            // Named as runc names it, so tools that look for it find it.
+            linux::procattr::new_session_keyring(&format!("_ses.{}", req.id))?;
         }
         if let Some(adj) = req.process.oom_score_adj() {
             linux::procattr::oom_score_adj(adj)?;
