@@ -1,1 +1,187 @@
+//! Differential tests against runc, the reference implementation: the same
+//! bundle is run by runc and by nk-runtime, and what each reports (state
+//! JSON, exit codes) and what the container sees (capabilities, ids, mounts,
+//! hostname, environment, cwd, rlimits) must agree. A disagreement fails.
 
+use nk_tests::*;
+use serde_json::{json, Value};
+
+fn runc() -> String {
+    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
+        if std::path::Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
+}
+
+/// Run `script` in a container made from the default spec plus `edit`, under
+/// both runtimes. Returns ((code, stdout) for runc, (code, stdout) for nk).
+fn both(edit: impl Fn(&mut Value), script: &str) -> ((i32, String), (i32, String)) {
+    let mut out = Vec::new();
+    for bin in [runc(), runtime().display().to_string()] {
+        let root = Root::with_binary(&bin);
+        let mut b = Bundle::new(&["/bin/sh", "-c", script]);
+        b.edit(|c| {
+            c["hostname"] = json!("conformance");
+            edit(c)
+        });
+        let id = unique_id("conf");
+        let o = root.run(&["run", "--bundle", &b.path(), &id]);
+        out.push((o.status.code().unwrap_or(-1), stdout(&o)));
+        let _ = root.run(&["delete", "-f", &id]);
+    }
+    let nk = out.pop().unwrap();
+    let rc = out.pop().unwrap();
+    (rc, nk)
+}
+
+fn assert_same(edit: impl Fn(&mut Value), script: &str) {
+    let (r, n) = both(edit, script);
+    assert_eq!(
+        r.0, n.0,
+        "exit codes differ for {script:?}\nrunc: {}\nnk: {}",
+        r.1, n.1
+    );
+    assert_eq!(r.1, n.1, "output differs for {script:?}");
+    if script == VIEW {
+        for want in [
+            "CapBnd:",
+            "NoNewPrivs:",
+            "uid=",
+            "open files",
+            "/proc rw,relatime proc",
+            "1, 3",
+        ] {
+            assert!(n.1.contains(want), "the view lacks {want:?}: {}", n.1);
+        }
+    }
+}
+
+const VIEW: &str = "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; id; hostname; env | sort; pwd; ulimit -a; umask; \
+    cut -d' ' -f5,6,9,10,11 /proc/self/mountinfo | sort; ls -ln /dev | awk '{print $1, $3, $4, $5, $6, $NF}' | sort";
+
+#[test]
+fn default_spec_view() {
+    assert_same(|_| {}, VIEW);
+}
+
+#[test]
+fn non_root_user_view() {
+    assert_same(
+        |c| {
+            c["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20]});
+            c["process"]["cwd"] = json!("/tmp");
+            c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "A=1", "B=two words"]);
+        },
+        VIEW,
+    );
+}
+
+#[test]
+fn capabilities_and_no_new_privs_view() {
+    assert_same(
+        |c| {
+            let caps = json!([
+                "CAP_CHOWN",
+                "CAP_DAC_OVERRIDE",
+                "CAP_NET_RAW",
+                "CAP_SYS_ADMIN"
+            ]);
+            c["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": ["CAP_CHOWN"], "ambient": ["CAP_CHOWN"]});
+            c["process"]["noNewPrivileges"] = json!(false);
+        },
+        VIEW,
+    );
+}
+
+#[test]
+fn rlimits_umask_and_readonly_view() {
+    assert_same(
+        |c| {
+            c["process"]["rlimits"] = json!([
+                {"type": "RLIMIT_NOFILE", "soft": 256, "hard": 512},
+                {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+                {"type": "RLIMIT_STACK", "soft": 4194304, "hard": 8388608}
+            ]);
+            c["process"]["user"]["umask"] = json!(18);
+            c["root"]["readonly"] = json!(false);
+        },
+        VIEW,
+    );
+}
+
+#[test]
+fn run_exit_codes_agree() {
+    for script in [
+        "exit 0",
+        "exit 1",
+        "exit 7",
+        "exit 255",
+        "no-such-command",
+        "exec /no/such/file",
+    ] {
+        let (r, n) = both(|_| {}, script);
+        assert_eq!(r.0, n.0, "exit code of {script:?}");
+    }
+    // A missing executable fails create in both.
+    let (r, n) = both(|c| c["process"]["args"] = json!(["/no/such/binary"]), "");
+    assert_eq!(r.0, n.0, "missing executable");
+    assert_ne!(n.0, 0);
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn state_through_the_lifecycle_agrees() {
+    let mut states: Vec<Vec<Value>> = Vec::new();
+    for bin in [runc(), runtime().display().to_string()] {
+        let root = Root::with_binary(&bin);
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        b.edit(|c| c["annotations"] = json!({"com.example.a": "1"}));
+        let id = unique_id("confstate");
+        let mut seen = Vec::new();
+        root.ok(&["create", "--bundle", &b.path(), &id]);
+        seen.push(root.state(&id));
+        root.ok(&["start", &id]);
+        seen.push(root.state(&id));
+        root.ok(&["kill", &id, "KILL"]);
+        root.wait_status(&id, "stopped");
+        seen.push(root.state(&id));
+        root.ok(&["delete", &id]);
+        let o = root.run(&["state", &id]);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("does not exist"),
+            "{bin}: {}",
+            stderr(&o)
+        );
+        for s in seen.iter_mut() {
+            // Values that differ by nature: version, ids, pids, times, paths of the temp bundle.
+            assert!(s["ociVersion"].as_str().unwrap().starts_with("1."));
+            s["ociVersion"] = json!("-");
+            s["id"] = json!("-");
+            if s["pid"].as_i64().unwrap() > 0 {
+                s["pid"] = json!("positive");
+            }
+            assert!(s["created"].as_str().unwrap().ends_with('Z'));
+            s["created"] = json!("-");
+            assert_eq!(s["bundle"], b.path().as_str());
+            s["bundle"] = json!("-");
+            s["rootfs"] = json!("-");
+        }
+        states.push(seen);
+    }
+    let nk = states.pop().unwrap();
+    let rc = states.pop().unwrap();
+    for (r, n) in rc.iter().zip(nk.iter()) {
+        assert_eq!(keys(r), keys(n), "state fields: runc {r} vs nk {n}");
+        assert_eq!(r, n);
+    }
+    let statuses: Vec<&str> = nk.iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["created", "running", "stopped"]);
+}

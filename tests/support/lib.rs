@@ -20,7 +20,7 @@ pub fn runtime() -> PathBuf {
     if let Ok(p) = std::env::var("NK_RUNTIME") {
         return PathBuf::from(p);
     }
-    for prof in ["release", "debug"] {
+    for prof in ["x86_64-unknown-linux-gnu/release", "release", "debug"] {
         let p = workspace().join("target").join(prof).join("nk-runtime");
         if p.exists() {
             return p;
@@ -120,9 +120,11 @@ impl Root {
         c
     }
 
-    /// Run with arguments, capturing output.
+    /// Run with arguments, capturing output. Output goes through files, not
+    /// pipes: a created container's init inherits the runtime's stdio (as
+    /// with runc), and would keep a pipe open long after create returns.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("spawn runtime")
+        run_to_files(self.cmd().args(args))
     }
 
     /// Run and assert success; returns stdout.
@@ -237,6 +239,19 @@ impl Bundle {
     /// The bundle path as a string.
     pub fn path(&self) -> String {
         self.dir.path().display().to_string()
+    }
+}
+
+/// Run a command with stdout and stderr sent to temporary files.
+pub fn run_to_files(c: &mut Command) -> Output {
+    let dir = TempDir::new("nk-out");
+    let out = std::fs::File::create(dir.path().join("out")).unwrap();
+    let err = std::fs::File::create(dir.path().join("err")).unwrap();
+    let status = c.stdout(out).stderr(err).status().expect("spawn");
+    Output {
+        status,
+        stdout: std::fs::read(dir.path().join("out")).unwrap_or_default(),
+        stderr: std::fs::read(dir.path().join("err")).unwrap_or_default(),
     }
 }
 

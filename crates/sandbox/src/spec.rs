@@ -1,8 +1,8 @@
 //! Loading and validating the bundle's `config.json`.
 //!
-//! Parsing goes through `serde_path_to_error`, so a type error names the JSON
-//! field (`linux.namespaces[2].type`), and validation names the field and value
-//! it refuses. Nothing on the host is touched here, which is what lets a bad
+//! A parse error names the JSON field (`linux.namespaces[2].type`): serde_json
+//! reports a line and column, and [`json_path_at`] walks the document up to
+//! that point. Validation names the field and value it refuses. Nothing on the host is touched here, which is what lets a bad
 //! config fail before any state, cgroup or mount exists.
 
 use crate::error::{Error, Result};
@@ -137,25 +137,114 @@ pub struct Parsed {
 
 const WAIT_KILLABLE: &str = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
 
+/// Deserialize `raw` as `T`; an error names the JSON path of the bad value.
+pub fn from_slice_named<T: serde::de::DeserializeOwned>(raw: &[u8], file: &Path) -> Result<T> {
+    serde_json::from_slice(raw).map_err(|e| {
+        let field = if e.line() == 0 {
+            "(document)".to_string()
+        } else {
+            let p = json_path_at(raw, offset_of(raw, e.line(), e.column()));
+            if p.is_empty() {
+                "(document)".to_string()
+            } else {
+                p
+            }
+        };
+        Error::config(file, field, format!("invalid JSON: {e}"))
+    })
+}
+
+/// Byte offset of a 1-based line and column.
+fn offset_of(raw: &[u8], line: usize, col: usize) -> usize {
+    let mut l = 1;
+    let mut start = 0;
+    for (i, b) in raw.iter().enumerate() {
+        if l == line {
+            break;
+        }
+        if *b == b'\n' {
+            l += 1;
+            start = i + 1;
+        }
+    }
+    (start + col.saturating_sub(1)).min(raw.len())
+}
+
+/// The JSON path (`a.b[2].c`) of the value being read at byte `offset`,
+/// found by walking the document's structure up to that point.
+pub fn json_path_at(raw: &[u8], offset: usize) -> String {
+    enum Frame {
+        Obj { key: Option<String>, want_key: bool },
+        Arr { index: usize },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    let end = offset.min(raw.len());
+    while i < end {
+        match raw[i] {
+            b'{' => stack.push(Frame::Obj {
+                key: None,
+                want_key: true,
+            }),
+            b'[' => stack.push(Frame::Arr { index: 0 }),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Arr { index }) => *index += 1,
+                Some(Frame::Obj { want_key, .. }) => *want_key = true,
+                None => {}
+            },
+            b':' => {
+                if let Some(Frame::Obj { want_key, .. }) = stack.last_mut() {
+                    *want_key = false;
+                }
+            }
+            b'"' => {
+                let s = i + 1;
+                let mut k = s;
+                while k < raw.len() && raw[k] != b'"' {
+                    if raw[k] == b'\\' {
+                        k += 1;
+                    }
+                    k += 1;
+                }
+                if let Some(Frame::Obj {
+                    key,
+                    want_key: true,
+                }) = stack.last_mut()
+                {
+                    *key = Some(String::from_utf8_lossy(&raw[s..k.min(raw.len())]).into_owned());
+                }
+                i = k;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut out = String::new();
+    for f in &stack {
+        match f {
+            Frame::Obj { key: Some(k), .. } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Frame::Obj { key: None, .. } => {}
+            Frame::Arr { index } => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
+}
+
 /// Parse config bytes; `file` is only used in messages.
 pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
-    let to_err = |e: serde_path_to_error::Error<serde_json::Error>| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        Error::config(
-            file,
-            if field == "." {
-                "(document)".into()
-            } else {
-                field
-            },
-            format!("invalid JSON: {inner}"),
-        )
-    };
     let mut seccomp_wait_killable = false;
     let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes()) {
-        let mut v: serde_json::Value = serde_json::from_slice(raw)
-            .map_err(|e| Error::config(file, "(document)", format!("invalid JSON: {e}")))?;
+        // oci-spec does not know this flag: take it out, remember it, and
+        // parse the rest (re-serialised, so error paths still work).
+        let mut v: serde_json::Value = from_slice_named(raw, file)?;
         if let Some(flags) = v
             .pointer_mut("/linux/seccomp/flags")
             .and_then(|f| f.as_array_mut())
@@ -164,10 +253,10 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
             flags.retain(|f| f.as_str() != Some(WAIT_KILLABLE));
             seccomp_wait_killable = flags.len() != n;
         }
-        serde_path_to_error::deserialize(v).map_err(to_err)?
+        let again = serde_json::to_vec(&v).unwrap_or_default();
+        from_slice_named(&again, file)?
     } else {
-        let de = &mut serde_json::Deserializer::from_slice(raw);
-        serde_path_to_error::deserialize(de).map_err(to_err)?
+        from_slice_named(raw, file)?
     };
     // Mount id mappings are rare: only parse for them when the word is there.
     let mount_ext = if contains(raw, b"Mappings") && spec.mounts().is_some() {
@@ -695,6 +784,32 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(flags.len(), 1);
+    }
+
+    #[test]
+    fn exec_cpu_affinity_is_validated() {
+        // oci-spec checks this field with a regex (served by regex-lite here).
+        let ok = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},"execCPUAffinity":{"initial":"0-1,3","final":"2"}}}"#;
+        assert!(parse_str(ok).is_ok());
+        let bad = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},"execCPUAffinity":{"initial":"0-x"}}}"#;
+        let e = parse_str(bad).unwrap_err().to_string();
+        assert!(e.contains("process.execCPUAffinity"), "{e}");
+    }
+
+    #[test]
+    fn json_paths() {
+        let doc = br#"{"a": {"b": [1, {"c": "x", "d": [true, "here"]}]}, "e": 1}"#;
+        let at = |needle: &str| {
+            let pos = doc
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap();
+            json_path_at(doc, pos + 1)
+        };
+        assert_eq!(at("\"x\""), "a.b[1].c");
+        assert_eq!(at("\"here\""), "a.b[1].d[1]");
+        assert_eq!(at("1}"), "e");
+        assert_eq!(json_path_at(br#"{"k\"q": 5}"#, 9), "k\\\"q");
     }
 
     #[test]

@@ -55,8 +55,7 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
     if let Some(p) = &a.process {
         let raw =
             std::fs::read(p).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
-        let proc: oci_spec::runtime::Process = serde_json::from_slice(&raw)
-            .map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
+        let proc: oci_spec::runtime::Process = sandbox::spec::from_slice_named(&raw, p)?;
         validate_process(&proc).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
         return Ok(proc);
     }

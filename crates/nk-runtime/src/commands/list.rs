@@ -70,10 +70,13 @@ pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The user name of a uid from /etc/passwd (read directly: the binary is
+/// static, and glibc's NSS would need shared libraries at run time).
 fn owner_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    sandbox::linux::user::parse_passwd(&passwd)
+        .into_iter()
+        .find(|p| p.uid == uid)
+        .map(|p| p.name)
         .unwrap_or_else(|| format!("#{uid}"))
 }

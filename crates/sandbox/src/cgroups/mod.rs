@@ -56,6 +56,14 @@ pub trait CgroupManager {
     fn dirs(&self) -> Vec<(String, PathBuf)>;
     /// A record to keep in state.json, to rebuild the manager later.
     fn record(&self) -> serde_json::Value;
+    /// Files into which a process can write "0" to move itself into this
+    /// cgroup (v1 `tasks` files). Moving oneself takes no global lock, while
+    /// writing another pid into cgroup.procs waits for an RCU grace period
+    /// (about 10 ms here): the child joins by itself when it can. Empty when
+    /// the manager has a better way (v2: CLONE_INTO_CGROUP) or none.
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// How the container's cgroup path was asked for.

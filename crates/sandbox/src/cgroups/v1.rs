@@ -28,6 +28,7 @@ pub const CONTROLLERS: &[&str] = &[
     "net_prio",
     "perf_event",
     "rdma",
+    "name=systemd",
 ];
 
 /// A v1 cgroup: the same relative path in every mounted hierarchy.
@@ -400,6 +401,13 @@ impl CgroupManager for Manager {
 
     fn record(&self) -> serde_json::Value {
         serde_json::json!({ "kind": "v1", "v1": self })
+    }
+
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        self.unique_dirs()
+            .into_iter()
+            .map(|d| d.join("tasks"))
+            .collect()
     }
 }
 

@@ -343,7 +343,13 @@ impl Runtime {
             None => None,
         };
 
-        let exe = clone::sealed_self()?;
+        let exe = clone::protected_exe()?;
+        // The child joins its v1 cgroups itself (fast); in a new user
+        // namespace it may not write the host's files, so the parent does.
+        let self_join: Vec<PathBuf> = match (&cleanup.cgroup, plan.new_userns) {
+            (Some(cg), false) => cg.self_join_files(),
+            _ => Vec::new(),
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -359,6 +365,7 @@ impl Runtime {
             min_fd: 3 + o.preserve_fds,
             keep: &keep,
             mode: "init",
+            cgroup_tasks: &self_join,
         };
         let restore_pid = match &plan.pid_path {
             Some(p) => Some(enter_pid_ns(p)?),
@@ -383,7 +390,16 @@ impl Runtime {
 
         if let Some(cg) = &cleanup.cgroup {
             let _g = explain::phase(Phase::Cgroups);
-            cg.add_process(pid)?;
+            if self_join.is_empty() {
+                cg.add_process(pid)?;
+            } else {
+                explain::step(&catalog::CGROUP_JOIN, || {
+                    format!(
+                        "the child writes 0 to {} tasks files (moving itself needs no global lock)",
+                        self_join.len()
+                    )
+                });
+            }
         }
         if plan.new_userns {
             let linux = bundle.spec.linux().clone().unwrap_or_default();

@@ -142,6 +142,7 @@ pub fn validate_process(p: &Process) -> Result<()> {
 impl Runtime {
     /// The container's process from its config (the base for exec).
     pub fn config_process(&self, id: &str) -> Result<Process> {
+        self.store.load(id)?;
         let dir = self.store.dir(id);
         let cfg = dir.join(state::CONFIG_FILE);
         let raw = std::fs::read(&cfg).map_err(|e| Error::io("read", &cfg, e))?;
@@ -229,7 +230,12 @@ impl Runtime {
             Some(p) => Some(linux::console::connect(&p)?),
             None => None,
         };
-        let exe = clone::sealed_self()?;
+        let exe = clone::protected_exe()?;
+        let cgroup = self.cgroup_of(&st);
+        let self_join: Vec<PathBuf> = match (&cgroup, userns) {
+            (Some(cg), false) => cg.self_join_files(),
+            _ => Vec::new(),
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -245,6 +251,7 @@ impl Runtime {
             min_fd: 3 + o.preserve_fds,
             keep: &keep,
             mode: "init",
+            cgroup_tasks: &self_join,
         };
         let own_pid = match &pid_ns {
             Some(p) => {
@@ -291,7 +298,7 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
-        if let Some(cg) = self.cgroup_of(&st) {
+        if let Some(cg) = cgroup.as_ref().filter(|_| self_join.is_empty()) {
             if let Err(e) = cg.add_process(pid) {
                 kill_child(&child.pidfd);
                 return Err(e);

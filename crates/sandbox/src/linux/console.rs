@@ -112,15 +112,10 @@ pub fn mount_console(slave_path: &str) -> Result<()> {
     .sys(|| format!("bind {slave_path} on /dev/console"))
 }
 
-/// Send the pty master over the engine's --console-socket, as runc does: the
-/// payload is the master's name ("/dev/ptmx"). It must not be empty, because
-/// a zero-byte message on a stream socket carries no descriptor at all.
-pub fn send_master(sock: BorrowedFd<'_>, master: BorrowedFd<'_>) -> Result<()> {
-    send_fd(sock, master, "/dev/ptmx")
-}
-
-/// Send a descriptor over a connected unix socket with a name payload
-/// (non-empty: see [`send_master`]).
+/// Send a descriptor over a connected unix socket with a name payload, as
+/// runc does for --console-socket (the master's name, "/dev/ptmx"). The
+/// payload must not be empty: a zero-byte message on a stream socket carries
+/// no descriptor at all.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> Result<()> {
     explain::step(&catalog::CONSOLE, || {
         format!("sendmsg(SCM_RIGHTS, pty master) on fd {}", sock.as_raw_fd())

@@ -493,7 +493,7 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
         return Ok(());
     }
     // v1: a tmpfs at the destination, one directory per hierarchy holding the
-    // container's own cgroup, then the tmpfs made read-only like runc does.
+    // container's own cgroup.
     sys_mount(
         Some("tmpfs"),
         &fd_path(target_fd.as_fd()),
@@ -535,18 +535,8 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             .map_err(|e| err(format!("remount {ctrl}"), e))?;
         }
     }
-    if ro {
-        let top =
-            open_in_root(ctx.root, dest, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
-        sys_mount(
-            None,
-            &fd_path(top.as_fd()),
-            None,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
-            Some("mode=755"),
-        )
-        .map_err(|e| err("remount tmpfs read-only".into(), e))?;
-    }
+    // Like runc, the tmpfs itself stays writable; each hierarchy below it is
+    // a read-only bind when the mount asks for ro.
     Ok(())
 }
 

@@ -157,7 +157,7 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
                 target.as_str(),
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
-                Some("size=0k,mode=755"),
+                None,
             )
             .sys(|| format!("maskedPaths: mount empty tmpfs on {p}"))?;
         } else {
@@ -206,11 +206,8 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
             OFlag::O_PATH | OFlag::O_NOFOLLOW,
         )
         .map_err(|e| Error::sys(format!("readonlyPaths: reopen {p}"), e))?;
-        super::mounts::remount_bind(
-            &fd_path(top.as_fd()),
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        )
-        .sys(|| format!("readonlyPaths: remount {p} read-only"))?;
+        super::mounts::remount_bind(&fd_path(top.as_fd()), MsFlags::MS_RDONLY)
+            .sys(|| format!("readonlyPaths: remount {p} read-only"))?;
     }
     Ok(())
 }

@@ -11,9 +11,84 @@ use crate::explain::{self, catalog};
 use nix::sched::CloneFlags;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 
 /// The descriptor number the child's channel is moved to before exec.
 pub const INIT_FD_ENV: &str = "_NK_INIT_FD";
+
+/// A descriptor of the running binary that cannot be written through: a
+/// detached, read-only bind mount of it (open_tree + mount_setattr). This
+/// costs two system calls, where a memfd copy costs a copy of the binary.
+/// Falls back to the sealed memfd where the kernel or privileges refuse.
+pub fn protected_exe() -> Result<OwnedFd> {
+    match readonly_bind_of_self() {
+        Ok(fd) => {
+            explain::step(&catalog::EXE_PROTECT, || {
+                "open_tree(/proc/self/exe, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_RDONLY): the child execs a read-only, detached mount of the runtime".into()
+            });
+            Ok(fd)
+        }
+        Err(_) => sealed_self(),
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn readonly_bind_of_self() -> Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    let path = c"/proc/self/exe";
+    // SAFETY: open_tree with a static path; the returned descriptor is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::sys(
+            "open_tree(/proc/self/exe)",
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: fd is a new descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr on our detached mount, reading `attr` which outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::sys(
+            "mount_setattr(MOUNT_ATTR_RDONLY)",
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(fd)
+}
 
 /// A sealed, executable in-memory copy of the running binary.
 pub fn sealed_self() -> Result<OwnedFd> {
@@ -111,6 +186,9 @@ pub struct PreExec<'a> {
     pub keep: &'a [RawFd],
     /// argv[1] for the init ("init").
     pub mode: &'a str,
+    /// v1 `tasks` files the child writes "0" into to join its cgroup
+    /// itself (see CgroupManager::self_join_files).
+    pub cgroup_tasks: &'a [PathBuf],
 }
 
 /// A started child.
@@ -140,6 +218,11 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
     ))
     .unwrap_or_default();
     let argv = [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()];
+    let tasks: Vec<CString> = pre
+        .cgroup_tasks
+        .iter()
+        .map(|p| crate::linux::fs::cstr(p.as_os_str()))
+        .collect::<Result<_>>()?;
     let envp = [env_s.as_ptr(), keep_env.as_ptr(), std::ptr::null()];
     let kept: Vec<RawFd> = (0..pre.keep.len())
         .map(|i| pre.min_fd.max(3) + i as i32)
@@ -190,7 +273,7 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
     }
     if r == 0 {
         // Child.
-        child_pre_exec(pre, chan_no, &argv, &envp);
+        child_pre_exec(pre, chan_no, &argv, &envp, &tasks);
     }
     // SAFETY: the kernel stored a new pidfd for the child; we own it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -206,6 +289,7 @@ fn child_pre_exec(
     chan_no: RawFd,
     argv: &[*const libc::c_char; 3],
     envp: &[*const libc::c_char; 3],
+    tasks: &[CString],
 ) -> ! {
     // SAFETY (whole function): we are the only thread of a fresh child; every
     // call below is a raw async-signal-safe system call on values prepared
@@ -216,6 +300,7 @@ fn child_pre_exec(
                 1 => b"{\"Error\":\"child: waiting for the id maps failed\"}",
                 2 => b"{\"Error\":\"child: cannot become root in the new user namespace (is container uid 0 mapped?)\"}",
                 3 => b"{\"Error\":\"child: dup of the channel failed\"}",
+                5 => b"{\"Error\":\"child: joining the container's cgroup (writing 0 to a v1 tasks file) failed\"}",
                 _ => b"{\"Error\":\"child: exec of the runtime copy failed\"}",
             };
             libc::send(
@@ -226,6 +311,14 @@ fn child_pre_exec(
             );
             libc::_exit(1);
         };
+        // Join the cgroup first, before running anything of our own.
+        for t in tasks {
+            let fd = libc::open(t.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(5);
+            }
+            libc::close(fd);
+        }
         // Not dumpable: other processes cannot ptrace us or open /proc/<pid>/exe.
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         // Die with the parent until the channel says otherwise.

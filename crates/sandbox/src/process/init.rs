@@ -381,7 +381,9 @@ fn setup_console(req: &InitRequest) -> Result<OwnedFd> {
     if let Some(fd) = req.console_fd {
         // SAFETY: the parent passed this connected socket at this number.
         let sock = unsafe { linux::fs::own(fd) };
-        linux::console::send_master(sock.as_fd(), pty.master.as_fd())?;
+        // The payload is the master's name, as runc sends it (a zero-byte
+        // message would carry no descriptor on a stream socket).
+        linux::console::send_fd(sock.as_fd(), pty.master.as_fd(), "/dev/ptmx")?;
     } else if req.tty_to_parent {
         explain::step(&catalog::CONSOLE, || {
             "pty master sent to the runtime, which bridges it to this terminal".into()
