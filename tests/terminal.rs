@@ -247,3 +247,42 @@ fn exec_without_a_command_opens_a_shell_on_a_pty() {
     cmd.args(["exec", &id]);
     session(cmd, "nk-runtime exec ID");
 }
+
+/// A process that closes its terminal early: the runtime stops reading the
+/// hung-up pty instead of spinning on it, and still returns the status.
+#[test]
+fn closed_pty_is_not_polled_in_a_loop() {
+    let root = Root::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("hup");
+    root.ok(&["run", "--detach", "--bundle", &b.path(), &id]);
+    let child = root
+        .cmd()
+        .args([
+            "exec",
+            "-t",
+            &id,
+            "sh",
+            "-c",
+            "exec >&- 2>&- <&-; sleep 2; exit 6",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on the child we spawned, writing into our locals.
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(r, child.id() as i32);
+    assert_eq!(libc::WEXITSTATUS(status), 6);
+    let cpu = ru.ru_utime.tv_sec as f64
+        + ru.ru_stime.tv_sec as f64
+        + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) as f64 / 1e6;
+    // Two seconds of waiting; a busy loop on the pty burns most of them.
+    assert!(
+        cpu < 0.5,
+        "the runtime used {cpu:.2} s of CPU while waiting 2 s"
+    );
+}

@@ -98,13 +98,23 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
             crate::linux::console::set_winsize(m.as_fd(), r, c);
         }
     }
+    // The pty is read until every slave end is closed (EOF or EIO); after
+    // that it is no longer polled (a hung-up master polls ready forever).
+    let mut pty_open = fg.pty.is_some();
     let mut stdin_open = fg.pty.is_some();
     let mut exited: Option<i32> = None;
     let mut buf = vec![0u8; 16384];
     loop {
+        if exited.is_some() && !pty_open {
+            break;
+        }
         let mut fds = vec![
             libc::pollfd {
-                fd: fg.pidfd.as_raw_fd(),
+                fd: if exited.is_some() {
+                    -1
+                } else {
+                    fg.pidfd.as_raw_fd()
+                },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -114,23 +124,17 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
                 revents: 0,
             },
         ];
-        if exited.is_some() {
-            fds[0].fd = -1;
-        }
         if let Some(m) = &fg.pty {
             fds.push(libc::pollfd {
-                fd: m.as_raw_fd(),
+                fd: if pty_open { m.as_raw_fd() } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             });
             fds.push(libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
+                fd: if stdin_open && pty_open { 0 } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             });
-        }
-        if exited.is_some() && fg.pty.is_none() {
-            break;
         }
         // After exit, drain the pty without blocking forever.
         let timeout = if exited.is_some() { 100 } else { -1 };
@@ -182,20 +186,22 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
             exited = Some(super::clone::wait_pidfd(fg.pidfd)?);
         }
         if let Some(m) = &fg.pty {
-            if fds[2].revents != 0 {
+            if pty_open && fds[2].revents != 0 {
                 // SAFETY: read into our buffer from the pty master.
                 let n = unsafe { libc::read(m.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                 if n > 0 {
                     write_all(1, &buf[..n as usize]);
-                } else if exited.is_some() || n == 0 {
-                    if exited.is_some() {
-                        break;
-                    }
-                } else if nix::errno::Errno::last() == nix::errno::Errno::EIO && exited.is_some() {
-                    break;
+                } else if n == 0
+                    || !matches!(
+                        nix::errno::Errno::last(),
+                        nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN
+                    )
+                {
+                    // EIO: no process holds the slave any more.
+                    pty_open = false;
                 }
             }
-            if stdin_open && fds[3].revents != 0 {
+            if stdin_open && fds.get(3).is_some_and(|f| f.revents != 0) {
                 // SAFETY: read from stdin into our buffer.
                 let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
                 if n > 0 {
