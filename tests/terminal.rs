@@ -251,6 +251,8 @@ fn exec_without_a_command_opens_a_shell_on_a_pty() {
 /// A process that closes its terminal early: the runtime stops reading the
 /// hung-up pty instead of spinning on it, and still returns the status.
 #[test]
+// The child is reaped by wait4 (for its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn closed_pty_is_not_polled_in_a_loop() {
     let root = Root::new();
     let b = Bundle::new(&["sleep", "1000"]);
