@@ -419,3 +419,34 @@ fn recv_fd(s: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
         std::os::fd::OwnedFd::from_raw_fd(*(libc::CMSG_DATA(c) as *const i32))
     }
 }
+
+/// Namespaces runc 1.1 cannot create (time) are joined by exec too.
+#[test]
+fn exec_joins_time_and_cgroup_namespaces() {
+    let r = Running::start(&runtime().display().to_string(), &|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.push(json!({"type": "time"}));
+        ns.push(json!({"type": "cgroup"}));
+        c["linux"]["timeOffsets"] = json!({
+            "boottime": {"secs": 86400 * 300, "nanosecs": 0},
+            "monotonic": {"secs": 86400 * 300, "nanosecs": 0}
+        });
+    });
+    let (code, out, err) = r.exec(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "for n in time cgroup; do [ \"$(readlink /proc/self/ns/$n)\" = \"$(readlink /proc/1/ns/$n)\" ] && echo same-$n; done; \
+             cut -d. -f1 /proc/uptime",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..2], ["same-time", "same-cgroup"], "{out}");
+    let uptime: u64 = lines[2].parse().unwrap();
+    assert!(
+        uptime > 86400 * 300,
+        "the exec does not see the offset: {out}"
+    );
+}
