@@ -33,6 +33,7 @@ cleanup() {
   for c in $("${C[@]}" container ls -q 2>/dev/null); do "${C[@]}" container delete "$c" >/dev/null 2>&1; done
   "${C[@]}" image rm localhost/bb:latest >/dev/null 2>&1
   stop_pid "$CPID"
+  stop_pid "${CRIPID:-}"
   remove_dirs "$W" "$S"
 }
 trap cleanup EXIT
@@ -115,5 +116,33 @@ check "task kill --all" 0 '' "${C[@]}" task kill -a -s SIGKILL "$d3"
 check "task STOPPED after kill --all" 0 '^STOPPED$' wait_status "$d3" STOPPED
 check "task delete after kill --all" 0 '' "${C[@]}" task delete "$d3"
 "${C[@]}" container delete "$d3" >/dev/null 2>&1
+
+# The CRI configuration docs/engines.md gives for Kubernetes (a RuntimeClass
+# handler "nk" = a runc-v2 runtime whose BinaryName is the runtime): the CRI
+# plugin must load it. (No kubelet here: loading is what can be checked.)
+mkdir -p "$W/cri"
+cat >"$W/cri/config.toml" <<EOF
+version = 2
+root = "$S/cri-root"
+state = "$W/cri/state"
+[grpc]
+  address = "$W/cri/c.sock"
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "runc"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nk]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nk.options]
+      BinaryName = "$RT"
+EOF
+containerd --config "$W/cri/config.toml" >"$W/cri/log" 2>&1 &
+CRIPID=$!
+cri_loaded() {
+  wait_for 10 ctr --address "$W/cri/c.sock" version &&
+    ctr --address "$W/cri/c.sock" plugins ls | awk '$2 == "cri" {print $4}'
+}
+check "CRI plugin loads the RuntimeClass handler config" 0 '^ok$' cri_loaded
+stop_pid "$CRIPID"
 
 finish
