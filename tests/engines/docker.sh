@@ -1,10 +1,11 @@
 #!/bin/bash
 # tests/engines/docker.sh RUNTIME: Docker (dockerd and its own containerd)
-# driving RUNTIME, registered as runtime "rt" (--add-runtime) and used with
-# `docker run --runtime rt`.
+# driving RUNTIME, registered as runtime "nk" (--add-runtime) and used with
+# `docker run --runtime nk`; the daemon.json form of docs/engines.md registers
+# it once more, as "nkjson", for one check.
 #
 # A private dockerd runs for this test only: its own socket, --data-root,
-# --exec-root and --pidfile, no iptables and no default bridge, and an empty
+# --exec-root and --pidfile, no iptables and no default bridge, and its own
 # daemon.json so the host's is not read. It is stopped by its pid at the end.
 # Docker adds its libnetwork-setkey prestart hook to every container with a
 # new network namespace (--network none included), so hooks are exercised.
@@ -14,7 +15,7 @@ engine_init docker "${1:-}"
 need docker.io
 mk_image
 
-echo '{}' >"$W/daemon.json"
+printf '{"runtimes": {"nkjson": {"path": "%s"}}}\n' "$RT" >"$W/daemon.json"
 DSOCK=$W/d.sock
 DPID=""
 D=(/usr/bin/docker -H "unix://$DSOCK")
@@ -26,17 +27,18 @@ cleanup() {
 trap cleanup EXIT
 /usr/sbin/dockerd --data-root "$S/docker" --exec-root "$W/x" --pidfile "$W/dockerd.pid" \
   -H "unix://$DSOCK" --config-file "$W/daemon.json" --iptables=false --bridge=none \
-  --add-runtime "rt=$RT" >"$W/dockerd.log" 2>&1 &
+  --add-runtime "nk=$RT" >"$W/dockerd.log" 2>&1 &
 DPID=$!
 wait_for 30 "${D[@]}" version || die "dockerd did not start: $(tail -3 "$W/dockerd.log")"
 "${D[@]}" load -q -i "$W/image.tar" >/dev/null || die "docker load failed"
 IMG=localhost/bb:latest
-RUN=("${D[@]}" run --rm --network none --runtime rt)
+RUN=("${D[@]}" run --rm --network none --runtime nk)
 c1=nkd1-$U c2=nkd2-$U c3=nkd3-$U c4=nkd4-$U
 inspect() { "${D[@]}" inspect -f "$2" "$1"; }
 mem_limit='cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'
 
 check "run echo" 0 '^hi$' "${RUN[@]}" $IMG echo hi
+check "runtime from daemon.json runtimes" 0 '^hi$' "${D[@]}" run --rm --network none --runtime nkjson $IMG echo hi
 check "exit code 0" 0 '' "${RUN[@]}" $IMG true
 check "exit code 1" 1 '' "${RUN[@]}" $IMG false
 check "exit code 7" 7 '' "${RUN[@]}" $IMG sh -c 'exit 7'
@@ -57,7 +59,7 @@ check "seccomp: default profile denies personality" 1 'denied' "${RUN[@]}" $IMG 
 check "seccomp: default profile denies unshare without CAP_SYS_ADMIN" 1 '' "${RUN[@]}" $IMG unshare -U true
 check "seccomp: unconfined allows personality" 0 'allowed' "${RUN[@]}" --security-opt seccomp=unconfined $IMG seccomp-probe
 
-check "run -d" 0 '^[0-9a-f]{64}$' "${D[@]}" run -d --name "$c1" --network none --runtime rt $IMG sleep 1000
+check "run -d" 0 '^[0-9a-f]{64}$' "${D[@]}" run -d --name "$c1" --network none --runtime nk $IMG sleep 1000
 check "running after run -d" 0 '^running$' inspect "$c1" '{{.State.Status}}'
 check "exec output and exit code" 3 '^in-exec$' "${D[@]}" exec "$c1" sh -c 'echo in-exec; exit 3'
 check "exec -e" 0 '^X=y$' "${D[@]}" exec -e X=y "$c1" sh -c 'echo X=$X'
@@ -84,19 +86,19 @@ check "exit code 137 after SIGKILL" 0 '^137$' inspect "$c1" '{{.State.ExitCode}}
 check "rm" 0 "$c1" "${D[@]}" rm "$c1"
 check "gone after rm" 1 '' "${D[@]}" inspect "$c1"
 
-"${D[@]}" run -d --name "$c2" --network none --runtime rt $IMG sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
+"${D[@]}" run -d --name "$c2" --network none --runtime nk $IMG sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
 sleep 0.5
 check "stop: SIGTERM to a trap" 0 "$c2" "${D[@]}" stop -t 10 "$c2"
 check "exit code 42 from the trap" 0 '^42$' inspect "$c2" '{{.State.ExitCode}}'
 "${D[@]}" rm -f "$c2" >/dev/null 2>&1
 
-"${D[@]}" run -d --name "$c3" --network none --runtime rt -t $IMG sh >/dev/null 2>&1
+"${D[@]}" run -d --name "$c3" --network none --runtime nk -t $IMG sh >/dev/null 2>&1
 check "run -d -t then exec" 0 '^ok$' "${D[@]}" exec "$c3" echo ok
 check "kill" 0 "$c3" "${D[@]}" kill "$c3"
 check "exit code 137 after kill" 0 '^137$' inspect "$c3" '{{.State.ExitCode}}'
 "${D[@]}" rm -f "$c3" >/dev/null 2>&1
 
-"${D[@]}" run -d --name "$c4" --network none --runtime rt $IMG sleep 1000 >/dev/null 2>&1
+"${D[@]}" run -d --name "$c4" --network none --runtime nk $IMG sleep 1000 >/dev/null 2>&1
 check "restart" 0 "$c4" "${D[@]}" restart -t 1 "$c4"
 check "running after restart" 0 '^running$' inspect "$c4" '{{.State.Status}}'
 check "exec after restart" 0 '^ok$' "${D[@]}" exec "$c4" echo ok

@@ -25,10 +25,14 @@ default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$W/events.log"
+runtime = "$RTNAME"
 runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "$RTNAME"]
+[engine.runtimes]
+$RTNAME = ["$RT"]
 EOF
 export CONTAINERS_CONF=$W/containers.conf
-P=(podman --root "$S/storage" --runroot "$W/runroot" --tmpdir "$W/tmp" --runtime "$RT")
+P0=(podman --root "$S/storage" --runroot "$W/runroot" --tmpdir "$W/tmp")
+P=("${P0[@]}" --runtime "$RT")
 
 cleanup() {
   "${P[@]}" rm -a -f -t 0 >/dev/null 2>&1
@@ -48,6 +52,9 @@ wait_exited() {
 }
 
 check "run echo" 0 '^hi$' "${RUN[@]}" $IMG echo hi
+check "containers.conf selects the runtime" 0 "^$RT\$" "${P0[@]}" info --format '{{.Host.OCIRuntime.Path}}'
+check "run with the containers.conf runtime" 0 '^hi$' "${P0[@]}" run --rm --network none $IMG echo hi
+check "--runtime by name from [engine.runtimes]" 0 '^hi$' "${P0[@]}" --runtime "$RTNAME" run --rm --network none $IMG echo hi
 check "exit code 0" 0 '' "${RUN[@]}" $IMG true
 check "exit code 1" 1 '' "${RUN[@]}" $IMG false
 check "exit code 7" 7 '' "${RUN[@]}" $IMG sh -c 'exit 7'
