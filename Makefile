@@ -17,7 +17,7 @@ RT := target/$(TARGET)/release/nk-runtime
 RT_DEBUG := target/debug/nk-runtime
 STATIC_ENV := RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
 
-.PHONY: all build build-deps debug bundle run test test-deps unit integration lint bench install clean
+.PHONY: all build build-deps agent debug bundle run test test-deps unit integration lint bench install install-check clean
 
 all: build
 
@@ -26,6 +26,10 @@ build: build-deps
 
 build-deps:
 	scripts/build-deps.sh
+
+# VM mode: the static guest agent (and a static nk-runtime for the guest tests).
+agent: build-deps
+	scripts/build-agent.sh
 
 debug: build-deps
 	$(CARGO) build --bin nk-runtime
@@ -42,7 +46,7 @@ test-deps:
 unit:
 	$(CARGO) test --workspace --lib --bins
 
-integration: build
+integration: build agent
 	scripts/mk-rootfs.sh $(BUILD)/rootfs
 	NK_RUNTIME=$(CURDIR)/$(RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
 		$(CARGO) test -p nk-tests --release -- --test-threads=4
@@ -51,14 +55,28 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: build-deps test-deps lint unit integration
+# make install into a scratch DESTDIR, then run a container from the installed bundle.
+install-check: build
+	rm -rf $(BUILD)/install-check
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(BUILD)/install-check PREFIX=/usr/local
+	test -x $(BUILD)/install-check/usr/local/bin/nk-runtime
+	test -L $(BUILD)/install-check/usr/local/bin/nk-runtime-vm
+	test -f $(BUILD)/install-check/usr/local/share/nano-sandbox/bundle/config.json
+	test -x $(BUILD)/install-check/usr/local/share/nano-sandbox/bundle/rootfs/bin/busybox
+	$(BUILD)/install-check/usr/local/bin/nk-runtime --root $(BUILD)/install-check/state run \
+		--bundle $(BUILD)/install-check/usr/local/share/nano-sandbox/bundle install-check-$$$$ | grep -q 'Hello from nano-sandbox'
+	rm -rf $(BUILD)/install-check
+	@echo "install-check: ok"
+
+test: build-deps test-deps lint unit integration install-check
 
 bench: build
 	bench/run.sh
 
-install: build bundle
+install: build agent bundle
 	install -D -m 0755 $(RT) $(DESTDIR)$(PREFIX)/bin/nk-runtime
 	ln -sf nk-runtime $(DESTDIR)$(PREFIX)/bin/nk-runtime-vm
+	install -D -m 0755 target/x86_64-unknown-linux-gnu/release/nk-agent $(DESTDIR)$(PREFIX)/lib/nano-sandbox/nk-agent
 	mkdir -p $(DESTDIR)$(PREFIX)/share/nano-sandbox
 	rm -rf $(DESTDIR)$(PREFIX)/share/nano-sandbox/bundle
 	cp -a $(BUNDLE) $(DESTDIR)$(PREFIX)/share/nano-sandbox/bundle

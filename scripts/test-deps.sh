@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs everything the test suite needs from Debian's archive (idempotent).
 set -eu
-pkgs="runc crun busybox-static python3 jq hyperfine time procps iproute2 file libseccomp-dev pkg-config tmux"
+pkgs="runc crun busybox-static python3 jq hyperfine time procps iproute2 file libseccomp-dev pkg-config tmux qemu-system-x86 linux-image-amd64"
 missing=""
 for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -639,3 +639,95 @@ fn recv_fd(s: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
         std::os::fd::OwnedFd::from_raw_fd(fd)
     }
 }
+
+#[test]
+fn no_pivot_and_preserve_fds() {
+    use std::os::fd::AsRawFd;
+    let root = Root::new();
+    let mut b = Bundle::new(&["true"]);
+    sh(&mut b, "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; cat /proc/self/fd/3; grep -c ' / ' /proc/self/mountinfo");
+    let dir = TempDir::new("nk-preserve");
+    let f = dir.path().join("extra");
+    std::fs::write(&f, "preserved-content\n").unwrap();
+    let extra = std::fs::File::open(&f).unwrap();
+    let id = unique_id("nopivot");
+    let mut c = root.cmd();
+    c.args([
+        "run",
+        "--no-pivot",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        &b.path(),
+        &id,
+    ]);
+    let raw = extra.as_raw_fd();
+    // SAFETY: in the child before exec: put the file at fd 3 without CLOEXEC.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+            if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = run_to_files(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    // stdio, the preserved fd 3 and the fd ls itself opens - nothing else of the runtime.
+    assert_eq!(
+        l[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3", "4"],
+        "{out}"
+    );
+    assert_eq!(l[1], "preserved-content");
+    assert!(l[2].parse::<u32>().unwrap() >= 1);
+}
+
+/// A shared tmpfs mount on the host, unmounted on drop.
+struct SharedMount(TempDir);
+
+impl SharedMount {
+    fn new() -> SharedMount {
+        let d = TempDir::new("nk-shared");
+        let p = d.path().to_str().unwrap().to_string();
+        for args in [vec!["-t", "tmpfs", "tmpfs", &p], vec!["--make-shared", &p]] {
+            let st = std::process::Command::new("mount")
+                .args(&args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "mount {args:?}");
+        }
+        SharedMount(d)
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn mount_propagation_options() {
+    let shared = SharedMount::new();
+    let src = shared.0.path().display().to_string();
+    let (code, out, err) = inside(
+        |c| {
+            let m = c["mounts"].as_array_mut().unwrap();
+            m.push(json!({"destination": "/as-slave", "type": "bind", "source": src, "options": ["rbind", "rslave"]}));
+            m.push(json!({"destination": "/as-shared", "type": "bind", "source": src, "options": ["rbind", "rshared"]}));
+            m.push(json!({"destination": "/as-private", "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+        },
+        "for d in as-slave as-shared as-private; do grep \" /$d \" /proc/self/mountinfo | cut -d' ' -f7 | cut -d: -f1; done",
+    );
+    assert_eq!(code, 0, "{err}");
+    // Optional fields: master:N for a slave, shared:N for a shared mount, none (-) for private.
+    assert_eq!(out, "master\nshared\n-\n", "{out}");
+}

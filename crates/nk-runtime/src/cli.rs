@@ -323,8 +323,8 @@ pub struct UpdateArgs {
     /// Kernel TCP memory limit.
     #[arg(long)]
     pub kernel_memory_tcp: Option<String>,
-    /// CPU shares.
-    #[arg(long)]
+    /// CPU shares (runc spells it --cpu-share).
+    #[arg(long, alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
     /// CPU CFS quota (microseconds).
     #[arg(long, allow_hyphen_values = true)]
@@ -335,6 +335,9 @@ pub struct UpdateArgs {
     /// CPU burst (microseconds).
     #[arg(long)]
     pub cpu_burst: Option<u64>,
+    /// CPU idle: 1 schedules the container's tasks as SCHED_IDLE.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_idle: Option<i64>,
     /// Realtime period.
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
@@ -439,6 +442,8 @@ const LONG_FLAGS: &[&str] = &[
     "kernel-memory",
     "kernel-memory-tcp",
     "cpu-shares",
+    "cpu-share",
+    "cpu-idle",
     "cpu-quota",
     "cpu-period",
     "cpu-burst",

@@ -1,1 +1,18 @@
 //! VM mode: one QEMU microVM per container, driven through a guest agent.
+//!
+//! * [`image`] extracts the guest kernel and builds the initramfs (cached);
+//! * [`qemu`] launches the microVM and picks the accelerator;
+//! * [`channel`] is the host end of the agent protocol (`vm-protocol`);
+//! * [`harness`] boots a guest for tests and runs programs in it;
+//! * [`monitor`] is the per-container host process of VM mode, and its client.
+
+pub mod channel;
+pub mod cpio;
+pub mod error;
+pub mod harness;
+pub mod image;
+pub mod modules;
+pub mod monitor;
+pub mod qemu;
+
+pub use error::{Error, Result};

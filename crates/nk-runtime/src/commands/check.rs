@@ -5,7 +5,7 @@ use crate::report::Globals;
 
 pub fn run(_g: &Globals, a: CheckArgs) -> anyhow::Result<i32> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let layout = sandbox::cgroups::layout::detect(&mi);
+    let layout = sandbox::cgroups::layout::detect_host(&mi, std::path::Path::new("/sys/fs/cgroup"));
     let ok = layout.kind != sandbox::cgroups::layout::Kind::None;
     if a.json {
         println!(

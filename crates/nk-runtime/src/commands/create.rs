@@ -6,9 +6,8 @@ use crate::report::Globals;
 pub fn run(g: &Globals, a: CreateArgs) -> anyhow::Result<i32> {
     let mode = super::mode_of(&a.common)?;
     if mode == "vm" {
-        anyhow::bail!(
-            "VM mode (--mode vm) is not available in this build yet; use --mode container"
-        );
+        super::vm_mode::create(g, &a.common, false)?;
+        return Ok(0);
     }
     let rt = g.runtime();
     let opts = super::create_options(&a.common, false);

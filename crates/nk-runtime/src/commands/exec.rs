@@ -96,6 +96,9 @@ pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
     if let Some(l) = a.process_label.as_ref().filter(|l| !l.is_empty()) {
         process.set_selinux_label(Some(l.clone()));
     }
+    if super::vm_mode::is_vm(g, &a.id) {
+        return super::vm_mode::exec(g, &a, process);
+    }
     let opts = ExecOptions {
         id: a.id.clone(),
         process: Some(process),

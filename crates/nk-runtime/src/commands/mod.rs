@@ -18,6 +18,7 @@ mod start;
 mod state;
 mod update;
 mod vm_image;
+mod vm_mode;
 
 use crate::cli::Command;
 use crate::report::Globals;
@@ -48,7 +49,7 @@ pub fn dispatch(g: &Globals, cmd: Option<Command>) -> anyhow::Result<i32> {
         Command::Check(a) => check::run(g, a),
         Command::VmImage(a) => vm_image::run(g, a),
         Command::Init => sandbox::process::init::main(),
-        Command::VmMonitor(_) => anyhow::bail!("vm-monitor is started by the runtime itself"),
+        Command::VmMonitor(a) => vm_mode::monitor_main(g, &a.args),
     }
 }
 

@@ -1,15 +1,40 @@
-//! `ps`: the container's processes, as JSON pids or filtered ps(1) output.
+//! `ps`: the container's processes, as a JSON list of pids, or the lines of
+//! ps(1) (`-ef` unless other options are given) whose PID is in the
+//! container's cgroup, as runc prints them.
 
 use crate::cli::PsArgs;
 use crate::report::Globals;
+use std::io::Write;
+
+/// Keep the header and the lines whose PID column is one of `pids`.
+pub fn filter_table(text: &str, pids: &[i32]) -> anyhow::Result<Vec<String>> {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| anyhow::anyhow!("couldn't find PID field in ps output"))?;
+    let mut out = vec![header.to_string()];
+    for l in lines {
+        let pid: Option<i32> = l
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            out.push(l.to_string());
+        }
+    }
+    Ok(out)
+}
 
 pub fn run(g: &Globals, a: PsArgs) -> anyhow::Result<i32> {
+    if super::vm_mode::is_vm(g, &a.id) {
+        super::vm_mode::ps(g, &a.id, &a.format)?;
+        return Ok(0);
+    }
     let pids = g.runtime().pids(&a.id)?;
-    match a.format.as_str() {
-        "json" => {
-            println!("{}", serde_json::to_string(&pids)?);
-            Ok(0)
-        }
+    let lines = match a.format.as_str() {
+        "json" => vec![serde_json::to_string(&pids)?],
         "table" => {
             let args = if a.ps_args.is_empty() {
                 vec!["-ef".to_string()]
@@ -27,27 +52,35 @@ pub fn run(g: &Globals, a: PsArgs) -> anyhow::Result<i32> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut lines = text.lines();
-            let header = lines.next().unwrap_or("");
-            let pid_col = header
-                .split_whitespace()
-                .position(|h| h == "PID")
-                .ok_or_else(|| {
-                    anyhow::anyhow!("ps {}: no PID column in its output", args.join(" "))
-                })?;
-            println!("{header}");
-            for l in lines {
-                let pid: Option<i32> = l
-                    .split_whitespace()
-                    .nth(pid_col)
-                    .and_then(|p| p.parse().ok());
-                if pid.is_some_and(|p| pids.contains(&p)) {
-                    println!("{l}");
-                }
-            }
-            Ok(0)
+            filter_table(&String::from_utf8_lossy(&out.stdout), &pids)?
         }
-        other => anyhow::bail!("invalid format {other:?}: use table or json"),
+        other => anyhow::bail!("invalid format option {other:?}: use table or json"),
+    };
+    // A closed pipe (ps | head) ends the output quietly.
+    let mut o = std::io::stdout().lock();
+    for l in lines {
+        if writeln!(o, "{l}").is_err() {
+            break;
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_keeps_the_container_pids() {
+        let t = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 09:00 ? 00:00:01 init\nroot 42 1 0 09:01 ? 00:00:00 sleep 9\n";
+        assert_eq!(
+            filter_table(t, &[42]).unwrap(),
+            vec![
+                "UID PID PPID C STIME TTY TIME CMD".to_string(),
+                "root 42 1 0 09:01 ? 00:00:00 sleep 9".to_string()
+            ]
+        );
+        // `ps -o comm` has no PID column.
+        assert!(filter_table("COMMAND\nsh\n", &[1]).is_err());
     }
 }

@@ -8,9 +8,7 @@ use sandbox::process::wait::{self, Blocked, Foreground};
 pub fn run(g: &Globals, a: RunArgs) -> anyhow::Result<i32> {
     let mode = super::mode_of(&a.common)?;
     if mode == "vm" {
-        anyhow::bail!(
-            "VM mode (--mode vm) is not available in this build yet; use --mode container"
-        );
+        return super::vm_mode::run(g, &a);
     }
     let rt = g.runtime();
     let id = a.common.id.clone();

@@ -4,6 +4,9 @@ use crate::cli::StartArgs;
 use crate::report::Globals;
 
 pub fn run(g: &Globals, a: StartArgs) -> anyhow::Result<i32> {
+    if super::vm_mode::is_vm(g, &a.id) {
+        return super::vm_mode::start_cmd(g, &a.id, a.attach);
+    }
     let rt = g.runtime();
     if !a.attach {
         rt.start(&a.id)?;

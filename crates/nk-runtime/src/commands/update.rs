@@ -1,33 +1,37 @@
-//! `update`: change resource limits of a running container, from a JSON
-//! linux.resources document (file or stdin) and/or flags.
+//! `update`: change resource limits of a created, running or paused
+//! container, from a JSON `linux.resources` document (`--resources FILE`,
+//! or `-` for stdin, in runc's shape) and/or flags. Flags override the
+//! document. Every OCI resource can be updated; values left out stay as
+//! they are.
 
 use crate::cli::UpdateArgs;
 use crate::report::Globals;
 use oci_spec::runtime::LinuxResources;
 
-/// Parse a size such as 67108864, 64m, 1G or -1.
+/// Parse a size as runc does (go-units RAMInBytes): 67108864, 64m, 64MiB,
+/// 1.5g, or -1 for unlimited.
 pub fn parse_size(s: &str) -> anyhow::Result<i64> {
     let t = s.trim();
     if t == "-1" {
         return Ok(-1);
     }
+    let bad = || anyhow::anyhow!("invalid size {s:?}: use bytes or a k, m, g or t suffix");
     let lower = t.to_ascii_lowercase();
-    let lower = lower.trim_end_matches('b');
-    let (num, mul) = match lower.chars().last() {
-        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
-        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
-        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
-        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
-        _ => (lower, 1),
+    let mut rest = lower.strip_suffix('b').unwrap_or(&lower);
+    rest = rest.strip_suffix('i').unwrap_or(rest);
+    let (num, shift) = match rest.chars().last() {
+        Some('k') => (&rest[..rest.len() - 1], 10),
+        Some('m') => (&rest[..rest.len() - 1], 20),
+        Some('g') => (&rest[..rest.len() - 1], 30),
+        Some('t') => (&rest[..rest.len() - 1], 40),
+        Some('p') => (&rest[..rest.len() - 1], 50),
+        _ => (rest, 0),
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid size {s:?}: use bytes or a k/m/g/t suffix"))?;
-    if n < 0.0 {
-        anyhow::bail!("invalid size {s:?}: negative");
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(bad());
     }
-    Ok((n * mul as f64) as i64)
+    Ok((n * (1u64 << shift) as f64) as i64)
 }
 
 /// Remove the values that mean "leave unchanged" in runc's update: zero
@@ -108,6 +112,9 @@ pub fn merge(mut v: serde_json::Value, a: &UpdateArgs) -> anyhow::Result<serde_j
     if let Some(x) = a.cpu_burst {
         set(&["cpu", "burst"], x.into());
     }
+    if let Some(x) = a.cpu_idle {
+        set(&["cpu", "idle"], x.into());
+    }
     if let Some(x) = a.cpu_rt_period {
         set(&["cpu", "realtimePeriod"], x.into());
     }
@@ -129,6 +136,51 @@ pub fn merge(mut v: serde_json::Value, a: &UpdateArgs) -> anyhow::Result<serde_j
     Ok(v)
 }
 
+/// Decode merged resources; an error names the JSON path of the bad field.
+fn parse_resources(v: &serde_json::Value) -> anyhow::Result<LinuxResources> {
+    // Compact JSON is one line: serde's column is the byte offset.
+    let raw = serde_json::to_vec(v)?;
+    serde_json::from_slice(&raw).map_err(|e| {
+        let path = sandbox::spec::json_path_at(&raw, e.column().saturating_sub(1));
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        anyhow::anyhow!("resources: field {path}: {msg}")
+    })
+}
+
+/// Read the `--resources` document.
+fn read_doc(src: &str) -> anyhow::Result<serde_json::Value> {
+    let (raw, name) = if src == "-" {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)?;
+        (s, "standard input".to_string())
+    } else {
+        let raw = std::fs::read(src).map_err(|e| anyhow::anyhow!("--resources {src}: {e}"))?;
+        (raw, src.to_string())
+    };
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_slice(&raw)
+        .map_err(|e| anyhow::anyhow!("--resources {name}: invalid JSON: {e}"))
+}
+
+/// The container's memory.checkBeforeUpdate from its config, for updates
+/// that do not say.
+fn config_check_before_update(rt: &sandbox::container::Runtime, id: &str) -> Option<bool> {
+    let f = rt.store.dir(id).join(sandbox::state::CONFIG_FILE);
+    let raw = std::fs::read(&f).ok()?;
+    let p = sandbox::spec::parse(&raw, &f).ok()?;
+    p.spec
+        .linux()
+        .as_ref()?
+        .resources()
+        .as_ref()?
+        .memory()
+        .as_ref()?
+        .check_before_update()
+}
+
 pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         anyhow::bail!(
@@ -137,28 +189,26 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     }
     let base = match a.resources.as_deref() {
         None => serde_json::json!({}),
-        Some("-") => {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-            serde_json::from_str(&s)
-                .map_err(|e| anyhow::anyhow!("--resources -: invalid JSON: {e}"))?
-        }
-        Some(f) => {
-            let raw = std::fs::read(f).map_err(|e| anyhow::anyhow!("--resources {f}: {e}"))?;
-            serde_json::from_slice(&raw)
-                .map_err(|e| anyhow::anyhow!("--resources {f}: invalid JSON: {e}"))?
-        }
+        Some(src) => read_doc(src)?,
     };
     let mut merged = merge(base, &a)?;
     drop_unset(&mut merged);
-    let res: LinuxResources =
-        serde_json::from_value(merged).map_err(|e| anyhow::anyhow!("resources: {e}"))?;
+    let mut res = parse_resources(&merged)?;
     sandbox::cgroups::validate_resources(&res)
         .map_err(|(f, r)| anyhow::anyhow!("resources.{f}: {r}"))?;
     let rt = g.runtime();
     let (st, status) = rt.load(&a.id)?;
     if status == sandbox::state::Status::Stopped {
         anyhow::bail!("container {} is stopped: cannot update its resources", a.id);
+    }
+    if st.mode == "vm" {
+        super::vm_mode::update(g, &a.id, serde_json::to_value(&res)?)?;
+        return Ok(0);
+    }
+    if let Some(m) = res.memory_mut() {
+        if m.check_before_update().is_none() {
+            m.set_check_before_update(config_check_before_update(&rt, &a.id));
+        }
     }
     let cg = rt
         .cgroup_of(&st)
@@ -170,6 +220,7 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn zero_means_unchanged() {
@@ -193,9 +244,53 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
         assert_eq!(parse_size("100").unwrap(), 100);
         assert_eq!(parse_size("-1").unwrap(), -1);
         assert!(parse_size("x").is_err());
+        assert!(parse_size("-5").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_document() {
+        let cli = crate::cli::Cli::try_parse_from([
+            "nk",
+            "update",
+            "--memory",
+            "32m",
+            "--cpu-share",
+            "512",
+            "--cpu-quota",
+            "-1",
+            "--pids-limit",
+            "10",
+            "--cpu-idle",
+            "1",
+            "c1",
+        ])
+        .unwrap();
+        let Some(crate::cli::Command::Update(a)) = cli.command else {
+            panic!("not update")
+        };
+        let v = merge(
+            serde_json::json!({"memory": {"limit": 1, "swap": -1}, "blockIO": {"weight": 10}}),
+            &a,
+        )
+        .unwrap();
+        assert_eq!(v["memory"]["limit"], 32 << 20);
+        assert_eq!(v["memory"]["swap"], -1);
+        assert_eq!(v["cpu"]["shares"], 512);
+        assert_eq!(v["cpu"]["quota"], -1);
+        assert_eq!(v["cpu"]["idle"], 1);
+        assert_eq!(v["pids"]["limit"], 10);
+        assert_eq!(v["blockIO"]["weight"], 10);
+        let r = parse_resources(&v).unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some(32 << 20));
+        let e = parse_resources(&serde_json::json!({"cpu": {"shares": "many"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu.shares"), "{e}");
     }
 }

@@ -1,44 +1,37 @@
-//! Cgroups: one manager trait, with a v1 manager (also used on hybrid hosts)
-//! and a v2 manager. The lifecycle code only sees the trait, so adding a
-//! controller or a layout never touches create, start or delete.
+//! Cgroups: one manager trait, with a v1 manager (for legacy and hybrid
+//! hosts: it drives the v1 hierarchies and uses the unified one for what v1
+//! lacks) and a v2 manager. The lifecycle code only sees the trait, so adding
+//! a controller or a layout never touches create, start or delete.
 //!
 //! Everything here takes paths (the cgroupfs mount points, the mountinfo text)
 //! rather than assuming `/sys/fs/cgroup`, so the logic runs against a fake
 //! tree in a temp directory in unit tests.
 
+pub mod bpf;
+pub mod devices;
 pub mod layout;
+pub mod oom;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
 use crate::error::{Error, Result};
-use oci_spec::runtime::LinuxResources;
-use serde::{Deserialize, Serialize};
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
 use std::path::{Path, PathBuf};
 
 pub use layout::Layout;
+pub use oom::{OomRead, OomWatcher};
+pub use stats::Stats;
 
 /// Where a container's cgroup goes when the config names none.
 pub const DEFAULT_PARENT: &str = "/nano-sandbox";
-
-/// Counters read back from the cgroup, in the shape `events --stats` prints.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Stats {
-    pub memory_usage: u64,
-    pub memory_limit: u64,
-    pub memory_max_usage: u64,
-    pub memory_failcnt: u64,
-    pub cpu_usage_total_ns: u64,
-    pub cpu_usage_user_ns: u64,
-    pub cpu_usage_kernel_ns: u64,
-    pub pids_current: u64,
-    pub pids_limit: u64,
-}
 
 /// The common interface of the v1 and v2 managers.
 pub trait CgroupManager {
     /// Create the cgroup (and its parents).
     fn create(&self) -> Result<()>;
-    /// Write `res` into the cgroup. `update` is true for `nk-runtime update`.
+    /// Write `res` into the cgroup. `update` is true for `nk-runtime update`
+    /// (it enables checkBeforeUpdate and writes explicit "off" values).
     fn set(&self, res: &LinuxResources, update: bool) -> Result<()>;
     /// Move a process into the cgroup.
     fn add_process(&self, pid: i32) -> Result<()>;
@@ -56,6 +49,30 @@ pub trait CgroupManager {
     fn dirs(&self) -> Vec<(String, PathBuf)>;
     /// A record to keep in state.json, to rebuild the manager later.
     fn record(&self) -> serde_json::Value;
+
+    /// A pollable source of OOM events, when the memory controller is there.
+    fn oom_watcher(&self) -> Result<Option<OomWatcher>> {
+        Ok(None)
+    }
+
+    /// Send `sig` to every process, as runc's `kill --all` does: freeze,
+    /// signal, thaw, so no process forks past the signal. A cgroup that was
+    /// paused stays paused, unless the signal is SIGKILL (a frozen v1 task
+    /// cannot die). Returns how many processes were signalled.
+    fn signal_all(&self, sig: i32) -> Result<usize> {
+        let was_frozen = self.is_frozen();
+        let froze = !was_frozen && self.freeze(true).is_ok();
+        let pids = self.pids()?;
+        for &p in &pids {
+            // SAFETY: kill(2) to a pid listed in the container's cgroup.
+            unsafe { libc::kill(p, sig) };
+        }
+        if froze || (was_frozen && sig == libc::SIGKILL) {
+            self.freeze(false)?;
+        }
+        Ok(pids.len())
+    }
+
     /// Files into which a process can write "0" to move itself into this
     /// cgroup (v1 `tasks` files). Moving oneself takes no global lock, while
     /// writing another pid into cgroup.procs waits for an RCU grace period
@@ -63,6 +80,27 @@ pub trait CgroupManager {
     /// the manager has a better way (v2: CLONE_INTO_CGROUP) or none.
     fn self_join_files(&self) -> Vec<PathBuf> {
         Vec::new()
+    }
+
+    /// A cgroup2 directory to create the child in (clone3 with
+    /// CLONE_INTO_CGROUP): no migration, so no global lock, afterwards.
+    /// With [`CgroupManager::self_join_files`] for the v1 hierarchies, this
+    /// is the whole join.
+    fn clone_into_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Open [`CgroupManager::clone_into_dir`] for clone3.
+    fn clone_into_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        let d = self.clone_into_dir()?;
+        nix::fcntl::open(
+            &d,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
     }
 }
 
@@ -75,11 +113,18 @@ pub struct PathSpec {
     pub systemd: bool,
 }
 
-/// Turn `linux.cgroupsPath` into a path relative to a hierarchy root.
+/// Is `s` in systemd's `slice:prefix:name` form?
+fn systemd_form(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 3 && (parts[0].is_empty() || parts[0].ends_with(".slice"))
+}
+
+/// Turn `linux.cgroupsPath` into a cgroup path (as in /proc/self/cgroup).
 ///
 /// * absolute: used as is;
-/// * `slice:prefix:name` with `--systemd-cgroup`: mapped to
-///   `/<slice path>/<prefix>-<name>.scope` on cgroupfs (this host has no systemd);
+/// * `slice:prefix:name` (with `--systemd-cgroup`, or without it when the
+///   first part names a slice): mapped to `/<slice path>/<prefix>-<name>.scope`
+///   on cgroupfs, the path systemd itself would give the scope;
 /// * relative: under `own`, the runtime's own cgroup in that hierarchy;
 /// * none: `/nano-sandbox/<id>`.
 pub fn resolve_path(ps: &PathSpec, id: &str, own: &Path) -> Result<PathBuf> {
@@ -91,10 +136,16 @@ pub fn resolve_path(ps: &PathSpec, id: &str, own: &Path) -> Result<PathBuf> {
         return Ok(Path::new(DEFAULT_PARENT).join(id));
     };
     let s = p.to_string_lossy();
-    if ps.systemd || (!s.starts_with('/') && s.matches(':').count() == 2) {
-        if let Some(p) = systemd_to_fs(&s, id)? {
-            return Ok(p);
+    if ps.systemd {
+        if !systemd_form(&s) {
+            return Err(Error::msg(format!(
+                "cgroupsPath {s:?}: with --systemd-cgroup it must have the form slice:prefix:name (for example system.slice:nk:{id})"
+            )));
         }
+        return systemd_to_fs(&s, id);
+    }
+    if !s.starts_with('/') && systemd_form(&s) {
+        return systemd_to_fs(&s, id);
     }
     if p.is_absolute() {
         Ok(p.clone())
@@ -103,12 +154,15 @@ pub fn resolve_path(ps: &PathSpec, id: &str, own: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Map the systemd form `slice:prefix:name` to a cgroupfs path, as runc's
-/// systemd driver names units: `a-b.slice` nests as `/a.slice/a-b.slice`.
-pub fn systemd_to_fs(s: &str, id: &str) -> Result<Option<PathBuf>> {
+/// Map the systemd form `slice:prefix:name` to a cgroupfs path, as systemd
+/// names units: `a-b.slice` nests as `/a.slice/a-b.slice`, and the unit is
+/// `<prefix>-<name>.scope` (or `<name>` itself when it is a slice).
+pub fn systemd_to_fs(s: &str, id: &str) -> Result<PathBuf> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 3 {
-        return Ok(None);
+        return Err(Error::msg(format!(
+            "cgroupsPath {s:?}: expected slice:prefix:name"
+        )));
     }
     let (slice, prefix, name) = (parts[0], parts[1], parts[2]);
     let slice = if slice.is_empty() {
@@ -127,7 +181,9 @@ pub fn systemd_to_fs(s: &str, id: &str) -> Result<Option<PathBuf>> {
         let mut acc = String::new();
         for (i, comp) in base.split('-').enumerate() {
             if comp.is_empty() {
-                return Err(Error::msg(format!("cgroupsPath {s:?}: invalid slice name")));
+                return Err(Error::msg(format!(
+                    "cgroupsPath {s:?}: invalid slice name {slice:?}"
+                )));
             }
             if i > 0 {
                 acc.push('-');
@@ -137,6 +193,11 @@ pub fn systemd_to_fs(s: &str, id: &str) -> Result<Option<PathBuf>> {
         }
     }
     let name = if name.is_empty() { id } else { name };
+    if name.contains('/') || prefix.contains('/') {
+        return Err(Error::msg(format!(
+            "cgroupsPath {s:?}: prefix and name must not contain '/'"
+        )));
+    }
     let unit = if name.ends_with(".slice") {
         name.to_string()
     } else if prefix.is_empty() {
@@ -145,7 +206,45 @@ pub fn systemd_to_fs(s: &str, id: &str) -> Result<Option<PathBuf>> {
         format!("{prefix}-{name}.scope")
     };
     path.push(unit);
-    Ok(Some(path))
+    Ok(path)
+}
+
+/// Does this memory section ask for anything?
+pub fn memory_requested(m: &LinuxMemory) -> bool {
+    let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
+    nz(m.limit())
+        || nz(m.reservation())
+        || nz(m.swap())
+        || nz(m.kernel_tcp())
+        || m.swappiness().is_some()
+        || m.disable_oom_killer() == Some(true)
+}
+
+/// kernel memory limits went away in Linux 5.16 (the v1 file stays but
+/// refuses values; v2 never had one): say so instead of passing silently.
+pub fn warn_kernel_memory(m: &LinuxMemory) {
+    if let Some(k) = m.kernel().filter(|k| *k != 0) {
+        crate::logging::warn(|| {
+            format!("linux.resources.memory.kernel={k} ignored: kernel memory limits were removed from Linux (5.16+); kernel memory is counted in the memory limit")
+        });
+    }
+}
+
+/// Does this cpu section ask for the cpu controller?
+pub fn cpu_requested(c: &LinuxCpu) -> bool {
+    c.shares().is_some_and(|v| v != 0)
+        || c.quota().is_some_and(|v| v != 0)
+        || c.period().is_some_and(|v| v != 0)
+        || c.burst().is_some()
+        || c.idle().is_some()
+        || c.realtime_period().is_some_and(|v| v != 0)
+        || c.realtime_runtime().is_some_and(|v| v != 0)
+}
+
+/// Does this cpu section ask for the cpuset controller?
+pub fn cpuset_requested(c: &LinuxCpu) -> bool {
+    c.cpus().as_ref().is_some_and(|s| !s.is_empty())
+        || c.mems().as_ref().is_some_and(|s| !s.is_empty())
 }
 
 /// Check resource values before anything is created. Errors are
@@ -156,6 +255,8 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
             ("memory.limit", m.limit()),
             ("memory.reservation", m.reservation()),
             ("memory.swap", m.swap()),
+            ("memory.kernel", m.kernel()),
+            ("memory.kernelTCP", m.kernel_tcp()),
         ] {
             if let Some(v) = v {
                 if v < -1 {
@@ -173,7 +274,10 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         }
         if let Some(sw) = m.swappiness() {
             if sw > 100 {
-                return Err(("memory.swappiness".into(), format!("{sw} is above 100")));
+                return Err((
+                    "memory.swappiness".into(),
+                    format!("{sw} is above 100 (the range is 0 to 100)"),
+                ));
             }
         }
     }
@@ -187,10 +291,23 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
             }
         }
         if let Some(p) = c.period() {
-            if !(1000..=1_000_000).contains(&p) {
+            if p != 0 && !(1000..=1_000_000).contains(&p) {
                 return Err((
                     "cpu.period".into(),
                     format!("{p}: must be between 1000 and 1000000 microseconds"),
+                ));
+            }
+        }
+        if let Some(i) = c.idle() {
+            if i != 0 && i != 1 {
+                return Err(("cpu.idle".into(), format!("{i}: must be 0 or 1")));
+            }
+        }
+        if let Some(r) = c.realtime_runtime() {
+            if r < -1 {
+                return Err((
+                    "cpu.realtimeRuntime".into(),
+                    format!("{r} is negative (use -1 for unlimited)"),
                 ));
             }
         }
@@ -206,21 +323,108 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         if p.limit() < -1 {
             return Err((
                 "pids.limit".into(),
-                format!("{} is negative (use -1 or 0 for unlimited)", p.limit()),
+                format!("{} is negative (use -1 for unlimited)", p.limit()),
             ));
         }
     }
-    for (i, d) in res.devices().iter().flatten().enumerate() {
-        if let Some(a) = d.access() {
-            if a.is_empty() || !a.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+    if let Some(b) = res.block_io() {
+        let w = |f: String, v: Option<u16>| match v {
+            Some(v) if v != 0 && !(10..=1000).contains(&v) => {
+                Err((f, format!("{v}: a weight is between 10 and 1000")))
+            }
+            _ => Ok(()),
+        };
+        w("blockIO.weight".into(), b.weight())?;
+        w("blockIO.leafWeight".into(), b.leaf_weight())?;
+        for (i, d) in b.weight_device().iter().flatten().enumerate() {
+            w(format!("blockIO.weightDevice[{i}].weight"), d.weight())?;
+            w(
+                format!("blockIO.weightDevice[{i}].leafWeight"),
+                d.leaf_weight(),
+            )?;
+            if d.major() < 0 || d.minor() < 0 {
                 return Err((
-                    format!("devices[{i}].access"),
-                    format!("{a:?}: use r, w and m"),
+                    format!("blockIO.weightDevice[{i}]"),
+                    "major and minor must not be negative".into(),
+                ));
+            }
+        }
+        for (name, list) in [
+            ("throttleReadBpsDevice", b.throttle_read_bps_device()),
+            ("throttleWriteBpsDevice", b.throttle_write_bps_device()),
+            ("throttleReadIOPSDevice", b.throttle_read_iops_device()),
+            ("throttleWriteIOPSDevice", b.throttle_write_iops_device()),
+        ] {
+            for (i, d) in list.iter().flatten().enumerate() {
+                if d.major() < 0 || d.minor() < 0 {
+                    return Err((
+                        format!("blockIO.{name}[{i}]"),
+                        "major and minor must not be negative".into(),
+                    ));
+                }
+            }
+        }
+    }
+    for (i, h) in res.hugepage_limits().iter().flatten().enumerate() {
+        if !valid_page_size(h.page_size()) {
+            return Err((
+                format!("hugepageLimits[{i}].pageSize"),
+                format!("{:?} is not a size such as 2MB or 1GB", h.page_size()),
+            ));
+        }
+        if h.limit() < -1 {
+            return Err((
+                format!("hugepageLimits[{i}].limit"),
+                format!("{} is negative", h.limit()),
+            ));
+        }
+    }
+    if let Some(list) = res.devices() {
+        let rules = devices::from_oci(list).map_err(|e| ("devices".to_string(), e.to_string()))?;
+        devices::Emulator::from_rules(&rules)
+            .map_err(|e| ("devices".to_string(), e.to_string()))?;
+    }
+    if let Some(n) = res.network() {
+        for (i, p) in n.priorities().iter().flatten().enumerate() {
+            if p.name().is_empty() || p.name().contains(char::is_whitespace) {
+                return Err((
+                    format!("network.priorities[{i}].name"),
+                    format!("{:?} is not an interface name", p.name()),
+                ));
+            }
+        }
+    }
+    if let Some(r) = res.rdma() {
+        for dev in r.keys() {
+            if dev.is_empty() || dev.contains(char::is_whitespace) {
+                return Err((format!("rdma[{dev:?}]"), "not an RDMA device name".into()));
+            }
+        }
+    }
+    if let Some(u) = res.unified() {
+        for k in u.keys() {
+            if k.contains('/') || k.starts_with('.') || !k.contains('.') {
+                return Err((
+                    format!("unified[{k:?}]"),
+                    "a key is a cgroup file name such as memory.high".into(),
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// `2MB`, `64KB`, `1GB`: digits then K, M, G or T, then B.
+fn valid_page_size(s: &str) -> bool {
+    let Some(num) = s
+        .strip_suffix("KB")
+        .or_else(|| s.strip_suffix("MB"))
+        .or_else(|| s.strip_suffix("GB"))
+        .or_else(|| s.strip_suffix("TB"))
+    else {
+        return false;
+    };
+    !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Parse a cpuset list such as `0-2,4`; None when malformed.
@@ -249,9 +453,9 @@ pub fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
 pub struct Options {
     /// Where cgroup hierarchies are mounted (normally /sys/fs/cgroup).
     pub mount_root: PathBuf,
-    /// /proc/self/mountinfo text; empty means read the live file.
+    /// /proc/self/mountinfo text; None means read the live file.
     pub mountinfo: Option<String>,
-    /// /proc/self/cgroup text; empty means read the live file.
+    /// /proc/self/cgroup text; None means read the live file.
     pub proc_cgroup: Option<String>,
 }
 
@@ -276,16 +480,29 @@ pub fn new_manager(ps: &PathSpec, id: &str, opts: &Options) -> Result<Box<dyn Cg
         Some(s) => s.clone(),
         None => std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
     };
-    let layout = layout::detect(&mi);
-    match layout.kind {
-        layout::Kind::Unified => Ok(Box::new(v2::Manager::new(&layout, ps, id, &pc)?)),
+    let layout = layout::detect_host(&mi, &opts.mount_root);
+    let m: Box<dyn CgroupManager> = match layout.kind {
+        layout::Kind::Unified => Box::new(v2::Manager::new(&layout, ps, id, &pc)?),
         layout::Kind::Legacy | layout::Kind::Hybrid => {
-            Ok(Box::new(v1::Manager::new(&layout, ps, id, &pc)?))
+            Box::new(v1::Manager::new(&layout, ps, id, &pc)?)
         }
-        layout::Kind::None => Err(Error::Unsupported(
-            "no cgroup filesystem is mounted; mount cgroup2 on /sys/fs/cgroup".into(),
-        )),
+        layout::Kind::None => {
+            return Err(Error::Unsupported(
+                "no cgroup filesystem is mounted; mount cgroup2 on /sys/fs/cgroup".into(),
+            ))
+        }
+    };
+    if let Some(p) = ps.cgroups_path.as_ref().map(|p| p.to_string_lossy()) {
+        if ps.systemd || (!p.starts_with('/') && systemd_form(&p)) {
+            crate::logging::info(|| {
+                format!(
+                    "cgroupsPath {p:?} is in systemd's slice:prefix:name form: nk-runtime drives cgroupfs itself (no systemd scope is created) and uses {}",
+                    resolve_path(ps, id, Path::new("/")).map(|p| p.display().to_string()).unwrap_or_default()
+                )
+            });
+        }
     }
+    Ok(m)
 }
 
 /// Rebuild the manager from the record kept in state.json.
@@ -303,8 +520,27 @@ pub fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
     crate::explain::step(&crate::explain::catalog::CGROUP_WRITE, || {
         format!("{} = {value}", p.display())
     });
-    std::fs::write(&p, value)
-        .map_err(|e| Error::msg(format!("cgroup: write {value:?} to {}: {e}", p.display())))
+    std::fs::write(&p, value).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::ENOENT) => " (this kernel or cgroup has no such file)",
+            Some(libc::EINVAL) => " (the kernel refused the value)",
+            Some(libc::EBUSY) => " (busy: the cgroup has processes or children)",
+            _ => "",
+        };
+        Error::msg(format!(
+            "cgroup: write {value:?} to {}: {e}{hint}",
+            p.display()
+        ))
+    })
+}
+
+/// Write a multi-line value one line per write(2), as the kernel parses
+/// one entry per write for files such as io.max.
+pub fn write_lines(dir: &Path, file: &str, value: &str) -> Result<()> {
+    for line in value.lines().filter(|l| !l.trim().is_empty()) {
+        write_file(dir, file, line)?;
+    }
+    Ok(())
 }
 
 /// Read a cgroup file as trimmed text.
@@ -332,27 +568,146 @@ pub fn read_procs(file: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Remove a cgroup directory, retrying while the kernel still counts dying
-/// tasks (rmdir returns EBUSY for a moment after the last process exits).
-pub fn rmdir_retry(dir: &Path, kill: &dyn Fn()) -> Result<()> {
+/// Every directory below `d`, deepest first (child cgroups the container made).
+pub fn subdirs_deepest_first(d: &Path) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let p = e.path();
+                    walk(&p, out);
+                    out.push(p);
+                }
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(d, &mut v);
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
+}
+
+/// Pids in `d`'s cgroup.procs and in every cgroup below it.
+pub fn procs_recursive(d: &Path) -> Vec<i32> {
+    let mut out = read_procs(&d.join("cgroup.procs"));
+    for s in subdirs_deepest_first(d) {
+        out.extend(read_procs(&s.join("cgroup.procs")));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// How long delete waits for a cgroup to empty before it gives up.
+pub const RMDIR_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Remove a cgroup directory, retrying until `deadline` while the kernel
+/// still counts dying tasks (rmdir returns EBUSY for a moment after the
+/// last process exits); `kill` runs between attempts to deal with
+/// processes that are left.
+pub fn rmdir_retry(dir: &Path, kill: &dyn Fn(), deadline: std::time::Instant) -> Result<()> {
+    rmdir_retry_with(dir, kill, &|p| std::fs::remove_dir(p), deadline)
+}
+
+/// [`rmdir_retry`] with the removal given (for tests).
+pub fn rmdir_retry_with(
+    dir: &Path,
+    kill: &dyn Fn(),
+    remove: &dyn Fn(&Path) -> std::io::Result<()>,
+    deadline: std::time::Instant,
+) -> Result<()> {
+    let start = std::time::Instant::now();
     let mut delay = std::time::Duration::from_millis(1);
-    for _ in 0..14 {
-        match std::fs::remove_dir(dir) {
+    loop {
+        match remove(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if std::time::Instant::now() >= deadline {
+                    let left = read_procs(&dir.join("cgroup.procs"));
+                    return Err(Error::msg(format!(
+                        "remove cgroup {}: still busy after {:.1} s of killing and retrying; {} (see {}/cgroup.procs)",
+                        dir.display(),
+                        start.elapsed().as_secs_f64(),
+                        if left.is_empty() {
+                            "no process is listed, so the kernel is still tearing down exited tasks".to_string()
+                        } else {
+                            format!("processes {left:?} are left in it (in uninterruptible sleep, or frozen)")
+                        },
+                        dir.display()
+                    )));
+                }
                 kill();
                 std::thread::sleep(delay);
-                delay = (delay * 2).min(std::time::Duration::from_millis(500));
+                delay = (delay * 2).min(std::time::Duration::from_millis(200));
             }
             Err(e) => return Err(Error::io("remove cgroup", dir, e)),
         }
     }
-    Err(Error::msg(format!(
-        "remove cgroup {}: still busy after about 4 s; processes remain in it (see {}/cgroup.procs)",
-        dir.display(),
-        dir.display()
-    )))
+}
+
+/// The first error of several clean-up steps.
+fn first_err(results: impl IntoIterator<Item = Result<()>>) -> Result<()> {
+    let mut first = None;
+    for r in results {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// An error for a resource whose controller is missing.
+fn missing(field: &str, ctrl: &str, where_: &str) -> Error {
+    Error::Unsupported(format!(
+        "linux.resources.{field}: the {ctrl} cgroup controller is not available ({where_})"
+    ))
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! A fake cgroupfs in a temp directory: directories and plain files.
+    use std::path::{Path, PathBuf};
+
+    /// A temp tree removed on drop.
+    pub struct Tree(pub PathBuf);
+
+    impl Tree {
+        pub fn new(tag: &str) -> Tree {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "nk-cgt-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Tree(p)
+        }
+
+        /// Create files (with contents) under `dir`.
+        pub fn files(&self, dir: &Path, files: &[(&str, &str)]) {
+            std::fs::create_dir_all(dir).unwrap();
+            for (f, v) in files {
+                std::fs::write(dir.join(f), v).unwrap();
+            }
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Read a file as trimmed text ("" when missing).
+    pub fn rd(dir: &Path, f: &str) -> String {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +741,30 @@ mod tests {
             resolve_path(&ps(Some(":nk:c9"), true), "c9", own).unwrap(),
             Path::new("/system.slice/nk-c9.scope")
         );
+        assert_eq!(
+            resolve_path(&ps(Some("-.slice::x"), true), "c9", own).unwrap(),
+            Path::new("/x.scope")
+        );
+        assert_eq!(
+            resolve_path(&ps(Some("system.slice:nk:"), true), "c9", own).unwrap(),
+            Path::new("/system.slice/nk-c9.scope")
+        );
+        // Without the flag, the form is recognised only with a slice name.
+        assert_eq!(
+            resolve_path(&ps(Some("user.slice:p:n"), false), "c1", own).unwrap(),
+            Path::new("/user.slice/p-n.scope")
+        );
+        assert_eq!(
+            resolve_path(&ps(Some("a:b:c"), false), "c1", own).unwrap(),
+            Path::new("/user.slice/me/a:b:c")
+        );
+        // With the flag, anything else is an error that shows the form.
+        let e = resolve_path(&ps(Some("/abs/path"), true), "c1", own)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("slice:prefix:name"), "{e}");
+        assert!(resolve_path(&ps(Some("bad:p:n"), true), "c1", own).is_err());
+        assert!(resolve_path(&ps(Some("a--b.slice:p:n"), true), "c1", own).is_err());
     }
 
     #[test]
@@ -394,5 +773,92 @@ mod tests {
         assert!(parse_cpu_list("2-1").is_none());
         assert!(parse_cpu_list("a").is_none());
         assert!(parse_cpu_list("").is_none());
+    }
+
+    fn res(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let bad = [
+            (r#"{"memory":{"limit":-5}}"#, "memory.limit"),
+            (r#"{"memory":{"limit":200,"swap":100}}"#, "memory.swap"),
+            (r#"{"memory":{"swappiness":101}}"#, "memory.swappiness"),
+            (r#"{"cpu":{"quota":10}}"#, "cpu.quota"),
+            (r#"{"cpu":{"period":10}}"#, "cpu.period"),
+            (r#"{"cpu":{"idle":3}}"#, "cpu.idle"),
+            (r#"{"cpu":{"cpus":"1-0"}}"#, "cpu.cpus"),
+            (r#"{"pids":{"limit":-2}}"#, "pids.limit"),
+            (r#"{"blockIO":{"weight":5}}"#, "blockIO.weight"),
+            (
+                r#"{"blockIO":{"weightDevice":[{"major":8,"minor":0,"weight":2000}]}}"#,
+                "blockIO.weightDevice[0].weight",
+            ),
+            (
+                r#"{"blockIO":{"throttleReadBpsDevice":[{"major":-1,"minor":0,"rate":1}]}}"#,
+                "blockIO.throttleReadBpsDevice[0]",
+            ),
+            (
+                r#"{"hugepageLimits":[{"pageSize":"2M","limit":1}]}"#,
+                "hugepageLimits[0].pageSize",
+            ),
+            (
+                r#"{"devices":[{"allow":true,"type":"c","access":"x"}]}"#,
+                "devices",
+            ),
+            (
+                r#"{"network":{"priorities":[{"name":"","priority":1}]}}"#,
+                "network.priorities[0].name",
+            ),
+            (r#"{"unified":{"../x":"1"}}"#, "unified"),
+        ];
+        for (j, field) in bad {
+            let (f, why) = validate_resources(&res(j)).unwrap_err();
+            assert!(f.starts_with(field), "{j}: got field {f} ({why})");
+        }
+        validate_resources(&res(
+            r#"{"memory":{"limit":-1,"swap":-1,"swappiness":0},"cpu":{"period":0,"quota":-1,"idle":1},
+                "pids":{"limit":-1},"blockIO":{"weight":500},"hugepageLimits":[{"pageSize":"1GB","limit":-1}],
+                "unified":{"memory.high":"1G"}}"#,
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn rmdir_retry_gives_up_with_a_clear_error() {
+        let calls = std::cell::Cell::new(0);
+        let busy = |_: &Path| -> std::io::Result<()> {
+            Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+        };
+        let e = rmdir_retry_with(
+            Path::new("/nonexistent/cg"),
+            &|| calls.set(calls.get() + 1),
+            &busy,
+            std::time::Instant::now() + std::time::Duration::from_millis(50),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("still busy after"), "{e}");
+        assert!(e.contains("/nonexistent/cg/cgroup.procs"), "{e}");
+        assert!(calls.get() > 1, "the kill callback runs between attempts");
+        // Succeeds once the cgroup empties.
+        let n = std::cell::Cell::new(0);
+        let later = |_: &Path| -> std::io::Result<()> {
+            n.set(n.get() + 1);
+            if n.get() < 3 {
+                Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+            } else {
+                Ok(())
+            }
+        };
+        rmdir_retry_with(
+            Path::new("/x"),
+            &|| {},
+            &later,
+            std::time::Instant::now() + std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(n.get(), 3);
     }
 }

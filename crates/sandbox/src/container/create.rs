@@ -350,6 +350,11 @@ impl Runtime {
             (Some(cg), false) => cg.self_join_files(),
             _ => Vec::new(),
         };
+        // And it starts in its cgroup2 directory (clone3 CLONE_INTO_CGROUP).
+        let into = match (&cleanup.cgroup, plan.new_userns) {
+            (Some(cg), false) => cg.clone_into_fd(),
+            _ => None,
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -373,7 +378,7 @@ impl Runtime {
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(plan.clone_flags, None, &pre)
+            clone::spawn(plan.clone_flags, into.as_ref().map(|f| f.as_raw_fd()), &pre)
         };
         if let Some(r) = restore_pid {
             let _ = nix::sched::setns(r.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -390,7 +395,7 @@ impl Runtime {
 
         if let Some(cg) = &cleanup.cgroup {
             let _g = explain::phase(Phase::Cgroups);
-            if self_join.is_empty() {
+            if self_join.is_empty() && into.is_none() {
                 cg.add_process(pid)?;
             } else {
                 explain::step(&catalog::CGROUP_JOIN, || {
@@ -499,11 +504,6 @@ impl Runtime {
                 .and_then(|l| l.cgroups_path().clone()),
             systemd: self.systemd_cgroup,
         };
-        if self.systemd_cgroup && !Path::new("/run/systemd/system").exists() {
-            crate::logging::info(|| {
-                "--systemd-cgroup: systemd is not running here; the slice:prefix:name path is mapped to cgroupfs".into()
-            });
-        }
         if self.rootless {
             // Without root, a cgroup is only usable when delegated to us; like
             // runc, skip it otherwise (limits in the config are then not enforced).

@@ -41,13 +41,11 @@ impl Runtime {
     }
 
     fn kill_and_wait(&self, st: &ContainerState) {
+        // A paused container: kill and thaw every process, or the init
+        // would never see its SIGKILL.
         if let Some(cg) = self.cgroup_of(st) {
             if cg.is_frozen() {
-                for p in cg.pids().unwrap_or_default() {
-                    // SAFETY: kill(2) to a pid in the container's cgroup.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
-                }
-                let _ = cg.freeze(false);
+                let _ = cg.signal_all(libc::SIGKILL);
             }
         }
         if !st.init_alive() {

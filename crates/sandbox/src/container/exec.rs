@@ -236,6 +236,10 @@ impl Runtime {
             (Some(cg), false) => cg.self_join_files(),
             _ => Vec::new(),
         };
+        let into = match (&cgroup, userns) {
+            (Some(cg), false) => cg.clone_into_fd(),
+            _ => None,
+        };
         let (parent_ch, child_ch) = Channel::pair()?;
         let mut keep = Vec::new();
         if let Some(c) = &console {
@@ -268,7 +272,11 @@ impl Runtime {
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
-            clone::spawn(CloneFlags::empty(), None, &pre)
+            clone::spawn(
+                CloneFlags::empty(),
+                into.as_ref().map(|f| f.as_raw_fd()),
+                &pre,
+            )
         };
         if let Some(own) = own_pid {
             let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -298,7 +306,10 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(pidfd);
         };
-        if let Some(cg) = cgroup.as_ref().filter(|_| self_join.is_empty()) {
+        if let Some(cg) = cgroup
+            .as_ref()
+            .filter(|_| self_join.is_empty() && into.is_none())
+        {
             if let Err(e) = cg.add_process(pid) {
                 kill_child(&child.pidfd);
                 return Err(e);

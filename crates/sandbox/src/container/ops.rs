@@ -141,18 +141,12 @@ impl Runtime {
             let cg = self
                 .cgroup_of(&st)
                 .ok_or_else(|| Error::msg(format!("container {id} has no cgroup to signal")))?;
-            let frozen = cg.is_frozen();
-            let pids = cg.pids()?;
-            if pids.is_empty() && status == Status::Stopped {
+            // After the init exits, processes can be left in the cgroup (no
+            // pid namespace): --all still reaches them.
+            if status == Status::Stopped && cg.pids().unwrap_or_default().is_empty() {
                 return Err(Error::msg("container not running"));
             }
-            for p in pids {
-                // SAFETY: kill(2) to a pid in the container's cgroup.
-                unsafe { libc::kill(p, sig) };
-            }
-            if frozen && sig == libc::SIGKILL {
-                let _ = cg.freeze(false);
-            }
+            cg.signal_all(sig)?;
             return Ok(());
         }
         if status == Status::Stopped {

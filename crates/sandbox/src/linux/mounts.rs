@@ -166,7 +166,8 @@ pub fn parse_options(opts: &[String]) -> Parsed {
 pub struct CgroupMountInfo {
     /// (controller name, host directory of the container's cgroup).
     pub v1: Vec<(String, PathBuf)>,
-    /// The container's directory in the cgroup2 hierarchy (unified hosts).
+    /// The container's directory in the cgroup2 hierarchy (the whole view
+    /// on a unified host, `unified/` beside the v1 ones on a hybrid host).
     pub v2: Option<PathBuf>,
     /// A new cgroup namespace is created.
     pub cgroupns: bool,
@@ -448,6 +449,17 @@ fn copy_up(lower: BorrowedFd<'_>, upper: BorrowedFd<'_>, dest: &Path) -> Result<
     }
 }
 
+/// The container's view of /sys/fs/cgroup (`type: cgroup` or `cgroup2`),
+/// read-only unless the mount's options say `rw`, as runc gives it.
+///
+/// * pure v2: the container's own cgroup2 directory (a fresh cgroup2 mount
+///   when the container has a cgroup namespace, which shows the same);
+/// * v1 or hybrid: a tmpfs holding one directory per v1 hierarchy, named as
+///   on the host (`cpu,cpuacct` with `cpu` and `cpuacct` symlinks for
+///   co-mounted controllers, `systemd` for the named one), each showing the
+///   container's own cgroup, so `memory/memory.limit_in_bytes` inside reads
+///   the container's limit. As with runc, the tmpfs stays writable and a
+///   hybrid host's cgroup2 part is not shown.
 fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Result<()> {
     let dest = m.destination();
     let err = |what: String, e: nix::Error| {
@@ -456,67 +468,30 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             dest.display()
         ))
     };
-    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
+    let ro = opts.flags.contains(MsFlags::MS_RDONLY) || !opts.cleared.contains(MsFlags::MS_RDONLY);
     let base = opts.flags
         & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
-    let target_fd = mkdir_all_in_root(ctx.root, dest)?;
-    if let Some(v2dir) = &ctx.cgroup.v2 {
-        let target = fd_path(target_fd.as_fd());
-        if ctx.cgroup.cgroupns {
-            sys_mount(
-                Some("cgroup2"),
-                &target,
-                Some("cgroup2"),
-                base | (opts.flags & MsFlags::MS_RDONLY),
-                None,
-            )
-            .map_err(|e| err("mount -t cgroup2".into(), e))?;
+    let leaf = base
+        | if ro {
+            MsFlags::MS_RDONLY
         } else {
-            sys_mount(
-                Some(v2dir.to_str().unwrap_or("")),
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )
-            .map_err(|e| err(format!("bind {}", v2dir.display()), e))?;
-            if ro || !base.is_empty() {
-                let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
-                    .map_err(|e| err("reopen".into(), e))?;
-                remount_bind(
-                    &fd_path(top.as_fd()),
-                    base | (opts.flags & MsFlags::MS_RDONLY),
-                )
-                .map_err(|e| err("remount".into(), e))?;
-            }
-        }
-        return Ok(());
-    }
-    // v1: a tmpfs at the destination, one directory per hierarchy holding the
-    // container's own cgroup.
-    sys_mount(
-        Some("tmpfs"),
-        &fd_path(target_fd.as_fd()),
-        Some("tmpfs"),
-        base,
-        Some("mode=755"),
-    )
-    .map_err(|e| err("mount tmpfs".into(), e))?;
-    for (ctrl, hostdir) in &ctx.cgroup.v1 {
-        let name = ctrl.strip_prefix("name=").unwrap_or(ctrl);
-        let sub = dest.join(name);
-        let fd = mkdir_all_in_root(ctx.root, &sub)?;
+            MsFlags::empty()
+        };
+    let target_fd = mkdir_all_in_root(ctx.root, dest)?;
+    // One hierarchy at `sub` below the destination: a fresh mount in a
+    // cgroup namespace (whose root is the container's cgroup), else a bind
+    // of the container's host directory.
+    let one = |sub: &Path, hostdir: &Path, fstype: &str, data: Option<&str>| -> Result<()> {
+        let fd = mkdir_all_in_root(ctx.root, sub)?;
         let target = fd_path(fd.as_fd());
         if ctx.cgroup.cgroupns {
-            let data = ctrl.clone();
-            sys_mount(
-                Some("cgroup"),
-                &target,
-                Some("cgroup"),
-                base | (opts.flags & MsFlags::MS_RDONLY),
-                Some(&data),
-            )
-            .map_err(|e| err(format!("mount cgroup {ctrl}"), e))?;
+            let src = if fstype == "cgroup2" {
+                "cgroup2"
+            } else {
+                "cgroup"
+            };
+            sys_mount(Some(src), &target, Some(fstype), leaf, data)
+                .map_err(|e| err(format!("mount -t {fstype} {}", data.unwrap_or("")), e))?;
         } else {
             sys_mount(
                 Some(hostdir.to_str().unwrap_or("")),
@@ -527,12 +502,47 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             )
             .map_err(|e| err(format!("bind {}", hostdir.display()), e))?;
             let top =
-                open_in_root(ctx.root, &sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
-            remount_bind(
-                &fd_path(top.as_fd()),
-                base | (opts.flags & MsFlags::MS_RDONLY),
-            )
-            .map_err(|e| err(format!("remount {ctrl}"), e))?;
+                open_in_root(ctx.root, sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
+            remount_bind(&fd_path(top.as_fd()), leaf)
+                .map_err(|e| err(format!("remount {}", sub.display()), e))?;
+        }
+        Ok(())
+    };
+    if ctx.cgroup.v1.is_empty() {
+        if let Some(v2dir) = &ctx.cgroup.v2 {
+            drop(target_fd);
+            return one(dest, v2dir, "cgroup2", None);
+        }
+    }
+    sys_mount(
+        Some("tmpfs"),
+        &fd_path(target_fd.as_fd()),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| err("mount tmpfs".into(), e))?;
+    // Co-mounted controllers share a host directory: one mount for them.
+    let mut groups: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for (ctrl, hostdir) in &ctx.cgroup.v1 {
+        match groups.iter_mut().find(|(d, _)| d == hostdir) {
+            Some((_, v)) => v.push(ctrl.clone()),
+            None => groups.push((hostdir.clone(), vec![ctrl.clone()])),
+        }
+    }
+    for (hostdir, ctrls) in &groups {
+        let data = ctrls.join(",");
+        let name = data.strip_prefix("name=").unwrap_or(&data).to_string();
+        one(&dest.join(&name), hostdir, "cgroup", Some(&data))?;
+        if ctrls.len() > 1 {
+            let dir = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .map_err(|e| err("reopen".into(), e))?;
+            for c in ctrls {
+                match nix::unistd::symlinkat(name.as_str(), dir.as_fd(), c.as_str()) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(err(format!("symlink {c} -> {name}"), e)),
+                }
+            }
         }
     }
     // Like runc, the tmpfs itself stays writable; each hierarchy below it is

@@ -1,0 +1,775 @@
+//! The agent's poll loop: requests on the control port, stdio frames on the
+//! stdio port, SIGCHLD through a signalfd, and the output of every watched
+//! process. Writes to the ports are buffered and non-blocking; when the
+//! stdio buffer is full the agent stops reading process output, so a slow
+//! host slows the container down instead of stalling the control channel.
+
+use crate::pid1::{console, uptime_ms};
+use crate::procs::{self, ChildIo, ParentIo, Proc};
+use sandbox::container::{CreateOptions, ExecOptions, Runtime};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use vm_protocol::{
+    CreateContainer, ExecProcess, FrameReader, GuestCommand, GuestMsg, HostMsg, ProcInfo, Ready,
+    Reply, Request,
+};
+
+/// Where the guest keeps container state and bundles.
+const STATE_ROOT: &str = "/run/nk/state";
+const BUNDLES: &str = "/run/nk/bundles";
+const OVERLAYS: &str = "/run/nk/overlay";
+/// Stop reading process output while this much waits for the stdio port.
+const SIO_HIGH_WATER: usize = 4 << 20;
+/// How long to wait for the last output of a process after it exited.
+const DRAIN_GRACE: Duration = Duration::from_millis(300);
+
+/// Log lines from the library, drained into the control port by the loop.
+static LOG_QUEUE: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// One virtio-serial port with its buffers.
+struct Port {
+    fd: OwnedFd,
+    reader: FrameReader,
+    out: Vec<u8>,
+    closed: bool,
+}
+
+impl Port {
+    fn new(fd: OwnedFd) -> Port {
+        Port {
+            fd,
+            reader: FrameReader::new(),
+            out: Vec::new(),
+            closed: false,
+        }
+    }
+
+    fn read(&mut self) {
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: read into our buffer from the port.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                self.reader.push(&buf[..n as usize]);
+                continue;
+            }
+            if n == 0 {
+                // The host end is no longer connected.
+                self.closed = true;
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EAGAIN) && e.raw_os_error() != Some(libc::EINTR) {
+                self.closed = true;
+            }
+            break;
+        }
+    }
+
+    fn flush(&mut self) {
+        while !self.out.is_empty() {
+            // SAFETY: write from our buffer to the port.
+            let n = unsafe {
+                libc::write(
+                    self.fd.as_raw_fd(),
+                    self.out.as_ptr().cast(),
+                    self.out.len(),
+                )
+            };
+            if n > 0 {
+                self.out.drain(..n as usize);
+                continue;
+            }
+            break;
+        }
+    }
+
+    /// Write everything, waiting up to `t` (used before powering off).
+    fn flush_blocking(&mut self, t: Duration) {
+        let end = Instant::now() + t;
+        while !self.out.is_empty() && Instant::now() < end {
+            self.flush();
+            let mut p = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: poll one pollfd that lives for the call.
+            unsafe { libc::poll(&mut p, 1, 50) };
+        }
+    }
+}
+
+struct Agent {
+    ctl: Port,
+    sio: Port,
+    rt: Runtime,
+    procs: HashMap<u32, Proc>,
+    by_pid: HashMap<i32, u32>,
+    share_mounted: bool,
+}
+
+pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
+    sandbox::logging::set_sink(|r| {
+        if let Ok(mut q) = LOG_QUEUE.lock() {
+            q.push((r.level.as_str().to_string(), r.msg.clone()));
+        }
+    });
+    sandbox::logging::set_role(sandbox::logging::Role::Parent);
+    let _ = std::fs::create_dir_all(STATE_ROOT);
+    let mut rt = Runtime::new(STATE_ROOT.into());
+    rt.rootless = false;
+    let mut a = Agent {
+        ctl: Port::new(ctl),
+        sio: Port::new(sio),
+        rt,
+        procs: HashMap::new(),
+        by_pid: HashMap::new(),
+        share_mounted: false,
+    };
+    // SIGCHLD through a signalfd; PID 1 gets no default actions anyway.
+    // SAFETY: building and applying a signal mask, then creating a signalfd from it.
+    let sfd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(format!("signalfd: {}", std::io::Error::last_os_error()));
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    a.send(&GuestMsg::Ready(Ready {
+        version: vm_protocol::VERSION,
+        uptime_ms: uptime_ms(),
+        kernel,
+    }));
+    loop {
+        a.ctl.flush();
+        a.sio.flush();
+        let mut fds = vec![
+            pfd(
+                a.ctl.fd.as_raw_fd(),
+                libc::POLLIN
+                    | if a.ctl.out.is_empty() {
+                        0
+                    } else {
+                        libc::POLLOUT
+                    },
+            ),
+            pfd(
+                if a.sio.closed {
+                    -1
+                } else {
+                    a.sio.fd.as_raw_fd()
+                },
+                libc::POLLIN
+                    | if a.sio.out.is_empty() {
+                        0
+                    } else {
+                        libc::POLLOUT
+                    },
+            ),
+            pfd(sfd.as_raw_fd(), libc::POLLIN),
+        ];
+        // (stream, index into outs) for each output descriptor polled.
+        let mut out_at = Vec::new();
+        let mut in_at = Vec::new();
+        for (s, p) in &a.procs {
+            if a.sio.out.len() < SIO_HIGH_WATER {
+                for (i, (_, fd)) in p.outs.iter().enumerate() {
+                    out_at.push((*s, i, fds.len()));
+                    fds.push(pfd(fd.as_raw_fd(), libc::POLLIN));
+                }
+            }
+            if let Some(fd) = &p.stdin {
+                if !p.stdin_buf.is_empty() {
+                    in_at.push((*s, fds.len()));
+                    fds.push(pfd(fd.as_raw_fd(), libc::POLLOUT));
+                }
+            }
+        }
+        let waiting = a.procs.values().any(|p| p.status.is_some());
+        let timeout = if waiting { 50 } else { -1 };
+        // SAFETY: poll over a vector that lives for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(format!("poll: {}", std::io::Error::last_os_error()));
+        }
+        if fds[2].revents != 0 {
+            let mut buf = [0u8; 128 * 16];
+            // SAFETY: drain the signalfd into our buffer.
+            while unsafe { libc::read(sfd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+            a.reap();
+        }
+        for (s, i, at) in out_at.into_iter().rev() {
+            if fds[at].revents != 0 {
+                a.read_output(s, i);
+            }
+        }
+        for (s, at) in in_at {
+            if fds[at].revents != 0 {
+                a.write_stdin(s);
+            }
+        }
+        if fds[1].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+            a.sio.read();
+            a.take_stdio();
+        }
+        if fds[0].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+            a.ctl.read();
+            loop {
+                let body = match a.ctl.reader.next_frame() {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("control port: {e}")),
+                };
+                let msg: HostMsg = match vm_protocol::decode_json(&body) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        console(&format!("bad request: {e}"));
+                        continue;
+                    }
+                };
+                if matches!(msg.req, Request::Shutdown) {
+                    a.shutdown();
+                    a.reply(msg.id, Ok(Reply::Done));
+                    a.ctl.flush_blocking(Duration::from_millis(500));
+                    return Ok(());
+                }
+                let r = a.handle(msg.req);
+                a.reply(msg.id, r);
+            }
+        }
+        a.report_exits();
+        a.drain_logs();
+        if a.ctl.closed {
+            return Err("the control port closed".into());
+        }
+    }
+}
+
+fn pfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+impl Agent {
+    fn send(&mut self, m: &GuestMsg) {
+        self.ctl.out.extend(vm_protocol::encode_json(m));
+        self.ctl.flush();
+    }
+
+    fn reply(&mut self, id: u64, r: Result<Reply, String>) {
+        self.drain_logs();
+        let (ok, error) = match r {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        self.send(&GuestMsg::Reply { id, ok, error });
+    }
+
+    fn drain_logs(&mut self) {
+        let lines = LOG_QUEUE
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        for (level, msg) in lines {
+            self.send(&GuestMsg::Log { level, msg });
+        }
+    }
+
+    fn handle(&mut self, req: Request) -> Result<Reply, String> {
+        match req {
+            Request::Ping => Ok(Reply::Pong {
+                uptime_ms: uptime_ms(),
+            }),
+            Request::Create(c) => self.create(c),
+            Request::Start { id } => self
+                .rt
+                .start(&id)
+                .map(|_| Reply::Done)
+                .map_err(|e| e.to_string()),
+            Request::Kill { id, signal, all } => self
+                .rt
+                .kill(&id, signal, all)
+                .map(|_| Reply::Done)
+                .map_err(|e| e.to_string()),
+            Request::Exec(e) => self.exec(e),
+            Request::Run(g) => self.run(g),
+            Request::Ps { id } => {
+                let pids = self.rt.pids(&id).map_err(|e| e.to_string())?;
+                Ok(Reply::Procs(pids.into_iter().map(proc_info).collect()))
+            }
+            Request::Pause { id } => self
+                .rt
+                .pause(&id)
+                .map(|_| Reply::Done)
+                .map_err(|e| e.to_string()),
+            Request::Resume { id } => self
+                .rt
+                .resume(&id)
+                .map(|_| Reply::Done)
+                .map_err(|e| e.to_string()),
+            Request::Stats { id } => {
+                let (st, _) = self.rt.load(&id).map_err(|e| e.to_string())?;
+                let cg = self
+                    .rt
+                    .cgroup_of(&st)
+                    .ok_or_else(|| format!("container {id} has no cgroup"))?;
+                let s = cg.stats().map_err(|e| e.to_string())?;
+                Ok(Reply::Stats(serde_json::to_value(s).unwrap_or_default()))
+            }
+            Request::Update { id, resources } => {
+                let res: oci_spec::runtime::LinuxResources =
+                    serde_json::from_value(resources).map_err(|e| format!("resources: {e}"))?;
+                sandbox::cgroups::validate_resources(&res)
+                    .map_err(|(f, r)| format!("resources.{f}: {r}"))?;
+                let (st, _) = self.rt.load(&id).map_err(|e| e.to_string())?;
+                let cg = self
+                    .rt
+                    .cgroup_of(&st)
+                    .ok_or_else(|| format!("container {id} has no cgroup"))?;
+                cg.set(&res, true).map_err(|e| e.to_string())?;
+                Ok(Reply::Done)
+            }
+            Request::Signal { stream, signal } => {
+                let p = self
+                    .procs
+                    .get(&stream)
+                    .ok_or_else(|| format!("no process on stream {stream}"))?;
+                if p.status.is_none() {
+                    // SAFETY: kill(2) to a process the agent started and has not reaped.
+                    unsafe { libc::kill(p.pid, signal) };
+                }
+                Ok(Reply::Done)
+            }
+            Request::Resize { stream, rows, cols } => {
+                let p = self
+                    .procs
+                    .get(&stream)
+                    .ok_or_else(|| format!("no process on stream {stream}"))?;
+                if let Some(m) = &p.pty {
+                    sandbox::linux::console::set_winsize(std::os::fd::AsFd::as_fd(m), rows, cols);
+                }
+                Ok(Reply::Done)
+            }
+            Request::Shutdown => Ok(Reply::Done),
+        }
+    }
+
+    fn mount_share(&mut self) -> Result<(), String> {
+        if self.share_mounted {
+            return Ok(());
+        }
+        let target = vm_protocol::SHARE_MOUNT;
+        std::fs::create_dir_all(target).map_err(|e| format!("create {target}: {e}"))?;
+        mount(
+            vm_protocol::SHARE_TAG,
+            target,
+            "9p",
+            libc::MS_NOSUID | libc::MS_NODEV,
+            "trans=virtio,version=9p2000.L,msize=262144",
+        )?;
+        self.share_mounted = true;
+        Ok(())
+    }
+
+    fn create(&mut self, c: CreateContainer) -> Result<Reply, String> {
+        sandbox::state::validate_id(&c.id).map_err(|e| e.to_string())?;
+        if self.procs.contains_key(&c.stream) {
+            return Err(format!("stream {} is in use", c.stream));
+        }
+        self.mount_share()?;
+        let lower = format!(
+            "{}/{}",
+            vm_protocol::SHARE_MOUNT,
+            c.rootfs.trim_start_matches('/')
+        );
+        if c.rootfs.split('/').any(|p| p == "..") {
+            return Err(format!("rootfs {:?} leaves the share", c.rootfs));
+        }
+        let bundle = format!("{BUNDLES}/{}", c.id);
+        let rootfs = format!("{bundle}/rootfs");
+        let ovl = format!("{OVERLAYS}/{}", c.id);
+        for d in [&rootfs, &format!("{ovl}/upper"), &format!("{ovl}/work")] {
+            std::fs::create_dir_all(d).map_err(|e| format!("create {d}: {e}"))?;
+        }
+        // The host's rootfs is the lower layer; writes land in tmpfs.
+        mount(
+            "overlay",
+            &rootfs,
+            "overlay",
+            0,
+            &format!("lowerdir={lower},upperdir={ovl}/upper,workdir={ovl}/work"),
+        )?;
+        let mut config = c.config;
+        let copyup = config["mounts"].as_array().is_some_and(|ms| {
+            ms.iter().any(|m| {
+                m["options"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|x| x == "tmpcopyup"))
+            })
+        });
+        if copyup {
+            crate::cp::install().map_err(|e| format!("install /bin/cp for tmpcopyup: {e}"))?;
+        }
+        config["root"]["path"] = "rootfs".into();
+        let cfg = format!("{bundle}/config.json");
+        std::fs::write(&cfg, serde_json::to_vec(&config).unwrap_or_default())
+            .map_err(|e| format!("write {cfg}: {e}"))?;
+        let terminal = config
+            .pointer("/process/terminal")
+            .and_then(|t| t.as_bool())
+            .unwrap_or(false);
+        if let Some(l) = sandbox::logging::Level::parse(&c.log_level) {
+            sandbox::logging::set_level(l);
+            self.rt.log_level = l;
+        }
+        self.rt.systemd_cgroup = c.systemd_cgroup;
+        let (child, parent) = stdio_for(terminal)?;
+        let opts = CreateOptions {
+            id: c.id.clone(),
+            bundle: bundle.clone().into(),
+            no_pivot: c.no_pivot,
+            no_new_keyring: c.no_new_keyring,
+            foreground: true,
+            mode: "container".into(),
+            ..Default::default()
+        };
+        let r = procs::with_stdio(&child, || self.rt.create(&opts));
+        drop(child);
+        let h = match r {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = umount(&rootfs);
+                let _ = std::fs::remove_dir_all(&bundle);
+                let _ = std::fs::remove_dir_all(&ovl);
+                return Err(e.to_string());
+            }
+        };
+        let io = match (h.pty, parent) {
+            (Some(m), _) => procs::pty_io(m).map_err(|e| format!("pty: {e}"))?,
+            (None, Some(p)) => p,
+            (None, None) => ParentIo {
+                stdin: None,
+                outs: Vec::new(),
+                pty: None,
+            },
+        };
+        self.watch(c.stream, h.pid, io);
+        Ok(Reply::Created { pid: h.pid })
+    }
+
+    fn exec(&mut self, e: ExecProcess) -> Result<Reply, String> {
+        if self.procs.contains_key(&e.stream) {
+            return Err(format!("stream {} is in use", e.stream));
+        }
+        let process: oci_spec::runtime::Process =
+            serde_json::from_value(e.process).map_err(|err| format!("process: {err}"))?;
+        let terminal = process.terminal() == Some(true);
+        let (child, parent) = stdio_for(terminal)?;
+        let opts = ExecOptions {
+            id: e.id,
+            process: Some(process),
+            detach: false,
+            ..Default::default()
+        };
+        let r = procs::with_stdio(&child, || self.rt.exec(&opts));
+        drop(child);
+        let h = r.map_err(|e| e.to_string())?;
+        let io = match (h.pty, parent) {
+            (Some(m), _) => procs::pty_io(m).map_err(|e| format!("pty: {e}"))?,
+            (None, Some(p)) => p,
+            (None, None) => ParentIo {
+                stdin: None,
+                outs: Vec::new(),
+                pty: None,
+            },
+        };
+        self.watch(e.stream, h.pid, io);
+        Ok(Reply::Started { pid: h.pid })
+    }
+
+    fn run(&mut self, g: GuestCommand) -> Result<Reply, String> {
+        use std::os::unix::process::CommandExt;
+        if self.procs.contains_key(&g.stream) {
+            return Err(format!("stream {} is in use", g.stream));
+        }
+        let prog = g.argv.first().ok_or("run: empty argv")?;
+        // The program usually lives in the share; without a 9p device this fails harmlessly.
+        let _ = self.mount_share();
+        let (child, parent) = procs::pipes().map_err(|e| format!("pipes: {e}"))?;
+        let [i, o, er] = child.fds;
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(&g.argv[1..])
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(i)
+            .stdout(o)
+            .stderr(er);
+        for kv in &g.env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        if let Some(d) = &g.cwd {
+            cmd.current_dir(d);
+        }
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let ch = cmd.spawn().map_err(|e| format!("run {prog}: {e}"))?;
+        let pid = ch.id() as i32;
+        // Reaped by the SIGCHLD handler, not by std.
+        std::mem::forget(ch);
+        self.watch(g.stream, pid, parent);
+        Ok(Reply::Started { pid })
+    }
+
+    fn watch(&mut self, stream: u32, pid: i32, io: ParentIo) {
+        self.by_pid.insert(pid, stream);
+        self.procs.insert(stream, Proc::new(pid, io));
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let mut st = 0;
+            // SAFETY: waitpid(-1, WNOHANG) writes the status into `st`.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            let code = if libc::WIFEXITED(st) {
+                libc::WEXITSTATUS(st)
+            } else if libc::WIFSIGNALED(st) {
+                128 + libc::WTERMSIG(st)
+            } else {
+                continue;
+            };
+            if let Some(s) = self.by_pid.remove(&pid) {
+                if let Some(p) = self.procs.get_mut(&s) {
+                    p.status = Some(code);
+                    p.exited_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn read_output(&mut self, stream: u32, i: usize) {
+        let Some(p) = self.procs.get_mut(&stream) else {
+            return;
+        };
+        let (no, fd) = (&p.outs[i].0, &p.outs[i].1);
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: read into our buffer from the process's output.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            self.sio
+                .out
+                .extend(vm_protocol::encode_stdio(stream, *no, &buf[..n as usize]));
+            return;
+        }
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            return;
+        }
+        // End of file (or EIO on a pty whose last holder closed it).
+        let no = *no;
+        p.outs.remove(i);
+        self.sio
+            .out
+            .extend(vm_protocol::encode_stdio(stream, no, b""));
+    }
+
+    fn write_stdin(&mut self, stream: u32) {
+        let Some(p) = self.procs.get_mut(&stream) else {
+            return;
+        };
+        let Some(fd) = &p.stdin else {
+            p.stdin_buf.clear();
+            return;
+        };
+        // SAFETY: write from our buffer to the process's stdin.
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                p.stdin_buf.as_ptr().cast(),
+                p.stdin_buf.len(),
+            )
+        };
+        if n > 0 {
+            p.stdin_buf.drain(..n as usize);
+        } else if n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            // The reader is gone: drop what is left.
+            p.stdin_buf.clear();
+            p.stdin = None;
+        }
+        if p.stdin_buf.is_empty() && p.stdin_eof && p.pty.is_none() {
+            p.stdin = None;
+        }
+    }
+
+    fn take_stdio(&mut self) {
+        loop {
+            let body = match self.sio.reader.next_frame() {
+                Ok(Some(b)) => b,
+                Ok(None) => return,
+                Err(e) => {
+                    console(&format!("stdio port: {e}"));
+                    return;
+                }
+            };
+            let Ok(f) = vm_protocol::decode_stdio(&body) else {
+                continue;
+            };
+            let Some(p) = self.procs.get_mut(&f.stream) else {
+                continue;
+            };
+            if f.data.is_empty() {
+                p.stdin_eof = true;
+                // A terminal has no end of file to pass on; a pipe is closed.
+                if p.stdin_buf.is_empty() && p.pty.is_none() {
+                    p.stdin = None;
+                }
+            } else if p.stdin.is_some() {
+                p.stdin_buf.extend_from_slice(&f.data);
+                self.write_stdin(f.stream);
+            }
+        }
+    }
+
+    /// Report processes that exited once their output is drained (or after
+    /// a grace period, when a leftover child still holds the pipe).
+    fn report_exits(&mut self) {
+        let done: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| {
+                p.status.is_some()
+                    && (p.outs.is_empty() || p.exited_at.is_some_and(|t| t.elapsed() > DRAIN_GRACE))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in done {
+            if let Some(mut p) = self.procs.remove(&s) {
+                // Read what is still buffered, then end the streams.
+                for (no, fd) in p.outs.drain(..) {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        // SAFETY: read into our buffer (non-blocking).
+                        let n = unsafe {
+                            libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                        };
+                        if n <= 0 {
+                            break;
+                        }
+                        self.sio
+                            .out
+                            .extend(vm_protocol::encode_stdio(s, no, &buf[..n as usize]));
+                    }
+                    self.sio.out.extend(vm_protocol::encode_stdio(s, no, b""));
+                }
+                self.sio.flush_blocking(Duration::from_secs(2));
+                let status = p.status.unwrap_or(255);
+                self.send(&GuestMsg::Exited { stream: s, status });
+            }
+        }
+    }
+
+    /// Kill every process and unmount, before power-off.
+    fn shutdown(&mut self) {
+        for p in self.procs.values() {
+            if p.status.is_none() {
+                // SAFETY: kill(2) to a process the agent started.
+                unsafe { libc::kill(p.pid, libc::SIGKILL) };
+            }
+        }
+        if let Ok(list) = self.rt.list() {
+            for (st, _) in list {
+                let _ = self.rt.delete(&st.id, true);
+            }
+        }
+        self.sio.flush_blocking(Duration::from_millis(500));
+    }
+}
+
+fn stdio_for(terminal: bool) -> Result<(ChildIo, Option<ParentIo>), String> {
+    if terminal {
+        Ok((
+            procs::null_io().map_err(|e| format!("open /dev/null: {e}"))?,
+            None,
+        ))
+    } else {
+        let (c, p) = procs::pipes().map_err(|e| format!("pipes: {e}"))?;
+        Ok((c, Some(p)))
+    }
+}
+
+fn proc_info(pid: i32) -> ProcInfo {
+    let stat = sandbox::state::proc_stat(pid);
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    ProcInfo {
+        pid,
+        ppid: stat.map(|s| s.ppid).unwrap_or(0),
+        cmd,
+    }
+}
+
+fn mount(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> Result<(), String> {
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let (s, t, f, d) = (c(src), c(target), c(fstype), c(data));
+    // SAFETY: mount(2) with NUL-terminated strings that live for the call.
+    if unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) } != 0 {
+        return Err(format!(
+            "mount {fstype} on {target} ({data}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn umount(target: &str) -> Result<(), String> {
+    let t = std::ffi::CString::new(target).unwrap_or_default();
+    // SAFETY: umount2 with a NUL-terminated path.
+    if unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(format!(
+            "umount {target}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}

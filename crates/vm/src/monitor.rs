@@ -1,0 +1,1034 @@
+//! The VM-mode monitor: one host process per container. Its pid is the
+//! container pid that engines see; it lives in the container's cgroup, owns
+//! QEMU (which dies with it), holds the agent channel, forwards stdio and
+//! signals, answers the runtime's other verbs on `monitor.sock` in the state
+//! directory, and exits with the container's exit code.
+//!
+//! The bundle reaches the guest over virtio-9p. The monitor builds the shared
+//! directory in a private mount namespace (so nothing shows on the host):
+//! the rootfs bound read-only, plus every bind-mount source of the config.
+//! The agent puts an overlay with a tmpfs upper layer on the rootfs, so a
+//! writable rootfs never changes host files.
+
+use crate::channel::{AgentConn, StdioPort};
+use crate::error::{Error, Result};
+use crate::qemu::{self, Accel, Vm, VmSpec};
+use sandbox::process::sync::Channel;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use vm_protocol::{GuestMsg, Reply, Request, INIT_STREAM};
+
+/// Files in the container's state directory.
+pub const SOCKET: &str = "monitor.sock";
+pub const CONFIG: &str = "monitor.json";
+/// Present while the container is paused (the host cgroup is not frozen:
+/// the guest's is).
+pub const PAUSED_MARK: &str = "vm-paused";
+/// Why the VM ended early, for `run` and the log.
+pub const EXIT_REASON: &str = "vm-exit";
+/// How long the agent gets to power the VM off before QEMU is killed.
+const POWER_OFF_GRACE_MS: u64 = 300;
+/// The monitor's exit code when the VM itself failed.
+pub const VM_FAILED: i32 = 255;
+
+/// Everything the monitor needs, written by `create` to monitor.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    pub id: String,
+    pub state_dir: PathBuf,
+    pub bundle: PathBuf,
+    /// The bundle's config.json as given.
+    pub config: serde_json::Value,
+    /// The rootfs on the host (absolute).
+    pub rootfs: PathBuf,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub vmlinux: PathBuf,
+    pub initramfs: PathBuf,
+    pub accel: Accel,
+    pub systemd_cgroup: bool,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub log_level: String,
+    /// Extra kernel command line words (NK_VM_APPEND).
+    pub append: Vec<String>,
+    pub ready_timeout_secs: u64,
+    /// A terminal for the container's stdio (a host pty slave, passed as
+    /// this descriptor number) instead of the monitor's own 0, 1 and 2.
+    pub tty_fd: Option<RawFd>,
+}
+
+/// What the monitor tells `create` once the container exists (or not).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Report {
+    Created {
+        guest_pid: i32,
+        qemu_pid: i32,
+        boot_ms: u64,
+    },
+    Failed(String),
+}
+
+/// A request from another nk-runtime process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientReq {
+    Start,
+    Kill {
+        signal: i32,
+        all: bool,
+    },
+    /// Run a process; its stdin, stdout and stderr come attached.
+    Exec {
+        process: serde_json::Value,
+    },
+    Ps,
+    Pause,
+    Resume,
+    Stats,
+    Update {
+        resources: serde_json::Value,
+    },
+    /// Window size of this connection's exec terminal.
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// A signal for this connection's exec'd process.
+    Signal {
+        signal: i32,
+    },
+    Shutdown,
+}
+
+/// An answer to a client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientMsg {
+    Ok(Reply),
+    Err(String),
+    /// The exec'd process ended with this shell-style status.
+    Exited(i32),
+}
+
+// ---------------------------------------------------------------- client
+
+/// A connection to a container's monitor.
+pub struct Client {
+    ch: Channel,
+}
+
+impl Client {
+    /// Connect to the monitor of the container whose state is in `dir`.
+    pub fn connect(dir: &Path) -> Result<Client> {
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let d = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+        // Through /proc/self/fd the path stays short whatever --root is.
+        let path = format!("/proc/self/fd/{}/{SOCKET}", d.as_raw_fd());
+        let s = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::sys("socket", e))?;
+        let addr = UnixAddr::new(path.as_str()).map_err(|e| Error::sys("socket address", e))?;
+        connect(s.as_raw_fd(), &addr).map_err(|e| {
+            Error::Msg(format!(
+                "cannot reach the VM monitor at {}: {e} (is the container still running?)",
+                dir.join(SOCKET).display()
+            ))
+        })?;
+        // SAFETY: a connected SEQPACKET socket that we own.
+        let ch = unsafe { Channel::from_raw(std::os::fd::IntoRawFd::into_raw_fd(s)) };
+        Ok(Client { ch })
+    }
+
+    /// Send a request (with descriptors).
+    pub fn send(&self, r: &ClientReq, fds: &[RawFd]) -> Result<()> {
+        self.ch
+            .send_fds(r, fds)
+            .map_err(|e| Error::Msg(format!("VM monitor: {e}")))
+    }
+
+    /// The next message; an error when the monitor went away.
+    pub fn recv(&self) -> Result<ClientMsg> {
+        match self.ch.recv::<ClientMsg>() {
+            Ok(Some((m, _))) => Ok(m),
+            Ok(None) => Err(Error::Msg(
+                "the VM monitor closed the connection (the container stopped)".into(),
+            )),
+            Err(e) => Err(Error::Msg(format!("VM monitor: {e}"))),
+        }
+    }
+
+    /// Send a request and wait for its answer.
+    pub fn call(&self, r: &ClientReq) -> Result<Reply> {
+        self.send(r, &[])?;
+        match self.recv()? {
+            ClientMsg::Ok(rep) => Ok(rep),
+            ClientMsg::Err(e) => Err(Error::Remote(e)),
+            ClientMsg::Exited(s) => Err(Error::Msg(format!("unexpected exit status {s}"))),
+        }
+    }
+
+    /// The descriptor, to poll on.
+    pub fn fd(&self) -> RawFd {
+        self.ch.as_fd().as_raw_fd()
+    }
+}
+
+// ---------------------------------------------------------------- share
+
+fn c(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).unwrap_or_default()
+}
+
+fn mount(
+    src: Option<&Path>,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: &str,
+) -> Result<()> {
+    let s = src.map(|p| c(&p.to_string_lossy()));
+    let d = c(&dst.to_string_lossy());
+    let f = fstype.map(c);
+    let dt = c(data);
+    // SAFETY: mount(2) with NUL-terminated strings (or NULL) that live for the call.
+    let r = unsafe {
+        libc::mount(
+            s.as_ref().map_or(std::ptr::null(), |x| x.as_ptr()),
+            d.as_ptr(),
+            f.as_ref().map_or(std::ptr::null(), |x| x.as_ptr()),
+            flags,
+            if data.is_empty() {
+                std::ptr::null()
+            } else {
+                dt.as_ptr().cast()
+            },
+        )
+    };
+    if r != 0 {
+        return Err(Error::sys(
+            format!(
+                "mount {} on {}",
+                src.map(|p| p.display().to_string()).unwrap_or_default(),
+                dst.display()
+            ),
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+fn is_bind(m: &serde_json::Value) -> bool {
+    m["type"] == "bind"
+        || m["options"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+}
+
+/// Build the shared directory (in a private mount namespace) and the config
+/// the guest sees. Returns (share dir, guest config).
+pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, serde_json::Value)> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::sys("unshare(CLONE_NEWNS) for the 9p share", e))?;
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        "",
+    )?;
+    let share = cfg.state_dir.join("share");
+    std::fs::create_dir_all(&share).map_err(|e| Error::io("create", &share, e))?;
+    mount(
+        Some(Path::new("nk-share")),
+        &share,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=0755",
+    )?;
+    let root = share.join("rootfs");
+    std::fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
+    mount(
+        Some(&cfg.rootfs),
+        &root,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        "",
+    )?;
+    // The guest only ever reads the rootfs: its writes go to the overlay.
+    mount(
+        None,
+        &root,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        "",
+    )?;
+    let mut g = cfg.config.clone();
+    if let Some(ms) = g["mounts"].as_array_mut() {
+        for (i, m) in ms.iter_mut().enumerate() {
+            if !is_bind(m) {
+                continue;
+            }
+            let Some(src) = m["source"].as_str().map(PathBuf::from) else {
+                continue;
+            };
+            let src = if src.is_absolute() {
+                src
+            } else {
+                cfg.bundle.join(src)
+            };
+            if ["/dev", "/proc", "/sys"].iter().any(|p| src.starts_with(p)) {
+                // The guest's own devices and kernel views stand in for the host's.
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&src) else {
+                return Err(Error::Msg(format!(
+                    "mounts[{i}].source {}: does not exist on the host",
+                    src.display()
+                )));
+            };
+            let dst = share.join(format!("m{i}"));
+            if meta.is_dir() {
+                std::fs::create_dir(&dst).map_err(|e| Error::io("create", &dst, e))?;
+            } else {
+                std::fs::File::create(&dst).map_err(|e| Error::io("create", &dst, e))?;
+            }
+            let rec = m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x == "rbind"));
+            mount(
+                Some(&src),
+                &dst,
+                None,
+                libc::MS_BIND | if rec { libc::MS_REC } else { 0 },
+                "",
+            )?;
+            m["source"] = format!("{}/m{i}", vm_protocol::SHARE_MOUNT).into();
+        }
+    }
+    // Host-side things the guest cannot use: hooks run on the host, host
+    // namespace paths do not exist in the guest, LSM labels are not loaded there.
+    if let Some(o) = g.as_object_mut() {
+        o.remove("hooks");
+    }
+    if let Some(nss) = g["linux"]["namespaces"].as_array_mut() {
+        for ns in nss.iter_mut() {
+            if let Some(o) = ns.as_object_mut() {
+                if let Some(p) = o.remove("path") {
+                    sandbox::logging::warn(|| {
+                        format!(
+                            "VM mode: the {} namespace path {p} is a host namespace; the guest creates a new one",
+                            o.get("type").and_then(|t| t.as_str()).unwrap_or("?")
+                        )
+                    });
+                }
+            }
+        }
+    }
+    if let Some(p) = g["process"].as_object_mut() {
+        p.remove("apparmorProfile");
+        p.remove("selinuxLabel");
+    }
+    if let Some(l) = g["linux"].as_object_mut() {
+        l.remove("mountLabel");
+    }
+    Ok((share, g))
+}
+
+// ---------------------------------------------------------------- monitor
+
+/// The host side of one stream (init or exec).
+struct HostStream {
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    tty: bool,
+    /// The exec client waiting for the exit status.
+    client: Option<u64>,
+    out_eof: bool,
+    err_eof: bool,
+    exited: Option<(i32, Instant)>,
+}
+
+enum Pending {
+    Plain(u64),
+    ExecStart(u64, u32),
+    Pause(u64, bool),
+}
+
+struct Monitor {
+    cfg: MonitorConfig,
+    vm: Vm,
+    conn: AgentConn,
+    stdio: StdioPort,
+    streams: HashMap<u32, HostStream>,
+    clients: HashMap<u64, (Channel, Option<u32>)>,
+    next_client: u64,
+    next_stream: u32,
+    pending: HashMap<u64, Pending>,
+}
+
+fn dup(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: duplicate a descriptor we hold, close-on-exec.
+    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: a new descriptor that we own.
+    (n >= 0).then(|| unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+fn log_line(cfg: &MonitorConfig, msg: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cfg.state_dir.join("monitor.log"))
+    {
+        let _ = writeln!(f, "{} {msg}", sandbox::time::now_rfc3339());
+    }
+}
+
+fn signalfd() -> Result<OwnedFd> {
+    // SAFETY: build the set of forwarded signals, block it, and read it from a signalfd.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for s in [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+        ] {
+            libc::sigdelset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(Error::sys("signalfd", nix::errno::Errno::last()));
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+fn listen(dir: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{
+        bind, listen as nlisten, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    let s = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|e| Error::sys("socket", e))?;
+    let d = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    let path = format!("/proc/self/fd/{}/{SOCKET}", d.as_raw_fd());
+    let _ = std::fs::remove_file(dir.join(SOCKET));
+    let addr = UnixAddr::new(path.as_str()).map_err(|e| Error::sys("socket address", e))?;
+    bind(s.as_raw_fd(), &addr)
+        .map_err(|e| Error::sys(format!("bind {}", dir.join(SOCKET).display()), e))?;
+    nlisten(&s, Backlog::new(16).expect("valid backlog")).map_err(|e| Error::sys("listen", e))?;
+    Ok(s)
+}
+
+/// Boot the VM and create the container. On success the monitor owns the VM.
+fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
+    let (share, guest_config) = prepare_share(cfg)?;
+    let spec = VmSpec {
+        vmlinux: cfg.vmlinux.clone(),
+        initramfs: cfg.initramfs.clone(),
+        vcpus: cfg.vcpus,
+        memory_mib: cfg.memory_mib,
+        share: Some(share),
+        append: cfg.append.clone(),
+        run_dir: cfg.state_dir.clone(),
+        accel: cfg.accel,
+    };
+    let mut vm = Vm::launch(&spec)?;
+    log_line(
+        cfg,
+        &format!(
+            "qemu pid {} ({}): {}",
+            vm.pid,
+            cfg.accel.as_str(),
+            qemu::qemu_args(&spec).join(" ")
+        ),
+    );
+    let ready = vm.wait_ready(Duration::from_secs(cfg.ready_timeout_secs))?;
+    let boot_ms = vm.started.elapsed().as_millis() as u64;
+    log_line(
+        cfg,
+        &format!(
+            "agent ready after {boot_ms} ms (guest uptime {} ms)",
+            ready.uptime_ms
+        ),
+    );
+    let conn = AgentConn::new(
+        vm.control
+            .try_clone()
+            .map_err(|e| Error::io("dup", "control port", e))?,
+    );
+    let stdio = StdioPort::new(
+        vm.stdio
+            .try_clone()
+            .map_err(|e| Error::io("dup", "stdio port", e))?,
+    );
+    let mut m = Monitor {
+        cfg: cfg.clone(),
+        vm,
+        conn,
+        stdio,
+        streams: HashMap::new(),
+        clients: HashMap::new(),
+        next_client: 1,
+        next_stream: INIT_STREAM + 1,
+        pending: HashMap::new(),
+    };
+    let create = Request::Create(vm_protocol::CreateContainer {
+        id: cfg.id.clone(),
+        stream: INIT_STREAM,
+        config: guest_config,
+        rootfs: "rootfs".into(),
+        systemd_cgroup: cfg.systemd_cgroup,
+        no_pivot: cfg.no_pivot,
+        no_new_keyring: cfg.no_new_keyring,
+        log_level: cfg.log_level.clone(),
+    });
+    let created = m.call(create, Duration::from_secs(120))?;
+    let tty = cfg
+        .config
+        .pointer("/process/terminal")
+        .and_then(|t| t.as_bool())
+        == Some(true);
+    let (i, o, e) = match cfg.tty_fd {
+        Some(fd) => (dup(fd), dup(fd), None),
+        None => (dup(0), dup(1), if tty { None } else { dup(2) }),
+    };
+    m.streams.insert(
+        INIT_STREAM,
+        HostStream {
+            stdin: i,
+            stdout: o,
+            stderr: e,
+            tty,
+            client: None,
+            out_eof: false,
+            err_eof: tty,
+            exited: None,
+        },
+    );
+    if tty {
+        m.resize_from(INIT_STREAM);
+    }
+    Ok((m, created, boot_ms))
+}
+
+impl Monitor {
+    /// Send a request to the agent and wait for the answer, taking in
+    /// everything else that arrives meanwhile.
+    fn call(&mut self, req: Request, t: Duration) -> Result<Reply> {
+        let id = self.conn.send(req)?;
+        let end = Instant::now() + t;
+        loop {
+            if let Some(r) = self.conn.take_reply(id) {
+                return r.map_err(Error::Remote);
+            }
+            if Instant::now() > end {
+                return Err(Error::Timeout {
+                    what: "the guest agent's answer".into(),
+                    secs: t.as_secs(),
+                    detail: self.vm.diagnostics(),
+                });
+            }
+            qemu::poll_in(
+                &[self.conn.ctl.as_raw_fd(), self.vm.pidfd.as_raw_fd()],
+                Some(Duration::from_millis(200)),
+            );
+            if !self.conn.pump()? || self.vm.try_wait().is_some() {
+                return Err(self.vm.exit_error());
+            }
+            self.take_logs();
+        }
+    }
+
+    fn take_logs(&mut self) {
+        let evs: Vec<GuestMsg> = self
+            .conn
+            .events
+            .iter()
+            .filter(|e| matches!(e, GuestMsg::Log { .. }))
+            .cloned()
+            .collect();
+        self.conn
+            .events
+            .retain(|e| !matches!(e, GuestMsg::Log { .. }));
+        for e in evs {
+            if let GuestMsg::Log { level, msg } = e {
+                log_line(&self.cfg, &format!("guest {level}: {msg}"));
+            }
+        }
+    }
+
+    fn resize_from(&mut self, stream: u32) {
+        let Some(s) = self.streams.get(&stream) else {
+            return;
+        };
+        let Some(fd) = s.stdin.as_ref().or(s.stdout.as_ref()) else {
+            return;
+        };
+        if let Some((rows, cols)) = sandbox::linux::console::get_winsize(fd.as_fd()) {
+            let _ = self.conn.send(Request::Resize { stream, rows, cols });
+        }
+    }
+
+    fn reply(&mut self, client: u64, m: ClientMsg) {
+        if let Some((ch, _)) = self.clients.get(&client) {
+            let _ = ch.send(&m);
+        }
+    }
+
+    fn agent_req(&mut self, client: u64, req: Request, kind: fn(u64) -> Pending) {
+        match self.conn.send(req) {
+            Ok(id) => {
+                self.pending.insert(id, kind(client));
+            }
+            Err(e) => self.reply(client, ClientMsg::Err(e.to_string())),
+        }
+    }
+
+    fn on_client(&mut self, cid: u64, req: ClientReq, fds: Vec<OwnedFd>) {
+        let id = self.cfg.id.clone();
+        match req {
+            ClientReq::Start => self.agent_req(cid, Request::Start { id }, Pending::Plain),
+            ClientReq::Kill { signal, all } => {
+                self.agent_req(cid, Request::Kill { id, signal, all }, Pending::Plain)
+            }
+            ClientReq::Ps => self.agent_req(cid, Request::Ps { id }, Pending::Plain),
+            ClientReq::Stats => self.agent_req(cid, Request::Stats { id }, Pending::Plain),
+            ClientReq::Update { resources } => {
+                self.agent_req(cid, Request::Update { id, resources }, Pending::Plain)
+            }
+            ClientReq::Pause => {
+                self.agent_req(cid, Request::Pause { id }, |c| Pending::Pause(c, true))
+            }
+            ClientReq::Resume => {
+                self.agent_req(cid, Request::Resume { id }, |c| Pending::Pause(c, false))
+            }
+            ClientReq::Resize { rows, cols } => {
+                let stream = self.clients.get(&cid).and_then(|c| c.1);
+                match stream {
+                    Some(stream) => {
+                        self.agent_req(cid, Request::Resize { stream, rows, cols }, Pending::Plain)
+                    }
+                    None => self.reply(
+                        cid,
+                        ClientMsg::Err("resize: this connection runs no process".into()),
+                    ),
+                }
+            }
+            ClientReq::Signal { signal } => {
+                let stream = self.clients.get(&cid).and_then(|c| c.1);
+                match stream {
+                    Some(stream) => {
+                        self.agent_req(cid, Request::Signal { stream, signal }, Pending::Plain)
+                    }
+                    None => self.reply(
+                        cid,
+                        ClientMsg::Err("signal: this connection runs no process".into()),
+                    ),
+                }
+            }
+            ClientReq::Exec { process } => {
+                let stream = self.next_stream;
+                self.next_stream += 1;
+                let tty = process["terminal"] == true;
+                let mut it = fds.into_iter();
+                let (i, o, e) = (it.next(), it.next(), it.next());
+                self.streams.insert(
+                    stream,
+                    HostStream {
+                        stdin: i,
+                        stdout: o,
+                        err_eof: tty || e.is_none(),
+                        stderr: if tty { None } else { e },
+                        tty,
+                        client: Some(cid),
+                        out_eof: false,
+                        exited: None,
+                    },
+                );
+                if let Some(c) = self.clients.get_mut(&cid) {
+                    c.1 = Some(stream);
+                }
+                match self.conn.send(Request::Exec(vm_protocol::ExecProcess {
+                    id,
+                    stream,
+                    process,
+                })) {
+                    Ok(rid) => {
+                        self.pending.insert(rid, Pending::ExecStart(cid, stream));
+                    }
+                    Err(e) => {
+                        self.streams.remove(&stream);
+                        self.reply(cid, ClientMsg::Err(e.to_string()));
+                    }
+                }
+            }
+            ClientReq::Shutdown => {}
+        }
+    }
+
+    fn on_reply(&mut self, p: Pending, r: std::result::Result<Reply, String>) {
+        match p {
+            Pending::Plain(c) => self.reply(
+                c,
+                match r {
+                    Ok(v) => ClientMsg::Ok(v),
+                    Err(e) => ClientMsg::Err(e),
+                },
+            ),
+            Pending::Pause(c, on) => {
+                if r.is_ok() {
+                    let mark = self.cfg.state_dir.join(PAUSED_MARK);
+                    if on {
+                        let _ = std::fs::write(&mark, b"");
+                    } else {
+                        let _ = std::fs::remove_file(&mark);
+                    }
+                }
+                self.reply(
+                    c,
+                    match r {
+                        Ok(v) => ClientMsg::Ok(v),
+                        Err(e) => ClientMsg::Err(e),
+                    },
+                );
+            }
+            Pending::ExecStart(c, stream) => match r {
+                Ok(v) => {
+                    self.reply(c, ClientMsg::Ok(v));
+                    let tty = self.streams.get(&stream).is_some_and(|s| s.tty);
+                    if tty {
+                        self.resize_from(stream);
+                    }
+                }
+                Err(e) => {
+                    self.streams.remove(&stream);
+                    self.reply(c, ClientMsg::Err(e));
+                }
+            },
+        }
+    }
+
+    fn on_stdio(&mut self, f: vm_protocol::StdioFrame) {
+        let Some(s) = self.streams.get_mut(&f.stream) else {
+            return;
+        };
+        let (fd, eof) = match f.fd {
+            vm_protocol::FD_STDERR => (&mut s.stderr, &mut s.err_eof),
+            _ => (&mut s.stdout, &mut s.out_eof),
+        };
+        if f.data.is_empty() {
+            *eof = true;
+            *fd = None;
+            return;
+        }
+        if let Some(o) = fd {
+            if qemu::write_all_fd(o.as_raw_fd(), &f.data).is_err() {
+                // The reader is gone (EPIPE): drop the rest of this output.
+                *fd = None;
+            }
+        }
+    }
+
+    /// Forward stdin data, or its end, from a host descriptor.
+    fn on_stdin(&mut self, stream: u32) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(fd) = &s.stdin else { return };
+        let mut buf = [0u8; 32768];
+        // SAFETY: one read into our buffer; poll said the descriptor is readable.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            let _ = self.stdio.send_stdin(stream, &buf[..n as usize]);
+        } else if n == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            s.stdin = None;
+            let _ = self.stdio.send_stdin(stream, b"");
+        }
+    }
+
+    /// Streams whose process exited and whose output ended (or whose grace passed).
+    fn finished(&self) -> Vec<(u32, i32)> {
+        self.streams
+            .iter()
+            .filter_map(|(id, s)| {
+                let (st, at) = s.exited?;
+                ((s.out_eof && s.err_eof) || at.elapsed() > Duration::from_millis(500))
+                    .then_some((*id, st))
+            })
+            .collect()
+    }
+
+    /// End the VM. The agent gets a short grace to power off cleanly, then
+    /// QEMU is killed: nothing in the guest needs saving (the rootfs upper
+    /// layer is tmpfs, and 9p writes to shared host paths are synchronous),
+    /// and a TCG power-off can take longer than the grace.
+    fn power_off(&mut self) {
+        let t0 = Instant::now();
+        let _ = self.conn.send(Request::Shutdown);
+        let clean = self
+            .vm
+            .wait_timeout(Duration::from_millis(POWER_OFF_GRACE_MS))
+            .is_some();
+        if !clean {
+            self.vm.kill();
+        }
+        log_line(
+            &self.cfg,
+            &format!(
+                "VM {} after {} ms",
+                if clean { "powered off" } else { "killed" },
+                t0.elapsed().as_millis()
+            ),
+        );
+    }
+
+    fn fail(&mut self, e: &Error) -> i32 {
+        let msg = format!("container {}: {e}", self.cfg.id);
+        log_line(&self.cfg, &msg);
+        let _ = std::fs::write(self.cfg.state_dir.join(EXIT_REASON), &msg);
+        eprintln!("nk-runtime: {msg}");
+        self.vm.kill();
+        VM_FAILED
+    }
+
+    /// Serve until the container's init exits; returns the exit code.
+    fn serve(&mut self, listener: OwnedFd, sfd: OwnedFd) -> i32 {
+        loop {
+            let mut fds = vec![
+                self.conn.ctl.as_raw_fd(),
+                if self.stdio.closed {
+                    -1
+                } else {
+                    self.stdio.sock.as_raw_fd()
+                },
+                self.vm.pidfd.as_raw_fd(),
+                sfd.as_raw_fd(),
+                listener.as_raw_fd(),
+            ];
+            let mut client_at = Vec::new();
+            for (cid, (ch, _)) in &self.clients {
+                client_at.push((*cid, fds.len()));
+                fds.push(ch.as_fd().as_raw_fd());
+            }
+            let mut stdin_at = Vec::new();
+            for (sid, s) in &self.streams {
+                if let Some(fd) = &s.stdin {
+                    stdin_at.push((*sid, fds.len()));
+                    fds.push(fd.as_raw_fd());
+                }
+            }
+            let mut p: Vec<libc::pollfd> = fds
+                .iter()
+                .map(|&fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            let draining = self.streams.values().any(|s| s.exited.is_some());
+            // SAFETY: poll over a vector that lives for the call.
+            unsafe {
+                libc::poll(
+                    p.as_mut_ptr(),
+                    p.len() as libc::nfds_t,
+                    if draining { 50 } else { 1000 },
+                )
+            };
+            // Output first: it must reach the host before the exit is reported.
+            match self.stdio.pump(4 << 20) {
+                Ok(frames) => {
+                    for f in frames {
+                        self.on_stdio(f);
+                    }
+                }
+                Err(e) => return self.fail(&e),
+            }
+            match self.conn.pump() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.vm.wait_timeout(Duration::from_secs(2));
+                    let e = self.vm.exit_error();
+                    return self.fail(&e);
+                }
+                Err(e) => return self.fail(&e),
+            }
+            while let Some(ev) = self.conn.events.pop_front() {
+                match ev {
+                    GuestMsg::Exited { stream, status } => {
+                        if let Some(s) = self.streams.get_mut(&stream) {
+                            s.exited = Some((status, Instant::now()));
+                        }
+                    }
+                    GuestMsg::Log { level, msg } => {
+                        log_line(&self.cfg, &format!("guest {level}: {msg}"))
+                    }
+                    _ => {}
+                }
+            }
+            let ids: Vec<u64> = self.pending.keys().copied().collect();
+            for id in ids {
+                if let Some(r) = self.conn.take_reply(id) {
+                    let p = self.pending.remove(&id).expect("listed");
+                    self.on_reply(p, r);
+                }
+            }
+            for (sid, st) in self.finished() {
+                let s = self.streams.remove(&sid).expect("listed");
+                if sid == INIT_STREAM {
+                    log_line(&self.cfg, &format!("container exited with status {st}"));
+                    for (_, (ch, _)) in self.clients.drain() {
+                        let _ = ch.send(&ClientMsg::Err("the container exited".into()));
+                    }
+                    self.power_off();
+                    return st;
+                }
+                if let Some(c) = s.client {
+                    self.reply(c, ClientMsg::Exited(st));
+                }
+            }
+            if self.vm.try_wait().is_some() {
+                let e = self.vm.exit_error();
+                return self.fail(&e);
+            }
+            if p[3].revents != 0 {
+                let mut info = [0u8; 128];
+                // SAFETY: read whole signalfd_siginfo records into our buffer.
+                while unsafe { libc::read(sfd.as_raw_fd(), info.as_mut_ptr().cast(), 128) } == 128 {
+                    let sig = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32;
+                    match sig {
+                        libc::SIGCHLD | libc::SIGPIPE | libc::SIGURG => {}
+                        libc::SIGWINCH => self.resize_from(INIT_STREAM),
+                        _ => {
+                            log_line(
+                                &self.cfg,
+                                &format!("forwarding signal {sig} to the container"),
+                            );
+                            let _ = self.conn.send(Request::Kill {
+                                id: self.cfg.id.clone(),
+                                signal: sig,
+                                all: false,
+                            });
+                        }
+                    }
+                }
+            }
+            if p[4].revents != 0 {
+                // SAFETY: accept4 on our listening socket; the new descriptor is owned below.
+                let fd = unsafe {
+                    libc::accept4(
+                        listener.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_CLOEXEC,
+                    )
+                };
+                if fd >= 0 {
+                    // SAFETY: a connected SEQPACKET socket that we own.
+                    let ch = unsafe { Channel::from_raw(fd) };
+                    self.clients.insert(self.next_client, (ch, None));
+                    self.next_client += 1;
+                }
+            }
+            for (cid, at) in client_at {
+                if p[at].revents == 0 {
+                    continue;
+                }
+                let msg = match self.clients.get(&cid) {
+                    Some((ch, _)) => ch.recv::<ClientReq>(),
+                    None => continue,
+                };
+                match msg {
+                    Ok(Some((ClientReq::Shutdown, _))) => {
+                        log_line(&self.cfg, "shutdown requested (delete)");
+                        self.power_off();
+                        self.reply(cid, ClientMsg::Ok(Reply::Done));
+                        return 128 + libc::SIGKILL;
+                    }
+                    Ok(Some((req, fds))) => self.on_client(cid, req, fds),
+                    _ => {
+                        // The client went away; its exec (if any) keeps running.
+                        self.clients.remove(&cid);
+                        for s in self.streams.values_mut() {
+                            if s.client == Some(cid) {
+                                s.client = None;
+                            }
+                        }
+                    }
+                }
+            }
+            for (sid, at) in stdin_at {
+                if p[at].revents != 0 {
+                    self.on_stdin(sid);
+                }
+            }
+        }
+    }
+}
+
+/// The monitor process: wait for `create`'s go, boot, create the container,
+/// report, then serve until it exits. Returns the exit code.
+pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
+    // SAFETY: ignoring SIGPIPE: writes to a closed pipe then fail with EPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    match sync.recv::<String>() {
+        Ok(Some((s, _))) if s == "go" => {}
+        _ => return VM_FAILED,
+    }
+    if let Some(fd) = cfg.tty_fd {
+        // The terminal's window-size changes then reach us as SIGWINCH.
+        // SAFETY: TIOCSCTTY on the pty slave we were given; we are a session leader.
+        unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    }
+    let sfd = match signalfd() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = sync.send(&Report::Failed(e.to_string()));
+            return VM_FAILED;
+        }
+    };
+    let started = start_vm(&cfg).and_then(|(m, created, boot)| {
+        let l = listen(&cfg.state_dir)?;
+        Ok((m, created, boot, l))
+    });
+    let (mut m, created, boot_ms, listener) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            log_line(&cfg, &format!("create failed: {e}"));
+            let _ = sync.send(&Report::Failed(e.to_string()));
+            return VM_FAILED;
+        }
+    };
+    let guest_pid = match created {
+        Reply::Created { pid } => pid,
+        _ => 0,
+    };
+    let _ = sync.send(&Report::Created {
+        guest_pid,
+        qemu_pid: m.vm.pid,
+        boot_ms,
+    });
+    drop(sync);
+    if let Some(fd) = cfg.tty_fd {
+        // SAFETY: the stream holds its own copies of the terminal.
+        unsafe { libc::close(fd) };
+    }
+    m.serve(listener, sfd)
+}

@@ -1,0 +1,85 @@
+//! Helpers for the tests that boot guests: where the static binaries are,
+//! and a share directory holding what the guest runs.
+
+#![allow(dead_code)]
+
+use nk_tests::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// cargo's static target dir, next to the runtime under test.
+fn static_dir() -> PathBuf {
+    let rt = runtime();
+    let target = rt
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap_or(Path::new("target"));
+    target.join("x86_64-unknown-linux-gnu/release")
+}
+
+/// A static binary made by scripts/build-agent.sh (`make agent`).
+fn static_bin(env: &str, name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let p = static_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `make agent` (scripts/build-agent.sh) or set {env}",
+        p.display()
+    );
+    p
+}
+
+/// The static guest agent.
+pub fn agent() -> PathBuf {
+    static_bin("NK_VM_AGENT", "nk-agent")
+}
+
+/// A static nk-runtime that runs inside the guest.
+pub fn static_runtime() -> PathBuf {
+    static_bin("NK_RUNTIME_STATIC", "nk-runtime")
+}
+
+/// Copy a directory tree (symlinks as symlinks).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// Boot a guest with `share` visible at /run/nk/share.
+pub fn boot(share: &Path) -> vm::harness::Guest {
+    require_root();
+    let o = vm::harness::BootOptions {
+        share: Some(share.to_path_buf()),
+        agent: Some(agent()),
+        ready_timeout: Duration::from_secs(90),
+        ..Default::default()
+    };
+    match vm::harness::Guest::boot(&o) {
+        Ok(g) => {
+            eprintln!(
+                "guest ready after {} ms ({}; guest uptime {} ms; kernel {})",
+                g.boot_time.as_millis(),
+                g.accel.as_str(),
+                g.ready.uptime_ms,
+                g.ready.kernel
+            );
+            g
+        }
+        Err(e) => panic!("boot the test guest: {e}"),
+    }
+}
+
+/// Parse `KEY=value` lines.
+pub fn kv(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
