@@ -93,11 +93,19 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
         (Some(_), true) => crate::linux::console::make_raw(crate::linux::console::stdio(0)),
         _ => None,
     };
-    if let (Some(m), true) = (&fg.pty, stdin_tty) {
-        if let Some((r, c)) = crate::linux::console::get_winsize(crate::linux::console::stdio(0)) {
-            crate::linux::console::set_winsize(m.as_fd(), r, c);
+    // The window size comes from whichever of our stdio is a terminal
+    // (stdin may be redirected while output still goes to one).
+    let size_from = (0..3)
+        .map(crate::linux::console::stdio)
+        .find(|fd| crate::linux::console::is_tty(*fd));
+    let pass_size = || {
+        if let (Some(m), Some(t)) = (&fg.pty, size_from) {
+            if let Some((r, c)) = crate::linux::console::get_winsize(t) {
+                crate::linux::console::set_winsize(m.as_fd(), r, c);
+            }
         }
-    }
+    };
+    pass_size();
     // The pty is read until every slave end is closed (EOF or EIO); after
     // that it is no longer polled (a hung-up master polls ready forever).
     let mut pty_open = fg.pty.is_some();
@@ -159,13 +167,7 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
                     continue;
                 }
                 if sig == libc::SIGWINCH {
-                    if let Some(m) = &fg.pty {
-                        if let Some((r, c)) =
-                            crate::linux::console::get_winsize(crate::linux::console::stdio(0))
-                        {
-                            crate::linux::console::set_winsize(m.as_fd(), r, c);
-                        }
-                    }
+                    pass_size();
                     continue;
                 }
                 if sig == libc::SIGURG {
