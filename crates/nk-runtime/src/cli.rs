@@ -273,6 +273,9 @@ pub struct ExecArgs {
     /// Pass N extra descriptors (3..3+N).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: i32,
+    /// Exec even into a paused container (the process starts frozen).
+    #[arg(long)]
+    pub ignore_paused: bool,
     /// Run CMD through /bin/sh -c.
     #[arg(long = "exec", value_name = "CMD")]
     pub exec_cmd: Option<String>,
@@ -471,6 +474,7 @@ const LONG_FLAGS: &[&str] = &[
     "trace",
     "log-level",
     "exec",
+    "ignore-paused",
     "version",
     "help",
 ];

@@ -1,57 +1,66 @@
-//! `exec`: run another process inside a running container.
+//! `exec`: run another process inside a running container, in runc's shape.
+//!
+//! The process is either `--process F` (what engines send) or the
+//! container's own process with the command-line overrides on top. Every
+//! failure of exec itself exits 255, as runc does, so callers can tell it
+//! from the program's own status.
 
 use crate::cli::ExecArgs;
 use crate::report::{ExitCode, Globals};
-use sandbox::container::{merge_process, ExecOptions};
+use sandbox::container::{exec::validate_process, merge_process, ExecOptions};
+use sandbox::linux::console;
 use sandbox::process::wait::{self, Blocked, Foreground};
 
 /// runc exits 255 when exec itself fails (not the program).
 const EXEC_FAILED: i32 = 255;
+
+/// Parse `UID[:GID]` (numbers only, as runc).
+fn parse_user(u: &str) -> anyhow::Result<(u32, Option<u32>)> {
+    let bad = || anyhow::anyhow!("--user {u:?}: give a numeric UID[:GID]");
+    let (uid, gid) = match u.split_once(':') {
+        Some((a, b)) => (a, Some(b)),
+        None => (u, None),
+    };
+    let uid = uid.parse().map_err(|_| bad())?;
+    let gid = match gid {
+        Some(g) => Some(g.parse().map_err(|_| bad())?),
+        None => None,
+    };
+    Ok((uid, gid))
+}
+
+/// The command to run: `--exec CMD` through /bin/sh -c, the given command,
+/// or (the seed's form) an interactive /bin/sh; and whether it gets a pty.
+fn command_and_tty(a: &ExecArgs) -> anyhow::Result<(Vec<String>, bool)> {
+    let sh = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    if let Some(cmd) = &a.exec_cmd {
+        if !a.command.is_empty() {
+            anyhow::bail!(
+                "--exec {cmd:?} and a command ({}) were both given: use one",
+                a.command.join(" ")
+            );
+        }
+        return Ok((sh(&["/bin/sh", "-c", cmd]), a.tty));
+    }
+    if a.command.is_empty() {
+        // An interactive shell: on a pty when we are at a terminal.
+        let at_tty = console::is_tty(console::stdio(0));
+        let tty = a.tty || (at_tty && a.console_socket.is_none() && !a.detach);
+        return Ok((sh(&["/bin/sh"]), tty));
+    }
+    Ok((a.command.clone(), a.tty))
+}
 
 fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime::Process> {
     if let Some(p) = &a.process {
         let raw =
             std::fs::read(p).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
         let proc: oci_spec::runtime::Process = sandbox::spec::from_slice_named(&raw, p)?;
+        validate_process(&proc).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
         return Ok(proc);
     }
-    let rt = g.runtime();
-    let base = rt.config_process(&a.id)?;
-    let stdin_tty = sandbox::linux::console::is_tty(sandbox::linux::console::stdio(0));
-    let (args, tty) = if let Some(cmd) = &a.exec_cmd {
-        (
-            vec!["/bin/sh".to_string(), "-c".to_string(), cmd.clone()],
-            a.tty,
-        )
-    } else if a.command.is_empty() {
-        // The seed's form: no command opens an interactive shell.
-        (
-            vec!["/bin/sh".to_string()],
-            a.tty || (stdin_tty && a.console_socket.is_none() && !a.detach),
-        )
-    } else {
-        (a.command.clone(), a.tty)
-    };
-    let user = match &a.user {
-        None => None,
-        Some(u) => {
-            let (uid, gid) = match u.split_once(':') {
-                Some((u, g)) => (u, Some(g)),
-                None => (u.as_str(), None),
-            };
-            let uid: u32 = uid
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--user {u:?}: give a numeric UID[:GID]"))?;
-            let gid: Option<u32> = match gid {
-                Some(g) => Some(
-                    g.parse()
-                        .map_err(|_| anyhow::anyhow!("--user {u:?}: give a numeric UID[:GID]"))?,
-                ),
-                None => None,
-            };
-            Some((uid, gid))
-        }
-    };
+    let base = g.runtime().config_process(&a.id)?;
+    let (args, tty) = command_and_tty(a)?;
     let mut gids = Vec::new();
     for g in &a.additional_gids {
         for part in g.split(',').filter(|s| !s.is_empty()) {
@@ -65,7 +74,7 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
         args,
         env: a.env.clone(),
         cwd: a.cwd.clone(),
-        user,
+        user: a.user.as_deref().map(parse_user).transpose()?,
         additional_gids: gids,
         caps: a.cap.clone(),
         tty,
@@ -79,11 +88,17 @@ pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
     let fail = |e: anyhow::Error| {
         anyhow::Error::new(ExitCode(EXEC_FAILED, anyhow::anyhow!("exec failed: {e:#}")))
     };
-    let process = build_process(g, &a).map_err(fail)?;
+    let rt = g.runtime();
+    // An unknown id is reported as such before anything else is read.
+    rt.load(&a.id).map_err(|e| fail(e.into()))?;
+    let mut process = build_process(g, &a).map_err(fail)?;
+    // Applied (or refused when SELinux is off) by the exec'd init.
+    if let Some(l) = a.process_label.as_ref().filter(|l| !l.is_empty()) {
+        process.set_selinux_label(Some(l.clone()));
+    }
     if super::vm_mode::is_vm(g, &a.id) {
         return super::vm_mode::exec(g, &a, process);
     }
-    let rt = g.runtime();
     let opts = ExecOptions {
         id: a.id.clone(),
         process: Some(process),
@@ -91,11 +106,13 @@ pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
         console_socket: a.console_socket.clone(),
         detach: a.detach,
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
     };
     if a.detach {
         rt.exec(&opts).map_err(|e| fail(e.into()))?;
         return Ok(0);
     }
+    // Block the forwarded signals before the process exists, so none is lost.
     let _blocked = Blocked::new()?;
     let h = rt.exec(&opts).map_err(|e| fail(e.into()))?;
     Ok(wait::wait(Foreground {
@@ -105,4 +122,17 @@ pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
         pty: h.pty,
         reap_orphans: false,
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, None));
+        assert_eq!(parse_user("1000:50").unwrap(), (1000, Some(50)));
+        assert!(parse_user("nobody").is_err());
+        assert!(parse_user("1:x").is_err());
+    }
 }

@@ -34,6 +34,42 @@ pub fn parse_size(s: &str) -> anyhow::Result<i64> {
     Ok((n * (1u64 << shift) as f64) as i64)
 }
 
+/// Remove the values that mean "leave unchanged" in runc's update: zero
+/// numbers and empty cpuset strings. Engines send them for every field they
+/// do not change (Docker's `update --memory` sends cpu.period 0, ...).
+pub fn drop_unset(v: &mut serde_json::Value) {
+    const ZERO_IS_UNSET: &[(&str, &str)] = &[
+        ("memory", "limit"),
+        ("memory", "reservation"),
+        ("memory", "swap"),
+        ("memory", "kernel"),
+        ("memory", "kernelTCP"),
+        ("cpu", "shares"),
+        ("cpu", "quota"),
+        ("cpu", "period"),
+        ("cpu", "burst"),
+        ("cpu", "realtimeRuntime"),
+        ("cpu", "realtimePeriod"),
+        ("pids", "limit"),
+        ("blockIO", "weight"),
+        ("blockIO", "leafWeight"),
+    ];
+    for (section, key) in ZERO_IS_UNSET {
+        if let Some(obj) = v.get_mut(*section).and_then(|s| s.as_object_mut()) {
+            if obj.get(*key).and_then(|x| x.as_f64()) == Some(0.0) {
+                obj.remove(*key);
+            }
+        }
+    }
+    if let Some(cpu) = v.get_mut("cpu").and_then(|s| s.as_object_mut()) {
+        for key in ["cpus", "mems"] {
+            if cpu.get(key).and_then(|x| x.as_str()) == Some("") {
+                cpu.remove(key);
+            }
+        }
+    }
+}
+
 /// Merge the flags over a resources document.
 pub fn merge(mut v: serde_json::Value, a: &UpdateArgs) -> anyhow::Result<serde_json::Value> {
     if !v.is_object() {
@@ -155,7 +191,8 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
         None => serde_json::json!({}),
         Some(src) => read_doc(src)?,
     };
-    let merged = merge(base, &a)?;
+    let mut merged = merge(base, &a)?;
+    drop_unset(&mut merged);
     let mut res = parse_resources(&merged)?;
     sandbox::cgroups::validate_resources(&res)
         .map_err(|(f, r)| anyhow::anyhow!("resources.{f}: {r}"))?;
@@ -184,6 +221,25 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn zero_means_unchanged() {
+        let mut v = serde_json::json!({
+            "memory": {"limit": 134217728, "reservation": 0, "kernel": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "cpus": ""},
+            "pids": {"limit": 0},
+            "blockIO": {"weight": 0}
+        });
+        drop_unset(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"memory": {"limit": 134217728}, "cpu": {}, "pids": {}, "blockIO": {}})
+        );
+        let mut v = serde_json::json!({"pids": {"limit": -1}, "cpu": {"quota": -1}});
+        drop_unset(&mut v);
+        assert_eq!(v["pids"]["limit"], -1);
+        assert_eq!(v["cpu"]["quota"], -1);
+    }
 
     #[test]
     fn sizes() {

@@ -24,6 +24,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: i32,
+    /// Exec even into a paused container (the process starts frozen).
+    pub ignore_paused: bool,
 }
 
 /// A started exec process.
@@ -49,18 +51,27 @@ pub struct ProcessOverrides {
 }
 
 /// Build the exec process as runc does: start from the container's
-/// process.json, replace args, add env (later entries win), set the rest.
+/// process.json, replace args, set env entries (an existing name is
+/// replaced in place, a new one appended), and set the rest.
 pub fn merge_process(base: &Process, o: &ProcessOverrides) -> Result<Process> {
     let mut p = base.clone();
     p.set_args(Some(o.args.clone()));
     let mut env = base.env().clone().unwrap_or_default();
     for e in &o.env {
         let key = e.split('=').next().unwrap_or("");
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
+        match env.iter_mut().find(|x| x.split('=').next() == Some(key)) {
+            Some(slot) => *slot = e.clone(),
+            None => env.push(e.clone()),
+        }
     }
     p.set_env(Some(env));
     if let Some(c) = &o.cwd {
+        if !c.is_absolute() {
+            return Err(Error::msg(format!(
+                "--cwd {}: Cwd must be an absolute path",
+                c.display()
+            )));
+        }
         p.set_cwd(c.clone());
     }
     if let Some((uid, gid)) = o.user {
@@ -75,32 +86,28 @@ pub fn merge_process(base: &Process, o: &ProcessOverrides) -> Result<Process> {
         p.set_user(u);
     }
     if !o.caps.is_empty() {
+        // As runc (since 1.1.2): bounding, effective and permitted only;
+        // adding to the inheritable set would let the caps survive execve of
+        // a file with inheritable file capabilities (GHSA-f3fp-gc8g-vw66).
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &o.caps {
-            let n = if name.to_ascii_uppercase().starts_with("CAP_") {
-                name.to_ascii_uppercase()
+            let up = name.to_ascii_uppercase();
+            let n = if up.starts_with("CAP_") {
+                up
             } else {
-                format!("CAP_{}", name.to_ascii_uppercase())
+                format!("CAP_{up}")
             };
             let c: oci_spec::runtime::Capability =
                 serde_json::from_value(serde_json::Value::String(n.clone()))
                     .map_err(|_| Error::msg(format!("--cap {name}: unknown capability")))?;
-            for set in [0, 1, 2, 3] {
-                let mut s = match set {
-                    0 => caps.bounding().clone(),
-                    1 => caps.effective().clone(),
-                    2 => caps.permitted().clone(),
-                    _ => caps.inheritable().clone(),
-                }
-                .unwrap_or_default();
+            let add = |set: Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.unwrap_or_default();
                 s.insert(c);
-                match set {
-                    0 => caps.set_bounding(Some(s)),
-                    1 => caps.set_effective(Some(s)),
-                    2 => caps.set_permitted(Some(s)),
-                    _ => caps.set_inheritable(Some(s)),
-                };
-            }
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding().clone()));
+            caps.set_effective(add(caps.effective().clone()));
+            caps.set_permitted(add(caps.permitted().clone()));
         }
         p.set_capabilities(Some(caps));
     }
@@ -111,7 +118,25 @@ pub fn merge_process(base: &Process, o: &ProcessOverrides) -> Result<Process> {
     if let Some(a) = &o.apparmor {
         p.set_apparmor_profile(Some(a.clone()));
     }
+    validate_process(&p)?;
     Ok(p)
+}
+
+/// The checks runc makes on an exec process (also one from --process).
+pub fn validate_process(p: &Process) -> Result<()> {
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::msg("process args cannot be empty"));
+    }
+    if p.cwd().as_os_str().is_empty() {
+        return Err(Error::msg("Cwd property must not be empty"));
+    }
+    if !p.cwd().is_absolute() {
+        return Err(Error::msg(format!(
+            "Cwd must be an absolute path (process.cwd is {:?})",
+            p.cwd()
+        )));
+    }
+    Ok(())
 }
 
 impl Runtime {
@@ -133,11 +158,12 @@ impl Runtime {
         let (st, status) = self.load(&o.id)?;
         match status {
             Status::Running | Status::Created => {}
+            Status::Paused if o.ignore_paused => {}
             Status::Paused => {
                 return Err(bad_status(
                     &o.id,
                     status,
-                    "cannot exec in a paused container",
+                    "cannot exec in a paused container (use --ignore-paused to override)",
                 ))
             }
             _ => {
@@ -152,11 +178,7 @@ impl Runtime {
             .process
             .clone()
             .ok_or_else(|| Error::msg("exec: no process given"))?;
-        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(Error::msg(
-                "exec: process.args must not be empty (give a command)",
-            ));
-        }
+        validate_process(&process)?;
         crate::spec::check_process(&process).map_err(|(field, reason)| {
             Error::msg(format!("exec: field process.{field}: {reason}"))
         })?;
@@ -306,7 +328,24 @@ impl Runtime {
         if let Some(own) = own_pid {
             let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
         }
-        let child = child?;
+        let child = match child {
+            // A pid namespace whose init has died takes no new members.
+            Err(_) if pid_ns.is_some() && !st.init_alive() => {
+                return Err(bad_status(
+                    &o.id,
+                    Status::Stopped,
+                    "cannot exec in a stopped container: container not running",
+                ))
+            }
+            Err(e) if pid_ns.is_some() && e.to_string().contains("ENOMEM") => {
+                return Err(bad_status(
+                    &o.id,
+                    Status::Stopped,
+                    "cannot exec in a stopped container: container not running (its pid namespace is exiting)",
+                ))
+            }
+            r => r?,
+        };
         drop(child_ch);
         let pid = child.pid;
         let kill_child = |pidfd: &OwnedFd| {

@@ -44,6 +44,18 @@ impl Runtime {
             )
         });
         let mut g = explain::phase(Phase::ExecBarrier);
+        // The pidfd first: once the fifo is open the program may run and exit
+        // at once, and its pid must not be looked up after that.
+        let pidfd = pidfd_open(st.pid).map_err(|_| {
+            Error::msg(format!(
+                "container {id}: the init process exited before start (see the container's stderr)"
+            ))
+        })?;
+        if !st.init_alive() {
+            return Err(Error::msg(format!(
+                "container {id}: the init process exited before start (see the container's stderr)"
+            )));
+        }
         let f = nix::fcntl::open(
             &fifo,
             nix::fcntl::OFlag::O_RDONLY
@@ -59,8 +71,6 @@ impl Runtime {
             ),
             e => Error::sys(format!("open {}", fifo.display()), e),
         })?;
-        let pidfd =
-            pidfd_open(st.pid).map_err(|e| Error::sys(format!("pidfd_open({})", st.pid), e))?;
         // Read to end-of-file, as runc does: one byte when the init is
         // released, then its narration (with -E or --trace), then EOF when
         // its execve closes the fifo.

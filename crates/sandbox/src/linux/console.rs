@@ -112,12 +112,15 @@ pub fn mount_console(slave_path: &str) -> Result<()> {
     .sys(|| format!("bind {slave_path} on /dev/console"))
 }
 
-/// Send a descriptor over a connected unix socket with a short name payload,
-/// as runc does for --console-socket.
+/// Send a descriptor over a connected unix socket with a name payload, as
+/// runc does for --console-socket (the master's name, "/dev/ptmx"). The
+/// payload must not be empty: a zero-byte message on a stream socket carries
+/// no descriptor at all.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> Result<()> {
     explain::step(&catalog::CONSOLE, || {
         format!("sendmsg(SCM_RIGHTS, pty master) on fd {}", sock.as_raw_fd())
     });
+    let name = if name.is_empty() { "/dev/ptmx" } else { name };
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(name.as_bytes())];

@@ -109,6 +109,7 @@ pub fn parse_options(opts: &[String]) -> Parsed {
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
             "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
             "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
             _ => {
@@ -346,7 +347,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
     let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
         .map_err(|e| err("reopen after mount".into(), e))?;
     if opts.tmpcopyup && typ == "tmpfs" {
-        copy_up(ctx, dest, &fd_path(top.as_fd()))?;
+        copy_up(target_fd.as_fd(), top.as_fd(), dest)?;
     }
     apply_propagation(&fd_path(top.as_fd()), &opts)
         .map_err(|e| err("set propagation".into(), e))?;
@@ -609,22 +610,32 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
     Ok(())
 }
 
-fn copy_up(ctx: &MountCtx<'_>, dest: &Path, target: &str) -> Result<()> {
-    // The image's directory is still visible under the tmpfs through the
-    // rootfs path on the host (the new mount covers it only at `target`):
-    // copy from the lower directory via a second bind of the rootfs.
-    let lower = ctx.rootfs.join(super::fs::clean_rel(dest));
+fn copy_up(lower: BorrowedFd<'_>, upper: BorrowedFd<'_>, dest: &Path) -> Result<()> {
+    // `lower` was opened before the tmpfs was mounted, so it still names the
+    // image's directory underneath. cp runs as a child, so hand it both
+    // descriptors without close-on-exec and let it reach them by number.
+    let fail = |why: String| {
+        Error::msg(format!(
+            "tmpcopyup of {}: copying the image's contents into the tmpfs failed: {why}",
+            dest.display()
+        ))
+    };
+    let inherit = |fd: BorrowedFd<'_>| {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD(10))
+            // SAFETY: F_DUPFD returned a new descriptor that nothing else owns.
+            .map(|n| unsafe { OwnedFd::from_raw_fd(n) })
+            .map_err(|e| fail(format!("dup: {e}")))
+    };
+    let (lo, up) = (inherit(lower)?, inherit(upper)?);
     let status = std::process::Command::new("cp")
         .arg("-a")
-        .arg(format!("{}/.", lower.display()))
-        .arg(format!("{target}/"))
+        .arg(format!("/proc/self/fd/{}/.", lo.as_raw_fd()))
+        .arg(format!("/proc/self/fd/{}/", up.as_raw_fd()))
         .status();
     match status {
         Ok(s) if s.success() => Ok(()),
-        _ => Err(Error::msg(format!(
-            "tmpcopyup of {}: copying the image's contents into the tmpfs failed",
-            dest.display()
-        ))),
+        Ok(s) => Err(fail(format!("cp -a exited with {s}"))),
+        Err(e) => Err(fail(format!("cannot run cp: {e}"))),
     }
 }
 
@@ -735,6 +746,13 @@ mod tests {
 
     fn p(v: &[&str]) -> Parsed {
         parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn defaults_is_a_flag_not_data() {
+        let x = p(&["defaults", "mode=755"]);
+        assert!(x.flags.is_empty());
+        assert_eq!(x.data, "mode=755");
     }
 
     #[test]

@@ -140,12 +140,17 @@ pub fn sealed_self() -> Result<OwnedFd> {
         done += n as u64;
     }
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // F_SEAL_WRITE fails with EBUSY while the kernel still holds transient
+    // references to the freshly written pages (observed under load): retry.
+    let mut tries = 0;
     // SAFETY: fcntl(F_ADD_SEALS) on our memfd.
-    if unsafe { libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(Error::sys(
-            "seal the runtime memfd",
-            nix::errno::Errno::last(),
-        ));
+    while unsafe { libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        let e = nix::errno::Errno::last();
+        tries += 1;
+        if e != nix::errno::Errno::EBUSY || tries >= 50 {
+            return Err(Error::sys("seal the runtime memfd", e));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     Ok(mem)
 }

@@ -235,7 +235,8 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
         }
         if !req.no_new_keyring {
-            linux::procattr::new_session_keyring(&req.id, true)?;
+            // Named as runc names it, so tools that look for it find it.
+            linux::procattr::new_session_keyring(&format!("_ses.{}", req.id), true)?;
         }
         if let Some(adj) = req.process.oom_score_adj() {
             linux::procattr::oom_score_adj(adj)?;
@@ -694,6 +695,9 @@ fn exec(req: &InitRequest) -> Result<std::convert::Infallible> {
                 .join(" ")
         });
         join_namespaces(req)?;
+        if let Some(adj) = req.process.oom_score_adj() {
+            linux::procattr::oom_score_adj(adj)?;
+        }
     }
     if !req.no_new_keyring {
         // runc's name for an exec process's keyring.

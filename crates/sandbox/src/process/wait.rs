@@ -94,18 +94,36 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
         (Some(_), true) => crate::linux::console::make_raw(crate::linux::console::stdio(0)),
         _ => None,
     };
-    if let (Some(m), true) = (&fg.pty, stdin_tty) {
-        if let Some((r, c)) = crate::linux::console::get_winsize(crate::linux::console::stdio(0)) {
-            crate::linux::console::set_winsize(m.as_fd(), r, c);
+    // The window size comes from whichever of our stdio is a terminal
+    // (stdin may be redirected while output still goes to one).
+    let size_from = (0..3)
+        .map(crate::linux::console::stdio)
+        .find(|fd| crate::linux::console::is_tty(*fd));
+    let pass_size = || {
+        if let (Some(m), Some(t)) = (&fg.pty, size_from) {
+            if let Some((r, c)) = crate::linux::console::get_winsize(t) {
+                crate::linux::console::set_winsize(m.as_fd(), r, c);
+            }
         }
-    }
+    };
+    pass_size();
+    // The pty is read until every slave end is closed (EOF or EIO); after
+    // that it is no longer polled (a hung-up master polls ready forever).
+    let mut pty_open = fg.pty.is_some();
     let mut stdin_open = fg.pty.is_some();
     let mut exited: Option<i32> = None;
     let mut buf = vec![0u8; 16384];
     loop {
+        if exited.is_some() && !pty_open {
+            break;
+        }
         let mut fds = vec![
             libc::pollfd {
-                fd: fg.pidfd.as_raw_fd(),
+                fd: if exited.is_some() {
+                    -1
+                } else {
+                    fg.pidfd.as_raw_fd()
+                },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -115,23 +133,17 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
                 revents: 0,
             },
         ];
-        if exited.is_some() {
-            fds[0].fd = -1;
-        }
         if let Some(m) = &fg.pty {
             fds.push(libc::pollfd {
-                fd: m.as_raw_fd(),
+                fd: if pty_open { m.as_raw_fd() } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             });
             fds.push(libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
+                fd: if stdin_open && pty_open { 0 } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             });
-        }
-        if exited.is_some() && fg.pty.is_none() {
-            break;
         }
         // After exit, drain the pty without blocking forever.
         let timeout = if exited.is_some() { 100 } else { -1 };
@@ -156,13 +168,7 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
                     continue;
                 }
                 if sig == libc::SIGWINCH {
-                    if let Some(m) = &fg.pty {
-                        if let Some((r, c)) =
-                            crate::linux::console::get_winsize(crate::linux::console::stdio(0))
-                        {
-                            crate::linux::console::set_winsize(m.as_fd(), r, c);
-                        }
-                    }
+                    pass_size();
                     continue;
                 }
                 if sig == libc::SIGURG {
@@ -183,20 +189,22 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
             exited = Some(super::clone::wait_pidfd(fg.pidfd)?);
         }
         if let Some(m) = &fg.pty {
-            if fds[2].revents != 0 {
+            if pty_open && fds[2].revents != 0 {
                 // SAFETY: read into our buffer from the pty master.
                 let n = unsafe { libc::read(m.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                 if n > 0 {
                     write_all(1, &buf[..n as usize]);
-                } else if exited.is_some() || n == 0 {
-                    if exited.is_some() {
-                        break;
-                    }
-                } else if nix::errno::Errno::last() == nix::errno::Errno::EIO && exited.is_some() {
-                    break;
+                } else if n == 0
+                    || !matches!(
+                        nix::errno::Errno::last(),
+                        nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN
+                    )
+                {
+                    // EIO: no process holds the slave any more.
+                    pty_open = false;
                 }
             }
-            if stdin_open && fds[3].revents != 0 {
+            if stdin_open && fds.get(3).is_some_and(|f| f.revents != 0) {
                 // SAFETY: read from stdin into our buffer.
                 let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
                 if n > 0 {

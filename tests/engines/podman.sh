@@ -1,0 +1,116 @@
+#!/bin/bash
+# tests/engines/podman.sh RUNTIME: Podman (with conmon) driving RUNTIME.
+#
+# Podman needs no daemon. Everything it keeps lives in this run's own
+# directories (--root, --runroot, --tmpdir, CONTAINERS_CONF); the runtime
+# gets its default state root, as Podman passes no --root.
+# Last line: "N passed, M failed"; exit status 0 only when nothing failed.
+. "$(dirname "$0")/lib.sh"
+engine_init podman "${1:-}"
+need podman conmon
+mk_image
+
+# No systemd here: cgroupfs and a file event log. Podman gives --log and
+# --log-format=json only to runtimes whose basename is in
+# runtime_supports_json; the runtime under test is added by name. The
+# default ulimits are lowered to what this host's hard limits allow.
+# (Podman runs conmon and the runtime with an nproc limit below the host's,
+# so a value above 32768 can fail to apply.)
+nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+{ [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; } && nproc=32768
+cat >"$W/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$W/events.log"
+runtime = "$RTNAME"
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "$RTNAME"]
+[engine.runtimes]
+$RTNAME = ["$RT"]
+EOF
+export CONTAINERS_CONF=$W/containers.conf
+P0=(podman --root "$S/storage" --runroot "$W/runroot" --tmpdir "$W/tmp")
+P=("${P0[@]}" --runtime "$RT")
+
+cleanup() {
+  "${P[@]}" rm -a -f -t 0 >/dev/null 2>&1
+  remove_dirs "$W" "$S"
+}
+trap cleanup EXIT
+"${P[@]}" load -q -i "$W/image.tar" >/dev/null 2>&1 ||
+  "${P[@]}" load -i "$W/image.tar" || die "podman load failed"
+IMG=localhost/bb:latest
+RUN=("${P[@]}" run --rm --network none)
+c1=nkp1-$U c2=nkp2-$U c3=nkp3-$U c4=nkp4-$U
+inspect() { "${P[@]}" inspect -f "$2" "$1"; }
+wait_exited() {
+  local i
+  for i in $(seq 100); do [ "$(inspect "$1" '{{.State.Status}}')" = exited ] && break; sleep 0.1; done
+  inspect "$1" '{{.State.Status}}'
+}
+
+check "run echo" 0 '^hi$' "${RUN[@]}" $IMG echo hi
+check "containers.conf selects the runtime" 0 "^$RT\$" "${P0[@]}" info --format '{{.Host.OCIRuntime.Path}}'
+check "run with the containers.conf runtime" 0 '^hi$' "${P0[@]}" run --rm --network none $IMG echo hi
+check "--runtime by name from [engine.runtimes]" 0 '^hi$' "${P0[@]}" --runtime "$RTNAME" run --rm --network none $IMG echo hi
+check "exit code 0" 0 '' "${RUN[@]}" $IMG true
+check "exit code 1" 1 '' "${RUN[@]}" $IMG false
+check "exit code 7" 7 '' "${RUN[@]}" $IMG sh -c 'exit 7'
+check "missing executable -> 127" 127 '' "${RUN[@]}" $IMG /no/such/binary
+check "env -e" 0 '^FOO=bar$' "${RUN[@]}" -e FOO=bar $IMG sh -c 'echo FOO=$FOO'
+check "user --user 65534:65534" 0 '^65534 65534$' "${RUN[@]}" --user 65534:65534 $IMG sh -c 'echo $(id -u) $(id -g)'
+check "hostname" 0 '^nkhost$' "${RUN[@]}" --hostname nkhost $IMG hostname
+check "workdir -w" 0 '^/tmp$' "${RUN[@]}" -w /tmp $IMG pwd
+check "read-only rootfs" 1 'Read-only file system' "${RUN[@]}" --read-only $IMG touch /x
+check "read-only rootfs keeps /tmp writable" 0 '' "${RUN[@]}" --read-only $IMG touch /tmp/x
+check "stdin -i" 0 '^piped-in$' bash -c "echo piped-in | $(printf '%q ' "${RUN[@]}") -i $IMG cat"
+check "tty -t" 0 '/dev/pts/[0-9]' on_tty "${RUN[@]}" -t $IMG tty
+check "--memory read back" 0 '^67108864$' "${RUN[@]}" --memory 64m $IMG sh -c \
+  'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'
+check "--pids-limit read back" 0 '^50$' "${RUN[@]}" --pids-limit 50 $IMG sh -c \
+  'cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max'
+check "seccomp: default profile loaded" 0 '^Seccomp:[[:space:]]+2$' "${RUN[@]}" $IMG grep '^Seccomp:' /proc/self/status
+check "seccomp: default profile denies personality" 1 'denied' "${RUN[@]}" $IMG seccomp-probe
+check "seccomp: unconfined allows personality" 0 'allowed' "${RUN[@]}" --security-opt seccomp=unconfined $IMG seccomp-probe
+
+check "run -d" 0 '^[0-9a-f]{64}$' "${P[@]}" run -d --name "$c1" --network none $IMG sleep 1000
+check "running after run -d" 0 '^running$' inspect "$c1" '{{.State.Status}}'
+check "exec output and exit code" 3 '^in-exec$' "${P[@]}" exec "$c1" sh -c 'echo in-exec; exit 3'
+check "exec -e" 0 '^X=y$' "${P[@]}" exec -e X=y "$c1" sh -c 'echo X=$X'
+check "exec --user" 0 '^65534$' "${P[@]}" exec --user 65534 "$c1" id -u
+check "exec -w" 0 '^/tmp$' "${P[@]}" exec -w /tmp "$c1" pwd
+check "exec joins the pid namespace" 0 '^sleep 1000' "${P[@]}" exec "$c1" sh -c "tr '\\0' ' ' </proc/1/cmdline"
+check "exec -t" 0 '/dev/pts/[0-9]' on_tty "${P[@]}" exec -t "$c1" tty
+check "exec -i stdin" 0 '^exec-in$' bash -c "echo exec-in | $(printf '%q ' "${P[@]}") exec -i $c1 cat"
+check "exec missing executable -> 127" 127 '' "${P[@]}" exec "$c1" /no/such/binary
+check "still running after failed exec" 0 '^running$' inspect "$c1" '{{.State.Status}}'
+check "exec under the seccomp profile" 1 'denied' "${P[@]}" exec "$c1" seccomp-probe
+check "pause" 0 '' "${P[@]}" pause "$c1"
+check "state paused" 0 '^paused$' inspect "$c1" '{{.State.Status}}'
+check "unpause" 0 '' "${P[@]}" unpause "$c1"
+check "state running after unpause" 0 '^running$' inspect "$c1" '{{.State.Status}}'
+check "stop: SIGKILL after timeout" 0 "$c1" "${P[@]}" stop -t 1 "$c1"
+check "exit code 137 after SIGKILL" 0 '^137$' inspect "$c1" '{{.State.ExitCode}}'
+check "rm" 0 "$c1" "${P[@]}" rm "$c1"
+check "gone after rm" 1 '' "${P[@]}" container exists "$c1"
+
+"${P[@]}" run -d --name "$c2" --network none $IMG sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
+sleep 0.5
+check "stop: SIGTERM to a trap" 0 "$c2" "${P[@]}" stop -t 10 "$c2"
+check "exit code 42 from the trap" 0 '^42$' inspect "$c2" '{{.State.ExitCode}}'
+"${P[@]}" rm -f -t 0 "$c2" >/dev/null 2>&1
+
+"${P[@]}" run -d --name "$c3" --network none -t $IMG sh >/dev/null 2>&1
+check "run -d -t then exec" 0 '^ok$' "${P[@]}" exec "$c3" echo ok
+check "kill" 0 '' "${P[@]}" kill "$c3"
+check "exited after kill" 0 '^exited$' wait_exited "$c3"
+"${P[@]}" rm -f -t 0 "$c3" >/dev/null 2>&1
+
+"${P[@]}" run -d --name "$c4" --network none $IMG sleep 1000 >/dev/null 2>&1
+check "restart" 0 '' "${P[@]}" restart -t 1 "$c4"
+check "running after restart" 0 '^running$' inspect "$c4" '{{.State.Status}}'
+"${P[@]}" rm -f -t 0 "$c4" >/dev/null 2>&1
+
+finish
