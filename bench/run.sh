@@ -75,13 +75,25 @@ ms_stats() { sort -g | awk '{a[NR]=$1; s+=$1} END{ if(NR==0){print "NA NA"; exit
 declare -A P50 P95
 
 hf() {  # row, then label=command pairs
+  # hyperfine times one command's runs back to back; load that comes and goes
+  # would then favour whichever runtime ran in the quiet spell. So the runs
+  # are split into 5 rounds, the order of the runtimes reversed every other
+  # round, and the times of all rounds pooled.
   local row=$1; shift
-  local args=() names=()
-  for spec in "$@"; do names+=("${spec%%=*}"); args+=(-n "${spec%%=*}" "${spec#*=}"); done
-  hyperfine -N -i --output=pipe -w 5 -r "$RUNS" --export-json "$W/hf.json" "${args[@]}" >/dev/null 2>&1 || die "hyperfine $row failed"
-  for k in "${!names[@]}"; do
-    read -r a b < <(python3 -c "import json;d=json.load(open('$W/hf.json'));print('\n'.join(str(t*1000) for t in d['results'][$k]['times']))" | ms_stats)
-    P50[$row,${names[$k]}]=$a; P95[$row,${names[$k]}]=$b
+  local specs=("$@") per=$(( (RUNS + 4) / 5 )) r k
+  for spec in "${specs[@]}"; do : > "$W/t-${spec%%=*}"; done
+  for r in 1 2 3 4 5; do
+    local args=() names=() order=("${specs[@]}")
+    if [ $((r % 2)) -eq 0 ]; then order=(); for ((k=${#specs[@]}-1; k>=0; k--)); do order+=("${specs[$k]}"); done; fi
+    for spec in "${order[@]}"; do names+=("${spec%%=*}"); args+=(-n "${spec%%=*}" "${spec#*=}"); done
+    hyperfine -N -i --output=pipe -w 3 -r "$per" --export-json "$W/hf.json" "${args[@]}" >/dev/null 2>&1 || die "hyperfine $row failed"
+    for k in "${!names[@]}"; do
+      python3 -c "import json;d=json.load(open('$W/hf.json'));print('\n'.join(str(t*1000) for t in d['results'][$k]['times']))" >> "$W/t-${names[$k]}"
+    done
+  done
+  for spec in "${specs[@]}"; do
+    read -r a b < <(ms_stats < "$W/t-${spec%%=*}")
+    P50[$row,${spec%%=*}]=$a; P95[$row,${spec%%=*}]=$b
   done
 }
 
