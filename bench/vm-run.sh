@@ -8,7 +8,7 @@
 # (`make agent`); the guest image is built on the first run (not timed).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-rt=$(readlink -f "${1:-$here/target/release/nk-runtime}")
+rt=$(readlink -f "${1:-$here/target/x86_64-unknown-linux-gnu/release/nk-runtime}")
 runs=${2:-10}
 w=$(mktemp -d /tmp/nk-bench-vm.XXXXXX)
 trap 'rm -rf "$w"' EXIT
