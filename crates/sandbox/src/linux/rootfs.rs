@@ -7,7 +7,7 @@ use crate::error::{Error, Result, SysContext};
 use crate::explain::{self, catalog};
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// Cut propagation of the whole tree, then bind the rootfs onto itself.
@@ -132,6 +132,17 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A path listed in maskedPaths or readonlyPaths, opened without following a
+/// last symlink and without leaving the root; `None` when it does not exist
+/// (both lists name paths that only some kernels have).
+fn open_listed_path(root: BorrowedFd, field: &str, p: &str) -> Result<Option<OwnedFd>> {
+    match open_in_root(root, Path::new(p), OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Error::sys(format!("{field}: open {p}"), e)),
+    }
+}
+
 /// Mask paths inside the (already pivoted) root.
 pub fn mask_paths(paths: &[String]) -> Result<()> {
     if paths.is_empty() {
@@ -140,14 +151,8 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
     explain::step(&catalog::MASKED_PATHS, || paths.join(" "));
     let root = open_dir_path(Path::new("/"))?;
     for p in paths {
-        let fd = match open_in_root(
-            root.as_fd(),
-            Path::new(p),
-            OFlag::O_PATH | OFlag::O_NOFOLLOW,
-        ) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(e) => return Err(Error::sys(format!("maskedPaths: open {p}"), e)),
+        let Some(fd) = open_listed_path(root.as_fd(), "maskedPaths", p)? else {
+            continue;
         };
         let st = nix::sys::stat::fstat(fd.as_fd()).sys(|| format!("maskedPaths: stat {p}"))?;
         let target = fd_path(fd.as_fd());
@@ -182,14 +187,8 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
     explain::step(&catalog::READONLY_PATHS, || paths.join(" "));
     let root = open_dir_path(Path::new("/"))?;
     for p in paths {
-        let fd = match open_in_root(
-            root.as_fd(),
-            Path::new(p),
-            OFlag::O_PATH | OFlag::O_NOFOLLOW,
-        ) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(e) => return Err(Error::sys(format!("readonlyPaths: open {p}"), e)),
+        let Some(fd) = open_listed_path(root.as_fd(), "readonlyPaths", p)? else {
+            continue;
         };
         let target = fd_path(fd.as_fd());
         nix::mount::mount::<str, str, str, str>(
