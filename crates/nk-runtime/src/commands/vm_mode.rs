@@ -82,25 +82,6 @@ pub fn status_in(dir: &Path, base: Status) -> Status {
     }
 }
 
-/// The OCI state given to hooks on the host (the pid is the monitor's).
-fn hook_state(
-    id: &str,
-    status: &str,
-    pid: i32,
-    bundle: &Path,
-    ann: &std::collections::BTreeMap<String, String>,
-) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": state::OCI_VERSION,
-        "id": id,
-        "status": status,
-        "pid": pid,
-        "bundle": bundle,
-        "annotations": ann,
-    }))
-    .unwrap_or_default()
-}
-
 /// A created VM container, for `run`.
 pub struct Created {
     pub pid: i32,
@@ -392,7 +373,8 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     // Host-side hooks, as in container mode (the guest's copy has none):
     // prestart and createRuntime once the container exists.
     if let Some(h) = b.spec.hooks() {
-        let st = hook_state(&c.id, "created", mpid, &b.dir, &record.annotations);
+        let st =
+            sandbox::container::hook_state(&c.id, "created", mpid, &b.dir, &record.annotations);
         #[allow(deprecated)]
         let lists = [
             ("prestart", h.prestart()),
@@ -477,7 +459,8 @@ pub fn start(g: &Globals, id: &str) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|h| h.poststart().clone())
         {
-            let s = hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
+            let s =
+                sandbox::container::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
             if let Err(e) = sandbox::linux::hooks::run("poststart", &list, &s) {
                 sandbox::logging::warn(|| format!("{e}"));
             }

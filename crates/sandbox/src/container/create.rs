@@ -42,7 +42,7 @@ pub struct Handle {
     pub pty: Option<OwnedFd>,
 }
 
-/// The OCI state JSON given to hooks.
+/// The OCI state JSON given to hooks (VM mode passes the monitor's pid).
 pub fn hook_state(
     id: &str,
     status: &str,
