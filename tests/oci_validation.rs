@@ -972,3 +972,31 @@ fn inside_view_agrees() {
         "mounts out of order: {mounts:?}"
     );
 }
+
+/// validation/linux_seccomp: a profile that makes getcwd fail with an errno
+/// is loaded, and the program runs and sees the errno. runc 1.1.5 (with
+/// Debian's CVE-2024-21626 patch) refuses to start: its own getcwd check
+/// runs after the filter when noNewPrivileges is off. Only nk-runtime is
+/// held to the suite here.
+#[test]
+fn seccomp_profile_denying_getcwd_still_starts() {
+    let root = Root::new();
+    for nnp in [false, true] {
+        let b = SuiteBundle::new(&["sh", "-c", "/bin/pwd; echo pwd-exit=$?"]).edit(|c, _| {
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]
+            });
+        });
+        let id = unique_id("ocv-seccomp");
+        let o = root.run(&["run", "--bundle", &b.path(), &id]);
+        let _ = root.run(&["delete", "-f", &id]);
+        assert!(o.status.success(), "noNewPrivileges={nnp}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains("pwd-exit=1"),
+            "noNewPrivileges={nnp}: getcwd was not denied: {out}"
+        );
+    }
+}
