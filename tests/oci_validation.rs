@@ -1000,3 +1000,41 @@ fn seccomp_profile_denying_getcwd_still_starts() {
         );
     }
 }
+
+/// validation/linux_rootfs_propagation, as runtimetest checks it: bind /
+/// recursively onto /target, then bind a directory onto /mnt1; only a
+/// shared / propagates the second mount into /target. runc 1.1.5 leaves /
+/// private whatever the config says (runc 1.2 applies the flag after
+/// pivot_root, as nk-runtime does), so the shared case holds nk-runtime to
+/// the spec and the others compare with runc.
+#[test]
+fn rootfs_propagation_is_applied_to_the_new_root() {
+    const SCRIPT: &str = "mkdir /target /mnt1 /test && touch /test/example && \
+        mount --rbind / /target && mount --bind /test /mnt1 && \
+        if [ -e /target/mnt1/example ]; then echo propagated; else echo isolated; fi";
+    for (prop, want) in [
+        ("shared", "propagated"),
+        ("slave", "isolated"),
+        ("private", "isolated"),
+    ] {
+        for (name, root) in runtimes() {
+            if name == "runc" && prop == "shared" {
+                continue;
+            }
+            let b = SuiteBundle::new(&["sh", "-c", SCRIPT]).edit(|c, _| {
+                c["linux"]["rootfsPropagation"] = json!(prop);
+                for set in ["bounding", "effective", "permitted"] {
+                    c["process"]["capabilities"][set]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!("CAP_SYS_ADMIN"));
+                }
+            });
+            let id = unique_id("ocv-prop");
+            let o = root.run(&["run", "--bundle", &b.path(), &id]);
+            let _ = root.run(&["delete", "-f", &id]);
+            assert!(o.status.success(), "{name}: {prop}: {}", stderr(&o));
+            assert_eq!(stdout(&o).trim(), want, "{name}: rootfsPropagation {prop}");
+        }
+    }
+}

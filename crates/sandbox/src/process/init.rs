@@ -320,6 +320,7 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
             } else {
                 linux::rootfs::pivot(&req.rootfs)?;
             }
+            linux::rootfs::set_root_propagation(linux.rootfs_propagation().as_deref())?;
         }
         let _g = explain::phase(Phase::Mounts);
         if req.process.terminal() == Some(true) {
