@@ -1038,3 +1038,60 @@ fn rootfs_propagation_is_applied_to_the_new_root() {
         }
     }
 }
+
+/// validation/linux_devices and linux_uid_mappings: the device nodes of
+/// linux.devices (char, block, fifo) with their numbers, modes and owners,
+/// and the id maps of a user namespace, as seen inside.
+#[test]
+fn devices_and_id_mappings_agree() {
+    let cases: [(&str, Box<Edit>); 2] = [
+        (
+            "ls -ln /dev/test1 /dev/test2 /dev/test3 | awk '{print $1, $3, $4, $5, $6, $NF}'",
+            Box::new(|c, _| {
+                c["linux"]["devices"] = json!([
+                    {"path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "fileMode": 432, "uid": 0, "gid": 0},
+                    {"path": "/dev/test2", "type": "b", "major": 8, "minor": 666, "fileMode": 432, "uid": 0, "gid": 0},
+                    {"path": "/dev/test3", "type": "p", "major": 8, "minor": 666, "fileMode": 432}
+                ]);
+            }),
+        ),
+        (
+            "cat /proc/self/uid_map /proc/self/gid_map",
+            Box::new(|c, _| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "user"}));
+                c["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 1000, "size": 3200}]);
+                c["linux"]["gidMappings"] =
+                    json!([{"containerID": 0, "hostID": 1000, "size": 3200}]);
+            }),
+        ),
+    ];
+    for (script, edit) in &cases {
+        let mut outs = Vec::new();
+        for (name, root) in runtimes() {
+            let b = SuiteBundle::new(&["sh", "-c", script]).edit(edit);
+            let id = unique_id("ocv-dev");
+            let o = root.run(&["run", "--bundle", &b.path(), &id]);
+            let _ = root.run(&["delete", "-f", &id]);
+            assert!(o.status.success(), "{name}: {script}: {}", stderr(&o));
+            outs.push(stdout(&o));
+        }
+        assert_eq!(outs[0], outs[1], "runc and nk-runtime differ for {script}");
+        let want = if script.contains("uid_map") {
+            vec!["0 1000 3200"]
+        } else {
+            vec![
+                "crw-rw---- 0 0 10, 666",
+                "brw-rw---- 0 0 8, 666",
+                "prw-rw----",
+            ]
+        };
+        let seen = outs[1].split_whitespace().collect::<Vec<_>>().join(" ");
+        for w in want {
+            assert!(seen.contains(w), "{w:?} missing from {seen}");
+        }
+    }
+}
