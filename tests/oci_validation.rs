@@ -888,7 +888,7 @@ fn delete_keeps_cgroups_it_did_not_create() {
 
 /// What runtimetest checks inside a default container: the default
 /// symlinks, devices and file systems, the mounts in order with their
-/// sources, the hostname, a writable root; plus a tmpfs with a size option
+/// sources, the hostname, a writable root, capabilities and rlimits; plus a tmpfs with a size option
 /// (validation/mounts), masked and read-only paths, sysctls, oom_score_adj.
 #[test]
 fn inside_view_agrees() {
@@ -898,7 +898,8 @@ fn inside_view_agrees() {
         touch /rootw 2>/dev/null && echo root-writable || echo root-readonly; rm -f /rootw; \
         cat /proc/self/oom_score_adj; cat /proc/sys/kernel/shmmni; \
         head -c1 /masked-file | wc -c; ls /masked-dir | wc -l; \
-        touch /ro-dir/x 2>/dev/null && echo ro-dir-writable || echo ro-dir-readonly";
+        touch /ro-dir/x 2>/dev/null && echo ro-dir-writable || echo ro-dir-readonly; \
+        grep -E '^(Cap|NoNewPrivs)' /proc/self/status; echo nofile=$(ulimit -n)/$(ulimit -Hn)";
     let mut views = Vec::new();
     for (name, root) in runtimes() {
         let b = SuiteBundle::new(&["sh", "-c", VIEW]).edit(|c, b| {
@@ -939,6 +940,10 @@ fn inside_view_agrees() {
         "500",
         "8192",
         "ro-dir-readonly",
+        // The 14 capabilities of generate.New in every set, ambient too.
+        "CapAmb:\t00000000a80425fb",
+        "CapBnd:\t00000000a80425fb",
+        "nofile=1024/1024",
     ] {
         assert!(
             nk.lines().any(|l| l.starts_with(want)),
