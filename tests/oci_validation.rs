@@ -291,14 +291,17 @@ fn kill_created_and_signals_agree() {
         assert_eq!(code(&root, &["delete", &id]), 0, "{name}: delete");
 
         for sig in ["TERM", "USR1", "USR2"] {
-            let script = format!("trap 'touch /{sig}' {sig}; sleep 10 & wait $!");
+            let script = format!("trap 'touch /{sig}' {sig}; touch /ready; sleep 10 & wait $!");
             let b = SuiteBundle::new(&["sh", "-c", &script]);
             let id = unique_id("ocv-sig");
             assert_eq!(create(&root, &b, &id), 0, "{name}: create");
             assert_eq!(code(&root, &["start", &id]), 0, "{name}: start");
             assert!(wait_for(&root, &id, "running"), "{name}");
             // The trap must be installed before the signal arrives.
-            std::thread::sleep(Duration::from_millis(300));
+            let end = Instant::now() + Duration::from_secs(10);
+            while !b.file("ready").exists() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             assert_eq!(code(&root, &["kill", &id, sig]), 0, "{name}: kill {sig}");
             assert!(
                 wait_for(&root, &id, "stopped"),
