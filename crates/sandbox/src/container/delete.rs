@@ -102,9 +102,7 @@ impl Runtime {
                         &st.bundle,
                         &st.annotations,
                     );
-                    if let Err(e) = crate::linux::hooks::run("poststop", &list, &s) {
-                        crate::logging::warn(|| format!("{e}"));
-                    }
+                    crate::linux::hooks::run_warn("poststop", &list, &s);
                 }
             }
         }

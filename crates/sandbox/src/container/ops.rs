@@ -127,7 +127,8 @@ impl Runtime {
             explain::deliver(ev);
         }
         let _ = std::fs::remove_file(&fifo);
-        // Poststart hooks: a failure is a warning, the container keeps running.
+        // Poststart hooks: a failure is a warning; the container keeps running
+        // and the later hooks still run.
         let cfg = crate::spec::parse(
             &std::fs::read(dir.join(state::CONFIG_FILE)).unwrap_or_default(),
             &dir.join(state::CONFIG_FILE),
@@ -136,9 +137,7 @@ impl Runtime {
             if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
                 let s =
                     super::create::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
-                if let Err(e) = crate::linux::hooks::run("poststart", &list, &s) {
-                    crate::logging::warn(|| format!("{e}"));
-                }
+                crate::linux::hooks::run_warn("poststart", &list, &s);
             }
         }
         Ok(())

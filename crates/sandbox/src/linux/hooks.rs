@@ -32,6 +32,18 @@ pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<()> 
     Ok(())
 }
 
+/// Run every hook of one kind, logging each failure as a warning and going
+/// on: the spec makes a failed poststart or poststop hook a warning after
+/// which "the remaining hooks and lifecycle continue as if the hook had
+/// succeeded".
+pub fn run_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(kind, i, h, state_json) {
+            crate::logging::warn(|| format!("{e}"));
+        }
+    }
+}
+
 fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Result<()> {
     let path = h.path().display().to_string();
     explain::step(&catalog::HOOK, || {

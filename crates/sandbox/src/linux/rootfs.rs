@@ -219,14 +219,21 @@ pub fn readonly_root() -> Result<()> {
     super::mounts::remount_bind("/", MsFlags::MS_RDONLY).sys(|| "remount / read-only".into())
 }
 
-/// Apply rootfsPropagation to the new / after pivot (shared roots need it again).
+/// Apply rootfsPropagation to the new / after pivot_root (or the move):
+/// the rootfs was bound from a parent made private, so it starts private,
+/// and a shared or slave rootfs needs the flag again on the mount that is
+/// now /. As runc 1.2 does; private is already the case and skipped.
 pub fn set_root_propagation(propagation: Option<&str>) -> Result<()> {
-    if let Some(flag) = propagation
+    let Some(flag) = propagation
         .filter(|s| !s.is_empty())
         .and_then(propagation_flag)
-    {
-        nix::mount::mount::<str, str, str, str>(None, "/", None, flag, None)
-            .sys(|| format!("set rootfsPropagation {}", prop_name(flag)))?;
-    }
-    Ok(())
+        .filter(|f| !f.contains(MsFlags::MS_PRIVATE))
+    else {
+        return Ok(());
+    };
+    explain::step(&catalog::MOUNT_PROPAGATION, || {
+        format!("mount(NULL, \"/\", NULL, {}, NULL)", prop_name(flag))
+    });
+    nix::mount::mount::<str, str, str, str>(None, "/", None, flag, None)
+        .sys(|| format!("set rootfsPropagation {} on /", prop_name(flag)))
 }

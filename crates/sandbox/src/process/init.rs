@@ -320,6 +320,7 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
             } else {
                 linux::rootfs::pivot(&req.rootfs)?;
             }
+            linux::rootfs::set_root_propagation(linux.rootfs_propagation().as_deref())?;
         }
         let _g = explain::phase(Phase::Mounts);
         if req.process.terminal() == Some(true) {
@@ -646,9 +647,13 @@ fn chdir_cwd(cwd: &Path) -> Result<()> {
     };
     nix::unistd::fchdir(fd.as_fd())
         .map_err(|e| Error::sys(format!("chdir to process.cwd {}", cwd.display()), e))?;
-    // Belt and braces: the kernel reports a cwd outside our root as "(unreachable)".
+    // Belt and braces: the kernel reports a cwd outside our root as
+    // "(unreachable)", which glibc turns into ENOENT. Any other error means
+    // getcwd itself is refused (a seccomp profile that denies it, loaded
+    // already when no_new_privs is off), and the fchdir above was safe.
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
+        Err(e) if e != nix::errno::Errno::ENOENT => Ok(()),
         _ => Err(Error::msg(format!(
             "process.cwd {} is outside the container's root",
             cwd.display()
