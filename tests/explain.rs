@@ -427,6 +427,55 @@ fn scenario_no_pivot_and_console() -> BTreeSet<String> {
     got
 }
 
+/// No namespaces at all: the rootfs is mounted in the runtime's mount
+/// namespace and entered with chroot (by the init and by exec), and delete
+/// detaches those mounts. On a copy of the rootfs, which the other tests'
+/// containers do not use.
+fn scenario_no_mount_namespace() -> BTreeSet<String> {
+    // Dropped after `root`, whose drop deletes a container left by a failure.
+    let copy = TempDir::new("ex-nomnt-rootfs");
+    let root = Root::new();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rootfs().display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying the test rootfs failed");
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["root"]["path"] = json!(copy.path());
+        c["linux"]["namespaces"] = json!([]);
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let id = unique_id("ex-nomnt");
+    let (code, _, err) = run_e(&root, &["run", "-d", "--bundle", &b.path(), &id]);
+    assert_eq!(code, 0, "{err}");
+    let mut got = check("no mount namespace: run", &err, &["rootfs.bind", "chroot"]);
+    assert!(!got.contains("pivot_root") && !got.contains("mount.propagation"));
+    let (code, out, err) = run_e(&root, &["exec", &id, "cat", "/etc/hostname"]);
+    let host = std::fs::read_to_string(copy.path().join("etc/hostname")).unwrap_or_default();
+    assert_eq!((code, out), (0, host), "{err}");
+    got.extend(check("no mount namespace: exec", &err, &["chroot"]));
+    let (code, _, err) = run_e(&root, &["delete", "-f", &id]);
+    assert_eq!(code, 0, "{err}");
+    got.extend(check(
+        "no mount namespace: delete",
+        &err,
+        &["delete.host_mounts"],
+    ));
+    let rootfs_dir = std::fs::canonicalize(copy.path()).unwrap();
+    let d = rootfs_dir.display();
+    assert!(
+        !host_mounts_contain(&format!(" {d} ")) && !host_mounts_contain(&format!(" {d}/")),
+        "delete left mounts under {}",
+        rootfs_dir.display()
+    );
+    got
+}
+
 /// A detached container to join or exec into; returns its id and init pid.
 fn sleeper(root: &Root) -> (String, i64, Bundle) {
     let b = Bundle::new(&["sleep", "1000"]);
@@ -725,6 +774,7 @@ fn every_catalog_step_is_narrated() {
     got.extend(scenario_userns());
     got.extend(scenario_no_pivot_and_console());
     got.extend(scenario_join_and_exec());
+    got.extend(scenario_no_mount_namespace());
     got.extend(scenario_signal_forward());
     got.extend(scenario_lsm());
     got.extend(scenario_cgroup_v2());

@@ -505,6 +505,9 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                 }
             }
         }
+        if !ns_seen.contains(&(LinuxNamespaceType::Mount as u64)) {
+            no_mountns_checks(linux, has_userns, &err)?;
+        }
         if let Some(prop) = linux.rootfs_propagation() {
             if !prop.is_empty() && crate::linux::mounts::propagation_flag(prop).is_none() {
                 return Err(err(
@@ -739,6 +742,37 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), 
     Ok(())
 }
 
+/// Without a mount namespace the container's mounts land in the runtime's
+/// (the host's) and its root is entered with chroot. What cannot be done
+/// there is refused: masking and read-only paths (runc refuses them too: the
+/// host's /proc/sys would be what is made read-only), and a user namespace
+/// (it may not mount in the host's mount namespace). rootfsPropagation and
+/// root.readonly apply to the container's own bind mount of the rootfs.
+fn no_mountns_checks(
+    linux: &oci_spec::runtime::Linux,
+    has_userns: bool,
+    err: &dyn Fn(&str, String) -> Error,
+) -> Result<()> {
+    for (field, list) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        if list.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(err(
+                field,
+                "unable to restrict sys entries without a private mount namespace: remove this field or add {\"type\": \"mount\"} to linux.namespaces".into(),
+            ));
+        }
+    }
+    if has_userns {
+        return Err(err(
+            "linux.namespaces",
+            "a user namespace without a mount namespace cannot mount the rootfs in the runtime's mount namespace: add {\"type\": \"mount\"} or remove the user namespace".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_process(
     p: &oci_spec::runtime::Process,
     err: &dyn Fn(&str, String) -> Error,
@@ -918,6 +952,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("hostname"), "{e}");
+    }
+
+    #[test]
+    fn no_mount_namespace_is_allowed_without_masks_or_userns() {
+        let ok = bundle(&format!(r#"{{{BASE},"linux":{{"namespaces":[]}}}}"#));
+        validate(&ok, ValidateOpts::default()).unwrap();
+        for (field, extra) in [
+            ("linux.maskedPaths", r#""maskedPaths":["/proc/kcore"]"#),
+            ("linux.readonlyPaths", r#""readonlyPaths":["/proc/sys"]"#),
+        ] {
+            let b = bundle(&format!(
+                r#"{{{BASE},"linux":{{"namespaces":[{{"type":"pid"}}],{extra}}}}}"#
+            ));
+            let e = validate(&b, ValidateOpts::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("mount namespace"), "{e}");
+            // With a mount namespace the same list is fine.
+            let b = bundle(&format!(
+                r#"{{{BASE},"linux":{{"namespaces":[{{"type":"mount"}}],{extra}}}}}"#
+            ));
+            validate(&b, ValidateOpts::default()).unwrap();
+        }
+        let b = bundle(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}],"uidMappings":[{{"containerID":0,"hostID":1000,"size":1}}],"gidMappings":[{{"containerID":0,"hostID":1000,"size":1}}]}}}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux.namespaces") && e.contains("user namespace"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub struct ContainerState {
     /// Mode-specific data (the VM monitor's socket, for example).
     #[serde(default)]
     pub extra: serde_json::Value,
+    /// Set when the container has no mount namespace: which mounts under
+    /// the rootfs are its own, for delete to detach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mounts: Option<crate::linux::hostmounts::HostMounts>,
 }
 
 /// The OCI state document (`state` output and hooks' stdin).

@@ -121,6 +121,8 @@ struct Plan {
     new_userns: bool,
     userns: bool,
     new_mountns: bool,
+    /// No mount namespace in linux.namespaces: the runtime's is used.
+    host_mountns: bool,
     new_cgroupns: bool,
     new_timens: bool,
 }
@@ -134,6 +136,7 @@ fn plan(b: &Bundle) -> Result<Plan> {
         new_userns: false,
         userns: false,
         new_mountns: false,
+        host_mountns: false,
         new_cgroupns: false,
         new_timens: false,
     };
@@ -186,13 +189,8 @@ fn plan(b: &Bundle) -> Result<Plan> {
             p.join.push((spec::ns_name(t).to_string(), path.clone()));
         }
     }
-    if !p.new_mountns && !joined.contains_key(&(LinuxNamespaceType::Mount as u64)) {
-        return Err(Error::config(
-            &b.config_path,
-            "linux.namespaces",
-            "a mount namespace is required to set up the root filesystem (add {\"type\": \"mount\"})",
-        ));
-    }
+    // What such a container may not ask for is refused by spec::validate.
+    p.host_mountns = !p.new_mountns && !joined.contains_key(&(LinuxNamespaceType::Mount as u64));
     Ok(p)
 }
 
@@ -252,6 +250,9 @@ struct Cleanup<'a> {
     dir: PathBuf,
     cgroup: Option<Box<dyn CgroupManager>>,
     child: Option<(i32, OwnedFd)>,
+    /// Without a mount namespace: the rootfs and the mount ids under it
+    /// before create, to detach what the init mounted there.
+    host_mounts: Option<(PathBuf, linux::hostmounts::HostMounts)>,
     armed: bool,
 }
 
@@ -264,6 +265,9 @@ impl Drop for Cleanup<'_> {
             // SAFETY: kill(2) our own child, then reap it through its pidfd.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = clone::wait_pidfd(&pidfd);
+        }
+        if let Some((rootfs, hm)) = &self.host_mounts {
+            linux::hostmounts::cleanup(rootfs, hm);
         }
         if let Some(cg) = &self.cgroup {
             if let Err(e) = cg.destroy() {
@@ -338,6 +342,10 @@ impl Runtime {
             rootless: self.rootless,
             no_new_keyring: o.no_new_keyring,
             owner_uid: nix::unistd::geteuid().as_raw(),
+            host_mounts: plan.host_mountns.then(|| linux::hostmounts::HostMounts {
+                before: linux::hostmounts::snapshot(&bundle.rootfs()),
+                created: None,
+            }),
             ..Default::default()
         };
 
@@ -359,6 +367,10 @@ impl Runtime {
             dir: dir.clone(),
             cgroup: None,
             child: None,
+            host_mounts: record
+                .host_mounts
+                .clone()
+                .map(|hm| (record.rootfs.clone(), hm)),
             armed: true,
         };
 
@@ -508,6 +520,7 @@ impl Runtime {
             new_timens: plan.new_timens,
             new_cgroupns: plan.new_cgroupns,
             new_mountns: plan.new_mountns,
+            host_mountns: plan.host_mountns,
             userns: plan.userns,
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
@@ -592,6 +605,9 @@ impl Runtime {
             }
         }
         record.phase = Some(StPhase::Created);
+        if let Some(hm) = &mut record.host_mounts {
+            hm.created = Some(linux::hostmounts::added(&record.rootfs, &hm.before));
+        }
         explain::step(&catalog::STATE_CREATED, || {
             format!(
                 "pid {pid}, start time {} (clock ticks after boot)",
@@ -720,6 +736,9 @@ impl Runtime {
         if st.init_alive() {
             // SAFETY: kill(2) the init recorded by a create that died.
             unsafe { libc::kill(st.pid, libc::SIGKILL) };
+        }
+        if let Some(hm) = &st.host_mounts {
+            linux::hostmounts::cleanup(&st.rootfs, hm);
         }
         if let Some(cg) = crate::cgroups::from_record(&st.cgroup) {
             let _ = cg.destroy();

@@ -86,6 +86,9 @@ impl Runtime {
     fn destroy(&self, st: &ContainerState) -> Result<()> {
         let dir = self.store.dir(&st.id);
         let mut err = None;
+        if let Some(hm) = &st.host_mounts {
+            crate::linux::hostmounts::cleanup(&st.rootfs, hm);
+        }
         if let Some(cg) = self.cgroup_of(st) {
             if let Err(e) = cg.destroy() {
                 err = Some(e);

@@ -381,6 +381,7 @@ impl Runtime {
             new_timens: false,
             new_cgroupns: false,
             new_mountns: false,
+            host_mountns: st.host_mounts.is_some(),
             userns,
             no_pivot: false,
             no_new_keyring: st.no_new_keyring,

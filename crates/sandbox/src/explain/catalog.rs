@@ -169,6 +169,9 @@ steps! {
     PIVOT_ROOT = "pivot_root", PivotRoot,
         "pivot_root() into the rootfs and detach the old root.",
         "After this the host's filesystem is not reachable by any path; unlike chroot, there is no old root left to climb back to.";
+    HOST_CHROOT = "chroot", PivotRoot,
+        "chroot() into the rootfs, because the container has no mount namespace of its own (linux.namespaces has no mount entry).",
+        "pivot_root would swap the root of the runtime's own mount namespace, that is the host's. chroot changes only this process's root; the mounts under the rootfs stay visible on the host until delete removes them.";
     NO_PIVOT = "no_pivot", PivotRoot,
         "Move the rootfs onto / with MS_MOVE and chroot() into it (--no-pivot).",
         "For a root on ramfs, where pivot_root is not allowed. It is weaker: the old root stays in the mount namespace, under the new one.";
@@ -262,6 +265,9 @@ steps! {
     DELETE_CGROUP = "delete.cgroup", Delete,
         "Kill leftover processes and remove the cgroup directories.",
         "A cgroup with members cannot be removed; an orphaned cgroup would keep its limits and counters forever.";
+    DELETE_HOST_MOUNTS = "delete.host_mounts", Delete,
+        "Unmount (MNT_DETACH, deepest first) what the container mounted under its rootfs in the runtime's mount namespace.",
+        "Without a mount namespace of its own the container's mounts live on the host and outlive it. Only mounts that were not under the rootfs before create are removed, so a rootfs that is itself a mount point stays.";
     DELETE_STATE = "delete.state", Delete,
         "Remove the state directory.",
         "The id becomes free again for a new container.";

@@ -6,6 +6,7 @@ pub mod console;
 pub mod devices;
 pub mod fs;
 pub mod hooks;
+pub mod hostmounts;
 pub mod lsm;
 pub mod mounts;
 pub mod namespaces;

@@ -1,5 +1,6 @@
 //! The root filesystem: propagation, the rootfs bind mount, pivot_root (or
-//! MS_MOVE + chroot with --no-pivot), masked and read-only paths.
+//! MS_MOVE + chroot with --no-pivot, or a plain chroot without a mount
+//! namespace), masked and read-only paths.
 
 use super::fs::{fd_path, open_dir_path, open_in_root};
 use super::mounts::propagation_flag;
@@ -35,6 +36,47 @@ pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<OwnedFd> {
     )
     .sys(|| format!("bind-mount rootfs {} onto itself", rootfs.display()))?;
     open_dir_path(rootfs)
+}
+
+/// Without a mount namespace: bind the rootfs onto itself and make that new
+/// mount (and its copies of what was below) private, so the container's
+/// mounts neither propagate to the host's peers nor receive theirs. The
+/// host's `/` keeps its propagation; runc would make it rslave.
+pub fn prepare_host(rootfs: &Path) -> Result<OwnedFd> {
+    explain::step(&catalog::ROOTFS_BIND, || {
+        format!(
+            "mount --rbind {0} {0}; mount --make-rprivate {0} (the host's / is left as it is)",
+            rootfs.display()
+        )
+    });
+    nix::mount::mount::<Path, Path, str, str>(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .sys(|| format!("bind-mount rootfs {} onto itself", rootfs.display()))?;
+    nix::mount::mount::<str, Path, str, str>(
+        None,
+        rootfs,
+        None,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None,
+    )
+    .sys(|| format!("make the rootfs bind mount {} private", rootfs.display()))?;
+    open_dir_path(rootfs)
+}
+
+/// Without a mount namespace: chroot into the rootfs. pivot_root would
+/// change the root of the host's mount namespace.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    explain::step(&catalog::HOST_CHROOT, || {
+        format!("chroot({}); chdir(\"/\")", rootfs.display())
+    });
+    nix::unistd::chroot(rootfs).sys(|| format!("chroot {}", rootfs.display()))?;
+    nix::unistd::chdir("/").sys(|| "chdir / after chroot".into())?;
+    Ok(())
 }
 
 fn prop_name(f: MsFlags) -> String {

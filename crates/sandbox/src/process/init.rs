@@ -50,6 +50,11 @@ pub struct InitRequest {
     pub new_cgroupns: bool,
     /// A new mount namespace was created (so the rootfs is ours to build).
     pub new_mountns: bool,
+    /// No mount namespace at all (none in linux.namespaces): the rootfs is
+    /// built in the runtime's mount namespace and entered with chroot; an
+    /// exec process chroots into `rootfs` too.
+    #[serde(default)]
+    pub host_mountns: bool,
     /// The container runs in a user namespace (ours or joined).
     pub userns: bool,
     pub no_pivot: bool,
@@ -270,11 +275,14 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
         None => linux::fs::open_dir_path(&req.state_dir)?,
     };
     let mut pty_master: Option<OwnedFd> = None;
-    if req.new_mountns {
+    if req.new_mountns || req.host_mountns {
         let root_fd = {
             let _g = explain::phase(Phase::Mounts);
-            let root_fd =
-                linux::rootfs::prepare(&req.rootfs, linux.rootfs_propagation().as_deref())?;
+            let root_fd = if req.host_mountns {
+                linux::rootfs::prepare_host(&req.rootfs)?
+            } else {
+                linux::rootfs::prepare(&req.rootfs, linux.rootfs_propagation().as_deref())?
+            };
             let idmapped = take_idmapped();
             let ctx = linux::mounts::MountCtx {
                 root: root_fd.as_fd(),
@@ -315,7 +323,9 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
         {
             let _g = explain::phase(Phase::PivotRoot);
             drop(root_fd);
-            if req.no_pivot {
+            if req.host_mountns {
+                linux::rootfs::chroot(&req.rootfs)?;
+            } else if req.no_pivot {
                 linux::rootfs::move_root(&req.rootfs)?;
             } else {
                 linux::rootfs::pivot(&req.rootfs)?;
@@ -702,6 +712,10 @@ fn exec(req: &InitRequest) -> Result<std::convert::Infallible> {
         join_namespaces(req)?;
         if let Some(adj) = req.process.oom_score_adj() {
             linux::procattr::oom_score_adj(adj)?;
+        }
+        // No mount namespace to join: enter the container's root instead.
+        if req.host_mountns {
+            linux::rootfs::chroot(&req.rootfs)?;
         }
     }
     if !req.no_new_keyring {
