@@ -1103,3 +1103,262 @@ fn devices_and_id_mappings_agree() {
         }
     }
 }
+
+/// The namespace files compared by validation/linux_ns_itype.
+const NS_FILES: [&str; 7] = ["mnt", "pid", "net", "ipc", "uts", "cgroup", "user"];
+
+/// A suite bundle with every namespace and the hostname removed (as
+/// validation/linux_ns_itype does), running `args`.
+fn no_namespaces_bundle(args: &[&str]) -> SuiteBundle {
+    SuiteBundle::new(args).edit(|c, _| {
+        c.as_object_mut().unwrap().remove("hostname");
+        c["linux"]["namespaces"] = json!([]);
+    })
+}
+
+/// Mount points at or under `dir` in this process's mount table.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(|p| p.replace("\\040", " ")))
+        .filter(|p| Path::new(p).starts_with(&dir))
+        .collect()
+}
+
+/// Detaches whatever is still mounted under a directory on drop, so a
+/// failing test does not leave mounts on the host (or under a temp dir
+/// that is about to be removed).
+struct UnmountUnder(PathBuf);
+
+impl Drop for UnmountUnder {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let Some(p) = mounts_under(&self.0).pop() else {
+                return;
+            };
+            let _ = Command::new("umount").arg("-l").arg(&p).status();
+        }
+    }
+}
+
+/// The runtime's namespaces against its container's, as `same`/`differs`
+/// per namespace file, from a shell that runs create/start/state itself (so
+/// "the runtime's namespace" is the shell's). With `private_mounts` the
+/// shell runs in a new mount namespace: runc without a mount namespace makes
+/// the runtime's / rslave and leaves its mounts behind, which must not
+/// happen to the test host.
+fn inherited_namespaces(root: &Root, b: &SuiteBundle, private_mounts: bool) -> String {
+    const SCRIPT: &str = r#"
+        set -e
+        R="$1"; ROOT="$2"; B="$3"; ID="$4"
+        "$R" --root "$ROOT" create --bundle "$B" "$ID"
+        "$R" --root "$ROOT" start "$ID"
+        pid=$("$R" --root "$ROOT" state "$ID" | sed -n 's/^ *"pid": *\([0-9]*\).*/\1/p')
+        for t in mnt pid net ipc uts cgroup user; do
+            if [ "$(readlink /proc/$$/ns/$t)" = "$(readlink /proc/$pid/ns/$t)" ]; then
+                echo "$t same"
+            else
+                echo "$t differs"
+            fi
+        done
+        "$R" --root "$ROOT" delete -f "$ID"
+    "#;
+    let id = unique_id("ocv-itype");
+    let mut c = if private_mounts {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.arg("-c");
+        c
+    };
+    c.args([SCRIPT, "sh"])
+        .arg(&root.bin)
+        .arg(root.dir.path())
+        .arg(b.path())
+        .arg(&id);
+    let o = run_to_files(&mut c);
+    assert!(
+        o.status.success(),
+        "{}: {}\n{}",
+        root.bin.display(),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// validation/linux_ns_itype: a namespace type missing from
+/// linux.namespaces is the runtime's own, for all seven, mount included.
+/// runc agrees on the namespaces (it runs in a private mount namespace
+/// here: it would make the host's / rslave and leak its mounts).
+#[test]
+fn namespaces_left_out_are_inherited() {
+    let want: String = NS_FILES.iter().map(|t| format!("{t} same\n")).collect();
+    for (name, root) in runtimes() {
+        let b = no_namespaces_bundle(&["sleep", "30"]);
+        let _guard = UnmountUnder(b.dir.path().to_path_buf());
+        let got = inherited_namespaces(&root, &b, name == "runc");
+        assert_eq!(got, want, "{name}: namespaces not inherited");
+        if name == "nk" {
+            assert_eq!(
+                mounts_under(b.dir.path()),
+                Vec::<String>::new(),
+                "nk: delete left the container's mounts on the host"
+            );
+        }
+    }
+}
+
+/// Without a mount namespace nk-runtime mounts under the rootfs in the host's
+/// mount namespace, chroots there, and removes exactly those mounts at
+/// delete: a mount under the rootfs from before create stays. An exec
+/// process enters the same root and the same namespaces.
+#[test]
+fn no_mount_namespace_lifecycle_exec_and_cleanup() {
+    let root = Root::new();
+    let b = no_namespaces_bundle(&["sleep", "30"]).edit(|c, _| {
+        c["root"]["readonly"] = json!(true);
+    });
+    let guard = UnmountUnder(b.dir.path().to_path_buf());
+    let marker = unique_id("marker");
+    std::fs::write(b.file("marker"), &marker).unwrap();
+    // The user's own mount under the rootfs, made before create.
+    let mine = b.file("mnt/mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "nk-itype-mine"])
+        .arg(&mine)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs on {}", mine.display());
+    let before = mounts_under(b.dir.path());
+
+    let id = unique_id("ocv-nomnt");
+    assert_eq!(
+        create(&root, &b, &id),
+        0,
+        "create without a mount namespace"
+    );
+    assert_eq!(status_of(&root, &id), "created");
+    let during = mounts_under(b.dir.path());
+    assert!(
+        during.contains(&b.file("proc").display().to_string()),
+        "the container's /proc is not mounted in the host's namespace: {during:?}"
+    );
+    assert_eq!(code(&root, &["start", &id]), 0, "start");
+    assert!(wait_for(&root, &id, "running"));
+    let pid = pid_of(&root, &id);
+    for t in NS_FILES {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/ns/{t}")).unwrap(),
+            std::fs::read_link(format!("/proc/self/ns/{t}")).unwrap(),
+            "the container's {t} namespace is not the runtime's"
+        );
+    }
+    // The init's root is the rootfs (chroot), and it is read-only.
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        std::fs::canonicalize(b.dir.path()).unwrap()
+    );
+    let out = root.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /marker; echo; readlink /proc/self/ns/mnt; touch /rw 2>/dev/null && echo writable || echo read-only",
+    ]);
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_eq!(
+        out,
+        format!("{marker}\n{}\nread-only\n", host_mnt.display()),
+        "exec: not in the container's root, or not in the host's mount namespace"
+    );
+
+    assert_eq!(code(&root, &["delete", "-f", &id]), 0, "delete");
+    assert_eq!(
+        mounts_under(b.dir.path()),
+        before,
+        "delete must remove the container's mounts and only those"
+    );
+    drop(guard);
+    assert!(mounts_under(b.dir.path()).is_empty());
+}
+
+/// Masked and read-only paths need a private mount namespace (runc's
+/// "unable to restrict sys entries without a private MNT namespace"): both
+/// refuse them, and nk-runtime names the field.
+#[test]
+fn masked_paths_without_a_mount_namespace_are_refused() {
+    for field in ["maskedPaths", "readonlyPaths"] {
+        for (name, root) in runtimes() {
+            let b = no_namespaces_bundle(&["true"]).edit(|c, _| {
+                c["linux"][field] = json!(["/proc/kcore"]);
+            });
+            let _guard = UnmountUnder(b.dir.path().to_path_buf());
+            let id = unique_id("ocv-nomnt-mask");
+            let o = root.run(&["create", "--bundle", &b.path(), &id]);
+            assert!(
+                !o.status.success(),
+                "{name}: {field} without a mount namespace accepted"
+            );
+            assert_no_container(name, &root, &id, field);
+            assert!(
+                mounts_under(b.dir.path()).is_empty(),
+                "{name}: {field}: mounts left"
+            );
+            if name == "nk" {
+                let e = stderr(&o);
+                assert!(
+                    e.contains(&format!("linux.{field}")) && e.contains("mount namespace"),
+                    "nk: the error does not name the field: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// Two containers without a mount namespace on one rootfs: the second's
+/// mounts are stacked on the first's. Deleting the first must leave the
+/// second's alone (delete detaches only the mounts its own create added).
+/// Without /sys: the second's bind of the rootfs copies the first's sysfs
+/// mount, and the kernel refuses sysfs on top of itself (EBUSY, as for runc).
+#[test]
+fn no_mount_namespace_delete_keeps_another_containers_mounts() {
+    let root = Root::new();
+    let b = no_namespaces_bundle(&["sleep", "30"]).edit(|c, _| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["destination"] != "/sys");
+    });
+    let _guard = UnmountUnder(b.dir.path().to_path_buf());
+    let (first, second) = (unique_id("ocv-nomnt-a"), unique_id("ocv-nomnt-b"));
+    assert_eq!(create(&root, &b, &first), 0, "create {first}");
+    let after_first = mounts_under(b.dir.path());
+    assert_eq!(create(&root, &b, &second), 0, "create {second}");
+    let after_second = mounts_under(b.dir.path());
+    assert!(after_second.len() > after_first.len());
+    assert_eq!(code(&root, &["delete", "-f", &first]), 0, "delete {first}");
+    // The second's mounts are on top and stay: its /proc still works.
+    assert_eq!(mounts_under(b.dir.path()), after_second);
+    assert_eq!(code(&root, &["start", &second]), 0, "start {second}");
+    let out = root.ok(&[
+        "exec",
+        &second,
+        "sh",
+        "-c",
+        "test -r /proc/self/status && echo proc",
+    ]);
+    assert_eq!(out, "proc\n");
+    assert_eq!(
+        code(&root, &["delete", "-f", &second]),
+        0,
+        "delete {second}"
+    );
+    // What is left is the first one's, which was covered at its delete.
+    assert_eq!(mounts_under(b.dir.path()), after_first);
+}
