@@ -113,4 +113,62 @@ check "restart" 0 '' "${P[@]}" restart -t 1 "$c4"
 check "running after restart" 0 '^running$' inspect "$c4" '{{.State.Status}}'
 "${P[@]}" rm -f -t 0 "$c4" >/dev/null 2>&1
 
+
+# --- wider checks: what Podman users commonly ask of a runtime ---
+host_ns() { readlink "/proc/self/ns/$1" | sed 's/[][]/\\&/g'; }
+check "--cap-drop all --cap-add" 0 '^CapEff:[[:space:]]+0000000000000400$' "${RUN[@]}" --cap-drop all --cap-add NET_BIND_SERVICE $IMG grep '^CapEff:' /proc/self/status
+check "--cap-add SYS_ADMIN" 0 'yes' "${RUN[@]}" --cap-add SYS_ADMIN $IMG sh -c 'c=$(grep ^CapEff: /proc/self/status | cut -f2); [ $(( 0x$c >> 21 & 1 )) = 1 ] && echo yes'
+check "--cap-drop CHOWN" 1 '' "${RUN[@]}" --cap-drop CHOWN $IMG chown 65534 /tmp
+check "--privileged: every capability" 0 '^CapEff:[[:space:]]+000001ff' "${RUN[@]}" --privileged $IMG grep '^CapEff:' /proc/self/status
+check "--privileged: host devices" 0 '^ok$' "${RUN[@]}" --privileged $IMG sh -c '[ -b /dev/loop0 ] && [ -c /dev/kmsg ] && echo ok'
+check "--privileged: no seccomp" 0 '^Seccomp:[[:space:]]+0$' "${RUN[@]}" --privileged $IMG grep '^Seccomp:' /proc/self/status
+check "--security-opt no-new-privileges" 0 '^NoNewPrivs:[[:space:]]+1$' "${RUN[@]}" --security-opt no-new-privileges $IMG grep '^NoNewPrivs:' /proc/self/status
+cat >"$W/seccomp.json" <<'EOF'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO"}]}
+EOF
+check "seccomp: custom JSON profile" 1 'denied' "${RUN[@]}" --security-opt seccomp="$W/seccomp.json" $IMG seccomp-probe
+check "--ulimit nofile" 0 '^1024 2048$' "${RUN[@]}" --ulimit nofile=1024:2048 --ulimit nproc=$nproc:$nproc $IMG sh -c 'echo $(ulimit -n) $(ulimit -Hn)'
+check "--sysctl in own netns" 0 '^1$' "${RUN[@]}" --sysctl net.ipv4.ip_forward=1 $IMG cat /proc/sys/net/ipv4/ip_forward
+check "--shm-size" 0 '^32768$' "${RUN[@]}" --shm-size 32m $IMG sh -c "df -k /dev/shm | awk 'NR==2{print \$2}'"
+check "--tmpfs with size" 0 '^1024$' "${RUN[@]}" --tmpfs /x:size=1m $IMG sh -c "df -k /x | awk 'NR==2{print \$2}'"
+mkdir -p "$W/vol" && echo from-host >"$W/vol/f"
+check "-v bind volume read" 0 '^from-host$' "${RUN[@]}" -v "$W/vol:/x" $IMG cat /x/f
+check "-v bind volume write seen on host" 0 '^from-ctr$' sh -c "$(printf '%q ' "${RUN[@]}") -v $W/vol:/x $IMG sh -c 'echo from-ctr >/x/g' && cat $W/vol/g"
+check "-v :ro bind volume" 1 'Read-only file system' "${RUN[@]}" -v "$W/vol:/x:ro" $IMG touch /x/h
+check "--device renamed" 0 '^ok$' "${RUN[@]}" --device /dev/null:/dev/xnull $IMG sh -c '[ -c /dev/xnull ] && echo x >/dev/xnull && echo ok'
+check "--cpus read back" 0 '^50000$' "${RUN[@]}" --cpus 0.5 $IMG cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us
+check "--cpuset-cpus read back" 0 '^0$' "${RUN[@]}" --cpuset-cpus 0 $IMG cat /sys/fs/cgroup/cpuset/cpuset.cpus
+check "--memory-swap read back" 0 '^134217728$' "${RUN[@]}" --memory 64m --memory-swap 128m $IMG cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes
+check "--oom-kill-disable read back" 0 '^oom_kill_disable 1$' "${RUN[@]}" --memory 64m --oom-kill-disable $IMG cat /sys/fs/cgroup/memory/memory.oom_control
+check "--init: pid 1 is the init" 0 'catatonit|podman-init' "${RUN[@]}" --init $IMG sh -c "tr '\\0' ' ' </proc/1/cmdline"
+check "--pid=host" 0 "^$(host_ns pid)\$" "${RUN[@]}" --pid=host $IMG readlink /proc/self/ns/pid
+check "--ipc=host" 0 "^$(host_ns ipc)\$" "${RUN[@]}" --ipc=host $IMG readlink /proc/self/ns/ipc
+check "--uts=host" 0 "^$(hostname)\$" "${P[@]}" run --rm --network none --uts=host $IMG hostname
+check "--network=host" 0 "^$(host_ns net)\$" "${P[@]}" run --rm --network host $IMG readlink /proc/self/ns/net
+check "killed by a signal -> 137" 137 '' "${RUN[@]}" --pid=host $IMG sh -c 'kill -9 $$'
+check "1 MiB of stdout intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "$(printf '%q ' "${RUN[@]}") $IMG sh -c 'yes nk | head -c 1048576' | md5sum"
+check "--uidmap user namespace" 0 '^ +0 +100000 +65536$' "${RUN[@]}" --uidmap 0:100000:65536 --gidmap 0:100000:65536 $IMG cat /proc/self/uid_map
+check "--rootfs DIR" 0 '^hi$' "${RUN[@]}" --rootfs "$W/rootfs" echo hi
+
+c5=nkp5-$U c6=nkp6-$U
+"${P[@]}" run -d --name "$c5" --network none $IMG sh -c 'echo logged; trap "exit 10" USR1; while :; do sleep 0.1; done' >/dev/null 2>&1
+sleep 0.5
+check "logs" 0 '^logged$' "${P[@]}" logs "$c5"
+check "top" 0 'sleep' "${P[@]}" top "$c5"
+check "exec --privileged" 0 '^CapEff:[[:space:]]+000001ff' "${P[@]}" exec --privileged "$c5" grep '^CapEff:' /proc/self/status
+check "exec -w -e -u together" 0 '^/tmp 1 65534$' "${P[@]}" exec -w /tmp -e X=1 -u 65534 "$c5" sh -c 'echo $(pwd) $X $(id -u)'
+"${P[@]}" run -d --name "$c6" --network none --pid container:"$c5" --ipc container:"$c5" $IMG sleep 1000 >/dev/null 2>&1
+check "--pid container:X shares the pid namespace" 0 'sleep 0.1|while' "${P[@]}" exec "$c6" ps
+check "--ipc container:X shares the ipc namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${P[@]}") exec $c5 readlink /proc/self/ns/ipc)\" = \"\$($(printf '%q ' "${P[@]}") exec $c6 readlink /proc/self/ns/ipc)\" ] && echo same"
+"${P[@]}" rm -f -t 0 "$c6" >/dev/null 2>&1
+check "kill --signal USR1 to a trap" 0 '' "${P[@]}" kill --signal USR1 "$c5"
+check "wait returns the exit code" 0 '^10$' "${P[@]}" wait "$c5"
+"${P[@]}" rm -f -t 0 "$c5" >/dev/null 2>&1
+
+pod=nkpod-$U
+check "pod create" 0 '' "${P[@]}" pod create --name "$pod" --network none --share pid,ipc,uts
+check "pod: two containers share the pid namespace" 0 'sleep 1000' sh -c "$(printf '%q ' "${P[@]}") run -d --pod $pod $IMG sleep 1000 >/dev/null && $(printf '%q ' "${P[@]}") run --rm --pod $pod $IMG ps"
+check "pod rm" 0 '' "${P[@]}" pod rm -f -t 0 "$pod"
+
 finish
