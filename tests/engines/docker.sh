@@ -104,4 +104,56 @@ check "running after restart" 0 '^running$' inspect "$c4" '{{.State.Status}}'
 check "exec after restart" 0 '^ok$' "${D[@]}" exec "$c4" echo ok
 "${D[@]}" rm -f "$c4" >/dev/null 2>&1
 
+
+# --- wider checks: what Docker users commonly ask of a runtime ---
+# (No --privileged: Docker asks for every capability the kernel knows, and
+# this host's own bounding set lacks CAP_SYS_RESOURCE, so runc fails too.)
+host_ns() { readlink "/proc/self/ns/$1" | sed 's/[][]/\\&/g'; }
+check "--cap-drop all --cap-add" 0 '^CapEff:[[:space:]]+0000000000000400$' "${RUN[@]}" --cap-drop all --cap-add NET_BIND_SERVICE $IMG grep '^CapEff:' /proc/self/status
+check "--cap-add SYS_ADMIN" 0 'yes' "${RUN[@]}" --cap-add SYS_ADMIN $IMG sh -c 'c=$(grep ^CapEff: /proc/self/status | cut -f2); [ $(( 0x$c >> 21 & 1 )) = 1 ] && echo yes'
+check "--cap-drop CHOWN" 1 '' "${RUN[@]}" --cap-drop CHOWN $IMG chown 65534 /tmp
+check "--security-opt no-new-privileges" 0 '^NoNewPrivs:[[:space:]]+1$' "${RUN[@]}" --security-opt no-new-privileges $IMG grep '^NoNewPrivs:' /proc/self/status
+cat >"$W/seccomp.json" <<'EOF'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO"}]}
+EOF
+check "seccomp: custom JSON profile" 1 'denied' "${RUN[@]}" --security-opt seccomp="$W/seccomp.json" $IMG seccomp-probe
+check "--ulimit nofile" 0 '^1024 2048$' "${RUN[@]}" --ulimit nofile=1024:2048 $IMG sh -c 'echo $(ulimit -n) $(ulimit -Hn)'
+check "--sysctl in own netns" 0 '^1$' "${RUN[@]}" --sysctl net.ipv4.ip_forward=1 $IMG cat /proc/sys/net/ipv4/ip_forward
+check "--shm-size" 0 '^32768$' "${RUN[@]}" --shm-size 32m $IMG sh -c "df -k /dev/shm | awk 'NR==2{print \$2}'"
+check "--tmpfs with size" 0 '^1024$' "${RUN[@]}" --tmpfs /x:size=1m $IMG sh -c "df -k /x | awk 'NR==2{print \$2}'"
+mkdir -p "$W/vol" && echo from-host >"$W/vol/f"
+check "-v bind volume read" 0 '^from-host$' "${RUN[@]}" -v "$W/vol:/x" $IMG cat /x/f
+check "-v bind volume write seen on host" 0 '^from-ctr$' sh -c "$(printf '%q ' "${RUN[@]}") -v $W/vol:/x $IMG sh -c 'echo from-ctr >/x/g' && cat $W/vol/g"
+check "-v :ro bind volume" 1 'Read-only file system' "${RUN[@]}" -v "$W/vol:/x:ro" $IMG touch /x/h
+check "--device renamed" 0 '^ok$' "${RUN[@]}" --device /dev/null:/dev/xnull $IMG sh -c '[ -c /dev/xnull ] && echo x >/dev/xnull && echo ok'
+check "--cpus read back" 0 '^50000$' "${RUN[@]}" --cpus 0.5 $IMG cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us
+check "--cpuset-cpus read back" 0 '^0$' "${RUN[@]}" --cpuset-cpus 0 $IMG cat /sys/fs/cgroup/cpuset/cpuset.cpus
+check "--memory-swap read back" 0 '^134217728$' "${RUN[@]}" --memory 64m --memory-swap 128m $IMG cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes
+check "--oom-kill-disable read back" 0 '^oom_kill_disable 1$' "${RUN[@]}" --memory 64m --oom-kill-disable $IMG cat /sys/fs/cgroup/memory/memory.oom_control
+check "--init: pid 1 is the init" 0 'docker-init' "${RUN[@]}" --init $IMG sh -c "tr '\\0' ' ' </proc/1/cmdline"
+check "--pid=host" 0 "^$(host_ns pid)\$" "${RUN[@]}" --pid=host $IMG readlink /proc/self/ns/pid
+check "--ipc=host" 0 "^$(host_ns ipc)\$" "${RUN[@]}" --ipc=host $IMG readlink /proc/self/ns/ipc
+check "--uts=host" 0 "^$(hostname)\$" "${RUN[@]}" --uts=host $IMG hostname
+check "--network=host" 0 "^$(host_ns net)\$" "${D[@]}" run --rm --network host --runtime nk $IMG readlink /proc/self/ns/net
+check "killed by a signal -> 137" 137 '' "${RUN[@]}" --pid=host $IMG sh -c 'kill -9 $$'
+check "1 MiB of stdout intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "$(printf '%q ' "${RUN[@]}") $IMG sh -c 'yes nk | head -c 1048576' | md5sum"
+check "run --rm leaves no runtime state" 0 '^empty$' sh -c "[ -d $W/x/runtime-runc/moby ] && [ -z \"\$(ls -A $W/x/runtime-runc/moby)\" ] && echo empty"
+
+c5=nkd5-$U c6=nkd6-$U
+"${D[@]}" run -d --name "$c5" --network none --ipc shareable --runtime nk $IMG sh -c 'echo logged; trap "exit 10" USR1; while :; do sleep 0.1; done' >/dev/null 2>&1
+sleep 0.5
+check "logs" 0 '^logged$' "${D[@]}" logs "$c5"
+check "stats --no-stream" 0 "$c5" "${D[@]}" stats --no-stream --format '{{.Name}} {{.MemUsage}}' "$c5"
+check "exec -w -e -u together" 0 '^/tmp 1 65534$' "${D[@]}" exec -w /tmp -e X=1 -u 65534 "$c5" sh -c 'echo $(pwd) $X $(id -u)'
+echo copied >"$W/cpfile"
+check "cp into a running container" 0 '^copied$' sh -c "$(printf '%q ' "${D[@]}") cp $W/cpfile $c5:/tmp/cpfile && $(printf '%q ' "${D[@]}") exec $c5 cat /tmp/cpfile"
+"${D[@]}" run -d --name "$c6" --network none --runtime nk --pid container:"$c5" --ipc container:"$c5" $IMG sleep 1000 >/dev/null 2>&1
+check "--pid container:X shares the pid namespace" 0 'sleep 0.1|while' "${D[@]}" exec "$c6" ps
+check "--ipc container:X shares the ipc namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${D[@]}") exec $c5 readlink /proc/self/ns/ipc)\" = \"\$($(printf '%q ' "${D[@]}") exec $c6 readlink /proc/self/ns/ipc)\" ] && echo same"
+"${D[@]}" rm -f "$c6" >/dev/null 2>&1
+check "kill -s USR1 to a trap" 0 "$c5" "${D[@]}" kill -s USR1 "$c5"
+check "wait returns the exit code" 0 '^10$' "${D[@]}" wait "$c5"
+"${D[@]}" rm -f "$c5" >/dev/null 2>&1
+
 finish
