@@ -154,6 +154,11 @@ pub fn main() -> ! {
     explain::step(&catalog::INIT_EXEC, || {
         format!("{:?} request for {}", req.kind, req.id)
     });
+    // As runc, every container process (init and exec) leads a new session
+    // and process group: engines signal the group (conmon's --timeout kills
+    // -getpgid(pid)), which must not be the runtime's or the engine's own.
+    // Cannot fail: a fresh child leads no group.
+    let _ = nix::unistd::setsid();
     let r = match req.kind {
         InitKind::Create => create(&req),
         InitKind::Exec => exec(&req),
