@@ -122,6 +122,9 @@ check "--ulimit nofile" 0 '^1024 2048$' "${RUN[@]}" --ulimit nofile=1024:2048 $I
 check "--sysctl in own netns" 0 '^1$' "${RUN[@]}" --sysctl net.ipv4.ip_forward=1 $IMG cat /proc/sys/net/ipv4/ip_forward
 check "--shm-size" 0 '^32768$' "${RUN[@]}" --shm-size 32m $IMG sh -c "df -k /dev/shm | awk 'NR==2{print \$2}'"
 check "--tmpfs with size" 0 '^1024$' "${RUN[@]}" --tmpfs /x:size=1m $IMG sh -c "df -k /x | awk 'NR==2{print \$2}'"
+check "--tmpfs on a new directory keeps its mode=" 0 '^1770$' "${RUN[@]}" --mount type=tmpfs,dst=/t,tmpfs-mode=1770 $IMG stat -c %a /t
+check "--tmpfs over a directory takes its mode" 0 '^1777$' "${RUN[@]}" --tmpfs /var/tmp:mode=0700 $IMG stat -c %a /var/tmp
+check "--tmpfs :ro" 1 'Read-only file system' "${RUN[@]}" --tmpfs /var/tmp:ro $IMG touch /var/tmp/x
 mkdir -p "$W/vol" && echo from-host >"$W/vol/f"
 check "-v bind volume read" 0 '^from-host$' "${RUN[@]}" -v "$W/vol:/x" $IMG cat /x/f
 check "-v bind volume write seen on host" 0 '^from-ctr$' sh -c "$(printf '%q ' "${RUN[@]}") -v $W/vol:/x $IMG sh -c 'echo from-ctr >/x/g' && cat $W/vol/g"

@@ -149,6 +149,9 @@ check "--network=host" 0 "^$(host_ns net)\$" "${P[@]}" run --rm --network host $
 check "killed by a signal -> 137" 137 '' "${RUN[@]}" --pid=host $IMG sh -c 'kill -9 $$'
 check "1 MiB of stdout intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "$(printf '%q ' "${RUN[@]}") $IMG sh -c 'yes nk | head -c 1048576' | md5sum"
 check "--uidmap user namespace" 0 '^ +0 +100000 +65536$' "${RUN[@]}" --uidmap 0:100000:65536 --gidmap 0:100000:65536 $IMG cat /proc/self/uid_map
+check "--tmpfs on a new directory keeps its mode=" 0 '^1770$' "${RUN[@]}" --mount type=tmpfs,dst=/t,tmpfs-mode=1770 $IMG stat -c %a /t
+check "--tmpfs over a directory takes its mode" 0 '^1777$' "${RUN[@]}" --tmpfs /var/tmp:mode=0700 $IMG stat -c %a /var/tmp
+check "--tmpfs :ro (copied up, then read-only)" 1 'Read-only file system' "${RUN[@]}" --tmpfs /var/tmp:ro $IMG touch /var/tmp/x
 check "--timeout kills the container" 255 '' "${RUN[@]}" --timeout 1 $IMG sleep 30
 check "--rootfs DIR" 0 '^hi$' "${RUN[@]}" --rootfs "$W/rootfs" echo hi
 
