@@ -140,6 +140,7 @@ check "--ipc=host" 0 "^$(host_ns ipc)\$" "${RUN[@]}" --ipc=host $IMG readlink /p
 check "--uts=host" 0 "^$(hostname)\$" "${RUN[@]}" --uts=host $IMG hostname
 check "--network=host" 0 "^$(host_ns net)\$" "${D[@]}" run --rm --network host --runtime nk $IMG readlink /proc/self/ns/net
 check "killed by a signal -> 137" 137 '' "${RUN[@]}" --pid=host $IMG sh -c 'kill -9 $$'
+check "1 MiB of stdin intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "yes nk | head -c 1048576 | $(printf '%q ' "${RUN[@]}") -i $IMG md5sum"
 check "1 MiB of stdout intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "$(printf '%q ' "${RUN[@]}") $IMG sh -c 'yes nk | head -c 1048576' | md5sum"
 check "run --rm leaves no runtime state" 0 '^empty$' sh -c "[ -d $W/x/runtime-runc/moby ] && [ -z \"\$(ls -A $W/x/runtime-runc/moby)\" ] && echo empty"
 
@@ -155,6 +156,7 @@ check "cp into a running container" 0 '^copied$' sh -c "$(printf '%q ' "${D[@]}"
 check "--pid container:X shares the pid namespace" 0 'sleep 0.1|while' "${D[@]}" exec "$c6" ps
 check "--ipc container:X shares the ipc namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${D[@]}") exec $c5 readlink /proc/self/ns/ipc)\" = \"\$($(printf '%q ' "${D[@]}") exec $c6 readlink /proc/self/ns/ipc)\" ] && echo same"
 "${D[@]}" rm -f "$c6" >/dev/null 2>&1
+check "--network container:X shares the network namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${D[@]}") exec $c5 readlink /proc/self/ns/net)\" = \"\$($(printf '%q ' "${D[@]}") run --rm --runtime nk --network container:$c5 $IMG readlink /proc/self/ns/net)\" ] && echo same"
 check "kill -s USR1 to a trap" 0 "$c5" "${D[@]}" kill -s USR1 "$c5"
 check "wait returns the exit code" 0 '^10$' "${D[@]}" wait "$c5"
 "${D[@]}" rm -f "$c5" >/dev/null 2>&1

@@ -147,6 +147,7 @@ check "--ipc=host" 0 "^$(host_ns ipc)\$" "${RUN[@]}" --ipc=host $IMG readlink /p
 check "--uts=host" 0 "^$(hostname)\$" "${P[@]}" run --rm --network none --uts=host $IMG hostname
 check "--network=host" 0 "^$(host_ns net)\$" "${P[@]}" run --rm --network host $IMG readlink /proc/self/ns/net
 check "killed by a signal -> 137" 137 '' "${RUN[@]}" --pid=host $IMG sh -c 'kill -9 $$'
+check "1 MiB of stdin intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "yes nk | head -c 1048576 | $(printf '%q ' "${RUN[@]}") -i $IMG md5sum"
 check "1 MiB of stdout intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "$(printf '%q ' "${RUN[@]}") $IMG sh -c 'yes nk | head -c 1048576' | md5sum"
 check "--uidmap user namespace" 0 '^ +0 +100000 +65536$' "${RUN[@]}" --uidmap 0:100000:65536 --gidmap 0:100000:65536 $IMG cat /proc/self/uid_map
 check "--tmpfs on a new directory keeps its mode=" 0 '^1770$' "${RUN[@]}" --mount type=tmpfs,dst=/t,tmpfs-mode=1770 $IMG stat -c %a /t
@@ -166,6 +167,8 @@ check "exec -w -e -u together" 0 '^/tmp 1 65534$' "${P[@]}" exec -w /tmp -e X=1 
 check "--pid container:X shares the pid namespace" 0 'sleep 0.1|while' "${P[@]}" exec "$c6" ps
 check "--ipc container:X shares the ipc namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${P[@]}") exec $c5 readlink /proc/self/ns/ipc)\" = \"\$($(printf '%q ' "${P[@]}") exec $c6 readlink /proc/self/ns/ipc)\" ] && echo same"
 "${P[@]}" rm -f -t 0 "$c6" >/dev/null 2>&1
+check "--network container:X shares the network namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${P[@]}") exec $c5 readlink /proc/self/ns/net)\" = \"\$($(printf '%q ' "${P[@]}") run --rm --network container:$c5 $IMG readlink /proc/self/ns/net)\" ] && echo same"
+check "--uts container:X shares the hostname" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${P[@]}") exec $c5 hostname)\" = \"\$($(printf '%q ' "${RUN[@]}") --uts container:$c5 $IMG hostname)\" ] && echo same"
 check "kill --signal USR1 to a trap" 0 '' "${P[@]}" kill --signal USR1 "$c5"
 check "wait returns the exit code" 0 '^10$' "${P[@]}" wait "$c5"
 "${P[@]}" rm -f -t 0 "$c5" >/dev/null 2>&1
