@@ -35,6 +35,8 @@ IMG=localhost/bb:latest
 RUN=("${D[@]}" run --rm --network none --runtime nk)
 c1=nkd1-$U c2=nkd2-$U c3=nkd3-$U c4=nkd4-$U
 inspect() { "${D[@]}" inspect -f "$2" "$1"; }
+# A block device of this host for the blkio throttle checks.
+blkdev=/dev/$(lsblk -dno NAME,TYPE | awk '$2 == "disk" {print $1; exit}')
 mem_limit='cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'
 
 check "run echo" 0 '^hi$' "${RUN[@]}" $IMG echo hi
@@ -81,6 +83,9 @@ check "updated memory read back" 0 '^134217728$' "${D[@]}" exec "$c1" sh -c "$me
 check "update --pids-limit" 0 '' "${D[@]}" update --pids-limit 77 "$c1"
 check "updated pids limit read back" 0 '^77$' "${D[@]}" exec "$c1" sh -c \
   'cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max'
+check "update lowering --memory and --memory-swap together" 0 '^33554432 67108864$' sh -c "$(printf '%q ' "${D[@]}") update --memory 32m --memory-swap 64m $c1 >/dev/null && echo \$($(printf '%q ' "${D[@]}") exec $c1 cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes)"
+check "update while paused" 0 '^700$' sh -c "$(printf '%q ' "${D[@]}") pause $c1 >/dev/null && $(printf '%q ' "${D[@]}") update --cpu-shares 700 $c1 >/dev/null && $(printf '%q ' "${D[@]}") unpause $c1 >/dev/null && $(printf '%q ' "${D[@]}") exec $c1 cat /sys/fs/cgroup/cpu/cpu.shares"
+check "update --pids-limit -1 (unlimited)" 0 '^max$' sh -c "$(printf '%q ' "${D[@]}") update --pids-limit -1 $c1 >/dev/null && $(printf '%q ' "${D[@]}") exec $c1 cat /sys/fs/cgroup/pids/pids.max"
 check "stop: SIGKILL after timeout" 0 "$c1" "${D[@]}" stop -t 1 "$c1"
 check "exit code 137 after SIGKILL" 0 '^137$' inspect "$c1" '{{.State.ExitCode}}'
 check "rm" 0 "$c1" "${D[@]}" rm "$c1"
@@ -130,6 +135,8 @@ check "-v bind volume read" 0 '^from-host$' "${RUN[@]}" -v "$W/vol:/x" $IMG cat 
 check "-v bind volume write seen on host" 0 '^from-ctr$' sh -c "$(printf '%q ' "${RUN[@]}") -v $W/vol:/x $IMG sh -c 'echo from-ctr >/x/g' && cat $W/vol/g"
 check "-v :ro bind volume" 1 'Read-only file system' "${RUN[@]}" -v "$W/vol:/x:ro" $IMG touch /x/h
 check "--device renamed" 0 '^ok$' "${RUN[@]}" --device /dev/null:/dev/xnull $IMG sh -c '[ -c /dev/xnull ] && echo x >/dev/xnull && echo ok'
+check "--device-write-bps read back" 0 '^[0-9]+:[0-9]+ 2097152$' "${RUN[@]}" --device-write-bps "$blkdev:2mb" $IMG cat /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device
+check "--device in the devices cgroup" 0 '^c 1:11 rwm$' "${RUN[@]}" --device /dev/kmsg $IMG cat /sys/fs/cgroup/devices/devices.list
 check "--cpus read back" 0 '^50000$' "${RUN[@]}" --cpus 0.5 $IMG cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us
 check "--cpuset-cpus read back" 0 '^0$' "${RUN[@]}" --cpuset-cpus 0 $IMG cat /sys/fs/cgroup/cpuset/cpuset.cpus
 check "--memory-swap read back" 0 '^134217728$' "${RUN[@]}" --memory 64m --memory-swap 128m $IMG cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes
