@@ -169,6 +169,8 @@ check "--ipc container:X shares the ipc namespace" 0 '^same$' sh -c "[ \"\$($(pr
 "${P[@]}" rm -f -t 0 "$c6" >/dev/null 2>&1
 check "--network container:X shares the network namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${P[@]}") exec $c5 readlink /proc/self/ns/net)\" = \"\$($(printf '%q ' "${P[@]}") run --rm --network container:$c5 $IMG readlink /proc/self/ns/net)\" ] && echo same"
 check "--uts container:X shares the hostname" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${P[@]}") exec $c5 hostname)\" = \"\$($(printf '%q ' "${RUN[@]}") --uts container:$c5 $IMG hostname)\" ] && echo same"
+echo copied >"$W/cpfile"
+check "cp into a running container" 0 '^copied$' sh -c "$(printf '%q ' "${P[@]}") cp $W/cpfile $c5:/tmp/cpfile && $(printf '%q ' "${P[@]}") exec $c5 cat /tmp/cpfile"
 check "kill --signal USR1 to a trap" 0 '' "${P[@]}" kill --signal USR1 "$c5"
 check "wait returns the exit code" 0 '^10$' "${P[@]}" wait "$c5"
 "${P[@]}" rm -f -t 0 "$c5" >/dev/null 2>&1
@@ -178,4 +180,33 @@ check "pod create" 0 '' "${P[@]}" pod create --name "$pod" --network none --shar
 check "pod: two containers share the pid namespace" 0 'sleep 1000' sh -c "$(printf '%q ' "${P[@]}") run -d --pod $pod $IMG sleep 1000 >/dev/null && $(printf '%q ' "${P[@]}") run --rm --pod $pod $IMG ps"
 check "pod rm" 0 '' "${P[@]}" pod rm -f -t 0 "$pod"
 
+
+# podman play kube: a pod (infra container and two containers) from YAML.
+kp=nkkp-$U
+cat >"$W/kube.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $kp
+spec:
+  containers:
+  - name: a
+    image: $IMG
+    command: ["sh", "-c", "echo kube-a; sleep 1000"]
+  - name: b
+    image: $IMG
+    command: ["sleep", "1000"]
+    env:
+    - name: K
+      value: v
+EOF
+check "play kube" 0 '' "${P[@]}" play kube --network none "$W/kube.yaml"
+check "play kube: exec sees the env" 0 '^v$' "${P[@]}" exec "$kp-b" sh -c 'echo $K'
+check "play kube: containers share the ipc namespace" 0 '^same$' sh -c "[ \"\$($(printf '%q ' "${P[@]}") exec $kp-a readlink /proc/self/ns/ipc)\" = \"\$($(printf '%q ' "${P[@]}") exec $kp-b readlink /proc/self/ns/ipc)\" ] && echo same"
+check "play kube: logs" 0 '^kube-a$' "${P[@]}" logs "$kp-a"
+check "pod stop" 0 '^Exited$' sh -c "$(printf '%q ' "${P[@]}") pod stop -t 1 $kp >/dev/null 2>&1 && $(printf '%q ' "${P[@]}") pod inspect -f '{{.State}}' $kp"
+check "pod start" 0 '^Running$' sh -c "$(printf '%q ' "${P[@]}") pod start $kp >/dev/null && $(printf '%q ' "${P[@]}") pod inspect -f '{{.State}}' $kp"
+check "pod pause" 0 '^Paused$' sh -c "$(printf '%q ' "${P[@]}") pod pause $kp >/dev/null && $(printf '%q ' "${P[@]}") pod inspect -f '{{.State}}' $kp"
+check "pod unpause then exec" 0 '^again$' sh -c "$(printf '%q ' "${P[@]}") pod unpause $kp >/dev/null && $(printf '%q ' "${P[@]}") exec $kp-b echo again"
+check "play kube --down" 0 '' "${P[@]}" play kube --down "$W/kube.yaml"
 finish
