@@ -59,6 +59,8 @@ check "exit code 0" 0 '' "${RUN[@]}" $IMG true
 check "exit code 1" 1 '' "${RUN[@]}" $IMG false
 check "exit code 7" 7 '' "${RUN[@]}" $IMG sh -c 'exit 7'
 check "missing executable -> 127" 127 '' "${RUN[@]}" $IMG /no/such/binary
+check "a directory as the command -> 126" 126 'permission denied' "${RUN[@]}" $IMG /tmp
+check "command only non-executable in PATH -> 127" 127 'not found' "${RUN[@]}" -e PATH=/etc $IMG passwd
 check "env -e" 0 '^FOO=bar$' "${RUN[@]}" -e FOO=bar $IMG sh -c 'echo FOO=$FOO'
 check "user --user 65534:65534" 0 '^65534 65534$' "${RUN[@]}" --user 65534:65534 $IMG sh -c 'echo $(id -u) $(id -g)'
 check "hostname" 0 '^nkhost$' "${RUN[@]}" --hostname nkhost $IMG hostname
