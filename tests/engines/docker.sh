@@ -73,6 +73,7 @@ check "exec joins the pid namespace" 0 '^sleep 1000' "${D[@]}" exec "$c1" sh -c 
 check "exec -t" 0 '/dev/pts/[0-9]' on_tty "${D[@]}" exec -t "$c1" tty
 check "exec -i stdin" 0 '^exec-in$' bash -c "echo exec-in | $(printf '%q ' "${D[@]}") exec -i $c1 cat"
 check "exec missing executable -> 126" 126 'executable file not found|no such file' "${D[@]}" exec "$c1" /no/such/binary
+check "exec -w a missing directory fails" 126 '' "${D[@]}" exec -w /no/such/dir "$c1" pwd
 check "still running after failed exec" 0 '^running$' inspect "$c1" '{{.State.Status}}'
 check "exec under the seccomp profile" 1 'denied' "${D[@]}" exec "$c1" seccomp-probe
 check "top (runtime ps)" 0 'sleep 1000' "${D[@]}" top "$c1"

@@ -87,6 +87,7 @@ check "exec joins the pid namespace" 0 '^sleep 1000' "${P[@]}" exec "$c1" sh -c 
 check "exec -t" 0 '/dev/pts/[0-9]' on_tty "${P[@]}" exec -t "$c1" tty
 check "exec -i stdin" 0 '^exec-in$' bash -c "echo exec-in | $(printf '%q ' "${P[@]}") exec -i $c1 cat"
 check "exec missing executable -> 127" 127 '' "${P[@]}" exec "$c1" /no/such/binary
+check "exec -w a missing directory fails" 127 '' "${P[@]}" exec -w /no/such/dir "$c1" pwd
 check "still running after failed exec" 0 '^running$' inspect "$c1" '{{.State.Status}}'
 check "exec under the seccomp profile" 1 'denied' "${P[@]}" exec "$c1" seccomp-probe
 check "pause" 0 '' "${P[@]}" pause "$c1"
