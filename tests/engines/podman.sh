@@ -184,6 +184,21 @@ check "pod: two containers share the pid namespace" 0 'sleep 1000' sh -c "$(prin
 check "pod rm" 0 '' "${P[@]}" pod rm -f -t 0 "$pod"
 
 
+# podman build: every RUN step is a container the runtime runs (buildah's
+# `run`, with the runtime given by --runtime).
+mkdir -p "$W/ctx"
+cat >"$W/ctx/Containerfile" <<EOF
+FROM $IMG
+RUN echo built >/built
+RUN ["sh", "-c", "echo exec-form >>/built"]
+USER 65534
+WORKDIR /tmp
+ENV X=y
+RUN echo \$X \$(id -u) \$(pwd) >/tmp/x
+EOF
+check "build with RUN steps" 0 '' "${P[@]}" build -q --network none -t "localhost/nkbuilt-$U" "$W/ctx"
+check "the built image holds the RUN steps' output" 0 '^built exec-form y 65534 /tmp$' sh -c "echo \$($(printf '%q ' "${RUN[@]}") localhost/nkbuilt-$U cat /built /tmp/x)"
+
 # podman play kube: a pod (infra container and two containers) from YAML.
 kp=nkkp-$U
 cat >"$W/kube.yaml" <<EOF
