@@ -1,6 +1,7 @@
 #!/bin/bash
 # tests/engines/docker.sh RUNTIME: Docker (dockerd and its own containerd)
-# driving RUNTIME, registered as runtime "nk" (--add-runtime) and used with
+# driving RUNTIME, registered as runtime "nk" (--add-runtime), made the
+# default (--default-runtime, for `docker build`) and used with
 # `docker run --runtime nk`; the daemon.json form of docs/engines.md registers
 # it once more, as "nkjson", for one check.
 #
@@ -27,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 /usr/sbin/dockerd --data-root "$S/docker" --exec-root "$W/x" --pidfile "$W/dockerd.pid" \
   -H "unix://$DSOCK" --config-file "$W/daemon.json" --iptables=false --bridge=none \
-  --add-runtime "nk=$RT" >"$W/dockerd.log" 2>&1 &
+  --add-runtime "nk=$RT" --default-runtime nk >"$W/dockerd.log" 2>&1 &
 DPID=$!
 wait_for 30 "${D[@]}" version || die "dockerd did not start: $(tail -3 "$W/dockerd.log")"
 "${D[@]}" load -q -i "$W/image.tar" >/dev/null || die "docker load failed"
@@ -171,4 +172,11 @@ check "kill -s USR1 to a trap" 0 "$c5" "${D[@]}" kill -s USR1 "$c5"
 check "wait returns the exit code" 0 '^10$' "${D[@]}" wait "$c5"
 "${D[@]}" rm -f "$c5" >/dev/null 2>&1
 
+
+# docker build (the classic builder): each RUN step is a container of the
+# default runtime.
+mkdir -p "$W/ctx"
+printf 'FROM %s\nRUN echo built >/built\nUSER 65534\nRUN id -u >/tmp/u\n' "$IMG" >"$W/ctx/Dockerfile"
+check "build (classic builder) with RUN steps" 0 '' env DOCKER_BUILDKIT=0 "${D[@]}" build -q -t "localhost/nkbuilt-$U" "$W/ctx"
+check "the built image holds the RUN steps' output" 0 '^built 65534$' sh -c "echo \$($(printf '%q ' "${RUN[@]}") localhost/nkbuilt-$U cat /built /tmp/u)"
 finish
