@@ -7,7 +7,7 @@
 # Last line: "N passed, M failed"; exit status 0 only when nothing failed.
 . "$(dirname "$0")/lib.sh"
 engine_init podman "${1:-}"
-need podman conmon
+need podman conmon buildah
 mk_image
 
 # No systemd here: cgroupfs and a file event log. Podman gives --log and
@@ -198,6 +198,18 @@ RUN echo \$X \$(id -u) \$(pwd) >/tmp/x
 EOF
 check "build with RUN steps" 0 '' "${P[@]}" build -q --network none -t "localhost/nkbuilt-$U" "$W/ctx"
 check "the built image holds the RUN steps' output" 0 '^built exec-form y 65534 /tmp$' sh -c "echo \$($(printf '%q ' "${RUN[@]}") localhost/nkbuilt-$U cat /built /tmp/x)"
+
+# buildah (same storage) runs a command in a working container the same way.
+B=(buildah --root "$S/storage" --runroot "$W/runroot")
+buildah_run() {
+  local c rc
+  c=$("${B[@]}" from -q "$IMG") || return 1
+  "${B[@]}" run --runtime "$RT" --network none "$c" -- sh -c 'echo via-buildah $(id -u)'
+  rc=$?
+  "${B[@]}" rm "$c" >/dev/null
+  return $rc
+}
+check "buildah run" 0 '^via-buildah 0$' buildah_run
 
 # podman play kube: a pod (infra container and two containers) from YAML.
 kp=nkkp-$U
