@@ -652,6 +652,14 @@ fn tmpfs_root_attrs(
     copied: bool,
 ) -> nix::Result<()> {
     use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
+    // chown first: it may clear set-id bits that the chmod then restores.
+    if copied {
+        nix::unistd::chown(
+            top,
+            Some(nix::unistd::Uid::from_raw(mounted.st_uid)),
+            Some(nix::unistd::Gid::from_raw(mounted.st_gid)),
+        )?;
+    }
     let want = mode_before.unwrap_or(mounted.st_mode & 0o7777);
     if want != mounted.st_mode & 0o7777 || copied {
         fchmodat(
@@ -659,13 +667,6 @@ fn tmpfs_root_attrs(
             top,
             Mode::from_bits_truncate(want),
             FchmodatFlags::FollowSymlink,
-        )?;
-    }
-    if copied {
-        nix::unistd::chown(
-            top,
-            Some(nix::unistd::Uid::from_raw(mounted.st_uid)),
-            Some(nix::unistd::Gid::from_raw(mounted.st_gid)),
         )?;
     }
     Ok(())
