@@ -382,11 +382,14 @@ fn mounts_in_order_with_options() {
         |c| {
             let m = c["mounts"].as_array_mut().unwrap();
             m.push(json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
-            m.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=700", "noexec"]}));
-            m.push(json!({"destination": "/scratch/inner", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+            m.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "noexec"]}));
+            // mode= holds on a new directory only (over an existing one the
+            // tmpfs takes that directory's mode, as with runc); /scratch/inner
+            // is always new, inside the fresh /scratch.
+            m.push(json!({"destination": "/scratch/inner", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", "mode=700"]}));
         },
         "cat /data/file; echo; (touch /data/x) 2>&1 | grep -c 'Read-only'; grep ' /data ' /proc/self/mountinfo | cut -d' ' -f6; \
-         grep ' /scratch ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /scratch; grep -c ' /scratch/inner ' /proc/self/mountinfo",
+         grep ' /scratch ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /scratch/inner; grep -c ' /scratch/inner ' /proc/self/mountinfo",
     );
     assert_eq!(code, 0, "{err}");
     let l: Vec<&str> = out.lines().collect();

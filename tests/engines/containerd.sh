@@ -117,6 +117,44 @@ check "task STOPPED after kill --all" 0 '^STOPPED$' wait_status "$d3" STOPPED
 check "task delete after kill --all" 0 '' "${C[@]}" task delete "$d3"
 "${C[@]}" container delete "$d3" >/dev/null 2>&1
 
+
+# --- wider checks: what ctr users commonly ask of a runtime ---
+host_ns() { readlink "/proc/self/ns/$1" | sed 's/[][]/\\&/g'; }
+check "--cap-add SYS_ADMIN" 0 'yes' "${RUN[@]}" --cap-add CAP_SYS_ADMIN $IMG "$(cid 20)" sh -c 'c=$(grep ^CapEff: /proc/self/status | cut -f2); [ $(( 0x$c >> 21 & 1 )) = 1 ] && echo yes'
+check "--cap-drop CAP_CHOWN" 1 '' "${RUN[@]}" --cap-drop CAP_CHOWN $IMG "$(cid 21)" chown 65534 /tmp
+check "--privileged: every capability" 0 '^CapEff:[[:space:]]+000001ff' "${RUN[@]}" --privileged $IMG "$(cid 22)" grep '^CapEff:' /proc/self/status
+check "--privileged: host devices" 0 '^ok$' "${RUN[@]}" --privileged $IMG "$(cid 23)" sh -c '[ -b /dev/loop0 ] && [ -c /dev/kmsg ] && echo ok'
+check "no-new-privileges by default" 0 '^NoNewPrivs:[[:space:]]+1$' "${RUN[@]}" $IMG "$(cid 24)" grep '^NoNewPrivs:' /proc/self/status
+check "--allow-new-privs" 0 '^NoNewPrivs:[[:space:]]+0$' "${RUN[@]}" --allow-new-privs $IMG "$(cid 25)" grep '^NoNewPrivs:' /proc/self/status
+cat >"$W/seccomp.json" <<'EOF'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO"}]}
+EOF
+check "seccomp: custom JSON profile" 1 'denied' "${RUN[@]}" --seccomp --seccomp-profile "$W/seccomp.json" $IMG "$(cid 26)" seccomp-probe
+mkdir -p "$W/vol" && echo from-host >"$W/vol/f"
+check "bind mount read" 0 '^from-host$' "${RUN[@]}" --mount "type=bind,src=$W/vol,dst=/x,options=rbind:rw" $IMG "$(cid 27)" cat /x/f
+check "bind mount ro" 1 'Read-only file system' "${RUN[@]}" --mount "type=bind,src=$W/vol,dst=/x,options=rbind:ro" $IMG "$(cid 28)" touch /x/h
+check "--net-host" 0 "^$(host_ns net)\$" "${RUN[@]}" --net-host $IMG "$(cid 29)" readlink /proc/self/ns/net
+check "--cpus read back" 0 '^50000$' "${RUN[@]}" "${CG[@]}" --cpus 0.5 $IMG "$(cid 30)" cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us
+check "--uidmap user namespace" 0 '^ +0 +100000 +65536$' "${RUN[@]}" --uidmap 0:100000:65536 --gidmap 0:100000:65536 $IMG "$(cid 31)" cat /proc/self/uid_map
+check "--rootfs DIR" 0 '^hi$' "${RUN[@]}" --rootfs "$W/rootfs" "$(cid 32)" /bin/echo hi
+check "1 MiB of stdout intact" 0 "^$(yes nk | head -c 1048576 | md5sum | cut -d' ' -f1) " bash -c "$(printf '%q ' "${RUN[@]}") $IMG $(cid 33) sh -c 'yes nk | head -c 1048576' | md5sum"
+rroot=/run/containerd/runc/$NS
+check "run --rm leaves no runtime state" 0 '^empty$' sh -c "[ -d $rroot ] && [ -z \"\$(ls -A $rroot)\" ] && echo empty"
+
+d4=$(cid d4) d5=$(cid d5)
+"${RUND[@]}" "${CG[@]}" $IMG "$d4" sh -c 'trap "exit 10" USR1; while :; do sleep 0.1; done' >/dev/null 2>&1
+wait_status "$d4" RUNNING >/dev/null
+check "task metrics" 0 'memory' "${C[@]}" task metrics "$d4"
+check "--with-ns pid joins another task" 0 'sleep 0.1|while' sh -c "$(printf '%q ' "${RUN[@]}") --with-ns pid:/proc/\$($(printf '%q ' "${C[@]}") task ls | awk -v id=$d4 '\$1 == id {print \$2}')/ns/pid $IMG $d5 ps"
+# (CRIU cannot dump here, with runc either: a failed checkpoint must leave the task running.)
+check "task checkpoint fails cleanly" 1 'criu|checkpoint' "${C[@]}" task checkpoint "$d4"
+check "task RUNNING after failed checkpoint" 0 '^RUNNING$' status "$d4"
+check "task kill SIGUSR1 to a trap" 0 '' "${C[@]}" task kill -s SIGUSR1 "$d4"
+check "task STOPPED after SIGUSR1" 0 '^STOPPED$' wait_status "$d4" STOPPED
+check "task delete reports 10" 0 '10' "${C[@]}" task delete "$d4"
+"${C[@]}" container delete "$d4" >/dev/null 2>&1
+
 # The CRI configuration docs/engines.md gives for Kubernetes (a RuntimeClass
 # handler "nk" = a runc-v2 runtime whose BinaryName is the runtime): the CRI
 # plugin must load it. (No kubelet here: loading is what can be checked.)

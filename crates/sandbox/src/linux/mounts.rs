@@ -294,9 +294,22 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         return Ok(());
     }
 
+    // As runc: a tmpfs over an existing directory takes that directory's
+    // mode (an image's 1777 /tmp stays 1777); a new one keeps its mode=.
+    let mode_before = (typ == "tmpfs")
+        .then(|| open_in_root(ctx.root, dest, OFlag::O_PATH).ok())
+        .flatten()
+        .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).ok())
+        .map(|st| st.st_mode & 0o7777);
     let target_fd = mkdir_all_in_root(ctx.root, dest)?;
     let target = fd_path(target_fd.as_fd());
-    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
+    // A read-only tmpfs is mounted writable, filled and chmod-ed, then made
+    // read-only (as runc does).
+    let late_ro = typ == "tmpfs" && flags.contains(MsFlags::MS_RDONLY);
+    if late_ro {
+        flags.remove(MsFlags::MS_RDONLY);
+    }
     let data = data_with_label(&opts.data);
     let src_opt = if src.is_empty() {
         Some(typ)
@@ -346,8 +359,27 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
     }
     let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
         .map_err(|e| err("reopen after mount".into(), e))?;
-    if opts.tmpcopyup && typ == "tmpfs" {
-        copy_up(target_fd.as_fd(), top.as_fd(), dest)?;
+    if typ == "tmpfs" {
+        let mounted = nix::sys::stat::fstat(top.as_fd()).map_err(|e| err("stat".into(), e))?;
+        if opts.tmpcopyup {
+            copy_up(target_fd.as_fd(), top.as_fd(), dest)?;
+        }
+        tmpfs_root_attrs(&fd_path(top.as_fd()), &mounted, mode_before, opts.tmpcopyup)
+            .map_err(|e| err("set the tmpfs root's mode".into(), e))?;
+        if late_ro {
+            let per_mount = MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC
+                | MsFlags::MS_NOATIME
+                | MsFlags::MS_NODIRATIME
+                | MsFlags::MS_RELATIME
+                | MsFlags::MS_STRICTATIME;
+            remount_bind(
+                &fd_path(top.as_fd()),
+                (flags & per_mount) | MsFlags::MS_RDONLY,
+            )
+            .map_err(|e| err("remount read-only".into(), e))?;
+        }
     }
     apply_propagation(&fd_path(top.as_fd()), &opts)
         .map_err(|e| err("set propagation".into(), e))?;
@@ -606,6 +638,36 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
     };
     if r < 0 {
         return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+/// The tmpfs root's mode and owner after the mount: the covered directory's
+/// mode if there was one, else the mounted mode; the owner as mounted (cp -a
+/// of the copy-up also copies the covered directory's mode and owner).
+fn tmpfs_root_attrs(
+    top: &str,
+    mounted: &nix::sys::stat::FileStat,
+    mode_before: Option<u32>,
+    copied: bool,
+) -> nix::Result<()> {
+    use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
+    // chown first: it may clear set-id bits that the chmod then restores.
+    if copied {
+        nix::unistd::chown(
+            top,
+            Some(nix::unistd::Uid::from_raw(mounted.st_uid)),
+            Some(nix::unistd::Gid::from_raw(mounted.st_gid)),
+        )?;
+    }
+    let want = mode_before.unwrap_or(mounted.st_mode & 0o7777);
+    if want != mounted.st_mode & 0o7777 || copied {
+        fchmodat(
+            nix::fcntl::AT_FDCWD,
+            top,
+            Mode::from_bits_truncate(want),
+            FchmodatFlags::FollowSymlink,
+        )?;
     }
     Ok(())
 }

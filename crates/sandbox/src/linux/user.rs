@@ -153,12 +153,11 @@ pub fn env_get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
         .find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Go's findExecutable: a directory, like a file without an x bit, is
+/// "permission denied" (what execve says too).
 fn check_exec(p: &Path) -> std::result::Result<(), std::io::Error> {
     let m = std::fs::metadata(p)?;
-    if m.is_dir() {
-        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
-    }
-    if m.permissions().mode() & 0o111 == 0 {
+    if m.is_dir() || m.permissions().mode() & 0o111 == 0 {
         return Err(std::io::Error::from_raw_os_error(libc::EACCES));
     }
     Ok(())
@@ -168,7 +167,6 @@ fn errno_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::ENOENT) => "no such file or directory".into(),
         Some(libc::EACCES) => "permission denied".into(),
-        Some(libc::EISDIR) => "is a directory".into(),
         Some(libc::ENOTDIR) => "not a directory".into(),
         _ => e.to_string(),
     }
@@ -193,19 +191,16 @@ pub fn look_path(name: &str, env: &[String]) -> Result<PathBuf> {
             Err(e) => Err(Error::msg(format!("exec: \"{name}\": {}", errno_text(&e)))),
         };
     }
+    // As Go's LookPath (runc's): a PATH entry that is not an executable file
+    // is skipped, so a name found only as such is "not found" (127 to Docker
+    // and Podman), not "permission denied".
     let path = env_get(env, "PATH").unwrap_or("");
-    let mut denied = None;
     for dir in path.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let p = Path::new(dir).join(name);
-        match check_exec(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.raw_os_error() == Some(libc::EACCES) => denied = Some(p),
-            Err(_) => {}
+        if check_exec(&p).is_ok() {
+            return Ok(p);
         }
-    }
-    if denied.is_some() {
-        return Err(Error::msg(format!("exec: \"{name}\": permission denied")));
     }
     Err(Error::msg(format!(
         "exec: \"{name}\": executable file not found in $PATH"
@@ -249,6 +244,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("permission denied"));
+        assert_eq!(
+            look_path("/tmp", &env).unwrap_err().to_string(),
+            "exec: \"/tmp\": permission denied"
+        );
+        let etc = vec!["PATH=/etc:/".to_string()];
+        assert_eq!(
+            look_path("passwd", &etc).unwrap_err().to_string(),
+            "exec: \"passwd\": executable file not found in $PATH"
+        );
+        assert!(look_path("tmp", &etc)
+            .unwrap_err()
+            .to_string()
+            .contains("not found in $PATH"));
         assert_eq!(env_get(&["A=1".into(), "A=2".into()], "A"), Some("2"));
     }
 }

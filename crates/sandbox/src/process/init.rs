@@ -159,6 +159,11 @@ pub fn main() -> ! {
     explain::step(&catalog::INIT_EXEC, || {
         format!("{:?} request for {}", req.kind, req.id)
     });
+    // As runc, every container process (init and exec) leads a new session
+    // and process group: engines signal the group (conmon's --timeout kills
+    // -getpgid(pid)), which must not be the runtime's or the engine's own.
+    // Cannot fail: a fresh child leads no group.
+    let _ = nix::unistd::setsid();
     let r = match req.kind {
         InitKind::Create => create(&req),
         InitKind::Exec => exec(&req),
@@ -571,7 +576,7 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     if let Some(m) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
     }
-    chdir_cwd(p.cwd())?;
+    chdir_cwd(p.cwd(), req.kind == InitKind::Create)?;
 
     let args = p.args().clone().unwrap_or_default();
     let mut env = p.env().clone().unwrap_or_default();
@@ -632,13 +637,14 @@ fn send_notify(
 
 /// chdir to process.cwd, resolved inside the root: a cwd that names a
 /// descriptor (/proc/self/fd/N) or a symlink out of the root cannot lead to
-/// the host.
-fn chdir_cwd(cwd: &Path) -> Result<()> {
+/// the host. A missing cwd is created for the container's init only: as with
+/// runc, `exec` into a missing directory fails (`docker exec -w /nope`).
+fn chdir_cwd(cwd: &Path, create: bool) -> Result<()> {
     explain::step(&catalog::CWD, || cwd.display().to_string());
     let root = linux::fs::open_dir_path(Path::new("/"))?;
     let fd = match linux::fs::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY) {
         Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) => {
+        Err(nix::errno::Errno::ENOENT) if create => {
             // runc creates a missing cwd (as the container's root, before the user switch
             // would make it impossible); here the user has switched, so try and report.
             linux::fs::mkdir_all_in_root(root.as_fd(), cwd).map_err(|_| {
