@@ -69,22 +69,8 @@ fn write_one(pid: i32, file: &str, maps: &[LinuxIdMapping], helper: &str) -> Res
 /// short-lived child is cloned into a new user namespace, its maps written,
 /// the namespace kept open by descriptor, and the child let go.
 pub fn with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<std::os::fd::OwnedFd> {
+    use crate::process::clone::CloneArgs;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::sys("pipe for an id-mapping namespace", e))?;
     let (rd_raw, wr_raw) = (rd.as_raw_fd(), wr.as_raw_fd());
