@@ -418,25 +418,15 @@ impl Runtime {
         };
 
         let exe = clone::protected_exe()?;
-        // The child joins its v1 cgroups itself (fast); in a new user
-        // namespace it may not write the host's files, so the parent does.
-        let self_join: Vec<PathBuf> = match (&cleanup.cgroup, plan.userns) {
-            (Some(cg), false) => cg.self_join_files(),
-            _ => Vec::new(),
-        };
-        // And it starts in its cgroup2 directory (clone3 CLONE_INTO_CGROUP).
-        let into = match (&cleanup.cgroup, plan.userns) {
-            (Some(cg), false) => cg.clone_into_fd(),
-            _ => None,
-        };
+        let (self_join, into) = super::cgroup_entry(cleanup.cgroup.as_deref(), plan.userns);
         let (parent_ch, child_ch) = Channel::pair()?;
-        let mut keep = Vec::new();
-        if let Some(c) = &console {
-            keep.push(c.as_raw_fd());
-        }
-        if let Some(l) = &listener {
-            keep.push(l.as_raw_fd());
-        }
+        let keep: Vec<_> = [
+            console.as_ref().map(|c| c.as_raw_fd()),
+            listener.as_ref().map(|l| l.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let pre = PreExec {
             channel: child_ch.as_fd().as_raw_fd(),
             exe: &exe,

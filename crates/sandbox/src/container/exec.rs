@@ -245,22 +245,15 @@ impl Runtime {
         };
         let exe = clone::protected_exe()?;
         let cgroup = self.cgroup_of(&st);
-        let self_join: Vec<PathBuf> = match (&cgroup, userns) {
-            (Some(cg), false) => cg.self_join_files(),
-            _ => Vec::new(),
-        };
-        let into = match (&cgroup, userns) {
-            (Some(cg), false) => cg.clone_into_fd(),
-            _ => None,
-        };
+        let (self_join, into) = super::cgroup_entry(cgroup.as_deref(), userns);
         let (parent_ch, child_ch) = Channel::pair()?;
-        let mut keep = Vec::new();
-        if let Some(c) = &console {
-            keep.push(c.as_raw_fd());
-        }
-        if let Some(l) = &listener {
-            keep.push(l.as_raw_fd());
-        }
+        let keep: Vec<_> = [
+            console.as_ref().map(|c| c.as_raw_fd()),
+            listener.as_ref().map(|l| l.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let pre = PreExec {
             channel: child_ch.as_fd().as_raw_fd(),
             exe: &exe,

@@ -96,3 +96,18 @@ fn bad_status(id: &str, status: Status, what: &str) -> Error {
         what: what.to_string(),
     }
 }
+
+/// How a new child enters its cgroups: the v1 `tasks` files it writes itself
+/// before running any code of its own (fast: no RCU grace period in the
+/// parent), and a cgroup2 directory for clone3(CLONE_INTO_CGROUP). A child
+/// born in a new user namespace may not write the host's files, so it gets
+/// neither and the parent moves it.
+pub(crate) fn cgroup_entry(
+    cg: Option<&dyn CgroupManager>,
+    userns: bool,
+) -> (Vec<std::path::PathBuf>, Option<std::os::fd::OwnedFd>) {
+    match cg {
+        Some(cg) if !userns => (cg.self_join_files(), cg.clone_into_fd()),
+        _ => (Vec::new(), None),
+    }
+}
