@@ -69,7 +69,7 @@ fn write_one(pid: i32, file: &str, maps: &[LinuxIdMapping], helper: &str) -> Res
 /// short-lived child is cloned into a new user namespace, its maps written,
 /// the namespace kept open by descriptor, and the child let go.
 pub fn with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<std::os::fd::OwnedFd> {
-    use crate::process::clone::CloneArgs;
+    use crate::process::clone::{clone3, CloneArgs};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::sys("pipe for an id-mapping namespace", e))?;
@@ -83,13 +83,7 @@ pub fn with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<std::
     };
     // SAFETY: clone3 with a complete clone_args; the child only blocks on a
     // read (async-signal-safe) and exits.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let r = unsafe { clone3(&mut args) };
     if r < 0 {
         return Err(Error::sys(
             "clone3(CLONE_NEWUSER) for an id-mapping namespace",

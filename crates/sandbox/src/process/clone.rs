@@ -172,6 +172,26 @@ pub(crate) struct CloneArgs {
     pub cgroup: u64,
 }
 
+/// The raw clone3(2) call: the child's pid in the parent, 0 in the child,
+/// -1 with errno set on failure (a plain syscall, so the intermediate
+/// process may call it between fork-like steps).
+///
+/// # Safety
+/// As with fork: after it returns 0 the child may only make
+/// async-signal-safe calls until it execs or exits, and every pointer in
+/// `args` must stay valid for the call.
+pub(crate) unsafe fn clone3(args: &mut CloneArgs) -> libc::c_long {
+    // SAFETY: the caller upholds the contract above; the size is that of the
+    // struct passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 /// What the child does between clone and exec.
 pub struct PreExec<'a> {
     /// The child's end of the channel (moved to a fixed number for exec).
@@ -318,13 +338,7 @@ fn spawn_inner(
     });
     // SAFETY: clone3 with a fully initialised clone_args of the right size. In
     // the child (return 0) we only call async-signal-safe functions and exec.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let r = unsafe { clone3(&mut args) };
     if r < 0 {
         return Err(clone_error(flags, nix::errno::Errno::last()));
     }
@@ -377,13 +391,7 @@ fn spawn_via_intermediate(
     };
     // SAFETY: clone3 as in spawn; the intermediate only makes raw system
     // calls on values prepared before the clone, then _exit()s.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let r = unsafe { clone3(&mut args) };
     if r < 0 {
         return Err(clone_error(CloneFlags::empty(), nix::errno::Errno::last()));
     }
@@ -419,11 +427,7 @@ fn spawn_via_intermediate(
                 flags: flags.bits() as u64 | libc::CLONE_PARENT as u64,
                 ..Default::default()
             };
-            let c = libc::syscall(
-                libc::SYS_clone3,
-                &mut cargs as *mut CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            );
+            let c = clone3(&mut cargs);
             if c < 0 {
                 report(STEP_CLONE, *libc::__errno_location());
             }
