@@ -458,15 +458,7 @@ impl Agent {
                 return Err(e.to_string());
             }
         };
-        let io = match (h.pty, parent) {
-            (Some(m), _) => procs::pty_io(m).map_err(|e| format!("pty: {e}"))?,
-            (None, Some(p)) => p,
-            (None, None) => ParentIo {
-                stdin: None,
-                outs: Vec::new(),
-                pty: None,
-            },
-        };
+        let io = parent_io(h.pty, parent)?;
         self.watch(c.stream, h.pid, io);
         Ok(Reply::Created { pid: h.pid })
     }
@@ -488,15 +480,7 @@ impl Agent {
         let r = procs::with_stdio(&child, || self.rt.exec(&opts));
         drop(child);
         let h = r.map_err(|e| e.to_string())?;
-        let io = match (h.pty, parent) {
-            (Some(m), _) => procs::pty_io(m).map_err(|e| format!("pty: {e}"))?,
-            (None, Some(p)) => p,
-            (None, None) => ParentIo {
-                stdin: None,
-                outs: Vec::new(),
-                pty: None,
-            },
-        };
+        let io = parent_io(h.pty, parent)?;
         self.watch(e.stream, h.pid, io);
         Ok(Reply::Started { pid: h.pid })
     }
@@ -711,6 +695,20 @@ impl Agent {
         }
         self.sio.flush_blocking(Duration::from_millis(500));
     }
+}
+
+/// The agent's side of a started process's stdio: the pty master when the
+/// library made one, else the pipes from `stdio_for`.
+fn parent_io(pty: Option<OwnedFd>, parent: Option<ParentIo>) -> Result<ParentIo, String> {
+    Ok(match (pty, parent) {
+        (Some(m), _) => procs::pty_io(m).map_err(|e| format!("pty: {e}"))?,
+        (None, Some(p)) => p,
+        (None, None) => ParentIo {
+            stdin: None,
+            outs: Vec::new(),
+            pty: None,
+        },
+    })
 }
 
 fn stdio_for(terminal: bool) -> Result<(ChildIo, Option<ParentIo>), String> {
