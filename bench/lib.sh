@@ -99,3 +99,40 @@ wait_stopped() {
   done
   return 1
 }
+
+# fixture_bundle FIXTURE DIR LABEL [nosec]: a bundle in DIR from an engine's
+# captured config (bench/fixtures/*.json): the placeholders re-pointed at
+# the bench's rootfs and at files and directories made in DIR, @ID@ (the
+# container id in the cgroup path) made LABEL's own, rlimits clamped to this
+# host's hard limits (an engine asks for what its host allows). With
+# "nosec", linux.seccomp is dropped: the same config without its profile.
+fixture_bundle() {
+  mkdir -p "$2"
+  python3 - "$1" "$2" "$3" "$ROOTFS" "${4:-}" <<'PY' || die "cannot make a bundle of $1"
+import json, os, resource, sys
+fx, d, label, rootfs, mode = sys.argv[1:6]
+text = open(fx).read().replace("@ROOTFS@", rootfs).replace("@ID@", f"bench-{label}")
+text = text.replace("@FILES@", os.path.join(d, "files")).replace("@DIRS@", os.path.join(d, "dirs"))
+c = json.loads(text)
+for m in c.get("mounts", []):
+    s = m.get("source", "")
+    if s.startswith(os.path.join(d, "files") + "/"):
+        os.makedirs(os.path.dirname(s), exist_ok=True)
+        with open(s, "w") as f:
+            f.write({"hosts": "127.0.0.1 localhost\n", "hostname": "bench\n"}.get(os.path.basename(s), ""))
+    elif s.startswith(os.path.join(d, "dirs") + "/"):
+        os.makedirs(s, exist_ok=True)
+names = {"RLIMIT_NOFILE": resource.RLIMIT_NOFILE, "RLIMIT_NPROC": resource.RLIMIT_NPROC}
+for r in c.get("process", {}).get("rlimits", []):
+    if r["type"] in names:
+        hard = resource.getrlimit(names[r["type"]])[1]
+        if hard != resource.RLIM_INFINITY:
+            r["hard"] = min(r["hard"], hard); r["soft"] = min(r["soft"], r["hard"])
+if mode == "nosec":
+    c["linux"].pop("seccomp", None)
+json.dump(c, open(os.path.join(d, "config.json"), "w"), indent=1)
+PY
+}
+
+# The captured fixtures, in row order: file name, row title.
+FIXTURES=("docker:Docker 20.10 (dockerd)" "podman:Podman 4.3" "cri:containerd 1.6 CRI plugin")

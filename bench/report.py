@@ -200,9 +200,12 @@ def tables(rows, meta, charts):
     section("One container's life",
             side_by_side(ix, order, "core", "Base bundle (busybox, /bin/true, runc's default spec)"), chart("core"))
     section("Phase budget", budget_table(ix, order), chart("budget"))
+    missing = ""
+    if "fixtures-missing" in order:
+        missing = "Not captured yet: " + ", ".join(order["fixtures-missing"]) + " (see bench/fixtures/capture.sh).\n"
     section("The configs engines send",
             side_by_side(ix, order, "fixtures", "run /bin/true on each engine's config.json (bench/fixtures/)"),
-            chart("fixtures"))
+            missing, chart("fixtures"))
     flags = []
     growth = []
     for g in GROWTH:
