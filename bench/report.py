@@ -103,18 +103,19 @@ def side_by_side(ix, order, group, title):
 
 
 def superlinear(points):
-    """points: [(x, y)] ascending in x. None when linear or too noisy to say,
-    else a sentence. Linear growth adds, over the top segment, what the
-    per-unit cost below it predicts; faster than linear adds at least twice
-    that and more than the noise (0.5 ms or 10 % of the smallest case)."""
-    pts = [(float(x), y) for x, y in points if y is not None]
+    """points: [(x, p50, p95)] ascending in x. None when linear or too noisy
+    to say, else a sentence. Linear growth adds, over the top segment, what
+    the per-unit cost below it predicts; faster than linear adds at least
+    twice that, and more than the noise: 0.5 ms, 10 % of the smallest case,
+    and half the p50-p95 spread at the last two sizes."""
+    pts = [(float(x), a, b) for x, a, b in points if a is not None]
     if len(pts) < 3:
         return None
-    (x0, y0), (xa, ya), (xb, yb) = pts[0], pts[-2], pts[-1]
+    (x0, y0, _), (xa, ya, qa), (xb, yb, qb) = pts[0], pts[-2], pts[-1]
     c_low = max(0.0, (ya - y0) / (xa - x0))
     predicted = c_low * (xb - xa)
     added = yb - ya
-    noise = max(0.5, 0.1 * abs(y0))
+    noise = max(0.5, 0.1 * abs(y0), (qa - ya) / 2, (qb - yb) / 2)
     if added > 2 * predicted and added - predicted > noise:
         c_top = added / (xb - xa)
         return (f"{c_low * 1000:.1f} µs per unit up to {xa:.0f}, "
@@ -130,15 +131,19 @@ def growth_table(ix, order, group):
     flags = []
     for row, xs in order[group].items():
         unit = next(iter(xs.values()))
-        out.append(f"| {xname} ({row}, {unit}) | nk | runc | crun | nk/crun |")
-        out.append("|---|---|---|---|---|")
+        rts = RUNTIMES + [rt for rt in ("floor",) if any((group, row, x, rt) in ix for x in xs)]
+        out.append(f"| {xname} ({row}, {unit}) | " + " | ".join(rts) + " | nk/crun |")
+        out.append("|---" * (len(rts) + 2) + "|")
         for x in sorted(xs, key=float):
-            c = {rt: ix.get((group, row, x, rt)) for rt in RUNTIMES}
-            out.append(f"| {x} | {cell(c['nk'])} | {cell(c['runc'])} | {cell(c['crun'])} | {ratio(c['nk'], c['crun'])} |")
+            c = {rt: ix.get((group, row, x, rt)) for rt in rts}
+            out.append(f"| {x} | " + " | ".join(cell(c[rt]) for rt in rts) + f" | {ratio(c['nk'], c['crun'])} |")
         out.append("")
         if unit == "ms":
-            for rt in RUNTIMES:
-                pts = [(x, (ix.get((group, row, x, rt)) or {}).get("p50")) for x in sorted(xs, key=float)]
+            for rt in rts:
+                pts = []
+                for x in sorted(xs, key=float):
+                    r = ix.get((group, row, x, rt)) or {}
+                    pts.append((x, r.get("p50"), r.get("p95")))
                 s = superlinear(pts)
                 if s:
                     flags.append(f"{title}, {row}: **{rt}** grows faster than linear ({s})")
