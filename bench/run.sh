@@ -98,10 +98,10 @@ log "$(uname -r) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); cgroups: 
 
 for s in $SECTIONS; do
   [ -f "$HERE/$s.sh" ] || die "no such section: $s"
-  t0=$(date +%s)
+  sec_t0=$(date +%s)
   log "section $s"
   . "$HERE/$s.sh"
-  echo "time_$s	$(( $(date +%s) - t0 ))" >> "$OUT/meta.tsv"
+  echo "time_$s	$(( $(date +%s) - sec_t0 ))" >> "$OUT/meta.tsv"
 done
 echo "load_after	$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/meta.tsv"
 echo "duration_s	$(( $(date +%s) - T_START ))" >> "$OUT/meta.tsv"
