@@ -118,6 +118,11 @@ def lines(title, xs, series, xlabel, unit):
     return "\n".join(out)
 
 
+def budget_chart_name(i, conf):
+    """The chart of the i-th config of the phase budget."""
+    return "budget" if i == 0 else "budget-" + "".join(ch if ch.isalnum() else "-" for ch in conf.lower())
+
+
 def write_all(out, rows):
     """Write one SVG a row group into `out`; return {group: file name}."""
     by = {}
@@ -149,8 +154,7 @@ def write_all(out, rows):
         cats = list(dict.fromkeys(r["row"] for r in rs))
         val = {(r["row"], r["rt"]): r["p50"] for r in rs}
         series = {n: [val.get((c, n)) for c in cats] for n in ("floor", "nk", "crun")}
-        save("budget" if i == 0 else "budget-" + "".join(ch if ch.isalnum() else "-" for ch in conf.lower()),
-             bars(f"Phase budget, {conf}: the kernel's floor and nk", cats, series, "ms"))
+        save(budget_chart_name(i, conf), bars(f"Phase budget, {conf}: the kernel's floor and nk", cats, series, "ms"))
     titles = {
         "growth-binds": ("run with N bind mounts", "bind mounts"),
         "growth-state": ("state with N containers in the root", "containers in the root"),

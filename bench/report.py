@@ -150,16 +150,17 @@ def growth_table(ix, order, group):
     return "\n".join(out) + "\n", flags
 
 
-def budget_table(ix, order):
+def budget_table(ix, order, chart):
     if "budget" not in order:
         return ""
+    import charts as ch
     out = []
     configs = []
     for row, xs in order["budget"].items():
         for x in xs:
             if x not in configs:
                 configs.append(x)
-    for conf in configs:
+    for i, conf in enumerate(configs):
         out.append(f"**Phase budget, {conf}** (p50 ms over the runs; floor = the kernel's own minimum, bench/floor/)\n")
         out.append("| phase | floor | nk | crun | nk/floor |")
         out.append("|---|---|---|---|---|")
@@ -168,7 +169,7 @@ def budget_table(ix, order):
                 continue
             c = {rt: ix.get(("budget", row, conf, rt)) for rt in ("floor", "nk", "crun")}
             out.append(f"| {row} | {cell(c['floor'])} | {cell(c['nk'])} | {cell(c['crun'])} | {ratio(c['nk'], c['floor'])} |")
-        out.append("")
+        out.append(chart(ch.budget_chart_name(i, conf)))
     return "\n".join(out) + "\n"
 
 
@@ -204,7 +205,7 @@ def tables(rows, meta, charts):
 
     section("One container's life",
             side_by_side(ix, order, "core", "Base bundle (busybox, /bin/true, runc's default spec)"), chart("core"))
-    section("Phase budget", budget_table(ix, order), chart("budget"))
+    section("Phase budget", budget_table(ix, order, chart))
     missing = ""
     if "fixtures-missing" in order:
         missing = "Not captured yet: " + ", ".join(order["fixtures-missing"]) + " (see bench/fixtures/capture.sh).\n"
