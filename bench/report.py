@@ -147,6 +147,9 @@ def growth_table(ix, order, group):
                 s = superlinear(pts)
                 if s:
                     flags.append(f"{title}, {row}: **{rt}** grows faster than linear ({s})")
+            if any(f"**floor**" in f and f.startswith(f"{title}, {row}:") for f in flags):
+                flags.append(f"{title}, {row}: the floor grows the same way, so the slope is the kernel's "
+                             "or the library's (libseccomp for seccomp), not only the runtimes'")
     return "\n".join(out) + "\n", flags
 
 
@@ -196,7 +199,7 @@ def tables(rows, meta, charts):
                  f"nk-runtime {m.get('nk', '?')}; {m.get('runc', '?')}; {m.get('crun', '?')}.\n")
 
     def chart(name):
-        return f"\n![{name}]({charts[name]})\n" if name in charts else ""
+        return f"![{name}]({charts[name]})\n" if name in charts else ""
 
     def section(title, *chunks):
         if any(c.strip() for c in chunks):
@@ -222,7 +225,7 @@ def tables(rows, meta, charts):
     if growth:
         growth.append("**Faster than linear:** " + ("none." if not flags else "") + "\n")
         growth += [f"- {f}" for f in flags]
-        growth.append("")
+        growth.append("\n")
     section("Cost as the work grows", *growth)
     section("Narration cost and hangs",
             single_runtime(ix, order, "cost", "nk-runtime run /bin/true with -E / --trace (bench/explain-cost.sh)"),
