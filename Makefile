@@ -2,7 +2,9 @@
 #
 #   make run      build, make the default busybox bundle, run a container on it
 #   make test     install what the tests need, then run every test
-#   make bench    nk-runtime side by side with runc and crun
+#   make bench    nk-runtime side by side with runc and crun (build/bench/;
+#                 QUICK=1 for a short pass, UPDATE_DOCS=1 to refresh docs/)
+#   make bench-smoke  a short pass of every bench section, checked
 #   make install  PREFIX=/usr/local DESTDIR=
 
 PREFIX ?= /usr/local
@@ -17,7 +19,7 @@ RT := target/$(TARGET)/release/nk-runtime
 RT_DEBUG := target/debug/nk-runtime
 STATIC_ENV := RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
 
-.PHONY: all build build-deps agent debug bundle run test test-deps unit integration lint bench install install-check clean
+.PHONY: all build build-deps agent debug bundle run test test-deps unit integration lint bench bench-smoke install install-check clean
 
 all: build
 
@@ -72,6 +74,9 @@ test: build-deps test-deps lint unit integration install-check
 
 bench: build
 	bench/run.sh
+
+bench-smoke: build
+	bench/smoke.sh
 
 install: build agent bundle
 	install -D -m 0755 $(RT) $(DESTDIR)$(PREFIX)/bin/nk-runtime

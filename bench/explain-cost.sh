@@ -4,6 +4,8 @@
 #   bench/explain-cost.sh              # RUNS=50
 #   RUNS=200 bench/explain-cost.sh
 #   NK=/path/to/nk-runtime bench/explain-cost.sh
+#   RESULTS=file bench/explain-cost.sh   # also append the rows to a
+#                                        # results.tsv of bench/run.sh
 #
 # Rows: `nk-runtime run` of /bin/true on the busybox bundle with everything
 # off, with --trace=json, with -E, with both, and with --log-level debug
@@ -78,8 +80,8 @@ hyperfine -N -i --output=null -w 5 -r "$RUNS" --export-json "$W/hf.json" "${args
 (cd "$TOP" && cargo run -q --release -p sandbox --example explain_off) > "$W/micro.txt" 2>"$W/micro.err" \
   || die "cargo run --example explain_off failed: $(tail -3 "$W/micro.err")"
 
-python3 - "$W/hf.json" "$steps" "$phases" "$W/micro.txt" <<'PY'
-import json, re, sys
+RESULTS=${RESULTS:-} python3 - "$W/hf.json" "$steps" "$phases" "$W/micro.txt" <<'PY'
+import json, os, re, sys
 d = json.load(open(sys.argv[1])); steps, phases = int(sys.argv[2]), int(sys.argv[3])
 micro = open(sys.argv[4]).read()
 def delta(name):
@@ -100,4 +102,9 @@ print(micro.strip())
 print(f"\none run passes {steps} steps and {phases} phase guards.")
 print(f"off: {steps} x {ds:.3f} ns + {phases} x {dp:.3f} ns = {cost_ns:.1f} ns per run,")
 print(f"     {100 * cost_ns / 1e6 / base:.5f} % of the {base:.2f} ms run.")
+if os.environ.get("RESULTS"):
+    with open(os.environ["RESULTS"], "a") as f:
+        for name, t in res.items():
+            f.write(f"cost\t{name}\t\tnk\t{pct(t, 0.5):.3f}\t{pct(t, 0.95):.3f}\tms\t{len(t)}\n")
+        f.write(f"cost\toff: {steps} steps + {phases} phase guards, bound\t\tnk\t{cost_ns:.1f}\t{cost_ns:.1f}\tns\t1\n")
 PY

@@ -1,0 +1,53 @@
+# bench/core.sh - section "core" of bench/run.sh (sourced): the rows of one
+# container's life on the base bundle (/bin/true, runc's default spec).
+#   run            create+start+wait+delete (the attached run deletes)
+#   create/start/delete  timed one by one, runtimes interleaved, LOOP times
+#   state, exec    on a running container (sleep 1000)
+#   SEQ sequential runs (total), peak RSS of run, binary size
+
+specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l run --bundle $W/b r-$l"); done
+hf core "run /bin/true" "" "$RUNS" "${specs[@]}"
+
+for l in "${LABELS[@]}"; do : > "$W/raw/create.$l"; : > "$W/raw/start.$l"; : > "$W/raw/delete.$l"; done
+for i in $(seq "$LOOP"); do
+  for l in "${LABELS[@]}"; do
+    st="$W/state-$l"; id="csd-$i"
+    t0=$(now_us); rt_of "$l" --root "$st" create --bundle "$W/b" "$id" </dev/null >/dev/null 2>&1; t1=$(now_us)
+    rt_of "$l" --root "$st" start "$id" </dev/null >/dev/null 2>&1; t2=$(now_us)
+    wait_stopped "$l" "$st" "$id"
+    t3=$(now_us); rt_of "$l" --root "$st" delete "$id" </dev/null >/dev/null 2>&1; t4=$(now_us)
+    us_ms "$t0" "$t1" >> "$W/raw/create.$l"
+    us_ms "$t1" "$t2" >> "$W/raw/start.$l"
+    us_ms "$t3" "$t4" >> "$W/raw/delete.$l"
+  done
+done
+for l in "${LABELS[@]}"; do
+  for m in create start delete; do record core "$m" "" "$l" ms "$W/raw/$m.$l"; done
+done
+
+# state and exec of a running container.
+mkbundle "$W/bs" '["/bin/sleep", "1000"]'
+for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" run -d --bundle "$W/bs" held </dev/null >/dev/null 2>&1 || die "$l: run -d failed"; done
+specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l state held"); done
+hf core "state" "" "$RUNS" "${specs[@]}"
+specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l exec held /bin/true"); done
+hf core "exec /bin/true" "" "$RUNS" "${specs[@]}"
+for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" delete -f held >/dev/null 2>&1; done
+
+# SEQ sequential runs, total time; runtimes one after the other.
+for l in "${LABELS[@]}"; do
+  t0=$(now_us)
+  for i in $(seq "$SEQ"); do rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" "seq-$i" </dev/null >/dev/null 2>&1; done
+  t1=$(now_us)
+  record_value core "$SEQ sequential runs" "" "$l" ms "$(us_ms "$t0" "$t1")"
+done
+
+# Peak RSS of run (KiB), median of 5; binary size.
+for l in "${LABELS[@]}"; do
+  for i in 1 2 3 4 5; do
+    /usr/bin/time -f %M -o "$W/rss" "$(bin_of "$l")" --root "$W/state-$l" run --bundle "$W/b" rss </dev/null >/dev/null 2>&1
+    tail -1 "$W/rss"
+  done > "$W/raw/rss.$l"
+  record core "peak RSS of run" "" "$l" KiB "$W/raw/rss.$l"
+  record_value core "binary size" "" "$l" KiB $(( $(stat -L -c %s "$(bin_of "$l")") / 1024 ))
+done

@@ -1,0 +1,30 @@
+# bench/fixtures.sh - section "fixtures" of bench/run.sh (sourced): run
+# /bin/true on the config.json each engine generates for a default
+# container (bench/fixtures/<engine>.json, captured by
+# bench/fixtures/capture.sh), and on the same config without its seccomp
+# profile, so the profile's share shows. Fixtures not captured yet are
+# listed in the results as missing.
+for f in "${FIXTURES[@]}"; do
+  name=${f%%:*}; title=${f#*:}
+  fx=$HERE/fixtures/$name.json
+  if [ ! -f "$fx" ]; then
+    log "fixture $name.json not captured yet (see bench/fixtures/capture.sh)"
+    record_value fixtures-missing "$title" "" - count 0
+    continue
+  fi
+  for variant in "" nosec; do
+    row=$title; [ "$variant" = nosec ] && row="$title, without seccomp"
+    specs=()
+    for l in "${LABELS[@]}"; do
+      b=$W/fx-$name$variant-$l
+      fixture_bundle "$fx" "$b" "$l" "$variant"
+      if out=$(rt_of "$l" --root "$W/state-$l" run --bundle "$b" "fx-$l" 2>&1 </dev/null); then
+        specs+=("$l=$(bin_of "$l") --root $W/state-$l run --bundle $b fx-$l")
+      else
+        log "$l cannot run the $name fixture: $(echo "$out" | tail -2 | tr '\n' ' ')"
+        rt_of "$l" --root "$W/state-$l" delete -f "fx-$l" >/dev/null 2>&1
+      fi
+    done
+    [ ${#specs[@]} -gt 0 ] && hf fixtures "$row" "" "$RUNS" "${specs[@]}"
+  done
+done
