@@ -31,8 +31,9 @@ enum Part {
 }
 
 /// Parse -E output back into steps. An entry starts with `NNN. [role] `;
-/// its sentence runs until a `> ` detail line or the `why:` line. A
-/// repeated step prints `NNN. [role] > detail` and takes the previous key.
+/// its sentence runs until a `> ` detail line or the `why:` line. A step
+/// repeated by the same role adds `> detail` lines to it; repeated by another
+/// role it prints `NNN. [role] > detail` and takes the previous key.
 fn parse_steps(text: &str) -> Vec<Step> {
     let by_what: BTreeMap<String, &str> =
         catalog::ALL.iter().map(|s| (norm(s.what), s.key)).collect();
@@ -77,6 +78,11 @@ fn parse_steps(text: &str) -> Vec<Step> {
         }
         let Some(c) = cur.as_mut() else { continue };
         if let Some(d) = t.strip_prefix("> ") {
+            // One more value of the same step (one more mount, one more
+            // device rule).
+            if !c.2.is_empty() {
+                c.2.push_str(" | ");
+            }
             c.3 = Part::Detail;
             c.2.push_str(d);
         } else if t.starts_with("why:") {
@@ -299,7 +305,82 @@ fn scenario_full_run() -> BTreeSet<String> {
     ] {
         assert!(err.contains(h), "{h}");
     }
+    headings_say_why_they_repeat("run (full)", &err);
+    // The tag names who acted: the parent's clone3 put the child in its
+    // cgroup2 directory; the child wrote itself into the v1 tasks files.
+    for s in parse_steps(&err).iter().filter(|s| s.key == "cgroup.join") {
+        if s.detail.contains("tasks files") {
+            assert_eq!(s.role, "child", "{s:?}");
+        }
+        if s.detail.contains("CLONE_INTO_CGROUP") {
+            assert_eq!(s.role, "parent", "{s:?}");
+        }
+    }
+    // The v1 device rules are one step, each rule a detail line.
+    if v1_devices() {
+        let rules: Vec<_> = parse_steps(&err)
+            .into_iter()
+            .filter(|s| s.key == "cgroup.device_rules")
+            .collect();
+        assert_eq!(rules.len(), 1, "one step for every rule: {rules:?}");
+        assert!(
+            rules[0]
+                .detail
+                .contains("devices.allow: c 1:3 rwm (/dev/null)"),
+            "{rules:?}"
+        );
+        assert!(
+            rules[0]
+                .detail
+                .contains("devices.allow: c 10:229 rwm (/dev/fuse)"),
+            "{rules:?}"
+        );
+    }
     got
+}
+
+/// Is there a v1 devices hierarchy (where device rules are lines in
+/// devices.allow, rather than an eBPF program)?
+fn v1_devices() -> bool {
+    Path::new("/sys/fs/cgroup/devices/devices.list").exists()
+}
+
+/// Each phase gets one heading; one the narration comes back to is marked
+/// ", again" and followed by why.
+fn headings_say_why_they_repeat(label: &str, text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut first = BTreeSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(h) = l.strip_prefix("== ").and_then(|h| h.strip_suffix(" ==")) else {
+            continue;
+        };
+        match h.strip_suffix(", again") {
+            None => assert!(first.insert(h), "{label}: heading {h:?} twice without why"),
+            Some(title) => {
+                assert!(
+                    first.contains(title),
+                    "{label}: {h:?} before its first heading"
+                );
+                let phase = catalog::ALL
+                    .iter()
+                    .map(|s| s.phase)
+                    .find(|p| p.title() == title)
+                    .unwrap_or_else(|| panic!("{label}: no phase titled {title:?}"));
+                let why: Vec<&str> = lines[i + 1..]
+                    .iter()
+                    .take_while(|l| {
+                        l.starts_with("   ") && !l.trim_start().starts_with(char::is_numeric)
+                    })
+                    .map(|l| l.trim())
+                    .collect();
+                assert_eq!(
+                    norm(&why.join(" ")),
+                    norm(phase.again()),
+                    "{label}: {h:?} must say why"
+                );
+            }
+        }
+    }
 }
 
 fn scenario_split_commands() -> BTreeSet<String> {
@@ -320,6 +401,7 @@ fn scenario_split_commands() -> BTreeSet<String> {
     );
     assert_eq!(code, 0, "{err}");
     let mut got = check("create", &err, CREATE_STEPS);
+    headings_say_why_they_repeat("create", &err);
     got.extend(check("create", &err, &["pid_file"]));
     assert!(
         !got.contains("exec"),
@@ -734,6 +816,14 @@ fn scenario_vm() -> BTreeSet<String> {
 /// Steps this host cannot exercise, each with the check that proves why.
 fn host_exceptions() -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
+    if !v1_devices() {
+        m.insert(
+            "cgroup.device_rules",
+            "no cgroup v1 devices hierarchy (/sys/fs/cgroup/devices): device rules are an \
+             eBPF program here (cgroup.devices)"
+                .to_string(),
+        );
+    }
     if let Some(why) = vm_mode_missing() {
         for k in ["vm.image", "vm.accel", "vm.monitor"] {
             m.insert(k, format!("VM mode is not available: {why}"));

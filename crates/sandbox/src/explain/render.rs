@@ -70,44 +70,78 @@ pub fn wrap(text: &str, width: usize, first: &str, indent: &str) -> String {
 }
 
 /// Renders explain events as they arrive: numbers the steps, prints a
-/// heading when the phase changes, and says each "why" once.
+/// heading when the phase changes (and, when it comes back to a phase
+/// already shown, why), and says each "why" once.
 #[derive(Default)]
 pub struct Narration {
     n: usize,
     phase: Option<Phase>,
+    shown: Vec<Phase>,
     last_key: Option<&'static str>,
+    last_role: Option<Role>,
+    /// Width of the last step's number and role tag.
+    pad: usize,
     first_seen: HashMap<&'static str, usize>,
 }
 
 impl Narration {
     /// Text for one step event (empty for unknown keys and phase events).
     pub fn render(&mut self, ev: &Event) -> String {
-        let Event::Step { key, role, detail } = ev else {
+        let Event::Step {
+            key, role, detail, ..
+        } = ev
+        else {
             return String::new();
         };
         let Some(def) = catalog::lookup(key) else {
             return String::new();
         };
         let mut out = String::new();
+        if self.n == 0 {
+            out.push_str(&wrap(catalog::ROLES_LEGEND, WIDTH, "", ""));
+        }
         if self.phase != Some(def.phase) {
             self.phase = Some(def.phase);
             self.last_key = None;
-            out.push_str(&format!("\n== {} ==\n", def.phase.title()));
+            if self.shown.contains(&def.phase) {
+                out.push_str(&format!("\n== {}, again ==\n", def.phase.title()));
+                out.push_str(&wrap(def.phase.again(), WIDTH, "   ", "   "));
+            } else {
+                self.shown.push(def.phase);
+                out.push_str(&format!("\n== {} ==\n", def.phase.title()));
+            }
         }
-        self.n += 1;
-        let head = format!("{:>3}. [{}] ", self.n, role.as_str());
-        let pad = " ".repeat(head.len());
         if self.last_key == Some(def.key) && !detail.is_empty() {
-            // The same step again (one more mount, one more cgroup file):
-            // only the new values.
+            // The same step again (one more mount, one more device rule):
+            // only the new values, as one more detail line of that step, or
+            // under a new number when another role does it.
+            if self.last_role == Some(*role) {
+                let pad = " ".repeat(self.pad);
+                out.push_str(&wrap(
+                    detail,
+                    WIDTH,
+                    &format!("{pad}> "),
+                    &format!("{pad}  "),
+                ));
+                return out;
+            }
+            self.n += 1;
+            let head = format!("{:>3}. [{}] ", self.n, role.as_str());
+            self.pad = head.len();
+            self.last_role = Some(*role);
             out.push_str(&wrap(
                 detail,
                 WIDTH,
                 &format!("{head}> "),
-                &format!("{pad}  "),
+                &format!("{}  ", " ".repeat(head.len())),
             ));
             return out;
         }
+        self.n += 1;
+        let head = format!("{:>3}. [{}] ", self.n, role.as_str());
+        let pad = " ".repeat(head.len());
+        self.pad = head.len();
+        self.last_role = Some(*role);
         self.last_key = Some(def.key);
         out.push_str(&wrap(def.what, WIDTH, &head, &pad));
         if !detail.is_empty() {
@@ -260,13 +294,24 @@ mod tests {
         assert!(b.contains("2. [parent] Give the child"));
         let c = n.render(&step("exe.protect", Role::Parent, "again"));
         assert_eq!(
-            c, "  3. [parent] > again\n",
-            "a repeat shows its values only"
+            c, "              > again\n",
+            "a repeat shows its values only, as a detail line of the step"
+        );
+        let c = n.render(&step("exe.protect", Role::Child, "by the child"));
+        assert_eq!(
+            c, "  3. [child] > by the child\n",
+            "a repeat by another role is numbered, with its role"
         );
         let d = n.render(&step("mount", Role::Child, "proc"));
         assert!(d.contains("== mounts =="));
         let e = n.render(&step("clone", Role::Parent, "x"));
         assert!(e.contains("why: see step 1."), "{e}");
+        assert!(e.contains("== clone, again =="), "{e}");
+        let flat = e.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(Phase::Clone.again()),
+            "a repeated heading says why: {e}"
+        );
         assert_eq!(n.render(&step("no.such.key", Role::Host, "")), "");
     }
 
