@@ -1043,9 +1043,149 @@ fn explain_texts_match_catalog_even_for_parse_helpers() {
             key: s.key.into(),
             role: sandbox::logging::Role::Child,
             detail: "a detail".into(),
+            at_ns: 0,
         }));
     }
     let got = keys(&parse_steps(&text));
     let all: BTreeSet<String> = catalog::ALL.iter().map(|s| s.key.to_string()).collect();
     assert_eq!(got, all);
+}
+
+/// Check the shape of a Chrome trace-event document (the JSON Perfetto and
+/// chrome://tracing load); return its phase events as (phase, role) → count
+/// and its step markers as (key, role).
+fn chrome_shape(v: &Value) -> (BTreeMap<(String, String), u64>, BTreeSet<(String, String)>) {
+    assert_eq!(v["displayTimeUnit"], "ms", "{v}");
+    let evs = v["traceEvents"]
+        .as_array()
+        .expect("traceEvents is an array");
+    let mut tracks = BTreeMap::new();
+    let mut spans: BTreeMap<u64, Vec<(f64, f64, String)>> = BTreeMap::new();
+    let mut phases = BTreeMap::new();
+    let mut steps = BTreeSet::new();
+    for e in evs {
+        let name = e["name"].as_str().unwrap_or_else(|| panic!("no name: {e}"));
+        assert_eq!(e["pid"], 1, "{e}");
+        let tid = e["tid"].as_u64().unwrap_or_else(|| panic!("no tid: {e}"));
+        match e["ph"].as_str() {
+            Some("M") => {
+                if name == "thread_name" {
+                    tracks.insert(tid, e["args"]["name"].as_str().unwrap().to_string());
+                }
+            }
+            Some("X") => {
+                let ts = e["ts"].as_f64().unwrap_or_else(|| panic!("no ts: {e}"));
+                let dur = e["dur"].as_f64().unwrap_or_else(|| panic!("no dur: {e}"));
+                assert!(ts >= 0.0 && dur >= 0.0, "{e}");
+                spans
+                    .entry(tid)
+                    .or_default()
+                    .push((ts, ts + dur, name.into()));
+                if e["cat"] == "phase" {
+                    let role = e["args"]["role"].as_str().unwrap().to_string();
+                    assert_eq!(
+                        tracks.get(&tid),
+                        Some(&role),
+                        "phase on its role's track: {e}"
+                    );
+                    let phase = e["args"]["phase"].as_str().unwrap().to_string();
+                    *phases.entry((phase, role)).or_insert(0) += 1;
+                }
+            }
+            Some("i") => {
+                assert!(e["ts"].as_f64().is_some_and(|t| t >= 0.0), "{e}");
+                assert_eq!(e["s"], "t", "{e}");
+                assert!(
+                    e["args"]["what"].as_str().is_some_and(|w| !w.is_empty()),
+                    "{e}"
+                );
+                steps.insert((name.to_string(), tracks[&tid].clone()));
+            }
+            other => panic!("unexpected event type {other:?}: {e}"),
+        }
+    }
+    let names: Vec<&str> = tracks.values().map(|s| s.as_str()).collect();
+    assert_eq!(
+        names,
+        ["command", "host", "parent", "child"],
+        "one track per role"
+    );
+    // Spans on one track nest or follow each other: a viewer draws them as
+    // a stack and would misplace a partial overlap.
+    for (tid, list) in &spans {
+        for a in list {
+            for b in list {
+                let partial = a.0 < b.0 && b.0 < a.1 - 1e-3 && a.1 + 1e-3 < b.1;
+                assert!(!partial, "track {tid}: {a:?} and {b:?} overlap partially");
+            }
+        }
+    }
+    (phases, steps)
+}
+
+#[test]
+fn trace_chrome_is_a_timeline_with_a_track_per_role() {
+    let root = Root::new();
+    let b = Bundle::new(&["true"]);
+    let dir = TempDir::new("nk-chrome");
+    let file = dir.path().join("run.json");
+    let flag = format!("--trace=chrome:{}", file.display());
+    let id = unique_id("tr-chrome");
+    let o = root.run(&["-E", &flag, "run", "--bundle", &b.path(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let (phases, steps) = chrome_shape(&v);
+    // The same phases, once per role, as the --trace=json rows of a run.
+    let json_rows = trace(&root, &["run", "--bundle", &b.path(), &unique_id("tr-j")]);
+    assert_eq!(phases, json_rows, "chrome and json traces disagree");
+    // With -E, each step is a marker on the track of who did it.
+    for (key, role) in [
+        ("spec.load", "host"),
+        ("clone", "parent"),
+        ("pivot_root", "child"),
+        ("exec", "child"),
+    ] {
+        assert!(
+            steps.contains(&(key.to_string(), role.to_string())),
+            "{key} on {role}: {steps:?}"
+        );
+    }
+    // Cause before effect: the child's phases start after the parent's
+    // clone began.
+    let start_of = |phase: &str, role: &str| {
+        v["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["args"]["phase"] == phase && e["args"]["role"] == role)
+            .and_then(|e| e["ts"].as_f64())
+            .unwrap_or_else(|| panic!("no {phase} on {role}"))
+    };
+    assert!(start_of("clone", "parent") < start_of("mounts", "child"));
+    assert!(start_of("spec", "host") < start_of("clone", "parent"));
+
+    // Without a file, the document is the last line on stderr; without -E
+    // it has phases only.
+    let o = root.run(&[
+        "--trace=chrome",
+        "run",
+        "--bundle",
+        &b.path(),
+        &unique_id("tr-c2"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let (phases, steps) = chrome_shape(&v);
+    assert!(phases.contains_key(&("pivot_root".to_string(), "child".to_string())));
+    assert!(steps.is_empty(), "{steps:?}");
+
+    let o = root.run(&["--trace=svg", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--trace=chrome[:FILE]"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -196,6 +196,7 @@ pub fn trace_rows(events: &[Event]) -> Vec<TraceRow> {
             phase,
             role,
             dur_ns,
+            ..
         } = e
         else {
             continue;
@@ -250,6 +251,81 @@ pub fn trace_json(rows: &[TraceRow], total_ms: f64) -> String {
     serde_json::json!({ "phases": rows, "total_ms": total_ms }).to_string()
 }
 
+/// Track (thread id) of each role in the Chrome trace; 0 is the command.
+fn track(r: Role) -> u32 {
+    role_rank(r) as u32 + 1
+}
+
+/// The trace as Chrome trace-event JSON, the format Perfetto
+/// (ui.perfetto.dev) and chrome://tracing open: one timeline with a track
+/// for the whole command and one per role (host, parent, child). Each phase
+/// is a complete event ("X") on its role's track; each narrated step (with
+/// `-E`) an instant event ("i") there. Times are microseconds from the
+/// earliest event: the container's init may have parked before this command
+/// began (`start` shows it), so that is not always the command's start.
+pub fn trace_chrome(events: &[Event], started_ns: u64, total_ms: f64, command: &str) -> String {
+    use serde_json::{json, Value};
+    let origin = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Phase { start_ns, .. } if *start_ns > 0 => Some(*start_ns),
+            Event::Step { at_ns, .. } if *at_ns > 0 => Some(*at_ns),
+            _ => None,
+        })
+        .chain(std::iter::once(started_ns))
+        .min()
+        .unwrap_or(started_ns);
+    let us = |ns: u64| ns.saturating_sub(origin) as f64 / 1e3;
+    let mut out: Vec<Value> = vec![json!({
+        "name": "process_name", "ph": "M", "pid": 1, "tid": 0,
+        "args": {"name": command},
+    })];
+    for (tid, name) in [(0, "command"), (1, "host"), (2, "parent"), (3, "child")] {
+        out.push(
+            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}),
+        );
+        out.push(json!({"name": "thread_sort_index", "ph": "M", "pid": 1, "tid": tid, "args": {"sort_index": tid}}));
+    }
+    out.push(json!({
+        "name": command, "cat": "command", "ph": "X", "pid": 1, "tid": 0,
+        "ts": us(started_ns), "dur": total_ms * 1e3,
+    }));
+    for e in events {
+        match e {
+            Event::Phase {
+                phase,
+                role,
+                dur_ns,
+                start_ns,
+            } if *start_ns > 0 => out.push(json!({
+                "name": phase.title(), "cat": "phase", "ph": "X", "pid": 1, "tid": track(*role),
+                "ts": us(*start_ns), "dur": *dur_ns as f64 / 1e3,
+                "args": {"phase": phase, "role": role.as_str()},
+            })),
+            Event::Step {
+                key,
+                role,
+                detail,
+                at_ns,
+            } if *at_ns > 0 => out.push(json!({
+                "name": key, "cat": "step", "ph": "i", "s": "t", "pid": 1, "tid": track(*role),
+                "ts": us(*at_ns),
+                "args": {
+                    "what": catalog::lookup(key).map_or("", |d| d.what),
+                    "detail": detail,
+                },
+            })),
+            _ => {}
+        }
+    }
+    json!({
+        "traceEvents": out,
+        "displayTimeUnit": "ms",
+        "otherData": {"command": command, "total_ms": total_ms},
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +335,7 @@ mod tests {
             key: key.into(),
             role,
             detail: detail.into(),
+            at_ns: 0,
         }
     }
 
@@ -327,11 +404,68 @@ mod tests {
     }
 
     #[test]
+    fn chrome_trace_puts_each_role_on_its_track() {
+        let ev = vec![
+            Event::Phase {
+                phase: Phase::Spec,
+                role: Role::Host,
+                dur_ns: 2_000,
+                start_ns: 5_000,
+            },
+            Event::Step {
+                key: "pivot_root".into(),
+                role: Role::Child,
+                detail: "d".into(),
+                at_ns: 9_000,
+            },
+            // An event from before the command began (a parked init's).
+            Event::Phase {
+                phase: Phase::ExecBarrier,
+                role: Role::Child,
+                dur_ns: 1_000,
+                start_ns: 1_000,
+            },
+        ];
+        let v: serde_json::Value =
+            serde_json::from_str(&trace_chrome(&ev, 4_000, 0.01, "nk-runtime run x")).unwrap();
+        let evs = v["traceEvents"].as_array().unwrap();
+        let find = |name: &str| evs.iter().find(|e| e["name"] == name).unwrap().clone();
+        let spec = find("spec parsing");
+        assert_eq!(
+            (spec["ph"].clone(), spec["tid"].clone()),
+            ("X".into(), 1.into())
+        );
+        assert_eq!(
+            (spec["ts"].as_f64(), spec["dur"].as_f64()),
+            (Some(4.0), Some(2.0))
+        );
+        let step = find("pivot_root");
+        assert_eq!(
+            (step["ph"].clone(), step["tid"].clone()),
+            ("i".into(), 3.into())
+        );
+        assert_eq!(step["args"]["what"], catalog::PIVOT_ROOT.what);
+        assert_eq!(
+            find("exec barrier")["ts"].as_f64(),
+            Some(0.0),
+            "earliest is 0"
+        );
+        assert_eq!(find("nk-runtime run x")["ts"].as_f64(), Some(3.0));
+        let tracks: Vec<_> = evs
+            .iter()
+            .filter(|e| e["name"] == "thread_name")
+            .map(|e| e["args"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(tracks, ["command", "host", "parent", "child"]);
+    }
+
+    #[test]
     fn trace_merges_by_phase_and_role() {
         let ph = |phase, role, ms: u64| Event::Phase {
             phase,
             role,
             dur_ns: ms * 1_000_000,
+            start_ns: 0,
         };
         let rows = trace_rows(&[
             ph(Phase::Mounts, Role::Child, 2),
