@@ -78,6 +78,75 @@ impl Phase {
     }
 }
 
+/// The plain-word terms of these texts a newcomer may not know, each
+/// explained in docs/glossary.md (tests/docs.rs checks both: that each
+/// appears in a text here, and has its entry). Identifiers, calls and
+/// capitalised words (`CLONE_PIDFD`, `setns()`, `RCU`) are found by that test
+/// without being listed.
+pub static TERMS: &[&str] = &[
+    "namespace",
+    "user namespace",
+    "pid namespace",
+    "mount namespace",
+    "UTS namespace",
+    "time namespace",
+    "cgroup",
+    "capability",
+    "bounding set",
+    "ambient",
+    "file capabilities",
+    "setuid",
+    "seccomp",
+    "pidfd",
+    "signalfd",
+    "subreaper",
+    "zombie",
+    "pid 1",
+    "keyring",
+    "session keyring",
+    "RCU grace period",
+    "memfd",
+    "tmpfs",
+    "devpts",
+    "device node",
+    "mknod",
+    "pseudo-terminal",
+    "fifo",
+    "exec barrier",
+    "sync channel",
+    "socketpair",
+    "async-signal-safe",
+    "bind mount",
+    "mount point",
+    "propagation",
+    "rslave",
+    "idmapped mount",
+    "eBPF",
+    "OOM killer",
+    "hard limit",
+    "umask",
+    "sysctl",
+    "execution domain",
+    "I/O scheduler",
+    "AppArmor",
+    "SELinux",
+    "mandatory access control",
+    "flock",
+    "chroot",
+    "hook",
+    "bundle",
+    "rootfs",
+    "init",
+    "microvm",
+    "initramfs",
+    "vmlinux",
+    "agent",
+    "monitor",
+    "virtio",
+    "9p",
+    "overlay",
+];
+
 /// The legend printed above the narration: who each `[role]` tag means.
 pub const ROLES_LEGEND: &str = "Roles: [host] is the runtime acting on the host with no container process of its own (create before its clone, start, kill, delete); [parent] is the runtime process that cloned the container's process (create after the clone, run, exec), so under `run` the steps of start and delete are the parent's; [child] is the container's process until it becomes your program.";
 
@@ -122,7 +191,7 @@ steps! {
         "The kernel enforces what is written here: the memory limit, CPU shares and quota, the maximum number of pids, the device allow-list. A new v1 cpuset cgroup has no CPUs at all, so cpuset.cpus and cpuset.mems are copied from the parent first.";
     CGROUP_DEVICE_RULES = "cgroup.device_rules", Cgroups,
         "Write the device allow-list of the v1 devices cgroup: `a` into devices.deny to refuse every device, then one line per allowed device into devices.allow.",
-        "A rule reads TYPE MAJOR:MINOR ACCESS. TYPE is c (character device), b (block device) or a (all); MAJOR:MINOR are the device's numbers (the driver, then the device; * for any); ACCESS letters are r (read), w (write) and m (mknod, create the node). So `c 1:3 rwm` lets the container open and create /dev/null, and `c *:* m` lets it create any character node but open none that is not allowed too. The kernel checks every open and mknod of a device against this list, whatever the process's privileges.";
+        "A rule has three fields: the type, c (character device), b (block device) or a (all); the device numbers major:minor (the driver, then the device; * for any); the access letters, r (read), w (write) and m (mknod, create the node). So `c 1:3 rwm` lets the container open and create /dev/null, and `c *:* m` lets it create any character node but open none that is not allowed too. The kernel checks every open and mknod of a device against this list, whatever the process's privileges.";
     CGROUP_DEVICES = "cgroup.devices", Cgroups,
         "Build an eBPF program from the device rules and attach it to the cgroup: bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE), then bpf(BPF_PROG_ATTACH).",
         "cgroup v2 has no devices files. The kernel runs this program whenever a process of the cgroup opens or creates a device node, and only the allowed devices pass: a node for the host's disk would be useless inside.";
@@ -268,8 +337,8 @@ steps! {
         "Join the running container: setns() into each of its namespaces that differs from the runtime's own.",
         "`exec` adds a process to an existing container: it must see the same pids, mounts, network and limits as the init, and it joins the cgroup as the init did.";
     WAIT = "wait", Signals,
-        "Wait for the container's exit with a pidfd, forwarding signals to it.",
-        "The pidfd is armed before the child can run, so even a program that exits at once is never missed, and Ctrl-C reaches the container rather than killing the runtime.";
+        "Wait for the container's exit: poll() its pidfd and a signalfd, and forward each signal the runtime receives to the container's process.",
+        "The pidfd is armed before the child can run, so even a program that exits at once is never missed. The forwarded signals were blocked before the clone and are read from the signalfd, so Ctrl-C reaches the container rather than killing the runtime. `run` is also a child subreaper (PR_SET_CHILD_SUBREAPER): a descendant orphaned outside a pid namespace of its own is re-parented to it, not to the host's init, and it reaps it.";
     SIGNAL_FORWARD = "signal.forward", Signals,
         "Forward a signal that reached the runtime to the container's process.",
         "You signal the runtime (Ctrl-C, a supervisor's SIGTERM), but the program should decide what to do; the runtime keeps waiting so it can report the real exit status.";
