@@ -1051,10 +1051,15 @@ fn explain_texts_match_catalog_even_for_parse_helpers() {
     assert_eq!(got, all);
 }
 
+/// Phase events by (phase, role), with how many.
+type PhaseCounts = BTreeMap<(String, String), u64>;
+/// Step markers as (key, role).
+type StepMarks = BTreeSet<(String, String)>;
+
 /// Check the shape of a Chrome trace-event document (the JSON Perfetto and
 /// chrome://tracing load); return its phase events as (phase, role) → count
 /// and its step markers as (key, role).
-fn chrome_shape(v: &Value) -> (BTreeMap<(String, String), u64>, BTreeSet<(String, String)>) {
+fn chrome_shape(v: &Value) -> (PhaseCounts, StepMarks) {
     assert_eq!(v["displayTimeUnit"], "ms", "{v}");
     let evs = v["traceEvents"]
         .as_array()
