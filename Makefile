@@ -1,6 +1,7 @@
 # nano-sandbox: build, run, test, benchmark and install nk-runtime.
 #
 #   make run      build, make the default busybox bundle, run a container on it
+#   make explain  the same container, every step narrated (nk-runtime -E)
 #   make test     install what the tests need, then run every test
 #   make bench    nk-runtime side by side with runc and crun (build/bench/;
 #                 QUICK=1 for a short pass, UPDATE_DOCS=1 to refresh docs/)
@@ -19,7 +20,7 @@ RT := target/$(TARGET)/release/nk-runtime
 RT_DEBUG := target/debug/nk-runtime
 STATIC_ENV := RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
 
-.PHONY: all build build-deps agent debug bundle run test test-deps unit integration lint bench bench-smoke install install-check clean
+.PHONY: all build build-deps agent debug bundle run explain test test-deps unit integration lint bench bench-smoke install install-check clean
 
 all: build
 
@@ -41,6 +42,9 @@ bundle: build
 
 run: bundle
 	$(RT) --root $(BUILD)/state run --bundle $(BUNDLE) demo-$$$$
+
+explain: bundle
+	$(RT) --root $(BUILD)/state -E run --bundle $(BUNDLE) demo-$$$$
 
 test-deps:
 	scripts/test-deps.sh

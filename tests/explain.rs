@@ -31,8 +31,9 @@ enum Part {
 }
 
 /// Parse -E output back into steps. An entry starts with `NNN. [role] `;
-/// its sentence runs until a `> ` detail line or the `why:` line. A
-/// repeated step prints `NNN. [role] > detail` and takes the previous key.
+/// its sentence runs until a `> ` detail line or the `why:` line. A step
+/// repeated by the same role adds `> detail` lines to it; repeated by another
+/// role it prints `NNN. [role] > detail` and takes the previous key.
 fn parse_steps(text: &str) -> Vec<Step> {
     let by_what: BTreeMap<String, &str> =
         catalog::ALL.iter().map(|s| (norm(s.what), s.key)).collect();
@@ -77,6 +78,11 @@ fn parse_steps(text: &str) -> Vec<Step> {
         }
         let Some(c) = cur.as_mut() else { continue };
         if let Some(d) = t.strip_prefix("> ") {
+            // One more value of the same step (one more mount, one more
+            // device rule).
+            if !c.2.is_empty() {
+                c.2.push_str(" | ");
+            }
             c.3 = Part::Detail;
             c.2.push_str(d);
         } else if t.starts_with("why:") {
@@ -299,7 +305,82 @@ fn scenario_full_run() -> BTreeSet<String> {
     ] {
         assert!(err.contains(h), "{h}");
     }
+    headings_say_why_they_repeat("run (full)", &err);
+    // The tag names who acted: the parent's clone3 put the child in its
+    // cgroup2 directory; the child wrote itself into the v1 tasks files.
+    for s in parse_steps(&err).iter().filter(|s| s.key == "cgroup.join") {
+        if s.detail.contains("tasks files") {
+            assert_eq!(s.role, "child", "{s:?}");
+        }
+        if s.detail.contains("CLONE_INTO_CGROUP") {
+            assert_eq!(s.role, "parent", "{s:?}");
+        }
+    }
+    // The v1 device rules are one step, each rule a detail line.
+    if v1_devices() {
+        let rules: Vec<_> = parse_steps(&err)
+            .into_iter()
+            .filter(|s| s.key == "cgroup.device_rules")
+            .collect();
+        assert_eq!(rules.len(), 1, "one step for every rule: {rules:?}");
+        assert!(
+            rules[0]
+                .detail
+                .contains("devices.allow: c 1:3 rwm (/dev/null)"),
+            "{rules:?}"
+        );
+        assert!(
+            rules[0]
+                .detail
+                .contains("devices.allow: c 10:229 rwm (/dev/fuse)"),
+            "{rules:?}"
+        );
+    }
     got
+}
+
+/// Is there a v1 devices hierarchy (where device rules are lines in
+/// devices.allow, rather than an eBPF program)?
+fn v1_devices() -> bool {
+    Path::new("/sys/fs/cgroup/devices/devices.list").exists()
+}
+
+/// Each phase gets one heading; one the narration comes back to is marked
+/// ", again" and followed by why.
+fn headings_say_why_they_repeat(label: &str, text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut first = BTreeSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(h) = l.strip_prefix("== ").and_then(|h| h.strip_suffix(" ==")) else {
+            continue;
+        };
+        match h.strip_suffix(", again") {
+            None => assert!(first.insert(h), "{label}: heading {h:?} twice without why"),
+            Some(title) => {
+                assert!(
+                    first.contains(title),
+                    "{label}: {h:?} before its first heading"
+                );
+                let phase = catalog::ALL
+                    .iter()
+                    .map(|s| s.phase)
+                    .find(|p| p.title() == title)
+                    .unwrap_or_else(|| panic!("{label}: no phase titled {title:?}"));
+                let why: Vec<&str> = lines[i + 1..]
+                    .iter()
+                    .take_while(|l| {
+                        l.starts_with("   ") && !l.trim_start().starts_with(char::is_numeric)
+                    })
+                    .map(|l| l.trim())
+                    .collect();
+                assert_eq!(
+                    norm(&why.join(" ")),
+                    norm(phase.again()),
+                    "{label}: {h:?} must say why"
+                );
+            }
+        }
+    }
 }
 
 fn scenario_split_commands() -> BTreeSet<String> {
@@ -320,6 +401,7 @@ fn scenario_split_commands() -> BTreeSet<String> {
     );
     assert_eq!(code, 0, "{err}");
     let mut got = check("create", &err, CREATE_STEPS);
+    headings_say_why_they_repeat("create", &err);
     got.extend(check("create", &err, &["pid_file"]));
     assert!(
         !got.contains("exec"),
@@ -734,6 +816,14 @@ fn scenario_vm() -> BTreeSet<String> {
 /// Steps this host cannot exercise, each with the check that proves why.
 fn host_exceptions() -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
+    if !v1_devices() {
+        m.insert(
+            "cgroup.device_rules",
+            "no cgroup v1 devices hierarchy (/sys/fs/cgroup/devices): device rules are an \
+             eBPF program here (cgroup.devices)"
+                .to_string(),
+        );
+    }
     if let Some(why) = vm_mode_missing() {
         for k in ["vm.image", "vm.accel", "vm.monitor"] {
             m.insert(k, format!("VM mode is not available: {why}"));
@@ -953,9 +1043,154 @@ fn explain_texts_match_catalog_even_for_parse_helpers() {
             key: s.key.into(),
             role: sandbox::logging::Role::Child,
             detail: "a detail".into(),
+            at_ns: 0,
         }));
     }
     let got = keys(&parse_steps(&text));
     let all: BTreeSet<String> = catalog::ALL.iter().map(|s| s.key.to_string()).collect();
     assert_eq!(got, all);
+}
+
+/// Phase events by (phase, role), with how many.
+type PhaseCounts = BTreeMap<(String, String), u64>;
+/// Step markers as (key, role).
+type StepMarks = BTreeSet<(String, String)>;
+
+/// Check the shape of a Chrome trace-event document (the JSON Perfetto and
+/// chrome://tracing load); return its phase events as (phase, role) → count
+/// and its step markers as (key, role).
+fn chrome_shape(v: &Value) -> (PhaseCounts, StepMarks) {
+    assert_eq!(v["displayTimeUnit"], "ms", "{v}");
+    let evs = v["traceEvents"]
+        .as_array()
+        .expect("traceEvents is an array");
+    let mut tracks = BTreeMap::new();
+    let mut spans: BTreeMap<u64, Vec<(f64, f64, String)>> = BTreeMap::new();
+    let mut phases = BTreeMap::new();
+    let mut steps = BTreeSet::new();
+    for e in evs {
+        let name = e["name"].as_str().unwrap_or_else(|| panic!("no name: {e}"));
+        assert_eq!(e["pid"], 1, "{e}");
+        let tid = e["tid"].as_u64().unwrap_or_else(|| panic!("no tid: {e}"));
+        match e["ph"].as_str() {
+            Some("M") => {
+                if name == "thread_name" {
+                    tracks.insert(tid, e["args"]["name"].as_str().unwrap().to_string());
+                }
+            }
+            Some("X") => {
+                let ts = e["ts"].as_f64().unwrap_or_else(|| panic!("no ts: {e}"));
+                let dur = e["dur"].as_f64().unwrap_or_else(|| panic!("no dur: {e}"));
+                assert!(ts >= 0.0 && dur >= 0.0, "{e}");
+                spans
+                    .entry(tid)
+                    .or_default()
+                    .push((ts, ts + dur, name.into()));
+                if e["cat"] == "phase" {
+                    let role = e["args"]["role"].as_str().unwrap().to_string();
+                    assert_eq!(
+                        tracks.get(&tid),
+                        Some(&role),
+                        "phase on its role's track: {e}"
+                    );
+                    let phase = e["args"]["phase"].as_str().unwrap().to_string();
+                    *phases.entry((phase, role)).or_insert(0) += 1;
+                }
+            }
+            Some("i") => {
+                assert!(e["ts"].as_f64().is_some_and(|t| t >= 0.0), "{e}");
+                assert_eq!(e["s"], "t", "{e}");
+                assert!(
+                    e["args"]["what"].as_str().is_some_and(|w| !w.is_empty()),
+                    "{e}"
+                );
+                steps.insert((name.to_string(), tracks[&tid].clone()));
+            }
+            other => panic!("unexpected event type {other:?}: {e}"),
+        }
+    }
+    let names: Vec<&str> = tracks.values().map(|s| s.as_str()).collect();
+    assert_eq!(
+        names,
+        ["command", "host", "parent", "child"],
+        "one track per role"
+    );
+    // Spans on one track nest or follow each other: a viewer draws them as
+    // a stack and would misplace a partial overlap.
+    for (tid, list) in &spans {
+        for a in list {
+            for b in list {
+                let partial = a.0 < b.0 && b.0 < a.1 - 1e-3 && a.1 + 1e-3 < b.1;
+                assert!(!partial, "track {tid}: {a:?} and {b:?} overlap partially");
+            }
+        }
+    }
+    (phases, steps)
+}
+
+#[test]
+fn trace_chrome_is_a_timeline_with_a_track_per_role() {
+    let root = Root::new();
+    let b = Bundle::new(&["true"]);
+    let dir = TempDir::new("nk-chrome");
+    let file = dir.path().join("run.json");
+    let flag = format!("--trace=chrome:{}", file.display());
+    let id = unique_id("tr-chrome");
+    let o = root.run(&["-E", &flag, "run", "--bundle", &b.path(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let (phases, steps) = chrome_shape(&v);
+    // The same phases, once per role, as the --trace=json rows of a run.
+    let json_rows = trace(&root, &["run", "--bundle", &b.path(), &unique_id("tr-j")]);
+    assert_eq!(phases, json_rows, "chrome and json traces disagree");
+    // With -E, each step is a marker on the track of who did it.
+    for (key, role) in [
+        ("spec.load", "host"),
+        ("clone", "parent"),
+        ("pivot_root", "child"),
+        ("exec", "child"),
+    ] {
+        assert!(
+            steps.contains(&(key.to_string(), role.to_string())),
+            "{key} on {role}: {steps:?}"
+        );
+    }
+    // Cause before effect: the child's phases start after the parent's
+    // clone began.
+    let start_of = |phase: &str, role: &str| {
+        v["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["args"]["phase"] == phase && e["args"]["role"] == role)
+            .and_then(|e| e["ts"].as_f64())
+            .unwrap_or_else(|| panic!("no {phase} on {role}"))
+    };
+    assert!(start_of("clone", "parent") < start_of("mounts", "child"));
+    assert!(start_of("spec", "host") < start_of("clone", "parent"));
+
+    // Without a file, the document is the last line on stderr; without -E
+    // it has phases only.
+    let o = root.run(&[
+        "--trace=chrome",
+        "run",
+        "--bundle",
+        &b.path(),
+        &unique_id("tr-c2"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let (phases, steps) = chrome_shape(&v);
+    assert!(phases.contains_key(&("pivot_root".to_string(), "child".to_string())));
+    assert!(steps.is_empty(), "{steps:?}");
+
+    let o = root.run(&["--trace=svg", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--trace=chrome[:FILE]"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -45,7 +45,8 @@ pub struct Cli {
     /// Narrate every step in plain words (or NK_EXPLAIN=1).
     #[arg(short = 'E', long)]
     pub explain: bool,
-    /// Print each phase with its duration: --trace or --trace=json.
+    /// Print each phase with its duration: --trace, --trace=json, or
+    /// --trace=chrome[:FILE] (a timeline for Perfetto or chrome://tracing).
     #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "table")]
     pub trace: Option<String>,
     /// Print the version.

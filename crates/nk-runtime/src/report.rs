@@ -5,7 +5,7 @@ use crate::cli::Cli;
 use sandbox::explain::{self, render};
 use sandbox::logging::{self, Level, Record, Role};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// An error that carries the exit code to use (for example exec's 255).
@@ -130,9 +130,14 @@ impl Globals {
             .or_else(|| std::env::var("NK_TRACE").ok().filter(|v| !v.is_empty()));
         let trace = trace.map(|t| match t.as_str() {
             "table" | "1" | "true" => "table".to_string(),
-            "json" => t,
-            other => bad_flag(format!("--trace={other}: use --trace or --trace=json")),
+            "json" | "chrome" => t,
+            f if f.strip_prefix("chrome:").is_some_and(|p| !p.is_empty()) => t,
+            other => bad_flag(format!(
+                "--trace={other}: use --trace, --trace=json or --trace=chrome[:FILE]"
+            )),
         });
+        // The timeline shows each narrated step too, so keep them.
+        let keep_steps = trace.as_deref().is_some_and(|t| t.starts_with("chrome"));
         explain::configure(explain_on, trace.is_some(), level);
         let events = Arc::new(Mutex::new(Vec::new()));
         if explain_on || trace.is_some() {
@@ -144,7 +149,11 @@ impl Globals {
                         let text = n.render(&e);
                         let _ = std::io::stderr().write_all(text.as_bytes());
                     }
-                } else if let Ok(mut v) = ev.lock() {
+                    if !keep_steps {
+                        return;
+                    }
+                }
+                if let Ok(mut v) = ev.lock() {
                     v.push(e);
                 }
             });
@@ -219,6 +228,19 @@ impl Globals {
         logging::info(|| format!("done in {total_ms:.3} ms"));
         let Some(fmt) = &self.trace else { return };
         let events = self.events.lock().map(|v| v.clone()).unwrap_or_default();
+        if let Some(dest) = fmt.strip_prefix("chrome") {
+            let argv: Vec<String> = std::env::args().collect();
+            let json = render::trace_chrome(&events, self.started, total_ms, &argv.join(" "));
+            match dest.strip_prefix(':') {
+                None => eprintln!("{json}"),
+                Some(path) => {
+                    if let Err(e) = write_atomically(Path::new(path), json.as_bytes()) {
+                        eprintln!("nk-runtime: --trace=chrome:{path}: {e}");
+                    }
+                }
+            }
+            return;
+        }
         let rows = render::trace_rows(&events);
         if fmt == "json" {
             eprintln!("{}", render::trace_json(&rows, total_ms));
@@ -226,6 +248,15 @@ impl Globals {
             eprint!("{}", render::trace_table(&rows, total_ms));
         }
     }
+}
+
+/// Write a file under a temporary name and rename it into place, so a
+/// reader (a trace viewer) never sees half of it.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// `--version` in runc's shape.

@@ -229,7 +229,11 @@ pub fn find_agent() -> Result<PathBuf> {
         if c.is_file() {
             return Ok(c);
         }
-        tried.push(c.display().to_string());
+        // In target/<triple>/release the development candidates are one path.
+        let shown = c.display().to_string();
+        if !tried.contains(&shown) {
+            tried.push(shown);
+        }
     }
     Err(Error::Agent {
         what: format!(

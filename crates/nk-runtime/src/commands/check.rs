@@ -657,16 +657,11 @@ fn kvm() -> Check {
     // VM mode's own answer, from a probe boot, once it has made one.
     let probed = vm::qemu::cached_accel(&vm::image::cache_dir())
         .map(|r| {
-            // The first clause of the reason: qemu's own words are long.
-            let why: String = r
-                .reason
-                .split(" (")
-                .next()
-                .unwrap_or("")
-                .chars()
-                .take(90)
-                .collect();
-            format!(" (VM mode's probe boot chose {}: {why})", r.accel.as_str())
+            format!(
+                " (VM mode's probe boot chose {}: {})",
+                r.accel.as_str(),
+                summary(&r.reason, 100)
+            )
         })
         .unwrap_or_default();
     let why = if api != 12 {
@@ -692,6 +687,32 @@ fn kvm() -> Check {
         },
         fix,
     )
+}
+
+/// The gist of a long reason in at most about `max` characters: qemu's own
+/// words in parentheses are dropped, then whole `; ` clauses are kept while
+/// they fit, and a clause too long alone is cut after a whole word, with "…".
+fn summary(reason: &str, max: usize) -> String {
+    let s = reason.split(" (").next().unwrap_or("").trim();
+    let mut out = String::new();
+    for clause in s.split("; ") {
+        if !out.is_empty() && out.chars().count() + 2 + clause.chars().count() > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(clause);
+    }
+    if out.chars().count() > max {
+        let cut: String = out.chars().take(max).collect();
+        out = match cut.rfind(' ') {
+            Some(i) => cut[..i].trim_end_matches([',', ';', ':']).to_string(),
+            None => cut,
+        };
+        out.push('…');
+    }
+    out
 }
 
 fn run_checks(rootless: bool) -> Vec<Check> {
@@ -799,4 +820,25 @@ pub fn run(g: &Globals, a: CheckArgs) -> anyhow::Result<i32> {
         print!("{}", table(&kernel, &checks, runs));
     }
     Ok(if runs { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    #[test]
+    fn a_long_reason_is_cut_between_words() {
+        let r = "a KVM probe boot failed: the agent did not send ready within 8 s; \
+                 the guest console ends with: [    1.234] Run /init as init process \
+                 (qemu: failed to set MSR 0x10a)";
+        assert_eq!(
+            summary(r, 100),
+            "a KVM probe boot failed: the agent did not send ready within 8 s"
+        );
+        let one = "word ".repeat(40);
+        let s = summary(&one, 30);
+        assert!(s.ends_with("word…"), "{s}");
+        assert!(s.chars().count() <= 31, "{s}");
+        assert_eq!(summary("short (detail)", 100), "short");
+    }
 }

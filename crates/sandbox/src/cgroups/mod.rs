@@ -529,7 +529,16 @@ pub fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
     crate::explain::step(&crate::explain::catalog::CGROUP_WRITE, || {
         format!("{} = {value}", p.display())
     });
-    std::fs::write(&p, value).map_err(|e| {
+    write_quiet(&p, value)
+}
+
+/// Write one cgroup file whose step the caller narrates.
+pub fn write_unnarrated(dir: &Path, file: &str, value: &str) -> Result<()> {
+    write_quiet(&dir.join(file), value)
+}
+
+fn write_quiet(p: &Path, value: &str) -> Result<()> {
+    std::fs::write(p, value).map_err(|e| {
         let hint = match e.raw_os_error() {
             Some(libc::ENOENT) => " (this kernel or cgroup has no such file)",
             Some(libc::EINVAL) => " (the kernel refused the value)",

@@ -564,8 +564,16 @@ pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup]) -> Result<()> {
         Some(t) => Emulator::from_list(&t)?,
         None => Emulator::default(),
     };
-    for r in current.transition(&target) {
-        write_file(d, r.cgroup_file(), &r.cgroup_line())?;
+    let writes = current.transition(&target);
+    if !writes.is_empty() {
+        // One step for the whole list, each rule a detail line under it.
+        explain::step(&catalog::CGROUP_DEVICE_RULES, || d.display().to_string());
+    }
+    for r in writes {
+        explain::step(&catalog::CGROUP_DEVICE_RULES, || {
+            catalog::device_rule_detail(r.cgroup_file(), &r.cgroup_line())
+        });
+        super::write_unnarrated(d, r.cgroup_file(), &r.cgroup_line())?;
     }
     // In deny-by-default mode devices.list shows every exception: it must
     // be exactly the target (a restricted parent could have dropped some).

@@ -478,9 +478,7 @@ impl Runtime {
             if self_join.is_empty() && into.is_none() {
                 cg.add_process(pid)?;
             } else {
-                explain::step(&catalog::CGROUP_JOIN, || {
-                    explain::cgroup_join_detail(into.is_some(), self_join.len())
-                });
+                explain::cgroup_join(into.is_some(), self_join.len());
             }
         }
         if plan.new_userns {

@@ -3,7 +3,7 @@
 
 use super::{bad_status, Runtime};
 use crate::error::{Error, Result};
-use crate::explain::{self, catalog, Phase};
+use crate::explain::{self, Phase};
 use crate::linux::{self, namespaces};
 use crate::process::clone::{self, PreExec};
 use crate::process::init::{InitKind, InitRequest};
@@ -347,9 +347,7 @@ impl Runtime {
             let _ = clone::wait_pidfd(pidfd);
         };
         if !self_join.is_empty() || into.is_some() {
-            explain::step(&catalog::CGROUP_JOIN, || {
-                explain::cgroup_join_detail(into.is_some(), self_join.len())
-            });
+            explain::cgroup_join(into.is_some(), self_join.len());
         }
         if let Some(cg) = cgroup
             .as_ref()

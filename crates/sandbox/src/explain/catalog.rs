@@ -62,7 +62,93 @@ impl Phase {
             Phase::Delete => "teardown",
         }
     }
+    /// Why the narration comes back to a phase it has already shown: the
+    /// parent and the child take turns, and some work can only be done
+    /// after another phase. Printed under the repeated heading.
+    pub fn again(self) -> &'static str {
+        match self {
+            Phase::State => "Now that the init is set up and about to park, the container is recorded as created.",
+            Phase::Mounts => "After pivot_root, the last mounts are made on the new root: the console, sysctls through the container's own /proc, read-only and masked paths, a read-only root.",
+            Phase::Hooks => "Hooks run at the points of the lifecycle they are named for: prestart, createRuntime and createContainer before pivot_root, startContainer just before the program, poststart once it runs, poststop at delete.",
+            Phase::ExecBarrier => "The init parked at the barrier above; now the runtime opens it (what `start` does, and `run` does for itself).",
+            Phase::Delete => "Teardown goes on after the poststop hooks.",
+            Phase::Signals => "The program is still running: more signals and waiting.",
+            _ => "The parent and the child take turns: this phase goes on where the other left off.",
+        }
+    }
 }
+
+/// The plain-word terms of these texts a newcomer may not know, each
+/// explained in docs/glossary.md (tests/docs.rs checks both: that each
+/// appears in a text here, and has its entry). Identifiers, calls and
+/// capitalised words (`CLONE_PIDFD`, `setns()`, `RCU`) are found by that test
+/// without being listed.
+pub static TERMS: &[&str] = &[
+    "namespace",
+    "user namespace",
+    "pid namespace",
+    "mount namespace",
+    "UTS namespace",
+    "time namespace",
+    "cgroup",
+    "capability",
+    "bounding set",
+    "ambient",
+    "file capabilities",
+    "setuid",
+    "seccomp",
+    "pidfd",
+    "signalfd",
+    "subreaper",
+    "zombie",
+    "pid 1",
+    "keyring",
+    "session keyring",
+    "RCU grace period",
+    "memfd",
+    "tmpfs",
+    "devpts",
+    "device node",
+    "mknod",
+    "pseudo-terminal",
+    "fifo",
+    "exec barrier",
+    "sync channel",
+    "socketpair",
+    "async-signal-safe",
+    "bind mount",
+    "mount point",
+    "propagation",
+    "rslave",
+    "idmapped mount",
+    "eBPF",
+    "OOM killer",
+    "hard limit",
+    "umask",
+    "sysctl",
+    "execution domain",
+    "I/O scheduler",
+    "AppArmor",
+    "SELinux",
+    "mandatory access control",
+    "flock",
+    "chroot",
+    "hook",
+    "bundle",
+    "rootfs",
+    "init",
+    "microvm",
+    "initramfs",
+    "vmlinux",
+    "agent",
+    "monitor",
+    "virtio",
+    "9p",
+    "overlay",
+];
+
+/// The legend printed above the narration: who each `[role]` tag means.
+pub const ROLES_LEGEND: &str = "Roles: [host] is the runtime acting on the host with no container process of its own (create before its clone, start, kill, delete); [parent] is the runtime process that cloned the container's process (create after the clone, run, exec), so under `run` the steps of start and delete are the parent's; [child] is the container's process until it becomes your program.";
 
 /// One explainable step: stable key, phase, what happens and why.
 #[derive(Debug)]
@@ -103,10 +189,13 @@ steps! {
     CGROUP_WRITE = "cgroup.write", Cgroups,
         "Write one value into a cgroup control file.",
         "The kernel enforces what is written here: the memory limit, CPU shares and quota, the maximum number of pids, the device allow-list. A new v1 cpuset cgroup has no CPUs at all, so cpuset.cpus and cpuset.mems are copied from the parent first.";
+    CGROUP_DEVICE_RULES = "cgroup.device_rules", Cgroups,
+        "Write the device allow-list of the v1 devices cgroup: `a` into devices.deny to refuse every device, then one line per allowed device into devices.allow.",
+        "A rule has three fields: the type, c (character device), b (block device) or a (all); the device numbers major:minor (the driver, then the device; * for any); the access letters, r (read), w (write) and m (mknod, create the node). So `c 1:3 rwm` lets the container open and create /dev/null, and `c *:* m` lets it create any character node but open none that is not allowed too. The kernel checks every open and mknod of a device against this list, whatever the process's privileges.";
     CGROUP_DEVICES = "cgroup.devices", Cgroups,
         "Build an eBPF program from the device rules and attach it to the cgroup: bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE), then bpf(BPF_PROG_ATTACH).",
         "cgroup v2 has no devices files. The kernel runs this program whenever a process of the cgroup opens or creates a device node, and only the allowed devices pass: a node for the host's disk would be useless inside.";
-    CGROUP_JOIN = "cgroup.join", Cgroups,
+    CGROUP_JOIN = "cgroup.join", Clone,
         "Put the container's process in its cgroup: clone3(CLONE_INTO_CGROUP) starts it in the cgroup2 directory, the child writes 0 into each v1 tasks file itself, or the parent writes its pid into cgroup.procs.",
         "Membership is inherited by every process the container will ever fork, so the whole container is accounted and limited together. Being born in the cgroup, or moving oneself, takes no global lock, where moving another pid waits for an RCU grace period (about 10 ms).";
     EXE_PROTECT = "exe.protect", Clone,
@@ -130,7 +219,7 @@ steps! {
     INIT_EXEC = "init.exec", Clone,
         "The child execs the runtime's hidden `init` command from the protected copy and reads its instructions (JSON) from the sync channel.",
         "Between clone and exec a child may only make raw, async-signal-safe system calls: it joins its cgroup, sets PR_SET_PDEATHSIG and, in a user namespace, waits for its id maps, then execs. The SOCK_SEQPACKET socketpair carries the request down, and log lines, hook requests, these explanations and errors back up, one whole message at a time.";
-    USERNS_MAP = "userns.map", Namespaces,
+    USERNS_MAP = "userns.map", Clone,
         "Write the child's /proc/<pid>/uid_map and gid_map from the parent (setgroups is denied first when not root).",
         "A new user namespace starts with no ids mapped and the child cannot map itself. Root in the container becomes an ordinary id on the host: a process that escapes holds no privilege there.";
     NS_JOIN = "ns.join", Namespaces,
@@ -184,7 +273,7 @@ steps! {
     ROOT_READONLY = "root.readonly", Mounts,
         "Remount the root read-only (root.readonly).",
         "The image cannot be changed from inside; writes go only to the mounts made writable on purpose.";
-    SYSCTL = "sysctl", Namespaces,
+    SYSCTL = "sysctl", Mounts,
         "Write linux.sysctl values under /proc/sys.",
         "Only namespaced sysctls (net.*, kernel.shm*, kernel.msg*, fs.mqueue.*) are accepted, and only with their namespace: the values change the container's namespaces, never the host.";
     HOOK = "hook", Hooks,
@@ -193,7 +282,7 @@ steps! {
     RLIMITS = "rlimits", Process,
         "setrlimit() each of process.rlimits.",
         "Limits such as RLIMIT_NOFILE bound one process rather than the cgroup; they are inherited by everything it starts. Raising a hard limit needs CAP_SYS_RESOURCE.";
-    OOM_SCORE = "oom_score_adj", Process,
+    OOM_SCORE = "oom_score_adj", Namespaces,
         "Write process.oomScoreAdj to /proc/self/oom_score_adj.",
         "Tells the kernel's OOM killer how willing it should be to pick this container first when the host runs out of memory.";
     PERSONALITY = "personality", Process,
@@ -248,8 +337,8 @@ steps! {
         "Join the running container: setns() into each of its namespaces that differs from the runtime's own.",
         "`exec` adds a process to an existing container: it must see the same pids, mounts, network and limits as the init, and it joins the cgroup as the init did.";
     WAIT = "wait", Signals,
-        "Wait for the container's exit with a pidfd, forwarding signals to it.",
-        "The pidfd is armed before the child can run, so even a program that exits at once is never missed, and Ctrl-C reaches the container rather than killing the runtime.";
+        "Wait for the container's exit: poll() its pidfd and a signalfd, and forward each signal the runtime receives to the container's process.",
+        "The pidfd is armed before the child can run, so even a program that exits at once is never missed. The forwarded signals were blocked before the clone and are read from the signalfd, so Ctrl-C reaches the container rather than killing the runtime. `run` is also a child subreaper (PR_SET_CHILD_SUBREAPER): a descendant orphaned outside a pid namespace of its own is re-parented to it, not to the host's init, and it reaps it.";
     SIGNAL_FORWARD = "signal.forward", Signals,
         "Forward a signal that reached the runtime to the container's process.",
         "You signal the runtime (Ctrl-C, a supervisor's SIGTERM), but the program should decide what to do; the runtime keeps waiting so it can report the real exit status.";
@@ -271,6 +360,35 @@ steps! {
     DELETE_STATE = "delete.state", Delete,
         "Remove the state directory.",
         "The id becomes free again for a new container.";
+}
+
+/// The detail line of one device cgroup rule: the file, the rule, and the
+/// device it names when it is a well-known one.
+pub fn device_rule_detail(file: &str, line: &str) -> String {
+    let mut w = line.split_whitespace();
+    let (kind, numbers) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+    let name = match (kind, numbers) {
+        ("a", _) => "every device",
+        ("c", "*:*") => "any character device",
+        ("b", "*:*") => "any block device",
+        ("c", "1:3") => "/dev/null",
+        ("c", "1:5") => "/dev/zero",
+        ("c", "1:7") => "/dev/full",
+        ("c", "1:8") => "/dev/random",
+        ("c", "1:9") => "/dev/urandom",
+        ("c", "5:0") => "/dev/tty",
+        ("c", "5:1") => "/dev/console",
+        ("c", "5:2") => "/dev/ptmx",
+        ("c", "10:200") => "/dev/net/tun",
+        ("c", "10:229") => "/dev/fuse",
+        ("c", "136:*") => "/dev/pts/*",
+        _ => "",
+    };
+    if name.is_empty() {
+        format!("{file}: {line}")
+    } else {
+        format!("{file}: {line} ({name})")
+    }
 }
 
 /// Find a step by its key.

@@ -39,12 +39,19 @@ pub enum Event {
         key: String,
         role: Role,
         detail: String,
+        /// When it happened (CLOCK_MONOTONIC, shared by every process of
+        /// the host), for `--trace=chrome`'s timeline.
+        #[serde(default)]
+        at_ns: u64,
     },
     /// A phase ended after `dur_ns` nanoseconds.
     Phase {
         phase: Phase,
         role: Role,
         dur_ns: u64,
+        /// When it began (CLOCK_MONOTONIC).
+        #[serde(default)]
+        start_ns: u64,
     },
 }
 
@@ -143,8 +150,23 @@ pub fn step(def: &'static StepDef, detail: impl FnOnce() -> String) {
     }
 }
 
+/// Narrate a step done by another role than this process's: the parent
+/// tells what the child did before it could speak for itself (between
+/// clone3 and its exec), so the tag names who acted.
+#[inline]
+pub fn step_by(role: Role, def: &'static StepDef, detail: impl FnOnce() -> String) {
+    let flags = FLAGS.load(Ordering::Relaxed);
+    if flags & (EXPLAIN | LOG_STEPS) != 0 {
+        step_slow_as(flags, role, def, detail());
+    }
+}
+
 #[cold]
 fn step_slow(flags: u8, def: &'static StepDef, detail: String) {
+    step_slow_as(flags, logging::role(), def, detail)
+}
+
+fn step_slow_as(flags: u8, role: Role, def: &'static StepDef, detail: String) {
     if flags & LOG_STEPS != 0 {
         logging::log(logging::Level::Debug, || {
             if detail.is_empty() {
@@ -157,27 +179,27 @@ fn step_slow(flags: u8, def: &'static StepDef, detail: String) {
     if flags & EXPLAIN != 0 {
         deliver(Event::Step {
             key: def.key.to_string(),
-            role: logging::role(),
+            role,
             detail,
+            at_ns: crate::time::monotonic_ns(),
         });
     }
 }
 
-/// The detail of a cgroup join the runtime did not do itself: the child was
-/// born in its cgroup2 directory, or moved itself into its v1 hierarchies.
-pub fn cgroup_join_detail(into_cgroup2: bool, v1_tasks: usize) -> String {
-    let mut how = Vec::new();
+/// A cgroup join the parent did not write itself, told with who did it:
+/// the parent's clone3(CLONE_INTO_CGROUP) started the child in its cgroup2
+/// directory, and/or the child writes itself into its v1 hierarchies.
+pub fn cgroup_join(into_cgroup2: bool, v1_tasks: usize) {
     if into_cgroup2 {
-        how.push(
-            "clone3(CLONE_INTO_CGROUP) started the child in its cgroup2 directory".to_string(),
-        );
+        step_by(Role::Parent, &catalog::CGROUP_JOIN, || {
+            "clone3(CLONE_INTO_CGROUP) started the child in its cgroup2 directory".to_string()
+        });
     }
     if v1_tasks > 0 {
-        how.push(format!(
-            "the child writes 0 to {v1_tasks} v1 tasks files before it execs"
-        ));
+        step_by(Role::Child, &catalog::CGROUP_JOIN, || {
+            format!("the child writes 0 to {v1_tasks} v1 tasks files before it execs")
+        });
     }
-    how.join("; ")
 }
 
 /// Times a phase from creation to drop when tracing is on.
@@ -206,6 +228,7 @@ impl Drop for PhaseGuard {
             phase: self.phase,
             role: logging::role(),
             dur_ns: crate::time::monotonic_ns().saturating_sub(self.start),
+            start_ns: self.start,
         });
     }
 }
@@ -220,6 +243,7 @@ mod tests {
             key: "exec".into(),
             role: Role::Child,
             detail: "x".into(),
+            at_ns: 7,
         };
         let mut bytes = serde_json::to_vec(&ev).unwrap();
         bytes.extend_from_slice(b"\nnot json\n\n");

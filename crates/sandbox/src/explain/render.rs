@@ -70,44 +70,78 @@ pub fn wrap(text: &str, width: usize, first: &str, indent: &str) -> String {
 }
 
 /// Renders explain events as they arrive: numbers the steps, prints a
-/// heading when the phase changes, and says each "why" once.
+/// heading when the phase changes (and, when it comes back to a phase
+/// already shown, why), and says each "why" once.
 #[derive(Default)]
 pub struct Narration {
     n: usize,
     phase: Option<Phase>,
+    shown: Vec<Phase>,
     last_key: Option<&'static str>,
+    last_role: Option<Role>,
+    /// Width of the last step's number and role tag.
+    pad: usize,
     first_seen: HashMap<&'static str, usize>,
 }
 
 impl Narration {
     /// Text for one step event (empty for unknown keys and phase events).
     pub fn render(&mut self, ev: &Event) -> String {
-        let Event::Step { key, role, detail } = ev else {
+        let Event::Step {
+            key, role, detail, ..
+        } = ev
+        else {
             return String::new();
         };
         let Some(def) = catalog::lookup(key) else {
             return String::new();
         };
         let mut out = String::new();
+        if self.n == 0 {
+            out.push_str(&wrap(catalog::ROLES_LEGEND, WIDTH, "", ""));
+        }
         if self.phase != Some(def.phase) {
             self.phase = Some(def.phase);
             self.last_key = None;
-            out.push_str(&format!("\n== {} ==\n", def.phase.title()));
+            if self.shown.contains(&def.phase) {
+                out.push_str(&format!("\n== {}, again ==\n", def.phase.title()));
+                out.push_str(&wrap(def.phase.again(), WIDTH, "   ", "   "));
+            } else {
+                self.shown.push(def.phase);
+                out.push_str(&format!("\n== {} ==\n", def.phase.title()));
+            }
         }
-        self.n += 1;
-        let head = format!("{:>3}. [{}] ", self.n, role.as_str());
-        let pad = " ".repeat(head.len());
         if self.last_key == Some(def.key) && !detail.is_empty() {
-            // The same step again (one more mount, one more cgroup file):
-            // only the new values.
+            // The same step again (one more mount, one more device rule):
+            // only the new values, as one more detail line of that step, or
+            // under a new number when another role does it.
+            if self.last_role == Some(*role) {
+                let pad = " ".repeat(self.pad);
+                out.push_str(&wrap(
+                    detail,
+                    WIDTH,
+                    &format!("{pad}> "),
+                    &format!("{pad}  "),
+                ));
+                return out;
+            }
+            self.n += 1;
+            let head = format!("{:>3}. [{}] ", self.n, role.as_str());
+            self.pad = head.len();
+            self.last_role = Some(*role);
             out.push_str(&wrap(
                 detail,
                 WIDTH,
                 &format!("{head}> "),
-                &format!("{pad}  "),
+                &format!("{}  ", " ".repeat(head.len())),
             ));
             return out;
         }
+        self.n += 1;
+        let head = format!("{:>3}. [{}] ", self.n, role.as_str());
+        let pad = " ".repeat(head.len());
+        self.pad = head.len();
+        self.last_role = Some(*role);
         self.last_key = Some(def.key);
         out.push_str(&wrap(def.what, WIDTH, &head, &pad));
         if !detail.is_empty() {
@@ -162,6 +196,7 @@ pub fn trace_rows(events: &[Event]) -> Vec<TraceRow> {
             phase,
             role,
             dur_ns,
+            ..
         } = e
         else {
             continue;
@@ -216,6 +251,81 @@ pub fn trace_json(rows: &[TraceRow], total_ms: f64) -> String {
     serde_json::json!({ "phases": rows, "total_ms": total_ms }).to_string()
 }
 
+/// Track (thread id) of each role in the Chrome trace; 0 is the command.
+fn track(r: Role) -> u32 {
+    role_rank(r) as u32 + 1
+}
+
+/// The trace as Chrome trace-event JSON, the format Perfetto
+/// (ui.perfetto.dev) and chrome://tracing open: one timeline with a track
+/// for the whole command and one per role (host, parent, child). Each phase
+/// is a complete event ("X") on its role's track; each narrated step (with
+/// `-E`) an instant event ("i") there. Times are microseconds from the
+/// earliest event: the container's init may have parked before this command
+/// began (`start` shows it), so that is not always the command's start.
+pub fn trace_chrome(events: &[Event], started_ns: u64, total_ms: f64, command: &str) -> String {
+    use serde_json::{json, Value};
+    let origin = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Phase { start_ns, .. } if *start_ns > 0 => Some(*start_ns),
+            Event::Step { at_ns, .. } if *at_ns > 0 => Some(*at_ns),
+            _ => None,
+        })
+        .chain(std::iter::once(started_ns))
+        .min()
+        .unwrap_or(started_ns);
+    let us = |ns: u64| ns.saturating_sub(origin) as f64 / 1e3;
+    let mut out: Vec<Value> = vec![json!({
+        "name": "process_name", "ph": "M", "pid": 1, "tid": 0,
+        "args": {"name": command},
+    })];
+    for (tid, name) in [(0, "command"), (1, "host"), (2, "parent"), (3, "child")] {
+        out.push(
+            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}),
+        );
+        out.push(json!({"name": "thread_sort_index", "ph": "M", "pid": 1, "tid": tid, "args": {"sort_index": tid}}));
+    }
+    out.push(json!({
+        "name": command, "cat": "command", "ph": "X", "pid": 1, "tid": 0,
+        "ts": us(started_ns), "dur": total_ms * 1e3,
+    }));
+    for e in events {
+        match e {
+            Event::Phase {
+                phase,
+                role,
+                dur_ns,
+                start_ns,
+            } if *start_ns > 0 => out.push(json!({
+                "name": phase.title(), "cat": "phase", "ph": "X", "pid": 1, "tid": track(*role),
+                "ts": us(*start_ns), "dur": *dur_ns as f64 / 1e3,
+                "args": {"phase": phase, "role": role.as_str()},
+            })),
+            Event::Step {
+                key,
+                role,
+                detail,
+                at_ns,
+            } if *at_ns > 0 => out.push(json!({
+                "name": key, "cat": "step", "ph": "i", "s": "t", "pid": 1, "tid": track(*role),
+                "ts": us(*at_ns),
+                "args": {
+                    "what": catalog::lookup(key).map_or("", |d| d.what),
+                    "detail": detail,
+                },
+            })),
+            _ => {}
+        }
+    }
+    json!({
+        "traceEvents": out,
+        "displayTimeUnit": "ms",
+        "otherData": {"command": command, "total_ms": total_ms},
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +335,7 @@ mod tests {
             key: key.into(),
             role,
             detail: detail.into(),
+            at_ns: 0,
         }
     }
 
@@ -260,13 +371,24 @@ mod tests {
         assert!(b.contains("2. [parent] Give the child"));
         let c = n.render(&step("exe.protect", Role::Parent, "again"));
         assert_eq!(
-            c, "  3. [parent] > again\n",
-            "a repeat shows its values only"
+            c, "              > again\n",
+            "a repeat shows its values only, as a detail line of the step"
+        );
+        let c = n.render(&step("exe.protect", Role::Child, "by the child"));
+        assert_eq!(
+            c, "  3. [child] > by the child\n",
+            "a repeat by another role is numbered, with its role"
         );
         let d = n.render(&step("mount", Role::Child, "proc"));
         assert!(d.contains("== mounts =="));
         let e = n.render(&step("clone", Role::Parent, "x"));
         assert!(e.contains("why: see step 1."), "{e}");
+        assert!(e.contains("== clone, again =="), "{e}");
+        let flat = e.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(Phase::Clone.again()),
+            "a repeated heading says why: {e}"
+        );
         assert_eq!(n.render(&step("no.such.key", Role::Host, "")), "");
     }
 
@@ -282,11 +404,68 @@ mod tests {
     }
 
     #[test]
+    fn chrome_trace_puts_each_role_on_its_track() {
+        let ev = vec![
+            Event::Phase {
+                phase: Phase::Spec,
+                role: Role::Host,
+                dur_ns: 2_000,
+                start_ns: 5_000,
+            },
+            Event::Step {
+                key: "pivot_root".into(),
+                role: Role::Child,
+                detail: "d".into(),
+                at_ns: 9_000,
+            },
+            // An event from before the command began (a parked init's).
+            Event::Phase {
+                phase: Phase::ExecBarrier,
+                role: Role::Child,
+                dur_ns: 1_000,
+                start_ns: 1_000,
+            },
+        ];
+        let v: serde_json::Value =
+            serde_json::from_str(&trace_chrome(&ev, 4_000, 0.01, "nk-runtime run x")).unwrap();
+        let evs = v["traceEvents"].as_array().unwrap();
+        let find = |name: &str| evs.iter().find(|e| e["name"] == name).unwrap().clone();
+        let spec = find("spec parsing");
+        assert_eq!(
+            (spec["ph"].clone(), spec["tid"].clone()),
+            ("X".into(), 1.into())
+        );
+        assert_eq!(
+            (spec["ts"].as_f64(), spec["dur"].as_f64()),
+            (Some(4.0), Some(2.0))
+        );
+        let step = find("pivot_root");
+        assert_eq!(
+            (step["ph"].clone(), step["tid"].clone()),
+            ("i".into(), 3.into())
+        );
+        assert_eq!(step["args"]["what"], catalog::PIVOT_ROOT.what);
+        assert_eq!(
+            find("exec barrier")["ts"].as_f64(),
+            Some(0.0),
+            "earliest is 0"
+        );
+        assert_eq!(find("nk-runtime run x")["ts"].as_f64(), Some(3.0));
+        let tracks: Vec<_> = evs
+            .iter()
+            .filter(|e| e["name"] == "thread_name")
+            .map(|e| e["args"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(tracks, ["command", "host", "parent", "child"]);
+    }
+
+    #[test]
     fn trace_merges_by_phase_and_role() {
         let ph = |phase, role, ms: u64| Event::Phase {
             phase,
             role,
             dur_ns: ms * 1_000_000,
+            start_ns: 0,
         };
         let rows = trace_rows(&[
             ph(Phase::Mounts, Role::Child, 2),
