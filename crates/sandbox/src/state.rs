@@ -12,7 +12,6 @@ use crate::error::{Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -216,21 +215,11 @@ pub fn same_process_alive(pid: i32, start: u64) -> bool {
 }
 
 impl ContainerState {
-    /// Write state.json atomically (temp file, fsync-free rename).
+    /// Write state.json atomically (mode 0600, fsync-free rename).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let tmp = dir.join(".state.json.tmp");
         let data =
             serde_json::to_vec(self).map_err(|e| Error::msg(format!("encode state: {e}")))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .io("create", &tmp)?;
-        f.write_all(&data).io("write", &tmp)?;
-        let dst = dir.join(STATE_FILE);
-        std::fs::rename(&tmp, &dst).io("rename", &dst)
+        crate::files::replace(&dir.join(STATE_FILE), &data, 0o600)
     }
 
     /// Read state.json from a container directory.

@@ -134,10 +134,11 @@ pub fn choose_accel(img: &Image, probe_log: &dyn Fn(&str)) -> Accel {
         reason,
     };
     let _ = std::fs::create_dir_all(&cache);
-    let tmp = cache.join(format!("accel.json.tmp{}", std::process::id()));
-    if std::fs::write(&tmp, serde_json::to_vec_pretty(&rec).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, cache.join("accel.json"));
-    }
+    let _ = sandbox::files::replace(
+        &cache.join("accel.json"),
+        &serde_json::to_vec_pretty(&rec).unwrap_or_default(),
+        0o644,
+    );
     accel
 }
 

@@ -66,13 +66,6 @@ pub fn is_vm(g: &Globals, id: &str) -> bool {
     g.runtime().store.load(id).is_ok_and(|st| st.mode == "vm")
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("write pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
-}
-
 /// Status of a VM container from its state directory.
 pub fn status_in(dir: &Path, base: Status) -> Status {
     if base == Status::Running && dir.join(monitor::PAUSED_MARK).exists() {
@@ -406,7 +399,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     record.save(&dir)?;
     if let Some(pf) = &c.pid_file {
         explain::step(&catalog::PID_FILE, || format!("{mpid} > {}", pf.display()));
-        write_pid_file(pf, mpid)?;
+        sandbox::container::write_pid_file(pf, mpid)?;
     }
     // SAFETY: pidfd_open on our own child, not yet reaped.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, mpid, 0) } as i32;
@@ -663,7 +656,7 @@ pub fn exec(g: &Globals, a: &ExecArgs, process: oci_spec::runtime::Process) -> a
                 )));
             }
             if let Some(pf) = &a.pid_file {
-                write_pid_file(pf, child)?;
+                sandbox::container::write_pid_file(pf, child)?;
             }
             Ok(0)
         }
@@ -694,7 +687,7 @@ fn exec_wait(
         ClientMsg::Exited(s) => return Ok(s),
     }
     if let Some(pf) = pid_file {
-        write_pid_file(pf, std::process::id() as i32)?;
+        sandbox::container::write_pid_file(pf, std::process::id() as i32)?;
     }
     if let Some(w) = started {
         let _ = nix::unistd::write(&w, b"ok");

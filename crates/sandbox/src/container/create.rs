@@ -789,9 +789,9 @@ pub fn cgroup_mount_info(cg: Option<&dyn CgroupManager>, cgroupns: bool) -> Cgro
 }
 
 /// Write a pid file atomically (engines read it as soon as create returns).
+/// Its directory may be writable by others: see [`crate::files::replace`].
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     explain::step(&catalog::PID_FILE, || format!("{pid} > {}", path.display()));
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write pid file", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("write pid file", path, e))
+    crate::files::replace(path, pid.to_string().as_bytes(), 0o644)
+        .map_err(|e| Error::msg(format!("--pid-file: {e}")))
 }

@@ -95,8 +95,8 @@ steps! {
         "Record the container as created in state.json: the init's pid and that pid's start time.",
         "Later commands derive the status from this pid. The start time (field 22 of /proc/<pid>/stat) tells the container's init from an unrelated process that reused the pid after it died.";
     PID_FILE = "pid_file", State,
-        "Write the init's pid to --pid-file (a temporary file renamed into place).",
-        "Engines read this file the moment create returns; the rename makes sure they never see a half-written number.";
+        "Write the init's pid to --pid-file (a new file under a random name, renamed into place).",
+        "Engines read this file the moment create returns; the rename makes sure they never see a half-written number. The temporary name is random and opened O_CREAT|O_EXCL|O_NOFOLLOW: another user who can write that directory cannot plant a symlink that root would write through.";
     CGROUP_CREATE = "cgroup.create", Cgroups,
         "Create the container's cgroup directories (linux.cgroupsPath, default /nano-sandbox/<id>).",
         "Limits belong to a cgroup, not to a process. Making the cgroup first, and moving the child into it before it runs any code of its own, means no moment runs unlimited.";

@@ -1,0 +1,142 @@
+//! The red-team suite, host side: each test is one attack from issue 11 that
+//! a less privileged party (a local user, a container's root, a config's
+//! author) mounted against the runtime running as root, stated as the
+//! attack, and checked against runc 1.1.5 where runc holds. The exec-side
+//! findings (the exec launch order, namespace identities, unbounded reads)
+//! are in tests/redteam_exec.rs. docs/security-model.md maps every path the
+//! runtime touches to the test that covers it.
+
+#[path = "security_common.rs"]
+mod common;
+
+use common::*;
+use nk_tests::{require_root, unique_id, Bundle, Root, TempDir};
+use serde_json::{json, Value};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RUNC: &str = "/usr/sbin/runc";
+
+/// The two runtimes a differential test runs: nk-runtime, and runc when it
+/// is installed (scripts/test-deps.sh installs it).
+fn runtimes() -> Vec<(&'static str, Root)> {
+    let mut v = vec![("nk-runtime", Root::new())];
+    if Path::new(RUNC).exists() {
+        v.push(("runc", Root::with_binary(RUNC)));
+    } else {
+        eprintln!("{RUNC} is missing: checking nk-runtime alone");
+    }
+    v
+}
+
+/// A root-owned mode-0600 file with known contents: what an attacker wants
+/// root to overwrite.
+fn victim(dir: &TempDir) -> PathBuf {
+    let p = dir.path().join("victim");
+    std::fs::write(&p, "root's secret\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+fn assert_victim_intact(p: &Path, what: &str) {
+    assert_eq!(
+        std::fs::read_to_string(p).unwrap(),
+        "root's secret\n",
+        "{what}: the root-owned file was overwritten"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Finding 2: --pid-file's temporary file.
+
+/// A directory a local user (nobody) owns, as a pid file's directory is when
+/// it lives in a user's bundle, with symlinks to `target` planted at every
+/// temporary name the runtimes have used: runc's `.<name>`, and
+/// `<name>.tmp<pid>` for every pid the next process can get.
+fn planted_pid_dir(target: &Path) -> TempDir {
+    let d = TempDir::new("nk-pidplant");
+    std::os::unix::fs::chown(d.path(), Some(65534), Some(65534)).unwrap();
+    let plant = |name: String| {
+        let l = d.path().join(name);
+        std::os::unix::fs::symlink(target, &l).unwrap();
+        let _ = std::os::unix::fs::lchown(&l, Some(65534), Some(65534));
+    };
+    plant(".pidfile".into());
+    let read = |p: &str| -> u64 {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let max = read("/proc/sys/kernel/pid_max").max(1024);
+    let last = read("/proc/sys/kernel/ns_last_pid");
+    for k in 1..=max.min(65536) {
+        plant(format!("pidfile.tmp{}", (last + k) % max));
+    }
+    d
+}
+
+/// The attack: a user who can write the pid file's directory plants symlinks
+/// for the names the runtime writes through, and root truncates and
+/// overwrites what they point at (shown on a root-owned 0600 file). The pid
+/// file must be written through a fresh, unpredictable, O_EXCL|O_NOFOLLOW
+/// name, for create and for exec alike.
+#[test]
+fn pid_file_planted_symlinks_do_not_clobber_root_files() {
+    require_root();
+    let secret = TempDir::new("nk-secret");
+    let target = victim(&secret);
+    for (name, root) in runtimes() {
+        let b = Bundle::new(&["sleep", "1000"]);
+        let id = unique_id("rt-pid");
+        let dir = planted_pid_dir(&target);
+        let pidf = dir.path().join("pidfile");
+        let (ok, out) = detached(
+            &root,
+            &[
+                "create",
+                "--bundle",
+                &b.path(),
+                "--pid-file",
+                pidf.to_str().unwrap(),
+                &id,
+            ],
+        );
+        assert_victim_intact(&target, &format!("{name} create --pid-file"));
+        if name == "runc" {
+            // runc refuses its planted `.pidfile` (O_EXCL) rather than
+            // follow it: refusing is a correct answer too.
+            let _ = root.run(&["delete", "-f", &id]);
+            continue;
+        }
+        assert!(ok, "{name} create: {out}");
+        let meta = std::fs::symlink_metadata(&pidf).unwrap();
+        assert!(meta.is_file(), "the pid file is not a regular file");
+        let pid: i32 = std::fs::read_to_string(&pidf)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(pid, root.state(&id)["pid"].as_i64().unwrap() as i32);
+        // exec --pid-file, through a second planted directory.
+        let dir2 = planted_pid_dir(&target);
+        let pidf2 = dir2.path().join("pidfile");
+        let (ok, out) = detached(
+            &root,
+            &[
+                "exec",
+                "-d",
+                "--pid-file",
+                pidf2.to_str().unwrap(),
+                &id,
+                "sleep",
+                "1000",
+            ],
+        );
+        assert_victim_intact(&target, &format!("{name} exec --pid-file"));
+        assert!(ok, "{name} exec: {out}");
+        assert!(std::fs::symlink_metadata(&pidf2).unwrap().is_file());
+        root.ok(&["delete", "-f", &id]);
+    }
+}
