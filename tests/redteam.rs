@@ -140,3 +140,60 @@ fn pid_file_planted_symlinks_do_not_clobber_root_files() {
         root.ok(&["delete", "-f", &id]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Finding 6: modes of the files in the state directory.
+
+/// Every file below `dir` with its mode, following nothing.
+fn modes_below(dir: &Path) -> Vec<(PathBuf, u32, bool)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        if m.is_dir() {
+            out.extend(modes_below(&e.path()));
+        } else {
+            out.push((e.path(), m.mode() & 0o7777, m.file_type().is_file()));
+        }
+    }
+    out
+}
+
+/// The attack: any local user reads `process.env` (database passwords,
+/// tokens) from the container's config copy in the state directory, which
+/// is traversable (0711). Every regular file the runtime keeps there must be
+/// unreadable by group and others (runc keeps only state.json, 0600); the
+/// exec fifo is 0622 in both (the init, possibly another uid, opens it for
+/// writing; nothing can be read from it).
+#[test]
+fn state_directory_files_are_private() {
+    require_root();
+    for (name, root) in runtimes() {
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        b.edit(|c| {
+            c["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("DB_PASSWORD=hunter2"))
+        });
+        let id = unique_id("rt-mode");
+        detached_ok(&root, &["create", "--bundle", &b.path(), &id]);
+        let files = modes_below(root.dir.path());
+        assert!(!files.is_empty(), "{name}: nothing in the state root");
+        for (p, mode, regular) in &files {
+            if *regular {
+                assert_eq!(
+                    mode & 0o077,
+                    0,
+                    "{name}: {} is mode {mode:o}: other users can read it",
+                    p.display()
+                );
+            } else {
+                assert_eq!(mode & 0o044, 0, "{name}: {} is mode {mode:o}", p.display());
+            }
+        }
+        // The container's own directory is traversable but not listable.
+        let cdir = std::fs::metadata(root.dir.path().join(&id)).unwrap();
+        assert_eq!(cdir.mode() & 0o077, 0o011, "{name}: state directory mode");
+        root.ok(&["delete", "-f", &id]);
+    }
+}

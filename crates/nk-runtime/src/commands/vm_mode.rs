@@ -249,7 +249,8 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         armed: true,
     };
     let cfg_copy = dir.join(state::CONFIG_FILE);
-    std::fs::write(&cfg_copy, &b.raw).with_context(|| format!("write {}", cfg_copy.display()))?;
+    // 0600: process.env may hold secrets.
+    sandbox::files::create_new(&cfg_copy, &b.raw, 0o600)?;
     let fifo = dir.join(state::FIFO_FILE);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .with_context(|| format!("mkfifo {}", fifo.display()))?;
@@ -292,8 +293,9 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         tty_fd: tty_slave.as_ref().map(|_| 4),
     };
     let mpath = dir.join(monitor::CONFIG);
-    std::fs::write(&mpath, serde_json::to_vec(&mcfg)?)
-        .with_context(|| format!("write {}", mpath.display()))?;
+    sandbox::files::create_new(&mpath, &serde_json::to_vec(&mcfg)?, 0o600)?;
+    // The monitor appends to its log through --log: make it private first.
+    sandbox::files::create_new(&dir.join("monitor.log"), b"", 0o600)?;
 
     let (parent, child) = Channel::pair()?;
     let mut cmd = std::process::Command::new("/proc/self/exe");

@@ -375,7 +375,8 @@ impl Runtime {
         };
 
         let cfg_copy = dir.join(state::CONFIG_FILE);
-        std::fs::write(&cfg_copy, &bundle.raw).map_err(|e| Error::io("write", &cfg_copy, e))?;
+        // 0600: process.env may hold secrets, and the directory is 0711.
+        crate::files::create_new(&cfg_copy, &bundle.raw, 0o600)?;
 
         if let Some(cg) = cgroup_mgr {
             let _g = explain::phase(Phase::Cgroups);
