@@ -197,3 +197,47 @@ fn state_directory_files_are_private() {
         root.ok(&["delete", "-f", &id]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Finding 7: a hook's timeout with a state larger than a pipe.
+
+/// The attack: a config whose annotations make the state JSON larger than a
+/// pipe holds (64 KiB), with a hook that never reads its stdin, holds the
+/// runtime (and the engine that called it) for as long as the hook likes,
+/// whatever its `timeout`. runc stops at the timeout (about 2.05 s here).
+#[test]
+fn hook_timeout_holds_with_a_state_bigger_than_a_pipe() {
+    require_root();
+    for (name, root) in runtimes() {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| {
+            let mut ann = serde_json::Map::new();
+            for i in 0..160 {
+                ann.insert(format!("org.example.big.{i}"), json!("a".repeat(1024)));
+            }
+            c["annotations"] = Value::Object(ann);
+            c["hooks"] = json!({"createRuntime": [
+                {"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 2}
+            ]});
+        });
+        let id = unique_id("rt-hook");
+        let t = std::time::Instant::now();
+        let (ok, out) = detached(&root, &["create", "--bundle", &b.path(), &id]);
+        let took = t.elapsed();
+        assert!(!ok, "{name}: create succeeded past a hook that timed out");
+        // Generous for a loaded machine; the hook itself runs 30 s.
+        assert!(
+            took < std::time::Duration::from_secs(15),
+            "{name}: create returned after {took:?}, not at the hook's 2 s timeout"
+        );
+        if name == "nk-runtime" {
+            assert!(
+                out.contains("createRuntime") && out.contains("/bin/sleep"),
+                "{name}: the error does not name the hook: {out}"
+            );
+            assert!(out.contains("timed out"), "{out}");
+            assert_nothing_left(&root, &id, &nk_tests::rootfs());
+        }
+        let _ = root.run(&["delete", "-f", &id]);
+    }
+}
