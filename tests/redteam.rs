@@ -241,3 +241,51 @@ fn hook_timeout_holds_with_a_state_bigger_than_a_pipe() {
         let _ = root.run(&["delete", "-f", &id]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Finding 3: sysctls into a namespace that is the host's own.
+
+/// Puts a host sysctl back when dropped (for a runtime that wrote it).
+struct SysctlGuard(&'static str, String);
+
+impl Drop for SysctlGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, &self.1);
+    }
+}
+
+/// The attack: a config "joins" a network namespace by a path that is the
+/// host's own (`/proc/<a host pid>/ns/net`) and sets `net.*` sysctls, which
+/// then change the host: `net.ipv4.ip_default_ttl` of the host became 99.
+/// runc refuses ("not allowed in host network namespace"); so must we.
+#[test]
+fn sysctls_refused_in_the_hosts_own_network_namespace() {
+    require_root();
+    const TTL: &str = "/proc/sys/net/ipv4/ip_default_ttl";
+    let before = std::fs::read_to_string(TTL).unwrap();
+    let _guard = SysctlGuard(TTL, before.clone());
+    let want = if before.trim() == "99" { "98" } else { "99" };
+    let host_net = format!("/proc/{}/ns/net", std::process::id());
+    for (name, root) in runtimes() {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "network");
+            ns.push(json!({"type": "network", "path": host_net}));
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_default_ttl": want});
+        });
+        let id = unique_id("rt-sysctl");
+        let (ok, out) = detached(&root, &["create", "--bundle", &b.path(), &id]);
+        let _ = root.run(&["delete", "-f", &id]);
+        assert_eq!(
+            std::fs::read_to_string(TTL).unwrap(),
+            before,
+            "{name} changed the host's {TTL}"
+        );
+        assert!(!ok, "{name}: create accepted the host's network namespace");
+        assert!(
+            out.contains("not allowed in host network namespace"),
+            "{name}: {out}"
+        );
+    }
+}
