@@ -289,3 +289,102 @@ fn sysctls_refused_in_the_hosts_own_network_namespace() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Finding 5: a rootless state root another user prepared.
+
+/// Start time of a pid (field 22 of /proc/<pid>/stat).
+fn start_time(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+/// The attack: with no XDG_RUNTIME_DIR the state root of uid V is
+/// `/tmp/nano-sandbox-V`, a name any local user can create first. The
+/// attacker (nobody) plants a record whose pid is a process of V that the
+/// attacker cannot signal, and V's own `kill web KILL` kills it. The same
+/// with an explicit --root the attacker owns. runc has no /tmp fallback.
+#[test]
+fn a_state_root_another_user_planted_is_refused() {
+    require_root();
+    // A victim uid with no passwd entry (setpriv needs none), unique per run.
+    let victim = 200_000 + std::process::id() % 100_000;
+    let bin = TempDir::new("nk-rt-bin");
+    std::fs::copy(nk_tests::runtime(), bin.path().join("nk-runtime")).unwrap();
+    let mut sleeper = Command::new("setpriv")
+        .args([
+            &format!("--reuid={victim}"),
+            &format!("--regid={victim}"),
+            "--clear-groups",
+            "sleep",
+            "1000",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id();
+    // The attacker's planted roots: the /tmp fallback and a --root of theirs.
+    let fallback = PathBuf::from(format!("/tmp/nano-sandbox-{victim}"));
+    let _ = std::fs::remove_dir_all(&fallback);
+    let theirs = TempDir::new("nk-rt-theirs");
+    for root in [fallback.as_path(), theirs.path()] {
+        let dir = root.join("web");
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = json!({
+            "id": "web", "pid": pid, "pid_start": start_time(pid),
+            "creator_pid": 1, "creator_start": 0,
+            "bundle": "/", "rootfs": "/", "created": "2024-01-01T00:00:00Z",
+            "phase": "created", "mode": "container", "owner_uid": victim,
+        });
+        std::fs::write(dir.join("state.json"), rec.to_string()).unwrap();
+        for p in [root, dir.as_path(), dir.join("state.json").as_path()] {
+            std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let as_victim = |bin: &Path, root: Option<&Path>| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={victim}"),
+            &format!("--regid={victim}"),
+            "--clear-groups",
+            "env",
+            "-i",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        ])
+        .arg(bin);
+        if let Some(r) = root {
+            c.arg("--root").arg(r);
+        }
+        c.args(["kill", "web", "KILL"]);
+        nk_tests::run_to_files(&mut c)
+    };
+    let nk = bin.path().join("nk-runtime");
+    let mut cases = vec![
+        ("nk-runtime (no XDG_RUNTIME_DIR)", as_victim(&nk, None)),
+        ("nk-runtime --root", as_victim(&nk, Some(theirs.path()))),
+    ];
+    if Path::new(RUNC).exists() {
+        cases.push((
+            "runc (no XDG_RUNTIME_DIR)",
+            as_victim(Path::new(RUNC), None),
+        ));
+    }
+    let alive = sleeper.try_wait().unwrap().is_none();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = std::fs::remove_dir_all(&fallback);
+    for (what, o) in &cases {
+        assert!(!o.status.success(), "{what}: kill succeeded: {}", both(o));
+    }
+    assert!(
+        alive,
+        "the victim's own kill signalled the pid the attacker planted"
+    );
+    for (what, o) in cases.iter().filter(|(w, _)| w.starts_with("nk")) {
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.contains("state root") && e.contains("owned by uid 65534"),
+            "{what}: {e}"
+        );
+    }
+}
