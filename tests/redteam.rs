@@ -388,3 +388,48 @@ fn a_state_root_another_user_planted_is_refused() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Finding 9: the /sys/fs/cgroup tmpfs of a v1 or hybrid host.
+
+/// The attack: the container's root (default capabilities, no
+/// CAP_DAC_OVERRIDE) adds entries to the /sys/fs/cgroup tmpfs and replaces
+/// the per-controller entries (the `cpu -> cpu,cpuacct` symlinks where
+/// controllers are co-mounted), spoofing what tools in the container read
+/// as their cgroup. runc leaves the tmpfs root 0555.
+#[test]
+fn cgroup_tmpfs_root_is_not_writable_by_the_container() {
+    require_root();
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let v1 = mi.lines().any(|l| {
+        l.split(" - ")
+            .nth(1)
+            .is_some_and(|t| t.starts_with("cgroup "))
+    });
+    if !v1 {
+        eprintln!(
+            "no cgroup v1 hierarchy here: /sys/fs/cgroup is a cgroup2 mount, no tmpfs to check"
+        );
+        return;
+    }
+    let script = "stat -c 'mode=%a' /sys/fs/cgroup; \
+        touch /sys/fs/cgroup/planted 2>/dev/null && echo created-file; \
+        mkdir /sys/fs/cgroup/planted-dir 2>/dev/null && echo created-dir; \
+        ln -s /tmp /sys/fs/cgroup/cpu-fake 2>/dev/null && echo created-link; \
+        echo done";
+    for (name, root) in runtimes() {
+        let b = Bundle::new(&["sh", "-c", script]);
+        let o = run(&root, &b, "rt-cgfs");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && out.contains("done"),
+            "{name}: {}",
+            both(&o)
+        );
+        assert!(out.contains("mode=555"), "{name}: {out}");
+        assert!(
+            !out.contains("created"),
+            "{name}: the container wrote /sys/fs/cgroup: {out}"
+        );
+    }
+}

@@ -710,7 +710,9 @@ fn copy_up(lower: BorrowedFd<'_>, upper: BorrowedFd<'_>, dest: &Path) -> Result<
 ///   on the host (`cpu,cpuacct` with `cpu` and `cpuacct` symlinks for
 ///   co-mounted controllers, `systemd` for the named one), each showing the
 ///   container's own cgroup, so `memory/memory.limit_in_bytes` inside reads
-///   the container's limit. As with runc, the tmpfs stays writable and a
+///   the container's limit. As with runc, the tmpfs root ends up mode 0555
+///   (whatever the mount's ro/rw): the container's root cannot add entries
+///   or replace the per-controller symlinks to spoof its cgroup view; a
 ///   hybrid host's cgroup2 part is not shown.
 fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Result<()> {
     let dest = m.destination();
@@ -797,8 +799,19 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             }
         }
     }
-    // Like runc, the tmpfs itself stays writable; each hierarchy below it is
-    // a read-only bind when the mount asks for ro.
+    // The tmpfs mount itself is not read-only (as runc's), so its root
+    // directory is made 0555, as runc leaves it: without CAP_DAC_OVERRIDE
+    // the container's root can neither add entries nor swap the symlinks.
+    // Each hierarchy below is a read-only mount when the mount asks for ro.
+    let top = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(|e| err("reopen".into(), e))?;
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        fd_path(top.as_fd()).as_str(),
+        nix::sys::stat::Mode::from_bits_truncate(0o555),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| err("chmod 0555 the cgroup tmpfs".into(), e))?;
     Ok(())
 }
 
