@@ -433,3 +433,114 @@ fn cgroup_tmpfs_root_is_not_writable_by_the_container() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Also: read-only remounts keep nosuid, nodev and noexec.
+
+/// mount point -> (per-mount options, filesystem type), from mountinfo text.
+fn mount_table(mountinfo: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    let mut t = std::collections::BTreeMap::new();
+    for l in mountinfo.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let fstype = post.split(' ').next().unwrap_or("").to_string();
+        if pre.len() >= 6 {
+            t.insert(pre[4].to_string(), (pre[5].to_string(), fstype));
+        }
+    }
+    t
+}
+
+/// A tmpfs mounted nosuid,nodev,noexec on the host, unmounted on drop.
+struct HostTmpfs(TempDir);
+
+impl HostTmpfs {
+    fn new() -> HostTmpfs {
+        let d = TempDir::new("nk-rt-nosuid");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "nosuid,nodev,noexec", "nk-rt-nosuid"])
+            .arg(d.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        HostTmpfs(d)
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// The attack surface: a read-only remount replaces every per-mount flag,
+/// so readonlyPaths (/proc/sys and friends), a read-only root and read-only
+/// binds came out `ro,relatime` and lost the nosuid, nodev and noexec of
+/// the mount they remount (seen under Podman, whose /proc is
+/// nosuid,nodev,noexec): a set-uid file or a device node there would work
+/// again. The whole container mount table must match runc's for the same
+/// bundle; and a read-only bind of a nosuid,nodev,noexec host mount keeps
+/// them even when the config does not repeat them (runc 1.1 drops them
+/// there, so that part is checked on nk-runtime alone).
+#[test]
+fn read_only_remounts_keep_nosuid_nodev_noexec() {
+    require_root();
+    let data = TempDir::new("nk-rt-data");
+    let locked = HostTmpfs::new();
+    let mut tables = Vec::new();
+    for (name, root) in runtimes() {
+        let mut b = Bundle::new(&["cat", "/proc/self/mountinfo"]);
+        b.edit(|c| {
+            c["root"]["readonly"] = json!(true);
+            for m in c["mounts"].as_array_mut().unwrap() {
+                if m["destination"] == "/proc" {
+                    m["options"] = json!(["nosuid", "noexec", "nodev"]);
+                }
+            }
+            let ms = c["mounts"].as_array_mut().unwrap();
+            ms.push(json!({"destination": "/data-ro", "type": "bind",
+                "source": data.path(), "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
+            ms.push(json!({"destination": "/locked-ro", "type": "bind",
+                "source": locked.0.path(), "options": ["rbind", "ro"]}));
+        });
+        let o = run(&root, &b, "rt-ro");
+        assert!(o.status.success(), "{name}: {}", both(&o));
+        let t = mount_table(&String::from_utf8_lossy(&o.stdout));
+        for p in ["/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq"] {
+            let (opts, _) = t
+                .get(p)
+                .unwrap_or_else(|| panic!("{name}: no {p} in {t:?}"));
+            for f in ["ro", "nosuid", "nodev", "noexec"] {
+                assert!(
+                    opts.split(',').any(|o| o == f),
+                    "{name}: readonlyPath {p} is {opts}: {f} lost"
+                );
+            }
+        }
+        if name == "nk-runtime" {
+            let (opts, _) = &t["/locked-ro"];
+            assert_eq!(
+                opts, "ro,nosuid,nodev,noexec,relatime",
+                "{name}: /locked-ro"
+            );
+        }
+        tables.push((name, t));
+    }
+    if let [(_, nk), (_, runc)] = &tables[..] {
+        let differ: Vec<String> = nk
+            .keys()
+            .chain(runc.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|p| p.as_str() != "/locked-ro" && nk.get(*p) != runc.get(*p))
+            .map(|p| format!("{p}: nk-runtime {:?}, runc {:?}", nk.get(p), runc.get(p)))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "mount tables differ:\n{}",
+            differ.join("\n")
+        );
+    }
+}

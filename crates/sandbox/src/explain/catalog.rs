@@ -179,10 +179,10 @@ steps! {
         "Hide linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over directories.",
         "Files such as /proc/kcore and /proc/keys reveal host memory or secrets; masking makes them read as empty.";
     READONLY_PATHS = "paths.readonly", Mounts,
-        "Bind linux.readonlyPaths onto themselves and remount them read-only.",
-        "/proc/sys and friends would let the container retune the host kernel; read-only keeps them visible but unchangeable.";
+        "Bind linux.readonlyPaths onto themselves and remount them read-only, keeping nosuid, nodev and noexec.",
+        "/proc/sys and friends would let the container retune the host kernel; read-only keeps them visible but unchangeable. A remount replaces every per-mount flag, so the ones the mount had are passed again.";
     ROOT_READONLY = "root.readonly", Mounts,
-        "Remount the root read-only (root.readonly).",
+        "Remount the root read-only (root.readonly), keeping its nosuid, nodev and noexec.",
         "The image cannot be changed from inside; writes go only to the mounts made writable on purpose.";
     SYSCTL = "sysctl", Namespaces,
         "Write linux.sysctl values under /proc/sys.",
