@@ -544,3 +544,30 @@ fn read_only_remounts_keep_nosuid_nodev_noexec() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Also: the AppArmor (and SELinux) attribute write checks it is on procfs.
+
+/// The attack (CVE-2019-16884 class): the container's mounts put a tmpfs or
+/// an image directory at /proc, so the profile the runtime writes to
+/// /proc/self/attr/exec after pivot_root lands in an ordinary file and the
+/// process runs unconfined, with no error. The write must go through a
+/// descriptor whose fstatfs magic is procfs's. This host may have no
+/// AppArmor, so the check is exercised on the library function the init
+/// calls, with such a fake attr file on a real tmpfs.
+#[test]
+fn lsm_attribute_write_refuses_a_fake_proc() {
+    require_root();
+    let fake_proc = HostTmpfs::new();
+    let attr = fake_proc.0.path().join("self/attr");
+    std::fs::create_dir_all(&attr).unwrap();
+    std::fs::write(attr.join("exec"), "").unwrap();
+    let e = sandbox::linux::lsm::write_attr(&attr.join("exec"), b"exec nk-profile")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not on procfs"), "{e}");
+    assert_eq!(std::fs::read_to_string(attr.join("exec")).unwrap(), "");
+    if !sandbox::linux::lsm::apparmor_enabled() {
+        eprintln!("AppArmor is not enabled here: no container with a profile was started");
+    }
+}
