@@ -571,3 +571,216 @@ fn lsm_attribute_write_refuses_a_fake_proc() {
         eprintln!("AppArmor is not enabled here: no container with a profile was started");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Finding 4: delete kills only the container's processes.
+
+/// The cgroup hierarchies of this host where a test parks a host process:
+/// every real directory under /sys/fs/cgroup that is a cgroup (v1
+/// controllers, named ones, unified), but the v1 devices one (a devices
+/// cgroup with children refuses new rules, so the container could not be
+/// created on top of a sub-cgroup there at all).
+fn hierarchies() -> Vec<PathBuf> {
+    all_hierarchies()
+        .into_iter()
+        .filter(|p| !p.ends_with("devices"))
+        .collect()
+}
+
+/// Every cgroup hierarchy of this host (for clean-up).
+fn all_hierarchies() -> Vec<PathBuf> {
+    let top = Path::new("/sys/fs/cgroup");
+    if top.join("cgroup.procs").exists() {
+        return vec![top.to_path_buf()];
+    }
+    std::fs::read_dir(top)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect()
+}
+
+/// A host process (not the container's) parked in the cgroup `rel` of every
+/// hierarchy; on drop it is moved back to the root, killed, and the
+/// cgroups below `top` are removed.
+struct HostProcess {
+    child: std::process::Child,
+    top: String,
+}
+
+impl HostProcess {
+    fn new(top: &str) -> HostProcess {
+        HostProcess {
+            child: Command::new("sleep").arg("1000").spawn().unwrap(),
+            top: top.to_string(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Make `rel` in every hierarchy (parents too; a v1 cpuset cgroup gets
+    /// its parent's cpus and mems, or no task could join it).
+    fn mkdir(rel: &str) {
+        for h in hierarchies() {
+            let mut d = h.clone();
+            for c in Path::new(rel.trim_start_matches('/')).components() {
+                let parent = d.clone();
+                d.push(c);
+                let _ = std::fs::create_dir(&d);
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let now = std::fs::read_to_string(d.join(f)).unwrap_or_default();
+                    if d.join(f).exists() && now.trim().is_empty() {
+                        let v = std::fs::read_to_string(parent.join(f)).unwrap();
+                        std::fs::write(d.join(f), v.trim()).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Move the process into `rel` in every hierarchy.
+    fn move_to(&self, rel: &str) {
+        for h in hierarchies() {
+            let procs = h.join(rel.trim_start_matches('/')).join("cgroup.procs");
+            std::fs::write(&procs, self.pid().to_string())
+                .unwrap_or_else(|e| panic!("{}: {e}", procs.display()));
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        for h in hierarchies() {
+            let _ = std::fs::write(h.join("cgroup.procs"), self.pid().to_string());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for h in all_hierarchies() {
+            let top = h.join(self.top.trim_start_matches('/'));
+            let mut dirs: Vec<PathBuf> = Vec::new();
+            let mut stack = vec![top.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push(e.path());
+                    }
+                }
+                dirs.push(d);
+            }
+            for d in dirs.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+/// The attack: a host process (a monitoring agent, another tenant's job)
+/// sits in a sub-cgroup of the container's cgroupsPath that was there before
+/// create, and `delete -f` killed it and removed its cgroup, even with the
+/// container in a pid namespace of its own. Delete must kill only the
+/// container's processes (the init of a private pid namespace; without
+/// one, those in the cgroups the container owns) and leave cgroups it did
+/// not create. runc kills only the init here.
+#[test]
+fn delete_spares_a_host_process_in_a_pre_existing_sub_cgroup() {
+    require_root();
+    let runtimes = runtimes();
+    for (name, root) in &runtimes {
+        // nk-runtime also without a pid namespace (runc then kills the
+        // whole cgroup tree, host process included: not checked there).
+        let pidns_cases: &[bool] = if *name == "runc" {
+            &[true]
+        } else {
+            &[true, false]
+        };
+        for &pidns in pidns_cases {
+            let top = format!("/{}", unique_id("nk-rt-cg"));
+            let path = format!("{top}/ctr");
+            HostProcess::mkdir(&format!("{path}/theirs"));
+            let mut host = HostProcess::new(&top);
+            let mut b = Bundle::new(&["sleep", "1000"]);
+            b.edit(|c| {
+                c["linux"]["cgroupsPath"] = json!(path);
+                if !pidns {
+                    let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+                    ns.retain(|n| n["type"] != "pid");
+                }
+            });
+            let id = unique_id("rt-del");
+            detached_ok(root, &["run", "-d", "--bundle", &b.path(), &id]);
+            host.move_to(&format!("{path}/theirs"));
+            let o = root.run(&["delete", "-f", &id]);
+            let what = format!("{name} (pid namespace: {pidns})");
+            assert!(
+                host.alive(),
+                "{what}: delete -f killed the host process: {}",
+                both(&o)
+            );
+            for h in hierarchies() {
+                let theirs = h.join(path.trim_start_matches('/')).join("theirs");
+                assert!(
+                    theirs.is_dir(),
+                    "{what}: delete removed {}",
+                    theirs.display()
+                );
+            }
+            if *name == "nk-runtime" {
+                assert!(o.status.success(), "{what}: {}", both(&o));
+                assert!(root.ids().is_empty(), "{what}: state left");
+            }
+        }
+    }
+}
+
+/// The attack: a config names, as its cgroupsPath, an existing cgroup that
+/// holds a host process; it was accepted silently, and `delete -f` killed
+/// that process. create must refuse a cgroup that already has processes (as
+/// runc 1.2 does; runc 1.1 accepts it, but its delete kills only the init).
+/// A cgroupsPath that is a hierarchy's root (every process of the host) is
+/// refused outright.
+#[test]
+fn create_refuses_a_cgroup_with_host_processes_and_the_root_cgroup() {
+    require_root();
+    for (name, root) in runtimes() {
+        let top = format!("/{}", unique_id("nk-rt-busy"));
+        HostProcess::mkdir(&top);
+        let mut host = HostProcess::new(&top);
+        host.move_to(&top);
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        b.edit(|c| c["linux"]["cgroupsPath"] = json!(top));
+        let id = unique_id("rt-busy");
+        let (ok, out) = detached(&root, &["run", "-d", "--bundle", &b.path(), &id]);
+        let o = root.run(&["delete", "-f", &id]);
+        assert!(
+            host.alive(),
+            "{name}: the host process was killed: {out} {}",
+            both(&o)
+        );
+        if name == "nk-runtime" {
+            assert!(!ok, "{name}: a cgroup with a host process was accepted");
+            assert!(
+                out.contains("already has 1 process") && out.contains(&host.pid().to_string()),
+                "{out}"
+            );
+            assert_nothing_left(&root, &id, &nk_tests::rootfs());
+        }
+        drop(host);
+        if name == "nk-runtime" {
+            for p in ["/", "/.", "//"] {
+                b.edit(|c| c["linux"]["cgroupsPath"] = json!(p));
+                let id = unique_id("rt-root");
+                let (ok, out) = detached(&root, &["create", "--bundle", &b.path(), &id]);
+                assert!(!ok, "cgroupsPath {p:?} accepted");
+                assert!(out.contains("root cgroup"), "{p}: {out}");
+            }
+        }
+    }
+}

@@ -101,7 +101,7 @@ impl Drop for Undo {
             }
         }
         if let Some(cg) = &self.cgroup {
-            let _ = cg.destroy();
+            let _ = cg.destroy(true);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -239,7 +239,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     let (dir, _lock) = store.claim(&c.id, &record, &|stale| {
         kill_recorded(stale);
         if let Some(cg) = sandbox::cgroups::from_record(&stale.cgroup) {
-            let _ = cg.destroy();
+            let _ = cg.destroy(true);
         }
     })?;
     let mut undo = Undo {
@@ -254,11 +254,13 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     let fifo = dir.join(state::FIFO_FILE);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .with_context(|| format!("mkfifo {}", fifo.display()))?;
-    if let Some(cg) = cgroup {
+    if let Some(mut cg) = cgroup {
         // Only the cgroup, no limits: QEMU's own memory is larger than the
         // container's limit, which the guest enforces itself.
         cg.create()?;
+        record.cgroup = cg.record();
         undo.cgroup = Some(cg);
+        record.save(&dir)?;
     }
     let tty_slave = match (&c.console_socket, terminal) {
         (Some(sock), true) => {

@@ -270,7 +270,7 @@ impl Drop for Cleanup<'_> {
             linux::hostmounts::cleanup(rootfs, hm);
         }
         if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy() {
+            if let Err(e) = cg.destroy(true) {
                 crate::logging::warn(|| format!("cleanup of {}: {e}", self.id));
             }
         }
@@ -378,10 +378,15 @@ impl Runtime {
         // 0600: process.env may hold secrets, and the directory is 0711.
         crate::files::create_new(&cfg_copy, &bundle.raw, 0o600)?;
 
-        if let Some(cg) = cgroup_mgr {
+        if let Some(mut cg) = cgroup_mgr {
             let _g = explain::phase(Phase::Cgroups);
             cg.create()?;
+            // The record now names the sub-cgroups that were already there
+            // (never the container's): kept at once, for a delete or the
+            // clean-up of a killed create.
+            record.cgroup = cg.record();
             cleanup.cgroup = Some(cg);
+            record.save(&dir)?;
             let cg = cleanup.cgroup.as_ref().expect("set above");
             let mut res: LinuxResources = bundle
                 .spec
@@ -732,7 +737,7 @@ impl Runtime {
             linux::hostmounts::cleanup(&st.rootfs, hm);
         }
         if let Some(cg) = crate::cgroups::from_record(&st.cgroup) {
-            let _ = cg.destroy();
+            let _ = cg.destroy(true);
         }
     }
 }
