@@ -1,7 +1,8 @@
 //! nano-sandbox's container library, organised by kernel mechanism.
 //!
 //! * [`spec`] loads and validates config.json;
-//! * [`state`] keeps the per-container state directory;
+//! * [`state`] keeps the per-container state directory, and [`files`] is how
+//!   every file the runtime owns is written (no predictable or followed name);
 //! * [`container`] holds the lifecycle verbs (create, start, kill, delete, exec);
 //! * [`process`] creates processes in namespaces and talks to them;
 //! * [`linux`] has one module per kernel mechanism (namespaces, mounts,
@@ -16,6 +17,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod explain;
+pub mod files;
 pub mod linux;
 pub mod logging;
 pub mod process;

@@ -435,8 +435,10 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
     }
 
     let mut ns_seen = HashSet::new();
+    // Namespaces the container gets for itself: new ones, or joined ones
+    // that are not the runtime's own (joining that gives nothing private).
+    let mut ns_private = HashSet::new();
     let mut has_userns = false;
-    let mut has_uts = false;
     let mut new_userns = false;
     if let Some(linux) = spec.linux() {
         for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
@@ -446,6 +448,12 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                     &format!("linux.namespaces[{i}].type"),
                     format!("{:?} appears twice", ns_name(t)),
                 ));
+            }
+            match ns.path() {
+                Some(p) if crate::linux::namespaces::is_own(t, p) => {}
+                _ => {
+                    ns_private.insert(t as u64);
+                }
             }
             if let Some(p) = ns.path() {
                 if !p.is_absolute() {
@@ -461,13 +469,9 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                     ));
                 }
             }
-            match t {
-                LinuxNamespaceType::User => {
-                    has_userns = true;
-                    new_userns = ns.path().is_none();
-                }
-                LinuxNamespaceType::Uts => has_uts = true,
-                _ => {}
+            if t == LinuxNamespaceType::User {
+                has_userns = true;
+                new_userns = ns.path().is_none();
             }
         }
         let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
@@ -552,7 +556,7 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
         }
         if let Some(sysctl) = linux.sysctl() {
             for key in sysctl.keys() {
-                crate::linux::sysctl::check_allowed(key, &ns_seen)
+                crate::linux::sysctl::check_allowed(key, &ns_private)
                     .map_err(|reason| err(&format!("linux.sysctl[{key:?}]"), reason))?;
             }
         }
@@ -620,16 +624,17 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             }
         }
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
+    let private_uts = ns_private.contains(&(LinuxNamespaceType::Uts as u64));
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !private_uts {
         return Err(err(
             "hostname",
-            "setting a hostname needs a uts namespace in linux.namespaces (it would rename the host)".into(),
+            "setting a hostname needs a uts namespace of the container's own in linux.namespaces (none, or one whose path is the runtime's own, would rename the host)".into(),
         ));
     }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !private_uts {
         return Err(err(
             "domainname",
-            "setting a domainname needs a uts namespace in linux.namespaces".into(),
+            "setting a domainname needs a uts namespace of the container's own in linux.namespaces (none, or one whose path is the runtime's own, would change the host's)".into(),
         ));
     }
 
@@ -952,6 +957,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("hostname"), "{e}");
+    }
+
+    #[test]
+    fn joining_the_runtimes_own_namespace_gives_nothing_private() {
+        // The runtime's own namespaces, named by path: sysctls of those
+        // types and a hostname would change the host.
+        for (ns, extra, word) in [
+            (
+                "network",
+                r#""sysctl":{"net.ipv4.ip_forward":"1"}"#,
+                "host network namespace",
+            ),
+            ("ipc", r#""sysctl":{"kernel.shmmax":"1"}"#, "ipc namespace"),
+            (
+                "uts",
+                r#""sysctl":{"kernel.domainname":"x"}"#,
+                "uts namespace",
+            ),
+        ] {
+            let proc = crate::linux::namespaces::proc_name(match ns {
+                "network" => LinuxNamespaceType::Network,
+                "ipc" => LinuxNamespaceType::Ipc,
+                _ => LinuxNamespaceType::Uts,
+            });
+            let own = format!("/proc/{}/ns/{proc}", std::process::id());
+            let b = bundle(&format!(
+                r#"{{{BASE},"linux":{{"namespaces":[{{"type":"{ns}","path":"{own}"}}],{extra}}}}}"#
+            ));
+            let e = validate(&b, ValidateOpts::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("linux.sysctl") && e.contains(word), "{e}");
+            // A new namespace of the type is the container's own.
+            let b = bundle(&format!(
+                r#"{{{BASE},"linux":{{"namespaces":[{{"type":"{ns}"}}],{extra}}}}}"#
+            ));
+            validate(&b, ValidateOpts::default()).unwrap();
+        }
+        let own = format!("/proc/{}/ns/uts", std::process::id());
+        let b = bundle(&format!(
+            r#"{{{BASE},"hostname":"x","linux":{{"namespaces":[{{"type":"uts","path":"{own}"}}]}}}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hostname") && e.contains("rename the host"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::error::{Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -29,7 +28,9 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const FIFO_FILE: &str = "exec.fifo";
 
 /// The default state root: `/run/nano-sandbox` for root, otherwise
-/// `$XDG_RUNTIME_DIR/nano-sandbox` (as runc does for rootless).
+/// `$XDG_RUNTIME_DIR/nano-sandbox` (as runc does for rootless), or, with no
+/// XDG_RUNTIME_DIR (su, cron, CI), `/tmp/nano-sandbox-<uid>`. Another user
+/// can create that name first: [`Store`] refuses a root it does not own.
 pub fn default_root() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from(DEFAULT_ROOT);
@@ -216,21 +217,11 @@ pub fn same_process_alive(pid: i32, start: u64) -> bool {
 }
 
 impl ContainerState {
-    /// Write state.json atomically (temp file, fsync-free rename).
+    /// Write state.json atomically (mode 0600, fsync-free rename).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let tmp = dir.join(".state.json.tmp");
         let data =
             serde_json::to_vec(self).map_err(|e| Error::msg(format!("encode state: {e}")))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .io("create", &tmp)?;
-        f.write_all(&data).io("write", &tmp)?;
-        let dst = dir.join(STATE_FILE);
-        std::fs::rename(&tmp, &dst).io("rename", &dst)
+        crate::files::replace(&dir.join(STATE_FILE), &data, 0o600)
     }
 
     /// Read state.json from a container directory.
@@ -339,9 +330,46 @@ impl Store {
         {
             return Err(Error::io("create state root", root, e));
         }
-        Ok(Store {
+        let s = Store {
             root: root.to_path_buf(),
-        })
+        };
+        s.check_owner()?;
+        Ok(s)
+    }
+
+    /// Refuse a state root that someone else could have prepared: records
+    /// in it name pids to signal and cgroups to remove, so a root planted
+    /// by another user (an existing `/tmp/nano-sandbox-<uid>`, a shared
+    /// directory given as --root) would make this caller act on that
+    /// user's behalf. The root must be a real directory (not a symlink),
+    /// owned by the caller or by root, with no group or other write bit.
+    /// A root that does not exist yet is fine (nothing is in it).
+    pub fn check_owner(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let m = match std::fs::symlink_metadata(&self.root) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("stat state root", &self.root, e)),
+        };
+        let me = nix::unistd::geteuid().as_raw();
+        let why = if m.file_type().is_symlink() {
+            "is a symlink".to_string()
+        } else if !m.is_dir() {
+            "is not a directory".to_string()
+        } else if m.uid() != me && m.uid() != 0 {
+            format!("is owned by uid {}, not by you (uid {me}) or root", m.uid())
+        } else if m.mode() & 0o022 != 0 {
+            format!(
+                "is writable by its group or by others (mode {:o})",
+                m.mode() & 0o7777
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::msg(format!(
+            "state root {} {why}: another user could have put container records in it; use a directory only you can write (--root DIR, or set XDG_RUNTIME_DIR to such a directory)",
+            self.root.display()
+        )))
     }
 
     /// A view of the root without creating it (for read-only commands).
@@ -426,6 +454,7 @@ impl Store {
     /// Take the exclusive lock of an existing container, waiting for others.
     pub fn lock(&self, id: &str) -> Result<DirLock> {
         validate_id(id)?;
+        self.check_owner()?;
         let dir = self.dir(id);
         let f = open_dir(&dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -441,6 +470,7 @@ impl Store {
     /// Load a container's record; `does not exist` when there is none.
     pub fn load(&self, id: &str) -> Result<ContainerState> {
         validate_id(id)?;
+        self.check_owner()?;
         let dir = self.dir(id);
         match ContainerState::read(&dir) {
             Ok(s) => Ok(s),
@@ -453,6 +483,7 @@ impl Store {
 
     /// Every container record under the root, sorted by id.
     pub fn list(&self) -> Result<Vec<ContainerState>> {
+        self.check_owner()?;
         let rd = match std::fs::read_dir(&self.root) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -505,6 +536,25 @@ mod tests {
         assert_eq!(st.state, 'S');
         assert_eq!(st.ppid, 1);
         assert_eq!(st.start, 98765);
+    }
+
+    #[test]
+    fn a_root_others_can_write_or_a_symlink_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("nk-state-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("shared")).unwrap();
+        std::fs::set_permissions(d.join("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Store::open(&d.join("shared")).unwrap_err().to_string();
+        assert!(e.contains("writable by its group or by others"), "{e}");
+        assert!(Store::at(&d.join("shared")).load("x").is_err());
+        std::os::unix::fs::symlink(d.join("mine"), d.join("link")).unwrap();
+        std::fs::create_dir(d.join("mine")).unwrap();
+        let e = Store::at(&d.join("link")).list().unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
+        Store::open(&d.join("mine")).unwrap();
+        Store::open(&d.join("new")).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -295,9 +295,7 @@ impl CacheLock {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, data).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
+    sandbox::files::replace(path, data, 0o644).map_err(|e| Error::Msg(e.to_string()))
 }
 
 fn stamp_of(p: &Path) -> String {

@@ -382,9 +382,11 @@ fn dup(fd: RawFd) -> Option<OwnedFd> {
 
 fn log_line(cfg: &MonitorConfig, msg: &str) {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(cfg.state_dir.join("monitor.log"))
     {
         let _ = writeln!(f, "{} {msg}", sandbox::time::now_rfc3339());
@@ -697,7 +699,7 @@ impl Monitor {
                 if r.is_ok() {
                     let mark = self.cfg.state_dir.join(PAUSED_MARK);
                     if on {
-                        let _ = std::fs::write(&mark, b"");
+                        let _ = sandbox::files::replace(&mark, b"", 0o600);
                     } else {
                         let _ = std::fs::remove_file(&mark);
                     }
@@ -803,7 +805,8 @@ impl Monitor {
     fn fail(&mut self, e: &Error) -> i32 {
         let msg = format!("container {}: {e}", self.cfg.id);
         log_line(&self.cfg, &msg);
-        let _ = std::fs::write(self.cfg.state_dir.join(EXIT_REASON), &msg);
+        let _ =
+            sandbox::files::replace(&self.cfg.state_dir.join(EXIT_REASON), msg.as_bytes(), 0o600);
         eprintln!("nk-runtime: {msg}");
         self.vm.kill();
         VM_FAILED

@@ -134,10 +134,11 @@ pub fn choose_accel(img: &Image, probe_log: &dyn Fn(&str)) -> Accel {
         reason,
     };
     let _ = std::fs::create_dir_all(&cache);
-    let tmp = cache.join(format!("accel.json.tmp{}", std::process::id()));
-    if std::fs::write(&tmp, serde_json::to_vec_pretty(&rec).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, cache.join("accel.json"));
-    }
+    let _ = sandbox::files::replace(
+        &cache.join("accel.json"),
+        &serde_json::to_vec_pretty(&rec).unwrap_or_default(),
+        0o644,
+    );
     accel
 }
 
@@ -310,7 +311,10 @@ impl Vm {
         let (ctl_host, ctl_guest) = socketpair()?;
         let (sio_host, sio_guest) = socketpair()?;
         let log = s.run_dir.join("qemu.log");
-        let logf = std::fs::File::create(&log).map_err(|e| Error::io("create", &log, e))?;
+        let logf = private_file(&log)?;
+        // QEMU opens console.log itself (O_TRUNC keeps the mode): the guest
+        // console may carry the container's output, so it starts 0600.
+        private_file(&s.run_dir.join("console.log"))?;
         let mut cmd = std::process::Command::new(&qemu);
         cmd.args(qemu_args(s))
             .current_dir(&s.run_dir)
@@ -514,6 +518,23 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Create (or empty) a file readable by its owner only.
+fn private_file(p: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(p)
+        .map_err(|e| Error::io("create", p, e))?;
+    // An existing file keeps its mode through O_CREAT: set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io("chmod", p, e))?;
+    Ok(f)
 }
 
 /// The last `n` non-empty lines of a text file, joined with " | ".

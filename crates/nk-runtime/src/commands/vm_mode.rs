@@ -66,13 +66,6 @@ pub fn is_vm(g: &Globals, id: &str) -> bool {
     g.runtime().store.load(id).is_ok_and(|st| st.mode == "vm")
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("write pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
-}
-
 /// Status of a VM container from its state directory.
 pub fn status_in(dir: &Path, base: Status) -> Status {
     if base == Status::Running && dir.join(monitor::PAUSED_MARK).exists() {
@@ -108,7 +101,7 @@ impl Drop for Undo {
             }
         }
         if let Some(cg) = &self.cgroup {
-            let _ = cg.destroy();
+            let _ = cg.destroy(true);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -246,7 +239,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     let (dir, _lock) = store.claim(&c.id, &record, &|stale| {
         kill_recorded(stale);
         if let Some(cg) = sandbox::cgroups::from_record(&stale.cgroup) {
-            let _ = cg.destroy();
+            let _ = cg.destroy(true);
         }
     })?;
     let mut undo = Undo {
@@ -256,15 +249,18 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         armed: true,
     };
     let cfg_copy = dir.join(state::CONFIG_FILE);
-    std::fs::write(&cfg_copy, &b.raw).with_context(|| format!("write {}", cfg_copy.display()))?;
+    // 0600: process.env may hold secrets.
+    sandbox::files::create_new(&cfg_copy, &b.raw, 0o600)?;
     let fifo = dir.join(state::FIFO_FILE);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .with_context(|| format!("mkfifo {}", fifo.display()))?;
-    if let Some(cg) = cgroup {
+    if let Some(mut cg) = cgroup {
         // Only the cgroup, no limits: QEMU's own memory is larger than the
         // container's limit, which the guest enforces itself.
         cg.create()?;
+        record.cgroup = cg.record();
         undo.cgroup = Some(cg);
+        record.save(&dir)?;
     }
     let tty_slave = match (&c.console_socket, terminal) {
         (Some(sock), true) => {
@@ -299,8 +295,9 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         tty_fd: tty_slave.as_ref().map(|_| 4),
     };
     let mpath = dir.join(monitor::CONFIG);
-    std::fs::write(&mpath, serde_json::to_vec(&mcfg)?)
-        .with_context(|| format!("write {}", mpath.display()))?;
+    sandbox::files::create_new(&mpath, &serde_json::to_vec(&mcfg)?, 0o600)?;
+    // The monitor appends to its log through --log: make it private first.
+    sandbox::files::create_new(&dir.join("monitor.log"), b"", 0o600)?;
 
     let (parent, child) = Channel::pair()?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
@@ -406,7 +403,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     record.save(&dir)?;
     if let Some(pf) = &c.pid_file {
         explain::step(&catalog::PID_FILE, || format!("{mpid} > {}", pf.display()));
-        write_pid_file(pf, mpid)?;
+        sandbox::container::write_pid_file(pf, mpid)?;
     }
     // SAFETY: pidfd_open on our own child, not yet reaped.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, mpid, 0) } as i32;
@@ -663,7 +660,7 @@ pub fn exec(g: &Globals, a: &ExecArgs, process: oci_spec::runtime::Process) -> a
                 )));
             }
             if let Some(pf) = &a.pid_file {
-                write_pid_file(pf, child)?;
+                sandbox::container::write_pid_file(pf, child)?;
             }
             Ok(0)
         }
@@ -694,7 +691,7 @@ fn exec_wait(
         ClientMsg::Exited(s) => return Ok(s),
     }
     if let Some(pf) = pid_file {
-        write_pid_file(pf, std::process::id() as i32)?;
+        sandbox::container::write_pid_file(pf, std::process::id() as i32)?;
     }
     if let Some(w) = started {
         let _ = nix::unistd::write(&w, b"ok");

@@ -17,7 +17,7 @@ pub mod v2;
 
 use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 pub use layout::Layout;
 pub use oom::{OomRead, OomWatcher};
@@ -28,14 +28,17 @@ pub const DEFAULT_PARENT: &str = "/nano-sandbox";
 
 /// The common interface of the v1 and v2 managers.
 pub trait CgroupManager {
-    /// Create the cgroup (and its parents).
-    fn create(&self) -> Result<()>;
+    /// Create the cgroup (and its parents). A cgroup that is already there
+    /// is refused when any process is in it or below it; its existing
+    /// sub-cgroups are recorded as not the container's (see `record`).
+    fn create(&mut self) -> Result<()>;
     /// Write `res` into the cgroup. `update` is true for `nk-runtime update`
     /// (it enables checkBeforeUpdate and writes explicit "off" values).
     fn set(&self, res: &LinuxResources, update: bool) -> Result<()>;
     /// Move a process into the cgroup.
     fn add_process(&self, pid: i32) -> Result<()>;
-    /// Every pid in the cgroup (and its descendants).
+    /// Every pid in the cgroup and in the sub-cgroups made after create
+    /// (those that were there before are not the container's).
     fn pids(&self) -> Result<Vec<i32>>;
     /// Freeze or thaw every process.
     fn freeze(&self, frozen: bool) -> Result<()>;
@@ -43,8 +46,12 @@ pub trait CgroupManager {
     fn is_frozen(&self) -> bool;
     /// Current counters.
     fn stats(&self) -> Result<Stats>;
-    /// Kill what is left and remove the cgroup.
-    fn destroy(&self) -> Result<()>;
+    /// Remove the cgroup and the sub-cgroups made after create, never those
+    /// that were there before it. With `kill`, the container's processes
+    /// still in them are killed first (no pid namespace of its own); without,
+    /// removal only waits for them to go (the kernel kills a pid
+    /// namespace's processes when its init dies).
+    fn destroy(&self, kill: bool) -> Result<()>;
     /// The directories of this cgroup, per hierarchy ("" for the unified one).
     fn dirs(&self) -> Vec<(String, PathBuf)>;
     /// A record to keep in state.json, to rebuild the manager later.
@@ -147,11 +154,21 @@ pub fn resolve_path(ps: &PathSpec, id: &str, own: &Path) -> Result<PathBuf> {
     if !s.starts_with('/') && systemd_form(&s) {
         return systemd_to_fs(&s, id);
     }
-    if p.is_absolute() {
-        Ok(p.clone())
+    let path = if p.is_absolute() {
+        p.clone()
     } else {
-        Ok(own.join(p))
+        own.join(p)
+    };
+    if path
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+    {
+        return Err(Error::msg(format!(
+            "cgroupsPath {s:?} resolves to the root cgroup ({}): the container would share it with every process of the host, and delete would signal them all; name a cgroup of its own such as /nano-sandbox/{id}",
+            path.display()
+        )));
     }
+    Ok(path)
 }
 
 /// Map the systemd form `slice:prefix:name` to a cgroupfs path, as systemd
@@ -605,6 +622,78 @@ pub fn subdirs_deepest_first(d: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The sub-cgroups of `d` the container owns, deepest first: all of them but
+/// the `foreign` ones (there before create) and what is below those.
+pub fn own_subdirs(d: &Path, foreign: &[PathBuf]) -> Vec<PathBuf> {
+    subdirs_deepest_first(d)
+        .into_iter()
+        .filter(|p| !foreign.iter().any(|f| p.starts_with(f)))
+        .collect()
+}
+
+/// Pids in `d` and in the sub-cgroups the container owns.
+pub fn own_procs(d: &Path, foreign: &[PathBuf]) -> Vec<i32> {
+    let mut out = read_procs(&d.join("cgroup.procs"));
+    for s in own_subdirs(d, foreign) {
+        out.extend(read_procs(&s.join("cgroup.procs")));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What is at a container's cgroup directory before create: the
+/// sub-cgroups already there (never the container's: delete leaves them),
+/// and a refusal when any process is in it or below, as runc 1.2 refuses
+/// ("container's cgroup is not empty"), since delete would kill them.
+pub fn survey(dir: &Path, cg: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let pids = procs_recursive(dir);
+    if !pids.is_empty() {
+        let shown: Vec<String> = pids.iter().take(8).map(|p| p.to_string()).collect();
+        return Err(Error::msg(format!(
+            "cgroupsPath {}: the cgroup {} already has {} process(es) in it or below it (pids {}{}): a container needs a cgroup of its own, since delete kills what is in it; choose another cgroupsPath, or move those processes out",
+            cg.display(),
+            dir.display(),
+            pids.len(),
+            shown.join(" "),
+            if pids.len() > shown.len() { " ..." } else { "" }
+        )));
+    }
+    Ok(subdirs_deepest_first(dir))
+}
+
+/// Remove `d` and the sub-cgroups the container owns, deepest first.
+/// Directories holding a foreign sub-cgroup stay (rmdir would fail, and
+/// the foreign one is not ours to remove): logged, not an error.
+pub fn remove_own(
+    d: &Path,
+    foreign: &[PathBuf],
+    kill: &dyn Fn(),
+    deadline: std::time::Instant,
+) -> Result<()> {
+    let mut results = Vec::new();
+    for s in own_subdirs(d, foreign)
+        .iter()
+        .chain(std::iter::once(&d.to_path_buf()))
+    {
+        if let Some(f) = foreign.iter().find(|f| f.starts_with(s)) {
+            crate::logging::warn(|| {
+                format!(
+                    "cgroup {} left in place: it holds {}, a cgroup that was there before the container was created",
+                    s.display(),
+                    f.display()
+                )
+            });
+            continue;
+        }
+        results.push(rmdir_retry(s, kill, deadline));
+    }
+    first_err(results)
+}
+
 /// Pids in `d`'s cgroup.procs and in every cgroup below it.
 pub fn procs_recursive(d: &Path) -> Vec<i32> {
     let mut out = read_procs(&d.join("cgroup.procs"));
@@ -731,6 +820,58 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_that_resolves_to_the_root_cgroup_is_refused() {
+        let ps = |p: &str| PathSpec {
+            cgroups_path: Some(PathBuf::from(p)),
+            systemd: false,
+        };
+        for p in ["/", "//", "/.", "/./."] {
+            let e = resolve_path(&ps(p), "c1", Path::new("/me"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("root cgroup"), "{p}: {e}");
+        }
+        // Relative to a runtime that sits in the root cgroup.
+        assert!(resolve_path(&ps("."), "c1", Path::new("/")).is_err());
+        assert!(resolve_path(&ps("./"), "c1", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn sub_cgroups_there_before_create_are_not_the_containers() {
+        let t = testutil::Tree::new("foreign");
+        let d = t.0.join("ctr");
+        t.files(&d.join("theirs/deeper"), &[("cgroup.procs", "")]);
+        t.files(&d, &[("cgroup.procs", "")]);
+        let foreign = survey(&d, Path::new("/ctr")).unwrap();
+        assert_eq!(foreign.len(), 2);
+        // Made after create (by the container): its own.
+        t.files(&d.join("mine"), &[("cgroup.procs", "7\n")]);
+        std::fs::write(d.join("theirs/cgroup.procs"), "9\n").unwrap();
+        assert_eq!(own_procs(&d, &foreign), vec![7]);
+        assert_eq!(own_subdirs(&d, &foreign), vec![d.join("mine")]);
+        // A process already in the cgroup (or below) refuses it.
+        let e = survey(&d, Path::new("/ctr")).unwrap_err().to_string();
+        assert!(
+            e.contains("already has 2 process(es)") && e.contains("7 9"),
+            "{e}"
+        );
+        // Removal takes what the container made and leaves the rest (a
+        // plain directory stands in for a cgroup: remove_dir fails on the
+        // files in it, so only the empty ones are gone).
+        for f in [d.join("mine/cgroup.procs"), d.join("cgroup.procs")] {
+            std::fs::remove_file(f).unwrap();
+        }
+        let dl = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        remove_own(&d, &foreign, &|| {}, dl).unwrap();
+        assert!(!d.join("mine").exists());
+        assert!(d.join("theirs/deeper").is_dir());
+        assert!(
+            d.is_dir(),
+            "the container's directory holds a foreign cgroup"
+        );
+    }
 
     #[test]
     fn path_forms() {

@@ -11,8 +11,8 @@ use super::devices::{self, Emulator};
 use super::layout::{self, Layout};
 use super::stats::{self, Stats};
 use super::{
-    missing, procs_recursive, read_file, read_procs, read_u64, rmdir_retry, subdirs_deepest_first,
-    v2, write_file, CgroupManager, OomWatcher, PathSpec,
+    missing, own_procs, own_subdirs, read_file, read_procs, read_u64, remove_own, v2, write_file,
+    CgroupManager, OomWatcher, PathSpec,
 };
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog};
@@ -55,6 +55,10 @@ pub struct Manager {
     /// The unified-hierarchy part on a hybrid host.
     #[serde(default)]
     pub unified: Option<v2::Manager>,
+    /// Sub-cgroups (in any hierarchy) that were there before create: not
+    /// the container's, so never signalled or removed.
+    #[serde(default)]
+    pub foreign: Vec<PathBuf>,
 }
 
 const CGROUP_SUPER_MAGIC: i64 = 0x27e0eb;
@@ -93,11 +97,19 @@ impl Manager {
                 let own2 = own.get("").cloned().unwrap_or_else(|| PathBuf::from("/"));
                 let cg = super::resolve_path(ps, id, &own2)?;
                 let dir = layout.v2_dir(&cg).expect("unified mount is set");
-                (dir != *mount).then(|| v2::Manager {
+                if dir == *mount {
+                    return Err(Error::msg(format!(
+                        "cgroupsPath {}: the container cannot use the root cgroup of {}",
+                        cg.display(),
+                        mount.display()
+                    )));
+                }
+                Some(v2::Manager {
                     path: cg,
                     dir,
                     mount: mount.clone(),
                     controllers: Some(layout.v2_only_controllers()),
+                    foreign: Vec::new(),
                 })
             }
             _ => None,
@@ -107,6 +119,7 @@ impl Manager {
             dirs,
             mounts,
             unified,
+            foreign: Vec::new(),
         })
     }
 
@@ -293,7 +306,7 @@ impl Manager {
         let Some(d) = self.dir("freezer") else {
             return;
         };
-        for s in subdirs_deepest_first(d)
+        for s in own_subdirs(d, &self.foreign)
             .iter()
             .rev()
             .chain(std::iter::once(&d.to_path_buf()))
@@ -690,7 +703,16 @@ fn blkio_stats(d: &Path) -> stats::Blkio {
 }
 
 impl CgroupManager for Manager {
-    fn create(&self) -> Result<()> {
+    fn create(&mut self) -> Result<()> {
+        let mut foreign = Vec::new();
+        for d in self.unique_dirs() {
+            foreign.extend(super::survey(d, &self.path)?);
+        }
+        if let Some(u) = &self.unified {
+            // Surveyed here too, before anything is made anywhere.
+            super::survey(&u.dir, &u.path)?;
+        }
+        self.foreign = foreign;
         explain::step(&catalog::CGROUP_CREATE, || {
             format!(
                 "mkdir {} in {} v1 hierarchies{}",
@@ -708,7 +730,7 @@ impl CgroupManager for Manager {
                 .map_err(|e| Error::msg(format!("cgroup: create {}: {e}", d.display())))?;
         }
         self.init_cpuset()?;
-        if let Some(u) = &self.unified {
+        if let Some(u) = &mut self.unified {
             // Best effort: only resources that need it fail without it.
             if let Err(e) = u.create() {
                 crate::logging::warn(|| format!("hybrid cgroup2 part: {e}"));
@@ -793,7 +815,7 @@ impl CgroupManager for Manager {
             .find_map(|c| self.dir(c))
             .or_else(|| self.unified_dir())
             .or_else(|| self.unique_dirs().first().map(|p| p.as_path()));
-        Ok(d.map(procs_recursive).unwrap_or_default())
+        Ok(d.map(|d| own_procs(d, &self.foreign)).unwrap_or_default())
     }
 
     fn freeze(&self, frozen: bool) -> Result<()> {
@@ -921,30 +943,33 @@ impl CgroupManager for Manager {
         Ok(s)
     }
 
-    fn destroy(&self) -> Result<()> {
+    fn destroy(&self, kill: bool) -> Result<()> {
         explain::step(&catalog::DELETE_CGROUP, || {
             format!("rmdir {} in every hierarchy", self.path.display())
         });
-        if !self.pids().unwrap_or_default().is_empty() {
+        if kill && !self.pids().unwrap_or_default().is_empty() {
             // Freeze, kill, thaw: a process that forks cannot outrun it.
             self.thaw_all();
             if self.signal_all(libc::SIGKILL).is_err() {
                 self.kill_all();
             }
-        }
-        let kill = || {
+        } else {
+            // A frozen task cannot exit: let the dying ones go.
             self.thaw_all();
-            self.kill_all();
+        }
+        let again = || {
+            self.thaw_all();
+            if kill {
+                self.kill_all();
+            }
         };
         let deadline = std::time::Instant::now() + super::RMDIR_BUDGET;
         let mut results = Vec::new();
         for d in self.unique_dirs() {
-            for s in subdirs_deepest_first(d).iter().chain(std::iter::once(d)) {
-                results.push(rmdir_retry(s, &kill, deadline));
-            }
+            results.push(remove_own(d, &self.foreign, &again, deadline));
         }
         if let Some(u) = &self.unified {
-            results.push(v2::destroy_dir(&u.dir, deadline));
+            results.push(v2::destroy_dir(&u.dir, &u.foreign, kill, deadline));
         }
         super::first_err(results)
     }
@@ -1155,7 +1180,7 @@ mod tests {
     fn every_knob_lands_in_its_file() {
         let t = Tree::new("v1set");
         let (root, layout) = fake(&t);
-        let m = Manager::new(&layout, &PathSpec::default(), "c1", "").unwrap();
+        let mut m = Manager::new(&layout, &PathSpec::default(), "c1", "").unwrap();
         m.create().unwrap();
         // hugetlb was enabled for the subtree in the unified root.
         assert_eq!(
@@ -1254,7 +1279,7 @@ mod tests {
     fn what_the_host_lacks_is_reported() {
         let t = Tree::new("v1lack");
         let (_root, layout) = fake(&t);
-        let m = Manager::new(&layout, &PathSpec::default(), "c1", "").unwrap();
+        let mut m = Manager::new(&layout, &PathSpec::default(), "c1", "").unwrap();
         m.create().unwrap();
         kernel_files(&t, &m);
         let err = |j: &str| m.set(&res(j), false).unwrap_err().to_string();
@@ -1310,7 +1335,7 @@ mod tests {
     fn stats_in_runc_shape() {
         let t = Tree::new("v1stats");
         let (_root, layout) = fake(&t);
-        let m = Manager::new(&layout, &PathSpec::default(), "c1", "").unwrap();
+        let mut m = Manager::new(&layout, &PathSpec::default(), "c1", "").unwrap();
         m.create().unwrap();
         kernel_files(&t, &m);
         t.files(

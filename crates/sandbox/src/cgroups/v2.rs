@@ -9,8 +9,8 @@
 use super::layout::{self, Layout};
 use super::stats::{self, Stats};
 use super::{
-    devices, missing, procs_recursive, read_file, read_u64, rmdir_retry, subdirs_deepest_first,
-    write_file, write_lines, CgroupManager, OomWatcher, PathSpec,
+    devices, missing, own_procs, read_file, read_u64, remove_own, write_file, write_lines,
+    CgroupManager, OomWatcher, PathSpec,
 };
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog};
@@ -35,6 +35,10 @@ pub struct Manager {
     /// available (a unified host); a hybrid host lists the v2-only ones.
     #[serde(default)]
     pub controllers: Option<Vec<String>>,
+    /// Sub-cgroups of `dir` that were there before create: not the
+    /// container's, so never signalled or removed.
+    #[serde(default)]
+    pub foreign: Vec<PathBuf>,
 }
 
 /// runc 1.1's conversion of cgroup v1 cpu.shares (2..262144) to v2
@@ -106,6 +110,7 @@ impl Manager {
             dir,
             mount,
             controllers: None,
+            foreign: Vec::new(),
         })
     }
 
@@ -620,40 +625,51 @@ pub(super) fn freeze_dir(d: &Path, frozen: bool) -> Result<()> {
     )))
 }
 
-/// Kill every process of a v2 cgroup: cgroup.kill when the kernel has it
-/// (5.14+), else SIGKILL to each listed pid.
-pub(super) fn kill_dir(d: &Path) {
-    if d.join("cgroup.kill").exists() && std::fs::write(d.join("cgroup.kill"), "1").is_ok() {
+/// Kill every process of a v2 cgroup and the sub-cgroups the container
+/// owns: cgroup.kill when the kernel has it (5.14+) and no foreign
+/// sub-cgroup is below (it kills the whole subtree), else SIGKILL to each
+/// listed pid.
+pub(super) fn kill_dir(d: &Path, foreign: &[PathBuf]) {
+    if foreign.is_empty()
+        && d.join("cgroup.kill").exists()
+        && std::fs::write(d.join("cgroup.kill"), "1").is_ok()
+    {
         return;
     }
-    for pid in procs_recursive(d) {
+    for pid in own_procs(d, foreign) {
         // SAFETY: kill(2) with a pid read from the container's cgroup.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 
-/// Remove a v2 cgroup and the cgroups below it, killing what is left.
-pub(super) fn destroy_dir(d: &Path, deadline: std::time::Instant) -> Result<()> {
+/// Remove a v2 cgroup and the sub-cgroups the container owns; with `kill`,
+/// killing what is left of the container's processes first.
+pub(super) fn destroy_dir(
+    d: &Path,
+    foreign: &[PathBuf],
+    kill: bool,
+    deadline: std::time::Instant,
+) -> Result<()> {
     if !d.exists() {
         return Ok(());
     }
-    if !procs_recursive(d).is_empty() {
-        kill_dir(d);
+    if kill && !own_procs(d, foreign).is_empty() {
+        kill_dir(d, foreign);
     }
-    let kill = || kill_dir(d);
-    super::first_err(
-        subdirs_deepest_first(d)
-            .iter()
-            .chain(std::iter::once(&d.to_path_buf()))
-            .map(|s| rmdir_retry(s, &kill, deadline)),
-    )
+    let again = || {
+        if kill {
+            kill_dir(d, foreign)
+        }
+    };
+    remove_own(d, foreign, &again, deadline)
 }
 
 impl CgroupManager for Manager {
-    fn create(&self) -> Result<()> {
+    fn create(&mut self) -> Result<()> {
         explain::step(&catalog::CGROUP_CREATE, || {
             format!("mkdir {}", self.dir.display())
         });
+        self.foreign = super::survey(&self.dir, &self.path)?;
         if let Some(parent) = self.dir.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::msg(format!("cgroup: create {}: {e}", parent.display())))?;
@@ -743,7 +759,7 @@ impl CgroupManager for Manager {
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
-        Ok(procs_recursive(&self.dir))
+        Ok(own_procs(&self.dir, &self.foreign))
     }
 
     fn freeze(&self, frozen: bool) -> Result<()> {
@@ -766,11 +782,16 @@ impl CgroupManager for Manager {
         Ok(s)
     }
 
-    fn destroy(&self) -> Result<()> {
+    fn destroy(&self, kill: bool) -> Result<()> {
         explain::step(&catalog::DELETE_CGROUP, || {
             format!("rmdir {}", self.dir.display())
         });
-        destroy_dir(&self.dir, std::time::Instant::now() + super::RMDIR_BUDGET)
+        destroy_dir(
+            &self.dir,
+            &self.foreign,
+            kill,
+            std::time::Instant::now() + super::RMDIR_BUDGET,
+        )
     }
 
     fn dirs(&self) -> Vec<(String, PathBuf)> {
@@ -793,7 +814,8 @@ impl CgroupManager for Manager {
     }
 
     fn signal_all(&self, sig: i32) -> Result<usize> {
-        if sig == libc::SIGKILL && self.dir.join("cgroup.kill").exists() {
+        if sig == libc::SIGKILL && self.foreign.is_empty() && self.dir.join("cgroup.kill").exists()
+        {
             let n = self.pids()?.len();
             write_file(&self.dir, "cgroup.kill", "1")?;
             return Ok(n);
@@ -889,7 +911,7 @@ mod tests {
     fn every_knob_lands_in_its_file() {
         let t = Tree::new("v2set");
         let (layout, root) = fake(&t);
-        let m = Manager::new(&layout, &PathSpec::default(), "c1", "0::/\n").unwrap();
+        let mut m = Manager::new(&layout, &PathSpec::default(), "c1", "0::/\n").unwrap();
         assert_eq!(m.dir, root.join("nano-sandbox/c1"));
         m.create().unwrap();
         // Controllers were enabled at the root, one write each (last wins in
@@ -955,7 +977,7 @@ mod tests {
     fn refusals_are_clear() {
         let t = Tree::new("v2err");
         let (layout, _root) = fake(&t);
-        let m = Manager::new(&layout, &PathSpec::default(), "c2", "").unwrap();
+        let mut m = Manager::new(&layout, &PathSpec::default(), "c2", "").unwrap();
         m.create().unwrap();
         container_files(&t, &m.dir);
         // checkBeforeUpdate: usage is 1000 bytes.

@@ -270,7 +270,7 @@ impl Drop for Cleanup<'_> {
             linux::hostmounts::cleanup(rootfs, hm);
         }
         if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy() {
+            if let Err(e) = cg.destroy(true) {
                 crate::logging::warn(|| format!("cleanup of {}: {e}", self.id));
             }
         }
@@ -375,12 +375,18 @@ impl Runtime {
         };
 
         let cfg_copy = dir.join(state::CONFIG_FILE);
-        std::fs::write(&cfg_copy, &bundle.raw).map_err(|e| Error::io("write", &cfg_copy, e))?;
+        // 0600: process.env may hold secrets, and the directory is 0711.
+        crate::files::create_new(&cfg_copy, &bundle.raw, 0o600)?;
 
-        if let Some(cg) = cgroup_mgr {
+        if let Some(mut cg) = cgroup_mgr {
             let _g = explain::phase(Phase::Cgroups);
             cg.create()?;
+            // The record now names the sub-cgroups that were already there
+            // (never the container's): kept at once, for a delete or the
+            // clean-up of a killed create.
+            record.cgroup = cg.record();
             cleanup.cgroup = Some(cg);
+            record.save(&dir)?;
             let cg = cleanup.cgroup.as_ref().expect("set above");
             let mut res: LinuxResources = bundle
                 .spec
@@ -729,7 +735,7 @@ impl Runtime {
             linux::hostmounts::cleanup(&st.rootfs, hm);
         }
         if let Some(cg) = crate::cgroups::from_record(&st.cgroup) {
-            let _ = cg.destroy();
+            let _ = cg.destroy(true);
         }
     }
 }
@@ -787,9 +793,9 @@ pub fn cgroup_mount_info(cg: Option<&dyn CgroupManager>, cgroupns: bool) -> Cgro
 }
 
 /// Write a pid file atomically (engines read it as soon as create returns).
+/// Its directory may be writable by others: see [`crate::files::replace`].
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     explain::step(&catalog::PID_FILE, || format!("{pid} > {}", path.display()));
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write pid file", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("write pid file", path, e))
+    crate::files::replace(path, pid.to_string().as_bytes(), 0o644)
+        .map_err(|e| Error::msg(format!("--pid-file: {e}")))
 }

@@ -8,7 +8,7 @@ mod delete;
 pub mod exec;
 mod ops;
 
-pub use create::{hook_state, CreateOptions, Handle};
+pub use create::{hook_state, write_pid_file, CreateOptions, Handle};
 pub use exec::{merge_process, ExecHandle, ExecOptions};
 
 use crate::cgroups::{self, CgroupManager};

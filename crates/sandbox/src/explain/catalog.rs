@@ -181,8 +181,8 @@ steps! {
         "Record the container as created in state.json: the init's pid and that pid's start time.",
         "Later commands derive the status from this pid. The start time (field 22 of /proc/<pid>/stat) tells the container's init from an unrelated process that reused the pid after it died.";
     PID_FILE = "pid_file", State,
-        "Write the init's pid to --pid-file (a temporary file renamed into place).",
-        "Engines read this file the moment create returns; the rename makes sure they never see a half-written number.";
+        "Write the init's pid to --pid-file (a new file under a random name, renamed into place).",
+        "Engines read this file the moment create returns; the rename makes sure they never see a half-written number. The temporary name is random and opened O_CREAT|O_EXCL|O_NOFOLLOW: another user who can write that directory cannot plant a symlink that root would write through.";
     CGROUP_CREATE = "cgroup.create", Cgroups,
         "Create the container's cgroup directories (linux.cgroupsPath, default /nano-sandbox/<id>).",
         "Limits belong to a cgroup, not to a process. Making the cgroup first, and moving the child into it before it runs any code of its own, means no moment runs unlimited.";
@@ -268,10 +268,10 @@ steps! {
         "Hide linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over directories.",
         "Files such as /proc/kcore and /proc/keys reveal host memory or secrets; masking makes them read as empty.";
     READONLY_PATHS = "paths.readonly", Mounts,
-        "Bind linux.readonlyPaths onto themselves and remount them read-only.",
-        "/proc/sys and friends would let the container retune the host kernel; read-only keeps them visible but unchangeable.";
+        "Bind linux.readonlyPaths onto themselves and remount them read-only, keeping nosuid, nodev and noexec.",
+        "/proc/sys and friends would let the container retune the host kernel; read-only keeps them visible but unchangeable. A remount replaces every per-mount flag, so the ones the mount had are passed again.";
     ROOT_READONLY = "root.readonly", Mounts,
-        "Remount the root read-only (root.readonly).",
+        "Remount the root read-only (root.readonly), keeping its nosuid, nodev and noexec.",
         "The image cannot be changed from inside; writes go only to the mounts made writable on purpose.";
     SYSCTL = "sysctl", Mounts,
         "Write linux.sysctl values under /proc/sys.",

@@ -44,6 +44,15 @@ pub fn run_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
     }
 }
 
+/// Set O_NONBLOCK on a descriptor.
+fn set_nonblocking(fd: i32) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    // SAFETY: the descriptor is open for the duration of the call.
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let fl = OFlag::from_bits_truncate(fcntl(b, FcntlArg::F_GETFL)?);
+    fcntl(b, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).map(|_| ())
+}
+
 fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Result<()> {
     let path = h.path().display().to_string();
     explain::step(&catalog::HOOK, || {
@@ -81,10 +90,14 @@ fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Resul
     let mut child = cmd
         .spawn()
         .map_err(|e| fail(format!("cannot start: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin must not fail the write fatally.
-        let _ = stdin.write_all(state_json);
+    // The state goes in through the same poll loop as the output comes out,
+    // without blocking: a hook that never reads its stdin, given more state
+    // than a pipe holds (big annotations), must still meet its timeout.
+    let mut stdin = child.stdin.take().filter(|_| !state_json.is_empty());
+    if let Some(s) = &stdin {
+        set_nonblocking(s.as_raw_fd()).map_err(|e| fail(format!("stdin pipe: {e}")))?;
     }
+    let mut written = 0usize;
     let timeout = h.timeout().map(|t| Duration::from_secs(t.max(1) as u64));
     let mut out = Vec::new();
     let mut err = Vec::new();
@@ -111,29 +124,35 @@ fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Resul
             }
             None => -1,
         };
-        let mut fds = vec![libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        if let Some(s) = &stdout {
-            fds.push(libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        if let Some(s) = &stderr {
-            fds.push(libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
         if exited {
-            fds[0].fd = -1;
+            // Nobody will read what is left of the state.
+            stdin = None;
         }
-        // SAFETY: poll over a vector of pollfd that lives for the call.
+        let fd_of = |p: &Option<Box<dyn ReadFd>>| p.as_ref().map_or(-1, |s| s.as_raw_fd());
+        // Fixed slots: the pidfd, stdout, stderr, stdin (-1 is skipped by poll).
+        let mut fds = [
+            libc::pollfd {
+                fd: if exited { -1 } else { pidfd.as_raw_fd() },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: fd_of(&stdout),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: fd_of(&stderr),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stdin.as_ref().map_or(-1, |s| s.as_raw_fd()),
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll over an array of pollfd that lives for the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, remaining) };
         if n < 0 {
             if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
@@ -144,21 +163,34 @@ fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Resul
         if fds[0].revents != 0 {
             exited = true;
         }
-        let mut k = 1;
-        for (pipe, buf) in [(&mut stdout, &mut out), (&mut stderr, &mut err)] {
-            if pipe.is_some() {
-                if fds[k].revents != 0 {
-                    let mut chunk = [0u8; 4096];
-                    match pipe.as_mut().map(|p| p.read(&mut chunk)) {
-                        Some(Ok(0)) | Some(Err(_)) | None => *pipe = None,
-                        Some(Ok(n)) => {
-                            if buf.len() < 65536 {
-                                buf.extend_from_slice(&chunk[..n]);
-                            }
+        for (k, (pipe, buf)) in [(&mut stdout, &mut out), (&mut stderr, &mut err)]
+            .into_iter()
+            .enumerate()
+        {
+            if pipe.is_some() && fds[k + 1].revents != 0 {
+                let mut chunk = [0u8; 4096];
+                match pipe.as_mut().map(|p| p.read(&mut chunk)) {
+                    Some(Ok(0)) | Some(Err(_)) | None => *pipe = None,
+                    Some(Ok(n)) => {
+                        if buf.len() < 65536 {
+                            buf.extend_from_slice(&chunk[..n]);
                         }
                     }
                 }
-                k += 1;
+            }
+        }
+        if fds[3].revents != 0 {
+            if let Some(s) = stdin.as_mut() {
+                match s.write(&state_json[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EPIPE: the hook closed its stdin; it need not read it.
+                    Err(_) => stdin = None,
+                }
+            }
+            if written >= state_json.len() {
+                stdin = None;
             }
         }
     }
@@ -213,5 +245,32 @@ mod tests {
         let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","sleep 5"],"timeout":1}"#);
         let e = run("prestart", &[h], b"{}").unwrap_err().to_string();
         assert!(e.contains("timed out"), "{e}");
+    }
+
+    #[test]
+    fn timeout_holds_when_the_hook_never_reads_a_big_state() {
+        // More than a pipe holds (64 KiB), to a hook that never reads it.
+        let state = vec![b'x'; 1 << 20];
+        let h = hook(r#"{"path":"/bin/sleep","args":["sleep","30"],"timeout":1}"#);
+        let t = Instant::now();
+        let e = run("prestart", &[h], &state).unwrap_err().to_string();
+        assert!(e.contains("timed out") && e.contains("/bin/sleep"), "{e}");
+        // The unfixed code blocked in write(2) for the hook's whole 30 s.
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_big_state_reaches_a_hook_that_reads_it() {
+        let dir = std::env::temp_dir().join(format!("nk-hook-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let state = vec![b'y'; 300_000];
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {}"],"timeout":30}}"#,
+            out.display()
+        ));
+        run("prestart", &[h], &state).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap().len(), state.len());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

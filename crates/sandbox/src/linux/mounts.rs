@@ -285,7 +285,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
             .map_err(|e| err("reopen after mount".into(), e))?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
-            remount_bind(&fd_path(top.as_fd()), extra)
+            remount_bind(&fd_path(top.as_fd()), extra, opts.cleared)
                 .map_err(|e| err("remount with options".into(), e))?;
         }
         apply_propagation(&fd_path(top.as_fd()), &opts)
@@ -343,6 +343,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
             let _ = remount_bind(
                 &fd_path(top.as_fd()),
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                MsFlags::empty(),
             );
         }
         Err(nix::errno::Errno::EINVAL) if typ == "mqueue" && ctx.userns => {
@@ -377,6 +378,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
             remount_bind(
                 &fd_path(top.as_fd()),
                 (flags & per_mount) | MsFlags::MS_RDONLY,
+                opts.cleared,
             )
             .map_err(|e| err("remount read-only".into(), e))?;
         }
@@ -387,11 +389,26 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
     Ok(())
 }
 
-/// Remount a bind mount with flags; when the kernel refuses to clear a flag
-/// locked by the source mount (nosuid, nodev, ... in a user namespace), keep
-/// the locked ones and retry, as runc does.
-pub fn remount_bind(target: &str, flags: MsFlags) -> nix::Result<()> {
+/// The restrictions a read-only remount keeps from the mount as it is.
+const KEPT_ON_RO: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// Remount a bind mount with flags. A remount replaces every per-mount
+/// flag, so making a mount read-only would also drop its nosuid, nodev and
+/// noexec (a /proc mounted nosuid,nodev,noexec, a rootfs on a nosuid host
+/// filesystem): a read-only remount keeps those the mount has now, unless
+/// the config clears them (`cleared`: suid, dev, exec), as runc's
+/// readonlyPath does. When the kernel refuses to clear a flag locked by the
+/// source mount (in a user namespace), the locked ones are kept and the
+/// call retried, as runc does.
+pub fn remount_bind(target: &str, flags: MsFlags, cleared: MsFlags) -> nix::Result<()> {
     let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
+    let mut flags = flags;
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let now = statvfs_flags(target)?;
+        flags |= now & KEPT_ON_RO & !cleared;
+    }
     match sys_mount(None, target, None, base | flags, None) {
         Err(nix::errno::Errno::EPERM) => {
             let st = nix::sys::statvfs::statvfs(target)?;
@@ -415,6 +432,24 @@ pub fn remount_bind(target: &str, flags: MsFlags) -> nix::Result<()> {
         }
         r => r,
     }
+}
+
+/// The per-mount flags of the mount at `target`, as mount(2) flags.
+fn statvfs_flags(target: &str) -> nix::Result<MsFlags> {
+    use nix::sys::statvfs::FsFlags;
+    let st = nix::sys::statvfs::statvfs(target)?;
+    let mut f = MsFlags::empty();
+    for (sf, mf) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if st.flags().contains(sf) {
+            f |= mf;
+        }
+    }
+    Ok(f)
 }
 
 fn apply_propagation(target: &str, opts: &Parsed) -> nix::Result<()> {
@@ -710,7 +745,9 @@ fn copy_up(lower: BorrowedFd<'_>, upper: BorrowedFd<'_>, dest: &Path) -> Result<
 ///   on the host (`cpu,cpuacct` with `cpu` and `cpuacct` symlinks for
 ///   co-mounted controllers, `systemd` for the named one), each showing the
 ///   container's own cgroup, so `memory/memory.limit_in_bytes` inside reads
-///   the container's limit. As with runc, the tmpfs stays writable and a
+///   the container's limit. As with runc, the tmpfs root ends up mode 0555
+///   (whatever the mount's ro/rw): the container's root cannot add entries
+///   or replace the per-controller symlinks to spoof its cgroup view; a
 ///   hybrid host's cgroup2 part is not shown.
 fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Result<()> {
     let dest = m.destination();
@@ -755,7 +792,7 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             .map_err(|e| err(format!("bind {}", hostdir.display()), e))?;
             let top =
                 open_in_root(ctx.root, sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
-            remount_bind(&fd_path(top.as_fd()), leaf)
+            remount_bind(&fd_path(top.as_fd()), leaf, opts.cleared)
                 .map_err(|e| err(format!("remount {}", sub.display()), e))?;
         }
         Ok(())
@@ -797,8 +834,19 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             }
         }
     }
-    // Like runc, the tmpfs itself stays writable; each hierarchy below it is
-    // a read-only bind when the mount asks for ro.
+    // The tmpfs mount itself is not read-only (as runc's), so its root
+    // directory is made 0555, as runc leaves it: without CAP_DAC_OVERRIDE
+    // the container's root can neither add entries nor swap the symlinks.
+    // Each hierarchy below is a read-only mount when the mount asks for ro.
+    let top = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(|e| err("reopen".into(), e))?;
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        fd_path(top.as_fd()).as_str(),
+        nix::sys::stat::Mode::from_bits_truncate(0o555),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| err("chmod 0555 the cgroup tmpfs".into(), e))?;
     Ok(())
 }
 

@@ -99,6 +99,14 @@ pub fn ns_id(path: &Path) -> Option<(u64, u64)> {
     Some((st.st_dev, st.st_ino))
 }
 
+/// Is the namespace file at `path` this process's own namespace of type `t`?
+/// A config that joins it gets nothing private: its sysctls and hostname
+/// would change the runtime's (the host's) namespace.
+pub fn is_own(t: LinuxNamespaceType, path: &Path) -> bool {
+    let ours = PathBuf::from(format!("/proc/self/ns/{}", proc_name(t)));
+    matches!((ns_id(path), ns_id(&ours)), (Some(a), Some(b)) if a == b)
+}
+
 /// Namespaces of `pid` that differ from this process's own, in join order.
 pub fn differing(pid: i32) -> Vec<(LinuxNamespaceType, PathBuf)> {
     JOIN_ORDER

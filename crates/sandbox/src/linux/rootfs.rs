@@ -247,7 +247,7 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
             OFlag::O_PATH | OFlag::O_NOFOLLOW,
         )
         .map_err(|e| Error::sys(format!("readonlyPaths: reopen {p}"), e))?;
-        super::mounts::remount_bind(&fd_path(top.as_fd()), MsFlags::MS_RDONLY)
+        super::mounts::remount_bind(&fd_path(top.as_fd()), MsFlags::MS_RDONLY, MsFlags::empty())
             .sys(|| format!("readonlyPaths: remount {p} read-only"))?;
     }
     Ok(())
@@ -258,7 +258,8 @@ pub fn readonly_root() -> Result<()> {
     explain::step(&catalog::ROOT_READONLY, || {
         "mount -o remount,bind,ro /".into()
     });
-    super::mounts::remount_bind("/", MsFlags::MS_RDONLY).sys(|| "remount / read-only".into())
+    super::mounts::remount_bind("/", MsFlags::MS_RDONLY, MsFlags::empty())
+        .sys(|| "remount / read-only".into())
 }
 
 /// Apply rootfsPropagation to the new / after pivot_root (or the move):

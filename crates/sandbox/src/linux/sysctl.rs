@@ -5,7 +5,10 @@ use crate::explain::{self, catalog};
 use oci_spec::runtime::LinuxNamespaceType;
 use std::collections::HashSet;
 
-/// Check a sysctl key against the namespaces the container gets (runc's rules).
+/// Check a sysctl key against the namespaces the container gets for itself
+/// (runc's rules): `ns` holds the types that are new, or joined by a path
+/// that is not the runtime's own namespace. A key of a type the container
+/// shares with the host would change the host.
 pub fn check_allowed(key: &str, ns: &HashSet<u64>) -> std::result::Result<(), String> {
     let has = |t: LinuxNamespaceType| ns.contains(&(t as u64));
     if key.contains("..") || key.contains('\0') || key.starts_with('/') {
@@ -25,7 +28,9 @@ pub fn check_allowed(key: &str, ns: &HashSet<u64>) -> std::result::Result<(), St
         return if has(LinuxNamespaceType::Ipc) {
             Ok(())
         } else {
-            Err(format!("{key} needs an ipc namespace"))
+            Err(format!(
+                "{key} is not allowed in the host's ipc namespace (give the container an ipc namespace of its own: none is listed, or its path is the runtime's own)"
+            ))
         };
     }
     if key.starts_with("net.") {
@@ -33,7 +38,7 @@ pub fn check_allowed(key: &str, ns: &HashSet<u64>) -> std::result::Result<(), St
             Ok(())
         } else {
             Err(format!(
-                "{key} is not allowed in the host's network namespace"
+                "{key} not allowed in host network namespace (give the container a network namespace of its own: none is listed, or its path is the runtime's own)"
             ))
         };
     }
@@ -41,7 +46,9 @@ pub fn check_allowed(key: &str, ns: &HashSet<u64>) -> std::result::Result<(), St
         return if has(LinuxNamespaceType::Uts) {
             Ok(())
         } else {
-            Err(format!("{key} needs a uts namespace"))
+            Err(format!(
+                "{key} is not allowed in the host's uts namespace (give the container a uts namespace of its own: none is listed, or its path is the runtime's own)"
+            ))
         };
     }
     if key == "kernel.hostname" {
