@@ -206,7 +206,8 @@ fn pods_through_containerd_cri() {
 
     // Phase 1: the scenarios that share the node. runc then nk, one
     // scenario at a time; beside them VM mode (slow: every pod is two
-    // TCG-emulated VMs), two scenarios at a time.
+    // TCG-emulated VMs), two at a time (more do not finish sooner: the
+    // boots are CPU-bound).
     let mut outcomes = std::thread::scope(|s| {
         let vm = s.spawn(|| run_handlers(&node, &vms, 2, |s| !s.alone));
         let mut o = run_handlers(&node, &containers, 1, |s| !s.alone);

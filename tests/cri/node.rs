@@ -156,6 +156,18 @@ impl Node {
         self.work.join("rt").join(handler)
     }
 
+    /// The config.json containerd wrote for a container (the bundle the
+    /// shim hands the runtime).
+    pub fn bundle_config(&self, id: &str) -> R<serde_json::Value> {
+        let p = self
+            .work
+            .join("state/io.containerd.runtime.v2.task/k8s.io")
+            .join(id)
+            .join("config.json");
+        let text = std::fs::read(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
+        serde_json::from_slice(&text).map_err(|e| format!("parse {}: {e}", p.display()))
+    }
+
     /// A command run inside the node's network namespace.
     pub fn in_netns(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");

@@ -638,6 +638,34 @@ fn security_context(cx: &Ctx) -> R<()> {
             localhost_ref: String::new(),
         });
     })?;
+    // What containerd 1.6 made of it, in the bundle the runtime got:
+    // RuntimeDefault is containerd's own built-in profile (an allowlist,
+    // personality() allowed only with a few values); masked and read-only
+    // paths are the kubelet's lists as sent.
+    let spec = cx.node.bundle_config(&restricted)?;
+    let seccomp = &spec["linux"]["seccomp"];
+    let personality = seccomp["syscalls"].as_array().is_some_and(|rules| {
+        rules.iter().any(|r| {
+            r["names"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n == "personality"))
+                && r["args"].as_array().is_some_and(|a| !a.is_empty())
+        })
+    });
+    expect(
+        seccomp["defaultAction"] == "SCMP_ACT_ERRNO" && personality,
+        || format!("RuntimeDefault is not containerd's allowlist profile: {seccomp}"),
+    )?;
+    expect_eq(
+        "maskedPaths in the spec",
+        &spec["linux"]["maskedPaths"],
+        &serde_json::json!(MASKED_PATHS),
+    )?;
+    expect_eq(
+        "readonlyPaths in the spec",
+        &spec["linux"]["readonlyPaths"],
+        &serde_json::json!(READONLY_PATHS),
+    )?;
     expect_eq(
         "id -u; id -g",
         sh_ok(cri, &restricted, "id -u; id -g")?.as_str(),
@@ -708,6 +736,10 @@ fn security_context(cx: &Ctx) -> R<()> {
             add_capabilities: vec!["CHOWN".into()],
             ..Default::default()
         });
+    })?;
+    let spec = cx.node.bundle_config(&root)?;
+    expect(spec["linux"]["seccomp"].is_null(), || {
+        "a seccomp profile in the spec though none was asked".into()
     })?;
     let f = status_fields(cri, &root)?;
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
