@@ -3,9 +3,13 @@
 # Debian's archive, and the Mermaid renderer that tests/docs.rs runs on every
 # diagram (npm packages pinned by tests/mermaid/package-lock.json, installed
 # into build/mermaid; Debian's chromium draws them).
+# The CRI test (tests/cri.rs) needs containerd (with its runc v2 shim and
+# ctr), the CNI plugins, iptables (portmap), gcc and libc6-dev (static pause
+# and probe programs) and protobuf-compiler (k8s-cri's build script runs
+# protoc to generate the CRI client).
 set -eu
 cd "$(dirname "$0")/.."
-pkgs="runc crun busybox-static python3 jq hyperfine time procps iproute2 file libseccomp-dev pkg-config tmux qemu-system-x86 linux-image-amd64 uidmap passwd util-linux umoci skopeo chromium"
+pkgs="runc crun busybox-static python3 jq hyperfine time procps iproute2 file libseccomp-dev pkg-config tmux qemu-system-x86 linux-image-amd64 uidmap passwd util-linux umoci skopeo chromium containerd containernetworking-plugins iptables gcc libc6-dev protobuf-compiler"
 missing=""
 for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -309,6 +309,44 @@ fn detached_exec_with_pid_file_reports_status() {
     unsafe { libc::poll(&mut pfd, 1, 30_000) };
     unsafe { libc::close(pidfd) };
     assert!(std::fs::read_to_string(&log).unwrap().contains("late"));
+
+    // The engine's SIGKILL of the proxy ends the process it stands for
+    // (containerd kills a timed-out ExecSync that way, then waits for its
+    // output to end): the output pipe closes, the process is gone.
+    let (rd, wr) = nix::unistd::pipe().unwrap();
+    let pf2 = dir.path().join("exec2.pid");
+    let o = vm_cmd(&root)
+        .args(["exec", "-d", "--pid-file", &pf2.display().to_string(), &id])
+        .args(["sleep", "300"])
+        .stdout(std::fs::File::from(wr))
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let proxy: i32 = std::fs::read_to_string(&pf2)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill of the proxy's pid, which the runtime wrote for us.
+    assert_eq!(unsafe { libc::kill(proxy, libc::SIGKILL) }, 0);
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&rd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll one pollfd for up to 60 s.
+    let n = unsafe { libc::poll(&mut pfd, 1, 60_000) };
+    assert!(
+        n == 1 && pfd.revents & libc::POLLHUP != 0,
+        "the exec's output is still open 60 s after its proxy was killed (the guest process lives on)"
+    );
+    let ps = root.ok(&["exec", &id, "ps", "-o", "args"]);
+    assert!(
+        !ps.contains("sleep 300"),
+        "the killed exec still runs in the guest: {ps}"
+    );
     root.ok(&["delete", "-f", &id]);
     assert_clean(&root);
 }

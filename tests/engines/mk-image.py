@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""mk-image.py ROOTFS OUT.tar [REF]  -- pack a directory as a one-layer image.
+"""mk-image.py ROOTFS OUT.tar [REF [CMD...]]  -- pack a directory as a one-layer image.
 
 No registry is reachable from the test machines, so the engine tests build
 their image locally. The archive written here is read by all three engines:
@@ -7,7 +7,8 @@ it is an OCI image layout (oci-layout, index.json, blobs/sha256/*) for
 `ctr image import` and `podman load`, and it also carries the
 docker-archive manifest.json that `docker load` (20.10) looks for. The
 layer is an uncompressed, reproducible tar (sorted, mtime 0, owner 0).
-REF defaults to localhost/bb:latest.
+REF defaults to localhost/bb:latest; CMD (default: sh) is the image's Cmd
+(the CRI test's pause image runs /pause).
 """
 import hashlib
 import io
@@ -30,10 +31,11 @@ def compact(obj):
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
     rootfs, out = sys.argv[1], sys.argv[2]
-    ref = sys.argv[3] if len(sys.argv) == 4 else "localhost/bb:latest"
+    ref = sys.argv[3] if len(sys.argv) >= 4 else "localhost/bb:latest"
+    cmd = sys.argv[4:] or ["sh"]
     tag = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else "latest"
 
     layer = subprocess.run(
@@ -47,7 +49,7 @@ def main():
         "created": "1970-01-01T00:00:00Z",
         "config": {
             "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["sh"],
+            "Cmd": cmd,
             "WorkingDir": "/",
         },
         "rootfs": {"type": "layers", "diff_ids": [layer_d]},

@@ -83,6 +83,12 @@ pub enum ClientReq {
     /// Run a process; its stdin, stdout and stderr come attached.
     Exec {
         process: serde_json::Value,
+        /// The connection stands for the process (a detached exec's proxy,
+        /// whose pid the engine holds): if it goes away before the process
+        /// ends, the process is killed, as the engine's SIGKILL of that pid
+        /// would kill a container-mode exec.
+        #[serde(default)]
+        bound: bool,
     },
     Ps,
     Pause,
@@ -350,6 +356,8 @@ struct HostStream {
     tty: bool,
     /// The exec client waiting for the exit status.
     client: Option<u64>,
+    /// Kill the process when that client goes away (ClientReq::Exec).
+    bound: bool,
     out_eof: bool,
     err_eof: bool,
     exited: Option<(i32, Instant)>,
@@ -520,6 +528,7 @@ fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
             stderr: e,
             tty,
             client: None,
+            bound: false,
             out_eof: false,
             err_eof: tty,
             exited: None,
@@ -646,7 +655,7 @@ impl Monitor {
                     ),
                 }
             }
-            ClientReq::Exec { process } => {
+            ClientReq::Exec { process, bound } => {
                 let stream = self.next_stream;
                 self.next_stream += 1;
                 let tty = process["terminal"] == true;
@@ -661,6 +670,7 @@ impl Monitor {
                         stderr: if tty { None } else { e },
                         tty,
                         client: Some(cid),
+                        bound,
                         out_eof: false,
                         exited: None,
                     },
@@ -967,12 +977,28 @@ impl Monitor {
                     }
                     Ok(Some((req, fds))) => self.on_client(cid, req, fds),
                     _ => {
-                        // The client went away; its exec (if any) keeps running.
+                        // The client went away. Its exec keeps running (as a
+                        // runc exec outlives a killed `runc exec`), unless the
+                        // client stood for it: then the process goes too.
                         self.clients.remove(&cid);
-                        for s in self.streams.values_mut() {
+                        let mut orphans = Vec::new();
+                        for (sid, s) in self.streams.iter_mut() {
                             if s.client == Some(cid) {
                                 s.client = None;
+                                if s.bound && s.exited.is_none() {
+                                    orphans.push(*sid);
+                                }
                             }
+                        }
+                        for stream in orphans {
+                            log_line(
+                                &self.cfg,
+                                &format!("exec proxy of stream {stream} gone: killing its process"),
+                            );
+                            let _ = self.conn.send(Request::Signal {
+                                stream,
+                                signal: libc::SIGKILL,
+                            });
                         }
                     }
                 }

@@ -677,6 +677,8 @@ fn exec_wait(
     c.send(
         &ClientReq::Exec {
             process: process.clone(),
+            // A detached exec's proxy stands for the process.
+            bound: started.is_some(),
         },
         fds,
     )?;
