@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::LinuxNamespaceType;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The CLONE_NEW* flag of a namespace type.
@@ -74,17 +74,22 @@ pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::Mount,
 ];
 
+/// Open a namespace file (a /proc/*/ns/* file or a bind mount of one).
+pub fn open(path: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open namespace {}", path.display()), e))
+}
+
 /// Join the namespace at `path` (a /proc/*/ns/* file or a bind mount of one).
 pub fn join(t: LinuxNamespaceType, path: &Path) -> Result<()> {
     crate::explain::step(&crate::explain::catalog::NS_JOIN, || {
         format!("setns({}, {})", path.display(), flag_names(clone_flag(t)))
     });
-    let fd = nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys(format!("open namespace {}", path.display()), e))?;
+    let fd = open(path)?;
     nix::sched::setns(fd.as_fd(), clone_flag(t)).map_err(|e| {
         Error::sys(
             format!("setns {} namespace {}", proc_name(t), path.display()),
@@ -96,6 +101,21 @@ pub fn join(t: LinuxNamespaceType, path: &Path) -> Result<()> {
 /// The inode identity of a namespace file, to tell whether two are the same.
 pub fn ns_id(path: &Path) -> Option<(u64, u64)> {
     let st = nix::sys::stat::stat(path).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// The identity of the user namespace that owns the namespace `fd`
+/// (ioctl NS_GET_USERNS).
+pub fn owner_id(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor.
+    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), NS_GET_USERNS) };
+    if r < 0 {
+        return None;
+    }
+    // SAFETY: the ioctl returned a new descriptor, ours.
+    let owner = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) };
+    let st = nix::sys::stat::fstat(owner.as_fd()).ok()?;
     Some((st.st_dev, st.st_ino))
 }
 
