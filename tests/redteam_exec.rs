@@ -14,6 +14,7 @@ mod common;
 use common::*;
 use nk_tests::{unique_id, Bundle, Root, TempDir};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -343,5 +344,115 @@ fn create_into_a_shared_pid_namespace_never_shows_a_host_rooted_process() {
             root.bin.display(),
             found.join("\n")
         );
+    }
+}
+
+/// The namespace types a container's exec is checked for, by /proc name.
+const NS_TYPES: [&str; 6] = ["ipc", "mnt", "net", "pid", "user", "uts"];
+
+/// The namespace links of a host pid ("self" for the test), by /proc name.
+fn ns_of(pid: &str) -> BTreeMap<String, String> {
+    NS_TYPES
+        .iter()
+        .map(|n| {
+            let l = std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+            (n.to_string(), l.display().to_string())
+        })
+        .collect()
+}
+
+/// A container whose init runs `unshare -U -n sleep 1000`, started; returns
+/// its id and the namespaces its init had before it unshared.
+fn unsharing_container(root: &Root, b: &Bundle) -> (String, BTreeMap<String, String>) {
+    let id = unique_id("unshared");
+    detached_ok(root, &["create", "--bundle", &b.path(), &id]);
+    let pid = root.state(&id)["pid"].as_i64().unwrap().to_string();
+    let created = ns_of(&pid);
+    detached_ok(root, &["start", &id]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ns_of(&pid)["user"] == created["user"] || ns_of(&pid)["net"] == created["net"] {
+        assert!(Instant::now() < deadline, "the init did not unshare");
+        std::thread::sleep(Duration::from_millis(10)); // polling /proc above
+    }
+    (id, created)
+}
+
+/// The namespaces of an exec'd process, as it reads them inside.
+const SHOW_NS: &str =
+    "for n in ipc mnt net pid user uts; do echo \"$n $(readlink /proc/self/ns/$n)\"; done";
+
+fn parse_ns(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Finding 8: exec joined every namespace of the init that differed from
+/// the runtime's. A container (here with the host's network) whose init ran
+/// `unshare -U -n` made every later exec fail (EPERM: the other namespaces
+/// cannot be joined from its new user namespace), and could pick the user
+/// namespace an admin's exec lands in. exec joins the configured types
+/// only: the exec'd process is in the init's namespaces as created, and in
+/// the caller's user and network namespaces. runc agrees.
+#[test]
+fn exec_joins_only_the_namespaces_the_container_was_created_with() {
+    let host = ns_of("self");
+    for root in runtimes() {
+        let mut b = Bundle::new(&["unshare", "-U", "-n", "sleep", "1000"]);
+        b.edit(|c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "network");
+        });
+        let (id, created) = unsharing_container(&root, &b);
+        let o = root.run(&["exec", &id, "sh", "-c", SHOW_NS]);
+        assert!(
+            o.status.success(),
+            "{}: exec into a container whose init unshared failed: {}",
+            root.bin.display(),
+            both(&o)
+        );
+        let got = parse_ns(&nk_tests::stdout(&o));
+        for n in ["ipc", "mnt", "pid", "uts"] {
+            assert_eq!(got[n], created[n], "{}: {n}", root.bin.display());
+        }
+        for n in ["net", "user"] {
+            assert_eq!(got[n], host[n], "{}: {n}", root.bin.display());
+        }
+        root.ok(&["delete", "-f", &id]);
+    }
+}
+
+/// Finding 8, the other half: when the init has left a namespace the config
+/// created (its network namespace here), exec does not follow it into the
+/// one the container made, nor fail obscurely: it refuses and says which.
+/// (runc 1.1.5 joins the init's new network namespace; only reported.)
+#[test]
+fn exec_refuses_when_the_init_left_a_configured_namespace() {
+    for root in runtimes() {
+        let runc = root.bin == Path::new(RUNC);
+        let b = Bundle::new(&["unshare", "-U", "-n", "sleep", "1000"]);
+        let (id, created) = unsharing_container(&root, &b);
+        let o = root.run(&["exec", &id, "sh", "-c", SHOW_NS]);
+        if runc {
+            let got = parse_ns(&nk_tests::stdout(&o));
+            eprintln!(
+                "runc, exec after the init left its network namespace: success={}, net {} (created {})",
+                o.status.success(),
+                got.get("net").map(String::as_str).unwrap_or("?"),
+                created["net"]
+            );
+        } else {
+            let e = nk_tests::stderr(&o);
+            assert!(!o.status.success(), "exec followed the init: {}", both(&o));
+            assert!(
+                e.contains("no longer in the network namespace")
+                    && e.contains(created["net"].trim_start_matches("net")),
+                "not a clear error: {e}"
+            );
+        }
+        root.ok(&["delete", "-f", &id]);
     }
 }

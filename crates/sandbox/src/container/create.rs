@@ -635,6 +635,18 @@ impl Runtime {
                 }
             }
         }
+        // What exec will join: the namespaces of linux.namespaces, as the
+        // init is in them now.
+        let types: Vec<LinuxNamespaceType> = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        record.namespaces = Some(namespaces::record(pid, &types)?);
         record.phase = Some(StPhase::Created);
         if let Some(hm) = &mut record.host_mounts {
             hm.created = Some(linux::hostmounts::added(&record.rootfs, &hm.before));

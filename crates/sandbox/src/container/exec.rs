@@ -220,14 +220,29 @@ impl Runtime {
                 "cannot exec in a stopped container: container not running",
             )
         };
-        let mut join = Vec::new();
-        for (t, path) in namespaces::differing(st.pid) {
-            match namespaces::open(&path) {
-                Ok(fd) => join.push((t, path, fd)),
-                Err(_) if !st.init_alive() => return Err(stopped()),
-                Err(e) => return Err(e),
+        // Only the namespaces of linux.namespaces, checked to be the ones
+        // recorded at create (a record from an older runtime has none: the
+        // types of config.json then, as the init is in them).
+        let recorded = match &st.namespaces {
+            Some(r) => Ok(r.clone()),
+            None => {
+                let types: Vec<_> = parsed
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.namespaces().clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|n| n.typ())
+                    .collect();
+                namespaces::record(st.pid, &types)
             }
-        }
+        };
+        let join = match recorded.and_then(|r| namespaces::open_recorded(st.pid, &r)) {
+            Ok(j) => j,
+            Err(_) if !st.init_alive() => return Err(stopped()),
+            Err(e) => return Err(e),
+        };
         if !st.init_alive() {
             return Err(stopped());
         }
