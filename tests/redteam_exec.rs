@@ -16,7 +16,7 @@ use nk_tests::{unique_id, Bundle, Root, TempDir};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -455,4 +455,168 @@ fn exec_refuses_when_the_init_left_a_configured_namespace() {
         }
         root.ok(&["delete", "-f", &id]);
     }
+}
+
+/// A runtime command that must end quickly: run with a 4 GiB address-space
+/// limit (so a runtime that reads /dev/zero fails instead of eating the
+/// host's memory) and killed if it has not ended within `secs`. Returns
+/// (exited, success, stderr).
+fn bounded(cmd: &mut Command, secs: u64) -> (bool, bool, String) {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("nk-bounded");
+    let err = dir.path().join("err");
+    cmd.stdout(std::fs::File::create(dir.path().join("out")).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 4 << 30,
+                rlim_max: 4 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // polling the child above
+    };
+    let e = std::fs::read_to_string(&err).unwrap_or_default();
+    (status.is_some(), status.is_some_and(|s| s.success()), e)
+}
+
+/// Finding 10: a container that points its /etc/passwd at /dev/zero made
+/// exec read until the container's memory limit killed it, and a FIFO as its
+/// /etc/group made exec wait forever. Both are refused at once, naming the
+/// file. runc fails at once on the first; it is run on it for comparison.
+#[test]
+fn exec_refuses_a_passwd_or_group_that_is_not_a_regular_file() {
+    for root in runtimes() {
+        let runc = root.bin == Path::new(RUNC);
+        let r = private_rootfs();
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        use_rootfs(&mut b, r.path());
+        b.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}}));
+        let id = unique_id("userdb");
+        detached_ok(&root, &["run", "-d", "--bundle", &b.path(), &id]);
+        let passwd = r.path().join("etc/passwd");
+        let group = r.path().join("etc/group");
+        std::fs::remove_file(&passwd).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &passwd).unwrap();
+        let (ended, ok, e) = bounded(root.cmd().args(["exec", &id, "true"]), 60);
+        assert!(
+            ended && !ok,
+            "{}: /etc/passwd -> /dev/zero: {e}",
+            root.bin.display()
+        );
+        if !runc {
+            assert!(
+                e.contains("/etc/passwd") && e.contains("character device"),
+                "not a clear error: {e}"
+            );
+            std::fs::remove_file(&passwd).unwrap();
+            std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+            std::fs::remove_file(&group).unwrap();
+            nix::unistd::mkfifo(&group, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+            let (ended, ok, e) = bounded(root.cmd().args(["exec", &id, "true"]), 60);
+            assert!(
+                ended && !ok,
+                "/etc/group as a FIFO: exec hung or passed: {e}"
+            );
+            assert!(
+                e.contains("/etc/group") && e.contains("FIFO"),
+                "not a clear error: {e}"
+            );
+            // A regular file is still read (the user's home from passwd).
+            std::fs::remove_file(&group).unwrap();
+            std::fs::write(&group, "root:x:0:\n").unwrap();
+            assert_eq!(
+                root.ok(&["exec", &id, "sh", "-c", "echo $HOME"]).trim(),
+                "/root"
+            );
+        }
+        root.ok(&["delete", "-f", &id]);
+    }
+}
+
+/// Finding 10: `exec -p/--process` and `update -r/--resources` read what
+/// they were given: a FIFO blocked them and /dev/zero grew them until
+/// killed. A named file must be a regular one of at most a config's size,
+/// refused at once with its path otherwise; `update -r -` still reads a
+/// piped document (engines use it) but no more than that size.
+#[test]
+fn exec_process_and_update_resources_refuse_what_is_not_a_regular_file() {
+    let root = Root::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("inputs");
+    detached_ok(&root, &["run", "-d", "--bundle", &b.path(), &id]);
+    let dir = TempDir::new("nk-inputs");
+    let fifo = dir.path().join("fifo.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo_s = fifo.display().to_string();
+    for (what, args, needs) in [
+        (
+            "exec --process FIFO",
+            vec!["exec", "--process", &fifo_s, &id],
+            vec![fifo_s.as_str(), "FIFO"],
+        ),
+        (
+            "exec --process /dev/zero",
+            vec!["exec", "--process", "/dev/zero", &id],
+            vec!["/dev/zero", "character device"],
+        ),
+        (
+            "update --resources FIFO",
+            vec!["update", "--resources", &fifo_s, &id],
+            vec![fifo_s.as_str(), "FIFO"],
+        ),
+        (
+            "update -r /dev/zero",
+            vec!["update", "-r", "/dev/zero", &id],
+            vec!["/dev/zero", "character device"],
+        ),
+    ] {
+        let t = Instant::now();
+        let (ended, ok, e) = bounded(root.cmd().args(&args), 60);
+        assert!(ended, "{what}: hung");
+        assert!(!ok, "{what}: accepted");
+        for n in needs {
+            assert!(e.contains(n), "{what}: {n:?} not in the error: {e}");
+        }
+        eprintln!("{what}: refused in {:?}", t.elapsed());
+    }
+    // Standard input: bounded, and a piped document still works.
+    let (ended, ok, e) = bounded(
+        root.cmd()
+            .args(["update", "-r", "-", &id])
+            .stdin(std::fs::File::open("/dev/zero").unwrap()),
+        60,
+    );
+    assert!(
+        ended && !ok && e.contains("limit"),
+        "update -r - < /dev/zero: {e}"
+    );
+    let mut c = root.cmd();
+    c.args(["update", "-r", "-", &id]).stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), br#"{"pids": {"limit": 77}}"#)
+        .unwrap();
+    drop(child.stdin.take());
+    assert!(
+        child.wait().unwrap().success(),
+        "update -r - from a pipe failed"
+    );
+    root.ok(&["delete", "-f", &id]);
 }

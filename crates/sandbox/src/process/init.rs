@@ -628,9 +628,11 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     linux::fs::cloexec_from(3 + req.preserve_fds, &[]);
 
     let user = p.user();
+    // The container's files, resolved inside its root and bounded.
+    let root = linux::fs::open_dir_path(Path::new("/"))?;
     let (passwd, group) = (
-        std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
-        std::fs::read_to_string("/etc/group").unwrap_or_default(),
+        linux::user::read_db(root.as_fd(), "/etc/passwd")?,
+        linux::user::read_db(root.as_fd(), "/etc/group")?,
     );
     let eu = linux::user::resolve(
         user.uid(),
@@ -643,9 +645,10 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     linux::capabilities::drop_bounding(masks.bounding)?;
     linux::capabilities::keep_caps(true)?;
     linux::user::fix_stdio_owner(eu.uid, eu.gid);
-    let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() != "deny")
+    let setgroups_ok = linux::fs::read_in_root(root.as_fd(), Path::new("/proc/self/setgroups"), 64)
+        .map(|s| String::from_utf8_lossy(&s).trim() != "deny")
         .unwrap_or(true);
+    drop(root);
     linux::user::switch(&eu, setgroups_ok)?;
     linux::capabilities::keep_caps(false)?;
     linux::capabilities::apply(&masks)?;
