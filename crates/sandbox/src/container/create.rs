@@ -610,11 +610,12 @@ impl Runtime {
                 Some((ToParent::Reborn(new), _)) => {
                     // The init cloned itself into the joined pid namespace
                     // and exits: the clone is the container's init now.
-                    let (old, old_fd) = cleanup.child.take().expect("child");
+                    let old = cleanup.child.as_ref().map_or(0, |(p, _)| *p);
                     let fd = clone::pidfd_of_child(new, old, "the container's init")?;
-                    let _ = clone::wait_pidfd(&old_fd);
+                    if let Some((_, old_fd)) = cleanup.child.replace((new, fd)) {
+                        let _ = clone::wait_pidfd(&old_fd);
+                    }
                     pid = new;
-                    cleanup.child = Some((pid, fd));
                     record.pid = pid;
                     record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
                     record.save(&dir)?;
