@@ -17,7 +17,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const RUNC: &str = "/usr/sbin/runc";
@@ -25,29 +24,22 @@ const RUNC: &str = "/usr/sbin/runc";
 /// How many processes each race lets into the container.
 const ROUNDS: usize = 300;
 
-/// The racer, built once per test binary with `gcc -static` (gcc and
-/// libc6-dev come from scripts/test-deps.sh).
-fn racer() -> &'static Path {
-    static BIN: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
-    let (_, p) = BIN.get_or_init(|| {
-        let d = TempDir::new("nk-racer");
-        let out = d.path().join("proc_racer");
-        let src = nk_tests::workspace().join("tests/redteam/proc_racer.c");
-        let o = Command::new("gcc")
-            .args(["-static", "-O2", "-Wall", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .output()
-            .expect("gcc (install it with scripts/test-deps.sh)");
-        assert!(
-            o.status.success(),
-            "gcc -static {}: {}",
-            src.display(),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (d, out)
-    });
-    p
+/// Build the racer at `out` with `gcc -static` (gcc and libc6-dev come from
+/// scripts/test-deps.sh).
+fn build_racer(out: &Path) {
+    let src = nk_tests::workspace().join("tests/redteam/proc_racer.c");
+    let o = Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .expect("gcc (install it with scripts/test-deps.sh)");
+    assert!(
+        o.status.success(),
+        "gcc -static {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// What the racer goes for, all on the host and outside the rootfs: a secret
@@ -102,7 +94,7 @@ impl Bait {
 /// read-only rootfs (so nothing it creates inside lands anywhere).
 fn racer_bundle(bait: &Bait) -> (Bundle, TempDir) {
     let r = private_rootfs();
-    std::fs::copy(racer(), r.path().join("racer")).unwrap();
+    build_racer(&r.path().join("racer"));
     let s = |p: &Path| p.display().to_string();
     let mut b = Bundle::new(&["/racer", &s(&bait.secret), &bait.cwd_name, &s(&bait.drop)]);
     use_rootfs(&mut b, r.path());
