@@ -587,6 +587,23 @@ fn scenario_join_and_exec() -> BTreeSet<String> {
     let mut got = check("join", &err, &["ns.join"]);
     assert!(detail_of(&err, "ns.join").contains(&format!("/proc/{pid}/ns/net")));
 
+    // A third one in its pid namespace: the init moves in after pivot_root.
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!(format!("/proc/{pid}/ns/pid"));
+            }
+        }
+    });
+    let (code, _, err) = run_e(
+        &root,
+        &["run", "--bundle", &b.path(), &unique_id("ex-joinpid")],
+    );
+    assert_eq!(code, 0, "{err}");
+    got.extend(check("join pid", &err, &["pid.handover", "pivot_root"]));
+    assert_eq!(role_of(&err, "pid.handover"), "child");
+
     // exec into the sleeper.
     let (code, out, err) = run_e(&root, &["exec", &id, "hostname"]);
     assert_eq!(code, 0, "{err}");
@@ -608,7 +625,8 @@ fn scenario_join_and_exec() -> BTreeSet<String> {
             "exit",
         ],
     ));
-    assert_eq!(role_of(&err, "exec.join"), "child");
+    // Narrated by the runtime before it clones the intermediate that joins.
+    assert_eq!(role_of(&err, "exec.join"), "host");
 
     // exec --process with execCPUAffinity.
     let cfg: Value = serde_json::from_str(
@@ -986,8 +1004,8 @@ fn trace_reports_each_phase_once_per_role() {
     assert_eq!(
         trace(&root, &["exec", &id, "true"]),
         rows(&[
+            // The namespaces are joined by an intermediate, inside the clone.
             ("clone", "parent", 1),
-            ("namespaces", "child", 1),
             ("process", "child", 1),
             ("exec", "parent", 1),
             ("exec", "child", 1),

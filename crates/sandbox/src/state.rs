@@ -153,6 +153,12 @@ pub struct ContainerState {
     /// Mode-specific data (the VM monitor's socket, for example).
     #[serde(default)]
     pub extra: serde_json::Value,
+    /// The namespaces linux.namespaces creates or joins, as the init was in
+    /// them at create: exec joins these and only these. None in a record
+    /// written before they were recorded (exec then takes the types from
+    /// config.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<crate::linux::namespaces::NsIdentity>>,
     /// Set when the container has no mount namespace: which mounts under
     /// the rootfs are its own, for delete to detach.
     #[serde(default, skip_serializing_if = "Option::is_none")]

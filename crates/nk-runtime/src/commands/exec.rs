@@ -53,8 +53,10 @@ fn command_and_tty(a: &ExecArgs) -> anyhow::Result<(Vec<String>, bool)> {
 
 fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime::Process> {
     if let Some(p) = &a.process {
-        let raw =
-            std::fs::read(p).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
+        // A regular file of at most a config's size: a FIFO or /dev/zero
+        // is refused at once.
+        let raw = sandbox::linux::fs::read_path(p, sandbox::spec::MAX_CONFIG_BYTES)
+            .map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
         let proc: oci_spec::runtime::Process = sandbox::spec::from_slice_named(&raw, p)?;
         validate_process(&proc).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
         return Ok(proc);

@@ -150,12 +150,21 @@ fn parse_resources(v: &serde_json::Value) -> anyhow::Result<LinuxResources> {
 
 /// Read the `--resources` document.
 fn read_doc(src: &str) -> anyhow::Result<serde_json::Value> {
+    let max = sandbox::spec::MAX_CONFIG_BYTES;
     let (raw, name) = if src == "-" {
+        // Engines pipe the document in (containerd does): any stdin, but
+        // no more than a config's size.
         let mut s = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), max + 1), &mut s)?;
+        if s.len() as u64 > max {
+            anyhow::bail!("--resources -: standard input is larger than the {max}-byte limit");
+        }
         (s, "standard input".to_string())
     } else {
-        let raw = std::fs::read(src).map_err(|e| anyhow::anyhow!("--resources {src}: {e}"))?;
+        // A named file must be a regular one: a FIFO or /dev/zero is
+        // refused at once.
+        let raw = sandbox::linux::fs::read_path(std::path::Path::new(src), max)
+            .map_err(|e| anyhow::anyhow!("--resources {src}: {e}"))?;
         (raw, src.to_string())
     };
     if raw.iter().all(u8::is_ascii_whitespace) {

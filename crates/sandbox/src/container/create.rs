@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
 use crate::process::clone::{self, PreExec};
-use crate::process::init::{InitKind, InitRequest, FD_CONFIG, FD_IDMAP_PREFIX, FD_STATE_DIR};
+use crate::process::init::{
+    InitKind, InitRequest, FD_CONFIG, FD_EXEC_FIFO, FD_IDMAP_PREFIX, FD_PIDNS,
+};
 use crate::process::sync::{Channel, ToChild, ToParent};
 use crate::spec::{self, Bundle, ValidateOpts};
 use crate::state::{self, ContainerState, Phase as StPhase};
@@ -453,16 +455,34 @@ impl Runtime {
             ),
             None => None,
         };
-        let restore_pid = match &plan.pid_path {
-            Some(p) => Some(enter_pid_ns(p)?),
-            None => None,
+        // A pid namespace joined by path: no process may appear in it before
+        // its root is the container's (issue 11). The init is cloned outside
+        // and moves in after pivot_root (InitRequest::pid_handover). It can
+        // only where its own user namespace owns that pid namespace; in the
+        // other cases (a new user namespace) the parent enters the pid
+        // namespace before clone, as runc does.
+        let handover = match &plan.pid_path {
+            Some(p) if can_hand_over(&plan, p)? => Some(namespaces::open(p)?),
+            _ => None,
+        };
+        let restore_pid = match (&plan.pid_path, &handover) {
+            (Some(p), None) => Some(enter_pid_ns(p)?),
+            _ => None,
         };
         let child = {
             let _g = explain::phase(Phase::Clone);
             match &userns_fd {
                 // Joined user namespace: no CLONE_INTO_CGROUP (`into` is
                 // None), the parent moves the child below.
-                Some(ns) => clone::spawn_in_userns(plan.clone_flags, ns, None, &pre),
+                Some(ns) => clone::spawn_joined(
+                    &clone::Join {
+                        namespaces: &[(ns.as_raw_fd(), CloneFlags::CLONE_NEWUSER)],
+                        chroot: None,
+                    },
+                    plan.clone_flags,
+                    None,
+                    &pre,
+                ),
                 None => clone::spawn(plan.clone_flags, into.as_ref().map(|f| f.as_raw_fd()), &pre),
             }
         };
@@ -472,7 +492,7 @@ impl Runtime {
         let child = child?;
         drop(child_ch);
         drop(exe);
-        let pid = child.pid;
+        let mut pid = child.pid;
         let kept = child.kept.clone();
         cleanup.child = Some((pid, child.pidfd));
         record.pid = pid;
@@ -528,16 +548,18 @@ impl Runtime {
             seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount,
+            pid_handover: handover.is_some(),
             host_pid: pid,
             init_pid: pid,
             annotations: record.annotations.clone(),
-            fd_names: [FD_STATE_DIR.to_string(), FD_CONFIG.to_string()]
+            fd_names: [FD_EXEC_FIFO.to_string(), FD_CONFIG.to_string()]
                 .into_iter()
                 .chain(
                     idmapped
                         .iter()
                         .map(|(i, _)| format!("{FD_IDMAP_PREFIX}{i}")),
                 )
+                .chain(handover.as_ref().map(|_| FD_PIDNS.to_string()))
                 .collect(),
             explain: self.explain,
             trace: self.trace,
@@ -547,12 +569,18 @@ impl Runtime {
         drop(listener);
         // The init may not be able to traverse the state root (in a user
         // namespace it is not root on the host): hand it what it needs open.
-        let dir_fd = linux::fs::open_dir_path(&dir)?;
+        let fifo_fd = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
         let cfg_fd = std::fs::File::open(&cfg_copy).map_err(|e| Error::io("open", &cfg_copy, e))?;
         // If the child already died, the loop below reads its error (or EOF).
-        let fds: Vec<i32> = [dir_fd.as_raw_fd(), cfg_fd.as_raw_fd()]
+        let fds: Vec<i32> = [fifo_fd.as_raw_fd(), cfg_fd.as_raw_fd()]
             .into_iter()
             .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
+            .chain(handover.as_ref().map(|f| f.as_raw_fd()))
             .collect();
         // A child that already died shows in the loop below (its error or
         // EOF); any other failure to send would leave both sides waiting.
@@ -561,7 +589,7 @@ impl Runtime {
                 return Err(e);
             }
         }
-        drop((dir_fd, cfg_fd, idmapped));
+        drop((fifo_fd, cfg_fd, idmapped, handover));
 
         let mut pty = None;
         loop {
@@ -583,6 +611,20 @@ impl Runtime {
                     parent_ch.send(&ToChild::HooksDone)?;
                 }
                 Some((ToParent::Pty, mut fds)) => pty = fds.pop(),
+                Some((ToParent::Reborn(new), _)) => {
+                    // The init cloned itself into the joined pid namespace
+                    // and exits: the clone is the container's init now.
+                    let old = cleanup.child.as_ref().map_or(0, |(p, _)| *p);
+                    let fd = clone::pidfd_of_child(new, old, "the container's init")?;
+                    if let Some((_, old_fd)) = cleanup.child.replace((new, fd)) {
+                        let _ = clone::wait_pidfd(&old_fd);
+                    }
+                    pid = new;
+                    record.pid = pid;
+                    record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
+                    record.save(&dir)?;
+                    parent_ch.send(&ToChild::Reborn(pid))?;
+                }
                 Some((ToParent::Ready, _)) => break,
                 Some((ToParent::Error(m), _)) => {
                     return Err(Error::Child(format!(
@@ -598,6 +640,18 @@ impl Runtime {
                 }
             }
         }
+        // What exec will join: the namespaces of linux.namespaces, as the
+        // init is in them now.
+        let types: Vec<LinuxNamespaceType> = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        record.namespaces = Some(namespaces::record(pid, &types)?);
         record.phase = Some(StPhase::Created);
         if let Some(hm) = &mut record.host_mounts {
             hm.created = Some(linux::hostmounts::added(&record.rootfs, &hm.before));
@@ -761,6 +815,20 @@ fn not_delegated(dir: &Path) -> Option<String> {
         a = p.parent();
     }
     Some(format!("{}: no such hierarchy", dir.display()))
+}
+
+/// Can the init enter the pid namespace at `path` itself, after
+/// pivot_root? Only from a user namespace that owns it: none of its own (the
+/// runtime's, as root), or a joined one that owns the pid namespace.
+fn can_hand_over(plan: &Plan, path: &Path) -> Result<bool> {
+    if plan.new_userns {
+        return Ok(false);
+    }
+    let Some(user) = &plan.userns_path else {
+        return Ok(true);
+    };
+    let owner = namespaces::owner_id(namespaces::open(path)?.as_fd());
+    Ok(owner.is_some() && owner == namespaces::ns_id(user))
 }
 
 fn enter_pid_ns(path: &Path) -> Result<OwnedFd> {

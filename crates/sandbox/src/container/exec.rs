@@ -3,7 +3,7 @@
 
 use super::{bad_status, Runtime};
 use crate::error::{Error, Result};
-use crate::explain::{self, Phase};
+use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, namespaces};
 use crate::process::clone::{self, PreExec};
 use crate::process::init::{InitKind, InitRequest};
@@ -11,7 +11,7 @@ use crate::process::sync::{Channel, ToChild, ToParent};
 use crate::state::{self, Status};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// Options of `exec`.
@@ -211,27 +211,49 @@ impl Runtime {
             .as_ref()
             .and_then(|l| l.seccomp().clone());
 
-        let mut join = Vec::new();
-        let mut pid_ns = None;
-        let mut userns = false;
-        for (t, path) in namespaces::differing(st.pid) {
-            if t == LinuxNamespaceType::Pid {
-                pid_ns = Some(path);
-            } else {
-                if t == LinuxNamespaceType::User {
-                    userns = true;
-                }
-                join.push((crate::spec::ns_name(t).to_string(), path));
-            }
-        }
-        // Open them now: once the init dies, its /proc entries are gone.
-        if !st.init_alive() {
-            return Err(bad_status(
+        // Open the namespaces now: once the init dies, its /proc entries are
+        // gone (and the descriptors are what the intermediate joins).
+        let stopped = || {
+            bad_status(
                 &o.id,
                 Status::Stopped,
                 "cannot exec in a stopped container: container not running",
-            ));
+            )
+        };
+        // Only the namespaces of linux.namespaces, checked to be the ones
+        // recorded at create (a record from an older runtime has none: the
+        // types of config.json then, as the init is in them).
+        let recorded = match &st.namespaces {
+            Some(r) => Ok(r.clone()),
+            None => {
+                let types: Vec<_> = parsed
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.namespaces().clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|n| n.typ())
+                    .collect();
+                namespaces::record(st.pid, &types)
+            }
+        };
+        let join = match recorded.and_then(|r| namespaces::open_recorded(st.pid, &r)) {
+            Ok(j) => j,
+            Err(_) if !st.init_alive() => return Err(stopped()),
+            Err(e) => return Err(e),
+        };
+        if !st.init_alive() {
+            return Err(stopped());
         }
+        let userns = join.iter().any(|(t, _, _)| *t == LinuxNamespaceType::User);
+        let pid_ns = join.iter().any(|(t, _, _)| *t == LinuxNamespaceType::Pid);
+        // No mount namespace to join: the intermediate enters the container's
+        // root with chroot instead.
+        let chroot = match st.host_mounts {
+            Some(_) => Some(linux::fs::cstr(st.rootfs.as_os_str())?),
+            None => None,
+        };
 
         let console = match &o.console_socket {
             Some(p) => Some(linux::console::connect(p)?),
@@ -245,7 +267,9 @@ impl Runtime {
         };
         let exe = clone::protected_exe()?;
         let cgroup = self.cgroup_of(&st);
-        let (self_join, into) = super::cgroup_entry(cgroup.as_deref(), userns);
+        // The intermediate enters the cgroup before it joins any namespace,
+        // while it still is the runtime's user (even into a user namespace).
+        let (self_join, into) = super::cgroup_entry(cgroup.as_deref(), false);
         let (parent_ch, child_ch) = Channel::pair()?;
         let keep: Vec<_> = [
             console.as_ref().map(|c| c.as_raw_fd()),
@@ -263,74 +287,55 @@ impl Runtime {
             mode: "init",
             cgroup_tasks: &self_join,
         };
-        // Without root, the pid namespace (like every other) can only be
-        // joined from inside the container's user namespace: an intermediate
-        // process joins both and clones the exec process there. As root the
-        // runtime enters the pid namespace itself and the process joins the
-        // user namespace first thing.
-        let via_userns = if userns && !nix::unistd::geteuid().is_root() {
-            let open = |p: &std::path::Path| {
-                nix::fcntl::open(
-                    p,
-                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(|e| Error::sys(format!("open {}", p.display()), e))
-            };
-            let (_, upath) = join.remove(0);
-            let u = open(&upath)?;
-            let p = match pid_ns.take() {
-                Some(p) => Some(open(&p)?),
-                None => None,
-            };
-            Some((u, p))
-        } else {
-            None
-        };
-        let own_pid = match &pid_ns {
-            Some(p) => {
-                let own = nix::fcntl::open(
-                    "/proc/self/ns/pid",
-                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(|e| Error::sys("open /proc/self/ns/pid", e))?;
-                namespaces::join(LinuxNamespaceType::Pid, p)?;
-                Some(own)
-            }
-            None => None,
-        };
         // execCPUAffinity.initial is where "the runtime parent process" runs
         // before the transition to the container's cgroup: set it on this
-        // process, so the child starts there too (final is applied by the
-        // child once it is in the cgroup).
+        // process, so the intermediate and the child start there too (final
+        // is applied by the child once it is in the cgroup).
         if let Some(l) = &initial {
             linux::procattr::set_affinity(0, "process.execCPUAffinity.initial", l)?;
         }
+        let fds: Vec<_> = join
+            .iter()
+            .map(|(t, _, fd)| (fd.as_raw_fd(), namespaces::clone_flag(*t)))
+            .collect();
         let child = {
+            // The joins are the intermediate's work, inside the clone.
             let _g = explain::phase(Phase::Clone);
-            match &via_userns {
-                Some((u, p)) => clone::spawn_in_userns(CloneFlags::empty(), u, p.as_ref(), &pre),
-                None => clone::spawn(
-                    CloneFlags::empty(),
-                    into.as_ref().map(|f| f.as_raw_fd()),
-                    &pre,
-                ),
+            explain::step(&catalog::EXEC_JOIN, || {
+                join.iter()
+                    .map(|(t, p, _)| format!("{}:{}", crate::spec::ns_name(*t), p.display()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            for (t, p, _) in &join {
+                explain::step(&catalog::NS_JOIN, || {
+                    format!(
+                        "setns({}, {})",
+                        p.display(),
+                        namespaces::flag_names(namespaces::clone_flag(*t))
+                    )
+                });
             }
+            if let Some(r) = &chroot {
+                explain::step(&catalog::HOST_CHROOT, || {
+                    format!("chroot({}); chdir(\"/\")", r.to_string_lossy())
+                });
+            }
+            clone::spawn_joined(
+                &clone::Join {
+                    namespaces: &fds,
+                    chroot: chroot.as_deref(),
+                },
+                CloneFlags::empty(),
+                into.as_ref().map(|f| f.as_raw_fd()),
+                &pre,
+            )
         };
-        if let Some(own) = own_pid {
-            let _ = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
-        }
+        drop(join);
         let child = match child {
             // A pid namespace whose init has died takes no new members.
-            Err(_) if pid_ns.is_some() && !st.init_alive() => {
-                return Err(bad_status(
-                    &o.id,
-                    Status::Stopped,
-                    "cannot exec in a stopped container: container not running",
-                ))
-            }
-            Err(e) if pid_ns.is_some() && e.to_string().contains("ENOMEM") => {
+            Err(_) if pid_ns && !st.init_alive() => return Err(stopped()),
+            Err(e) if pid_ns && e.to_string().contains("ENOMEM") => {
                 return Err(bad_status(
                     &o.id,
                     Status::Stopped,
@@ -368,11 +373,12 @@ impl Runtime {
             process,
             seccomp,
             seccomp_wait_killable: parsed.seccomp_wait_killable,
-            join,
+            // Joined by the intermediate, before the child was cloned.
+            join: Vec::new(),
             new_timens: false,
             new_cgroupns: false,
             new_mountns: false,
-            host_mountns: st.host_mounts.is_some(),
+            host_mountns: false,
             userns,
             no_pivot: false,
             no_new_keyring: st.no_new_keyring,
@@ -386,6 +392,7 @@ impl Runtime {
             seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount: Default::default(),
+            pid_handover: false,
             host_pid: pid,
             init_pid: st.pid,
             annotations: st.annotations.clone(),
@@ -416,7 +423,7 @@ impl Runtime {
                     ready = true;
                     exec_phase = explain::phase(Phase::Exec);
                 }
-                Ok(Some((ToParent::Hooks, _))) => {}
+                Ok(Some((ToParent::Hooks | ToParent::Reborn(_), _))) => {}
                 Ok(Some((ToParent::Error(m), _))) => {
                     kill_child(&child.pidfd);
                     return Err(Error::Child(format!(

@@ -205,8 +205,8 @@ steps! {
         "clone3() the container's first process into new namespaces, with CLONE_PIDFD.",
         "The namespaces are created together with the process, so it never sees the host's pid table, mounts, network or hostname; in a new pid namespace it is pid 1. The pidfd names exactly this process, so a later signal or wait can never hit a recycled pid.";
     CLONE_JOIN = "clone.join", Clone,
-        "clone3() a process with no new namespaces, with CLONE_PIDFD: it will enter existing ones with setns().",
-        "exec, and a container that only joins namespaces (as a pod's containers do), creates none: the child is cloned plain and joins by path. Its pid namespace was entered by the parent just before, because setns(CLONE_NEWPID) only affects the caller's future children.";
+        "clone3() a process with no new namespaces, with CLONE_PIDFD: it enters existing ones with setns(), or is cloned by an intermediate that did.",
+        "exec, and a container that only joins namespaces (as a pod's containers do), creates none. For exec an intermediate process joins them all and clones the child, which is born inside: setns(CLONE_NEWPID) only affects the caller's future children, and a process that joined the pid namespace before the mount namespace would show the container a process whose root is the host's.";
     VM_IMAGE = "vm.image", Vm,
         "Find the guest image: the host's kernel as an uncompressed vmlinux, and an initramfs holding the static agent as /init and the virtio, 9p and overlay modules (built once, then cached).",
         "In VM mode the container gets a kernel of its own, a Debian kernel that QEMU boots directly. Decompressing and packing it once rather than at every boot saves seconds per container under emulation.";
@@ -258,6 +258,9 @@ steps! {
     PIVOT_ROOT = "pivot_root", PivotRoot,
         "pivot_root() into the rootfs and detach the old root.",
         "After this the host's filesystem is not reachable by any path; unlike chroot, there is no old root left to climb back to.";
+    PID_HANDOVER = "pid.handover", PivotRoot,
+        "setns() into the pid namespace of linux.namespaces and clone3(CLONE_PARENT) the init there, now that its root is the container's; the first clone exits.",
+        "A process of a joined pid namespace can see every newcomer. The init is cloned outside it and builds the rootfs there; entering before pivot_root would show the other containers a process whose root is the host's, which CAP_SYS_PTRACE turns into a way out.";
     HOST_CHROOT = "chroot", PivotRoot,
         "chroot() into the rootfs, because the container has no mount namespace of its own (linux.namespaces has no mount entry).",
         "pivot_root would swap the root of the runtime's own mount namespace, that is the host's. chroot changes only this process's root; the mounts under the rootfs stay visible on the host until delete removes them.";
@@ -334,8 +337,8 @@ steps! {
         "execve() the container's program.",
         "The runtime's code is replaced by the program; from here on the container is just a process tree in namespaces and a cgroup.";
     EXEC_JOIN = "exec.join", Namespaces,
-        "Join the running container: setns() into each of its namespaces that differs from the runtime's own.",
-        "`exec` adds a process to an existing container: it must see the same pids, mounts, network and limits as the init, and it joins the cgroup as the init did.";
+        "Join the running container: an intermediate process enters its cgroup, setns() into each of its namespaces that differs from the runtime's own (mount last), then clones the exec process inside them.",
+        "`exec` adds a process to an existing container: it must see the same pids, mounts, network and limits as the init. No process may appear in the container's pid namespace while its root or cwd is still on the host: a container process with CAP_SYS_PTRACE could reach the host through /proc/PID/root.";
     WAIT = "wait", Signals,
         "Wait for the container's exit: poll() its pidfd and a signalfd, and forward each signal the runtime receives to the container's process.",
         "The pidfd is armed before the child can run, so even a program that exits at once is never missed. The forwarded signals were blocked before the clone and are read from the signalfd, so Ctrl-C reaches the container rather than killing the runtime. `run` is also a child subreaper (PR_SET_CHILD_SUBREAPER): a descendant orphaned outside a pid namespace of its own is re-parented to it, not to the host's init, and it reaps it.";

@@ -27,12 +27,26 @@ pub fn number_from_name(name: &str) -> Option<u32> {
         .map(|c| c.index() as u32)
 }
 
-/// The highest capability this kernel knows.
+/// The highest capability this kernel knows: the highest number that
+/// PR_CAPBSET_READ accepts. Asked of the kernel rather than read from
+/// /proc/sys/kernel/cap_last_cap, which in an exec'd process is the
+/// container's /proc, the container's to fake.
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        // SAFETY: PR_CAPBSET_READ takes a capability number, no pointers.
+        let known = |c: u32| unsafe { libc::prctl(libc::PR_CAPBSET_READ, c as libc::c_ulong, 0, 0, 0) } >= 0;
+        let (mut lo, mut hi) = (0u32, 63u32);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if known(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    })
 }
 
 /// Bit mask of a set (None → empty).

@@ -1,7 +1,8 @@
 //! Path resolution that cannot escape a root. Every mount destination and
 //! device path inside the rootfs is resolved with openat2(RESOLVE_IN_ROOT), so
 //! a symlink planted in the image resolves inside the image, never on the host.
-//! Mounts then target `/proc/self/fd/N` of the resolved descriptor.
+//! Mounts then target `/proc/self/fd/N` of the resolved descriptor. Files the
+//! runtime reads from less trusted hands go through [`read_regular`].
 
 use crate::error::{Error, Result};
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
@@ -27,6 +28,70 @@ pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> nix::Resu
             r => return r,
         }
     }
+}
+
+/// Read all of `f`, a file someone less trusted controls (a file of the
+/// container, an input named on the command line): it must be a regular
+/// file of at most `max` bytes. A FIFO would block the runtime and a device
+/// such as /dev/zero would grow it until killed: both are refused at once,
+/// with the kind in the error. Open with O_NONBLOCK (as the two helpers
+/// below do), so that opening a FIFO does not block either.
+pub fn read_regular(f: OwnedFd, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error as IoError, ErrorKind, Read};
+    let st = nix::sys::stat::fstat(f.as_fd()).map_err(IoError::from)?;
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => None,
+        libc::S_IFIFO => Some("a FIFO"),
+        libc::S_IFCHR => Some("a character device"),
+        libc::S_IFBLK => Some("a block device"),
+        libc::S_IFDIR => Some("a directory"),
+        libc::S_IFSOCK => Some("a socket"),
+        _ => Some("of an unknown type"),
+    };
+    if let Some(k) = kind {
+        return Err(IoError::new(
+            ErrorKind::InvalidData,
+            format!("not a regular file (it is {k}): refused"),
+        ));
+    }
+    let too_big = || {
+        IoError::new(
+            ErrorKind::InvalidData,
+            format!("larger than the {max}-byte limit: refused"),
+        )
+    };
+    if st.st_size as u64 > max {
+        return Err(too_big());
+    }
+    let mut v = Vec::new();
+    // take(): a file that grows while it is read is cut at the limit.
+    std::fs::File::from(f).take(max + 1).read_to_end(&mut v)?;
+    if v.len() as u64 > max {
+        return Err(too_big());
+    }
+    Ok(v)
+}
+
+/// [`read_regular`] of `rel` resolved inside `root` (openat2 with
+/// RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): a file of the container, such
+/// as its /etc/passwd, whatever symlinks it is made of.
+pub fn read_in_root(root: BorrowedFd<'_>, rel: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let f = open_in_root(
+        root,
+        rel,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+    )?;
+    read_regular(f, max)
+}
+
+/// [`read_regular`] of a path as given (an input named on the command line).
+pub fn read_path(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let f = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    read_regular(f, max)
 }
 
 /// Strip the leading `/` and `.` components; `..` is kept (RESOLVE_IN_ROOT
@@ -239,6 +304,32 @@ fn fallback_cloexec(lo: u32, hi: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_regular_takes_only_bounded_regular_files() {
+        let d = std::env::temp_dir().join(format!("nk-fs-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("small"), b"root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(d.join("big"), vec![b'x'; 100]).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("zero")).unwrap();
+        let root = open_dir_path(&d).unwrap();
+        let read = |n: &str, max| read_in_root(root.as_fd(), Path::new(n), max);
+        assert_eq!(read("small", 64).unwrap(), b"root:x:0:0::/root:/bin/sh\n");
+        let e = |r: std::io::Result<Vec<u8>>| r.unwrap_err().to_string();
+        assert!(e(read("big", 99)).contains("99-byte limit"));
+        // The FIFO has no writer: without O_NONBLOCK this would block.
+        assert!(e(read("fifo", 64)).contains("FIFO"));
+        // The symlink resolves inside the root, where there is no dev/zero.
+        assert_eq!(
+            read("zero", 64).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        assert!(e(read_path(&d.join("zero"), 64)).contains("character device"));
+        assert!(e(read_path(&d, 64)).contains("directory"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn clean_rel_strips_root() {

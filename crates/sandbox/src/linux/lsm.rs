@@ -6,8 +6,12 @@ use crate::explain::{self, catalog};
 
 /// AppArmor is loaded and enabled.
 pub fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|s| s.trim() == "Y")
+    // Bounded: an exec'd process reads the container's /sys.
+    crate::linux::fs::read_path(
+        std::path::Path::new("/sys/module/apparmor/parameters/enabled"),
+        64,
+    )
+    .is_ok_and(|s| s.trim_ascii() == b"Y")
         && std::path::Path::new("/sys/kernel/security/apparmor").exists()
 }
 

@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::LinuxNamespaceType;
-use std::os::fd::AsFd;
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The CLONE_NEW* flag of a namespace type.
@@ -74,17 +75,22 @@ pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::Mount,
 ];
 
+/// Open a namespace file (a /proc/*/ns/* file or a bind mount of one).
+pub fn open(path: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open namespace {}", path.display()), e))
+}
+
 /// Join the namespace at `path` (a /proc/*/ns/* file or a bind mount of one).
 pub fn join(t: LinuxNamespaceType, path: &Path) -> Result<()> {
     crate::explain::step(&crate::explain::catalog::NS_JOIN, || {
         format!("setns({}, {})", path.display(), flag_names(clone_flag(t)))
     });
-    let fd = nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys(format!("open namespace {}", path.display()), e))?;
+    let fd = open(path)?;
     nix::sched::setns(fd.as_fd(), clone_flag(t)).map_err(|e| {
         Error::sys(
             format!("setns {} namespace {}", proc_name(t), path.display()),
@@ -107,19 +113,102 @@ pub fn is_own(t: LinuxNamespaceType, path: &Path) -> bool {
     matches!((ns_id(path), ns_id(&ours)), (Some(a), Some(b)) if a == b)
 }
 
-/// Namespaces of `pid` that differ from this process's own, in join order.
-pub fn differing(pid: i32) -> Vec<(LinuxNamespaceType, PathBuf)> {
+/// The identity of the user namespace that owns the namespace `fd`
+/// (ioctl NS_GET_USERNS).
+pub fn owner_id(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor.
+    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), NS_GET_USERNS) };
+    if r < 0 {
+        return None;
+    }
+    // SAFETY: the ioctl returned a new descriptor, ours.
+    let owner = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) };
+    let st = nix::sys::stat::fstat(owner.as_fd()).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// One namespace of a container as it was created: the identity (nsfs
+/// device and inode) of its init's namespace file of that type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsIdentity {
+    #[serde(rename = "type")]
+    pub typ: LinuxNamespaceType,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The files of `pid` that may hold its namespace of type `t`: its own,
+/// and for time also the one its next execve enters (an init parked at the
+/// exec barrier has unshared the container's time namespace for its
+/// children only).
+fn files_of(pid: i32, t: LinuxNamespaceType) -> Vec<PathBuf> {
+    let own = PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(t)));
+    match t {
+        LinuxNamespaceType::Time => vec![own, format!("/proc/{pid}/ns/time_for_children").into()],
+        _ => vec![own],
+    }
+}
+
+/// The identities of the namespaces of `types` (those linux.namespaces
+/// creates or joins) that the init `pid` is in, recorded at create.
+pub fn record(pid: i32, types: &[LinuxNamespaceType]) -> Result<Vec<NsIdentity>> {
     JOIN_ORDER
         .iter()
-        .filter_map(|t| {
-            let theirs = PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(*t)));
-            let ours = PathBuf::from(format!("/proc/self/ns/{}", proc_name(*t)));
-            let a = ns_id(&theirs)?;
-            if Some(a) == ns_id(&ours) {
-                None
-            } else {
-                Some((*t, theirs))
-            }
+        .filter(|t| types.contains(t))
+        .map(|t| {
+            // The last file: for time, the one the container's program gets.
+            let path = files_of(pid, *t).pop().expect("one file at least");
+            let (dev, ino) = ns_id(&path).ok_or_else(|| {
+                Error::msg(format!(
+                    "cannot read {}: record the container's namespaces",
+                    path.display()
+                ))
+            })?;
+            Ok(NsIdentity { typ: *t, dev, ino })
         })
         .collect()
+}
+
+/// Open, for exec, the namespaces recorded at create that are not the
+/// runtime's own, in join order, through the init `pid`'s files. Each
+/// descriptor is checked to be the recorded namespace: a container that
+/// made new namespaces for its init (`unshare -U -n`) neither steers exec
+/// into them nor is joined anywhere else. Only the recorded types are
+/// joined; the others stay the caller's, as runc does.
+pub fn open_recorded(
+    pid: i32,
+    rec: &[NsIdentity],
+) -> Result<Vec<(LinuxNamespaceType, PathBuf, OwnedFd)>> {
+    let mut out = Vec::new();
+    for t in JOIN_ORDER {
+        let Some(r) = rec.iter().find(|r| r.typ == t) else {
+            continue;
+        };
+        let ours = ns_id(Path::new(&format!("/proc/self/ns/{}", proc_name(t))));
+        if ours == Some((r.dev, r.ino)) {
+            continue;
+        }
+        let mut now = None;
+        for path in files_of(pid, t) {
+            let fd = open(&path)?;
+            let st = nix::sys::stat::fstat(fd.as_fd())
+                .map_err(|e| Error::sys(format!("fstat {}", path.display()), e))?;
+            if (st.st_dev, st.st_ino) == (r.dev, r.ino) {
+                out.push((t, path, fd));
+                now = None;
+                break;
+            }
+            now.get_or_insert(st.st_ino);
+        }
+        if let Some(now) = now {
+            let name = proc_name(t);
+            return Err(Error::msg(format!(
+                "the container's init (pid {pid}) is no longer in the {} namespace it was created with ({name}:[{}], now {name}:[{now}]): exec joins only the namespaces of linux.namespaces, never one the container made itself",
+                crate::spec::ns_name(t),
+                r.ino
+            )));
+        }
+    }
+    Ok(out)
 }

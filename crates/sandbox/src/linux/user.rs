@@ -7,6 +7,26 @@ use crate::explain::{self, catalog};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// The most of the container's /etc/passwd or /etc/group read: 8 MiB holds
+/// about 100,000 entries, far beyond any image, while a container that
+/// points the file at /dev/zero or fills it cannot make the runtime (which
+/// reads it inside the container's memory limit) grow without end.
+pub const MAX_DB_BYTES: u64 = 8 << 20;
+
+/// Read the container's /etc/passwd or /etc/group (`name`, absolute) below
+/// `root`, bounded (see [`MAX_DB_BYTES`]). A missing or unreadable file is
+/// empty, as it always was (ids are then used as given); one that is not a
+/// regular file or is too large is an error.
+pub fn read_db(root: std::os::fd::BorrowedFd<'_>, name: &str) -> Result<String> {
+    match crate::linux::fs::read_in_root(root, Path::new(name), MAX_DB_BYTES) {
+        Ok(v) => Ok(String::from_utf8_lossy(&v).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(Error::msg(format!("{name} in the container: {e}")))
+        }
+        Err(_) => Ok(String::new()),
+    }
+}
+
 /// A passwd entry: name, uid, gid, home.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Passwd {

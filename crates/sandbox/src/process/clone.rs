@@ -212,6 +212,15 @@ pub struct PreExec<'a> {
     pub cgroup_tasks: &'a [PathBuf],
 }
 
+/// Existing namespaces a child is born in (see [`spawn_joined`]).
+pub struct Join<'a> {
+    /// Open nsfs descriptors with the CLONE_NEW* flag of each, user among
+    /// them if the container has one; mount last.
+    pub namespaces: &'a [(RawFd, CloneFlags)],
+    /// A container without a mount namespace: chroot here, then chdir("/").
+    pub chroot: Option<&'a std::ffi::CStr>,
+}
+
 /// A started child.
 #[derive(Debug)]
 pub struct Child {
@@ -227,32 +236,32 @@ pub fn spawn(flags: CloneFlags, cgroup_fd: Option<RawFd>, pre: &PreExec<'_>) -> 
     spawn_inner(flags, cgroup_fd, None, pre)
 }
 
-/// Like [`spawn`], for a container that joins the existing user namespace
-/// `userns` (an open nsfs descriptor). Namespaces belong to the user
-/// namespace of their creator, so the new ones must be cloned from inside
-/// the joined one; the runtime itself cannot setns there (it would lose its
-/// host privileges), so an intermediate process joins it, becomes root in
-/// it, and clones the child with CLONE_PARENT (the child is still ours to
-/// wait for), then exits. Only this case pays for the extra process.
+/// Like [`spawn`], for a child that must be born inside existing namespaces:
+/// an intermediate process enters the cgroup (`pre.cgroup_tasks`, or
+/// `cgroup_fd` for its own clone3), then joins every namespace of `join`
+/// (and its root), and only then clones the child with CLONE_PARENT (the
+/// child is still ours to wait for), then exits. Its work is runc's nsexec
+/// stage 1, in the same order.
 ///
-/// With `pidns`, the intermediate also joins that pid namespace (after the
-/// user namespace, which an unprivileged runtime needs first) so the child
-/// is born in it.
-pub fn spawn_in_userns(
+/// Why not the child itself: setns(CLONE_NEWPID) only moves the caller's
+/// future children, so a child that joins its namespaces by itself was
+/// already in the pid namespace, with the host's root and the caller's cwd,
+/// until it joined the mount namespace. A container process holding
+/// CAP_SYS_PTRACE could reach the host through /proc/PID/root in that window
+/// (issue 11). The intermediate is never in the container's pid namespace,
+/// and the child is born there with its root and cwd already inside, no
+/// descriptor of the runtime's but the ones it needs, and not dumpable.
+///
+/// The joins are those of runc: every namespace the runtime's own privileges
+/// allow first, then the user namespace (becoming root in it), then the rest
+/// (what only root in that user namespace may join: rootless exec).
+pub fn spawn_joined(
+    join: &Join<'_>,
     flags: CloneFlags,
-    userns: &OwnedFd,
-    pidns: Option<&OwnedFd>,
+    cgroup_fd: Option<RawFd>,
     pre: &PreExec<'_>,
 ) -> Result<Child> {
-    spawn_inner(
-        flags,
-        None,
-        Some((
-            userns.as_raw_fd(),
-            pidns.map(|p| p.as_raw_fd()).unwrap_or(-1),
-        )),
-        pre,
-    )
+    spawn_inner(flags, cgroup_fd, Some(join), pre)
 }
 
 fn clone_error(flags: CloneFlags, e: nix::errno::Errno) -> Error {
@@ -272,14 +281,23 @@ fn clone_error(flags: CloneFlags, e: nix::errno::Errno) -> Error {
     ))
 }
 
+/// What the child execs with: argv, envp and the descriptor layout, all
+/// prepared before clone (after it, only async-signal-safe work happens).
+struct ExecPlan<'a> {
+    pre: &'a PreExec<'a>,
+    /// The number the channel takes in the child.
+    chan_no: RawFd,
+    argv: [*const libc::c_char; 3],
+    envp: [*const libc::c_char; 3],
+    tasks: Vec<CString>,
+}
+
 fn spawn_inner(
     flags: CloneFlags,
     cgroup_fd: Option<RawFd>,
-    userns: Option<(RawFd, RawFd)>,
+    join: Option<&Join<'_>>,
     pre: &PreExec<'_>,
 ) -> Result<Child> {
-    // Prepare everything the child needs before clone: after it, only
-    // async-signal-safe work happens in the child.
     let argv0 = c"nk-runtime";
     let argv1 = CString::new(pre.mode).unwrap_or_else(|_| c"init".into());
     let chan_no = pre.min_fd.max(3) + pre.keep.len() as i32;
@@ -292,20 +310,24 @@ fn spawn_inner(
             .join(",")
     ))
     .unwrap_or_default();
-    let argv = [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()];
-    let tasks: Vec<CString> = pre
-        .cgroup_tasks
-        .iter()
-        .map(|p| crate::linux::fs::cstr(p.as_os_str()))
-        .collect::<Result<_>>()?;
-    let envp = [env_s.as_ptr(), keep_env.as_ptr(), std::ptr::null()];
+    let plan = ExecPlan {
+        pre,
+        chan_no,
+        argv: [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()],
+        envp: [env_s.as_ptr(), keep_env.as_ptr(), std::ptr::null()],
+        tasks: pre
+            .cgroup_tasks
+            .iter()
+            .map(|p| crate::linux::fs::cstr(p.as_os_str()))
+            .collect::<Result<_>>()?,
+    };
     let kept: Vec<RawFd> = (0..pre.keep.len())
         .map(|i| pre.min_fd.max(3) + i as i32)
         .collect();
 
-    if let Some((ns, pidns)) = userns {
+    if let Some(join) = join {
         crate::logging::set_role(crate::logging::Role::Parent); // from here on we have a child
-        return spawn_via_intermediate(flags, ns, pidns, pre, chan_no, &argv, &envp, kept);
+        return spawn_via_intermediate(flags, cgroup_fd, join, &plan, kept);
     }
 
     let mut pidfd: RawFd = -1;
@@ -316,7 +338,7 @@ fn spawn_inner(
         ..Default::default()
     };
     if let Some(cg) = cgroup_fd {
-        args.flags |= 0x2_0000_0000; // CLONE_INTO_CGROUP
+        args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg as u64;
     }
     crate::logging::set_role(crate::logging::Role::Parent); // from here on we have a child
@@ -343,8 +365,8 @@ fn spawn_inner(
         return Err(clone_error(flags, nix::errno::Errno::last()));
     }
     if r == 0 {
-        // Child.
-        child_pre_exec(pre, chan_no, &argv, &envp, &tasks);
+        // SAFETY: the fresh, single-threaded child.
+        unsafe { child_pre_exec(&plan) };
     }
     // SAFETY: the kernel stored a new pidfd for the child; we own it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -355,33 +377,52 @@ fn spawn_inner(
     })
 }
 
-/// What the intermediate reports on its pipe when it fails: the step, as a
-/// negative number, and the errno.
+/// clone3's CLONE_INTO_CGROUP (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// What the intermediate reports on its pipe: three numbers, the child's pid
+/// (and two zeros), or a failed step (negative), the errno and an index.
 const STEP_SETNS: i32 = -1;
 const STEP_SETUID: i32 = -2;
 const STEP_CLONE: i32 = -3;
-const STEP_SETNS_PID: i32 = -4;
+const STEP_CGROUP: i32 = -4;
+const STEP_CHROOT: i32 = -5;
+const STEP_FDS: i32 = -6;
 
-#[allow(clippy::too_many_arguments)]
 fn spawn_via_intermediate(
     flags: CloneFlags,
-    userns: RawFd,
-    pidns: RawFd,
-    pre: &PreExec<'_>,
-    chan_no: RawFd,
-    argv: &[*const libc::c_char; 3],
-    envp: &[*const libc::c_char; 3],
+    cgroup_fd: Option<RawFd>,
+    join: &Join<'_>,
+    plan: &ExecPlan<'_>,
     kept: Vec<RawFd>,
 ) -> Result<Child> {
-    explain::step(&catalog::USERNS_JOIN, || {
+    if join.namespaces.len() > 16 {
+        return Err(Error::msg("more than 16 namespaces to join"));
+    }
+    let def = if flags.is_empty() {
+        &catalog::CLONE_JOIN
+    } else {
+        &catalog::USERNS_JOIN
+    };
+    explain::step(def, || {
         format!(
-            "clone3() an intermediate; setns(user); setresuid(0); clone3(CLONE_PARENT|{})",
+            "clone3({}) an intermediate; it joins {} namespace(s){}, then clone3(CLONE_PARENT|{})",
+            if cgroup_fd.is_some() {
+                "CLONE_INTO_CGROUP"
+            } else {
+                ""
+            },
+            join.namespaces.len(),
+            if join.chroot.is_some() {
+                " and chroots"
+            } else {
+                ""
+            },
             crate::linux::namespaces::flag_names(flags)
         )
     });
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::sys("pipe for the intermediate process", e))?;
-    let wr_raw = wr.as_raw_fd();
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: libc::CLONE_PIDFD as u64,
@@ -389,6 +430,10 @@ fn spawn_via_intermediate(
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
+    if let Some(cg) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cg as u64;
+    }
     // SAFETY: clone3 as in spawn; the intermediate only makes raw system
     // calls on values prepared before the clone, then _exit()s.
     let r = unsafe { clone3(&mut args) };
@@ -396,54 +441,13 @@ fn spawn_via_intermediate(
         return Err(clone_error(CloneFlags::empty(), nix::errno::Errno::last()));
     }
     if r == 0 {
-        // SAFETY (whole block): the intermediate, single-threaded; only raw
-        // async-signal-safe system calls.
-        unsafe {
-            let report = |a: i32, b: i32| -> ! {
-                let v = [a, b];
-                libc::write(wr_raw, v.as_ptr().cast(), 8);
-                libc::_exit(if a < 0 { 1 } else { 0 });
-            };
-            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::setns(userns, libc::CLONE_NEWUSER) != 0 {
-                report(STEP_SETNS, *libc::__errno_location());
-            }
-            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
-                report(STEP_SETUID, *libc::__errno_location());
-            }
-            if pidns >= 0 && libc::setns(pidns, libc::CLONE_NEWPID) != 0 {
-                report(STEP_SETNS_PID, *libc::__errno_location());
-            }
-            // CLONE_PARENT: the runtime, not us, is the child's parent (and
-            // gets its exit); clone3 wants exit_signal 0 with it.
-            let mut cargs = CloneArgs {
-                flags: flags.bits() as u64 | libc::CLONE_PARENT as u64,
-                ..Default::default()
-            };
-            let c = clone3(&mut cargs);
-            if c < 0 {
-                report(STEP_CLONE, *libc::__errno_location());
-            }
-            if c == 0 {
-                libc::close(wr_raw);
-                // In a user namespace the child may not write the host's
-                // cgroup files: the parent moves it (cgroup_tasks is empty).
-                child_pre_exec(pre, chan_no, argv, envp, &[]);
-            }
-            report(c as i32, 0);
-        }
+        // SAFETY: the fresh, single-threaded intermediate.
+        unsafe { intermediate(flags, join, plan, wr.as_raw_fd()) };
     }
     // SAFETY: the kernel stored a pidfd for the intermediate; we own it.
     let mid = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(wr);
-    let mut buf = [0u8; 8];
+    let mut buf = [0u8; 12];
     let n = loop {
         match nix::unistd::read(&rd, &mut buf) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -451,22 +455,31 @@ fn spawn_via_intermediate(
         }
     };
     let status = wait_pidfd(&mid)?;
-    let (a, b) = (
-        i32::from_ne_bytes(buf[..4].try_into().unwrap_or_default()),
-        i32::from_ne_bytes(buf[4..].try_into().unwrap_or_default()),
-    );
-    if n != 8 {
+    let word = |i: usize| i32::from_ne_bytes(buf[i * 4..i * 4 + 4].try_into().unwrap_or_default());
+    let (a, b, c) = (word(0), word(1), word(2));
+    if n != 12 {
         return Err(Error::msg(format!(
-            "the intermediate process for the user namespace died (status {status})"
+            "the intermediate process that joins the container's namespaces died (status {status})"
         )));
     }
     let e = nix::errno::Errno::from_raw(b);
     match a {
         STEP_SETNS => {
+            let flag = join.namespaces.get(c as usize).map(|(_, f)| *f);
+            let name = crate::linux::namespaces::JOIN_ORDER
+                .iter()
+                .find(|t| Some(crate::linux::namespaces::clone_flag(**t)) == flag)
+                .map(|t| crate::linux::namespaces::proc_name(*t))
+                .unwrap_or("?");
+            let hint = if flag == Some(CloneFlags::CLONE_NEWUSER) {
+                " (the runtime needs CAP_SYS_ADMIN in it)"
+            } else {
+                ""
+            };
             return Err(Error::sys(
-                "setns into the user namespace of linux.namespaces (the runtime needs CAP_SYS_ADMIN in it)",
+                format!("setns into the {name} namespace to join{hint}"),
                 e,
-            ))
+            ));
         }
         STEP_SETUID => {
             return Err(Error::sys(
@@ -475,65 +488,288 @@ fn spawn_via_intermediate(
             ))
         }
         STEP_CLONE => return Err(clone_error(flags, e)),
-        STEP_SETNS_PID => {
+        STEP_CGROUP => {
             return Err(Error::sys(
-                "setns into the container's pid namespace from its user namespace",
+                format!(
+                    "join the container's cgroup: write 0 to {}",
+                    plan.pre
+                        .cgroup_tasks
+                        .get(c as usize)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
                 e,
             ))
         }
+        STEP_CHROOT => {
+            return Err(Error::sys(
+                format!(
+                    "chroot into the container's root {}",
+                    join.chroot.map(|c| c.to_string_lossy()).unwrap_or_default()
+                ),
+                e,
+            ))
+        }
+        STEP_FDS => return Err(Error::sys("arrange the child's descriptors", e)),
         _ => {}
     }
     let pid = a;
-    // The child is ours (CLONE_PARENT) and unreaped, so its pid is not reused.
-    // SAFETY: pidfd_open takes a pid and flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let e = nix::errno::Errno::last();
-        // SAFETY: kill(2) the child we cannot track.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        return Err(Error::sys("pidfd_open of the container's init", e));
-    }
-    // SAFETY: pidfd_open returned a new descriptor.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let pidfd = pidfd_of_child(pid, r as i32, "the intermediate process")?;
     Ok(Child { pid, pidfd, kept })
 }
 
-fn child_pre_exec(
-    pre: &PreExec<'_>,
-    chan_no: RawFd,
-    argv: &[*const libc::c_char; 3],
-    envp: &[*const libc::c_char; 3],
-    tasks: &[CString],
-) -> ! {
-    // SAFETY (whole function): we are the only thread of a fresh child; every
-    // call below is a raw async-signal-safe system call on values prepared
-    // before clone.
+/// A pidfd of `pid`, which `who` reported as a process it cloned with
+/// CLONE_PARENT: ours, unreaped (so its pid is not reused), and not `who`
+/// itself. Checked, so a report that did not come from `who` is refused.
+pub(crate) fn pidfd_of_child(pid: i32, who_pid: i32, who: &str) -> Result<OwnedFd> {
+    let refuse = || {
+        Error::msg(format!(
+            "{who} reported pid {pid}, which is not a new child of the runtime"
+        ))
+    };
+    if pid <= 0 || pid == who_pid {
+        return Err(refuse());
+    }
+    // SAFETY: pidfd_open takes a pid and flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Error::sys(
+            format!("pidfd_open of the new process {pid}"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: pidfd_open returned a new descriptor.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let ours = crate::state::proc_stat(pid).is_some_and(|s| s.ppid == std::process::id() as i32);
+    if !ours {
+        return Err(refuse());
+    }
+    Ok(pidfd)
+}
+
+/// Report on the intermediate's pipe and exit.
+///
+/// # Safety
+/// Only in the intermediate process.
+unsafe fn report(wr: RawFd, a: i32, b: i32, c: i32) -> ! {
+    let v = [a, b, c];
+    // SAFETY: a write of our own buffer, then _exit.
     unsafe {
-        let fail = |code: u8| -> ! {
-            let msg: &[u8] = match code {
-                1 => b"{\"Error\":\"child: waiting for the id maps failed\"}",
-                2 => b"{\"Error\":\"child: cannot become root in the new user namespace (is container uid 0 mapped?)\"}",
-                3 => b"{\"Error\":\"child: dup of the channel failed\"}",
-                5 => b"{\"Error\":\"child: joining the container's cgroup (writing 0 to a v1 tasks file) failed\"}",
-                _ => b"{\"Error\":\"child: exec of the runtime copy failed\"}",
-            };
-            libc::send(
-                pre.channel,
-                msg.as_ptr().cast(),
-                msg.len(),
-                libc::MSG_NOSIGNAL,
-            );
-            libc::_exit(1);
-        };
-        // Join the cgroup first, before running anything of our own.
-        for t in tasks {
+        libc::write(wr, v.as_ptr().cast(), 12);
+        libc::_exit(if a < 0 { 1 } else { 0 })
+    }
+}
+
+/// The intermediate of [`spawn_joined`].
+///
+/// # Safety
+/// Only in the fresh, single-threaded child of clone3: raw async-signal-safe
+/// system calls on values prepared before the clone.
+unsafe fn intermediate(flags: CloneFlags, join: &Join<'_>, plan: &ExecPlan<'_>, wr: RawFd) -> ! {
+    // SAFETY (whole block): see the function's contract.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        // The cgroup first, while the host's files are still ours to write.
+        for (i, t) in plan.tasks.iter().enumerate() {
             let fd = libc::open(t.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                fail(5);
+                report(wr, STEP_CGROUP, errno(), i as i32);
             }
             libc::close(fd);
         }
+        let user = CloneFlags::CLONE_NEWUSER;
+        let mut joined: u32 = 0;
+        for (i, (fd, f)) in join.namespaces.iter().enumerate() {
+            if *f == user {
+                continue;
+            }
+            if libc::setns(*fd, f.bits()) == 0 {
+                joined |= 1 << i;
+            } else if errno() != libc::EPERM {
+                report(wr, STEP_SETNS, errno(), i as i32);
+            }
+        }
+        for (i, (fd, f)) in join.namespaces.iter().enumerate() {
+            if *f != user {
+                continue;
+            }
+            if libc::setns(*fd, f.bits()) != 0 {
+                report(wr, STEP_SETNS, errno(), i as i32);
+            }
+            joined |= 1 << i;
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                report(wr, STEP_SETUID, errno(), i as i32);
+            }
+        }
+        for (i, (fd, f)) in join.namespaces.iter().enumerate() {
+            if joined & (1 << i) == 0 && libc::setns(*fd, f.bits()) != 0 {
+                report(wr, STEP_SETNS, errno(), i as i32);
+            }
+        }
+        if let Some(root) = join.chroot {
+            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                report(wr, STEP_CHROOT, errno(), 0);
+            }
+        }
+        // The child inherits our descriptor table: leave in it only what it
+        // needs (stdio, --preserve-fds, the kept ones, the channel, the
+        // runtime copy) and the pipe back to the runtime.
+        let Some((exe, wr)) = arrange_fds(plan, wr, true) else {
+            report(wr, STEP_FDS, errno(), 0);
+        };
+        // CLONE_PARENT: the runtime, not us, is the child's parent (and
+        // gets its exit); clone3 wants exit_signal 0 with it.
+        let mut cargs = CloneArgs {
+            flags: flags.bits() as u64 | libc::CLONE_PARENT as u64,
+            ..Default::default()
+        };
+        let c = clone3(&mut cargs);
+        if c < 0 {
+            report(wr, STEP_CLONE, errno(), 0);
+        }
+        if c == 0 {
+            libc::close(wr);
+            exec_runtime(plan, exe);
+        }
+        report(wr, c as i32, 0, 0);
+    }
+}
+
+/// Move the kept descriptors and the channel to their fixed numbers (without
+/// CLOEXEC), the runtime copy (and `extra`, if any) right above the channel
+/// (with CLOEXEC), and close everything above those (`close`), or mark it
+/// close-on-exec. Returns the new numbers of the runtime copy and `extra`.
+///
+/// # Safety
+/// Only in a fresh child of clone3 (raw async-signal-safe calls).
+unsafe fn arrange_fds(plan: &ExecPlan<'_>, extra: RawFd, close: bool) -> Option<(RawFd, RawFd)> {
+    let pre = plan.pre;
+    let base = pre.min_fd.max(3);
+    // Copies go above every target, so no move clobbers a source.
+    let high = plan.chan_no + 8;
+    // SAFETY (whole block): raw descriptor calls on our own table.
+    unsafe {
+        let mut src: [RawFd; 8] = [-1; 8];
+        let mut n = 0;
+        for fd in pre.keep.iter().chain(std::iter::once(&pre.channel)) {
+            if n == src.len() {
+                return None;
+            }
+            src[n] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, high);
+            if src[n] < 0 {
+                return None;
+            }
+            n += 1;
+        }
+        let exe = libc::fcntl(pre.exe.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, high);
+        let ext = if extra >= 0 {
+            libc::fcntl(extra, libc::F_DUPFD_CLOEXEC, high)
+        } else {
+            -1
+        };
+        if exe < 0 || (extra >= 0 && ext < 0) {
+            return None;
+        }
+        for (i, fd) in src.iter().take(n).enumerate() {
+            let target = if i == n - 1 {
+                plan.chan_no
+            } else {
+                base + i as i32
+            };
+            if libc::dup2(*fd, target) < 0 {
+                return None;
+            }
+        }
+        let exe_no = plan.chan_no + 1;
+        let ext_no = if extra >= 0 { plan.chan_no + 2 } else { -1 };
+        if libc::dup3(exe, exe_no, libc::O_CLOEXEC) < 0
+            || (extra >= 0 && libc::dup3(ext, ext_no, libc::O_CLOEXEC) < 0)
+        {
+            return None;
+        }
+        let first = if extra >= 0 { ext_no + 1 } else { exe_no + 1 };
+        let how = if close {
+            0
+        } else {
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint
+        };
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            how,
+        ) != 0
+        {
+            return None;
+        }
+        Some((exe_no, ext_no))
+    }
+}
+
+/// Send one of the child's fixed errors on the channel and exit.
+///
+/// # Safety
+/// Only in a fresh child of clone3.
+unsafe fn child_fail(channel: RawFd, code: u8) -> ! {
+    let msg: &[u8] = match code {
+        1 => b"{\"Error\":\"child: waiting for the id maps failed\"}",
+        2 => b"{\"Error\":\"child: cannot become root in the new user namespace (is container uid 0 mapped?)\"}",
+        3 => b"{\"Error\":\"child: dup of the channel failed\"}",
+        5 => b"{\"Error\":\"child: joining the container's cgroup (writing 0 to a v1 tasks file) failed\"}",
+        _ => b"{\"Error\":\"child: exec of the runtime copy failed\"}",
+    };
+    // SAFETY: a send of a static buffer, then _exit.
+    unsafe {
+        libc::send(channel, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL);
+        libc::_exit(1)
+    }
+}
+
+/// The child of [`spawn`]: join the cgroup, arrange the descriptors, exec.
+///
+/// # Safety
+/// Only in the fresh, single-threaded child of clone3.
+unsafe fn child_pre_exec(plan: &ExecPlan<'_>) -> ! {
+    // SAFETY (whole block): raw async-signal-safe system calls on values
+    // prepared before clone.
+    unsafe {
         // Not dumpable: other processes cannot ptrace us or open /proc/<pid>/exe.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // Join the cgroup first, before running anything of our own.
+        for t in &plan.tasks {
+            let fd = libc::open(t.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                child_fail(plan.pre.channel, 5);
+            }
+            libc::close(fd);
+        }
+        // Nothing else crosses the exec: descriptors the runtime inherited
+        // from its caller, or opened without CLOEXEC, would otherwise reach the
+        // init (and, through it, the container) pointing at host files.
+        let Some((exe, _)) = arrange_fds(plan, -1, false) else {
+            child_fail(plan.pre.channel, 3);
+        };
+        exec_runtime(plan, exe);
+    }
+}
+
+/// The last steps of every child: not dumpable, die with the parent, wait
+/// for the id maps if asked, and exec the runtime copy.
+///
+/// # Safety
+/// Only in a fresh child of clone3, its descriptors arranged.
+unsafe fn exec_runtime(plan: &ExecPlan<'_>, exe: RawFd) -> ! {
+    let ch = plan.chan_no;
+    // SAFETY (whole block): raw async-signal-safe system calls.
+    unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         // Die with the parent until the channel says otherwise.
         libc::prctl(
@@ -543,65 +779,34 @@ fn child_pre_exec(
             0,
             0,
         );
-        if pre.wait_for_maps {
+        if plan.pre.wait_for_maps {
             // The parent writes our uid_map/gid_map. Without root it may only
             // open them while we are dumpable (a non-dumpable task's /proc
             // files belong to root), so be dumpable just for that, as runc is.
             libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             let mut b = [0u8; 64];
-            let n = libc::recv(pre.channel, b.as_mut_ptr().cast(), b.len(), 0);
+            let n = libc::recv(ch, b.as_mut_ptr().cast(), b.len(), 0);
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             if n <= 0 {
-                fail(1);
+                child_fail(ch, 1);
             }
             if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
-                fail(2);
+                child_fail(ch, 2);
             }
         }
-        // The exe must not be clobbered by the renumbering below.
-        let exe_fd = libc::fcntl(pre.exe.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100);
-        if exe_fd < 0 {
-            fail(3);
-        }
-        // Move kept descriptors and the channel to fixed numbers without CLOEXEC.
-        let base = pre.min_fd.max(3);
-        let mut all: [RawFd; 8] = [-1; 8];
-        let mut n = 0;
-        for fd in pre.keep.iter().chain(std::iter::once(&pre.channel)) {
-            if n < 8 {
-                all[n] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
-                n += 1;
-            }
-        }
-        for (i, fd) in all.iter().take(n).enumerate() {
-            let target = if i == n - 1 { chan_no } else { base + i as i32 };
-            if *fd < 0 || libc::dup2(*fd, target) < 0 {
-                fail(3);
-            }
-        }
-        // Nothing else crosses the exec: descriptors the runtime inherited
-        // from its caller, or opened without CLOEXEC, would otherwise reach the
-        // init (and, through it, the container) pointing at host files.
-        libc::syscall(
-            libc::SYS_close_range,
-            (chan_no + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        );
         // Reset the signal mask: the parent blocked signals to forward them.
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        let empty = c"";
         libc::syscall(
             libc::SYS_execveat,
-            exe_fd,
-            empty.as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
+            exe,
+            c"".as_ptr(),
+            plan.argv.as_ptr(),
+            plan.envp.as_ptr(),
             libc::AT_EMPTY_PATH,
         );
-        fail(4);
+        child_fail(ch, 4);
     }
 }
 

@@ -17,10 +17,15 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Name of the passed O_PATH descriptor of the container's state directory.
-pub const FD_STATE_DIR: &str = "state-dir";
+/// Name of the passed O_PATH descriptor of the container's exec.fifo (not
+/// of its directory: the init holds it while processes of a shared pid
+/// namespace can see it, and a directory would lead them to the host).
+pub const FD_EXEC_FIFO: &str = "exec-fifo";
 /// Name of the passed descriptor of the state directory's config.json.
 pub const FD_CONFIG: &str = "config";
+/// Name of the passed descriptor of the pid namespace to hand over into
+/// (see [`InitRequest::pid_handover`]).
+pub const FD_PIDNS: &str = "pidns";
 
 /// Create a container's init, or an extra process in a running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +77,11 @@ pub struct InitRequest {
     pub tty_to_parent: bool,
     /// For the cgroup mount type.
     pub cgroup_mount: CgroupMountInfo,
+    /// The config joins a pid namespace by path and the init was cloned
+    /// outside it: once its root is the container's, it clones itself into
+    /// that namespace (passed as FD_PIDNS) and the clone carries on.
+    #[serde(default)]
+    pub pid_handover: bool,
     /// This process's pid as the host sees it (for hook state).
     pub host_pid: i32,
     /// The container's init pid on the host (differs from host_pid for exec).
@@ -164,8 +174,9 @@ pub fn main() -> ! {
     // -getpgid(pid)), which must not be the runtime's or the engine's own.
     // Cannot fail: a fresh child leads no group.
     let _ = nix::unistd::setsid();
+    let mut req = req;
     let r = match req.kind {
-        InitKind::Create => create(&req),
+        InitKind::Create => create(&mut req),
         InitKind::Exec => exec(&req),
     };
     let e = match r {
@@ -230,7 +241,7 @@ fn hook_state(req: &InitRequest, status: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
+fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     let spec = load_spec(req)?;
     let linux = spec.linux().clone().unwrap_or_default();
     {
@@ -275,10 +286,8 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
     }
 
     let mounts = spec.mounts().clone().unwrap_or_default();
-    let state_dir_fd = match take_passed(FD_STATE_DIR) {
-        Some(fd) => fd,
-        None => linux::fs::open_dir_path(&req.state_dir)?,
-    };
+    let fifo_path = take_passed(FD_EXEC_FIFO)
+        .ok_or_else(|| Error::msg("the runtime passed no exec.fifo descriptor"))?;
     let mut pty_master: Option<OwnedFd> = None;
     if req.new_mountns || req.host_mountns {
         let root_fd = {
@@ -336,6 +345,9 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
                 linux::rootfs::pivot(&req.rootfs)?;
             }
             linux::rootfs::set_root_propagation(linux.rootfs_propagation().as_deref())?;
+            if req.pid_handover {
+                enter_pid_namespace(req)?;
+            }
         }
         let _g = explain::phase(Phase::Mounts);
         if req.process.terminal() == Some(true) {
@@ -350,6 +362,11 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
             linux::rootfs::readonly_root()?;
         }
     } else {
+        // A joined mount namespace: the root is the container's already.
+        if req.pid_handover {
+            let _g = explain::phase(Phase::PivotRoot);
+            enter_pid_namespace(req)?;
+        }
         if has_hooks(&spec, &["prestart", "createRuntime"]) {
             chan().send(&ToParent::Hooks)?;
             let _ = chan().recv::<ToChild>()?;
@@ -377,16 +394,23 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
     chan().send(&ToParent::Ready)?;
 
     let barrier = explain::phase(Phase::ExecBarrier);
+    // Reopened through the container's /proc (as runc does): blocks until
+    // `start` opens the fifo for reading.
+    let reopen = linux::fs::fd_path(fifo_path.as_fd());
     let fifo = loop {
-        match nix::fcntl::openat(
-            state_dir_fd.as_fd(),
-            crate::state::FIFO_FILE,
+        match nix::fcntl::open(
+            reopen.as_str(),
             OFlag::O_WRONLY | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         ) {
             Ok(f) => break f,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("open exec.fifo", e)),
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("open exec.fifo through {reopen} (the container needs /proc mounted)"),
+                    e,
+                ))
+            }
         }
     };
     nix::unistd::write(&fifo, b"0").map_err(|e| Error::sys("write exec.fifo", e))?;
@@ -394,13 +418,65 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
     // to end-of-file, and our steps from here on travel in it.
     explain::redirect_to_fd(fifo.as_raw_fd());
     drop(barrier);
-    drop(state_dir_fd);
+    drop(fifo_path);
     if let Some(h) = spec.hooks() {
         if let Some(list) = h.start_container() {
             linux::hooks::run("startContainer", list, &hook_state(req, "running"))?;
         }
     }
     do_exec(req, prepared)
+}
+
+/// Enter the pid namespace that the config joins by path, now that this
+/// process's root and cwd are the container's: setns() then clone3 with
+/// CLONE_PARENT (the runtime is the new init's parent), and this process
+/// exits. The runtime records the new pid and confirms it; the new init then
+/// goes on where this one stopped (a fork: it is single-threaded).
+fn enter_pid_namespace(req: &mut InitRequest) -> Result<()> {
+    explain::step(&catalog::PID_HANDOVER, || {
+        "setns(pid namespace of linux.namespaces, CLONE_NEWPID); clone3(CLONE_PARENT)".into()
+    });
+    let fd = take_passed(FD_PIDNS)
+        .ok_or_else(|| Error::msg("the runtime passed no pid namespace to enter"))?;
+    nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+        .map_err(|e| Error::sys("setns into the pid namespace of linux.namespaces", e))?;
+    drop(fd);
+    // clone3 wants exit_signal 0 with CLONE_PARENT (the child gets ours).
+    let mut args = super::clone::CloneArgs {
+        flags: libc::CLONE_PARENT as u64,
+        ..Default::default()
+    };
+    // SAFETY: this process has a single thread, so the child may go on
+    // running this program, as after fork.
+    let r = unsafe { super::clone::clone3(&mut args) };
+    if r < 0 {
+        return Err(Error::sys(
+            "clone3(CLONE_PARENT) into the pid namespace of linux.namespaces",
+            nix::errno::Errno::last(),
+        ));
+    }
+    if r > 0 {
+        let _ = chan().send(&ToParent::Reborn(r as i32));
+        // SAFETY: leave without running destructors: the clone owns the rest.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes no pointers (it is not inherited).
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    // Lead a session of our own again, as the first init did.
+    let _ = nix::unistd::setsid();
+    match chan().recv::<ToChild>()? {
+        Some((ToChild::Reborn(pid), _)) => req.host_pid = pid,
+        _ => return Err(Error::msg("the runtime did not take over the new init")),
+    }
+    Ok(())
 }
 
 fn has_hooks(spec: &Spec, kinds: &[&str]) -> bool {
@@ -552,9 +628,11 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     linux::fs::cloexec_from(3 + req.preserve_fds, &[]);
 
     let user = p.user();
+    // The container's files, resolved inside its root and bounded.
+    let root = linux::fs::open_dir_path(Path::new("/"))?;
     let (passwd, group) = (
-        std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
-        std::fs::read_to_string("/etc/group").unwrap_or_default(),
+        linux::user::read_db(root.as_fd(), "/etc/passwd")?,
+        linux::user::read_db(root.as_fd(), "/etc/group")?,
     );
     let eu = linux::user::resolve(
         user.uid(),
@@ -567,9 +645,10 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     linux::capabilities::drop_bounding(masks.bounding)?;
     linux::capabilities::keep_caps(true)?;
     linux::user::fix_stdio_owner(eu.uid, eu.gid);
-    let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() != "deny")
+    let setgroups_ok = linux::fs::read_in_root(root.as_fd(), Path::new("/proc/self/setgroups"), 64)
+        .map(|s| String::from_utf8_lossy(&s).trim() != "deny")
         .unwrap_or(true);
+    drop(root);
     linux::user::switch(&eu, setgroups_ok)?;
     linux::capabilities::keep_caps(false)?;
     linux::capabilities::apply(&masks)?;
@@ -706,23 +785,9 @@ fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
 }
 
 fn exec(req: &InitRequest) -> Result<std::convert::Infallible> {
-    {
-        let _g = explain::phase(Phase::Namespaces);
-        explain::step(&catalog::EXEC_JOIN, || {
-            req.join
-                .iter()
-                .map(|(t, p)| format!("{t}:{}", p.display()))
-                .collect::<Vec<_>>()
-                .join(" ")
-        });
-        join_namespaces(req)?;
-        if let Some(adj) = req.process.oom_score_adj() {
-            linux::procattr::oom_score_adj(adj)?;
-        }
-        // No mount namespace to join: enter the container's root instead.
-        if req.host_mountns {
-            linux::rootfs::chroot(&req.rootfs)?;
-        }
+    // Born inside the container's namespaces and root (see clone::spawn_joined).
+    if let Some(adj) = req.process.oom_score_adj() {
+        linux::procattr::oom_score_adj(adj)?;
     }
     if !req.no_new_keyring {
         // runc's name for an exec process's keyring.

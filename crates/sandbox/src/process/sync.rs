@@ -35,6 +35,9 @@ pub enum ToChild {
     Init(Box<super::init::InitRequest>),
     /// The parent ran the prestart and createRuntime hooks.
     HooksDone,
+    /// The parent took over the init cloned into the joined pid namespace
+    /// (see ToParent::Reborn); its pid on the host.
+    Reborn(i32),
 }
 
 /// Messages from the child to the parent.
@@ -52,6 +55,9 @@ pub enum ToParent {
     Ready,
     /// Setup failed; the text is for the user.
     Error(String),
+    /// The init cloned itself into the pid namespace it joins (its host pid
+    /// follows) and exits: the clone carries on as the container's init.
+    Reborn(i32),
 }
 
 /// One end of the channel.
