@@ -186,6 +186,64 @@ fn state_through_the_lifecycle_agrees() {
     assert_eq!(statuses, ["created", "running", "stopped"]);
 }
 
+/// A private copy of the test rootfs, for tests that change the image.
+fn private_rootfs() -> TempDir {
+    let d = TempDir::new("conf-rootfs");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rootfs().display()))
+        .arg(d.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying the test rootfs failed");
+    d
+}
+
+/// Recursive atime options (rnoatime, rstrictatime, rrelatime) are set
+/// with mount_setattr, which needs the whole atime mask cleared: on bind
+/// mounts both runtimes agree; runc 1.1.5 ignores recursive options on
+/// other mounts, where nk-runtime applies them as the spec says.
+#[test]
+fn recursive_atime_options_are_applied() {
+    let src = TempDir::new("conf-atime");
+    let s = src.path().display().to_string();
+    let image = private_rootfs();
+    let image_path = image.path().display().to_string();
+    let script =
+        "for d in /a /b /c /t; do awk -v d=$d '$5 == d {print d, $6}' /proc/self/mountinfo; done";
+    let (rc, nk) = both(
+        |c| {
+            let m = c["mounts"].as_array_mut().unwrap();
+            for (d, o) in [
+                ("/a", "rnoatime"),
+                ("/b", "rstrictatime"),
+                ("/c", "rrelatime"),
+            ] {
+                m.push(json!({"destination": d, "type": "bind", "source": s, "options": ["rbind", o, "rnodev"]}));
+            }
+            m.push(json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["rnoatime"]}));
+            c["root"]["path"] = json!(image_path);
+        },
+        script,
+    );
+    assert_eq!(nk.0, 0, "{}", nk.1);
+    let lines: Vec<&str> = nk.1.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", nk.1);
+    assert!(lines[0].contains("nodev,noatime"), "{}", nk.1);
+    assert!(
+        !lines[1].contains("atime") && lines[1].contains("nodev"),
+        "{}",
+        nk.1
+    );
+    assert!(lines[2].contains("relatime"), "{}", nk.1);
+    assert!(lines[3].contains("noatime"), "tmpfs: {}", nk.1);
+    assert_eq!(
+        rc.1.lines().take(3).collect::<Vec<_>>(),
+        lines[..3].to_vec(),
+        "bind mounts differ from runc"
+    );
+}
+
 /// linux.resources.devices reach the v1 devices cgroup in the config's
 /// order, the runtime's own default rules after them: runtime-tools'
 /// linux_cgroups_devices reads devices.list back entry by entry ("The
