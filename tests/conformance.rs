@@ -199,6 +199,31 @@ fn private_rootfs() -> TempDir {
     d
 }
 
+/// An image whose /proc or /sys is a symlink is refused with runc's words:
+/// the image must not choose where the runtime mounts procfs or sysfs.
+#[test]
+fn proc_or_sys_symlinked_in_the_image_is_refused() {
+    for (dir, typ) in [("proc", "proc"), ("sys", "sysfs")] {
+        for bin in [runc(), runtime().display().to_string()] {
+            let r = private_rootfs();
+            std::fs::remove_dir(r.path().join(dir)).unwrap();
+            std::fs::create_dir_all(r.path().join("tmp/elsewhere")).unwrap();
+            std::os::unix::fs::symlink("tmp/elsewhere", r.path().join(dir)).unwrap();
+            let root = Root::with_binary(&bin);
+            let mut b = Bundle::new(&["true"]);
+            b.edit(|c| c["root"]["path"] = json!(r.path().display().to_string()));
+            let o = root.run(&["run", "--bundle", &b.path(), &unique_id("conf-link")]);
+            assert!(!o.status.success(), "{bin}: /{dir} symlink accepted");
+            let e = stderr(&o);
+            assert!(
+                e.contains("must be mounted on ordinary directory") && e.contains(typ),
+                "{bin}: {e}"
+            );
+            assert!(root.ids().is_empty(), "{bin}: left {:?}", root.ids());
+        }
+    }
+}
+
 /// Recursive atime options (rnoatime, rstrictatime, rrelatime) are set
 /// with mount_setattr, which needs the whole atime mask cleared: on bind
 /// mounts both runtimes agree; runc 1.1.5 ignores recursive options on

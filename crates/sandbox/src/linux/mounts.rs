@@ -305,6 +305,10 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         return Ok(());
     }
 
+    if typ == "proc" || typ == "sysfs" {
+        check_ordinary_dir(ctx, typ, dest, idx)?;
+    }
+
     // As runc: a tmpfs over an existing directory takes that directory's
     // mode (an image's 1777 /tmp stays 1777); a new one keeps its mode=.
     let mode_before = (typ == "tmpfs")
@@ -396,6 +400,39 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         .map_err(|e| err("set propagation".into(), e))?;
     apply_recursive(top.as_fd(), &opts).map_err(|e| err("mount_setattr".into(), e))?;
     Ok(())
+}
+
+/// procfs and sysfs go where the config says, not where the image points:
+/// an existing destination that is not a directory (a symlink in the image,
+/// say /proc -> /tmp/x) is refused as runc refuses it, instead of being
+/// followed inside the rootfs.
+fn check_ordinary_dir(ctx: &MountCtx<'_>, typ: &str, dest: &Path, idx: usize) -> Result<()> {
+    let fd = match open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => {
+            return Err(Error::sys(
+                format!("mounts[{idx}] ({typ} on {}): open", dest.display()),
+                e,
+            ))
+        }
+    };
+    let st = nix::sys::stat::fstat(fd.as_fd())
+        .map_err(|e| Error::sys(format!("mounts[{idx}]: stat {}", dest.display()), e))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return Ok(());
+    }
+    let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        "a symlink"
+    } else {
+        "not a directory"
+    };
+    Err(Error::msg(format!(
+        "mounts[{idx}] ({typ} on {}): filesystem {typ:?} must be mounted on ordinary directory: {} in the rootfs {} is {what}; make it a plain directory in the image",
+        dest.display(),
+        dest.display(),
+        ctx.rootfs.display(),
+    )))
 }
 
 /// Remount a bind mount with flags; when the kernel refuses to clear a flag
