@@ -269,6 +269,27 @@ fn recursive_atime_options_are_applied() {
     );
 }
 
+/// rootfsPropagation unbindable: the container's / is unbindable. runc
+/// 1.1.5 makes the host's tree unbindable before it binds the rootfs out of
+/// it and fails with EINVAL; nk-runtime applies the flag after pivot_root
+/// (as crun does), so only nk-runtime is held to the spec here.
+#[test]
+fn unbindable_rootfs_propagation_is_applied_after_pivot_root() {
+    let (rc, nk) = both(
+        |c| c["linux"]["rootfsPropagation"] = json!("unbindable"),
+        "awk '$5 == \"/\" {print}' /proc/self/mountinfo",
+    );
+    assert_eq!(nk.0, 0, "nk-runtime: {}", nk.1);
+    assert!(
+        nk.1.contains(" unbindable "),
+        "/ is not unbindable: {}",
+        nk.1
+    );
+    if rc.0 == 0 {
+        assert!(rc.1.contains(" unbindable "), "runc: {}", rc.1);
+    }
+}
+
 /// linux.resources.devices reach the v1 devices cgroup in the config's
 /// order, the runtime's own default rules after them: runtime-tools'
 /// linux_cgroups_devices reads devices.list back entry by entry ("The
