@@ -199,6 +199,59 @@ fn private_rootfs() -> TempDir {
     d
 }
 
+/// The supplementary groups are exactly process.user.additionalGids, as
+/// with runc: an image whose /etc/group puts root in wheel adds nothing
+/// (engines resolve /etc/group themselves), and in a user namespace that
+/// maps only gid 0 the container starts instead of failing setgroups.
+#[test]
+fn supplementary_groups_are_exactly_additional_gids() {
+    let r = private_rootfs();
+    std::fs::write(
+        r.path().join("etc/group"),
+        "root:x:0:\nwheel:x:10:root\nusers:x:100:\n",
+    )
+    .unwrap();
+    let root_path = r.path().display().to_string();
+    let image = |c: &mut Value| c["root"]["path"] = json!(root_path);
+    let (rc, nk) = both(image, "id; grep Groups /proc/self/status");
+    assert_eq!(rc, nk, "plain");
+    let groups = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .map(|g| g.trim().to_string())
+    };
+    assert_eq!(groups(&nk.1).as_deref(), Some(""), "{}", nk.1);
+    let (rc, nk) = both(
+        |c| {
+            image(c);
+            c["process"]["user"]["additionalGids"] = json!([100]);
+        },
+        "id; grep Groups /proc/self/status",
+    );
+    assert_eq!(rc, nk, "additionalGids");
+    assert_eq!(groups(&nk.1).as_deref(), Some("100"), "{}", nk.1);
+    let (rc, nk) = both(
+        |c| {
+            image(c);
+            let map = json!([{"containerID": 0, "hostID": 100000, "size": 1}]);
+            c["linux"]["uidMappings"] = map.clone();
+            c["linux"]["gidMappings"] = map;
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            // gid 5 (devpts' gid=) is not mapped.
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|m| m["destination"] != "/dev/pts");
+        },
+        "id; grep Groups /proc/self/status",
+    );
+    assert_eq!(rc, nk, "user namespace mapping only 0");
+    assert_eq!(nk.0, 0, "{}", nk.1);
+}
+
 /// An image whose /proc or /sys is a symlink is refused with runc's words:
 /// the image must not choose where the runtime mounts procfs or sysfs.
 #[test]

@@ -552,16 +552,12 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     linux::fs::cloexec_from(3 + req.preserve_fds, &[]);
 
     let user = p.user();
-    let (passwd, group) = (
-        std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
-        std::fs::read_to_string("/etc/group").unwrap_or_default(),
-    );
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let eu = linux::user::resolve(
         user.uid(),
         user.gid(),
         user.additional_gids().as_deref().unwrap_or(&[]),
         &passwd,
-        &group,
     );
     let masks = Masks::from_spec(p.capabilities().as_ref());
     linux::capabilities::drop_bounding(masks.bounding)?;
