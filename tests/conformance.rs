@@ -252,6 +252,38 @@ fn supplementary_groups_are_exactly_additional_gids() {
     assert_eq!(nk.0, 0, "{}", nk.1);
 }
 
+/// A mount namespace joined by path gets the rootfs set up inside it, as
+/// runc and crun do: the program sees the bundle's root (and is in the
+/// joined namespace), not the host's `/`.
+#[test]
+fn joined_mount_namespace_gets_the_rootfs() {
+    let mut outs = Vec::new();
+    for bin in [runc(), runtime().display().to_string()] {
+        let holder = Unshared::new("--mount");
+        let (path, link) = holder.ns("mnt");
+        let root = Root::with_binary(&bin);
+        let mut b = Bundle::new(&["sh", "-c", "cat /etc/hostname; readlink /proc/self/ns/mnt"]);
+        b.edit(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "mount");
+            ns.push(json!({"type": "mount", "path": path}));
+        });
+        let o = root.run(&["run", "--bundle", &b.path(), &unique_id("conf-mntns")]);
+        assert!(o.status.success(), "{bin}: {}", stderr(&o));
+        let out = stdout(&o).replace(&link, "JOINED");
+        assert!(
+            out.starts_with("nano-sandbox\n"),
+            "{bin} shows another root: {out}"
+        );
+        assert!(
+            out.ends_with("JOINED\n"),
+            "{bin} is not in the joined namespace: {out}"
+        );
+        outs.push(out);
+    }
+    assert_eq!(outs[0], outs[1], "runc and nk-runtime see different roots");
+}
+
 /// An image whose /proc or /sys is a symlink is refused with runc's words:
 /// the image must not choose where the runtime mounts procfs or sysfs.
 #[test]

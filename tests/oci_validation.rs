@@ -625,42 +625,6 @@ fn failed_poststart_and_poststop_hooks_are_warnings() {
     }
 }
 
-/// A process kept in fresh namespaces by `unshare`, killed by pid on drop.
-struct Unshared(std::process::Child);
-
-impl Unshared {
-    fn new(flag: &str) -> Unshared {
-        let child = Command::new("unshare")
-            .args([flag, "--fork", "--kill-child", "sleep", "1000"])
-            .spawn()
-            .expect("unshare (util-linux)");
-        Unshared(child)
-    }
-
-    /// The namespace link of the forked child's kind (pid: pid_for_children).
-    fn ns(&self, file: &str) -> (String, String) {
-        let path = format!("/proc/{}/ns/{file}", self.0.id());
-        let own = std::fs::read_link(format!("/proc/self/ns/{file}")).unwrap();
-        for _ in 0..150 {
-            if let Ok(l) = std::fs::read_link(&path) {
-                if l != own {
-                    return (path, l.display().to_string());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("unshare did not enter a new {file} namespace");
-    }
-}
-
-impl Drop for Unshared {
-    fn drop(&mut self) {
-        // --kill-child makes the forked sleep die with unshare.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// validation/linux_ns_path: a namespace given by path is joined.
 #[test]
 fn namespace_paths_are_joined() {

@@ -160,9 +160,6 @@ fn plan(b: &Bundle) -> Result<Plan> {
                     }
                     _ => {}
                 }
-                if t == LinuxNamespaceType::Mount {
-                    // A joined mount namespace: rootfs setup happens there.
-                }
             }
             None => match t {
                 LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
@@ -509,7 +506,6 @@ impl Runtime {
             join: plan.join.clone(),
             new_timens: plan.new_timens,
             new_cgroupns: plan.new_cgroupns,
-            new_mountns: plan.new_mountns,
             host_mountns: plan.host_mountns,
             userns: plan.userns,
             no_pivot: o.no_pivot,

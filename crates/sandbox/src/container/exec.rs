@@ -373,7 +373,6 @@ impl Runtime {
             join,
             new_timens: false,
             new_cgroupns: false,
-            new_mountns: false,
             host_mountns: st.host_mounts.is_some(),
             userns,
             no_pivot: false,

@@ -48,8 +48,6 @@ pub struct InitRequest {
     pub join: Vec<(String, PathBuf)>,
     pub new_timens: bool,
     pub new_cgroupns: bool,
-    /// A new mount namespace was created (so the rootfs is ours to build).
-    pub new_mountns: bool,
     /// No mount namespace at all (none in linux.namespaces): the rootfs is
     /// built in the runtime's mount namespace and entered with chroot; an
     /// exec process chroots into `rootfs` too.
@@ -280,7 +278,9 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
         None => linux::fs::open_dir_path(&req.state_dir)?,
     };
     let mut pty_master: Option<OwnedFd> = None;
-    if req.new_mountns || req.host_mountns {
+    // The rootfs is built in the container's mount namespace, whether new or
+    // joined by path (as runc and crun do), or without one in the runtime's.
+    {
         let root_fd = {
             let _g = explain::phase(Phase::Mounts);
             let root_fd = if req.host_mountns {
@@ -348,17 +348,6 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
         linux::rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             linux::rootfs::readonly_root()?;
-        }
-    } else {
-        if has_hooks(&spec, &["prestart", "createRuntime"]) {
-            chan().send(&ToParent::Hooks)?;
-            let _ = chan().recv::<ToChild>()?;
-        }
-        if req.process.terminal() == Some(true) {
-            pty_master = Some(setup_console(req)?);
-        }
-        if let Some(s) = linux.sysctl() {
-            linux::sysctl::apply(s)?;
         }
     }
     let prepared = finalize(req)?;
