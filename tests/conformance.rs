@@ -375,6 +375,101 @@ fn unbindable_rootfs_propagation_is_applied_after_pivot_root() {
     }
 }
 
+/// Where each hook runs and what a hook without `env` inherits, as runc:
+/// the runtime's hooks (prestart, createRuntime, poststart) in the bundle
+/// directory with the runtime's environment; createContainer in the rootfs
+/// directory and startContainer in process.cwd, both with the process's
+/// environment. poststop differs: runc runs it where `delete` was called
+/// (the bundle under `run`); nk-runtime always uses the bundle directory
+/// while it exists.
+#[test]
+fn hooks_run_where_runc_runs_them_with_its_environment() {
+    let mut seen = Vec::new();
+    for bin in [runc(), runtime().display().to_string()] {
+        let out = TempDir::new("conf-hooks");
+        let o = out.path().display().to_string();
+        let root = Root::with_binary(&bin);
+        let image = private_rootfs();
+        let mut b = Bundle::new(&["true"]);
+        let hook = |name: &str, dir: &str| {
+            json!({"path": "/bin/sh", "args": ["sh", "-c",
+                format!("echo \"$(pwd) ${{HOOK_PROBE:-none}} ${{CONTAINER_VAR:-none}}\" > {dir}/{name}")]})
+        };
+        b.edit(|c| {
+            c["root"]["path"] = json!(image.path().display().to_string());
+            c["process"]["env"] = json!(["PATH=/bin", "CONTAINER_VAR=inside"]);
+            c["mounts"].as_array_mut().unwrap().push(
+                json!({"destination": "/hookout", "type": "bind", "source": o, "options": ["rbind"]}),
+            );
+            c["hooks"] = json!({
+                "prestart": [hook("prestart", &o)],
+                "createRuntime": [hook("createRuntime", &o)],
+                "createContainer": [hook("createContainer", &o)],
+                "startContainer": [hook("startContainer", "/hookout")],
+                "poststart": [hook("poststart", &o)],
+                "poststop": [hook("poststop", &o)],
+            });
+        });
+        let id = unique_id("conf-hooks");
+        for args in [
+            vec!["create", "--bundle", &b.path(), &id],
+            vec!["start", &id],
+        ] {
+            let st = root
+                .cmd()
+                .args(&args)
+                .current_dir("/")
+                .env("HOOK_PROBE", "runtime")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "{bin} {args:?}");
+        }
+        root.wait_status(&id, "stopped");
+        let st = root
+            .cmd()
+            .args(["delete", &id])
+            .current_dir("/")
+            .env("HOOK_PROBE", "runtime")
+            .status()
+            .unwrap();
+        assert!(st.success(), "{bin} delete");
+        let rootfs_dir = image.path().display().to_string();
+        let read = |n: &str| {
+            std::fs::read_to_string(out.path().join(n))
+                .unwrap_or_else(|_| panic!("{bin}: hook {n} did not run"))
+                .replace(&b.path(), "BUNDLE")
+                .replace(&rootfs_dir, "ROOTFS")
+        };
+        let all: Vec<String> = [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ]
+        .iter()
+        .map(|n| format!("{n}: {}", read(n)))
+        .collect();
+        seen.push(all);
+    }
+    let nk = seen.pop().unwrap();
+    let rc = seen.pop().unwrap();
+    let want = [
+        "prestart: BUNDLE runtime none\n",
+        "createRuntime: BUNDLE runtime none\n",
+        "createContainer: ROOTFS none inside\n",
+        "startContainer: / none inside\n",
+        "poststart: BUNDLE runtime none\n",
+        "poststop: BUNDLE runtime none\n",
+    ];
+    assert_eq!(nk, want, "nk-runtime");
+    assert_eq!(rc[..5], nk[..5], "runc differs");
+    assert_eq!(rc[5], "poststop: / runtime none\n", "runc's poststop");
+}
+
 /// linux.resources.devices reach the v1 devices cgroup in the config's
 /// order, the runtime's own default rules after them: runtime-tools'
 /// linux_cgroups_devices reads devices.list back entry by entry ("The

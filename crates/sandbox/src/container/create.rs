@@ -563,13 +563,14 @@ impl Runtime {
                 Some((ToParent::Event(e), _)) => explain::deliver(e),
                 Some((ToParent::Hooks, _)) => {
                     let st = hook_state(&o.id, "creating", pid, &bundle.dir, &record.annotations);
+                    let at = linux::hooks::Inherit::runtime(&bundle.dir);
                     if let Some(h) = bundle.spec.hooks() {
                         #[allow(deprecated)]
                         if let Some(list) = h.prestart() {
-                            linux::hooks::run("prestart", list, &st)?;
+                            linux::hooks::run("prestart", list, &st, at)?;
                         }
                         if let Some(list) = h.create_runtime() {
-                            linux::hooks::run("createRuntime", list, &st)?;
+                            linux::hooks::run("createRuntime", list, &st, at)?;
                         }
                     }
                     parent_ch.send(&ToChild::HooksDone)?;

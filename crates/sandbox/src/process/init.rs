@@ -322,7 +322,11 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
         }
         if let Some(h) = spec.hooks() {
             if let Some(list) = h.create_container() {
-                linux::hooks::run("createContainer", list, &hook_state(req, "creating"))?;
+                // As runc: in the rootfs directory, with the process's environment.
+                let env = req.process.env().clone().unwrap_or_default();
+                let at = linux::hooks::Inherit::container(Some(&req.rootfs), &env);
+                let st = hook_state(req, "creating");
+                linux::hooks::run("createContainer", list, &st, at)?;
             }
         }
         {
@@ -386,7 +390,9 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
     drop(state_dir_fd);
     if let Some(h) = spec.hooks() {
         if let Some(list) = h.start_container() {
-            linux::hooks::run("startContainer", list, &hook_state(req, "running"))?;
+            // In process.cwd (entered already) with the process's environment.
+            let at = linux::hooks::Inherit::container(None, &prepared.env);
+            linux::hooks::run("startContainer", list, &hook_state(req, "running"), at)?;
         }
     }
     do_exec(req, prepared)
@@ -468,6 +474,8 @@ struct Prepared {
     path: PathBuf,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// The process's environment (HOME added), for startContainer hooks.
+    env: Vec<String>,
     seccomp_late: Option<linux::seccomp::Prepared>,
     listener: Option<OwnedFd>,
 }
@@ -581,6 +589,7 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         path,
         argv: to_c(&args)?,
         envp: to_c(&env)?,
+        env,
         seccomp_late,
         listener,
     })
