@@ -2,6 +2,8 @@
 //! rootfs are, bundles made from `nk-runtime spec`, private state roots that
 //! clean up after themselves, and unique ids so tests can run in parallel.
 
+pub mod runtime_tools;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

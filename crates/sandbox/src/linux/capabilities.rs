@@ -114,6 +114,9 @@ struct CapData {
     inheritable: u32,
 }
 
+/// CAP_SYS_ADMIN, which loading a seccomp filter needs without no_new_privs.
+pub const SYS_ADMIN: u64 = 1 << 21;
+
 /// Set effective, permitted and inheritable in one capset(2), then ambient.
 pub fn apply(m: &Masks) -> Result<()> {
     explain::step(&catalog::CAPS, || {
@@ -129,34 +132,7 @@ pub fn apply(m: &Masks) -> Result<()> {
             m.ambient.count_ones()
         )
     });
-    let hdr = CapHeader {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let split = |v: u64| (v as u32, (v >> 32) as u32);
-    let (e0, e1) = split(m.effective);
-    let (p0, p1) = split(m.permitted);
-    let (i0, i1) = split(m.inheritable);
-    let data = [
-        CapData {
-            effective: e0,
-            permitted: p0,
-            inheritable: i0,
-        },
-        CapData {
-            effective: e1,
-            permitted: p1,
-            inheritable: i1,
-        },
-    ];
-    // SAFETY: capset reads a v3 header and two data structs that live for the call.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
-    if r < 0 {
-        return Err(Error::sys(
-            "capset (is a capability in effective/inheritable missing from permitted or bounding?)",
-            nix::errno::Errno::last(),
-        ));
-    }
+    capset(m.effective, m.permitted, m.inheritable)?;
     // SAFETY: prctl(PR_CAP_AMBIENT, CLEAR_ALL) takes no pointers.
     unsafe {
         libc::prctl(
@@ -188,6 +164,41 @@ pub fn apply(m: &Masks) -> Result<()> {
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// Effective, permitted and inheritable in one capset(2), and nothing else:
+/// the only call besides execve that may follow the seccomp filter (runc
+/// makes it there too, so every profile allows it).
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
+    let hdr = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let split = |v: u64| (v as u32, (v >> 32) as u32);
+    let (e0, e1) = split(effective);
+    let (p0, p1) = split(permitted);
+    let (i0, i1) = split(inheritable);
+    let data = [
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
+    ];
+    // SAFETY: capset reads a v3 header and two data structs that live for the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
+    if r < 0 {
+        return Err(Error::sys(
+            "capset (is a capability in effective/inheritable missing from permitted or bounding?)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }

@@ -476,8 +476,44 @@ struct Prepared {
     envp: Vec<CString>,
     /// The process's environment (HOME added), for startContainer hooks.
     env: Vec<String>,
-    seccomp_late: Option<linux::seccomp::Prepared>,
+    /// The filter, when it is still to be loaded.
+    seccomp: Option<PendingFilter>,
     listener: Option<OwnedFd>,
+}
+
+/// A compiled seccomp filter waiting to be loaded.
+///
+/// Whatever the runtime does once the filter is in place must be allowed by
+/// every profile the engines ship, many of which predate openat2,
+/// close_range or statx. So the filter goes in last: right before execve
+/// (after the exec barrier and the startContainer hooks), where only
+/// capset, the explain write and execve follow it.
+struct PendingFilter {
+    prep: linux::seccomp::Prepared,
+    /// Without no_new_privs, loading needs CAP_SYS_ADMIN: the final
+    /// capability sets, which CAP_SYS_ADMIN joins for the load only.
+    caps: Option<Masks>,
+}
+
+impl PendingFilter {
+    fn load(self, req: &InitRequest, listener: Option<&OwnedFd>) -> Result<()> {
+        use linux::capabilities::{capset, SYS_ADMIN};
+        if let Some(m) = &self.caps {
+            capset(
+                m.effective | SYS_ADMIN,
+                m.permitted | SYS_ADMIN,
+                m.inheritable,
+            )?;
+        }
+        let nfd = self.prep.load()?;
+        if let Some(m) = &self.caps {
+            capset(m.effective, m.permitted, m.inheritable)?;
+        }
+        if let Some(s) = &req.seccomp {
+            send_notify(req, s, listener, nfd)?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything from process attributes to the user switch; runs before the
@@ -527,17 +563,10 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         // SAFETY: the parent connected this socket and passed it at this number.
         unsafe { linux::fs::own(fd) }
     });
-    let mut seccomp_late = None;
-    if let Some(s) = &req.seccomp {
-        let prep = linux::seccomp::prepare(s, req.seccomp_wait_killable)?;
-        if nnp {
-            seccomp_late = Some(prep);
-        } else {
-            // Without no_new_privs, loading needs CAP_SYS_ADMIN: do it while we have it.
-            let nfd = prep.load()?;
-            send_notify(req, s, listener.as_ref(), nfd)?;
-        }
-    }
+    let prep = match &req.seccomp {
+        Some(s) => Some(linux::seccomp::prepare(s, req.seccomp_wait_killable)?),
+        None => None,
+    };
     // Close what must not reach the container: everything above stdio and
     // --preserve-fds becomes close-on-exec (CVE-2024-21626).
     explain::step(&catalog::CLOSE_FDS, || {
@@ -557,6 +586,14 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         &passwd,
     );
     let masks = Masks::from_spec(p.capabilities().as_ref());
+    // The filter's load without no_new_privs needs CAP_SYS_ADMIN, kept in
+    // permitted (not effective) until then when the process is not given it.
+    let filter_caps =
+        (!nnp && masks.effective & linux::capabilities::SYS_ADMIN == 0).then_some(masks);
+    let mut kept = masks;
+    if prep.is_some() && filter_caps.is_some() {
+        kept.permitted |= linux::capabilities::SYS_ADMIN;
+    }
     linux::capabilities::drop_bounding(masks.bounding)?;
     linux::capabilities::keep_caps(true)?;
     linux::user::fix_stdio_owner(eu.uid, eu.gid);
@@ -565,7 +602,7 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         .unwrap_or(true);
     linux::user::switch(&eu, setgroups_ok)?;
     linux::capabilities::keep_caps(false)?;
-    linux::capabilities::apply(&masks)?;
+    linux::capabilities::apply(&kept)?;
     if let Some(m) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
     }
@@ -585,12 +622,16 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
             })
             .collect()
     };
+    let seccomp = prep.map(|prep| PendingFilter {
+        prep,
+        caps: filter_caps,
+    });
     Ok(Prepared {
         path,
         argv: to_c(&args)?,
         envp: to_c(&env)?,
         env,
-        seccomp_late,
+        seccomp,
         listener,
     })
 }
@@ -659,8 +700,8 @@ fn chdir_cwd(cwd: &Path, create: bool) -> Result<()> {
         .map_err(|e| Error::sys(format!("chdir to process.cwd {}", cwd.display()), e))?;
     // Belt and braces: the kernel reports a cwd outside our root as
     // "(unreachable)", which glibc turns into ENOENT. Any other error means
-    // getcwd itself is refused (a seccomp profile that denies it, loaded
-    // already when no_new_privs is off), and the fchdir above was safe.
+    // getcwd itself is refused (by a filter the runtime itself runs under:
+    // the container's is loaded later), and the fchdir above was safe.
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
         Err(e) if e != nix::errno::Errno::ENOENT => Ok(()),
@@ -673,11 +714,8 @@ fn chdir_cwd(cwd: &Path, create: bool) -> Result<()> {
 
 fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
     let g = explain::phase(Phase::Exec);
-    if let Some(s) = &p.seccomp_late {
-        let nfd = s.load()?;
-        if let Some(sc) = &req.seccomp {
-            send_notify(req, sc, p.listener.as_ref(), nfd)?;
-        }
+    if let Some(f) = p.seccomp {
+        f.load(req, p.listener.as_ref())?;
     }
     drop(p.listener);
     explain::step(&catalog::EXEC, || {
