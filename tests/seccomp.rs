@@ -635,6 +635,59 @@ fn notify_profile(sock: &str, names: &[&str], flags: &[&str]) -> Value {
            "flags": flags, "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]})
 }
 
+/// Wait (up to 10 s) until the agent has received a descriptor.
+fn wait_for_state(agent: &Agent) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if !agent.states().is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// The listener gets the notify descriptor before `create` returns, as
+/// with runc: a listener (contest's, an engine's agent) may wait for it
+/// before anyone calls `start`. Checked for runc and nk-runtime, with
+/// noNewPrivileges on and off.
+#[test]
+fn notify_fd_reaches_the_listener_before_start() {
+    for bin in [RUNC.into(), nk_tests::runtime()] {
+        let root = Root::with_binary(&bin);
+        for nnp in [true, false] {
+            let agent = Agent::start(&[]);
+            let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/foo && ls -d /tmp/foo*"]);
+            tmpfs_tmp(&mut b);
+            b.edit(|c| c["process"]["noNewPrivileges"] = json!(nnp));
+            set_seccomp(
+                &mut b,
+                notify_profile(&agent.sock(), &["mkdir", "mkdirat"], &[]),
+            );
+            let id = unique_id("sc-notify-early");
+            detached_ok(&root, &["create", "--bundle", &b.path(), &id]);
+            let what = format!("{} nnp={nnp}", bin.display());
+            assert!(
+                wait_for_state(&agent),
+                "{what}: no descriptor before start: {}",
+                agent.log()
+            );
+            let states = agent.states();
+            assert_eq!(states[0]["state"]["status"], "creating", "{what}");
+            assert_eq!(states[0]["state"]["id"], id.as_str(), "{what}");
+            // The filter answers the program's mkdir through the listener.
+            root.ok(&["start", &id]);
+            root.wait_status(&id, "stopped");
+            assert!(
+                agent.log().contains("mkdir /tmp/foo\n"),
+                "{what}: {}",
+                agent.log()
+            );
+            root.ok(&["delete", &id]);
+        }
+    }
+}
+
 #[test]
 fn notify_listener_answers_mkdir_for_init_and_exec() {
     let root = Root::new();

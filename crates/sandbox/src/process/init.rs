@@ -487,7 +487,9 @@ struct Prepared {
 /// every profile the engines ship, many of which predate openat2,
 /// close_range or statx. So the filter goes in last: right before execve
 /// (after the exec barrier and the startContainer hooks), where only
-/// capset, the explain write and execve follow it.
+/// capset, the explain write and execve follow it. With a notify listener
+/// it goes in before `create` returns instead, as runc sends the listener
+/// its descriptor then (the barrier's open of exec.fifo follows it).
 struct PendingFilter {
     prep: linux::seccomp::Prepared,
     /// Without no_new_privs, loading needs CAP_SYS_ADMIN: the final
@@ -622,10 +624,15 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
             })
             .collect()
     };
-    let seccomp = prep.map(|prep| PendingFilter {
+    let mut seccomp = prep.map(|prep| PendingFilter {
         prep,
         caps: filter_caps,
     });
+    if req.kind == InitKind::Create && listener.is_some() {
+        if let Some(f) = seccomp.take() {
+            f.load(req, listener.as_ref())?;
+        }
+    }
     Ok(Prepared {
         path,
         argv: to_c(&args)?,
