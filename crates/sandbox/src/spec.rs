@@ -576,14 +576,6 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                 ));
             }
         }
-        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
-            && !crate::linux::lsm::selinux_enabled()
-        {
-            return Err(err(
-                "linux.mountLabel",
-                "SELinux is not enabled on this host (no /sys/fs/selinux), so mounts cannot be labelled; remove the field or enable SELinux".into(),
-            ));
-        }
         if let Some(sc) = linux.seccomp() {
             crate::linux::seccomp::validate(sc)
                 .map_err(|(field, reason)| err(&format!("linux.seccomp.{field}"), reason))?;

@@ -294,7 +294,7 @@ fn create(req: &InitRequest) -> Result<std::convert::Infallible> {
                 rootfs: &req.rootfs,
                 cgroup: &req.cgroup_mount,
                 userns: req.userns,
-                label: linux.mount_label().as_deref(),
+                label: linux::lsm::mount_label(linux.mount_label().as_deref()),
                 idmapped: &idmapped,
             };
             for (i, m) in mounts.iter().enumerate() {
