@@ -562,13 +562,19 @@ impl Runtime {
                 Some((ToParent::Log(r), _)) => crate::logging::emit(&r),
                 Some((ToParent::Event(e), _)) => explain::deliver(e),
                 Some((ToParent::Hooks, _)) => {
-                    let st = hook_state(&o.id, "creating", pid, &bundle.dir, &record.annotations);
+                    let st =
+                        |status| hook_state(&o.id, status, pid, &bundle.dir, &record.annotations);
                     let at = linux::hooks::Inherit::runtime(&bundle.dir);
                     if let Some(h) = bundle.spec.hooks() {
+                        // Spec 1.0 runs prestart hooks once the container is
+                        // created (runtime-tools' hooks_stdin checks "created";
+                        // runc 1.1.5 says "creating"); createRuntime hooks
+                        // belong to the create operation itself.
                         #[allow(deprecated)]
                         if let Some(list) = h.prestart() {
-                            linux::hooks::run("prestart", list, &st, at)?;
+                            linux::hooks::run("prestart", list, &st("created"), at)?;
                         }
+                        let st = st("creating");
                         if let Some(list) = h.create_runtime() {
                             linux::hooks::run("createRuntime", list, &st, at)?;
                         }
