@@ -478,11 +478,18 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                 "id mappings need a user namespace in linux.namespaces".into(),
             ));
         }
-        if new_userns && !maps {
-            return Err(err(
-                "linux.uidMappings",
-                "a new user namespace needs uidMappings and gidMappings".into(),
-            ));
+        if new_userns {
+            for (field, m) in [
+                ("linux.uidMappings", linux.uid_mappings()),
+                ("linux.gidMappings", linux.gid_mappings()),
+            ] {
+                if m.as_ref().is_none_or(|m| m.is_empty()) {
+                    return Err(err(
+                        field,
+                        "a new user namespace needs uidMappings and gidMappings (without a gid mapping not even gid 0 exists in it)".into(),
+                    ));
+                }
+            }
         }
         for (field, maps) in [
             ("linux.uidMappings", linux.uid_mappings()),
@@ -1027,6 +1034,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("uidMappings"), "{e}");
+        // uid mappings alone: the gid mappings are named.
+        let b = bundle(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}],"uidMappings":[{{"containerID":0,"hostID":1000,"size":3200}}]}}}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linux.gidMappings"), "{e}");
     }
 
     #[test]
