@@ -132,7 +132,22 @@ pub fn apply(m: &Masks) -> Result<()> {
             m.ambient.count_ones()
         )
     });
-    capset(m.effective, m.permitted, m.inheritable)?;
+    capset(m.effective, m.permitted, m.inheritable).map_err(|e| {
+        // Name what cannot be granted: a capability the runtime itself does
+        // not hold (the host's bounding set lacks it) cannot be given.
+        let held = current_permitted().unwrap_or(u64::MAX);
+        let missing = (m.effective | m.permitted | m.inheritable) & !held;
+        if missing == 0 {
+            return e;
+        }
+        Error::msg(format!(
+            "process.capabilities: {} cannot be granted: the runtime does not hold {} itself (the host's bounding set lacks {}); remove {} from the config",
+            names(missing).join(", "),
+            if missing.count_ones() == 1 { "it" } else { "them" },
+            if missing.count_ones() == 1 { "it" } else { "them" },
+            if missing.count_ones() == 1 { "it" } else { "them" },
+        ))
+    })?;
     // SAFETY: prctl(PR_CAP_AMBIENT, CLEAR_ALL) takes no pointers.
     unsafe {
         libc::prctl(
@@ -201,6 +216,24 @@ pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// This process's permitted set (capget(2)).
+fn current_permitted() -> Option<u64> {
+    let hdr = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two data structs into the array that lives for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &hdr as *const CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    (r == 0).then(|| data[0].permitted as u64 | (data[1].permitted as u64) << 32)
 }
 
 /// Keep capabilities across the setuid that follows (PR_SET_KEEPCAPS).
