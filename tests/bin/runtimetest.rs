@@ -65,12 +65,13 @@ fn unescape(f: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && i + 3 <= b.len() - 0 {
-            if let Ok(n) = u8::from_str_radix(&f[i + 1..(i + 4).min(f.len())], 8) {
-                out.push(n);
-                i += 4;
-                continue;
-            }
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if let (b'\\', Some(d)) = (b[i], octal) {
+            out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -119,7 +120,11 @@ fn clean(p: &str) -> String {
 
 fn base(p: &str) -> String {
     let c = clean(p);
-    c.rsplit('/').next().filter(|b| !b.is_empty()).unwrap_or("/").to_string()
+    c.rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or("/")
+        .to_string()
 }
 
 /// runtimetest's mountMatch.
@@ -127,7 +132,9 @@ fn mount_match(m: &Value, sys: &MountInfo) -> bool {
     if clean(s(&m["destination"])) != sys.mountpoint {
         return false;
     }
-    let is_bind = list(&m["options"]).iter().any(|o| o == "bind" || o == "rbind");
+    let is_bind = list(&m["options"])
+        .iter()
+        .any(|o| o == "bind" || o == "rbind");
     let typ = s(&m["type"]);
     if !typ.is_empty() && typ != sys.fstype {
         return false;
@@ -216,18 +223,20 @@ fn check_hostname(t: &mut Tap, c: &Value) {
     t.note(format!("expected {want:?}, actual {:?}", got.trim()));
 }
 
-fn check_process(t: &mut Tap, c: &Value) {
+fn check_process(t: &mut Tap, c: &Value) -> Result<(), String> {
     let p = &c["process"];
     if p.is_null() {
-        return t.skip("process not set");
+        t.skip("process not set");
+        return Ok(());
     }
     let cwd = s(&p["cwd"]);
     if cwd.is_empty() {
         t.skip("process.cwd not set");
     } else {
+        // An error of getcwd ends the run, as runtimetest's os.Getwd does.
         let got = std::env::current_dir()
             .map(|d| d.display().to_string())
-            .unwrap_or_default();
+            .map_err(|e| format!("getwd: {e}"))?;
         t.ok(got == cwd, "has expected working directory");
         t.note(format!("expected {cwd:?}, actual {got:?}"));
     }
@@ -237,8 +246,12 @@ fn check_process(t: &mut Tap, c: &Value) {
         let key = parts.next().unwrap_or("");
         let want = parts.next().unwrap_or("");
         let got = std::env::var(key).unwrap_or_default();
-        t.ok(want == got, &format!("has expected environment variable {key}"));
+        t.ok(
+            want == got,
+            &format!("has expected environment variable {key}"),
+        );
     }
+    Ok(())
 }
 
 fn check_posix_mounts(t: &mut Tap, c: &Value) {
@@ -427,7 +440,10 @@ fn check_capabilities(t: &mut Tap, c: &Value) {
             if want.contains(&key) {
                 t.ok(is_set, &format!("expected {name} capability {key} set"));
             } else {
-                t.ok(!is_set, &format!("unexpected {name} capability {key} not set"));
+                t.ok(
+                    !is_set,
+                    &format!("unexpected {name} capability {key} not set"),
+                );
             }
         }
     }
@@ -444,7 +460,10 @@ const DEFAULT_SYMLINKS: [(&str, &str); 5] = [
 fn check_default_symlinks(t: &mut Tap) {
     for (link, dest) in DEFAULT_SYMLINKS {
         let md = std::fs::symlink_metadata(link);
-        t.ok(md.is_ok(), &format!("has a file at default symlink path {link:?}"));
+        t.ok(
+            md.is_ok(),
+            &format!("has a file at default symlink path {link:?}"),
+        );
         let Ok(md) = md else { continue };
         let is_link = md.file_type().is_symlink();
         t.ok(
@@ -541,11 +560,17 @@ fn check_device(t: &mut Tap, d: &Value, what: &str) -> Result<(), String> {
     }
     match d["uid"].as_u64() {
         None => t.skip(&format!("{what} has an unconfigured user ID")),
-        Some(u) => t.ok(md.uid() as u64 == u, &format!("{what} has the expected user ID")),
+        Some(u) => t.ok(
+            md.uid() as u64 == u,
+            &format!("{what} has the expected user ID"),
+        ),
     }
     match d["gid"].as_u64() {
         None => t.skip(&format!("{what} has an unconfigured group ID")),
-        Some(g) => t.ok(md.gid() as u64 == g, &format!("{what} has the expected group ID")),
+        Some(g) => t.ok(
+            md.gid() as u64 == g,
+            &format!("{what} has the expected group ID"),
+        ),
     }
     Ok(())
 }
@@ -599,7 +624,10 @@ fn check_linux_process(t: &mut Tap, c: &Value) {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     let want: Vec<String> = list(&p["args"]).iter().map(|a| s(a).to_string()).collect();
-    t.ok(args.len() == want.len(), "has expected number of process arguments");
+    t.ok(
+        args.len() == want.len(),
+        "has expected number of process arguments",
+    );
     for (i, a) in args.iter().enumerate() {
         t.ok(
             want.get(i) == Some(a),
@@ -696,8 +724,15 @@ fn check_ro_paths(t: &mut Tap, c: &Value) -> Result<(), String> {
 fn mount(src: &str, dst: &str, flags: libc::c_ulong) -> i32 {
     let (s, d) = (CString::new(src).unwrap(), CString::new(dst).unwrap());
     // SAFETY: mount reads two NUL-terminated paths that live for the call.
-    if unsafe { libc::mount(s.as_ptr(), d.as_ptr(), std::ptr::null(), flags, std::ptr::null()) }
-        == 0
+    if unsafe {
+        libc::mount(
+            s.as_ptr(),
+            d.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    } == 0
     {
         0
     } else {
@@ -750,7 +785,10 @@ fn check_rootfs_propagation(t: &mut Tap, c: &Value) -> Result<(), String> {
                 let _ = std::fs::remove_dir_all(&test);
                 let _ = std::fs::remove_dir(&mnt);
                 if prop == "shared" {
-                    t.ok(exposed, &format!("shared root propagation exposes {seen:?}"));
+                    t.ok(
+                        exposed,
+                        &format!("shared root propagation exposes {seen:?}"),
+                    );
                 } else {
                     t.ok(
                         !exposed,
@@ -807,18 +845,27 @@ fn check_id_mappings(t: &mut Tap, maps: &Value, path: &str, field: &str) -> Resu
     let got: Vec<[u64; 3]> = text
         .lines()
         .map(|l| {
-            let f: Vec<u64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
             [f[0], f[1], f[2]]
         })
         .collect();
-    t.ok(got.len() == want.len(), &format!("{path} has expected number of mappings"));
+    t.ok(
+        got.len() == want.len(),
+        &format!("{path} has expected number of mappings"),
+    );
     for m in want {
         let key = [
             m["containerID"].as_u64().unwrap_or(0),
             m["hostID"].as_u64().unwrap_or(0),
             m["size"].as_u64().unwrap_or(0),
         ];
-        t.ok(got.contains(&key), &format!("{path} has expected mapping {m}"));
+        t.ok(
+            got.contains(&key),
+            &format!("{path} has expected mapping {m}"),
+        );
     }
     Ok(())
 }
@@ -829,7 +876,10 @@ fn check_mount_label(t: &mut Tap, c: &Value) {
         return t.skip("linux.mountlabel not set");
     }
     for m in list(&c["mounts"]) {
-        if !list(&m["options"]).iter().any(|o| o == "bind" || o == "rbind") {
+        if !list(&m["options"])
+            .iter()
+            .any(|o| o == "bind" || o == "rbind")
+        {
             continue;
         }
         let d = CString::new(s(&m["destination"])).unwrap();
@@ -861,8 +911,13 @@ fn check_apparmor(t: &mut Tap, c: &Value) {
     if prof.is_empty() {
         return t.skip("process.ApparmorProfile not set");
     }
-    let path = Path::new(s(&c["root"]["path"])).join("etc/apparmor.d").join(prof);
-    t.ok(std::fs::metadata(path).is_err(), "has expected apparmorProfile");
+    let path = Path::new(s(&c["root"]["path"]))
+        .join("etc/apparmor.d")
+        .join(prof);
+    t.ok(
+        std::fs::metadata(path).is_err(),
+        "has expected apparmorProfile",
+    );
 }
 
 fn main() {
@@ -880,7 +935,7 @@ fn main() {
     let r = (|| -> Result<(), String> {
         check_rootfs(&mut t, &c);
         check_hostname(&mut t, &c);
-        check_process(&mut t, &c);
+        check_process(&mut t, &c)?;
         check_posix_mounts(&mut t, &c);
         check_user(&mut t, &c);
         check_rlimits(&mut t, &c)?;
@@ -896,8 +951,18 @@ fn main() {
         check_ro_paths(&mut t, &c)?;
         check_rootfs_propagation(&mut t, &c)?;
         check_sysctls(&mut t, &c)?;
-        check_id_mappings(&mut t, &c["linux"]["uidMappings"], "/proc/self/uid_map", "linux.uidMappings")?;
-        check_id_mappings(&mut t, &c["linux"]["gidMappings"], "/proc/self/gid_map", "linux.gidMappings")?;
+        check_id_mappings(
+            &mut t,
+            &c["linux"]["uidMappings"],
+            "/proc/self/uid_map",
+            "linux.uidMappings",
+        )?;
+        check_id_mappings(
+            &mut t,
+            &c["linux"]["gidMappings"],
+            "/proc/self/gid_map",
+            "linux.gidMappings",
+        )?;
         check_mount_label(&mut t, &c);
         check_apparmor(&mut t, &c);
         Ok(())
