@@ -230,6 +230,17 @@ fn supplementary_groups_are_exactly_additional_gids() {
     );
     assert_eq!(rc, nk, "additionalGids");
     assert_eq!(groups(&nk.1).as_deref(), Some("100"), "{}", nk.1);
+    // Duplicates are set once, as runc does (youki's contest expects them
+    // kept: process_user_duplicate_gids, which it skips for runc).
+    let (rc, nk) = both(
+        |c| {
+            image(c);
+            c["process"]["user"]["additionalGids"] = json!([100, 10, 100]);
+        },
+        "grep Groups /proc/self/status",
+    );
+    assert_eq!(rc, nk, "duplicate additionalGids");
+    assert_eq!(groups(&nk.1).as_deref(), Some("10 100"), "{}", nk.1);
     let (rc, nk) = both(
         |c| {
             image(c);
