@@ -381,3 +381,33 @@ fn create_after_killed_create_without_delete() {
     root.ok(&["delete", &id]);
     assert_clean(&root, &id);
 }
+
+/// A capability the runtime does not hold itself (this host's bounding set
+/// has no CAP_SYS_RESOURCE) cannot be granted: the error names it instead
+/// of a bare capset EPERM, and nothing is left (runtime-tools'
+/// process_capabilities asks for every capability).
+#[test]
+fn capability_the_runtime_lacks_is_named() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap();
+    if bnd & (1 << 24) != 0 {
+        eprintln!(
+            "CAP_SYS_RESOURCE is in this host's bounding set: the refusal cannot be exercised here"
+        );
+        return;
+    }
+    refused(
+        |b| {
+            b.edit(|c| {
+                let caps = json!(["CAP_CHOWN", "CAP_SYS_RESOURCE"]);
+                c["process"]["capabilities"] =
+                    json!({"bounding": caps, "effective": caps, "permitted": caps});
+            });
+        },
+        "CAP_SYS_RESOURCE cannot be granted",
+    );
+}

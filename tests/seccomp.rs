@@ -17,6 +17,7 @@ use std::process::{Child, Command};
 const GETPPID: u64 = 110;
 const GETPGID: u64 = 121;
 const EPERM: &str = "err 1";
+const RUNC: &str = "/usr/sbin/runc";
 
 fn set_seccomp(b: &mut Bundle, s: Value) {
     b.edit(|c| c["linux"]["seccomp"] = s);
@@ -452,6 +453,99 @@ fn filter_is_loaded_after_the_runtimes_own_setup() {
     );
 }
 
+/// What the busybox program reports under a profile: the filter is on
+/// (read from /proc/self/status), and which of open, stat and getcwd fail.
+const SEES: &str = "grep -q '^Seccomp:.2' /proc/self/status && echo filtered; \
+    cat /etc/passwd >/dev/null 2>&1 || echo open-fails; \
+    stat / >/dev/null 2>&1 || echo stat-fails; \
+    /bin/pwd >/dev/null 2>&1 || echo getcwd-fails; echo done";
+
+/// A profile denying `deny` with EPERM: either "allow all but these", or
+/// runtime-tools' default allow list (deny by default, no openat2,
+/// close_range, clone3 ...) without them.
+fn profile_denying(deny: &[&str], deny_by_default: bool) -> Value {
+    if !deny_by_default {
+        return json!({"defaultAction": "SCMP_ACT_ALLOW",
+                      "syscalls": [{"names": deny, "action": "SCMP_ACT_ERRNO"}]});
+    }
+    let spec = json!({"process": {"capabilities": {"bounding": nk_tests::runtime_tools::CAPS}}});
+    let mut p = nk_tests::runtime_tools::default_profile(&spec);
+    let names = p["syscalls"][0]["names"].as_array_mut().unwrap();
+    names.retain(|n| !deny.contains(&n.as_str().unwrap()));
+    p
+}
+
+/// (run output, exec output) of SEES under the profile, or the runtime's
+/// error.
+fn sees_under(
+    root: &Root,
+    deny: &[&str],
+    nnp: bool,
+    dbd: bool,
+) -> Result<(String, String), String> {
+    let mut b = Bundle::new(&["sh", "-c", SEES]);
+    b.edit(|c| c["process"]["noNewPrivileges"] = json!(nnp));
+    set_seccomp(&mut b, profile_denying(deny, dbd));
+    let o = run(root, &b, "sc-own");
+    if !o.status.success() {
+        return Err(format!("run: {}", both(&o)));
+    }
+    b.edit(|c| c["process"]["args"] = json!(["sleep", "100"]));
+    let id = unique_id("sc-own-exec");
+    let (ok, out) = detached(root, &["run", "-d", "--bundle", &b.path(), &id]);
+    if !ok {
+        return Err(format!("run -d: {out}"));
+    }
+    let e = root.run(&["exec", &id, "sh", "-c", SEES]);
+    let _ = root.run(&["delete", "-f", &id]);
+    if !e.status.success() {
+        return Err(format!("exec: {}", both(&e)));
+    }
+    Ok((stdout(&o), stdout(&e)))
+}
+
+/// A profile that lacks a call the runtime itself might make once the
+/// filter is loaded (openat2, openat, newfstatat/statx, close_range, getcwd,
+/// fchdir) still runs the container and exec processes, with
+/// noNewPrivileges on or off: the filter is loaded after the working
+/// directory, the executable's lookup and the fd sweep. runtime-tools'
+/// generator writes such a profile (no openat2) into every config. runc
+/// 1.1.5 fails some of these (it opens /proc/self/fd and exec.fifo after
+/// the filter); where it runs, both agree.
+#[test]
+fn profiles_without_the_runtimes_own_calls_run_and_exec() {
+    let nk = Root::new();
+    let runc = Root::with_binary(RUNC);
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["openat2"], &["filtered"]),
+        // Without openat the shell's applets fail as well (not /proc either).
+        (&["openat"], &["open-fails", "stat-fails", "getcwd-fails"]),
+        (&["newfstatat", "statx"], &["filtered", "stat-fails"]),
+        (&["close_range"], &["filtered"]),
+        (&["getcwd"], &["filtered", "getcwd-fails"]),
+        (&["fchdir"], &["filtered"]),
+    ];
+    for (deny, sees) in cases {
+        let want = sees
+            .iter()
+            .chain(&["done"])
+            .map(|s| format!("{s}\n"))
+            .collect::<String>();
+        for nnp in [false, true] {
+            for dbd in [false, true] {
+                let what = format!("deny {deny:?}, noNewPrivileges {nnp}, deny by default {dbd}");
+                let (r, e) =
+                    sees_under(&nk, deny, nnp, dbd).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(r, want, "{what}: run");
+                assert_eq!(e, want, "{what}: exec");
+                if let Ok((rr, re)) = sees_under(&runc, deny, nnp, dbd) {
+                    assert_eq!((rr, re), (r, e), "{what}: runc runs it and sees otherwise");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn exec_processes_get_the_filter_too() {
     let root = Root::new();
@@ -539,6 +633,59 @@ impl Drop for Agent {
 fn notify_profile(sock: &str, names: &[&str], flags: &[&str]) -> Value {
     json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock, "listenerMetadata": "bar",
            "flags": flags, "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]})
+}
+
+/// Wait (up to 10 s) until the agent has received a descriptor.
+fn wait_for_state(agent: &Agent) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if !agent.states().is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// The listener gets the notify descriptor before `create` returns, as
+/// with runc: a listener (contest's, an engine's agent) may wait for it
+/// before anyone calls `start`. Checked for runc and nk-runtime, with
+/// noNewPrivileges on and off.
+#[test]
+fn notify_fd_reaches_the_listener_before_start() {
+    for bin in [RUNC.into(), nk_tests::runtime()] {
+        let root = Root::with_binary(&bin);
+        for nnp in [true, false] {
+            let agent = Agent::start(&[]);
+            let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/foo && ls -d /tmp/foo*"]);
+            tmpfs_tmp(&mut b);
+            b.edit(|c| c["process"]["noNewPrivileges"] = json!(nnp));
+            set_seccomp(
+                &mut b,
+                notify_profile(&agent.sock(), &["mkdir", "mkdirat"], &[]),
+            );
+            let id = unique_id("sc-notify-early");
+            detached_ok(&root, &["create", "--bundle", &b.path(), &id]);
+            let what = format!("{} nnp={nnp}", bin.display());
+            assert!(
+                wait_for_state(&agent),
+                "{what}: no descriptor before start: {}",
+                agent.log()
+            );
+            let states = agent.states();
+            assert_eq!(states[0]["state"]["status"], "creating", "{what}");
+            assert_eq!(states[0]["state"]["id"], id.as_str(), "{what}");
+            // The filter answers the program's mkdir through the listener.
+            root.ok(&["start", &id]);
+            root.wait_status(&id, "stopped");
+            assert!(
+                agent.log().contains("mkdir /tmp/foo\n"),
+                "{what}: {}",
+                agent.log()
+            );
+            root.ok(&["delete", &id]);
+        }
+    }
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! rootfs are, bundles made from `nk-runtime spec`, private state roots that
 //! clean up after themselves, and unique ids so tests can run in parallel.
 
+pub mod runtime_tools;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -278,4 +280,41 @@ pub fn host_mounts_contain(fragment: &str) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .contains(fragment)
+}
+
+/// A process kept in fresh namespaces by `unshare`, killed by pid on drop.
+pub struct Unshared(pub std::process::Child);
+
+impl Unshared {
+    /// `unshare FLAG --fork --kill-child sleep 1000`.
+    pub fn new(flag: &str) -> Unshared {
+        let child = Command::new("unshare")
+            .args([flag, "--fork", "--kill-child", "sleep", "1000"])
+            .spawn()
+            .expect("unshare (util-linux)");
+        Unshared(child)
+    }
+
+    /// The namespace link of the forked child's kind (pid: pid_for_children).
+    pub fn ns(&self, file: &str) -> (String, String) {
+        let path = format!("/proc/{}/ns/{file}", self.0.id());
+        let own = std::fs::read_link(format!("/proc/self/ns/{file}")).unwrap();
+        for _ in 0..150 {
+            if let Ok(l) = std::fs::read_link(&path) {
+                if l != own {
+                    return (path, l.display().to_string());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("unshare did not enter a new {file} namespace");
+    }
+}
+
+impl Drop for Unshared {
+    fn drop(&mut self) {
+        // --kill-child makes the forked sleep die with unshare.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -482,11 +482,18 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                 "id mappings need a user namespace in linux.namespaces".into(),
             ));
         }
-        if new_userns && !maps {
-            return Err(err(
-                "linux.uidMappings",
-                "a new user namespace needs uidMappings and gidMappings".into(),
-            ));
+        if new_userns {
+            for (field, m) in [
+                ("linux.uidMappings", linux.uid_mappings()),
+                ("linux.gidMappings", linux.gid_mappings()),
+            ] {
+                if m.as_ref().is_none_or(|m| m.is_empty()) {
+                    return Err(err(
+                        field,
+                        "a new user namespace needs uidMappings and gidMappings (without a gid mapping not even gid 0 exists in it)".into(),
+                    ));
+                }
+            }
         }
         for (field, maps) in [
             ("linux.uidMappings", linux.uid_mappings()),
@@ -579,14 +586,6 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
                     "no personality flags are defined by the runtime spec; remove them".into(),
                 ));
             }
-        }
-        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
-            && !crate::linux::lsm::selinux_enabled()
-        {
-            return Err(err(
-                "linux.mountLabel",
-                "SELinux is not enabled on this host (no /sys/fs/selinux), so mounts cannot be labelled; remove the field or enable SELinux".into(),
-            ));
         }
         if let Some(sc) = linux.seccomp() {
             crate::linux::seccomp::validate(sc)
@@ -1089,6 +1088,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("uidMappings"), "{e}");
+        // uid mappings alone: the gid mappings are named.
+        let b = bundle(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}],"uidMappings":[{{"containerID":0,"hostID":1000,"size":3200}}]}}}}"#
+        ));
+        let e = validate(&b, ValidateOpts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linux.gidMappings"), "{e}");
     }
 
     #[test]

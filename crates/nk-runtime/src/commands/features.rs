@@ -41,6 +41,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "rnosymfollow",
     "ro",
     "rprivate",
+    "rrelatime",
     "rro",
     "rrw",
     "rshared",

@@ -379,7 +379,8 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         ];
         for (kind, list) in lists {
             if let Some(list) = list {
-                if let Err(e) = sandbox::linux::hooks::run(kind, list, &st) {
+                let at = sandbox::linux::hooks::Inherit::runtime(&b.dir);
+                if let Err(e) = sandbox::linux::hooks::run(kind, list, &st, at) {
                     shutdown(&dir, &record);
                     return Err(e.into());
                 }
@@ -458,7 +459,8 @@ pub fn start(g: &Globals, id: &str) -> anyhow::Result<()> {
         {
             let s =
                 sandbox::container::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
-            if let Err(e) = sandbox::linux::hooks::run("poststart", &list, &s) {
+            let at = sandbox::linux::hooks::Inherit::runtime(&st.bundle);
+            if let Err(e) = sandbox::linux::hooks::run("poststart", &list, &s, at) {
                 sandbox::logging::warn(|| format!("{e}"));
             }
         }

@@ -11,7 +11,6 @@
 
 use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
-use std::collections::BTreeMap;
 
 /// Access bits, as the eBPF device context encodes them.
 pub const ACC_MKNOD: u8 = 1;
@@ -188,13 +187,71 @@ pub fn from_oci(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
 
 type Key = (DevType, Option<u32>, Option<u32>);
 
+/// Exceptions by device with their access, in the order they were added:
+/// the v1 kernel appends a new exception to its list and `devices.list`
+/// shows that order, so the config's order survives into the cgroup.
+#[derive(Debug, Clone, Default)]
+pub struct Exceptions(Vec<(Key, u8)>);
+
+impl Exceptions {
+    /// The access of one device's exception.
+    pub fn get(&self, k: &Key) -> Option<u8> {
+        self.0.iter().find(|(x, _)| x == k).map(|(_, a)| *a)
+    }
+
+    /// Add access to a device's exception, appending a new one at the end.
+    fn grant(&mut self, k: Key, access: u8) {
+        match self.0.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, a)) => *a |= access,
+            None => self.0.push((k, access)),
+        }
+    }
+
+    /// Take access away; an exception left without access goes.
+    fn revoke(&mut self, k: &Key, access: u8) {
+        if let Some(i) = self.0.iter().position(|(x, _)| x == k) {
+            self.0[i].1 &= !access;
+            if self.0[i].1 == 0 {
+                self.0.remove(i);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The exceptions in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &u8)> {
+        self.0.iter().map(|(k, a)| (k, a))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The same access for the same devices, whatever the order (the kernel's
+/// decisions do not depend on it).
+impl PartialEq for Exceptions {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, a)| other.get(k) == Some(*a))
+    }
+}
+
+impl Eq for Exceptions {}
+
 /// The v1 devices controller's state: a default and exceptions to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emulator {
     /// True: everything is allowed except the exceptions (a "blacklist").
     pub default_allow: bool,
     /// Exceptions to the default, by device, with their access.
-    pub exceptions: BTreeMap<Key, u8>,
+    pub exceptions: Exceptions,
 }
 
 impl Default for Emulator {
@@ -202,7 +259,7 @@ impl Default for Emulator {
     fn default() -> Self {
         Emulator {
             default_allow: true,
-            exceptions: BTreeMap::new(),
+            exceptions: Exceptions::default(),
         }
     }
 }
@@ -222,7 +279,7 @@ impl Emulator {
     pub fn from_list(text: &str) -> Result<Emulator> {
         let mut e = Emulator {
             default_allow: false,
-            exceptions: BTreeMap::new(),
+            exceptions: Exceptions::default(),
         };
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let bad = || Error::msg(format!("devices.list: cannot parse {line:?}"));
@@ -249,7 +306,7 @@ impl Emulator {
                 "b" => DevType::Block,
                 _ => return Err(bad()),
             };
-            *e.exceptions.entry((typ, num(ma)?, num(mi)?)).or_insert(0) |= access;
+            e.exceptions.grant((typ, num(ma)?, num(mi)?), access);
         }
         Ok(e)
     }
@@ -268,7 +325,7 @@ impl Emulator {
             // Removing access: a wildcard exception that covers this device
             // would keep granting it in v1 (which only removes exact matches),
             // so refuse instead of leaving a silent hole.
-            for (&(t, ma, mi), &acc) in &self.exceptions {
+            for (&(t, ma, mi), &acc) in self.exceptions.iter() {
                 let covers = t == r.typ
                     && (ma.is_none() || ma == r.major)
                     && (mi.is_none() || mi == r.minor)
@@ -282,14 +339,9 @@ impl Emulator {
                     )));
                 }
             }
-            if let Some(acc) = self.exceptions.get_mut(&key) {
-                *acc &= !r.access;
-                if *acc == 0 {
-                    self.exceptions.remove(&key);
-                }
-            }
+            self.exceptions.revoke(&key, r.access);
         } else {
-            *self.exceptions.entry(key).or_insert(0) |= r.access;
+            self.exceptions.grant(key, r.access);
         }
         Ok(())
     }
@@ -316,7 +368,7 @@ impl Emulator {
     /// The normalised rule list: the "all devices" rule, then the exceptions.
     pub fn rules(&self) -> Vec<Rule> {
         let mut v = vec![Rule::all(self.default_allow)];
-        for (&(typ, major, minor), &access) in &self.exceptions {
+        for (&(typ, major, minor), &access) in self.exceptions.iter() {
             v.push(Rule {
                 typ,
                 major,
@@ -337,7 +389,7 @@ impl Emulator {
         let mut out = Vec::new();
         let old = if self.default_allow || self.default_allow != target.default_allow {
             out.push(Rule::all(target.default_allow));
-            BTreeMap::new()
+            Exceptions::default()
         } else {
             self.exceptions.clone()
         };
@@ -348,14 +400,14 @@ impl Emulator {
             access,
             allow,
         };
-        for (&k, &acc) in &old {
-            let dropped = acc & !target.exceptions.get(&k).copied().unwrap_or(0);
+        for (&k, &acc) in old.iter() {
+            let dropped = acc & !target.exceptions.get(&k).unwrap_or(0);
             if dropped != 0 {
                 out.push(rule(k, dropped, target.default_allow));
             }
         }
-        for (&k, &acc) in &target.exceptions {
-            let gained = acc & !old.get(&k).copied().unwrap_or(0);
+        for (&k, &acc) in target.exceptions.iter() {
+            let gained = acc & !old.get(&k).unwrap_or(0);
             if gained != 0 {
                 out.push(rule(k, gained, !target.default_allow));
             }
@@ -436,6 +488,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("c 136:* rwm"), "{err}");
+    }
+
+    #[test]
+    fn exceptions_keep_the_rules_order() {
+        let target = Emulator::from_rules(&oci(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":10,"minor":229,"access":"rwm"},
+                {"allow":true,"type":"b","major":8,"minor":20,"access":"rw"},{"allow":true,"type":"b","major":10,"minor":200,"access":"r"}]"#,
+        ))
+        .unwrap();
+        let lines: Vec<String> = Emulator::default()
+            .transition(&target)
+            .iter()
+            .map(|r| r.cgroup_line())
+            .collect();
+        assert_eq!(lines, ["a", "c 10:229 rwm", "b 8:20 rw", "b 10:200 r"]);
+        // Equality does not depend on the order.
+        let other = Emulator::from_list("b 10:200 r\nc 10:229 rwm\nb 8:20 rw\n").unwrap();
+        assert_eq!(other, target);
     }
 
     #[test]

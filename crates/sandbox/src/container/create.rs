@@ -162,9 +162,6 @@ fn plan(b: &Bundle) -> Result<Plan> {
                     }
                     _ => {}
                 }
-                if t == LinuxNamespaceType::Mount {
-                    // A joined mount namespace: rootfs setup happens there.
-                }
             }
             None => match t {
                 LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
@@ -533,7 +530,6 @@ impl Runtime {
             join: plan.join.clone(),
             new_timens: plan.new_timens,
             new_cgroupns: plan.new_cgroupns,
-            new_mountns: plan.new_mountns,
             host_mountns: plan.host_mountns,
             userns: plan.userns,
             no_pivot: o.no_pivot,
@@ -598,14 +594,21 @@ impl Runtime {
                 Some((ToParent::Log(r), _)) => crate::logging::emit(&r),
                 Some((ToParent::Event(e), _)) => explain::deliver(e),
                 Some((ToParent::Hooks, _)) => {
-                    let st = hook_state(&o.id, "creating", pid, &bundle.dir, &record.annotations);
+                    let st =
+                        |status| hook_state(&o.id, status, pid, &bundle.dir, &record.annotations);
+                    let at = linux::hooks::Inherit::runtime(&bundle.dir);
                     if let Some(h) = bundle.spec.hooks() {
+                        // Spec 1.0 runs prestart hooks once the container is
+                        // created (runtime-tools' hooks_stdin checks "created";
+                        // runc 1.1.5 says "creating"); createRuntime hooks
+                        // belong to the create operation itself.
                         #[allow(deprecated)]
                         if let Some(list) = h.prestart() {
-                            linux::hooks::run("prestart", list, &st)?;
+                            linux::hooks::run("prestart", list, &st("created"), at)?;
                         }
+                        let st = st("creating");
                         if let Some(list) = h.create_runtime() {
-                            linux::hooks::run("createRuntime", list, &st)?;
+                            linux::hooks::run("createRuntime", list, &st, at)?;
                         }
                     }
                     parent_ch.send(&ToChild::HooksDone)?;

@@ -145,7 +145,8 @@ impl Runtime {
                         &st.bundle,
                         &st.annotations,
                     );
-                    crate::linux::hooks::run_warn("poststop", &list, &s);
+                    let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
+                    crate::linux::hooks::run_warn("poststop", &list, &s, at);
                 }
             }
         }

@@ -377,7 +377,6 @@ impl Runtime {
             join: Vec::new(),
             new_timens: false,
             new_cgroupns: false,
-            new_mountns: false,
             host_mountns: false,
             userns,
             no_pivot: false,

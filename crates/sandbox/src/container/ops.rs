@@ -137,7 +137,8 @@ impl Runtime {
             if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
                 let s =
                     super::create::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
-                crate::linux::hooks::run_warn("poststart", &list, &s);
+                let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
+                crate::linux::hooks::run_warn("poststart", &list, &s, at);
             }
         }
         Ok(())

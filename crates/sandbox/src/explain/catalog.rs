@@ -320,7 +320,7 @@ steps! {
         "After this no execve can gain privileges: setuid binaries and file capabilities stop working inside.";
     SECCOMP = "seccomp", Process,
         "Compile linux.seccomp to BPF with libseccomp and load it with seccomp(SECCOMP_SET_MODE_FILTER).",
-        "The filter checks every system call against the profile; a denied call fails (for example with EPERM) or kills the process, whatever its capabilities. With no_new_privs it is loaded right before execve, so it need not allow the runtime's own calls.";
+        "The filter checks every system call against the profile; a denied call fails (for example with EPERM) or kills the process, whatever its capabilities. It is loaded right before execve (before `create` returns when a notify listener waits for its descriptor), so a profile need not allow the runtime's own calls such as openat2 or close_range; without no_new_privs, CAP_SYS_ADMIN is held for the load alone.";
     CLOSE_FDS = "fds.close", Process,
         "Mark every descriptor above stdio (and --preserve-fds) close-on-exec.",
         "A descriptor of the runtime that survived into the container would be a door back to the host (CVE-2024-21626).";

@@ -128,6 +128,9 @@ struct CapData {
     inheritable: u32,
 }
 
+/// CAP_SYS_ADMIN, which loading a seccomp filter needs without no_new_privs.
+pub const SYS_ADMIN: u64 = 1 << 21;
+
 /// Set effective, permitted and inheritable in one capset(2), then ambient.
 pub fn apply(m: &Masks) -> Result<()> {
     explain::step(&catalog::CAPS, || {
@@ -143,34 +146,22 @@ pub fn apply(m: &Masks) -> Result<()> {
             m.ambient.count_ones()
         )
     });
-    let hdr = CapHeader {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let split = |v: u64| (v as u32, (v >> 32) as u32);
-    let (e0, e1) = split(m.effective);
-    let (p0, p1) = split(m.permitted);
-    let (i0, i1) = split(m.inheritable);
-    let data = [
-        CapData {
-            effective: e0,
-            permitted: p0,
-            inheritable: i0,
-        },
-        CapData {
-            effective: e1,
-            permitted: p1,
-            inheritable: i1,
-        },
-    ];
-    // SAFETY: capset reads a v3 header and two data structs that live for the call.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
-    if r < 0 {
-        return Err(Error::sys(
-            "capset (is a capability in effective/inheritable missing from permitted or bounding?)",
-            nix::errno::Errno::last(),
-        ));
-    }
+    capset(m.effective, m.permitted, m.inheritable).map_err(|e| {
+        // Name what cannot be granted: a capability the runtime itself does
+        // not hold (the host's bounding set lacks it) cannot be given.
+        let held = current_permitted().unwrap_or(u64::MAX);
+        let missing = (m.effective | m.permitted | m.inheritable) & !held;
+        if missing == 0 {
+            return e;
+        }
+        Error::msg(format!(
+            "process.capabilities: {} cannot be granted: the runtime does not hold {} itself (the host's bounding set lacks {}); remove {} from the config",
+            names(missing).join(", "),
+            if missing.count_ones() == 1 { "it" } else { "them" },
+            if missing.count_ones() == 1 { "it" } else { "them" },
+            if missing.count_ones() == 1 { "it" } else { "them" },
+        ))
+    })?;
     // SAFETY: prctl(PR_CAP_AMBIENT, CLEAR_ALL) takes no pointers.
     unsafe {
         libc::prctl(
@@ -204,6 +195,59 @@ pub fn apply(m: &Masks) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Effective, permitted and inheritable in one capset(2), and nothing else:
+/// the only call besides execve that may follow the seccomp filter (runc
+/// makes it there too, so every profile allows it).
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
+    let hdr = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let split = |v: u64| (v as u32, (v >> 32) as u32);
+    let (e0, e1) = split(effective);
+    let (p0, p1) = split(permitted);
+    let (i0, i1) = split(inheritable);
+    let data = [
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
+    ];
+    // SAFETY: capset reads a v3 header and two data structs that live for the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
+    if r < 0 {
+        return Err(Error::sys(
+            "capset (is a capability in effective/inheritable missing from permitted or bounding?)",
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// This process's permitted set (capget(2)).
+fn current_permitted() -> Option<u64> {
+    let hdr = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two data structs into the array that lives for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &hdr as *const CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    (r == 0).then(|| data[0].permitted as u64 | (data[1].permitted as u64) << 32)
 }
 
 /// Keep capabilities across the setuid that follows (PR_SET_KEEPCAPS).

@@ -1,5 +1,8 @@
 //! OCI hooks: run each with the state JSON on stdin, its args and env, and a
 //! timeout. Output is captured and included in the error when a hook fails.
+//! Where a hook runs and what a hook without `env` inherits follow runc (the
+//! spec says neither): the runtime's hooks run in the bundle directory with
+//! the runtime's environment, the container's with the container process's.
 
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog};
@@ -7,6 +10,7 @@ use oci_spec::runtime::Hook;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,10 +28,40 @@ pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
 
+/// What a hook inherits from the process that runs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inherit<'a> {
+    /// Working directory; None keeps the caller's.
+    pub dir: Option<&'a Path>,
+    /// Environment of a hook whose config has no `env` (an empty `env` is an
+    /// empty environment); None is the caller's own.
+    pub env: Option<&'a [String]>,
+}
+
+impl<'a> Inherit<'a> {
+    /// The runtime's hooks (prestart, createRuntime, poststart, poststop):
+    /// the bundle directory while it exists, the runtime's environment.
+    pub fn runtime(bundle: &'a Path) -> Self {
+        Inherit {
+            dir: Some(bundle).filter(|b| b.is_dir()),
+            env: None,
+        }
+    }
+
+    /// The container's hooks (createContainer, startContainer): the
+    /// container process's environment, in `dir` (None: where init is).
+    pub fn container(dir: Option<&'a Path>, env: &'a [String]) -> Self {
+        Inherit {
+            dir,
+            env: Some(env),
+        }
+    }
+}
+
 /// Run the hooks of one kind in order; stop at the first failure.
-pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
+pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8], at: Inherit<'_>) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
-        run_one(kind, i, h, state_json)?;
+        run_one(kind, i, h, state_json, at)?;
     }
     Ok(())
 }
@@ -36,9 +70,9 @@ pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<()> 
 /// on: the spec makes a failed poststart or poststop hook a warning after
 /// which "the remaining hooks and lifecycle continue as if the hook had
 /// succeeded".
-pub fn run_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
+pub fn run_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], at: Inherit<'_>) {
     for (i, h) in hooks.iter().enumerate() {
-        if let Err(e) = run_one(kind, i, h, state_json) {
+        if let Err(e) = run_one(kind, i, h, state_json, at) {
             crate::logging::warn(|| format!("{e}"));
         }
     }
@@ -53,7 +87,13 @@ fn set_nonblocking(fd: i32) -> nix::Result<()> {
     fcntl(b, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).map(|_| ())
 }
 
-fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Result<()> {
+fn run_one(
+    kind: &'static str,
+    idx: usize,
+    h: &Hook,
+    state_json: &[u8],
+    at: Inherit<'_>,
+) -> Result<()> {
     let path = h.path().display().to_string();
     explain::step(&catalog::HOOK, || {
         format!(
@@ -78,11 +118,16 @@ fn run_one(kind: &'static str, idx: usize, h: &Hook, state_json: &[u8]) -> Resul
         }
         cmd.args(args.iter().skip(1));
     }
-    cmd.env_clear();
-    for e in h.env().iter().flatten() {
-        if let Some((k, v)) = e.split_once('=') {
-            cmd.env(k, v);
+    if let Some(env) = h.env().as_deref().or(at.env) {
+        cmd.env_clear();
+        for e in env {
+            if let Some((k, v)) = e.split_once('=') {
+                cmd.env(k, v);
+            }
         }
+    }
+    if let Some(d) = at.dir {
+        cmd.current_dir(d);
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -229,7 +274,7 @@ mod tests {
             out.display(),
             out.display()
         ));
-        run("prestart", &[h], b"{\"id\":\"x\"}").unwrap();
+        run("prestart", &[h], b"{\"id\":\"x\"}", Inherit::default()).unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
             "{\"id\":\"x\"}bar\n"
@@ -238,12 +283,63 @@ mod tests {
     }
 
     #[test]
+    fn inherited_dir_and_env() {
+        let dir = std::env::temp_dir().join(format!("nk-hook-inh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let script = format!("pwd > {0}; echo \"$HOOKVAR\" >> {0}", out.display());
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c",{}]}}"#,
+            serde_json::to_string(&script).unwrap()
+        ));
+        // No env in the config: the container's environment, in `dir`.
+        let env = vec!["HOOKVAR=from-container".to_string()];
+        run(
+            "startContainer",
+            std::slice::from_ref(&h),
+            b"{}",
+            Inherit::container(Some(&dir), &env),
+        )
+        .unwrap();
+        let want = format!("{}\nfrom-container\n", dir.display());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+        // The runtime's hooks run in the bundle with the runtime's environment
+        // (which has no HOOKVAR here).
+        run("prestart", &[h], b"{}", Inherit::runtime(&dir)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("{}\n\n", dir.display())
+        );
+        // An empty env in the config is an empty environment.
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c",{}],"env":[]}}"#,
+            serde_json::to_string(&script).unwrap()
+        ));
+        run(
+            "startContainer",
+            &[h],
+            b"{}",
+            Inherit::container(Some(&dir), &env),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("{}\n\n", dir.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn failure_and_timeout_reported() {
         let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo oops >&2; exit 3"]}"#);
-        let e = run("createRuntime", &[h], b"{}").unwrap_err().to_string();
+        let e = run("createRuntime", &[h], b"{}", Inherit::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("exit status 3") && e.contains("oops"), "{e}");
         let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","sleep 5"],"timeout":1}"#);
-        let e = run("prestart", &[h], b"{}").unwrap_err().to_string();
+        let e = run("prestart", &[h], b"{}", Inherit::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timed out"), "{e}");
     }
 
@@ -253,7 +349,9 @@ mod tests {
         let state = vec![b'x'; 1 << 20];
         let h = hook(r#"{"path":"/bin/sleep","args":["sleep","30"],"timeout":1}"#);
         let t = Instant::now();
-        let e = run("prestart", &[h], &state).unwrap_err().to_string();
+        let e = run("prestart", &[h], &state, Inherit::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timed out") && e.contains("/bin/sleep"), "{e}");
         // The unfixed code blocked in write(2) for the hook's whole 30 s.
         assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
@@ -269,7 +367,7 @@ mod tests {
             r#"{{"path":"/bin/sh","args":["sh","-c","cat > {}"],"timeout":30}}"#,
             out.display()
         ));
-        run("prestart", &[h], &state).unwrap();
+        run("prestart", &[h], &state, Inherit::default()).unwrap();
         assert_eq!(std::fs::read(&out).unwrap().len(), state.len());
         std::fs::remove_dir_all(&dir).unwrap();
     }

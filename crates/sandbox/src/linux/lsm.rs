@@ -1,5 +1,6 @@
 //! Linux security modules: AppArmor profiles and SELinux labels, applied when
-//! the host has the LSM. Asking for one on a host without it is an error.
+//! the host has the LSM. Asking for a process label on a host without it is
+//! an error; a mount label is left out with a warning.
 
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog};
@@ -101,6 +102,21 @@ pub fn write_attr(path: &std::path::Path, value: &[u8]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// linux.mountLabel as the mounts get it. Without SELinux no file can carry
+/// a label and the kernel refuses `context=` (EINVAL, where runc 1.1.5
+/// fails), while nothing the container may do depends on the label: it is
+/// left out with a warning, as crun does.
+pub fn mount_label(label: Option<&str>) -> Option<&str> {
+    let l = label.filter(|l| !l.is_empty())?;
+    if selinux_enabled() {
+        return Some(l);
+    }
+    crate::logging::warn(|| {
+        format!("linux.mountLabel {l:?} ignored: SELinux is not enabled on this host, so no mount can carry a label")
+    });
+    None
 }
 
 #[cfg(test)]

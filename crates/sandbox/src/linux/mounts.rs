@@ -65,8 +65,12 @@ const ATTR_RDONLY: u64 = 0x1;
 const ATTR_NOSUID: u64 = 0x2;
 const ATTR_NODEV: u64 = 0x4;
 const ATTR_NOEXEC: u64 = 0x8;
+const ATTR_RELATIME: u64 = 0x0;
 const ATTR_NOATIME: u64 = 0x10;
 const ATTR_STRICTATIME: u64 = 0x20;
+/// The atime modes are one value, not bits: setting one also needs the whole
+/// mask in attr_clr, or mount_setattr fails with EINVAL.
+const ATTR__ATIME: u64 = 0x70;
 const ATTR_NODIRATIME: u64 = 0x80;
 const ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
@@ -130,13 +134,20 @@ pub fn parse_options(opts: &[String]) -> Parsed {
                     "rdiratime" => Some((ATTR_NODIRATIME, false)),
                     "rnoatime" => Some((ATTR_NOATIME, true)),
                     "rstrictatime" => Some((ATTR_STRICTATIME, true)),
+                    "rrelatime" => Some((ATTR_RELATIME, true)),
                     "rnosymfollow" => Some((ATTR_NOSYMFOLLOW, true)),
                     "rsymfollow" => Some((ATTR_NOSYMFOLLOW, false)),
                     _ => None,
                 };
                 if let Some((a, set)) = rec {
                     if set {
-                        p.rec_set |= a;
+                        if a & ATTR__ATIME == a {
+                            // One atime mode replaces another (the last wins).
+                            p.rec_set = (p.rec_set & !ATTR__ATIME) | a;
+                            p.rec_clear |= ATTR__ATIME;
+                        } else {
+                            p.rec_set |= a;
+                        }
                     } else {
                         p.rec_clear |= a;
                     }
@@ -294,6 +305,10 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         return Ok(());
     }
 
+    if typ == "proc" || typ == "sysfs" {
+        check_ordinary_dir(ctx, typ, dest, idx)?;
+    }
+
     // As runc: a tmpfs over an existing directory takes that directory's
     // mode (an image's 1777 /tmp stays 1777); a new one keeps its mode=.
     let mode_before = (typ == "tmpfs")
@@ -387,6 +402,39 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         .map_err(|e| err("set propagation".into(), e))?;
     apply_recursive(top.as_fd(), &opts).map_err(|e| err("mount_setattr".into(), e))?;
     Ok(())
+}
+
+/// procfs and sysfs go where the config says, not where the image points:
+/// an existing destination that is not a directory (a symlink in the image,
+/// say /proc -> /tmp/x) is refused as runc refuses it, instead of being
+/// followed inside the rootfs.
+fn check_ordinary_dir(ctx: &MountCtx<'_>, typ: &str, dest: &Path, idx: usize) -> Result<()> {
+    let fd = match open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => {
+            return Err(Error::sys(
+                format!("mounts[{idx}] ({typ} on {}): open", dest.display()),
+                e,
+            ))
+        }
+    };
+    let st = nix::sys::stat::fstat(fd.as_fd())
+        .map_err(|e| Error::sys(format!("mounts[{idx}]: stat {}", dest.display()), e))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return Ok(());
+    }
+    let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        "a symlink"
+    } else {
+        "not a directory"
+    };
+    Err(Error::msg(format!(
+        "mounts[{idx}] ({typ} on {}): filesystem {typ:?} must be mounted on ordinary directory: {} in the rootfs {} is {what}; make it a plain directory in the image",
+        dest.display(),
+        dest.display(),
+        ctx.rootfs.display(),
+    )))
 }
 
 /// The restrictions a read-only remount keeps from the mount as it is.
@@ -882,6 +930,14 @@ mod tests {
         let r = p(&["rro", "rnosuid", "idmap"]);
         assert_eq!(r.rec_set, ATTR_RDONLY | ATTR_NOSUID);
         assert_eq!(r.idmap, Some(false));
+        // An atime mode clears the whole atime mask (mount_setattr's rule).
+        let a = p(&["rnoatime", "rnodev"]);
+        assert_eq!(a.rec_set, ATTR_NOATIME | ATTR_NODEV);
+        assert_eq!(a.rec_clear, ATTR__ATIME);
+        let a = p(&["rnoatime", "rstrictatime"]);
+        assert_eq!(a.rec_set, ATTR_STRICTATIME);
+        let a = p(&["rrelatime"]);
+        assert_eq!((a.rec_set, a.rec_clear), (ATTR_RELATIME, ATTR__ATIME));
     }
 
     #[test]

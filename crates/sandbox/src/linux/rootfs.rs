@@ -13,10 +13,15 @@ use std::path::Path;
 
 /// Cut propagation of the whole tree, then bind the rootfs onto itself.
 /// Returns an O_PATH descriptor of the rootfs bind mount.
+///
+/// An unbindable rootfsPropagation waits for [`set_root_propagation`]: the
+/// rootfs could not be bound out of an unbindable tree (EINVAL, where runc
+/// 1.1 stops), so the tree is made rslave here as by default.
 pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<OwnedFd> {
     let flag = propagation
         .filter(|s| !s.is_empty())
         .and_then(propagation_flag)
+        .filter(|f| !f.contains(MsFlags::MS_UNBINDABLE))
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     explain::step(&catalog::MOUNT_PROPAGATION, || {
         format!("mount(NULL, \"/\", NULL, {}, NULL)", prop_name(flag))

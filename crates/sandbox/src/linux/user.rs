@@ -1,5 +1,5 @@
 //! Users and groups inside the container: switching ids, supplementary
-//! groups from the image's /etc/group, HOME from /etc/passwd, and the
+//! groups from the config, HOME from /etc/passwd, and the
 //! executable lookup that mirrors Go's exec.LookPath (runc's error texts).
 
 use crate::error::{Error, Result};
@@ -55,21 +55,6 @@ pub fn parse_passwd(text: &str) -> Vec<Passwd> {
         .collect()
 }
 
-/// Gids of the groups in /etc/group text that list `name` as a member.
-pub fn member_gids(text: &str, name: &str) -> Vec<u32> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 4 {
-                return None;
-            }
-            let gid: u32 = f[2].parse().ok()?;
-            f[3].split(',').any(|m| m.trim() == name).then_some(gid)
-        })
-        .collect()
-}
-
 /// What the process will run as, resolved against the image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecUser {
@@ -79,21 +64,20 @@ pub struct ExecUser {
     pub home: String,
 }
 
-/// Resolve uid/gid/additional gids against the image's passwd and group
-/// files (read from the current root, after pivot_root).
-pub fn resolve(uid: u32, gid: u32, additional: &[u32], passwd: &str, group: &str) -> ExecUser {
+/// Resolve the user against the image's passwd file (read from the
+/// current root, after pivot_root) for HOME. The supplementary groups are
+/// exactly `additional` (process.user.additionalGids): as with runc, the
+/// image's /etc/group adds none, since engines resolve it themselves and put
+/// the result in the config.
+pub fn resolve(uid: u32, gid: u32, additional: &[u32], passwd: &str) -> ExecUser {
     let ent = parse_passwd(passwd).into_iter().find(|p| p.uid == uid);
-    let mut groups = match &ent {
-        Some(p) => member_gids(group, &p.name),
-        None => Vec::new(),
-    };
     // A set, not Vec::contains: tens of thousands of gids must not be quadratic.
-    let mut seen: std::collections::HashSet<u32> = groups.iter().copied().collect();
-    for g in additional {
-        if seen.insert(*g) {
-            groups.push(*g);
-        }
-    }
+    let mut seen = std::collections::HashSet::new();
+    let groups = additional
+        .iter()
+        .copied()
+        .filter(|g| seen.insert(*g))
+        .collect();
     ExecUser {
         uid,
         gid,
@@ -232,17 +216,16 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nbob:x:1000:1000::/home/bob:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nwheel:x:10:bob,alice\naudio:x:29:bob\nnogroup:x:65534:\n";
 
     #[test]
     fn resolves_groups_and_home() {
-        let u = resolve(1000, 1000, &[5], PASSWD, GROUP);
-        assert_eq!(u.groups, vec![10, 29, 5]);
+        let u = resolve(1000, 1000, &[5, 7, 5], PASSWD);
+        assert_eq!(u.groups, vec![5, 7]);
         assert_eq!(u.home, "/home/bob");
-        let r = resolve(0, 0, &[], PASSWD, GROUP);
+        let r = resolve(0, 0, &[], PASSWD);
         assert!(r.groups.is_empty());
         assert_eq!(r.home, "/root");
-        let x = resolve(4242, 4242, &[], PASSWD, GROUP);
+        let x = resolve(4242, 4242, &[], PASSWD);
         assert_eq!(x.home, "/");
     }
 

@@ -53,8 +53,6 @@ pub struct InitRequest {
     pub join: Vec<(String, PathBuf)>,
     pub new_timens: bool,
     pub new_cgroupns: bool,
-    /// A new mount namespace was created (so the rootfs is ours to build).
-    pub new_mountns: bool,
     /// No mount namespace at all (none in linux.namespaces): the rootfs is
     /// built in the runtime's mount namespace and entered with chroot; an
     /// exec process chroots into `rootfs` too.
@@ -289,7 +287,9 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     let fifo_path = take_passed(FD_EXEC_FIFO)
         .ok_or_else(|| Error::msg("the runtime passed no exec.fifo descriptor"))?;
     let mut pty_master: Option<OwnedFd> = None;
-    if req.new_mountns || req.host_mountns {
+    // The rootfs is built in the container's mount namespace, whether new or
+    // joined by path (as runc and crun do), or without one in the runtime's.
+    {
         let root_fd = {
             let _g = explain::phase(Phase::Mounts);
             let root_fd = if req.host_mountns {
@@ -303,7 +303,7 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                 rootfs: &req.rootfs,
                 cgroup: &req.cgroup_mount,
                 userns: req.userns,
-                label: linux.mount_label().as_deref(),
+                label: linux::lsm::mount_label(linux.mount_label().as_deref()),
                 idmapped: &idmapped,
             };
             for (i, m) in mounts.iter().enumerate() {
@@ -331,7 +331,11 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
         }
         if let Some(h) = spec.hooks() {
             if let Some(list) = h.create_container() {
-                linux::hooks::run("createContainer", list, &hook_state(req, "creating"))?;
+                // As runc: in the rootfs directory, with the process's environment.
+                let env = req.process.env().clone().unwrap_or_default();
+                let at = linux::hooks::Inherit::container(Some(&req.rootfs), &env);
+                let st = hook_state(req, "creating");
+                linux::hooks::run("createContainer", list, &st, at)?;
             }
         }
         {
@@ -360,22 +364,6 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
         linux::rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             linux::rootfs::readonly_root()?;
-        }
-    } else {
-        // A joined mount namespace: the root is the container's already.
-        if req.pid_handover {
-            let _g = explain::phase(Phase::PivotRoot);
-            enter_pid_namespace(req)?;
-        }
-        if has_hooks(&spec, &["prestart", "createRuntime"]) {
-            chan().send(&ToParent::Hooks)?;
-            let _ = chan().recv::<ToChild>()?;
-        }
-        if req.process.terminal() == Some(true) {
-            pty_master = Some(setup_console(req)?);
-        }
-        if let Some(s) = linux.sysctl() {
-            linux::sysctl::apply(s)?;
         }
     }
     let prepared = finalize(req)?;
@@ -421,7 +409,9 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     drop(fifo_path);
     if let Some(h) = spec.hooks() {
         if let Some(list) = h.start_container() {
-            linux::hooks::run("startContainer", list, &hook_state(req, "running"))?;
+            // In process.cwd (entered already) with the process's environment.
+            let at = linux::hooks::Inherit::container(None, &prepared.env);
+            linux::hooks::run("startContainer", list, &hook_state(req, "running"), at)?;
         }
     }
     do_exec(req, prepared)
@@ -555,8 +545,48 @@ struct Prepared {
     path: PathBuf,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    seccomp_late: Option<linux::seccomp::Prepared>,
+    /// The process's environment (HOME added), for startContainer hooks.
+    env: Vec<String>,
+    /// The filter, when it is still to be loaded.
+    seccomp: Option<PendingFilter>,
     listener: Option<OwnedFd>,
+}
+
+/// A compiled seccomp filter waiting to be loaded.
+///
+/// Whatever the runtime does once the filter is in place must be allowed by
+/// every profile the engines ship, many of which predate openat2,
+/// close_range or statx. So the filter goes in last: right before execve
+/// (after the exec barrier and the startContainer hooks), where only
+/// capset, the explain write and execve follow it. With a notify listener
+/// it goes in before `create` returns instead, as runc sends the listener
+/// its descriptor then (the barrier's open of exec.fifo follows it).
+struct PendingFilter {
+    prep: linux::seccomp::Prepared,
+    /// Without no_new_privs, loading needs CAP_SYS_ADMIN: the final
+    /// capability sets, which CAP_SYS_ADMIN joins for the load only.
+    caps: Option<Masks>,
+}
+
+impl PendingFilter {
+    fn load(self, req: &InitRequest, listener: Option<&OwnedFd>) -> Result<()> {
+        use linux::capabilities::{capset, SYS_ADMIN};
+        if let Some(m) = &self.caps {
+            capset(
+                m.effective | SYS_ADMIN,
+                m.permitted | SYS_ADMIN,
+                m.inheritable,
+            )?;
+        }
+        let nfd = self.prep.load()?;
+        if let Some(m) = &self.caps {
+            capset(m.effective, m.permitted, m.inheritable)?;
+        }
+        if let Some(s) = &req.seccomp {
+            send_notify(req, s, listener, nfd)?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything from process attributes to the user switch; runs before the
@@ -606,17 +636,10 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         // SAFETY: the parent connected this socket and passed it at this number.
         unsafe { linux::fs::own(fd) }
     });
-    let mut seccomp_late = None;
-    if let Some(s) = &req.seccomp {
-        let prep = linux::seccomp::prepare(s, req.seccomp_wait_killable)?;
-        if nnp {
-            seccomp_late = Some(prep);
-        } else {
-            // Without no_new_privs, loading needs CAP_SYS_ADMIN: do it while we have it.
-            let nfd = prep.load()?;
-            send_notify(req, s, listener.as_ref(), nfd)?;
-        }
-    }
+    let prep = match &req.seccomp {
+        Some(s) => Some(linux::seccomp::prepare(s, req.seccomp_wait_killable)?),
+        None => None,
+    };
     // Close what must not reach the container: everything above stdio and
     // --preserve-fds becomes close-on-exec (CVE-2024-21626).
     explain::step(&catalog::CLOSE_FDS, || {
@@ -628,20 +651,26 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     linux::fs::cloexec_from(3 + req.preserve_fds, &[]);
 
     let user = p.user();
-    // The container's files, resolved inside its root and bounded.
+    // The container's passwd, resolved inside its root and bounded (only
+    // for the home directory and a user name's ids: groups are exactly
+    // additionalGids).
     let root = linux::fs::open_dir_path(Path::new("/"))?;
-    let (passwd, group) = (
-        linux::user::read_db(root.as_fd(), "/etc/passwd")?,
-        linux::user::read_db(root.as_fd(), "/etc/group")?,
-    );
+    let passwd = linux::user::read_db(root.as_fd(), "/etc/passwd")?;
     let eu = linux::user::resolve(
         user.uid(),
         user.gid(),
         user.additional_gids().as_deref().unwrap_or(&[]),
         &passwd,
-        &group,
     );
     let masks = Masks::from_spec(p.capabilities().as_ref());
+    // The filter's load without no_new_privs needs CAP_SYS_ADMIN, kept in
+    // permitted (not effective) until then when the process is not given it.
+    let filter_caps =
+        (!nnp && masks.effective & linux::capabilities::SYS_ADMIN == 0).then_some(masks);
+    let mut kept = masks;
+    if prep.is_some() && filter_caps.is_some() {
+        kept.permitted |= linux::capabilities::SYS_ADMIN;
+    }
     linux::capabilities::drop_bounding(masks.bounding)?;
     linux::capabilities::keep_caps(true)?;
     linux::user::fix_stdio_owner(eu.uid, eu.gid);
@@ -651,7 +680,7 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     drop(root);
     linux::user::switch(&eu, setgroups_ok)?;
     linux::capabilities::keep_caps(false)?;
-    linux::capabilities::apply(&masks)?;
+    linux::capabilities::apply(&kept)?;
     if let Some(m) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
     }
@@ -671,11 +700,21 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
             })
             .collect()
     };
+    let mut seccomp = prep.map(|prep| PendingFilter {
+        prep,
+        caps: filter_caps,
+    });
+    if req.kind == InitKind::Create && listener.is_some() {
+        if let Some(f) = seccomp.take() {
+            f.load(req, listener.as_ref())?;
+        }
+    }
     Ok(Prepared {
         path,
         argv: to_c(&args)?,
         envp: to_c(&env)?,
-        seccomp_late,
+        env,
+        seccomp,
         listener,
     })
 }
@@ -744,8 +783,8 @@ fn chdir_cwd(cwd: &Path, create: bool) -> Result<()> {
         .map_err(|e| Error::sys(format!("chdir to process.cwd {}", cwd.display()), e))?;
     // Belt and braces: the kernel reports a cwd outside our root as
     // "(unreachable)", which glibc turns into ENOENT. Any other error means
-    // getcwd itself is refused (a seccomp profile that denies it, loaded
-    // already when no_new_privs is off), and the fchdir above was safe.
+    // getcwd itself is refused (by a filter the runtime itself runs under:
+    // the container's is loaded later), and the fchdir above was safe.
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
         Err(e) if e != nix::errno::Errno::ENOENT => Ok(()),
@@ -758,11 +797,8 @@ fn chdir_cwd(cwd: &Path, create: bool) -> Result<()> {
 
 fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
     let g = explain::phase(Phase::Exec);
-    if let Some(s) = &p.seccomp_late {
-        let nfd = s.load()?;
-        if let Some(sc) = &req.seccomp {
-            send_notify(req, sc, p.listener.as_ref(), nfd)?;
-        }
+    if let Some(f) = p.seccomp {
+        f.load(req, p.listener.as_ref())?;
     }
     drop(p.listener);
     explain::step(&catalog::EXEC, || {
