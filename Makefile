@@ -15,9 +15,12 @@ BUNDLE := $(BUILD)/bundle
 TARGET := x86_64-unknown-linux-gnu
 RT := target/$(TARGET)/release/nk-runtime
 RT_DEBUG := target/debug/nk-runtime
+# The crash-safety tests' build: NK_FAULT kills it before a chosen step
+# (feature fault-injection). Its own profile and directory: never shipped.
+FAULT_RT := target/fault-injection/nk-runtime
 STATIC_ENV := RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
 
-.PHONY: all build build-deps agent debug bundle run test test-deps unit integration lint bench install install-check clean
+.PHONY: all build build-deps agent debug fault-runtime bundle run test test-deps unit integration lint bench install install-check clean
 
 all: build
 
@@ -34,6 +37,9 @@ agent: build
 debug: build-deps
 	$(CARGO) build --bin nk-runtime
 
+fault-runtime: build-deps
+	$(CARGO) build -p nk-runtime --profile fault-injection --features fault-injection
+
 bundle: build
 	scripts/mk-bundle.sh $(RT) $(BUNDLE)
 
@@ -45,15 +51,17 @@ test-deps:
 
 unit:
 	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test -p sandbox --lib --features fault-injection explain::fault
 
-integration: build agent
+integration: build agent fault-runtime
 	scripts/mk-rootfs.sh $(BUILD)/rootfs
-	NK_RUNTIME=$(CURDIR)/$(RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
+	NK_RUNTIME=$(CURDIR)/$(RT) NK_FAULT_RUNTIME=$(CURDIR)/$(FAULT_RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
 		$(CARGO) test -p nk-tests --release -- --test-threads=4
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p sandbox -p nk-runtime --features fault-injection -- -D warnings
 
 # make install into a scratch DESTDIR, then run a container from the installed bundle.
 install-check: build

@@ -298,7 +298,22 @@ fn spawn_inner(
         .iter()
         .map(|p| crate::linux::fs::cstr(p.as_os_str()))
         .collect::<Result<_>>()?;
-    let envp = [env_s.as_ptr(), keep_env.as_ptr(), std::ptr::null()];
+    // The test build passes NK_FAULT on, so the child side can crash too.
+    #[cfg(feature = "fault-injection")]
+    let fault_env: Vec<CString> = explain::fault::env_entries()
+        .into_iter()
+        .filter_map(|e| CString::new(e).ok())
+        .collect();
+    #[cfg(not(feature = "fault-injection"))]
+    let fault_env: Vec<CString> = Vec::new();
+    let extra = |i: usize| fault_env.get(i).map_or(std::ptr::null(), |e| e.as_ptr());
+    let envp = [
+        env_s.as_ptr(),
+        keep_env.as_ptr(),
+        extra(0),
+        extra(1),
+        std::ptr::null(),
+    ];
     let kept: Vec<RawFd> = (0..pre.keep.len())
         .map(|i| pre.min_fd.max(3) + i as i32)
         .collect();
@@ -370,7 +385,7 @@ fn spawn_via_intermediate(
     pre: &PreExec<'_>,
     chan_no: RawFd,
     argv: &[*const libc::c_char; 3],
-    envp: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 5],
     kept: Vec<RawFd>,
 ) -> Result<Child> {
     explain::step(&catalog::USERNS_JOIN, || {
@@ -502,7 +517,7 @@ fn child_pre_exec(
     pre: &PreExec<'_>,
     chan_no: RawFd,
     argv: &[*const libc::c_char; 3],
-    envp: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 5],
     tasks: &[CString],
 ) -> ! {
     // SAFETY (whole function): we are the only thread of a fresh child; every
