@@ -61,7 +61,10 @@ impl User {
         };
         let (uid, gid) = (id("-u"), id("-g"));
         let bin = TempDir::new("nk-rl-bin");
-        std::fs::copy(nk_tests::runtime(), bin.path().join("nk-runtime")).unwrap();
+        // Copied by install(1), not from this process: a child another test
+        // forks meanwhile would inherit our write descriptor until its exec,
+        // and running the copy would fail with ETXTBSY.
+        nk_tests::install_executable(&nk_tests::runtime(), &bin.path().join("nk-runtime"), "0755");
         let xdg = TempDir::new("nk-rl-xdg");
         chown(xdg.path(), uid, gid);
         std::fs::set_permissions(
