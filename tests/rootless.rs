@@ -514,3 +514,53 @@ fn what_needs_root_fails_clearly_and_leaves_nothing() {
     );
     assert!(!Path::new("/run/nk-rootless-test").exists());
 }
+
+/// Without a cgroup (rootless, not delegated) nothing sweeps the
+/// container's processes at delete but the runtime itself. A create killed
+/// (SIGKILL, through the fault-injection build's NK_FAULT) right after its
+/// init reported ready has left that init parked at the exec barrier, no
+/// longer bound to die with its parent, while the record still says
+/// "creating": `delete -f` must kill it all the same.
+#[test]
+fn create_killed_after_the_init_is_parked_leaves_no_process() {
+    let u = User::new();
+    let fault = u.bin.path().join("nk-runtime-fault");
+    nk_tests::install_executable(&nk_tests::fault_runtime(), &fault, "0755");
+    let b = u.bundle(&["sleep", "100"]);
+    let bp = b.0.path().display().to_string();
+    let id = unique_id("rlcrash");
+    let mut c = Command::new("runuser");
+    c.args(["-u", &u.name, "--", "env", "-i"])
+        .arg(format!("XDG_RUNTIME_DIR={}", u.xdg.path().display()))
+        .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg("NK_FAULT=state.created")
+        .arg(&fault)
+        .args(["create", "--bundle", &bp, &id])
+        .stdin(std::process::Stdio::null());
+    let o = nk_tests::run_to_files(&mut c);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("NK_FAULT: killed before step state.created"),
+        "the fault did not fire: {}",
+        both(&o)
+    );
+    let st: Value = serde_json::from_slice(
+        &std::fs::read(u.state_root().join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let dead = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true)
+    };
+    assert!(
+        !dead(),
+        "the parked init should still be there before delete"
+    );
+    u.ok(&["delete", "-f", &id]);
+    assert!(!u.state_root().join(&id).exists());
+    // A killed process is dead at once; reaping it is its parent's (pid 1's) job.
+    nk_tests::wait_for("the parked init to die", nk_tests::DEADLINE, || {
+        dead().then_some(())
+    });
+}

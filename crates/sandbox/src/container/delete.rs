@@ -26,7 +26,12 @@ impl Runtime {
         let st = ContainerState::read(&self.store.dir(id)).unwrap_or(st);
         let status = self.status_of(&st);
         match status {
-            Status::Stopped => {}
+            // A create killed after its init was parked at the barrier left
+            // the record at "creating" (so: stopped) with the init alive and
+            // no longer bound to die with its parent; without a cgroup to
+            // sweep, only this kill stops it. A really stopped init is not
+            // alive, and kill_and_wait does nothing.
+            Status::Stopped => self.kill_and_wait(&st),
             Status::Created => self.kill_and_wait(&st),
             Status::Creating | Status::Running | Status::Paused if force => self.kill_and_wait(&st),
             _ => {
