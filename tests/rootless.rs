@@ -564,3 +564,39 @@ fn create_killed_after_the_init_is_parked_leaves_no_process() {
         dead().then_some(())
     });
 }
+
+/// A runtime the user may execute but not read (mode 0711, root's): without
+/// privilege for a read-only bind mount of itself, the runtime must copy
+/// itself into a sealed memfd for the container, which needs reading
+/// /proc/self/exe. The error says so, names the file, and nothing is left.
+#[test]
+fn unreadable_executable_fails_clearly_and_leaves_nothing() {
+    let u = User::new();
+    let x = u.bin.path().join("nk-runtime-noread");
+    nk_tests::install_executable(&nk_tests::runtime(), &x, "0711");
+    let b = u.bundle(&["true"]);
+    let bp = b.0.path().display().to_string();
+    let id = unique_id("rlnoread");
+    let mut c = Command::new("runuser");
+    c.args(["-u", &u.name, "--", "env", "-i"])
+        .arg(format!("XDG_RUNTIME_DIR={}", u.xdg.path().display()))
+        .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg(&x)
+        .args(["run", "--bundle", &bp, &id])
+        .stdin(std::process::Stdio::null());
+    let o = nk_tests::run_to_files(&mut c);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "ran without reading itself: {}",
+        both(&o)
+    );
+    assert!(
+        e.contains("cannot read the runtime's own executable")
+            && e.contains(&*x.to_string_lossy())
+            && e.contains("Permission denied"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(!u.state_root().join(&id).exists());
+}

@@ -531,6 +531,9 @@ pub fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
     });
     std::fs::write(&p, value).map_err(|e| {
         let hint = match e.raw_os_error() {
+            Some(libc::ENOENT) if !dir.exists() => {
+                " (the cgroup directory itself is gone: it was removed while the container ran; `delete --force` still cleans up)"
+            }
             Some(libc::ENOENT) => " (this kernel or cgroup has no such file)",
             Some(libc::EINVAL) => " (the kernel refused the value)",
             Some(libc::EBUSY) => " (busy: the cgroup has processes or children)",

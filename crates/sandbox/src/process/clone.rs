@@ -113,8 +113,14 @@ pub fn sealed_self() -> Result<OwnedFd> {
     }
     // SAFETY: fd is a new descriptor we own.
     let mem = unsafe { OwnedFd::from_raw_fd(fd) };
-    let exe = std::fs::File::open("/proc/self/exe")
-        .map_err(|e| Error::io("open", "/proc/self/exe", e))?;
+    let exe = std::fs::File::open("/proc/self/exe").map_err(|e| {
+        let path = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "/proc/self/exe".into());
+        Error::msg(format!(
+            "cannot read the runtime's own executable {path} (through /proc/self/exe) to give the container a sealed copy of it: {e}; without privilege for a read-only bind mount of it, the copy is the only protection against CVE-2019-5736: make the file readable (chmod a+r)"
+        ))
+    })?;
     let size = exe.metadata().map(|m| m.len()).unwrap_or(0);
     let mut done = 0u64;
     while done < size {
