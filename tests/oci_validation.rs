@@ -149,7 +149,7 @@ fn status_of(root: &Root, id: &str) -> String {
 
 /// Poll until the status is `want` (the suite's `WaitingForStatus`).
 fn wait_for(root: &Root, id: &str, want: &str) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + DEADLINE;
     while Instant::now() < end {
         if status_of(root, id) == want {
             return true;
@@ -298,10 +298,9 @@ fn kill_created_and_signals_agree() {
             assert_eq!(code(&root, &["start", &id]), 0, "{name}: start");
             assert!(wait_for(&root, &id, "running"), "{name}");
             // The trap must be installed before the signal arrives.
-            let end = Instant::now() + Duration::from_secs(10);
-            while !b.file("ready").exists() && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            nk_tests::wait_for("the trap to be set", DEADLINE, || {
+                b.file("ready").exists().then_some(())
+            });
             assert_eq!(code(&root, &["kill", &id, sig]), 0, "{name}: kill {sig}");
             assert!(
                 wait_for(&root, &id, "stopped"),
@@ -641,15 +640,12 @@ impl Unshared {
     fn ns(&self, file: &str) -> (String, String) {
         let path = format!("/proc/{}/ns/{file}", self.0.id());
         let own = std::fs::read_link(format!("/proc/self/ns/{file}")).unwrap();
-        for _ in 0..150 {
-            if let Ok(l) = std::fs::read_link(&path) {
-                if l != own {
-                    return (path, l.display().to_string());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("unshare did not enter a new {file} namespace");
+        let l = nk_tests::wait_for(
+            &format!("unshare to enter a new {file} namespace"),
+            DEADLINE,
+            || std::fs::read_link(&path).ok().filter(|l| *l != own),
+        );
+        (path, l.display().to_string())
     }
 }
 

@@ -27,17 +27,20 @@ struct User {
 
 fn retry(what: &str, mut f: impl FnMut() -> Output) {
     // useradd/userdel lock /etc/passwd; parallel tests take turns.
-    for _ in 0..100 {
-        let o = f();
-        if o.status.success() {
-            return;
-        }
-        if !String::from_utf8_lossy(&o.stderr).contains("lock") {
-            panic!("{what}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("{what}: /etc/passwd stayed locked");
+    nk_tests::wait_for(
+        &format!("{what}: /etc/passwd to be unlocked"),
+        nk_tests::DEADLINE,
+        || {
+            let o = f();
+            if o.status.success() {
+                return Some(());
+            }
+            if !String::from_utf8_lossy(&o.stderr).contains("lock") {
+                panic!("{what}: {}", String::from_utf8_lossy(&o.stderr));
+            }
+            None
+        },
+    );
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) {
@@ -245,13 +248,10 @@ fn spec_rootless_then_run_in_a_user_namespace() {
     assert_eq!(cgroups_of(&pid), cgroups_of("self"));
     assert_eq!(u.ok(&["exec", &id, "id", "-u"]).trim(), "0");
     u.ok(&["kill", &id, "KILL"]);
-    for _ in 0..200 {
+    nk_tests::wait_for("the container to stop", nk_tests::DEADLINE, || {
         let st: Value = serde_json::from_str(&u.ok(&["state", &id])).unwrap();
-        if st["status"] == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        (st["status"] == "stopped").then_some(())
+    });
     u.ok(&["delete", &id]);
     assert!(!sdir.exists());
 }
