@@ -2,6 +2,8 @@
 #
 #   make run      build, make the default busybox bundle, run a container on it
 #   make test     install what the tests need, then run every test
+#   make test-under-load   the integration suite 3 times in a row, cores busy
+#   make soak     5 minutes of random container operations, then a leak check
 #   make bench    nk-runtime side by side with runc and crun
 #   make install  PREFIX=/usr/local DESTDIR=
 
@@ -20,7 +22,7 @@ RT_DEBUG := target/debug/nk-runtime
 FAULT_RT := target/fault-injection/nk-runtime
 STATIC_ENV := RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
 
-.PHONY: all build build-deps agent debug fault-runtime bundle run test test-deps unit integration lint bench install install-check clean
+.PHONY: all build build-deps agent debug fault-runtime bundle run test test-deps unit integration test-under-load soak lint bench install install-check clean
 
 all: build
 
@@ -57,6 +59,16 @@ integration: build agent fault-runtime
 	scripts/mk-rootfs.sh $(BUILD)/rootfs
 	NK_RUNTIME=$(CURDIR)/$(RT) NK_FAULT_RUNTIME=$(CURDIR)/$(FAULT_RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
 		$(CARGO) test -p nk-tests --release -- --test-threads=4
+
+# Not part of `make test`: the suite three times while stress-ng loads every
+# core, and the soak (NK_SOAK_SECS, NK_SOAK_WORKERS).
+test-under-load: test-deps build agent fault-runtime
+	scripts/test-under-load.sh 3
+
+soak: test-deps build fault-runtime
+	scripts/mk-rootfs.sh $(BUILD)/rootfs
+	NK_RUNTIME=$(CURDIR)/$(RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
+		$(CARGO) test -p nk-tests --release --test soak -- --ignored --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check
