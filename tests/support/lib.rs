@@ -371,6 +371,31 @@ impl Leftovers {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Counted by kind, for a table: "state dir, cgroup (10 hierarchies),
+    /// 2 processes".
+    pub fn summary(&self) -> String {
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        for e in &self.0 {
+            *kinds.entry(e.split(' ').next().unwrap_or("?")).or_default() += 1;
+        }
+        if kinds.is_empty() {
+            return "nothing".into();
+        }
+        kinds
+            .iter()
+            .map(|(k, n)| match (*k, *n) {
+                ("state", _) => "state dir".to_string(),
+                ("cgroup", n) => format!("cgroup ({n} hierarchies)"),
+                ("process", 1) => "1 process".to_string(),
+                ("process", n) => format!("{n} processes"),
+                ("mount", 1) => "1 mount".to_string(),
+                ("mount", n) => format!("{n} mounts"),
+                (k, n) => format!("{n} {k}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl std::fmt::Display for Leftovers {
