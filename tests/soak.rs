@@ -272,7 +272,15 @@ impl Soak {
             ok
         };
         if running {
-            let fds = fds_of(child.id());
+            // "running" shows once start has removed exec.fifo, a moment
+            // before it closes it: look once the runtime is in its wait
+            // loop (it has its signalfd), where it stays until our line.
+            let end = Instant::now() + DEADLINE;
+            let mut fds = fds_of(child.id());
+            while !fds.iter().any(|f| f.contains("anon_inode:[signalfd]")) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+                fds = fds_of(child.id());
+            }
             let bad: Vec<_> = fds
                 .iter()
                 .filter(|f| {
