@@ -3,6 +3,8 @@
 #   make run      build, make the default busybox bundle, run a container on it
 #   make explain  the same container, every step narrated (nk-runtime -E)
 #   make test     install what the tests need, then run every test
+#   make test-under-load   the integration suite 3 times in a row, cores busy
+#   make soak     5 minutes of random container operations, then a leak check
 #   make bench    nk-runtime side by side with runc and crun (build/bench/;
 #                 QUICK=1 for a short pass, UPDATE_DOCS=1 to refresh docs/)
 #   make bench-smoke  a short pass of every bench section, checked
@@ -18,9 +20,12 @@ BUNDLE := $(BUILD)/bundle
 TARGET := x86_64-unknown-linux-gnu
 RT := target/$(TARGET)/release/nk-runtime
 RT_DEBUG := target/debug/nk-runtime
+# The crash-safety tests' build: NK_FAULT kills it before a chosen step
+# (feature fault-injection). Its own profile and directory: never shipped.
+FAULT_RT := target/fault-injection/nk-runtime
 STATIC_ENV := RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
 
-.PHONY: all build build-deps agent debug bundle run explain test test-deps unit integration lint bench bench-smoke install install-check clean
+.PHONY: all build build-deps agent debug fault-runtime bundle run explain test test-deps unit integration test-under-load soak lint bench bench-smoke install install-check clean
 
 all: build
 
@@ -37,6 +42,9 @@ agent: build
 debug: build-deps
 	$(CARGO) build --bin nk-runtime
 
+fault-runtime: build-deps
+	$(CARGO) build -p nk-runtime --profile fault-injection --features fault-injection
+
 bundle: build
 	scripts/mk-bundle.sh $(RT) $(BUNDLE)
 
@@ -51,15 +59,27 @@ test-deps:
 
 unit:
 	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test -p sandbox --lib --features fault-injection explain::fault
 
-integration: build agent
+integration: build agent fault-runtime
+	scripts/mk-rootfs.sh $(BUILD)/rootfs
+	NK_RUNTIME=$(CURDIR)/$(RT) NK_FAULT_RUNTIME=$(CURDIR)/$(FAULT_RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
+		$(CARGO) test -p nk-tests --release -- --test-threads=4
+
+# Not part of `make test`: the suite three times while stress-ng loads every
+# core, and the soak (NK_SOAK_SECS, NK_SOAK_WORKERS).
+test-under-load: test-deps build agent fault-runtime
+	scripts/test-under-load.sh 3
+
+soak: test-deps build fault-runtime
 	scripts/mk-rootfs.sh $(BUILD)/rootfs
 	NK_RUNTIME=$(CURDIR)/$(RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
-		$(CARGO) test -p nk-tests --release -- --test-threads=4
+		$(CARGO) test -p nk-tests --release --test soak -- --ignored --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p sandbox -p nk-runtime --features fault-injection -- -D warnings
 
 # make install into a scratch DESTDIR, then run a container from the installed bundle.
 install-check: build

@@ -3,13 +3,34 @@
 # Debian's archive, and the Mermaid renderer that tests/docs.rs runs on every
 # diagram (npm packages pinned by tests/mermaid/package-lock.json, installed
 # into build/mermaid; Debian's chromium draws them).
-# The CRI test (tests/cri.rs) needs containerd (with its runc v2 shim and
-# ctr), the CNI plugins, iptables (portmap), gcc and libc6-dev (static pause
-# and probe programs) and protobuf-compiler (k8s-cri's build script runs
-# protoc to generate the CRI client).
+# Every package a test uses is listed here, even when another package
+# happens to pull it in (tests/deps.rs checks each tool the tests run
+# against this list: a tool from a package missing here fails it).
 set -eu
 cd "$(dirname "$0")/.."
-pkgs="runc crun busybox-static python3 jq hyperfine time procps iproute2 file libseccomp-dev pkg-config tmux qemu-system-x86 linux-image-amd64 uidmap passwd util-linux umoci skopeo chromium containerd containernetworking-plugins iptables gcc libc6-dev protobuf-compiler"
+# The reference runtimes the tests compare with.
+pkgs="runc crun"
+# The test rootfs and bundles (scripts/mk-rootfs.sh), JSON, timing.
+pkgs="$pkgs busybox-static python3 jq hyperfine time file"
+# Building the runtime and the engines' test image (its seccomp probe); the
+# CRI test's static pause and probe programs (gcc, libc6-dev); k8s-cri's
+# build script runs protoc to generate the CRI client.
+pkgs="$pkgs libseccomp-dev pkg-config gcc libc6-dev protobuf-compiler"
+# Host tools the tests run: ps and pgrep, ip, unshare/setpriv/runuser/
+# losetup/mount (util-linux, mount), modprobe (kmod: the BFQ probe),
+# useradd/usermod (passwd), newuidmap (uidmap), tmux.
+pkgs="$pkgs procps iproute2 util-linux mount kmod passwd uidmap tmux"
+# VM mode: QEMU and a Debian guest kernel with its modules.
+pkgs="$pkgs qemu-system-x86 linux-image-amd64"
+# Engines driven by tests/engines/*.sh, tests/vm_podman.rs and tests/cri.rs,
+# and what their checks use: podman (conmon, buildah, catatonit for --init
+# and pods, CNI plugins), containerd (its runc v2 shim and ctr), docker (its
+# iptables; the CRI test's portmap too), image tools.
+pkgs="$pkgs podman conmon buildah catatonit containernetworking-plugins containerd docker.io iptables umoci skopeo"
+# tests/docs.rs draws every Mermaid diagram in Debian's chromium.
+pkgs="$pkgs chromium"
+# `make test-under-load` keeps every core busy with it.
+pkgs="$pkgs stress-ng"
 missing=""
 for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -323,17 +323,13 @@ fn create_killed_midway_leaves_nothing_blocking() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..500 {
-        if marker.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(marker.exists(), "hook did not start");
+    wait_for("the hook to start", DEADLINE, || {
+        marker.exists().then_some(())
+    });
     child.kill().unwrap();
     child.wait().unwrap();
-    // The init dies with its parent (parent-death signal and the closed channel).
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The init dies with its parent (parent-death signal and the closed
+    // channel); whenever it does, a create whose creator is gone is stopped.
     let o = root.run(&["state", &id]);
     if o.status.success() {
         let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -367,12 +363,9 @@ fn create_after_killed_create_without_delete() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..500 {
-        if marker.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for("the hook to start", DEADLINE, || {
+        marker.exists().then_some(())
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let good = Bundle::new(&["sleep", "100"]);

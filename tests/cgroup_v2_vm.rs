@@ -36,7 +36,7 @@ echo "exec=$?"
 $RT exec $ID sh -c 'for i in $(seq 1 40); do sleep 1 & done; wait' >/dev/null 2>&1
 echo "host.pids_events=$(grep max $CG/pids.events)"
 # The sleeps that did start end within a second; wait for them.
-i=0; while [ "$(cat $CG/pids.current)" -gt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+i=0; while [ "$(cat $CG/pids.current)" -gt 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 echo "host.pids_after=$(cat $CG/pids.current)"
 $RT exec $ID sh -c 'x=$(head -c 60000000 /dev/zero | tr "\0" x); echo survived ${#x}' >/dev/null 2>&1
 echo "hog=$?"

@@ -341,20 +341,16 @@ fn runnable_blocks_run() {
     let bin_dir = TempDir::new("nk-docs-bin");
     let state = TempDir::new("nk-docs-root");
     let wrapper = bin_dir.path().join("nk-runtime");
-    std::fs::write(
+    // Written by install(1): no write descriptor of it in this process for a
+    // concurrently forked child to inherit (ETXTBSY when it runs).
+    write_executable(
         &wrapper,
-        format!(
+        &format!(
             "#!/bin/sh\nexec {} --root {} \"$@\"\n",
             runtime().display(),
             state.path().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let path = format!(
         "{}:{}",
         bin_dir.path().display(),

@@ -5,7 +5,9 @@
 //!
 //! A check passes only if it passes with both runtimes: one that fails with
 //! nk-runtime alone is a runtime bug, one that fails with runc is a bad
-//! check. The per-engine pass counts of both runtimes are printed.
+//! check (after a second run with runc: the reference's own flakiness under
+//! load is not under test; nk-runtime's failures are never retried). The
+//! per-engine pass counts of both runtimes are printed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,7 +73,33 @@ fn engine(engine: &str) {
     );
     let nk = nk_tests::runtime();
     let with_nk = run_script(engine, &nk);
-    let with_runc = run_script(engine, &PathBuf::from(RUNC));
+    let mut with_runc = run_script(engine, &PathBuf::from(RUNC));
+    // The reference is not what is under test: a check that fails with
+    // runc alone is run again (with runc) before it is called a bad check.
+    // Engines have races of their own that a loaded machine brings out
+    // (containerd's ctr loses the output of a process that exits at once,
+    // with runc as with any runtime). A failure with nk-runtime is never
+    // run again.
+    let runc_only = |r: &Run| {
+        r.checks
+            .iter()
+            .any(|(n, v)| v.is_some() && with_nk.checks.get(n).is_some_and(|x| x.is_none()))
+    };
+    if runc_only(&with_runc) {
+        let again = run_script(engine, &PathBuf::from(RUNC));
+        for (name, v) in with_runc.checks.iter_mut() {
+            if v.is_some() && again.checks.get(name).is_some_and(|x| x.is_none()) {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!(
+                        "engines: {engine}: {name} failed with runc once, passed when run again\n"
+                    )
+                    .as_bytes(),
+                );
+                *v = None;
+            }
+        }
+    }
     // Straight to stderr: the test harness captures eprintln! of passing tests.
     let line = format!(
         "engines: {engine:<10} nk-runtime {}/{} passed   runc {}/{} passed\n",

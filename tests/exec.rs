@@ -229,15 +229,14 @@ fn detach_writes_the_pid_file() {
         let pid = std::fs::read_to_string(&pf).unwrap();
         // runc returns once the pid is known, possibly before its init has
         // exec'd the command: wait (bounded) for the command to appear.
-        let start = std::time::Instant::now();
-        let cmd = loop {
-            let cmd = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
-            if cmd == b"sleep\x0077\x00" || start.elapsed() > std::time::Duration::from_secs(5) {
-                break cmd;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
-        assert_eq!(cmd, b"sleep\x0077\x00", "{}", r.root.bin.display());
+        wait_for(
+            &format!("{}: the exec'd command", r.root.bin.display()),
+            DEADLINE,
+            || {
+                let cmd = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
+                (cmd == b"sleep\x0077\x00").then_some(())
+            },
+        );
     }
 }
 

@@ -676,11 +676,7 @@ impl Bg {
     fn wait_for(&self, text: &str) {
         let t = Instant::now();
         while !self.stderr().contains(text) {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "no {text:?} in {}",
-                self.stderr()
-            );
+            assert!(t.elapsed() < DEADLINE, "no {text:?} in {}", self.stderr());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -691,7 +687,7 @@ impl Bg {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return (st.code().unwrap_or(-1), self.stderr());
             }
-            if t.elapsed() > Duration::from_secs(20) {
+            if t.elapsed() > DEADLINE {
                 let _ = self.child.kill();
                 panic!("command did not finish: {}", self.stderr());
             }
@@ -705,15 +701,16 @@ fn scenario_signal_forward() -> BTreeSet<String> {
     let b = Bundle::new(&[
         "/bin/sh",
         "-c",
-        "trap 'exit 7' TERM; while :; do sleep 0.1; done",
+        "trap 'exit 7' TERM; echo trap-$((6*7))-set >&2; while :; do sleep 0.1; done",
     ]);
     let bg = Bg::spawn(
         &root,
         &["-E", "run", "--bundle", &b.path(), &unique_id("ex-sig")],
     );
     bg.wait_for("== signals and exit ==");
-    // The shell must have set its trap: wait until it sleeps.
-    std::thread::sleep(Duration::from_millis(300));
+    // The shell must have set its trap: it says so on the shared stderr,
+    // in words the narration of its command line does not contain.
+    bg.wait_for("trap-42-set");
     // SAFETY: kill(2) to the runtime we started.
     unsafe { libc::kill(bg.child.id() as i32, libc::SIGTERM) };
     let (code, err) = bg.wait();

@@ -139,7 +139,10 @@ fn run_killed_by_signal_returns_128_plus_n() {
 
     // A handler in pid 1 gets SIGTERM forwarded from the runtime itself.
     let mut b = Bundle::new(&["true"]);
-    sh(&mut b, "trap 'exit 42' TERM; while :; do sleep 0.1; done");
+    sh(
+        &mut b,
+        "trap 'exit 42' TERM; touch /dev/shm/trap-set; while :; do sleep 0.1; done",
+    );
     let id = unique_id("sigfwd");
     let mut child = root
         .cmd()
@@ -147,7 +150,12 @@ fn run_killed_by_signal_returns_128_plus_n() {
         .spawn()
         .unwrap();
     root.wait_status(&id, "running");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Signal only once the shell has set its trap.
+    let pid = root.state(&id)["pid"].as_i64().unwrap();
+    let mark = format!("/proc/{pid}/root/dev/shm/trap-set");
+    wait_for("the trap to be set", DEADLINE, || {
+        std::path::Path::new(&mark).exists().then_some(())
+    });
     // SAFETY: kill(2) to our own child process (the attached runtime).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let st = child.wait().unwrap();
@@ -201,7 +209,7 @@ fn fast_exits_are_never_missed() {
                 assert!(st.success());
                 break;
             }
-            assert!(start.elapsed().as_secs() < 10, "run of /bin/true hung");
+            assert!(start.elapsed() < DEADLINE, "run of /bin/true hung");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }

@@ -27,17 +27,20 @@ struct User {
 
 fn retry(what: &str, mut f: impl FnMut() -> Output) {
     // useradd/userdel lock /etc/passwd; parallel tests take turns.
-    for _ in 0..100 {
-        let o = f();
-        if o.status.success() {
-            return;
-        }
-        if !String::from_utf8_lossy(&o.stderr).contains("lock") {
-            panic!("{what}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("{what}: /etc/passwd stayed locked");
+    nk_tests::wait_for(
+        &format!("{what}: /etc/passwd to be unlocked"),
+        nk_tests::DEADLINE,
+        || {
+            let o = f();
+            if o.status.success() {
+                return Some(());
+            }
+            if !String::from_utf8_lossy(&o.stderr).contains("lock") {
+                panic!("{what}: {}", String::from_utf8_lossy(&o.stderr));
+            }
+            None
+        },
+    );
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) {
@@ -61,7 +64,10 @@ impl User {
         };
         let (uid, gid) = (id("-u"), id("-g"));
         let bin = TempDir::new("nk-rl-bin");
-        std::fs::copy(nk_tests::runtime(), bin.path().join("nk-runtime")).unwrap();
+        // Copied by install(1), not from this process: a child another test
+        // forks meanwhile would inherit our write descriptor until its exec,
+        // and running the copy would fail with ETXTBSY.
+        nk_tests::install_executable(&nk_tests::runtime(), &bin.path().join("nk-runtime"), "0755");
         let xdg = TempDir::new("nk-rl-xdg");
         chown(xdg.path(), uid, gid);
         std::fs::set_permissions(
@@ -242,13 +248,10 @@ fn spec_rootless_then_run_in_a_user_namespace() {
     assert_eq!(cgroups_of(&pid), cgroups_of("self"));
     assert_eq!(u.ok(&["exec", &id, "id", "-u"]).trim(), "0");
     u.ok(&["kill", &id, "KILL"]);
-    for _ in 0..200 {
+    nk_tests::wait_for("the container to stop", nk_tests::DEADLINE, || {
         let st: Value = serde_json::from_str(&u.ok(&["state", &id])).unwrap();
-        if st["status"] == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        (st["status"] == "stopped").then_some(())
+    });
     u.ok(&["delete", &id]);
     assert!(!sdir.exists());
 }
@@ -510,4 +513,90 @@ fn what_needs_root_fails_clearly_and_leaves_nothing() {
         "{e}"
     );
     assert!(!Path::new("/run/nk-rootless-test").exists());
+}
+
+/// Without a cgroup (rootless, not delegated) nothing sweeps the
+/// container's processes at delete but the runtime itself. A create killed
+/// (SIGKILL, through the fault-injection build's NK_FAULT) right after its
+/// init reported ready has left that init parked at the exec barrier, no
+/// longer bound to die with its parent, while the record still says
+/// "creating": `delete -f` must kill it all the same.
+#[test]
+fn create_killed_after_the_init_is_parked_leaves_no_process() {
+    let u = User::new();
+    let fault = u.bin.path().join("nk-runtime-fault");
+    nk_tests::install_executable(&nk_tests::fault_runtime(), &fault, "0755");
+    let b = u.bundle(&["sleep", "100"]);
+    let bp = b.0.path().display().to_string();
+    let id = unique_id("rlcrash");
+    let mut c = Command::new("runuser");
+    c.args(["-u", &u.name, "--", "env", "-i"])
+        .arg(format!("XDG_RUNTIME_DIR={}", u.xdg.path().display()))
+        .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg("NK_FAULT=state.created")
+        .arg(&fault)
+        .args(["create", "--bundle", &bp, &id])
+        .stdin(std::process::Stdio::null());
+    let o = nk_tests::run_to_files(&mut c);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("NK_FAULT: killed before step state.created"),
+        "the fault did not fire: {}",
+        both(&o)
+    );
+    let st: Value = serde_json::from_slice(
+        &std::fs::read(u.state_root().join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let dead = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true)
+    };
+    assert!(
+        !dead(),
+        "the parked init should still be there before delete"
+    );
+    u.ok(&["delete", "-f", &id]);
+    assert!(!u.state_root().join(&id).exists());
+    // A killed process is dead at once; reaping it is its parent's (pid 1's) job.
+    nk_tests::wait_for("the parked init to die", nk_tests::DEADLINE, || {
+        dead().then_some(())
+    });
+}
+
+/// A runtime the user may execute but not read (mode 0711, root's): without
+/// privilege for a read-only bind mount of itself, the runtime must copy
+/// itself into a sealed memfd for the container, which needs reading
+/// /proc/self/exe. The error says so, names the file, and nothing is left.
+#[test]
+fn unreadable_executable_fails_clearly_and_leaves_nothing() {
+    let u = User::new();
+    let x = u.bin.path().join("nk-runtime-noread");
+    nk_tests::install_executable(&nk_tests::runtime(), &x, "0711");
+    let b = u.bundle(&["true"]);
+    let bp = b.0.path().display().to_string();
+    let id = unique_id("rlnoread");
+    let mut c = Command::new("runuser");
+    c.args(["-u", &u.name, "--", "env", "-i"])
+        .arg(format!("XDG_RUNTIME_DIR={}", u.xdg.path().display()))
+        .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg(&x)
+        .args(["run", "--bundle", &bp, &id])
+        .stdin(std::process::Stdio::null());
+    let o = nk_tests::run_to_files(&mut c);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "ran without reading itself: {}",
+        both(&o)
+    );
+    assert!(
+        e.contains("cannot read the runtime's own executable")
+            && e.contains(&*x.to_string_lossy())
+            && e.contains("Permission denied"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(!u.state_root().join(&id).exists());
 }

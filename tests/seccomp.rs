@@ -275,6 +275,8 @@ fn log_action_allows_and_writes_an_audit_record() {
 fn audited(mut f: impl FnMut() -> (i32, &'static str)) -> bool {
     for attempt in 0..4 {
         if attempt > 0 {
+            // Not a wait for a state: the kernel's audit rate limit is a
+            // window of 5 s (printk_ratelimit), which must pass.
             std::thread::sleep(std::time::Duration::from_millis(5500));
         }
         let (pid, code) = f();
@@ -326,7 +328,7 @@ fn filter_flag_log_records_errno_actions_only_when_asked() {
         } else {
             let (pid, out) = run_with_pid(&root, &b, "sc-flaglog");
             assert_eq!(out.trim(), EPERM);
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            // The kernel logs at the system call itself, which is long past.
             assert!(
                 seccomp_audit(pid).is_empty(),
                 "an ERRNO action was logged without SECCOMP_FILTER_FLAG_LOG"
@@ -597,12 +599,9 @@ impl Agent {
             .args(extra)
             .spawn()
             .expect("start nk-seccomp-agent");
-        for _ in 0..500 {
-            if sock.exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        nk_tests::wait_for("the agent's socket", nk_tests::DEADLINE, || {
+            sock.exists().then_some(())
+        });
         Agent { child, dir }
     }
 
@@ -777,14 +776,13 @@ fn wait_killable_recv_keeps_a_signal_from_interrupting_an_answered_syscall() {
         let o = run(&root, &b, "sc-wkr");
         assert!(stdout(&o).contains("done"), "{}", both(&o));
         // The shell may finish before the agent (still sleeping) answers.
-        let mut first = String::new();
-        for _ in 0..300 {
-            if let Some(l) = agent.log().lines().find(|l| l.starts_with("chdir send=")) {
-                first = l.to_string();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let first = nk_tests::wait_for("the agent's answer", nk_tests::DEADLINE, || {
+            agent
+                .log()
+                .lines()
+                .find(|l| l.starts_with("chdir send="))
+                .map(String::from)
+        });
         let want = if flagged {
             "chdir send=ok"
         } else {

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use nk_tests::{rootfs, stderr, unique_id, Bundle, Root};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Refused with every word of `words` in the error, quickly, nothing left,
 /// and the id usable again right after.
@@ -19,7 +19,7 @@ fn refused(root: &Root, b: &Bundle, what: &str, words: &[&str]) {
     let t = Instant::now();
     let o = root.run(&["run", "--bundle", &b.path(), &id]);
     assert!(
-        t.elapsed() < Duration::from_secs(20),
+        t.elapsed() < nk_tests::DEADLINE,
         "{what}: took {:?}",
         t.elapsed()
     );

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn runc() -> String {
     for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
@@ -95,7 +95,7 @@ impl Term {
         assert_eq!(n, s.len() as isize);
     }
 
-    /// Read until `want` appears in the output after `from` (10 s at most).
+    /// Read until `want` appears in the output after `from` (DEADLINE at most).
     fn expect(&mut self, want: &str) -> String {
         let from = self.seen.len();
         let start = Instant::now();
@@ -105,7 +105,7 @@ impl Term {
                 return text;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(10),
+                start.elapsed() < DEADLINE,
                 "{want:?} did not appear; the terminal showed: {text:?}"
             );
             if !self.read_some(100) {
@@ -158,13 +158,49 @@ impl Term {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return (st.code().unwrap_or(-1), self.lflag());
             }
-            assert!(start.elapsed() < Duration::from_secs(15), "did not exit");
+            assert!(start.elapsed() < DEADLINE, "did not exit");
             self.read_some(50);
         }
     }
 }
 
+/// A `sleep` duration no other session of any test uses, to find it in /proc.
+fn unique_sleep() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    100_000 + u64::from(std::process::id() % 100_000) * 100 + n
+}
+
+/// Is a `sleep SECS` running as the foreground process group of its
+/// terminal? Only then does a typed ^C reach it: sent earlier, it lands on
+/// the shell (still forking, or not even done reading the line), and the
+/// tty discards the typed-ahead command with it.
+fn sleep_in_foreground(secs: u64) -> bool {
+    let want = format!("sleep\0{secs}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let p = e.path();
+            if std::fs::read(p.join("cmdline")).unwrap_or_default() != want.as_bytes() {
+                return false;
+            }
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            let f: Vec<&str> = stat
+                .rfind(')')
+                .and_then(|i| stat.get(i + 2..))
+                .unwrap_or("")
+                .split(' ')
+                .collect();
+            // state ppid pgrp session tty_nr tpgid
+            f.len() > 5 && f[2] == f[5]
+        })
+}
+
 /// The interactive session both runtimes go through on a 30x100 terminal.
+/// Every step waits for what it needs to see (a prompt, a line, a process
+/// in the foreground), never for a while.
 fn session(cmd: Command, who: &str) {
     let mut t = Term::spawn(cmd, 30, 100);
     // Type only once the shell prompts: input typed earlier can reach the
@@ -186,15 +222,30 @@ fn session(cmd: Command, who: &str) {
         "{who}: the outer terminal is not in raw mode"
     );
     set_winsize(t.master.as_raw_fd(), 40, 120);
-    std::thread::sleep(Duration::from_millis(200));
-    t.send("stty size; echo again-$((6*7))\n");
-    let out = t.expect("again-42");
-    assert!(
-        out.contains("40 120"),
-        "{who}: SIGWINCH not passed on: {out:?}"
+    // The runtime passes the new size on when its SIGWINCH arrives: ask
+    // until the container's terminal shows it.
+    let mut n = 0;
+    wait_for(
+        &format!("{who}: the new window size inside"),
+        DEADLINE,
+        || {
+            n += 1;
+            t.send(&format!("stty size; echo again-{n}-$((6*7))\n"));
+            let out = t.expect(&format!("again-{n}-42"));
+            out.contains("40 120").then_some(())
+        },
     );
-    t.send("sleep 100\n");
-    std::thread::sleep(Duration::from_millis(300));
+    let secs = unique_sleep();
+    t.send(&format!("sleep {secs}\n"));
+    wait_for(
+        &format!("{who}: sleep {secs} in the foreground"),
+        DEADLINE,
+        || {
+            // Drain what the shell echoes meanwhile.
+            t.read_some(10);
+            sleep_in_foreground(secs).then_some(())
+        },
+    );
     t.send("\x03");
     t.send("echo status-$?\n");
     t.expect("status-130");

@@ -79,7 +79,7 @@ fn procs_in(dir: &Path) -> Vec<i32> {
 
 fn assert_clean(root: &Root) {
     assert!(root.ids().is_empty(), "containers left: {:?}", root.ids());
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + DEADLINE;
     loop {
         let left = procs_in(root.dir.path());
         if left.is_empty() {

@@ -28,7 +28,7 @@ CPID=""
 cleanup() {
   local t c
   for t in $("${C[@]}" task ls -q 2>/dev/null); do "${C[@]}" task kill -a -s SIGKILL "$t" >/dev/null 2>&1; done
-  sleep 0.3
+  for t in $("${C[@]}" task ls -q 2>/dev/null); do wait_status "$t" STOPPED >/dev/null; done
   for t in $("${C[@]}" task ls -q 2>/dev/null); do "${C[@]}" task delete -f "$t" >/dev/null 2>&1; done
   for c in $("${C[@]}" container ls -q 2>/dev/null); do "${C[@]}" container delete "$c" >/dev/null 2>&1; done
   "${C[@]}" image rm localhost/bb:latest >/dev/null 2>&1
@@ -48,9 +48,11 @@ RUND=("${C[@]}" run -d --runc-binary "$RT")
 # ctr's default spec has no /sys/fs/cgroup mount: add one to read limits back.
 CG=(--mount type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev)
 status() { "${C[@]}" task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}'; }
+task_pid() { "${C[@]}" task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $2}'; }
+# wait_status ID STATUS: poll (60 s at most), then print the status.
 wait_status() {
   local i
-  for i in $(seq 100); do [ "$(status "$1")" = "$2" ] && break; sleep 0.1; done
+  for i in $(seq 600); do [ "$(status "$1")" = "$2" ] && break; sleep 0.1; done
   status "$1"
 }
 cid() { echo "nkc$1-$U"; }
@@ -102,7 +104,7 @@ check "container delete" 0 '' "${C[@]}" container delete "$d1"
 d2=$(cid d2)
 "${RUND[@]}" $IMG "$d2" sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
 wait_status "$d2" RUNNING >/dev/null
-sleep 0.3
+wait_for 60 trap_set "$(task_pid "$d2")" 15
 check "task kill SIGTERM to a trap" 0 '' "${C[@]}" task kill -s SIGTERM "$d2"
 check "task STOPPED after SIGTERM" 0 '^STOPPED$' wait_status "$d2" STOPPED
 check "task delete reports 42" 0 '42' "${C[@]}" task delete "$d2"

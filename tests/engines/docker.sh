@@ -96,7 +96,7 @@ check "rm" 0 "$c1" "${D[@]}" rm "$c1"
 check "gone after rm" 1 '' "${D[@]}" inspect "$c1"
 
 "${D[@]}" run -d --name "$c2" --network none --runtime nk $IMG sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
-sleep 0.5
+wait_for 60 trap_set "$(inspect "$c2" '{{.State.Pid}}')" 15
 check "stop: SIGTERM to a trap" 0 "$c2" "${D[@]}" stop -t 10 "$c2"
 check "exit code 42 from the trap" 0 '^42$' inspect "$c2" '{{.State.ExitCode}}'
 "${D[@]}" rm -f "$c2" >/dev/null 2>&1
@@ -157,7 +157,7 @@ check "run --rm leaves no runtime state" 0 '^empty$' sh -c "[ -d $W/x/runtime-ru
 
 c5=nkd5-$U c6=nkd6-$U
 "${D[@]}" run -d --name "$c5" --network none --ipc shareable --runtime nk $IMG sh -c 'echo logged; trap "exit 10" USR1; while :; do sleep 0.1; done' >/dev/null 2>&1
-sleep 0.5
+wait_for 60 trap_set "$(inspect "$c5" '{{.State.Pid}}')" 10
 check "logs" 0 '^logged$' "${D[@]}" logs "$c5"
 check "stats --no-stream" 0 "$c5" "${D[@]}" stats --no-stream --format '{{.Name}} {{.MemUsage}}' "$c5"
 check "exec -w -e -u together" 0 '^/tmp 1 65534$' "${D[@]}" exec -w /tmp -e X=1 -u 65534 "$c5" sh -c 'echo $(pwd) $X $(id -u)'

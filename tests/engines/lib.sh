@@ -108,6 +108,15 @@ wait_for() {
   return 1
 }
 
+# trap_set PID SIGNUM: PID has a handler for SIGNUM installed (SigCgt in
+# /proc): a signal sent earlier would reach a shell that has not run its
+# `trap` yet (and pid 1 of a container ignores it then).
+trap_set() {
+  local m
+  m=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null)
+  [ -n "$m" ] && [ $(((0x$m >> ($2 - 1)) & 1)) -eq 1 ]
+}
+
 # stop_pid PID: SIGTERM, then SIGKILL after 20 s; only the pid we started.
 stop_pid() {
   local pid=$1 i

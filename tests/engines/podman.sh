@@ -47,7 +47,7 @@ c1=nkp1-$U c2=nkp2-$U c3=nkp3-$U c4=nkp4-$U
 inspect() { "${P[@]}" inspect -f "$2" "$1"; }
 wait_exited() {
   local i
-  for i in $(seq 100); do [ "$(inspect "$1" '{{.State.Status}}')" = exited ] && break; sleep 0.1; done
+  for i in $(seq 600); do [ "$(inspect "$1" '{{.State.Status}}')" = exited ] && break; sleep 0.1; done
   inspect "$1" '{{.State.Status}}'
 }
 
@@ -100,7 +100,7 @@ check "rm" 0 "$c1" "${P[@]}" rm "$c1"
 check "gone after rm" 1 '' "${P[@]}" container exists "$c1"
 
 "${P[@]}" run -d --name "$c2" --network none $IMG sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
-sleep 0.5
+wait_for 60 trap_set "$(inspect "$c2" '{{.State.Pid}}')" 15
 check "stop: SIGTERM to a trap" 0 "$c2" "${P[@]}" stop -t 10 "$c2"
 check "exit code 42 from the trap" 0 '^42$' inspect "$c2" '{{.State.ExitCode}}'
 "${P[@]}" rm -f -t 0 "$c2" >/dev/null 2>&1
@@ -161,7 +161,7 @@ check "--rootfs DIR" 0 '^hi$' "${RUN[@]}" --rootfs "$W/rootfs" echo hi
 
 c5=nkp5-$U c6=nkp6-$U
 "${P[@]}" run -d --name "$c5" --network none $IMG sh -c 'echo logged; trap "exit 10" USR1; while :; do sleep 0.1; done' >/dev/null 2>&1
-sleep 0.5
+wait_for 60 trap_set "$(inspect "$c5" '{{.State.Pid}}')" 10
 check "logs" 0 '^logged$' "${P[@]}" logs "$c5"
 check "top" 0 'sleep' "${P[@]}" top "$c5"
 check "exec --privileged" 0 '^CapEff:[[:space:]]+000001ff' "${P[@]}" exec --privileged "$c5" grep '^CapEff:' /proc/self/status

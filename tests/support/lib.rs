@@ -154,19 +154,13 @@ impl Root {
         self.state(id)["status"].as_str().unwrap_or("").to_string()
     }
 
-    /// Wait (up to 10 s) until the container reports `want`.
+    /// Wait (up to DEADLINE) until the container reports `want`.
     pub fn wait_status(&self, id: &str, want: &str) {
-        for _ in 0..1000 {
+        wait_for(&format!("container {id} to be {want}"), DEADLINE, || {
             let o = self.run(&["state", id]);
-            if o.status.success() {
-                let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
-                if v["status"] == want {
-                    return;
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("container {id} did not reach {want}");
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+            (o.status.success() && v["status"] == want).then_some(())
+        });
     }
 
     /// Ids of the containers in this root.
@@ -317,4 +311,207 @@ impl Drop for Unshared {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The runtime built with the `fault-injection` feature ($NK_FAULT_RUNTIME,
+/// else target/fault-injection/nk-runtime from `make fault-runtime`): it
+/// honours NK_FAULT, which the shipped binary does not.
+pub fn fault_runtime() -> PathBuf {
+    if let Ok(p) = std::env::var("NK_FAULT_RUNTIME") {
+        return PathBuf::from(p);
+    }
+    let p = workspace().join("target/fault-injection/nk-runtime");
+    assert!(
+        p.exists(),
+        "{} is not built: run `make fault-runtime` (or set NK_FAULT_RUNTIME)",
+        p.display()
+    );
+    p
+}
+
+/// Poll `f` until it gives a value, for at most `timeout`; panic naming
+/// `what` when it never does. The way to wait for an observable state (a
+/// file, a line, a process state) instead of sleeping and hoping.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let end = std::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "waited {timeout:?} for {what}"
+        );
+        // A poll interval, not a wait: the state is checked again.
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Generous deadline for things that take milliseconds on an idle machine
+/// and may take seconds on a loaded one (`make test-under-load`).
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Copy an executable to `dst` in another process (`install`), so that no
+/// descriptor open for writing on the new file ever exists in this
+/// multi-threaded test process: a child forked by another test in between
+/// would inherit it until its exec, and executing `dst` then fails with
+/// ETXTBSY (text file busy).
+pub fn install_executable(src: &Path, dst: &Path, mode: &str) {
+    let o = Command::new("install")
+        .arg("-m")
+        .arg(mode)
+        .arg(src)
+        .arg(dst)
+        .output()
+        .expect("install(1)");
+    assert!(
+        o.status.success(),
+        "install {} {}: {}",
+        src.display(),
+        dst.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Write an executable script through [`install_executable`] (see there).
+pub fn write_executable(dst: &Path, contents: &str) {
+    let tmp = TempDir::new("nk-exe");
+    let src = tmp.path().join("src");
+    std::fs::write(&src, contents).unwrap();
+    install_executable(&src, dst, "0755");
+}
+
+/// Mount points of the cgroup hierarchies (v1 controllers and cgroup2).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let mp = pre.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
+        })
+        .collect()
+}
+
+/// What a container left on the host. Each entry says what it is.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Leftovers(pub Vec<String>);
+
+impl Leftovers {
+    /// Nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Counted by kind, for a table: "state dir, cgroup (10 hierarchies),
+    /// 2 processes".
+    pub fn summary(&self) -> String {
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        for e in &self.0 {
+            *kinds.entry(e.split(' ').next().unwrap_or("?")).or_default() += 1;
+        }
+        if kinds.is_empty() {
+            return "nothing".into();
+        }
+        kinds
+            .iter()
+            .map(|(k, n)| match (*k, *n) {
+                ("state", _) => "state dir".to_string(),
+                ("cgroup", n) => format!("cgroup ({n} hierarchies)"),
+                ("process", 1) => "1 process".to_string(),
+                ("process", n) => format!("{n} processes"),
+                ("mount", 1) => "1 mount".to_string(),
+                ("mount", n) => format!("{n} mounts"),
+                (k, n) => format!("{n} {k}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&self.0.join(", "))
+        }
+    }
+}
+
+fn link_under(p: &Path, dirs: &[&Path]) -> bool {
+    std::fs::read_link(p).is_ok_and(|t| dirs.iter().any(|d| t.starts_with(d)))
+}
+
+/// Scan the host for what container `id` (state under `root`, files under
+/// the `dirs` given: bundle, rootfs, marks) left: entries in the state root,
+/// its cgroup directory (default path /nano-sandbox/<id>) in any hierarchy,
+/// mounts on or under those directories (network namespace binds
+/// included), and processes: in its cgroup, with `marker` in their command
+/// line, or with a working directory, root or descriptor under those
+/// directories. Zombies count.
+pub fn leftovers(root: &Path, id: &str, dirs: &[&Path], marker: &str) -> Leftovers {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            out.push(format!("state {}", e.file_name().to_string_lossy()));
+        }
+    }
+    let rel = format!("nano-sandbox/{id}");
+    for m in cgroup_mounts() {
+        if m.join(&rel).exists() {
+            out.push(format!("cgroup {}", m.join(&rel).display()));
+        }
+    }
+    let mut all_dirs: Vec<&Path> = dirs.to_vec();
+    all_dirs.push(root);
+    for l in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        let mp = l.split(' ').nth(4).unwrap_or("");
+        if all_dirs.iter().any(|d| Path::new(mp).starts_with(d)) {
+            out.push(format!("mount {mp}"));
+        }
+    }
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let p = e.path();
+        let cg = std::fs::read_to_string(p.join("cgroup")).unwrap_or_default();
+        let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
+        let ours = cg
+            .lines()
+            .any(|l| l.ends_with(&format!("/{rel}")) || l.contains(&format!("/{rel}/")))
+            || (!marker.is_empty() && String::from_utf8_lossy(&cmd).contains(marker))
+            || link_under(&p.join("cwd"), &all_dirs)
+            || link_under(&p.join("root"), &all_dirs)
+            || std::fs::read_dir(p.join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| link_under(&fd.path(), &all_dirs));
+        if ours {
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            let st = stat
+                .rfind(')')
+                .and_then(|i| stat.get(i + 2..i + 3))
+                .unwrap_or("?")
+                .to_string();
+            let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            out.push(format!("process {name} {} ({st})", comm.trim()));
+        }
+    }
+    Leftovers(out)
 }

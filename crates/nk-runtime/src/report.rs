@@ -6,6 +6,7 @@ use sandbox::explain::{self, render};
 use sandbox::logging::{self, Level, Record, Role};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// An error that carries the exit code to use (for example exec's 255).
@@ -52,6 +53,24 @@ fn format_line(json: bool, rec: &Record) -> String {
             rec.role.as_str(),
             serde_json::Value::String(rec.msg.clone())
         )
+    }
+}
+
+/// Set once stderr's reader is gone (EPIPE) or its terminal hung up (EIO).
+static STDERR_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Write a log line or narration to stderr, once. A failed write is
+/// dropped, never retried: the container must still be waited for and
+/// reaped, whoever stopped reading. After EPIPE or EIO nothing more is
+/// written there (each write would only fail again, and raise SIGPIPE).
+fn to_stderr(bytes: &[u8]) {
+    if STDERR_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = std::io::stderr().write_all(bytes) {
+        if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::EIO)) {
+            STDERR_GONE.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -117,9 +136,7 @@ impl Globals {
                         let _ = f.write_all(line.as_bytes());
                     }
                 }
-                None => {
-                    let _ = std::io::stderr().write_all(line.as_bytes());
-                }
+                None => to_stderr(line.as_bytes()),
             }
         });
         let explain_on =
@@ -146,8 +163,7 @@ impl Globals {
             explain::set_sink(move |e| {
                 if let explain::Event::Step { .. } = &e {
                     if let Ok(mut n) = narr.lock() {
-                        let text = n.render(&e);
-                        let _ = std::io::stderr().write_all(text.as_bytes());
+                        to_stderr(n.render(&e).as_bytes());
                     }
                     if !keep_steps {
                         return;
@@ -213,11 +229,9 @@ impl Globals {
                     let _ = f.write_all(line.as_bytes());
                 }
                 // runc prints the bare message on stderr too.
-                eprintln!("{msg}");
+                to_stderr(format!("{msg}\n").as_bytes());
             }
-            None => {
-                let _ = std::io::stderr().write_all(line.as_bytes());
-            }
+            None => to_stderr(line.as_bytes()),
         }
         code
     }
@@ -243,9 +257,9 @@ impl Globals {
         }
         let rows = render::trace_rows(&events);
         if fmt == "json" {
-            eprintln!("{}", render::trace_json(&rows, total_ms));
+            to_stderr(format!("{}\n", render::trace_json(&rows, total_ms)).as_bytes());
         } else {
-            eprint!("{}", render::trace_table(&rows, total_ms));
+            to_stderr(render::trace_table(&rows, total_ms).as_bytes());
         }
     }
 }

@@ -137,7 +137,9 @@ pub fn emit(rec: &Record) {
     if let Some(s) = SINK.get() {
         s(rec);
     } else if rec.level <= Level::Warn {
-        eprintln!("{}: {}", rec.level.as_str(), rec.msg);
+        // Dropped when stderr is gone (eprintln! would panic).
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{}: {}", rec.level.as_str(), rec.msg);
     }
 }
 

@@ -147,10 +147,16 @@ fn send_console(sock: &Path, master: &OwnedFd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A note on stderr; dropped if stderr is gone (eprintln! would panic).
+fn note(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "nk-runtime: {msg}");
+}
+
 fn progress(p: vm::image::Progress) {
     match p {
-        vm::image::Progress::Step(s) => eprintln!("nk-runtime: {s} (once; cached afterwards)"),
-        vm::image::Progress::Done(s) => eprintln!("nk-runtime: {s}"),
+        vm::image::Progress::Step(s) => note(&format!("{s} (once; cached afterwards)")),
+        vm::image::Progress::Done(s) => note(&s),
         vm::image::Progress::Bytes(..) => {}
     }
 }
@@ -194,7 +200,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
             img.initramfs.display()
         )
     });
-    let accel = vm::qemu::choose_accel(&img, &|m| eprintln!("nk-runtime: {m}"));
+    let accel = vm::qemu::choose_accel(&img, &note);
     explain::step(&catalog::VM_ACCEL, || accel.as_str().to_string());
 
     let store = sandbox::state::Store::open(&rt.store.root)?;
@@ -738,6 +744,9 @@ fn exec_wait(
         if p[1].revents != 0 {
             while let Ok(Some(si)) = sfd.read_signal() {
                 let sig = si.ssi_signo as i32;
+                if sandbox::process::wait::caused_by_us(&si) {
+                    continue;
+                }
                 let req = match sig {
                     libc::SIGCHLD | libc::SIGURG | libc::SIGPIPE => continue,
                     libc::SIGWINCH => {

@@ -557,6 +557,9 @@ pub fn write_unnarrated(dir: &Path, file: &str, value: &str) -> Result<()> {
 fn write_quiet(p: &Path, value: &str) -> Result<()> {
     std::fs::write(p, value).map_err(|e| {
         let hint = match e.raw_os_error() {
+            Some(libc::ENOENT) if p.parent().is_some_and(|d| !d.exists()) => {
+                " (the cgroup directory itself is gone: it was removed while the container ran; `delete --force` still cleans up)"
+            }
             Some(libc::ENOENT) => " (this kernel or cgroup has no such file)",
             Some(libc::EINVAL) => " (the kernel refused the value)",
             Some(libc::EBUSY) => " (busy: the cgroup has processes or children)",

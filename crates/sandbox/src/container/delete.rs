@@ -19,7 +19,10 @@ impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let st = match self.store.load(id) {
             Ok(s) => s,
-            Err(Error::NotExist(_)) if force => return Ok(()),
+            Err(Error::NotExist(_)) if force => {
+                self.sweep_orphaned_cgroup(id);
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         let _lock = match self.store.lock(id) {
@@ -33,7 +36,12 @@ impl Runtime {
         let status = self.status_of(&st);
         let private_pidns = self.private_pidns(&st);
         match status {
-            Status::Stopped => {}
+            // A create killed after its init was parked at the barrier left
+            // the record at "creating" (so: stopped) with the init alive and
+            // no longer bound to die with its parent; without a cgroup to
+            // sweep, only this kill stops it. A really stopped init is not
+            // alive, and kill_and_wait does nothing.
+            Status::Stopped => self.kill_and_wait(&st, private_pidns),
             Status::Created => self.kill_and_wait(&st, private_pidns),
             Status::Creating | Status::Running | Status::Paused if force => {
                 self.kill_and_wait(&st, private_pidns)
@@ -47,6 +55,40 @@ impl Runtime {
             }
         }
         self.destroy(&st, !private_pidns)
+    }
+
+    /// `delete --force` of an id that has no state directory: if someone
+    /// removed the directory under a live container, its processes and its
+    /// cgroup are still there, and nothing else could ever find them again.
+    /// The cgroup at the default path (linux.cgroupsPath unset) is the
+    /// only trace left: its processes are killed and it is removed. A
+    /// cgroupsPath the config chose cannot be known without the record.
+    fn sweep_orphaned_cgroup(&self, id: &str) {
+        if self.rootless || crate::state::validate_id(id).is_err() {
+            return;
+        }
+        let ps = crate::cgroups::PathSpec {
+            cgroups_path: None,
+            systemd: self.systemd_cgroup,
+        };
+        let Ok(cg) = crate::cgroups::new_manager(&ps, id, &Default::default()) else {
+            return;
+        };
+        let dirs: Vec<_> = cg.dirs().into_iter().filter(|(_, d)| d.exists()).collect();
+        let Some((_, first)) = dirs.first() else {
+            return;
+        };
+        let n = cg.pids().map(|p| p.len()).unwrap_or(0);
+        crate::logging::warn(|| {
+            format!(
+                "container {id} has no state directory in {} (was it removed?), but its cgroup {} is still there with {n} processes: killing them and removing it",
+                self.store.root.display(),
+                first.display()
+            )
+        });
+        if let Err(e) = cg.destroy(true) {
+            crate::logging::warn(|| format!("remove the cgroup of {id}: {e}"));
+        }
     }
 
     /// Does the container have a pid namespace of its own (a new one, not

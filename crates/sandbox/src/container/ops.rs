@@ -168,6 +168,31 @@ impl Runtime {
                 return Err(Error::msg("container not running"));
             }
             cg.signal_all(sig)?;
+            // A cgroup removed (or emptied) under the running container no
+            // longer lists its init: signal that one directly, or --all
+            // would reach nothing at all.
+            if status != Status::Stopped && !cg.pids().unwrap_or_default().contains(&st.pid) {
+                if let Ok(pidfd) = pidfd_open(st.pid) {
+                    if st.init_alive() {
+                        crate::logging::warn(|| {
+                            format!(
+                                "container {id}: its cgroup no longer holds its init {} (was it removed?): signalling the init directly",
+                                st.pid
+                            )
+                        });
+                        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
+                        unsafe {
+                            libc::syscall(
+                                libc::SYS_pidfd_send_signal,
+                                pidfd.as_raw_fd(),
+                                sig,
+                                std::ptr::null::<libc::siginfo_t>(),
+                                0,
+                            )
+                        };
+                    }
+                }
+            }
             return Ok(());
         }
         if status == Status::Stopped {

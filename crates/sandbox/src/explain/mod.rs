@@ -13,6 +13,8 @@
 //!   ([`redirect_to_fd`], [`decode_lines`]).
 
 pub mod catalog;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod render;
 
 use crate::logging::{self, Role};
@@ -144,6 +146,8 @@ pub fn deliver(ev: Event) {
 /// Narrate a step. `detail` runs only when narration or step logging is on.
 #[inline]
 pub fn step(def: &'static StepDef, detail: impl FnOnce() -> String) {
+    #[cfg(feature = "fault-injection")]
+    fault::before(def.key);
     let flags = FLAGS.load(Ordering::Relaxed);
     if flags & (EXPLAIN | LOG_STEPS) != 0 {
         step_slow(flags, def, detail());

@@ -113,8 +113,14 @@ pub fn sealed_self() -> Result<OwnedFd> {
     }
     // SAFETY: fd is a new descriptor we own.
     let mem = unsafe { OwnedFd::from_raw_fd(fd) };
-    let exe = std::fs::File::open("/proc/self/exe")
-        .map_err(|e| Error::io("open", "/proc/self/exe", e))?;
+    let exe = std::fs::File::open("/proc/self/exe").map_err(|e| {
+        let path = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "/proc/self/exe".into());
+        Error::msg(format!(
+            "cannot read the runtime's own executable {path} (through /proc/self/exe) to give the container a sealed copy of it: {e}; without privilege for a read-only bind mount of it, the copy is the only protection against CVE-2019-5736: make the file readable (chmod a+r)"
+        ))
+    })?;
     let size = exe.metadata().map(|m| m.len()).unwrap_or(0);
     let mut done = 0u64;
     while done < size {
@@ -288,7 +294,7 @@ struct ExecPlan<'a> {
     /// The number the channel takes in the child.
     chan_no: RawFd,
     argv: [*const libc::c_char; 3],
-    envp: [*const libc::c_char; 3],
+    envp: [*const libc::c_char; 5],
     tasks: Vec<CString>,
 }
 
@@ -310,11 +316,26 @@ fn spawn_inner(
             .join(",")
     ))
     .unwrap_or_default();
+    // The test build passes NK_FAULT on, so the child side can crash too.
+    #[cfg(feature = "fault-injection")]
+    let fault_env: Vec<CString> = explain::fault::env_entries()
+        .into_iter()
+        .filter_map(|e| CString::new(e).ok())
+        .collect();
+    #[cfg(not(feature = "fault-injection"))]
+    let fault_env: Vec<CString> = Vec::new();
+    let extra = |i: usize| fault_env.get(i).map_or(std::ptr::null(), |e| e.as_ptr());
     let plan = ExecPlan {
         pre,
         chan_no,
         argv: [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()],
-        envp: [env_s.as_ptr(), keep_env.as_ptr(), std::ptr::null()],
+        envp: [
+            env_s.as_ptr(),
+            keep_env.as_ptr(),
+            extra(0),
+            extra(1),
+            std::ptr::null(),
+        ],
         tasks: pre
             .cgroup_tasks
             .iter()

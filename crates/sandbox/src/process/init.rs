@@ -184,7 +184,8 @@ pub fn main() -> ! {
     explain::redirect_to_fd(-1);
     // After the parent is gone (past the barrier) the error only reaches stderr.
     if chan().send(&ToParent::Error(e.to_string())).is_err() {
-        eprintln!("nk-runtime: {e}");
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "nk-runtime: {e}");
     }
     std::process::exit(127);
 }

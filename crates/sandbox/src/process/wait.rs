@@ -26,6 +26,22 @@ pub fn forwarded_set() -> SigSet {
     s
 }
 
+/// Signals read from the signalfd per round of the wait loop.
+const SIGNAL_BATCH: usize = 64;
+
+/// Did this process cause the signal itself? The kernel sends SIGPIPE (and
+/// SIGXFSZ) for a failed write as if the writer had sent it to itself
+/// (SI_USER from our own pid); SIGTTIN and SIGTTOU come from the kernel for
+/// our own terminal I/O (the container leads a session of its own, so it
+/// cannot have caused them in our process group). None of these is meant
+/// for the container.
+pub fn caused_by_us(si: &libc::signalfd_siginfo) -> bool {
+    let sig = si.ssi_signo as i32;
+    let from_self = si.ssi_code <= 0 && si.ssi_pid == std::process::id();
+    let tty_io = si.ssi_code == libc::SI_KERNEL && matches!(sig, libc::SIGTTIN | libc::SIGTTOU);
+    from_self || tty_io
+}
+
 /// Blocked signals, restored when dropped.
 pub struct Blocked {
     old: SigSet,
@@ -159,8 +175,20 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
             break;
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            while let Ok(Some(si)) = sfd.read_signal() {
+            // A bounded batch: the pidfd and the pty are looked at between
+            // batches whatever keeps arriving.
+            for _ in 0..SIGNAL_BATCH {
+                let Ok(Some(si)) = sfd.read_signal() else {
+                    break;
+                };
                 let sig = si.ssi_signo as i32;
+                if caused_by_us(&si) {
+                    // Our own write to a closed pipe (SIGPIPE), or our own
+                    // terminal I/O from the background: nothing the container
+                    // did or should hear about. Forwarding and narrating it
+                    // would cause the next one (a spin).
+                    continue;
+                }
                 if sig == libc::SIGCHLD {
                     if fg.reap_orphans {
                         reap_others(fg.pid);

@@ -1,0 +1,184 @@
+//! Crash safety of VM-mode create (tests/crash.rs does container mode): the
+//! fault-injection build dies with SIGKILL before each step `create
+//! --mode=vm` passes; `delete -f` by the shipped binary must then leave no
+//! state directory, cgroup, monitor or QEMU process, and the id must be
+//! usable again. Steps before the monitor's "go" cost no boot; the three
+//! after the boot (vm.monitor, state.created, pid_file) cost one each, so
+//! this test boots three guests.
+
+#[path = "vm_support.rs"]
+mod vm_support;
+
+use nk_tests::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The steps that need the guest booted first: one boot each.
+const AFTER_BOOT: &[&str] = &["vm.monitor", "state.created", "pid_file"];
+
+struct Vm {
+    dir: TempDir,
+    root: PathBuf,
+    bundle: Bundle,
+    id: String,
+}
+
+impl Vm {
+    fn new() -> Vm {
+        let dir = TempDir::new("nk-crashvm");
+        let root = std::fs::canonicalize(dir.path()).unwrap().join("root");
+        std::fs::create_dir(&root).unwrap();
+        Vm {
+            dir,
+            root,
+            bundle: Bundle::new(&["sleep", "100000"]),
+            id: unique_id("crashvm"),
+        }
+    }
+
+    /// `create --mode=vm` by the fault build, crashing at `step`; returns
+    /// the steps this create passed (from its trace) and whether it died
+    /// where asked.
+    fn create(&self, step: &str) -> (Vec<String>, bool) {
+        let trace = self
+            .dir
+            .path()
+            .join(format!("trace-{}", step.replace('.', "_")));
+        std::fs::write(&trace, "").unwrap();
+        let pf = self.dir.path().join("pid");
+        let err = self.dir.path().join("err");
+        let mut c = Command::new(fault_runtime());
+        c.arg("--root")
+            .arg(&self.root)
+            .args(["create", "--mode=vm", "--pid-file"])
+            .arg(&pf)
+            .args(["--bundle", &self.bundle.path(), &self.id])
+            .env("NK_VM_AGENT", vm_support::agent())
+            .env("NK_FAULT", format!("{step}:parent"))
+            .env("NK_FAULT_TRACE", &trace)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap());
+        let mut child = c.spawn().unwrap();
+        let pid = child.id().to_string();
+        let st = child.wait().unwrap();
+        let text = std::fs::read_to_string(&trace).unwrap_or_default();
+        let fired = text
+            .lines()
+            .any(|l| l == format!("parent {step} fault {pid}"));
+        // The create's own steps (the monitor it starts traces too).
+        let steps = text
+            .lines()
+            .filter(|l| l.starts_with("parent ") && l.ends_with(&format!(" {pid}")))
+            .filter(|l| !l.contains(" fault "))
+            .filter_map(|l| l.split(' ').nth(1).map(String::from))
+            .collect();
+        (steps, fired && st.code().is_none())
+    }
+
+    fn leftovers(&self) -> Leftovers {
+        leftovers(&self.root, &self.id, &[self.bundle.dir.path()], "")
+    }
+}
+
+fn shipped(root: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let o = run_to_files(
+        Command::new(runtime())
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .env_remove("NK_FAULT"),
+    );
+    (o.status.code(), stderr(&o))
+}
+
+fn pids_of(l: &Leftovers) -> BTreeSet<i32> {
+    l.0.iter()
+        .filter_map(|e| e.strip_prefix("process "))
+        .filter_map(|r| r.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn vm_create_crashed_at_every_step_leaves_nothing() {
+    require_root();
+    // The killed create's monitor is orphaned to us: we reap it as an init would.
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let vm = Vm::new();
+    // The last step first: one boot, and the trace lists every step before it.
+    let mut order: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    let mut todo: Vec<String> = vec!["pid_file".into()];
+    let mut i = 0;
+    while i < todo.len() {
+        let step = todo[i].clone();
+        i += 1;
+        let (steps, fired) = vm.create(&step);
+        if order.is_empty() {
+            order = steps.clone();
+            let mut seen = BTreeSet::new();
+            // Each step once; those after the boot last (they boot a guest).
+            let mut before: Vec<String> = Vec::new();
+            let mut after: Vec<String> = Vec::new();
+            for s in &steps {
+                if s != "pid_file" && seen.insert(s.clone()) {
+                    if AFTER_BOOT.contains(&s.as_str()) {
+                        after.push(s.clone());
+                    } else {
+                        before.push(s.clone());
+                    }
+                }
+            }
+            todo.extend(before);
+            todo.extend(after);
+        }
+        if !fired {
+            failures.push(format!("{step}: the fault did not fire"));
+            continue;
+        }
+        let before = vm.leftovers();
+        let pids = pids_of(&before);
+        let (code, err) = shipped(&vm.root, &["delete", "-f", &vm.id]);
+        if code != Some(0) {
+            failures.push(format!("{step}: delete -f failed: {err}"));
+        }
+        let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
+        let _ = std::panic::catch_unwind(|| {
+            wait_for("the monitor and QEMU to go", DEADLINE, || {
+                for &p in &pids {
+                    // SAFETY: waitpid on one pid, non-blocking.
+                    unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
+                }
+                pids.iter().all(gone).then_some(())
+            })
+        });
+        let after = vm.leftovers();
+        let alive: Vec<_> = pids.iter().filter(|p| !gone(p)).collect();
+        if !after.is_empty() || !alive.is_empty() {
+            failures.push(format!("{step}: left {after}; processes {alive:?}"));
+        }
+        rows.push((step, before, after));
+    }
+    // Every crash above re-created the same id (each got past state.claim
+    // of the one before); once more after the last, through the claim.
+    let (_, fired) = vm.create("cgroup.create");
+    assert!(fired, "the id could not be claimed again");
+    let (code, err) = shipped(&vm.root, &["delete", "-f", &vm.id]);
+    assert_eq!(code, Some(0), "{err}");
+    println!("\nVM create: crash at step -> left before delete -f -> left after\n");
+    println!("| step | left before delete -f | left after |\n|---|---|---|");
+    for (step, before, after) in &rows {
+        println!("| {step} | {} | {} |", before.summary(), after.summary());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for s in ["vm.image", "vm.accel", "vm.monitor"] {
+        assert!(
+            rows.iter().any(|(k, _, _)| k == s),
+            "{s} was not crashed at: {order:?}"
+        );
+    }
+    assert!(vm.leftovers().is_empty(), "{}", vm.leftovers());
+}
