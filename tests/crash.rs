@@ -62,6 +62,9 @@ enum Variant {
     Userns,
     /// Joins the user namespace of another container.
     UsernsJoin,
+    /// Joins the pid namespace of another container: the first init hands
+    /// over to its clone in that namespace.
+    PidJoin,
     /// No mount namespace: mounts are made on the host, delete detaches them.
     HostMounts,
     /// `--no-pivot`, and an existing IPC namespace joined by path.
@@ -76,6 +79,7 @@ impl Variant {
             Variant::Full => "full",
             Variant::Userns => "userns",
             Variant::UsernsJoin => "userns-join",
+            Variant::PidJoin => "pid-join",
             Variant::HostMounts => "no-mountns",
             Variant::NoPivot => "no-pivot",
             Variant::Terminal => "terminal",
@@ -130,7 +134,8 @@ struct World {
     mark: PathBuf,
     id: String,
     marker: String,
-    /// The container whose user namespace Variant::UsernsJoin joins.
+    /// The container whose user (Variant::UsernsJoin) or pid
+    /// (Variant::PidJoin) namespace this one joins.
     holder: Option<(PathBuf, String)>,
     /// Options for create and run (`--no-pivot`).
     flags: Vec<&'static str>,
@@ -204,8 +209,10 @@ impl World {
             variant,
             seq: std::cell::Cell::new(0),
         };
-        if variant == Variant::UsernsJoin {
-            w.holder = Some(w.start_holder());
+        match variant {
+            Variant::UsernsJoin => w.holder = Some(w.start_holder(true)),
+            Variant::PidJoin => w.holder = Some(w.start_holder(false)),
+            _ => {}
         }
         w.write_config(variant);
         w
@@ -260,6 +267,14 @@ impl World {
                     json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}),
                 );
             }
+            Variant::PidJoin => {
+                let (root, id) = self.holder.as_ref().unwrap();
+                let st = rt_state(root, id);
+                let pid = st["pid"].as_i64().unwrap();
+                let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "pid");
+                ns.push(json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")}));
+            }
             Variant::HostMounts => {
                 c["linux"]["namespaces"] = json!([{"type": "pid"}]);
                 c["linux"]["maskedPaths"] = json!([]);
@@ -293,8 +308,9 @@ impl World {
         }));
     }
 
-    /// A running container with a user namespace, in a root of its own.
-    fn start_holder(&self) -> (PathBuf, String) {
+    /// A running container (with a user namespace when `userns`), in a
+    /// root of its own.
+    fn start_holder(&self, userns: bool) -> (PathBuf, String) {
         let base = std::fs::canonicalize(self.dir.path()).unwrap();
         let hb = base.join("holder-bundle");
         let hr = base.join("holder-root");
@@ -303,7 +319,9 @@ impl World {
         c["root"]["path"] = json!(rootfs());
         c["process"]["terminal"] = json!(false);
         c["process"]["args"] = json!(["sleep", "100000"]);
-        Self::userns(&mut c, &self.mark);
+        if userns {
+            Self::userns(&mut c, &self.mark);
+        }
         std::fs::write(hb.join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
         let id = format!("{}-holder", self.id);
         let o = rt(
@@ -701,6 +719,7 @@ fn crash_at_every_step_leaves_nothing_after_delete_force() {
         Variant::Full,
         Variant::Userns,
         Variant::UsernsJoin,
+        Variant::PidJoin,
         Variant::HostMounts,
         Variant::NoPivot,
         Variant::Terminal,
