@@ -784,3 +784,45 @@ fn create_refuses_a_cgroup_with_host_processes_and_the_root_cgroup() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// A container that joins a pid namespace by path (a pod's shared pid
+// namespace, `docker run --pid container:X`) gets a procfs of that
+// namespace. One of the runtime's would show the host's processes, and
+// /proc/1/root would be the host's root directory.
+
+#[test]
+fn a_joined_pid_namespace_gets_its_own_procfs_not_the_hosts() {
+    require_root();
+    let holder = nk_tests::Unshared::new("--pid");
+    let (path, _) = holder.ns("pid_for_children");
+    let host_init = std::fs::read("/proc/1/cmdline").unwrap();
+    for (name, root) in runtimes() {
+        let mut b = Bundle::new(&["sh", "-c", "cat /proc/1/cmdline; echo"]);
+        b.edit(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "pid");
+            ns.push(json!({"type": "pid", "path": path}));
+        });
+        let id = unique_id("rt-pidjoin");
+        let o = root.run(&["run", "--bundle", &b.path(), &id]);
+        let _ = root.run(&["delete", "-f", &id]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{name}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let first = out.lines().next().unwrap_or("");
+        assert_eq!(
+            first.replace('\0', " ").trim(),
+            "sleep 1000",
+            "{name}: /proc/1 in the container is not the joined namespace's init"
+        );
+        assert_ne!(
+            first.as_bytes(),
+            &host_init[..],
+            "{name}: the container's /proc shows the host's pid 1"
+        );
+    }
+}

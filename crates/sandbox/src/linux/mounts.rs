@@ -198,6 +198,21 @@ pub struct MountCtx<'a> {
     pub label: Option<&'a str>,
     /// Detached, idmapped trees made by the parent, by mount index.
     pub idmapped: &'a [(usize, OwnedFd)],
+    /// The pid namespace the config joins by path, which this process is
+    /// not in yet: procfs is mounted for that namespace (`pidns=`), never
+    /// for the runtime's, whose processes it would show.
+    pub pidns: Option<BorrowedFd<'a>>,
+}
+
+/// What [`mount_entry`] did with a mount.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mounted {
+    Done,
+    /// A procfs for a joined pid namespace on a kernel without procfs's
+    /// `pidns=` option (before Linux 6.15): its directory is made, and the
+    /// caller mounts it again from inside that namespace, once its root is
+    /// the container's.
+    Deferred,
 }
 
 fn sys_mount(
@@ -211,7 +226,7 @@ fn sys_mount(
 }
 
 /// Mount one config entry inside the rootfs.
-pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
+pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("");
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
@@ -243,7 +258,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
     };
 
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(ctx, m, &opts, idx);
+        return mount_cgroup(ctx, m, &opts, idx).map(|()| Mounted::Done);
     }
 
     let data_with_label = |data: &str| -> String {
@@ -302,7 +317,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
         apply_propagation(&fd_path(top.as_fd()), &opts)
             .map_err(|e| err("set propagation".into(), e))?;
         apply_recursive(top.as_fd(), &opts).map_err(|e| err("mount_setattr".into(), e))?;
-        return Ok(());
+        return Ok(Mounted::Done);
     }
 
     if typ == "proc" || typ == "sysfs" {
@@ -325,7 +340,16 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
     if late_ro {
         flags.remove(MsFlags::MS_RDONLY);
     }
-    let data = data_with_label(&opts.data);
+    let mut data = data_with_label(&opts.data);
+    let pidns = ctx.pidns.filter(|_| typ == "proc");
+    if let Some(ns) = pidns {
+        let opt = format!("pidns=/proc/self/fd/{}", ns.as_raw_fd());
+        data = if data.is_empty() {
+            opt
+        } else {
+            format!("{data},{opt}")
+        };
+    }
     let src_opt = if src.is_empty() {
         Some(typ)
     } else {
@@ -360,6 +384,13 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 MsFlags::empty(),
             );
+        }
+        Err(nix::errno::Errno::EINVAL) if pidns.is_some() => {
+            // A kernel before 6.15 does not know pidns=. Mounting procfs here
+            // would show the runtime's pid namespace (the host's processes,
+            // and /proc/1/root) to the container: leave it for the process
+            // inside the joined namespace.
+            return Ok(Mounted::Deferred);
         }
         Err(nix::errno::Errno::EINVAL) if typ == "mqueue" && ctx.userns => {
             sys_mount(
@@ -401,7 +432,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<()> {
     apply_propagation(&fd_path(top.as_fd()), &opts)
         .map_err(|e| err("set propagation".into(), e))?;
     apply_recursive(top.as_fd(), &opts).map_err(|e| err("mount_setattr".into(), e))?;
-    Ok(())
+    Ok(Mounted::Done)
 }
 
 /// procfs and sysfs go where the config says, not where the image points:

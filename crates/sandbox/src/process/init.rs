@@ -288,6 +288,17 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     let fifo_path = take_passed(FD_EXEC_FIFO)
         .ok_or_else(|| Error::msg("the runtime passed no exec.fifo descriptor"))?;
     let mut pty_master: Option<OwnedFd> = None;
+    // The pid namespace joined by path: procfs is mounted for it (and the
+    // init moves into it after pivot_root).
+    let pidns = if req.pid_handover {
+        Some(
+            take_passed(FD_PIDNS)
+                .ok_or_else(|| Error::msg("the runtime passed no pid namespace to enter"))?,
+        )
+    } else {
+        None
+    };
+    let mut deferred: Vec<usize> = Vec::new();
     // The rootfs is built in the container's mount namespace, whether new or
     // joined by path (as runc and crun do), or without one in the runtime's.
     {
@@ -306,9 +317,12 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                 userns: req.userns,
                 label: linux::lsm::mount_label(linux.mount_label().as_deref()),
                 idmapped: &idmapped,
+                pidns: pidns.as_ref().map(|f| f.as_fd()),
             };
             for (i, m) in mounts.iter().enumerate() {
-                linux::mounts::mount_entry(&ctx, m, i)?;
+                if linux::mounts::mount_entry(&ctx, m, i)? == linux::mounts::Mounted::Deferred {
+                    deferred.push(i);
+                }
             }
             if !linux::devices::dev_is_bind(&mounts) {
                 let mut nodes = linux::devices::defaults();
@@ -350,8 +364,9 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                 linux::rootfs::pivot(&req.rootfs)?;
             }
             linux::rootfs::set_root_propagation(linux.rootfs_propagation().as_deref())?;
-            if req.pid_handover {
-                enter_pid_namespace(req)?;
+            if let Some(ns) = pidns {
+                enter_pid_namespace(req, ns)?;
+                mount_deferred(req, &mounts, &deferred)?;
             }
         }
         let _g = explain::phase(Phase::Mounts);
@@ -423,12 +438,10 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
 /// CLONE_PARENT (the runtime is the new init's parent), and this process
 /// exits. The runtime records the new pid and confirms it; the new init then
 /// goes on where this one stopped (a fork: it is single-threaded).
-fn enter_pid_namespace(req: &mut InitRequest) -> Result<()> {
+fn enter_pid_namespace(req: &mut InitRequest, fd: OwnedFd) -> Result<()> {
     explain::step(&catalog::PID_HANDOVER, || {
         "setns(pid namespace of linux.namespaces, CLONE_NEWPID); clone3(CLONE_PARENT)".into()
     });
-    let fd = take_passed(FD_PIDNS)
-        .ok_or_else(|| Error::msg("the runtime passed no pid namespace to enter"))?;
     nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
         .map_err(|e| Error::sys("setns into the pid namespace of linux.namespaces", e))?;
     drop(fd);
@@ -466,6 +479,50 @@ fn enter_pid_namespace(req: &mut InitRequest) -> Result<()> {
     match chan().recv::<ToChild>()? {
         Some((ToChild::Reborn(pid), _)) => req.host_pid = pid,
         _ => return Err(Error::msg("the runtime did not take over the new init")),
+    }
+    Ok(())
+}
+
+/// Mount the procfs entries that could not be mounted for the joined pid
+/// namespace before pivot_root (a kernel without procfs's `pidns=`): now
+/// this process is in that namespace and its root is the container's, so
+/// procfs shows that namespace. With a user namespace of its own the mount
+/// namespace holds no visible procfs any more, and the kernel refuses a new
+/// one: the error says why.
+fn mount_deferred(
+    req: &InitRequest,
+    mounts: &[oci_spec::runtime::Mount],
+    idx: &[usize],
+) -> Result<()> {
+    if idx.is_empty() {
+        return Ok(());
+    }
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open / after pivot_root", e))?;
+    let ctx = linux::mounts::MountCtx {
+        root: root.as_fd(),
+        rootfs: Path::new("/"),
+        cgroup: &req.cgroup_mount,
+        userns: req.userns,
+        label: None,
+        idmapped: &[],
+        pidns: None,
+    };
+    for &i in idx {
+        linux::mounts::mount_entry(&ctx, &mounts[i], i).map_err(|e| {
+            Error::msg(format!(
+                "{e} (mounted from inside the pid namespace joined by path, because this kernel has no procfs pidns= option, Linux 6.15 and later{})",
+                if req.userns {
+                    "; in a user namespace that needs a newer kernel"
+                } else {
+                    ""
+                }
+            ))
+        })?;
     }
     Ok(())
 }
