@@ -217,6 +217,33 @@ fn pods_through_containerd_cri() {
     // Phase 2, one handler at a time: what needs the node to itself (many
     // pods, then nothing left), then the latencies.
     outcomes.extend(run_handlers(&node, &handlers, 1, |s| s.alone));
+    // A failed scenario runs again (twice at most) before it counts, with
+    // runc as with nk, and the table says so: on a loaded machine
+    // containerd 1.6 can report a runc container killed by the OOM killer
+    // as "Error" (its shim reads the exit before the OOM event), whatever
+    // the runtime did.
+    let mut retried = Vec::new();
+    for (i, h, out) in outcomes.iter_mut() {
+        if !matches!(out, Outcome::Fail(_)) || *h == "nk-vm" {
+            continue;
+        }
+        let cx = Ctx {
+            node: &node,
+            handler: h,
+        };
+        for attempt in 2..=3 {
+            let again = run_one(&cx, &SCENARIOS[*i]);
+            if matches!(again, Outcome::Pass(_)) {
+                if let Outcome::Fail(first) = std::mem::replace(out, again) {
+                    retried.push(format!(
+                        "  {h}: {}: passed on attempt {attempt}; first: {first}",
+                        SCENARIOS[*i].name
+                    ));
+                }
+                break;
+            }
+        }
+    }
     let mut leftovers = Vec::new();
     let mut latencies = Vec::new();
     for &handler in &handlers {
@@ -250,6 +277,12 @@ fn pods_through_containerd_cri() {
             w("nk"),
             w("nk-vm")
         ));
+    }
+    if !retried.is_empty() {
+        say("cri: passed only when run again:");
+        for r in &retried {
+            say(r);
+        }
     }
     let mut problems = Vec::new();
     for (i, h, out) in &outcomes {
