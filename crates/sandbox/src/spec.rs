@@ -6,24 +6,14 @@
 //! config fail before any state, cgroup or mount exists.
 
 use crate::error::{Error, Result};
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use crate::linux::mounts::MountExt;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 /// The largest config.json accepted. Real configs are a few KiB; a 10 MB one is
 /// an attack on the parser or on the state directory, not a container.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-
-/// Extra per-mount fields of runtime-spec 1.1 (`uidMappings`, `gidMappings`)
-/// that the `oci-spec` types do not carry; read from the same bytes.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MountExt {
-    #[serde(default)]
-    pub uid_mappings: Option<Vec<LinuxIdMapping>>,
-    #[serde(default)]
-    pub gid_mappings: Option<Vec<LinuxIdMapping>>,
-}
 
 #[derive(Debug, Default, serde::Deserialize)]
 struct SpecExt {
@@ -364,20 +354,6 @@ pub fn has_dotdot(p: &Path) -> bool {
     p.components().any(|c| c == Component::ParentDir)
 }
 
-/// The namespace type's name as it appears in config.json.
-pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mount",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "network",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
 /// What the caller needs validated besides the document itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ValidateOpts {
@@ -446,7 +422,7 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             if !ns_seen.insert(t as u64) {
                 return Err(err(
                     &format!("linux.namespaces[{i}].type"),
-                    format!("{:?} appears twice", ns_name(t)),
+                    format!("{:?} appears twice", crate::linux::namespaces::name(t)),
                 ));
             }
             match ns.path() {

@@ -444,35 +444,7 @@ fn valid_page_size(s: &str) -> bool {
     !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The most entries a CPU or memory-node list may expand to.
-const MAX_CPU_LIST: usize = 1 << 16;
-
-/// Parse a cpuset list such as `0-2,4`; None when malformed (or expanding
-/// to more than 65536 entries).
-pub fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
-    let mut out = Vec::new();
-    for part in s.trim().split(',') {
-        let part = part.trim();
-        if part.is_empty() {
-            return None;
-        }
-        if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-            if a > b || b - a > 65536 {
-                return None;
-            }
-            out.extend(a..=b);
-        } else {
-            out.push(part.parse().ok()?);
-        }
-        // Many ranges could otherwise add up to billions of entries (a 4 MiB
-        // config of "0-65535," repeated): no machine has more CPUs than this.
-        if out.len() > MAX_CPU_LIST {
-            return None;
-        }
-    }
-    Some(out)
-}
+pub use crate::linux::procattr::parse_cpu_list;
 
 /// Options for building a manager.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
 use crate::process::clone;
-use crate::process::init::{
+use crate::process::messages::{
     InitKind, InitRequest, FD_CONFIG, FD_EXEC_FIFO, FD_IDMAP_PREFIX, FD_PIDNS,
 };
 use crate::spec::{self, Bundle, ValidateOpts};
@@ -185,7 +185,7 @@ fn plan(b: &Bundle) -> Result<Plan> {
             continue;
         }
         if let Some(path) = joined.get(&(t as u64)) {
-            p.join.push((spec::ns_name(t).to_string(), path.clone()));
+            p.join.push((namespaces::name(t).to_string(), path.clone()));
         }
     }
     // What such a container may not ask for is refused by spec::validate.
@@ -490,7 +490,7 @@ impl Runtime {
             let ns = match &plan.maps {
                 Some((u, g)) => {
                     if !made.iter().any(|(p, _)| p.maps == plan.maps) {
-                        made.push((plan.clone(), linux::userns::with_maps(u, g)?));
+                        made.push((plan.clone(), crate::process::userns::with_maps(u, g)?));
                     }
                     made.iter()
                         .find(|(p, _)| p.maps == plan.maps)

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, namespaces};
 use crate::process::clone;
-use crate::process::init::{InitKind, InitRequest};
+use crate::process::messages::{InitKind, InitRequest};
 use crate::state::{self, Status};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -376,7 +376,7 @@ fn open_namespaces(
 fn narrate_joins(join: &[(LinuxNamespaceType, PathBuf, OwnedFd)], chroot: Option<&std::ffi::CStr>) {
     explain::step(&catalog::EXEC_JOIN, || {
         join.iter()
-            .map(|(t, p, _)| format!("{}:{}", crate::spec::ns_name(*t), p.display()))
+            .map(|(t, p, _)| format!("{}:{}", namespaces::name(*t), p.display()))
             .collect::<Vec<_>>()
             .join(" ")
     });

@@ -507,6 +507,17 @@ fn apply_propagation(target: &str, opts: &Parsed) -> nix::Result<()> {
     Ok(())
 }
 
+/// Extra per-mount fields of runtime-spec 1.1 (`uidMappings`, `gidMappings`)
+/// that the `oci-spec` types do not carry; read from the same bytes.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountExt {
+    #[serde(default)]
+    pub uid_mappings: Option<Vec<LinuxIdMapping>>,
+    #[serde(default)]
+    pub gid_mappings: Option<Vec<LinuxIdMapping>>,
+}
+
 /// How a mount is idmapped: asked for with the `idmap`/`ridmap` option or by
 /// giving the mount its own uidMappings/gidMappings.
 #[derive(Debug, Clone, PartialEq)]
@@ -521,7 +532,7 @@ pub struct IdmapPlan {
 }
 
 /// Whether mount `m` is idmapped (with `ext`, its entry in Bundle::mount_ext).
-pub fn idmap_plan(m: &Mount, ext: Option<&crate::spec::MountExt>) -> Option<IdmapPlan> {
+pub fn idmap_plan(m: &Mount, ext: Option<&MountExt>) -> Option<IdmapPlan> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let maps = ext.and_then(|e| {
         let u = e.uid_mappings.clone().unwrap_or_default();
@@ -951,7 +962,7 @@ mod tests {
         assert!(p.recursive && p.rbind && p.maps.is_none());
         check_idmap(&r, &p).unwrap();
         // Mappings alone make it idmapped (not recursive).
-        let ext: crate::spec::MountExt = serde_json::from_str(
+        let ext: MountExt = serde_json::from_str(
             r#"{"uidMappings":[{"containerID":0,"hostID":1,"size":1}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
         )
         .unwrap();

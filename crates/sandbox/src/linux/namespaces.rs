@@ -202,13 +202,27 @@ pub fn open_recorded(
             now.get_or_insert(st.st_ino);
         }
         if let Some(now) = now {
-            let name = proc_name(t);
+            let proc = proc_name(t);
             return Err(Error::msg(format!(
-                "the container's init (pid {pid}) is no longer in the {} namespace it was created with ({name}:[{}], now {name}:[{now}]): exec joins only the namespaces of linux.namespaces, never one the container made itself",
-                crate::spec::ns_name(t),
+                "the container's init (pid {pid}) is no longer in the {} namespace it was created with ({proc}:[{}], now {proc}:[{now}]): exec joins only the namespaces of linux.namespaces, never one the container made itself",
+                name(t),
                 r.ino
             )));
         }
     }
     Ok(out)
+}
+
+/// The namespace type's name as it appears in config.json.
+pub fn name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
 }

@@ -377,7 +377,7 @@ pub fn send_to_listener(
     metadata: &str,
 ) -> Result<()> {
     let mut msg = serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
+        "ociVersion": crate::OCI_VERSION,
         "fds": ["seccompFd"],
         "pid": pid,
         "state": state,
