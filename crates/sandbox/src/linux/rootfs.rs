@@ -104,25 +104,10 @@ fn prop_name(f: MsFlags) -> String {
 /// pivot_root refuses a new root whose parent mount is shared: make the mount
 /// that holds the rootfs private (only that one mount).
 fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut best: Option<(String, bool)> = None;
-    for line in mi.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() < 7 {
-            continue;
-        }
-        let mp = f[4];
-        if rootfs.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() >= b.len()) {
-            let shared = f[6..]
-                .iter()
-                .take_while(|x| **x != "-")
-                .any(|x| x.starts_with("shared:"));
-            best = Some((mp.to_string(), shared));
-        }
-    }
-    if let Some((mp, true)) = best {
-        nix::mount::mount::<str, str, str, str>(None, mp.as_str(), None, MsFlags::MS_PRIVATE, None)
-            .sys(|| format!("make {mp} private"))?;
+    let mounts = super::mountinfo::read_self();
+    if let Some(m) = super::mountinfo::holding(&mounts, rootfs).filter(|m| m.is_shared()) {
+        nix::mount::mount::<Path, Path, str, str>(None, &m.point, None, MsFlags::MS_PRIVATE, None)
+            .sys(|| format!("make {} private", m.point.display()))?;
     }
     Ok(())
 }
