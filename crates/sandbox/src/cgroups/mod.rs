@@ -746,6 +746,24 @@ fn missing(field: &str, ctrl: &str, where_: &str) -> Error {
     ))
 }
 
+/// linux.cgroupsPath (no `..`) and linux.resources (values each
+/// controller takes).
+pub fn check(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    use crate::error::FieldError;
+    if let Some(cg) = linux.cgroups_path() {
+        if crate::linux::fs::has_dotdot(cg) {
+            return Err(FieldError::new(
+                "linux.cgroupsPath",
+                format!("{} must not contain '..'", cg.display()),
+            ));
+        }
+    }
+    match linux.resources() {
+        Some(res) => validate_resources(res).map_err(FieldError::below("linux.resources")),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! A fake cgroupfs in a temp directory: directories and plain files.

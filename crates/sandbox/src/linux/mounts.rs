@@ -909,6 +909,51 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
     Ok(())
 }
 
+/// mounts[i]: a destination inside the rootfs, no NUL bytes, known options,
+/// and an idmapped mount this runtime can make.
+pub fn check(i: usize, m: &Mount, ext: Option<&MountExt>, userns: bool) -> crate::error::Checked {
+    use crate::error::FieldError;
+    let d = m.destination();
+    if d.as_os_str().is_empty() {
+        return Err(FieldError::new(format!("mounts[{i}].destination"), "empty"));
+    }
+    for (f, v) in [
+        ("destination", Some(d.as_os_str())),
+        ("source", m.source().as_ref().map(|p| p.as_os_str())),
+        ("type", m.typ().as_ref().map(std::ffi::OsStr::new)),
+    ] {
+        if v.is_some_and(|v| v.as_encoded_bytes().contains(&0)) {
+            return Err(FieldError::new(
+                format!("mounts[{i}].{f}"),
+                "contains a NUL byte",
+            ));
+        }
+    }
+    if super::fs::has_dotdot(d) {
+        return Err(FieldError::new(
+            format!("mounts[{i}].destination"),
+            format!(
+                "{} contains '..': a destination must stay inside the rootfs",
+                d.display()
+            ),
+        ));
+    }
+    for o in m.options().iter().flatten() {
+        check_option(o)
+            .map_err(|reason| FieldError::new(format!("mounts[{i}].options"), reason))?;
+    }
+    if let Some(plan) = idmap_plan(m, ext) {
+        check_idmap(m, &plan).map_err(FieldError::below(&format!("mounts[{i}]")))?;
+        if plan.maps.is_none() && !userns {
+            return Err(FieldError::new(
+                format!("mounts[{i}].options"),
+                "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -353,3 +353,16 @@ pub fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
     }
     Ok(())
 }
+
+/// linux.personality: no flags (the runtime spec defines none).
+pub fn check_personality(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    match linux.personality() {
+        Some(p) if p.flags().as_ref().is_some_and(|f| !f.is_empty()) => {
+            Err(crate::error::FieldError::new(
+                "linux.personality.flags",
+                "no personality flags are defined by the runtime spec; remove them",
+            ))
+        }
+        _ => Ok(()),
+    }
+}

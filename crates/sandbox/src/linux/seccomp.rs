@@ -413,6 +413,14 @@ pub fn library_version() -> String {
     }
 }
 
+/// linux.seccomp: a profile this runtime can compile and load.
+pub fn check(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    match linux.seccomp() {
+        Some(sc) => validate(sc).map_err(crate::error::FieldError::below("linux.seccomp")),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

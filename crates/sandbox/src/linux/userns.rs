@@ -66,3 +66,53 @@ pub fn write_one(pid: i32, file: &str, maps: &[LinuxIdMapping], helper: &str) ->
         ))),
     }
 }
+
+/// linux.uidMappings and gidMappings: only with a user namespace, both for
+/// a new one, each range non-empty and inside the 32-bit id space.
+pub fn check_mappings(
+    linux: &oci_spec::runtime::Linux,
+    asked: &super::namespaces::Asked,
+) -> crate::error::Checked {
+    use crate::error::FieldError;
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if maps && !asked.userns {
+        return Err(FieldError::new(
+            "linux.uidMappings",
+            "id mappings need a user namespace in linux.namespaces",
+        ));
+    }
+    let both = [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ];
+    if asked.new_userns {
+        for (field, m) in &both {
+            if m.as_ref().is_none_or(|m| m.is_empty()) {
+                return Err(FieldError::new(
+                    *field,
+                    "a new user namespace needs uidMappings and gidMappings (without a gid mapping not even gid 0 exists in it)",
+                ));
+            }
+        }
+    }
+    for (field, maps) in both {
+        for (i, m) in maps.iter().flatten().enumerate() {
+            if m.size() == 0 {
+                return Err(FieldError::new(
+                    format!("{field}[{i}].size"),
+                    "must be at least 1",
+                ));
+            }
+            if (m.container_id() as u64 + m.size() as u64) > u32::MAX as u64
+                || (m.host_id() as u64 + m.size() as u64) > u32::MAX as u64
+            {
+                return Err(FieldError::new(
+                    format!("{field}[{i}]"),
+                    "range runs past the largest id (4294967295)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
