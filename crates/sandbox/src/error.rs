@@ -95,9 +95,18 @@ impl FieldError {
         }
     }
 
-    /// The error of a check that returns (field, reason) below `prefix`.
-    pub fn below(prefix: &str) -> impl Fn((String, String)) -> FieldError + '_ {
-        move |(field, reason)| FieldError::new(format!("{prefix}.{field}"), reason)
+    /// An error on `field` (for checks that build both as Strings).
+    pub fn of(field: String, reason: String) -> Self {
+        FieldError { field, reason }
+    }
+
+    /// The same error, its field below `prefix` (`linux.resources` and
+    /// `memory.limit` give `linux.resources.memory.limit`).
+    pub fn under(self, prefix: &str) -> Self {
+        FieldError {
+            field: format!("{prefix}.{}", self.field),
+            reason: self.reason,
+        }
     }
 
     /// The error in config file `file`.

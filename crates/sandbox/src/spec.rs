@@ -473,14 +473,13 @@ fn check_process_present(spec: &Spec, opts: ValidateOpts) -> Checked {
 
 /// Checks of a process that do not depend on the rest of the config, shared
 /// by create and exec: errors are (field below `process`, reason).
-pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), (String, String)> {
+pub fn check_process(p: &oci_spec::runtime::Process) -> crate::error::Checked {
     if let Some(s) = p.scheduler() {
-        crate::linux::procattr::check_scheduler(s)
-            .map_err(|(f, r)| (format!("scheduler.{f}"), r))?;
+        crate::linux::procattr::check_scheduler(s).map_err(|e| e.under("scheduler"))?;
     }
     if let Some(io) = p.io_priority() {
         if !(0..=7).contains(&io.priority()) {
-            return Err((
+            return Err(FieldError::of(
                 "ioPriority.priority".into(),
                 format!("{} is outside 0..7", io.priority()),
             ));
@@ -489,7 +488,7 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), 
     if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
         && !crate::linux::lsm::apparmor_enabled()
     {
-        return Err((
+        return Err(FieldError::of(
             "apparmorProfile".into(),
             "AppArmor is not enabled on this host (no /sys/kernel/security/apparmor); remove the field or enable AppArmor".into(),
         ));
@@ -497,7 +496,7 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), 
     if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
         && !crate::linux::lsm::selinux_enabled()
     {
-        return Err((
+        return Err(FieldError::of(
             "selinuxLabel".into(),
             "SELinux is not enabled on this host (no /sys/fs/selinux); remove the field or enable SELinux".into(),
         ));
@@ -509,7 +508,7 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), 
 /// absolute cwd, NAME=value environment entries, groups and limits the
 /// kernel takes.
 fn validate_process(p: &oci_spec::runtime::Process) -> Checked {
-    check_process(p).map_err(FieldError::below("process"))?;
+    check_process(p).map_err(|e| e.under("process"))?;
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(FieldError::new("process.args", "empty: nothing to execute")),

@@ -325,7 +325,7 @@ fn check_can_exec(id: &str, status: Status, ignore_paused: bool) -> Result<()> {
 fn check_exec_process(process: &Process, o: &ExecOptions) -> Result<Option<String>> {
     validate_process(process)?;
     crate::spec::check_process(process)
-        .map_err(|(field, reason)| Error::msg(format!("exec: field process.{field}: {reason}")))?;
+        .map_err(|e| Error::msg(format!("exec: field process.{}: {}", e.field, e.reason)))?;
     let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
     let initial = affinity.initial().clone().filter(|l| !l.is_empty());
     if let Some(l) = &initial {

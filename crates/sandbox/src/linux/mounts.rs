@@ -2,7 +2,7 @@
 //! mount itself, always onto a descriptor resolved inside the rootfs.
 
 use super::fs::{fd_path, mkdir_all_in_root, open_in_root, touch_in_root};
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::explain::{self, catalog};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
@@ -551,11 +551,11 @@ pub fn idmap_plan(m: &Mount, ext: Option<&MountExt>) -> Option<IdmapPlan> {
 
 /// Check an idmapped mount entry (validation): a bind mount, with both
 /// mappings when it has any. Errors are (field below mounts[i], reason).
-pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (String, String)> {
+pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> crate::error::Checked {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let is_bind = opts.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
     if !is_bind {
-        return Err((
+        return Err(FieldError::of(
             "options".into(),
             "idmapped mounts are bind mounts here: add \"bind\" or \"rbind\" (or type \"bind\")"
                 .into(),
@@ -563,7 +563,7 @@ pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (Stri
     }
     if let Some((u, g)) = &plan.maps {
         if u.is_empty() || g.is_empty() {
-            return Err((
+            return Err(FieldError::of(
                 if u.is_empty() {
                     "uidMappings"
                 } else {
@@ -579,7 +579,7 @@ pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (Stri
                     || x.container_id() as u64 + x.size() as u64 > u32::MAX as u64
                     || x.host_id() as u64 + x.size() as u64 > u32::MAX as u64
                 {
-                    return Err((
+                    return Err(FieldError::of(
                         format!("{f}[{i}]"),
                         "size must be at least 1 and the range must end below 4294967295".into(),
                     ));
@@ -912,7 +912,6 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
 /// mounts[i]: a destination inside the rootfs, no NUL bytes, known options,
 /// and an idmapped mount this runtime can make.
 pub fn check(i: usize, m: &Mount, ext: Option<&MountExt>, userns: bool) -> crate::error::Checked {
-    use crate::error::FieldError;
     let d = m.destination();
     if d.as_os_str().is_empty() {
         return Err(FieldError::new(format!("mounts[{i}].destination"), "empty"));
@@ -943,7 +942,7 @@ pub fn check(i: usize, m: &Mount, ext: Option<&MountExt>, userns: bool) -> crate
             .map_err(|reason| FieldError::new(format!("mounts[{i}].options"), reason))?;
     }
     if let Some(plan) = idmap_plan(m, ext) {
-        check_idmap(m, &plan).map_err(FieldError::below(&format!("mounts[{i}]")))?;
+        check_idmap(m, &plan).map_err(|e| e.under(&format!("mounts[{i}]")))?;
         if plan.maps.is_none() && !userns {
             return Err(FieldError::new(
                 format!("mounts[{i}].options"),
@@ -1017,7 +1016,7 @@ mod tests {
         assert_eq!(
             check_idmap(&t, &idmap_plan(&t, None).unwrap())
                 .unwrap_err()
-                .0,
+                .field,
             "options"
         );
     }

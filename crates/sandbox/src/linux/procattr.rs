@@ -1,7 +1,7 @@
 //! Per-process attributes beyond ids and capabilities: personality, the
 //! scheduler, the I/O priority, CPU affinity, oom_score_adj and the keyring.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::explain::{self, catalog};
 
 /// Write /proc/self/oom_score_adj.
@@ -228,33 +228,34 @@ fn sched_flag(f: oci_spec::runtime::LinuxSchedulerFlag) -> u64 {
 }
 
 /// Check process.scheduler as runc does; errors are (field, reason).
-pub fn check_scheduler(
-    s: &oci_spec::runtime::Scheduler,
-) -> std::result::Result<(), (String, String)> {
+pub fn check_scheduler(s: &oci_spec::runtime::Scheduler) -> crate::error::Checked {
     use oci_spec::runtime::LinuxSchedulerPolicy as P;
     let policy = s.policy();
-    policy_number(*policy).map_err(|r| ("policy".to_string(), r))?;
+    policy_number(*policy).map_err(|r| FieldError::new("policy", r))?;
     if let Some(n) = s.nice() {
         if !(-20..=19).contains(n) {
-            return Err(("nice".into(), format!("{n} is outside -20..19")));
+            return Err(FieldError::of(
+                "nice".into(),
+                format!("{n} is outside -20..19"),
+            ));
         }
     }
     let rt = matches!(policy, P::SchedFifo | P::SchedRr);
     match s.priority() {
         Some(p) if rt && !(1..=99).contains(p) => {
-            return Err((
+            return Err(FieldError::of(
                 "priority".into(),
                 format!("{p} is outside 1..99 for {policy}"),
             ));
         }
         Some(p) if !rt && *p != 0 => {
-            return Err((
+            return Err(FieldError::of(
                 "priority".into(),
                 format!("{p}: only SCHED_FIFO and SCHED_RR take a priority, not {policy}"),
             ));
         }
         None if rt => {
-            return Err((
+            return Err(FieldError::of(
                 "priority".into(),
                 format!("{policy} needs a priority (1..99)"),
             ));
@@ -264,7 +265,7 @@ pub fn check_scheduler(
     let dl = [s.runtime(), s.deadline(), s.period()];
     if *policy != P::SchedDeadline {
         if dl.iter().any(|v| v.is_some_and(|v| v != 0)) {
-            return Err((
+            return Err(FieldError::of(
                 "runtime".into(),
                 format!("runtime, deadline and period are for SCHED_DEADLINE only, not {policy}"),
             ));
@@ -276,13 +277,13 @@ pub fn check_scheduler(
             s.period().unwrap_or(0),
         );
         if r == 0 || d == 0 {
-            return Err((
+            return Err(FieldError::of(
                 "runtime".into(),
                 "SCHED_DEADLINE needs a runtime and a deadline (nanoseconds)".into(),
             ));
         }
         if r > d || (p != 0 && d > p) {
-            return Err((
+            return Err(FieldError::of(
                 "deadline".into(),
                 format!("runtime {r} <= deadline {d} <= period {p} must hold"),
             ));
