@@ -780,15 +780,7 @@ fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Resul
 /// and save the record as created.
 fn mark_created(bundle: &Bundle, record: &mut ContainerState, dir: &Path) -> Result<()> {
     let pid = record.pid;
-    let types: Vec<LinuxNamespaceType> = bundle
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|n| n.typ())
-        .collect();
+    let types = namespaces::types(bundle.spec.linux().as_ref());
     record.namespaces = Some(namespaces::record(pid, &types)?);
     record.phase = Some(StPhase::Created);
     if let Some(hm) = &mut record.host_mounts {

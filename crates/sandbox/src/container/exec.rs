@@ -355,18 +355,7 @@ fn open_namespaces(
 ) -> Result<Vec<(LinuxNamespaceType, PathBuf, OwnedFd)>> {
     let recorded = match &st.namespaces {
         Some(r) => r.clone(),
-        None => {
-            let types: Vec<_> = parsed
-                .spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.namespaces().clone())
-                .unwrap_or_default()
-                .iter()
-                .map(|n| n.typ())
-                .collect();
-            namespaces::record(st.pid, &types)?
-        }
+        None => namespaces::record(st.pid, &namespaces::types(parsed.spec.linux().as_ref()))?,
     };
     namespaces::open_recorded(st.pid, &recorded)
 }

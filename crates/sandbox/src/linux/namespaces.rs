@@ -227,6 +227,17 @@ pub fn name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// The types listed in linux.namespaces, in order: the namespaces the
+/// init is in once created, and the ones exec joins.
+pub fn types(linux: Option<&oci_spec::runtime::Linux>) -> Vec<LinuxNamespaceType> {
+    linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|n| n.typ())
+        .collect()
+}
+
 /// What linux.namespaces asks for, as the other checks of a config need it.
 #[derive(Debug, Clone, Default)]
 pub struct Asked {
