@@ -746,3 +746,70 @@ fn mount_propagation_options() {
     // Optional fields: master:N for a slave, shared:N for a shared mount, none (-) for private.
     assert_eq!(out, "master\nshared\n-\n", "{out}");
 }
+
+/// Unmounts (detached) on drop.
+struct BindGuard(std::path::PathBuf);
+
+impl Drop for BindGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A bundle and a rootfs whose paths hold spaces, which mountinfo writes as
+/// `\040`. With rootfsPropagation rshared the mount that holds the rootfs
+/// (here a bind mount of its own, at a path with a space) is shared, and
+/// pivot_root refuses a new root whose parent mount is shared: the runtime
+/// must find that mount by its unescaped path and make it private. runc,
+/// on the same bundle, runs it too.
+#[test]
+fn a_rootfs_path_with_a_space_runs_as_with_runc() {
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("runc is not installed: the test command installs it (scripts/test-deps.sh)");
+    let tmp = TempDir::new("nk-space");
+    let bundle = tmp.path().join("bundle with space");
+    let rootfs = bundle.join("root fs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    nix::mount::mount::<Path, Path, str, str>(
+        Some(&nk_tests::rootfs()),
+        &rootfs,
+        None,
+        nix::mount::MsFlags::MS_BIND,
+        None,
+    )
+    .expect("bind the test rootfs");
+    let _bind = BindGuard(rootfs.clone());
+    let mut config = Bundle::new(&["/bin/sh", "-c", "echo hello from a spaced root"]).config;
+    config["root"]["path"] = json!("root fs");
+    config["linux"]["rootfsPropagation"] = json!("rshared");
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for root in [Root::with_binary(runc), Root::new()] {
+        let id = unique_id("space");
+        let o = root.run(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+        seen.push((
+            root.bin.display().to_string(),
+            o.status.code(),
+            stdout(&o),
+            stderr(&o),
+        ));
+    }
+    let (_, runc_code, runc_out, runc_err) = &seen[0];
+    assert_eq!(
+        (*runc_code, runc_out.trim()),
+        (Some(0), "hello from a spaced root"),
+        "runc on the same bundle: {runc_err}"
+    );
+    let (_, code, out, err) = &seen[1];
+    assert_eq!(
+        (*code, out.trim()),
+        (*runc_code, runc_out.trim()),
+        "nk-runtime on a rootfs whose path holds a space: {err}"
+    );
+}

@@ -334,7 +334,7 @@ impl Agent {
                 let res: oci_spec::runtime::LinuxResources =
                     serde_json::from_value(resources).map_err(|e| format!("resources: {e}"))?;
                 sandbox::cgroups::validate_resources(&res)
-                    .map_err(|(f, r)| format!("resources.{f}: {r}"))?;
+                    .map_err(|e| format!("resources.{}: {}", e.field, e.reason))?;
                 let (st, _) = self.rt.load(&id).map_err(|e| e.to_string())?;
                 let cg = self
                     .rt

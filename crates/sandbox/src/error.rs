@@ -74,6 +74,50 @@ pub enum Error {
     Msg(String),
 }
 
+/// One field of config.json this runtime cannot honour: which field, and a
+/// reason that names the value and says what to do. What every check of
+/// `spec::validate` returns; [`FieldError::in_file`] makes it an
+/// [`Error::Config`] naming the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field}: {reason}")]
+pub struct FieldError {
+    /// The field's path in the document (`linux.namespaces[2].path`).
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    /// An error on `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An error on `field` (for checks that build both as Strings).
+    pub fn of(field: String, reason: String) -> Self {
+        FieldError { field, reason }
+    }
+
+    /// The same error, its field below `prefix` (`linux.resources` and
+    /// `memory.limit` give `linux.resources.memory.limit`).
+    pub fn under(self, prefix: &str) -> Self {
+        FieldError {
+            field: format!("{prefix}.{}", self.field),
+            reason: self.reason,
+        }
+    }
+
+    /// The error in config file `file`.
+    pub fn in_file(self, file: impl Into<PathBuf>) -> Error {
+        Error::config(file, self.field, self.reason)
+    }
+}
+
+/// What a check of one part of config.json returns.
+pub type Checked = std::result::Result<(), FieldError>;
+
 impl Error {
     /// Wrap an io::Error with the operation and path.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -26,3 +26,8 @@ pub mod state;
 pub mod time;
 
 pub use error::{Error, Result};
+
+/// The runtime-spec version this runtime implements (state output, hook
+/// and seccomp-agent state, `features`): below every module, as all of
+/// them may report it.
+pub const OCI_VERSION: &str = "1.2.0";

@@ -5,25 +5,16 @@
 //! that point. Validation names the field and value it refuses. Nothing on the host is touched here, which is what lets a bad
 //! config fail before any state, cgroup or mount exists.
 
-use crate::error::{Error, Result};
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use crate::error::{Checked, Error, FieldError, Result};
+use crate::linux::mounts::MountExt;
+use crate::linux::namespaces::{self, Asked};
+use oci_spec::runtime::Spec;
 use std::collections::HashSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// The largest config.json accepted. Real configs are a few KiB; a 10 MB one is
 /// an attack on the parser or on the state directory, not a container.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-
-/// Extra per-mount fields of runtime-spec 1.1 (`uidMappings`, `gidMappings`)
-/// that the `oci-spec` types do not carry; read from the same bytes.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MountExt {
-    #[serde(default)]
-    pub uid_mappings: Option<Vec<LinuxIdMapping>>,
-    #[serde(default)]
-    pub gid_mappings: Option<Vec<LinuxIdMapping>>,
-}
 
 #[derive(Debug, Default, serde::Deserialize)]
 struct SpecExt {
@@ -359,24 +350,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// True when the path has a `..` component.
-pub fn has_dotdot(p: &Path) -> bool {
-    p.components().any(|c| c == Component::ParentDir)
-}
-
-/// The namespace type's name as it appears in config.json.
-pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mount",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "network",
-        LinuxNamespaceType::Time => "time",
-    }
-}
+pub use crate::linux::fs::has_dotdot;
 
 /// What the caller needs validated besides the document itself.
 #[derive(Debug, Clone, Copy, Default)]
@@ -387,14 +361,65 @@ pub struct ValidateOpts {
     pub check_rootfs: bool,
 }
 
-/// Check the spec against what this runtime can honour. Errors name the field.
-pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
-    let f = &b.config_path;
-    let spec = &b.spec;
-    let err = |field: &str, reason: String| Error::config(f, field, reason);
+/// One check of config.json: the parts it reads, the namespaces asked for
+/// (for checks that depend on them) and the caller's options.
+type Check = fn(&Bundle, &Asked, ValidateOpts) -> Checked;
 
+/// Every check, in the order their errors are reported. Each is small and
+/// lives beside the mechanism it guards (runc's configs/validate is the
+/// model); those of the document itself are below.
+const CHECKS: &[Check] = &[
+    |b, _, _| check_version(&b.spec),
+    |b, _, o| check_root(b, o),
+    |b, _, o| check_process_present(&b.spec, o),
+    |b, _, _| on_linux(b, namespaces::check),
+    |b, a, _| on_linux(b, |l| crate::linux::userns::check_mappings(l, a)),
+    |b, a, _| on_linux(b, |l| crate::linux::rootfs::check_without_mountns(l, a)),
+    |b, _, _| on_linux(b, crate::linux::rootfs::check_propagation),
+    |b, _, _| on_linux(b, crate::linux::rootfs::check_paths),
+    |b, _, _| on_linux(b, crate::linux::devices::check),
+    |b, a, _| on_linux(b, |l| crate::linux::sysctl::check(l, a)),
+    |b, _, _| on_linux(b, crate::cgroups::check),
+    |b, _, _| on_linux(b, crate::linux::procattr::check_personality),
+    |b, _, _| on_linux(b, crate::linux::seccomp::check),
+    |b, a, _| on_linux(b, |l| namespaces::check_time_offsets(l, a)),
+    |b, a, _| namespaces::check_uts_names(&b.spec, a),
+    |b, a, _| {
+        b.spec
+            .mounts()
+            .iter()
+            .flatten()
+            .enumerate()
+            .try_for_each(|(i, m)| crate::linux::mounts::check(i, m, b.mount_ext.get(i), a.userns))
+    },
+    |b, _, _| {
+        b.spec
+            .hooks()
+            .as_ref()
+            .map_or(Ok(()), crate::linux::hooks::check)
+    },
+];
+
+/// Check the spec against what this runtime can honour, before anything
+/// exists on the host. The first check that fails names the file, the
+/// field and its value, and says what to do.
+pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
+    let asked = Asked::of(b.spec.linux().as_ref());
+    for check in CHECKS {
+        check(b, &asked, opts).map_err(|e| e.in_file(&b.config_path))?;
+    }
+    Ok(())
+}
+
+/// Run a check of the linux section, if there is one.
+fn on_linux(b: &Bundle, check: impl FnOnce(&oci_spec::runtime::Linux) -> Checked) -> Checked {
+    b.spec.linux().as_ref().map_or(Ok(()), check)
+}
+
+/// ociVersion: a 1.x runtime-spec version.
+fn check_version(spec: &Spec) -> Checked {
     if !spec.version().is_empty() && !spec.version().starts_with("1.") {
-        return Err(err(
+        return Err(FieldError::new(
             "ociVersion",
             format!(
                 "{:?} is not a 1.x runtime-spec version this runtime understands",
@@ -402,326 +427,59 @@ pub fn validate(b: &Bundle, opts: ValidateOpts) -> Result<()> {
             ),
         ));
     }
+    Ok(())
+}
 
-    let Some(root) = spec.root() else {
-        return Err(err(
+/// root: present, with a path, and (when asked) a directory on this host.
+fn check_root(b: &Bundle, opts: ValidateOpts) -> Checked {
+    let Some(root) = b.spec.root() else {
+        return Err(FieldError::new(
             "root",
-            "missing: a container needs a root filesystem".into(),
+            "missing: a container needs a root filesystem",
         ));
     };
     if root.path().as_os_str().is_empty() {
-        return Err(err("root.path", "empty".into()));
+        return Err(FieldError::new("root.path", "empty"));
     }
     if opts.check_rootfs {
         let rootfs = b.rootfs();
         match std::fs::metadata(&rootfs) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(err(
+                return Err(FieldError::new(
                     "root.path",
                     format!("{} is not a directory", rootfs.display()),
                 ))
             }
-            Err(e) => return Err(err("root.path", format!("{}: {e}", rootfs.display()))),
-        }
-    }
-
-    match spec.process() {
-        None if opts.need_process => {
-            return Err(err("process", "missing: nothing to run".into()));
-        }
-        None => {}
-        Some(p) => validate_process(p, &err)?,
-    }
-
-    let mut ns_seen = HashSet::new();
-    // Namespaces the container gets for itself: new ones, or joined ones
-    // that are not the runtime's own (joining that gives nothing private).
-    let mut ns_private = HashSet::new();
-    let mut has_userns = false;
-    let mut new_userns = false;
-    if let Some(linux) = spec.linux() {
-        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
-            let t = ns.typ();
-            if !ns_seen.insert(t as u64) {
-                return Err(err(
-                    &format!("linux.namespaces[{i}].type"),
-                    format!("{:?} appears twice", ns_name(t)),
-                ));
-            }
-            match ns.path() {
-                Some(p) if crate::linux::namespaces::is_own(t, p) => {}
-                _ => {
-                    ns_private.insert(t as u64);
-                }
-            }
-            if let Some(p) = ns.path() {
-                if !p.is_absolute() {
-                    return Err(err(
-                        &format!("linux.namespaces[{i}].path"),
-                        format!("{} is not absolute", p.display()),
-                    ));
-                }
-                if std::fs::symlink_metadata(p).is_err() {
-                    return Err(err(
-                        &format!("linux.namespaces[{i}].path"),
-                        format!("{}: no such namespace file", p.display()),
-                    ));
-                }
-            }
-            if t == LinuxNamespaceType::User {
-                has_userns = true;
-                new_userns = ns.path().is_none();
-            }
-        }
-        let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
-        if maps && !has_userns {
-            return Err(err(
-                "linux.uidMappings",
-                "id mappings need a user namespace in linux.namespaces".into(),
-            ));
-        }
-        if new_userns {
-            for (field, m) in [
-                ("linux.uidMappings", linux.uid_mappings()),
-                ("linux.gidMappings", linux.gid_mappings()),
-            ] {
-                if m.as_ref().is_none_or(|m| m.is_empty()) {
-                    return Err(err(
-                        field,
-                        "a new user namespace needs uidMappings and gidMappings (without a gid mapping not even gid 0 exists in it)".into(),
-                    ));
-                }
-            }
-        }
-        for (field, maps) in [
-            ("linux.uidMappings", linux.uid_mappings()),
-            ("linux.gidMappings", linux.gid_mappings()),
-        ] {
-            for (i, m) in maps.iter().flatten().enumerate() {
-                if m.size() == 0 {
-                    return Err(err(
-                        &format!("{field}[{i}].size"),
-                        "must be at least 1".into(),
-                    ));
-                }
-                if (m.container_id() as u64 + m.size() as u64) > u32::MAX as u64
-                    || (m.host_id() as u64 + m.size() as u64) > u32::MAX as u64
-                {
-                    return Err(err(
-                        &format!("{field}[{i}]"),
-                        "range runs past the largest id (4294967295)".into(),
-                    ));
-                }
-            }
-        }
-        if !ns_seen.contains(&(LinuxNamespaceType::Mount as u64)) {
-            no_mountns_checks(linux, has_userns, &err)?;
-        }
-        if let Some(prop) = linux.rootfs_propagation() {
-            if !prop.is_empty() && crate::linux::mounts::propagation_flag(prop).is_none() {
-                return Err(err(
-                    "linux.rootfsPropagation",
-                    format!("{prop:?} is not one of shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable"),
-                ));
-            }
-        }
-        for (field, list) in [
-            ("linux.maskedPaths", linux.masked_paths()),
-            ("linux.readonlyPaths", linux.readonly_paths()),
-        ] {
-            for (i, p) in list.iter().flatten().enumerate() {
-                let pp = Path::new(p);
-                if !pp.is_absolute() || has_dotdot(pp) {
-                    return Err(err(
-                        &format!("{field}[{i}]"),
-                        format!("{p:?} must be an absolute path without '..'"),
-                    ));
-                }
-            }
-        }
-        for (i, d) in linux.devices().iter().flatten().enumerate() {
-            for (f, v) in [("major", d.major()), ("minor", d.minor())] {
-                // A dev_t holds a 32-bit major and a 32-bit minor (Linux uses 12 and 20 bits).
-                if !(0..=u32::MAX as i64).contains(&v) {
-                    return Err(err(
-                        &format!("linux.devices[{i}].{f}"),
-                        format!("{v} is not a device number"),
-                    ));
-                }
-            }
-            if !d.path().is_absolute() || has_dotdot(d.path()) {
-                return Err(err(
-                    &format!("linux.devices[{i}].path"),
-                    format!(
-                        "{} must be an absolute path without '..'",
-                        d.path().display()
-                    ),
-                ));
-            }
-        }
-        if let Some(sysctl) = linux.sysctl() {
-            for key in sysctl.keys() {
-                crate::linux::sysctl::check_allowed(key, &ns_private)
-                    .map_err(|reason| err(&format!("linux.sysctl[{key:?}]"), reason))?;
-            }
-        }
-        if let Some(cg) = linux.cgroups_path() {
-            if has_dotdot(cg) {
-                return Err(err(
-                    "linux.cgroupsPath",
-                    format!("{} must not contain '..'", cg.display()),
-                ));
-            }
-        }
-        if let Some(res) = linux.resources() {
-            crate::cgroups::validate_resources(res)
-                .map_err(|(field, reason)| err(&format!("linux.resources.{field}"), reason))?;
-        }
-        if let Some(p) = linux.personality() {
-            if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-                return Err(err(
-                    "linux.personality.flags",
-                    "no personality flags are defined by the runtime spec; remove them".into(),
-                ));
-            }
-        }
-        if let Some(sc) = linux.seccomp() {
-            crate::linux::seccomp::validate(sc)
-                .map_err(|(field, reason)| err(&format!("linux.seccomp.{field}"), reason))?;
-        }
-        if let Some(tz) = linux.time_offsets() {
-            if !tz.is_empty() && !ns_seen.contains(&(LinuxNamespaceType::Time as u64)) {
-                return Err(err(
-                    "linux.timeOffsets",
-                    "clock offsets need a time namespace in linux.namespaces".into(),
-                ));
-            }
-            for k in tz.keys() {
-                if k != "monotonic" && k != "boottime" {
-                    return Err(err(
-                        &format!("linux.timeOffsets[{k:?}]"),
-                        "only monotonic and boottime clocks have offsets".into(),
-                    ));
-                }
-            }
-        }
-    }
-
-    for (field, v) in [
-        ("hostname", spec.hostname()),
-        ("domainname", spec.domainname()),
-    ] {
-        if let Some(v) = v {
-            // HOST_NAME_MAX: sethostname(2) refuses anything longer.
-            if v.len() > 64 || v.contains('\0') {
-                return Err(err(
-                    field,
-                    format!("{} bytes: at most 64, without NUL bytes", v.len()),
-                ));
-            }
-        }
-    }
-    let private_uts = ns_private.contains(&(LinuxNamespaceType::Uts as u64));
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !private_uts {
-        return Err(err(
-            "hostname",
-            "setting a hostname needs a uts namespace of the container's own in linux.namespaces (none, or one whose path is the runtime's own, would rename the host)".into(),
-        ));
-    }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !private_uts {
-        return Err(err(
-            "domainname",
-            "setting a domainname needs a uts namespace of the container's own in linux.namespaces (none, or one whose path is the runtime's own, would change the host's)".into(),
-        ));
-    }
-
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        let d = m.destination();
-        if d.as_os_str().is_empty() {
-            return Err(err(&format!("mounts[{i}].destination"), "empty".into()));
-        }
-        for (f, v) in [
-            ("destination", Some(d.as_os_str())),
-            ("source", m.source().as_ref().map(|p| p.as_os_str())),
-            ("type", m.typ().as_ref().map(std::ffi::OsStr::new)),
-        ] {
-            if v.is_some_and(|v| v.as_encoded_bytes().contains(&0)) {
-                return Err(err(
-                    &format!("mounts[{i}].{f}"),
-                    "contains a NUL byte".into(),
-                ));
-            }
-        }
-        if has_dotdot(d) {
-            return Err(err(
-                &format!("mounts[{i}].destination"),
-                format!(
-                    "{} contains '..': a destination must stay inside the rootfs",
-                    d.display()
-                ),
-            ));
-        }
-        if let Some(opts) = m.options() {
-            for o in opts {
-                if let Err(reason) = crate::linux::mounts::check_option(o) {
-                    return Err(err(&format!("mounts[{i}].options"), reason));
-                }
-            }
-        }
-        if let Some(plan) = crate::linux::mounts::idmap_plan(m, b.mount_ext.get(i)) {
-            crate::linux::mounts::check_idmap(m, &plan)
-                .map_err(|(f, r)| err(&format!("mounts[{i}].{f}"), r))?;
-            if plan.maps.is_none() && !has_userns {
-                return Err(err(
-                    &format!("mounts[{i}].options"),
-                    "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings".into(),
-                ));
-            }
-        }
-    }
-
-    if let Some(hooks) = spec.hooks() {
-        #[allow(deprecated)]
-        let all = [
-            ("prestart", hooks.prestart()),
-            ("createRuntime", hooks.create_runtime()),
-            ("createContainer", hooks.create_container()),
-            ("startContainer", hooks.start_container()),
-            ("poststart", hooks.poststart()),
-            ("poststop", hooks.poststop()),
-        ];
-        for (kind, list) in all {
-            for (i, h) in list.iter().flatten().enumerate() {
-                if !h.path().is_absolute() {
-                    return Err(err(
-                        &format!("hooks.{kind}[{i}].path"),
-                        format!("{} must be absolute", h.path().display()),
-                    ));
-                }
-                if h.timeout().is_some_and(|t| t <= 0) {
-                    return Err(err(
-                        &format!("hooks.{kind}[{i}].timeout"),
-                        "must be a positive number of seconds".into(),
-                    ));
-                }
+            Err(e) => {
+                return Err(FieldError::new(
+                    "root.path",
+                    format!("{}: {e}", rootfs.display()),
+                ))
             }
         }
     }
     Ok(())
 }
 
+/// process: present when something is to run, and valid.
+fn check_process_present(spec: &Spec, opts: ValidateOpts) -> Checked {
+    match spec.process() {
+        None if opts.need_process => Err(FieldError::new("process", "missing: nothing to run")),
+        None => Ok(()),
+        Some(p) => validate_process(p),
+    }
+}
+
 /// Checks of a process that do not depend on the rest of the config, shared
 /// by create and exec: errors are (field below `process`, reason).
-pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), (String, String)> {
+pub fn check_process(p: &oci_spec::runtime::Process) -> crate::error::Checked {
     if let Some(s) = p.scheduler() {
-        crate::linux::procattr::check_scheduler(s)
-            .map_err(|(f, r)| (format!("scheduler.{f}"), r))?;
+        crate::linux::procattr::check_scheduler(s).map_err(|e| e.under("scheduler"))?;
     }
     if let Some(io) = p.io_priority() {
         if !(0..=7).contains(&io.priority()) {
-            return Err((
+            return Err(FieldError::of(
                 "ioPriority.priority".into(),
                 format!("{} is outside 0..7", io.priority()),
             ));
@@ -730,7 +488,7 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), 
     if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
         && !crate::linux::lsm::apparmor_enabled()
     {
-        return Err((
+        return Err(FieldError::of(
             "apparmorProfile".into(),
             "AppArmor is not enabled on this host (no /sys/kernel/security/apparmor); remove the field or enable AppArmor".into(),
         ));
@@ -738,7 +496,7 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), 
     if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
         && !crate::linux::lsm::selinux_enabled()
     {
-        return Err((
+        return Err(FieldError::of(
             "selinuxLabel".into(),
             "SELinux is not enabled on this host (no /sys/fs/selinux); remove the field or enable SELinux".into(),
         ));
@@ -746,76 +504,45 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), 
     Ok(())
 }
 
-/// Without a mount namespace the container's mounts land in the runtime's
-/// (the host's) and its root is entered with chroot. What cannot be done
-/// there is refused: masking and read-only paths (runc refuses them too: the
-/// host's /proc/sys would be what is made read-only), and a user namespace
-/// (it may not mount in the host's mount namespace). rootfsPropagation and
-/// root.readonly apply to the container's own bind mount of the rootfs.
-fn no_mountns_checks(
-    linux: &oci_spec::runtime::Linux,
-    has_userns: bool,
-    err: &dyn Fn(&str, String) -> Error,
-) -> Result<()> {
-    for (field, list) in [
-        ("linux.maskedPaths", linux.masked_paths()),
-        ("linux.readonlyPaths", linux.readonly_paths()),
-    ] {
-        if list.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(err(
-                field,
-                "unable to restrict sys entries without a private mount namespace: remove this field or add {\"type\": \"mount\"} to linux.namespaces".into(),
-            ));
-        }
-    }
-    if has_userns {
-        return Err(err(
-            "linux.namespaces",
-            "a user namespace without a mount namespace cannot mount the rootfs in the runtime's mount namespace: add {\"type\": \"mount\"} or remove the user namespace".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_process(
-    p: &oci_spec::runtime::Process,
-    err: &dyn Fn(&str, String) -> Error,
-) -> Result<()> {
-    check_process(p).map_err(|(f, r)| err(&format!("process.{f}"), r))?;
+/// The process of a config: what check_process checks, and an argv, an
+/// absolute cwd, NAME=value environment entries, groups and limits the
+/// kernel takes.
+fn validate_process(p: &oci_spec::runtime::Process) -> Checked {
+    check_process(p).map_err(|e| e.under("process"))?;
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
-        _ => return Err(err("process.args", "empty: nothing to execute".into())),
+        _ => return Err(FieldError::new("process.args", "empty: nothing to execute")),
     }
     if !p.cwd().is_absolute() {
-        return Err(err(
+        return Err(FieldError::new(
             "process.cwd",
             format!("{} must be an absolute path", p.cwd().display()),
         ));
     }
     for (i, e) in p.env().iter().flatten().enumerate() {
         if !e.contains('=') || e.starts_with('=') {
-            return Err(err(
-                &format!("process.env[{i}]"),
+            return Err(FieldError::new(
+                format!("process.env[{i}]"),
                 format!("{e:?} is not of the form NAME=value"),
             ));
         }
         if e.contains('\0') {
-            return Err(err(
-                &format!("process.env[{i}]"),
-                "contains a NUL byte".into(),
+            return Err(FieldError::new(
+                format!("process.env[{i}]"),
+                "contains a NUL byte",
             ));
         }
     }
     let gids = p.user().additional_gids().as_ref().map_or(0, |g| g.len());
     if gids > NGROUPS_MAX {
-        return Err(err(
+        return Err(FieldError::new(
             "process.user.additionalGids",
             format!("{gids} groups: the kernel allows at most {NGROUPS_MAX}"),
         ));
     }
     if let Some(adj) = p.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
-            return Err(err(
+            return Err(FieldError::new(
                 "process.oomScoreAdj",
                 format!("{adj} is outside -1000..1000"),
             ));
@@ -824,14 +551,14 @@ fn validate_process(
     let mut seen = HashSet::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if !seen.insert(r.typ() as u32) {
-            return Err(err(
-                &format!("process.rlimits[{i}].type"),
+            return Err(FieldError::new(
+                format!("process.rlimits[{i}].type"),
                 format!("{:?} is given twice", r.typ()),
             ));
         }
         if r.soft() > r.hard() {
-            return Err(err(
-                &format!("process.rlimits[{i}]"),
+            return Err(FieldError::new(
+                format!("process.rlimits[{i}]"),
                 format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
             ));
         }
@@ -842,6 +569,7 @@ fn validate_process(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::runtime::LinuxNamespaceType;
 
     fn parse_str(s: &str) -> Result<Parsed> {
         parse(s.as_bytes(), Path::new("/b/config.json"))

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_ROOT: &str = "/run/nano-sandbox";
 
 /// The runtime-spec version reported in state output.
-pub const OCI_VERSION: &str = "1.2.0";
+pub use crate::OCI_VERSION;
 
 /// File names inside a container's directory.
 pub const STATE_FILE: &str = "state.json";

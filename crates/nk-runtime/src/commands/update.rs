@@ -204,7 +204,7 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     drop_unset(&mut merged);
     let mut res = parse_resources(&merged)?;
     sandbox::cgroups::validate_resources(&res)
-        .map_err(|(f, r)| anyhow::anyhow!("resources.{f}: {r}"))?;
+        .map_err(|e| anyhow::anyhow!("resources.{}: {}", e.field, e.reason))?;
     let rt = g.runtime();
     let (st, status) = rt.load(&a.id)?;
     if status == sandbox::state::Status::Stopped {

@@ -109,25 +109,6 @@ fn map_dir(mnt: &Path, root: &Path, cg: &Path) -> PathBuf {
     }
 }
 
-fn unescape(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The v1 controllers (and named hierarchies) a mount option list names.
 fn v1_controllers(opts: &str) -> Vec<String> {
     opts.split(',')
@@ -166,18 +147,9 @@ pub fn detect_at(mountinfo: &str, mount_root: &Path) -> Layout {
     let mut v1 = BTreeMap::new();
     let mut v1_roots = BTreeMap::new();
     let mut unified: Option<(PathBuf, PathBuf)> = None;
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let root = PathBuf::from(unescape(pre[3]));
-        let mnt = PathBuf::from(unescape(pre[4]));
-        match post[0] {
+    for mi in crate::linux::mountinfo::parse(mountinfo) {
+        let (root, mnt) = (mi.root, mi.point);
+        match mi.fs_type.as_str() {
             // Prefer the cgroup2 mount at the mount root; otherwise the first.
             "cgroup2" => {
                 let better = match &unified {
@@ -189,7 +161,7 @@ pub fn detect_at(mountinfo: &str, mount_root: &Path) -> Layout {
                 }
             }
             "cgroup" => {
-                for c in v1_controllers(post[2]) {
+                for c in v1_controllers(&mi.super_options) {
                     if !v1.contains_key(&c) {
                         v1.insert(c.clone(), mnt.clone());
                         v1_roots.insert(c, root.clone());

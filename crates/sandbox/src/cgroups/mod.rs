@@ -15,7 +15,7 @@ pub mod stats;
 pub mod v1;
 pub mod v2;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
 use std::path::{Component, Path, PathBuf};
 
@@ -266,7 +266,7 @@ pub fn cpuset_requested(c: &LinuxCpu) -> bool {
 
 /// Check resource values before anything is created. Errors are
 /// (field below linux.resources, reason).
-pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> {
+pub fn validate_resources(res: &LinuxResources) -> crate::error::Checked {
     if let Some(m) = res.memory() {
         for (f, v) in [
             ("memory.limit", m.limit()),
@@ -277,13 +277,16 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         ] {
             if let Some(v) = v {
                 if v < -1 {
-                    return Err((f.into(), format!("{v} is negative (use -1 for unlimited)")));
+                    return Err(FieldError::of(
+                        f.into(),
+                        format!("{v} is negative (use -1 for unlimited)"),
+                    ));
                 }
             }
         }
         if let (Some(l), Some(s)) = (m.limit(), m.swap()) {
             if l > 0 && s > 0 && s < l {
-                return Err((
+                return Err(FieldError::of(
                     "memory.swap".into(),
                     format!("{s} is below memory.limit {l}: swap is the limit of memory plus swap"),
                 ));
@@ -291,7 +294,7 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         }
         if let Some(sw) = m.swappiness() {
             if sw > 100 {
-                return Err((
+                return Err(FieldError::of(
                     "memory.swappiness".into(),
                     format!("{sw} is above 100 (the range is 0 to 100)"),
                 ));
@@ -301,7 +304,7 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
     if let Some(c) = res.cpu() {
         if let Some(q) = c.quota() {
             if q < -1 || (q > 0 && q < 1000) {
-                return Err((
+                return Err(FieldError::of(
                     "cpu.quota".into(),
                     format!("{q}: must be -1 (unlimited) or at least 1000 microseconds"),
                 ));
@@ -309,7 +312,7 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         }
         if let Some(p) = c.period() {
             if p != 0 && !(1000..=1_000_000).contains(&p) {
-                return Err((
+                return Err(FieldError::of(
                     "cpu.period".into(),
                     format!("{p}: must be between 1000 and 1000000 microseconds"),
                 ));
@@ -317,12 +320,15 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         }
         if let Some(i) = c.idle() {
             if i != 0 && i != 1 {
-                return Err(("cpu.idle".into(), format!("{i}: must be 0 or 1")));
+                return Err(FieldError::of(
+                    "cpu.idle".into(),
+                    format!("{i}: must be 0 or 1"),
+                ));
             }
         }
         if let Some(r) = c.realtime_runtime() {
             if r < -1 {
-                return Err((
+                return Err(FieldError::of(
                     "cpu.realtimeRuntime".into(),
                     format!("{r} is negative (use -1 for unlimited)"),
                 ));
@@ -331,14 +337,17 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         for (f, v) in [("cpu.cpus", c.cpus()), ("cpu.mems", c.mems())] {
             if let Some(v) = v {
                 if !v.is_empty() && parse_cpu_list(v).is_none() {
-                    return Err((f.into(), format!("{v:?} is not a list such as 0-2,4")));
+                    return Err(FieldError::of(
+                        f.into(),
+                        format!("{v:?} is not a list such as 0-2,4"),
+                    ));
                 }
             }
         }
     }
     if let Some(p) = res.pids() {
         if p.limit() < -1 {
-            return Err((
+            return Err(FieldError::of(
                 "pids.limit".into(),
                 format!("{} is negative (use -1 for unlimited)", p.limit()),
             ));
@@ -346,9 +355,10 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
     }
     if let Some(b) = res.block_io() {
         let w = |f: String, v: Option<u16>| match v {
-            Some(v) if v != 0 && !(10..=1000).contains(&v) => {
-                Err((f, format!("{v}: a weight is between 10 and 1000")))
-            }
+            Some(v) if v != 0 && !(10..=1000).contains(&v) => Err(FieldError::of(
+                f,
+                format!("{v}: a weight is between 10 and 1000"),
+            )),
             _ => Ok(()),
         };
         w("blockIO.weight".into(), b.weight())?;
@@ -360,7 +370,7 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
                 d.leaf_weight(),
             )?;
             if d.major() < 0 || d.minor() < 0 {
-                return Err((
+                return Err(FieldError::of(
                     format!("blockIO.weightDevice[{i}]"),
                     "major and minor must not be negative".into(),
                 ));
@@ -374,7 +384,7 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
         ] {
             for (i, d) in list.iter().flatten().enumerate() {
                 if d.major() < 0 || d.minor() < 0 {
-                    return Err((
+                    return Err(FieldError::of(
                         format!("blockIO.{name}[{i}]"),
                         "major and minor must not be negative".into(),
                     ));
@@ -384,27 +394,28 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
     }
     for (i, h) in res.hugepage_limits().iter().flatten().enumerate() {
         if !valid_page_size(h.page_size()) {
-            return Err((
+            return Err(FieldError::of(
                 format!("hugepageLimits[{i}].pageSize"),
                 format!("{:?} is not a size such as 2MB or 1GB", h.page_size()),
             ));
         }
         if h.limit() < -1 {
-            return Err((
+            return Err(FieldError::of(
                 format!("hugepageLimits[{i}].limit"),
                 format!("{} is negative", h.limit()),
             ));
         }
     }
     if let Some(list) = res.devices() {
-        let rules = devices::from_oci(list).map_err(|e| ("devices".to_string(), e.to_string()))?;
+        let rules =
+            devices::from_oci(list).map_err(|e| FieldError::new("devices", e.to_string()))?;
         devices::Emulator::from_rules(&rules)
-            .map_err(|e| ("devices".to_string(), e.to_string()))?;
+            .map_err(|e| FieldError::new("devices", e.to_string()))?;
     }
     if let Some(n) = res.network() {
         for (i, p) in n.priorities().iter().flatten().enumerate() {
             if p.name().is_empty() || p.name().contains(char::is_whitespace) {
-                return Err((
+                return Err(FieldError::of(
                     format!("network.priorities[{i}].name"),
                     format!("{:?} is not an interface name", p.name()),
                 ));
@@ -414,14 +425,17 @@ pub fn validate_resources(res: &LinuxResources) -> Result<(), (String, String)> 
     if let Some(r) = res.rdma() {
         for dev in r.keys() {
             if dev.is_empty() || dev.contains(char::is_whitespace) {
-                return Err((format!("rdma[{dev:?}]"), "not an RDMA device name".into()));
+                return Err(FieldError::of(
+                    format!("rdma[{dev:?}]"),
+                    "not an RDMA device name".into(),
+                ));
             }
         }
     }
     if let Some(u) = res.unified() {
         for k in u.keys() {
             if k.contains('/') || k.starts_with('.') || !k.contains('.') {
-                return Err((
+                return Err(FieldError::of(
                     format!("unified[{k:?}]"),
                     "a key is a cgroup file name such as memory.high".into(),
                 ));
@@ -444,35 +458,7 @@ fn valid_page_size(s: &str) -> bool {
     !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The most entries a CPU or memory-node list may expand to.
-const MAX_CPU_LIST: usize = 1 << 16;
-
-/// Parse a cpuset list such as `0-2,4`; None when malformed (or expanding
-/// to more than 65536 entries).
-pub fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
-    let mut out = Vec::new();
-    for part in s.trim().split(',') {
-        let part = part.trim();
-        if part.is_empty() {
-            return None;
-        }
-        if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-            if a > b || b - a > 65536 {
-                return None;
-            }
-            out.extend(a..=b);
-        } else {
-            out.push(part.parse().ok()?);
-        }
-        // Many ranges could otherwise add up to billions of entries (a 4 MiB
-        // config of "0-65535," repeated): no machine has more CPUs than this.
-        if out.len() > MAX_CPU_LIST {
-            return None;
-        }
-    }
-    Some(out)
-}
+pub use crate::linux::procattr::parse_cpu_list;
 
 /// Options for building a manager.
 #[derive(Debug, Clone)]
@@ -774,6 +760,23 @@ fn missing(field: &str, ctrl: &str, where_: &str) -> Error {
     ))
 }
 
+/// linux.cgroupsPath (no `..`) and linux.resources (values each
+/// controller takes).
+pub fn check(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    if let Some(cg) = linux.cgroups_path() {
+        if crate::linux::fs::has_dotdot(cg) {
+            return Err(FieldError::new(
+                "linux.cgroupsPath",
+                format!("{} must not contain '..'", cg.display()),
+            ));
+        }
+    }
+    match linux.resources() {
+        Some(res) => validate_resources(res).map_err(|e| e.under("linux.resources")),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! A fake cgroupfs in a temp directory: directories and plain files.
@@ -976,7 +979,10 @@ mod tests {
             (r#"{"unified":{"../x":"1"}}"#, "unified"),
         ];
         for (j, field) in bad {
-            let (f, why) = validate_resources(&res(j)).unwrap_err();
+            let FieldError {
+                field: f,
+                reason: why,
+            } = validate_resources(&res(j)).unwrap_err();
             assert!(f.starts_with(field), "{j}: got field {f} ({why})");
         }
         validate_resources(&res(

@@ -2,16 +2,16 @@
 //! process is killed and its cgroup and state directory are removed, so the
 //! same id can be created again at once.
 
+use super::launch::{Launch, Listen, Request, Setup};
 use super::Runtime;
 use crate::cgroups::{self, CgroupManager, PathSpec};
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
-use crate::process::clone::{self, PreExec};
-use crate::process::init::{
+use crate::process::clone;
+use crate::process::messages::{
     InitKind, InitRequest, FD_CONFIG, FD_EXEC_FIFO, FD_IDMAP_PREFIX, FD_PIDNS,
 };
-use crate::process::sync::{Channel, ToChild, ToParent};
 use crate::spec::{self, Bundle, ValidateOpts};
 use crate::state::{self, ContainerState, Phase as StPhase};
 use nix::sched::CloneFlags;
@@ -185,7 +185,7 @@ fn plan(b: &Bundle) -> Result<Plan> {
             continue;
         }
         if let Some(path) = joined.get(&(t as u64)) {
-            p.join.push((spec::ns_name(t).to_string(), path.clone()));
+            p.join.push((namespaces::name(t).to_string(), path.clone()));
         }
     }
     // What such a container may not ask for is refused by spec::validate.
@@ -242,28 +242,22 @@ fn check_joined_maps(b: &Bundle, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Undo a failed create: kill the child, remove cgroup and state.
-struct Cleanup<'a> {
-    rt: &'a Runtime,
+/// Undo a failed create: remove cgroup and state (the child is killed
+/// first, by the [`Launch`] declared after this guard).
+struct Cleanup {
     id: String,
     dir: PathBuf,
     cgroup: Option<Box<dyn CgroupManager>>,
-    child: Option<(i32, OwnedFd)>,
     /// Without a mount namespace: the rootfs and the mount ids under it
     /// before create, to detach what the init mounted there.
     host_mounts: Option<(PathBuf, linux::hostmounts::HostMounts)>,
     armed: bool,
 }
 
-impl Drop for Cleanup<'_> {
+impl Drop for Cleanup {
     fn drop(&mut self) {
         if !self.armed {
             return;
-        }
-        if let Some((pid, pidfd)) = self.child.take() {
-            // SAFETY: kill(2) our own child, then reap it through its pidfd.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = clone::wait_pidfd(&pidfd);
         }
         if let Some((rootfs, hm)) = &self.host_mounts {
             linux::hostmounts::cleanup(rootfs, hm);
@@ -274,80 +268,25 @@ impl Drop for Cleanup<'_> {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = &self.rt;
     }
 }
 
 impl Runtime {
-    /// Create a container: the init is set up and parked at the exec barrier.
+    /// Create a container: the init is set up and parked at the exec
+    /// barrier. The phases, in order: check the bundle, plan the
+    /// namespaces, claim the state directory, make the cgroup and the exec
+    /// FIFO, launch the init, answer its hooks, record it as created.
     pub fn create(&self, o: &CreateOptions) -> Result<Handle> {
-        let bundle = {
-            let _g = explain::phase(Phase::Spec);
-            state::validate_id(&o.id)?;
-            let b = spec::load(&o.bundle)?;
-            explain::step(&catalog::SPEC_LOAD, || {
-                format!("{} ({} bytes)", b.config_path.display(), b.raw.len())
-            });
-            spec::validate(
-                &b,
-                ValidateOpts {
-                    need_process: true,
-                    check_rootfs: true,
-                },
-            )?;
-            b
-        };
+        let bundle = load_bundle(o)?;
         let process = bundle.spec.process().clone().expect("validated");
         let terminal = process.terminal() == Some(true);
-        if terminal && o.console_socket.is_none() && !o.foreground {
-            return Err(Error::msg(
-                "cannot allocate tty if runc will detach without setting console socket: give --console-socket, or set process.terminal to false",
-            ));
-        }
-        if !terminal && o.console_socket.is_some() {
-            return Err(Error::msg(
-                "cannot use console socket if runc will not detach or allocate tty: process.terminal is false",
-            ));
-        }
+        check_terminal(o, terminal)?;
         let plan = plan(&bundle)?;
         if self.rootless {
-            for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
-                if linux::mounts::idmap_plan(m, bundle.mount_ext.get(i)).is_some() {
-                    return Err(Error::config(
-                        &bundle.config_path,
-                        format!("mounts[{i}]"),
-                        "idmapped mounts need CAP_SYS_ADMIN in the host's user namespace; they are not available rootless",
-                    ));
-                }
-            }
+            refuse_rootless_idmaps(&bundle)?;
         }
         let store = crate::state::Store::open(&self.store.root)?;
-
-        let me = std::process::id() as i32;
-        let mut record = ContainerState {
-            id: o.id.clone(),
-            creator_pid: me,
-            creator_start: state::proc_stat(me).map(|s| s.start).unwrap_or(0),
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs(),
-            created: crate::time::now_rfc3339_nanos(),
-            annotations: bundle.annotations().into_iter().collect(),
-            phase: Some(StPhase::Creating),
-            mode: if o.mode.is_empty() {
-                "container".into()
-            } else {
-                o.mode.clone()
-            },
-            rootless: self.rootless,
-            no_new_keyring: o.no_new_keyring,
-            owner_uid: nix::unistd::geteuid().as_raw(),
-            host_mounts: plan.host_mountns.then(|| linux::hostmounts::HostMounts {
-                before: linux::hostmounts::snapshot(&bundle.rootfs()),
-                created: None,
-            }),
-            ..Default::default()
-        };
-
+        let mut record = self.new_record(o, &bundle, &plan);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
         if let Some(cg) = &cgroup_mgr {
             record.cgroup = cg.record();
@@ -361,22 +300,18 @@ impl Runtime {
             store.claim(&o.id, &record, &|stale| self.reap_stale(stale))?
         };
         let mut cleanup = Cleanup {
-            rt: self,
             id: o.id.clone(),
             dir: dir.clone(),
             cgroup: None,
-            child: None,
             host_mounts: record
                 .host_mounts
                 .clone()
                 .map(|hm| (record.rootfs.clone(), hm)),
             armed: true,
         };
-
         let cfg_copy = dir.join(state::CONFIG_FILE);
         // 0600: process.env may hold secrets, and the directory is 0711.
         crate::files::create_new(&cfg_copy, &bundle.raw, 0o600)?;
-
         if let Some(mut cg) = cgroup_mgr {
             let _g = explain::phase(Phase::Cgroups);
             cg.create()?;
@@ -384,140 +319,41 @@ impl Runtime {
             // (never the container's): kept at once, for a delete or the
             // clean-up of a killed create.
             record.cgroup = cg.record();
-            cleanup.cgroup = Some(cg);
+            let cg = cleanup.cgroup.insert(cg);
             record.save(&dir)?;
-            let cg = cleanup.cgroup.as_ref().expect("set above");
-            let mut res: LinuxResources = bundle
-                .spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.resources().clone())
-                .unwrap_or_default();
-            if !self.rootless {
-                res.set_devices(Some(device_rules(&bundle)));
-            }
-            cg.set(&res, false)?;
+            self.apply_resources(cg.as_ref(), &bundle)?;
         }
+        let fifo = make_fifo(&dir)?;
 
-        let fifo = dir.join(state::FIFO_FILE);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
-        // SAFETY: chmod via libc on a path we just created (umask may have masked bits).
-        let _ =
-            std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622));
-
-        let console = match &o.console_socket {
-            Some(p) => Some(linux::console::connect(p)?),
-            None => None,
-        };
         let seccomp = bundle
             .spec
             .linux()
             .as_ref()
             .and_then(|l| l.seccomp().clone());
-        let listener = match seccomp.as_ref().and_then(|s| s.listener_path().clone()) {
-            Some(p) => Some(linux::console::connect(&p).map_err(|e| {
-                Error::msg(format!("linux.seccomp.listenerPath {}: {e}", p.display()))
-            })?),
-            None => None,
-        };
-
-        let exe = clone::protected_exe()?;
-        let (self_join, into) = super::cgroup_entry(cleanup.cgroup.as_deref(), plan.userns);
-        let (parent_ch, child_ch) = Channel::pair()?;
-        let keep: Vec<_> = [
-            console.as_ref().map(|c| c.as_raw_fd()),
-            listener.as_ref().map(|l| l.as_raw_fd()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let pre = PreExec {
-            channel: child_ch.as_fd().as_raw_fd(),
-            exe: &exe,
+        // Declared after `cleanup`, so dropped first: a failed create kills
+        // the child before its cgroup and state go.
+        let mut launch = Launch::prepare(&Setup {
+            console_socket: o.console_socket.as_deref(),
+            seccomp: seccomp.as_ref(),
+            cgroup: cleanup.cgroup.as_deref(),
+            own_userns: plan.userns,
             wait_for_maps: plan.new_userns,
-            min_fd: 3 + o.preserve_fds,
-            keep: &keep,
-            mode: "init",
-            cgroup_tasks: &self_join,
-        };
-        let userns_fd = match &plan.userns_path {
-            Some(p) => Some(
-                nix::fcntl::open(
-                    p,
-                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(|e| Error::sys(format!("open user namespace {}", p.display()), e))?,
-            ),
-            None => None,
-        };
-        // A pid namespace joined by path: no process may appear in it before
-        // its root is the container's (issue 11). The init is cloned outside
-        // and moves in after pivot_root (InitRequest::pid_handover). It can
-        // only where its own user namespace owns that pid namespace; in the
-        // other cases (a new user namespace) the parent enters the pid
-        // namespace before clone, as runc does.
-        let handover = match &plan.pid_path {
-            Some(p) if can_hand_over(&plan, p)? => Some(namespaces::open(p)?),
-            _ => None,
-        };
-        let restore_pid = match (&plan.pid_path, &handover) {
-            (Some(p), None) => Some(enter_pid_ns(p)?),
-            _ => None,
-        };
-        let child = {
-            let _g = explain::phase(Phase::Clone);
-            match &userns_fd {
-                // Joined user namespace: no CLONE_INTO_CGROUP (`into` is
-                // None), the parent moves the child below.
-                Some(ns) => clone::spawn_joined(
-                    &clone::Join {
-                        namespaces: &[(ns.as_raw_fd(), CloneFlags::CLONE_NEWUSER)],
-                        chroot: None,
-                    },
-                    plan.clone_flags,
-                    None,
-                    &pre,
-                ),
-                None => clone::spawn(plan.clone_flags, into.as_ref().map(|f| f.as_raw_fd()), &pre),
-            }
-        };
-        if let Some(r) = restore_pid {
-            let _ = nix::sched::setns(r.as_fd(), CloneFlags::CLONE_NEWPID);
-        }
-        let child = child?;
-        drop(child_ch);
-        drop(exe);
-        let mut pid = child.pid;
-        let kept = child.kept.clone();
-        cleanup.child = Some((pid, child.pidfd));
+            preserve_fds: o.preserve_fds,
+        })?;
+        let (pid, handover) = spawn_init(&mut launch, &plan)?;
         record.pid = pid;
         record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
         record.save(&dir)?;
-
         if let Some(cg) = &cleanup.cgroup {
             let _g = explain::phase(Phase::Cgroups);
-            if self_join.is_empty() && into.is_none() {
-                cg.add_process(pid)?;
-            } else {
-                explain::cgroup_join(into.is_some(), self_join.len());
-            }
+            launch.enter_cgroup(Some(cg.as_ref()))?;
         }
         if plan.new_userns {
-            let _g = explain::phase(Phase::Namespaces);
-            let linux = bundle.spec.linux().clone().unwrap_or_default();
-            linux::userns::write_maps(
-                pid,
-                linux.uid_mappings().as_deref().unwrap_or(&[]),
-                linux.gid_mappings().as_deref().unwrap_or(&[]),
-            )?;
-            parent_ch.send(&"maps")?;
+            write_id_maps(&launch, &bundle, pid)?;
         }
         let idmapped = self.idmapped_trees(&bundle, pid, plan.userns)?;
 
-        let cgroup_mount = cgroup_mount_info(cleanup.cgroup.as_deref(), plan.new_cgroupns);
-        let mut ki = kept.iter();
+        let (console_fd, seccomp_listener_fd) = launch.passed();
         let req = InitRequest {
             kind: InitKind::Create,
             id: o.id.clone(),
@@ -540,10 +376,10 @@ impl Runtime {
                 .as_ref()
                 .and_then(|l| l.personality().clone()),
             preserve_fds: o.preserve_fds,
-            console_fd: console.as_ref().and_then(|_| ki.next().copied()),
-            seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
+            console_fd,
+            seccomp_listener_fd,
             tty_to_parent: terminal && o.console_socket.is_none(),
-            cgroup_mount,
+            cgroup_mount: cgroup_mount_info(cleanup.cgroup.as_deref(), plan.new_cgroupns),
             pid_handover: handover.is_some(),
             host_pid: pid,
             init_pid: pid,
@@ -561,117 +397,70 @@ impl Runtime {
             trace: self.trace,
             log_level: self.log_level,
         };
-        drop(console);
-        drop(listener);
-        // The init may not be able to traverse the state root (in a user
-        // namespace it is not root on the host): hand it what it needs open.
-        let fifo_fd = nix::fcntl::open(
-            &fifo,
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
-        let cfg_fd = std::fs::File::open(&cfg_copy).map_err(|e| Error::io("open", &cfg_copy, e))?;
-        // If the child already died, the loop below reads its error (or EOF).
-        let fds: Vec<i32> = [fifo_fd.as_raw_fd(), cfg_fd.as_raw_fd()]
-            .into_iter()
-            .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
-            .chain(handover.as_ref().map(|f| f.as_raw_fd()))
-            .collect();
-        // A child that already died shows in the loop below (its error or
-        // EOF); any other failure to send would leave both sides waiting.
-        if let Err(e) = parent_ch.send_fds(&ToChild::Init(Box::new(req)), &fds) {
-            if !super::child_gone(&e) {
-                return Err(e);
-            }
-        }
-        drop((fifo_fd, cfg_fd, idmapped, handover));
+        send_init(&mut launch, req, &fifo, &cfg_copy, idmapped, handover)?;
 
-        let mut pty = None;
-        loop {
-            let msg = parent_ch.recv::<ToParent>()?;
-            match msg {
-                Some((ToParent::Log(r), _)) => crate::logging::emit(&r),
-                Some((ToParent::Event(e), _)) => explain::deliver(e),
-                Some((ToParent::Hooks, _)) => {
-                    let st =
-                        |status| hook_state(&o.id, status, pid, &bundle.dir, &record.annotations);
-                    let at = linux::hooks::Inherit::runtime(&bundle.dir);
-                    if let Some(h) = bundle.spec.hooks() {
-                        // Spec 1.0 runs prestart hooks once the container is
-                        // created (runtime-tools' hooks_stdin checks "created";
-                        // runc 1.1.5 says "creating"); createRuntime hooks
-                        // belong to the create operation itself.
-                        #[allow(deprecated)]
-                        if let Some(list) = h.prestart() {
-                            linux::hooks::run("prestart", list, &st("created"), at)?;
-                        }
-                        let st = st("creating");
-                        if let Some(list) = h.create_runtime() {
-                            linux::hooks::run("createRuntime", list, &st, at)?;
-                        }
-                    }
-                    parent_ch.send(&ToChild::HooksDone)?;
+        let pty = launch.listen(Listen {
+            what: "the container's init",
+            through_exec: false,
+            answer: Some(&mut |r| match r {
+                Request::Hooks => run_create_hooks(&bundle, &o.id, &record),
+                Request::Reborn(new) => {
+                    record.pid = new;
+                    record.pid_start = state::proc_stat(new).map(|s| s.start).unwrap_or(0);
+                    record.save(&dir)
                 }
-                Some((ToParent::Pty, mut fds)) => pty = fds.pop(),
-                Some((ToParent::Reborn(new), _)) => {
-                    // The init cloned itself into the joined pid namespace
-                    // and exits: the clone is the container's init now.
-                    let old = cleanup.child.as_ref().map_or(0, |(p, _)| *p);
-                    let fd = clone::pidfd_of_child(new, old, "the container's init")?;
-                    if let Some((_, old_fd)) = cleanup.child.replace((new, fd)) {
-                        let _ = clone::wait_pidfd(&old_fd);
-                    }
-                    pid = new;
-                    record.pid = pid;
-                    record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
-                    record.save(&dir)?;
-                    parent_ch.send(&ToChild::Reborn(pid))?;
-                }
-                Some((ToParent::Ready, _)) => break,
-                Some((ToParent::Error(m), _)) => {
-                    return Err(Error::Child(format!(
-                        "unable to start container process: {m}"
-                    )));
-                }
-                None => {
-                    let (_, pidfd) = cleanup.child.take().expect("child");
-                    let st = clone::wait_pidfd(&pidfd).unwrap_or(-1);
-                    return Err(Error::Child(format!(
-                        "unable to start container process: the container's init exited during setup (status {st})"
-                    )));
-                }
-            }
-        }
-        // What exec will join: the namespaces of linux.namespaces, as the
-        // init is in them now.
-        let types: Vec<LinuxNamespaceType> = bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().clone())
-            .unwrap_or_default()
-            .iter()
-            .map(|n| n.typ())
-            .collect();
-        record.namespaces = Some(namespaces::record(pid, &types)?);
-        record.phase = Some(StPhase::Created);
-        if let Some(hm) = &mut record.host_mounts {
-            hm.created = Some(linux::hostmounts::added(&record.rootfs, &hm.before));
-        }
-        explain::step(&catalog::STATE_CREATED, || {
-            format!(
-                "pid {pid}, start time {} (clock ticks after boot)",
-                record.pid_start
-            )
-        });
-        record.save(&dir)?;
+            }),
+        })?;
+        let pid = record.pid;
+        mark_created(&bundle, &mut record, &dir)?;
         if let Some(pf) = &o.pid_file {
             write_pid_file(pf, pid)?;
         }
         cleanup.armed = false;
-        let (_, pidfd) = cleanup.child.take().expect("child");
+        let (pid, pidfd) = launch.finish()?;
         Ok(Handle { pid, pidfd, pty })
+    }
+
+    /// The record of a container about to be claimed.
+    fn new_record(&self, o: &CreateOptions, bundle: &Bundle, plan: &Plan) -> ContainerState {
+        let me = std::process::id() as i32;
+        ContainerState {
+            id: o.id.clone(),
+            creator_pid: me,
+            creator_start: state::proc_stat(me).map(|s| s.start).unwrap_or(0),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs(),
+            created: crate::time::now_rfc3339_nanos(),
+            annotations: bundle.annotations().into_iter().collect(),
+            phase: Some(StPhase::Creating),
+            mode: if o.mode.is_empty() {
+                "container".into()
+            } else {
+                o.mode.clone()
+            },
+            rootless: self.rootless,
+            no_new_keyring: o.no_new_keyring,
+            owner_uid: nix::unistd::geteuid().as_raw(),
+            host_mounts: plan.host_mountns.then(|| linux::hostmounts::HostMounts {
+                before: linux::hostmounts::snapshot(&bundle.rootfs()),
+                created: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// linux.resources, with the device rules, on the new cgroup.
+    fn apply_resources(&self, cg: &dyn CgroupManager, bundle: &Bundle) -> Result<()> {
+        let mut res: LinuxResources = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        if !self.rootless {
+            res.set_devices(Some(device_rules(bundle)));
+        }
+        cg.set(&res, false)
     }
 
     /// The detached, idmapped trees of the bundle's idmapped mounts, made here
@@ -701,7 +490,7 @@ impl Runtime {
             let ns = match &plan.maps {
                 Some((u, g)) => {
                     if !made.iter().any(|(p, _)| p.maps == plan.maps) {
-                        made.push((plan.clone(), linux::userns::with_maps(u, g)?));
+                        made.push((plan.clone(), crate::process::userns::with_maps(u, g)?));
                     }
                     made.iter()
                         .find(|(p, _)| p.maps == plan.maps)
@@ -818,6 +607,192 @@ fn not_delegated(dir: &Path) -> Option<String> {
         a = p.parent();
     }
     Some(format!("{}: no such hierarchy", dir.display()))
+}
+
+/// Phase "spec": read config.json and check it before anything exists.
+fn load_bundle(o: &CreateOptions) -> Result<Bundle> {
+    let _g = explain::phase(Phase::Spec);
+    state::validate_id(&o.id)?;
+    let b = spec::load(&o.bundle)?;
+    explain::step(&catalog::SPEC_LOAD, || {
+        format!("{} ({} bytes)", b.config_path.display(), b.raw.len())
+    });
+    spec::validate(
+        &b,
+        ValidateOpts {
+            need_process: true,
+            check_rootfs: true,
+        },
+    )?;
+    Ok(b)
+}
+
+/// A terminal needs somewhere to go, and a console socket a terminal.
+fn check_terminal(o: &CreateOptions, terminal: bool) -> Result<()> {
+    if terminal && o.console_socket.is_none() && !o.foreground {
+        return Err(Error::msg(
+            "cannot allocate tty if runc will detach without setting console socket: give --console-socket, or set process.terminal to false",
+        ));
+    }
+    if !terminal && o.console_socket.is_some() {
+        return Err(Error::msg(
+            "cannot use console socket if runc will not detach or allocate tty: process.terminal is false",
+        ));
+    }
+    Ok(())
+}
+
+/// Idmapped mounts need CAP_SYS_ADMIN in the host's user namespace.
+fn refuse_rootless_idmaps(bundle: &Bundle) -> Result<()> {
+    for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
+        if linux::mounts::idmap_plan(m, bundle.mount_ext.get(i)).is_some() {
+            return Err(Error::config(
+                &bundle.config_path,
+                format!("mounts[{i}]"),
+                "idmapped mounts need CAP_SYS_ADMIN in the host's user namespace; they are not available rootless",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The exec barrier: `start` opens exec.fifo, the init blocks writing it.
+fn make_fifo(dir: &Path) -> Result<PathBuf> {
+    let fifo = dir.join(state::FIFO_FILE);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+    // umask may have masked bits of the mode.
+    let _ = std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622));
+    Ok(fifo)
+}
+
+/// Phase "clone": clone the init into its new namespaces. A joined user
+/// namespace is entered by an intermediate process. A pid namespace joined
+/// by path: no process may appear in it before its root is the container's
+/// (issue 11). The init is cloned outside and moves in after pivot_root
+/// (InitRequest::pid_handover, the returned descriptor). It can only where
+/// its own user namespace owns that pid namespace; in the other cases (a new
+/// user namespace) the parent enters the pid namespace around the clone, as
+/// runc does.
+fn spawn_init(launch: &mut Launch, plan: &Plan) -> Result<(i32, Option<OwnedFd>)> {
+    let userns_fd = match &plan.userns_path {
+        Some(p) => Some(
+            nix::fcntl::open(
+                p,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::sys(format!("open user namespace {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    let handover = match &plan.pid_path {
+        Some(p) if can_hand_over(plan, p)? => Some(namespaces::open(p)?),
+        _ => None,
+    };
+    let restore_pid = match (&plan.pid_path, &handover) {
+        (Some(p), None) => Some(enter_pid_ns(p)?),
+        _ => None,
+    };
+    let pid = {
+        let _g = explain::phase(Phase::Clone);
+        match &userns_fd {
+            // Joined user namespace: no CLONE_INTO_CGROUP (the cgroup entry
+            // is the parent's, after the clone).
+            Some(ns) => launch.spawn(
+                plan.clone_flags,
+                Some(&clone::Join {
+                    namespaces: &[(ns.as_raw_fd(), CloneFlags::CLONE_NEWUSER)],
+                    chroot: None,
+                }),
+            ),
+            None => launch.spawn(plan.clone_flags, None),
+        }
+    };
+    if let Some(r) = restore_pid {
+        let _ = nix::sched::setns(r.as_fd(), CloneFlags::CLONE_NEWPID);
+    }
+    Ok((pid?, handover))
+}
+
+/// A new user namespace: write its uid and gid maps, then let the child go on.
+fn write_id_maps(launch: &Launch, bundle: &Bundle, pid: i32) -> Result<()> {
+    let _g = explain::phase(Phase::Namespaces);
+    let linux = bundle.spec.linux().clone().unwrap_or_default();
+    linux::userns::write_maps(
+        pid,
+        linux.uid_mappings().as_deref().unwrap_or(&[]),
+        linux.gid_mappings().as_deref().unwrap_or(&[]),
+    )?;
+    launch.channel().send(&"maps")
+}
+
+/// Send the init its request with what it needs open: it may not be able to
+/// traverse the state root (in a user namespace it is not root on the
+/// host), so exec.fifo and config.json go as descriptors, with the idmapped
+/// trees and the pid namespace to hand over into.
+fn send_init(
+    launch: &mut Launch,
+    req: InitRequest,
+    fifo: &Path,
+    cfg_copy: &Path,
+    idmapped: Vec<(usize, OwnedFd)>,
+    handover: Option<OwnedFd>,
+) -> Result<()> {
+    let fifo_fd = nix::fcntl::open(
+        fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
+    let cfg_fd = std::fs::File::open(cfg_copy).map_err(|e| Error::io("open", cfg_copy, e))?;
+    let fds: Vec<i32> = [fifo_fd.as_raw_fd(), cfg_fd.as_raw_fd()]
+        .into_iter()
+        .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
+        .chain(handover.as_ref().map(|f| f.as_raw_fd()))
+        .collect();
+    launch.send(req, &fds)
+}
+
+/// The init's mounts are done: run the prestart and createRuntime hooks.
+fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Result<()> {
+    let st = |status| hook_state(id, status, record.pid, &bundle.dir, &record.annotations);
+    let at = linux::hooks::Inherit::runtime(&bundle.dir);
+    if let Some(h) = bundle.spec.hooks() {
+        // Spec 1.0 runs prestart hooks once the container is created
+        // (runtime-tools' hooks_stdin checks "created"; runc 1.1.5 says
+        // "creating"); createRuntime hooks belong to the create operation
+        // itself.
+        #[allow(deprecated)]
+        if let Some(list) = h.prestart() {
+            linux::hooks::run("prestart", list, &st("created"), at)?;
+        }
+        let st = st("creating");
+        if let Some(list) = h.create_runtime() {
+            linux::hooks::run("createRuntime", list, &st, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// The init is Ready: record the namespaces exec will join (those of
+/// linux.namespaces, as the init is in them now) and the mounts it added,
+/// and save the record as created.
+fn mark_created(bundle: &Bundle, record: &mut ContainerState, dir: &Path) -> Result<()> {
+    let pid = record.pid;
+    let types = namespaces::types(bundle.spec.linux().as_ref());
+    record.namespaces = Some(namespaces::record(pid, &types)?);
+    record.phase = Some(StPhase::Created);
+    if let Some(hm) = &mut record.host_mounts {
+        hm.created = Some(linux::hostmounts::added(&record.rootfs, &hm.before));
+    }
+    explain::step(&catalog::STATE_CREATED, || {
+        format!(
+            "pid {pid}, start time {} (clock ticks after boot)",
+            record.pid_start
+        )
+    });
+    record.save(dir)
 }
 
 /// Can the init enter the pid namespace at `path` itself, after

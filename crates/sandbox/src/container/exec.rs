@@ -1,13 +1,13 @@
 //! exec: start one more process inside a running container, in all of its
 //! namespaces and its cgroup, with the given process attributes.
 
+use super::launch::{Launch, Listen, Setup};
 use super::{bad_status, Runtime};
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, namespaces};
-use crate::process::clone::{self, PreExec};
-use crate::process::init::{InitKind, InitRequest};
-use crate::process::sync::{Channel, ToChild, ToParent};
+use crate::process::clone;
+use crate::process::messages::{InitKind, InitRequest};
 use crate::state::{self, Status};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -156,49 +156,13 @@ impl Runtime {
     /// Start a process in the container.
     pub fn exec(&self, o: &ExecOptions) -> Result<ExecHandle> {
         let (st, status) = self.load(&o.id)?;
-        match status {
-            Status::Running | Status::Created => {}
-            Status::Paused if o.ignore_paused => {}
-            Status::Paused => {
-                return Err(bad_status(
-                    &o.id,
-                    status,
-                    "cannot exec in a paused container (use --ignore-paused to override)",
-                ))
-            }
-            _ => {
-                return Err(bad_status(
-                    &o.id,
-                    status,
-                    "cannot exec in a stopped container: container not running",
-                ))
-            }
-        }
+        check_can_exec(&o.id, status, o.ignore_paused)?;
         let process = o
             .process
             .clone()
             .ok_or_else(|| Error::msg("exec: no process given"))?;
-        validate_process(&process)?;
-        crate::spec::check_process(&process).map_err(|(field, reason)| {
-            Error::msg(format!("exec: field process.{field}: {reason}"))
-        })?;
-        let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
-        let initial = affinity.initial().clone().filter(|l| !l.is_empty());
-        if let Some(l) = &initial {
-            linux::procattr::cpu_set("process.execCPUAffinity.initial", l)?;
-        }
-        if let Some(l) = affinity.cpu_affinity_final().as_deref() {
-            linux::procattr::cpu_set("process.execCPUAffinity.final", l)?;
-        }
+        let initial = check_exec_process(&process, o)?;
         let terminal = process.terminal() == Some(true);
-        if !terminal && o.console_socket.is_some() {
-            return Err(Error::msg("cannot use console socket if runc will not detach or allocate tty: the process has no terminal"));
-        }
-        if terminal && o.console_socket.is_none() && o.detach {
-            return Err(Error::msg(
-                "cannot allocate tty if runc will detach without setting console socket",
-            ));
-        }
         let dir = self.store.dir(&o.id);
         let cfg = dir.join(state::CONFIG_FILE);
         let parsed = crate::spec::parse(
@@ -220,25 +184,7 @@ impl Runtime {
                 "cannot exec in a stopped container: container not running",
             )
         };
-        // Only the namespaces of linux.namespaces, checked to be the ones
-        // recorded at create (a record from an older runtime has none: the
-        // types of config.json then, as the init is in them).
-        let recorded = match &st.namespaces {
-            Some(r) => Ok(r.clone()),
-            None => {
-                let types: Vec<_> = parsed
-                    .spec
-                    .linux()
-                    .as_ref()
-                    .and_then(|l| l.namespaces().clone())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|n| n.typ())
-                    .collect();
-                namespaces::record(st.pid, &types)
-            }
-        };
-        let join = match recorded.and_then(|r| namespaces::open_recorded(st.pid, &r)) {
+        let join = match open_namespaces(&st, &parsed) {
             Ok(j) => j,
             Err(_) if !st.init_alive() => return Err(stopped()),
             Err(e) => return Err(e),
@@ -255,38 +201,17 @@ impl Runtime {
             None => None,
         };
 
-        let console = match &o.console_socket {
-            Some(p) => Some(linux::console::connect(p)?),
-            None => None,
-        };
-        let listener = match seccomp.as_ref().and_then(|s| s.listener_path().clone()) {
-            Some(p) => Some(linux::console::connect(&p).map_err(|e| {
-                Error::msg(format!("linux.seccomp.listenerPath {}: {e}", p.display()))
-            })?),
-            None => None,
-        };
-        let exe = clone::protected_exe()?;
         let cgroup = self.cgroup_of(&st);
         // The intermediate enters the cgroup before it joins any namespace,
         // while it still is the runtime's user (even into a user namespace).
-        let (self_join, into) = super::cgroup_entry(cgroup.as_deref(), false);
-        let (parent_ch, child_ch) = Channel::pair()?;
-        let keep: Vec<_> = [
-            console.as_ref().map(|c| c.as_raw_fd()),
-            listener.as_ref().map(|l| l.as_raw_fd()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let pre = PreExec {
-            channel: child_ch.as_fd().as_raw_fd(),
-            exe: &exe,
+        let mut launch = Launch::prepare(&Setup {
+            console_socket: o.console_socket.as_deref(),
+            seccomp: seccomp.as_ref(),
+            cgroup: cgroup.as_deref(),
+            own_userns: false,
             wait_for_maps: false,
-            min_fd: 3 + o.preserve_fds,
-            keep: &keep,
-            mode: "init",
-            cgroup_tasks: &self_join,
-        };
+            preserve_fds: o.preserve_fds,
+        })?;
         // execCPUAffinity.initial is where "the runtime parent process" runs
         // before the transition to the container's cgroup: set it on this
         // process, so the intermediate and the child start there too (final
@@ -301,38 +226,17 @@ impl Runtime {
         let child = {
             // The joins are the intermediate's work, inside the clone.
             let _g = explain::phase(Phase::Clone);
-            explain::step(&catalog::EXEC_JOIN, || {
-                join.iter()
-                    .map(|(t, p, _)| format!("{}:{}", crate::spec::ns_name(*t), p.display()))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            });
-            for (t, p, _) in &join {
-                explain::step(&catalog::NS_JOIN, || {
-                    format!(
-                        "setns({}, {})",
-                        p.display(),
-                        namespaces::flag_names(namespaces::clone_flag(*t))
-                    )
-                });
-            }
-            if let Some(r) = &chroot {
-                explain::step(&catalog::HOST_CHROOT, || {
-                    format!("chroot({}); chdir(\"/\")", r.to_string_lossy())
-                });
-            }
-            clone::spawn_joined(
-                &clone::Join {
+            narrate_joins(&join, chroot.as_deref());
+            launch.spawn(
+                CloneFlags::empty(),
+                Some(&clone::Join {
                     namespaces: &fds,
                     chroot: chroot.as_deref(),
-                },
-                CloneFlags::empty(),
-                into.as_ref().map(|f| f.as_raw_fd()),
-                &pre,
+                }),
             )
         };
         drop(join);
-        let child = match child {
+        let pid = match child {
             // A pid namespace whose init has died takes no new members.
             Err(_) if pid_ns && !st.init_alive() => return Err(stopped()),
             Err(e) if pid_ns && e.to_string().contains("ENOMEM") => {
@@ -344,26 +248,8 @@ impl Runtime {
             }
             r => r?,
         };
-        drop(child_ch);
-        let pid = child.pid;
-        let kill_child = |pidfd: &OwnedFd| {
-            // SAFETY: kill(2) our own child and reap it.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = clone::wait_pidfd(pidfd);
-        };
-        if !self_join.is_empty() || into.is_some() {
-            explain::cgroup_join(into.is_some(), self_join.len());
-        }
-        if let Some(cg) = cgroup
-            .as_ref()
-            .filter(|_| self_join.is_empty() && into.is_none())
-        {
-            if let Err(e) = cg.add_process(pid) {
-                kill_child(&child.pidfd);
-                return Err(e);
-            }
-        }
-        let mut ki = child.kept.iter();
+        launch.enter_cgroup(cgroup.as_deref())?;
+        let (console_fd, seccomp_listener_fd) = launch.passed();
         let req = InitRequest {
             kind: InitKind::Exec,
             id: o.id.clone(),
@@ -387,8 +273,8 @@ impl Runtime {
                 .as_ref()
                 .and_then(|l| l.personality().clone()),
             preserve_fds: o.preserve_fds,
-            console_fd: console.as_ref().and_then(|_| ki.next().copied()),
-            seccomp_listener_fd: listener.as_ref().and_then(|_| ki.next().copied()),
+            console_fd,
+            seccomp_listener_fd,
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount: Default::default(),
             pid_handover: false,
@@ -400,56 +286,101 @@ impl Runtime {
             trace: self.trace,
             log_level: self.log_level,
         };
-        drop(console);
-        drop(listener);
-        // If the child already died, the loop below reads its error (or EOF);
-        // any other failure to send would leave both sides waiting.
-        if let Err(e) = parent_ch.send(&ToChild::Init(Box::new(req))) {
-            if !super::child_gone(&e) {
-                kill_child(&child.pidfd);
-                return Err(e);
-            }
-        }
-        let mut pty = None;
-        let mut ready = false;
-        let mut exec_phase = None; // from Ready to end-of-file: the child's execve
-        loop {
-            match parent_ch.recv::<ToParent>() {
-                Ok(Some((ToParent::Log(r), _))) => crate::logging::emit(&r),
-                Ok(Some((ToParent::Event(e), _))) => explain::deliver(e),
-                Ok(Some((ToParent::Pty, mut fds))) => pty = fds.pop(),
-                Ok(Some((ToParent::Ready, _))) => {
-                    ready = true;
-                    exec_phase = explain::phase(Phase::Exec);
-                }
-                Ok(Some((ToParent::Hooks | ToParent::Reborn(_), _))) => {}
-                Ok(Some((ToParent::Error(m), _))) => {
-                    kill_child(&child.pidfd);
-                    return Err(Error::Child(format!(
-                        "unable to start container process: {m}"
-                    )));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    kill_child(&child.pidfd);
-                    return Err(e);
-                }
-            }
-        }
-        drop(exec_phase);
-        if !ready {
-            let st = clone::wait_pidfd(&child.pidfd).unwrap_or(-1);
-            return Err(Error::Child(format!(
-                "unable to start container process: the exec process exited during setup (status {st})"
-            )));
-        }
+        launch.send(req, &[])?;
+        let pty = launch.listen(Listen {
+            what: "the exec process",
+            through_exec: true,
+            answer: None,
+        })?;
+        // Exec'd: from here the process is the caller's, whatever follows.
+        let (pid, pidfd) = launch.finish()?;
         if let Some(pf) = &o.pid_file {
             super::create::write_pid_file(pf, pid)?;
         }
-        Ok(ExecHandle {
-            pid,
-            pidfd: child.pidfd,
-            pty,
-        })
+        Ok(ExecHandle { pid, pidfd, pty })
+    }
+}
+
+/// Refuse exec in a container that is not running (or created, or paused
+/// with --ignore-paused), with runc's wording.
+fn check_can_exec(id: &str, status: Status, ignore_paused: bool) -> Result<()> {
+    match status {
+        Status::Running | Status::Created => Ok(()),
+        Status::Paused if ignore_paused => Ok(()),
+        Status::Paused => Err(bad_status(
+            id,
+            status,
+            "cannot exec in a paused container (use --ignore-paused to override)",
+        )),
+        _ => Err(bad_status(
+            id,
+            status,
+            "cannot exec in a stopped container: container not running",
+        )),
+    }
+}
+
+/// The checks on the exec process and its terminal; returns
+/// execCPUAffinity.initial (applied to the parent before the clone).
+fn check_exec_process(process: &Process, o: &ExecOptions) -> Result<Option<String>> {
+    validate_process(process)?;
+    crate::spec::check_process(process)
+        .map_err(|e| Error::msg(format!("exec: field process.{}: {}", e.field, e.reason)))?;
+    let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
+    let initial = affinity.initial().clone().filter(|l| !l.is_empty());
+    if let Some(l) = &initial {
+        linux::procattr::cpu_set("process.execCPUAffinity.initial", l)?;
+    }
+    if let Some(l) = affinity.cpu_affinity_final().as_deref() {
+        linux::procattr::cpu_set("process.execCPUAffinity.final", l)?;
+    }
+    let terminal = process.terminal() == Some(true);
+    if !terminal && o.console_socket.is_some() {
+        return Err(Error::msg("cannot use console socket if runc will not detach or allocate tty: the process has no terminal"));
+    }
+    if terminal && o.console_socket.is_none() && o.detach {
+        return Err(Error::msg(
+            "cannot allocate tty if runc will detach without setting console socket",
+        ));
+    }
+    Ok(initial)
+}
+
+/// Open the namespaces exec joins: only those of linux.namespaces, checked
+/// to be the ones recorded at create (a record from an older runtime has
+/// none: the types of config.json then, as the init is in them).
+fn open_namespaces(
+    st: &state::ContainerState,
+    parsed: &crate::spec::Parsed,
+) -> Result<Vec<(LinuxNamespaceType, PathBuf, OwnedFd)>> {
+    let recorded = match &st.namespaces {
+        Some(r) => r.clone(),
+        None => namespaces::record(st.pid, &namespaces::types(parsed.spec.linux().as_ref()))?,
+    };
+    namespaces::open_recorded(st.pid, &recorded)
+}
+
+/// Narrate what the intermediate process does inside the clone: join each
+/// namespace, then (without a mount namespace) chroot.
+fn narrate_joins(join: &[(LinuxNamespaceType, PathBuf, OwnedFd)], chroot: Option<&std::ffi::CStr>) {
+    explain::step(&catalog::EXEC_JOIN, || {
+        join.iter()
+            .map(|(t, p, _)| format!("{}:{}", namespaces::name(*t), p.display()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    for (t, p, _) in join {
+        explain::step(&catalog::NS_JOIN, || {
+            format!(
+                "setns({}, {})",
+                p.display(),
+                namespaces::flag_names(namespaces::clone_flag(*t))
+            )
+        });
+    }
+    if let Some(r) = chroot {
+        explain::step(&catalog::HOST_CHROOT, || {
+            format!("chroot({}); chdir(\"/\")", r.to_string_lossy())
+        });
     }
 }

@@ -6,6 +6,7 @@
 mod create;
 mod delete;
 pub mod exec;
+mod launch;
 mod ops;
 
 pub use create::{hook_state, write_pid_file, CreateOptions, Handle};

@@ -172,3 +172,29 @@ pub fn dev_is_bind(mounts: &[oci_spec::runtime::Mount]) -> bool {
 pub fn exists_in_root(root: BorrowedFd<'_>, p: &Path) -> bool {
     open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW).is_ok()
 }
+
+/// linux.devices: device numbers that fit a dev_t, absolute paths without `..`.
+pub fn check(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    use crate::error::FieldError;
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        for (f, v) in [("major", d.major()), ("minor", d.minor())] {
+            // A dev_t holds a 32-bit major and a 32-bit minor (Linux uses 12 and 20 bits).
+            if !(0..=u32::MAX as i64).contains(&v) {
+                return Err(FieldError::new(
+                    format!("linux.devices[{i}].{f}"),
+                    format!("{v} is not a device number"),
+                ));
+            }
+        }
+        if !d.path().is_absolute() || super::fs::has_dotdot(d.path()) {
+            return Err(FieldError::new(
+                format!("linux.devices[{i}].path"),
+                format!(
+                    "{} must be an absolute path without '..'",
+                    d.path().display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

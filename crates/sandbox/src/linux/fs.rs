@@ -301,6 +301,11 @@ fn fallback_cloexec(lo: u32, hi: u32) {
     }
 }
 
+/// True when the path has a `..` component.
+pub fn has_dotdot(p: &Path) -> bool {
+    p.components().any(|c| c == std::path::Component::ParentDir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

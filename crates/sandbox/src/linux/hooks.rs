@@ -256,6 +256,37 @@ fn run_one(
     )))
 }
 
+/// hooks: each path absolute, each timeout positive.
+pub fn check(hooks: &oci_spec::runtime::Hooks) -> crate::error::Checked {
+    use crate::error::FieldError;
+    #[allow(deprecated)]
+    let all = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (kind, list) in all {
+        for (i, h) in list.iter().flatten().enumerate() {
+            if !h.path().is_absolute() {
+                return Err(FieldError::new(
+                    format!("hooks.{kind}[{i}].path"),
+                    format!("{} must be absolute", h.path().display()),
+                ));
+            }
+            if h.timeout().is_some_and(|t| t <= 0) {
+                return Err(FieldError::new(
+                    format!("hooks.{kind}[{i}].timeout"),
+                    "must be a positive number of seconds",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

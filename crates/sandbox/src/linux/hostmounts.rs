@@ -38,37 +38,15 @@ pub struct MountEntry {
     pub point: PathBuf,
 }
 
-/// Undo mountinfo's octal escapes (`\040` for a space, `\012`, `\134`...).
-fn unescape(s: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 /// The mounts of a mountinfo text at or under `root`, in the file's order
 /// (a mount stacked on another comes after it).
 pub fn under(mountinfo: &str, root: &Path) -> Vec<MountEntry> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let id = f.first()?.parse().ok()?;
-            let point = unescape(f.get(4)?);
-            point.starts_with(root).then_some(MountEntry { id, point })
+    super::mountinfo::parse(mountinfo)
+        .into_iter()
+        .filter(|m| m.point.starts_with(root))
+        .map(|m| MountEntry {
+            id: m.id,
+            point: m.point,
         })
         .collect()
 }
@@ -76,7 +54,7 @@ pub fn under(mountinfo: &str, root: &Path) -> Vec<MountEntry> {
 /// The ids of the mounts at or under `root` right now.
 pub fn snapshot(root: &Path) -> Vec<u64> {
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mi = std::fs::read_to_string(super::mountinfo::SELF).unwrap_or_default();
     under(&mi, &root).into_iter().map(|m| m.id).collect()
 }
 
@@ -129,7 +107,7 @@ fn mount_id_at(p: &Path) -> Option<u64> {
 /// another's is left (and logged). Returns how many were detached.
 pub fn cleanup(root: &Path, hm: &HostMounts) -> usize {
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let read = || std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let read = || std::fs::read_to_string(super::mountinfo::SELF).unwrap_or_default();
     let mut done = 0;
     // Detaching a mount drops the ones below it and uncovers what it hid
     // (the rbind's copies): passes until one detaches nothing.

@@ -8,6 +8,7 @@ pub mod fs;
 pub mod hooks;
 pub mod hostmounts;
 pub mod lsm;
+pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
 pub mod procattr;

@@ -2,7 +2,7 @@
 //! mount itself, always onto a descriptor resolved inside the rootfs.
 
 use super::fs::{fd_path, mkdir_all_in_root, open_in_root, touch_in_root};
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::explain::{self, catalog};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
@@ -538,6 +538,17 @@ fn apply_propagation(target: &str, opts: &Parsed) -> nix::Result<()> {
     Ok(())
 }
 
+/// Extra per-mount fields of runtime-spec 1.1 (`uidMappings`, `gidMappings`)
+/// that the `oci-spec` types do not carry; read from the same bytes.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountExt {
+    #[serde(default)]
+    pub uid_mappings: Option<Vec<LinuxIdMapping>>,
+    #[serde(default)]
+    pub gid_mappings: Option<Vec<LinuxIdMapping>>,
+}
+
 /// How a mount is idmapped: asked for with the `idmap`/`ridmap` option or by
 /// giving the mount its own uidMappings/gidMappings.
 #[derive(Debug, Clone, PartialEq)]
@@ -552,7 +563,7 @@ pub struct IdmapPlan {
 }
 
 /// Whether mount `m` is idmapped (with `ext`, its entry in Bundle::mount_ext).
-pub fn idmap_plan(m: &Mount, ext: Option<&crate::spec::MountExt>) -> Option<IdmapPlan> {
+pub fn idmap_plan(m: &Mount, ext: Option<&MountExt>) -> Option<IdmapPlan> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let maps = ext.and_then(|e| {
         let u = e.uid_mappings.clone().unwrap_or_default();
@@ -571,11 +582,11 @@ pub fn idmap_plan(m: &Mount, ext: Option<&crate::spec::MountExt>) -> Option<Idma
 
 /// Check an idmapped mount entry (validation): a bind mount, with both
 /// mappings when it has any. Errors are (field below mounts[i], reason).
-pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (String, String)> {
+pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> crate::error::Checked {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let is_bind = opts.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
     if !is_bind {
-        return Err((
+        return Err(FieldError::of(
             "options".into(),
             "idmapped mounts are bind mounts here: add \"bind\" or \"rbind\" (or type \"bind\")"
                 .into(),
@@ -583,7 +594,7 @@ pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (Stri
     }
     if let Some((u, g)) = &plan.maps {
         if u.is_empty() || g.is_empty() {
-            return Err((
+            return Err(FieldError::of(
                 if u.is_empty() {
                     "uidMappings"
                 } else {
@@ -599,7 +610,7 @@ pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (Stri
                     || x.container_id() as u64 + x.size() as u64 > u32::MAX as u64
                     || x.host_id() as u64 + x.size() as u64 > u32::MAX as u64
                 {
-                    return Err((
+                    return Err(FieldError::of(
                         format!("{f}[{i}]"),
                         "size must be at least 1 and the range must end below 4294967295".into(),
                     ));
@@ -929,6 +940,50 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
     Ok(())
 }
 
+/// mounts[i]: a destination inside the rootfs, no NUL bytes, known options,
+/// and an idmapped mount this runtime can make.
+pub fn check(i: usize, m: &Mount, ext: Option<&MountExt>, userns: bool) -> crate::error::Checked {
+    let d = m.destination();
+    if d.as_os_str().is_empty() {
+        return Err(FieldError::new(format!("mounts[{i}].destination"), "empty"));
+    }
+    for (f, v) in [
+        ("destination", Some(d.as_os_str())),
+        ("source", m.source().as_ref().map(|p| p.as_os_str())),
+        ("type", m.typ().as_ref().map(std::ffi::OsStr::new)),
+    ] {
+        if v.is_some_and(|v| v.as_encoded_bytes().contains(&0)) {
+            return Err(FieldError::new(
+                format!("mounts[{i}].{f}"),
+                "contains a NUL byte",
+            ));
+        }
+    }
+    if super::fs::has_dotdot(d) {
+        return Err(FieldError::new(
+            format!("mounts[{i}].destination"),
+            format!(
+                "{} contains '..': a destination must stay inside the rootfs",
+                d.display()
+            ),
+        ));
+    }
+    for o in m.options().iter().flatten() {
+        check_option(o)
+            .map_err(|reason| FieldError::new(format!("mounts[{i}].options"), reason))?;
+    }
+    if let Some(plan) = idmap_plan(m, ext) {
+        check_idmap(m, &plan).map_err(|e| e.under(&format!("mounts[{i}]")))?;
+        if plan.maps.is_none() && !userns {
+            return Err(FieldError::new(
+                format!("mounts[{i}].options"),
+                "idmap without uidMappings/gidMappings on the mount uses the container's user namespace, and there is none: add {\"type\": \"user\"} to linux.namespaces or give the mount its own mappings",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -982,7 +1037,7 @@ mod tests {
         assert!(p.recursive && p.rbind && p.maps.is_none());
         check_idmap(&r, &p).unwrap();
         // Mappings alone make it idmapped (not recursive).
-        let ext: crate::spec::MountExt = serde_json::from_str(
+        let ext: MountExt = serde_json::from_str(
             r#"{"uidMappings":[{"containerID":0,"hostID":1,"size":1}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
         )
         .unwrap();
@@ -992,7 +1047,7 @@ mod tests {
         assert_eq!(
             check_idmap(&t, &idmap_plan(&t, None).unwrap())
                 .unwrap_err()
-                .0,
+                .field,
             "options"
         );
     }

@@ -202,13 +202,175 @@ pub fn open_recorded(
             now.get_or_insert(st.st_ino);
         }
         if let Some(now) = now {
-            let name = proc_name(t);
+            let proc = proc_name(t);
             return Err(Error::msg(format!(
-                "the container's init (pid {pid}) is no longer in the {} namespace it was created with ({name}:[{}], now {name}:[{now}]): exec joins only the namespaces of linux.namespaces, never one the container made itself",
-                crate::spec::ns_name(t),
+                "the container's init (pid {pid}) is no longer in the {} namespace it was created with ({proc}:[{}], now {proc}:[{now}]): exec joins only the namespaces of linux.namespaces, never one the container made itself",
+                name(t),
                 r.ino
             )));
         }
     }
     Ok(out)
+}
+
+/// The namespace type's name as it appears in config.json.
+pub fn name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The types listed in linux.namespaces, in order: the namespaces the
+/// init is in once created, and the ones exec joins.
+pub fn types(linux: Option<&oci_spec::runtime::Linux>) -> Vec<LinuxNamespaceType> {
+    linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|n| n.typ())
+        .collect()
+}
+
+/// What linux.namespaces asks for, as the other checks of a config need it.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// Every type listed (as `LinuxNamespaceType as u64`).
+    pub listed: std::collections::HashSet<u64>,
+    /// Namespaces the container gets for itself: new ones, or joined ones
+    /// that are not the runtime's own (joining that gives nothing private).
+    pub private: std::collections::HashSet<u64>,
+    /// A user namespace, new or joined.
+    pub userns: bool,
+    /// A new user namespace.
+    pub new_userns: bool,
+}
+
+impl Asked {
+    /// The namespaces of `linux` (None: no linux section).
+    pub fn of(linux: Option<&oci_spec::runtime::Linux>) -> Asked {
+        let mut a = Asked::default();
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let t = ns.typ();
+            a.listed.insert(t as u64);
+            match ns.path() {
+                Some(p) if is_own(t, p) => {}
+                _ => {
+                    a.private.insert(t as u64);
+                }
+            }
+            if t == LinuxNamespaceType::User {
+                a.userns = true;
+                a.new_userns = ns.path().is_none();
+            }
+        }
+        a
+    }
+
+    /// A namespace of this type is listed.
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.listed.contains(&(t as u64))
+    }
+}
+
+/// linux.namespaces: each type once, a joined one by an absolute path that
+/// exists.
+pub fn check(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    use crate::error::FieldError;
+    let mut seen = std::collections::HashSet::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        let t = ns.typ();
+        if !seen.insert(t as u64) {
+            return Err(FieldError::new(
+                format!("linux.namespaces[{i}].type"),
+                format!("{:?} appears twice", name(t)),
+            ));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(FieldError::new(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{} is not absolute", p.display()),
+                ));
+            }
+            if std::fs::symlink_metadata(p).is_err() {
+                return Err(FieldError::new(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{}: no such namespace file", p.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// linux.timeOffsets: only with a time namespace, only for the monotonic
+/// and boottime clocks.
+pub fn check_time_offsets(
+    linux: &oci_spec::runtime::Linux,
+    asked: &Asked,
+) -> crate::error::Checked {
+    use crate::error::FieldError;
+    let Some(tz) = linux.time_offsets() else {
+        return Ok(());
+    };
+    if !tz.is_empty() && !asked.has(LinuxNamespaceType::Time) {
+        return Err(FieldError::new(
+            "linux.timeOffsets",
+            "clock offsets need a time namespace in linux.namespaces",
+        ));
+    }
+    for k in tz.keys() {
+        if k != "monotonic" && k != "boottime" {
+            return Err(FieldError::new(
+                format!("linux.timeOffsets[{k:?}]"),
+                "only monotonic and boottime clocks have offsets",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// hostname and domainname: what sethostname(2) takes, and only in a uts
+/// namespace of the container's own.
+pub fn check_uts_names(spec: &oci_spec::runtime::Spec, asked: &Asked) -> crate::error::Checked {
+    use crate::error::FieldError;
+    for (field, v) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if let Some(v) = v {
+            // HOST_NAME_MAX: sethostname(2) refuses anything longer.
+            if v.len() > 64 || v.contains('\0') {
+                return Err(FieldError::new(
+                    field,
+                    format!("{} bytes: at most 64, without NUL bytes", v.len()),
+                ));
+            }
+        }
+    }
+    let private_uts = asked.private.contains(&(LinuxNamespaceType::Uts as u64));
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !private_uts {
+        return Err(FieldError::new(
+            "hostname",
+            "setting a hostname needs a uts namespace of the container's own in linux.namespaces (none, or one whose path is the runtime's own, would rename the host)",
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !private_uts {
+        return Err(FieldError::new(
+            "domainname",
+            "setting a domainname needs a uts namespace of the container's own in linux.namespaces (none, or one whose path is the runtime's own, would change the host's)",
+        ));
+    }
+    Ok(())
 }

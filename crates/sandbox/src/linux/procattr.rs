@@ -1,7 +1,7 @@
 //! Per-process attributes beyond ids and capabilities: personality, the
 //! scheduler, the I/O priority, CPU affinity, oom_score_adj and the keyring.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::explain::{self, catalog};
 
 /// Write /proc/self/oom_score_adj.
@@ -128,9 +128,39 @@ pub fn set_ioprio(value: i32) -> Result<()> {
     Ok(())
 }
 
+/// The most entries a CPU or memory-node list may expand to.
+const MAX_CPU_LIST: usize = 1 << 16;
+
+/// Parse a cpuset list such as `0-2,4`; None when malformed (or expanding
+/// to more than 65536 entries).
+pub fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return None;
+        }
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+            if a > b || b - a > 65536 {
+                return None;
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().ok()?);
+        }
+        // Many ranges could otherwise add up to billions of entries (a 4 MiB
+        // config of "0-65535," repeated): no machine has more CPUs than this.
+        if out.len() > MAX_CPU_LIST {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 /// The CPUs of a list such as `0-1,3`.
 pub fn cpu_set(field: &str, list: &str) -> Result<nix::sched::CpuSet> {
-    let cpus = crate::cgroups::parse_cpu_list(list)
+    let cpus = parse_cpu_list(list)
         .ok_or_else(|| Error::msg(format!("{field} {list:?} is not a CPU list such as 0-2,4")))?;
     let mut set = nix::sched::CpuSet::new();
     for c in cpus {
@@ -198,33 +228,34 @@ fn sched_flag(f: oci_spec::runtime::LinuxSchedulerFlag) -> u64 {
 }
 
 /// Check process.scheduler as runc does; errors are (field, reason).
-pub fn check_scheduler(
-    s: &oci_spec::runtime::Scheduler,
-) -> std::result::Result<(), (String, String)> {
+pub fn check_scheduler(s: &oci_spec::runtime::Scheduler) -> crate::error::Checked {
     use oci_spec::runtime::LinuxSchedulerPolicy as P;
     let policy = s.policy();
-    policy_number(*policy).map_err(|r| ("policy".to_string(), r))?;
+    policy_number(*policy).map_err(|r| FieldError::new("policy", r))?;
     if let Some(n) = s.nice() {
         if !(-20..=19).contains(n) {
-            return Err(("nice".into(), format!("{n} is outside -20..19")));
+            return Err(FieldError::of(
+                "nice".into(),
+                format!("{n} is outside -20..19"),
+            ));
         }
     }
     let rt = matches!(policy, P::SchedFifo | P::SchedRr);
     match s.priority() {
         Some(p) if rt && !(1..=99).contains(p) => {
-            return Err((
+            return Err(FieldError::of(
                 "priority".into(),
                 format!("{p} is outside 1..99 for {policy}"),
             ));
         }
         Some(p) if !rt && *p != 0 => {
-            return Err((
+            return Err(FieldError::of(
                 "priority".into(),
                 format!("{p}: only SCHED_FIFO and SCHED_RR take a priority, not {policy}"),
             ));
         }
         None if rt => {
-            return Err((
+            return Err(FieldError::of(
                 "priority".into(),
                 format!("{policy} needs a priority (1..99)"),
             ));
@@ -234,7 +265,7 @@ pub fn check_scheduler(
     let dl = [s.runtime(), s.deadline(), s.period()];
     if *policy != P::SchedDeadline {
         if dl.iter().any(|v| v.is_some_and(|v| v != 0)) {
-            return Err((
+            return Err(FieldError::of(
                 "runtime".into(),
                 format!("runtime, deadline and period are for SCHED_DEADLINE only, not {policy}"),
             ));
@@ -246,13 +277,13 @@ pub fn check_scheduler(
             s.period().unwrap_or(0),
         );
         if r == 0 || d == 0 {
-            return Err((
+            return Err(FieldError::of(
                 "runtime".into(),
                 "SCHED_DEADLINE needs a runtime and a deadline (nanoseconds)".into(),
             ));
         }
         if r > d || (p != 0 && d > p) {
-            return Err((
+            return Err(FieldError::of(
                 "deadline".into(),
                 format!("runtime {r} <= deadline {d} <= period {p} must hold"),
             ));
@@ -322,4 +353,17 @@ pub fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// linux.personality: no flags (the runtime spec defines none).
+pub fn check_personality(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    match linux.personality() {
+        Some(p) if p.flags().as_ref().is_some_and(|f| !f.is_empty()) => {
+            Err(crate::error::FieldError::new(
+                "linux.personality.flags",
+                "no personality flags are defined by the runtime spec; remove them",
+            ))
+        }
+        _ => Ok(()),
+    }
 }

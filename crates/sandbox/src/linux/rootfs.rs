@@ -104,25 +104,10 @@ fn prop_name(f: MsFlags) -> String {
 /// pivot_root refuses a new root whose parent mount is shared: make the mount
 /// that holds the rootfs private (only that one mount).
 fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut best: Option<(String, bool)> = None;
-    for line in mi.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() < 7 {
-            continue;
-        }
-        let mp = f[4];
-        if rootfs.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() >= b.len()) {
-            let shared = f[6..]
-                .iter()
-                .take_while(|x| **x != "-")
-                .any(|x| x.starts_with("shared:"));
-            best = Some((mp.to_string(), shared));
-        }
-    }
-    if let Some((mp, true)) = best {
-        nix::mount::mount::<str, str, str, str>(None, mp.as_str(), None, MsFlags::MS_PRIVATE, None)
-            .sys(|| format!("make {mp} private"))?;
+    let mounts = super::mountinfo::read_self();
+    if let Some(m) = super::mountinfo::holding(&mounts, rootfs).filter(|m| m.is_shared()) {
+        nix::mount::mount::<Path, Path, str, str>(None, &m.point, None, MsFlags::MS_PRIVATE, None)
+            .sys(|| format!("make {} private", m.point.display()))?;
     }
     Ok(())
 }
@@ -284,4 +269,70 @@ pub fn set_root_propagation(propagation: Option<&str>) -> Result<()> {
     });
     nix::mount::mount::<str, str, str, str>(None, "/", None, flag, None)
         .sys(|| format!("set rootfsPropagation {} on /", prop_name(flag)))
+}
+
+/// Without a mount namespace the container's mounts land in the runtime's
+/// (the host's) and its root is entered with chroot. What cannot be done
+/// there is refused: masking and read-only paths (runc refuses them too: the
+/// host's /proc/sys would be what is made read-only), and a user namespace
+/// (it may not mount in the host's mount namespace). rootfsPropagation and
+/// root.readonly apply to the container's own bind mount of the rootfs.
+pub fn check_without_mountns(
+    linux: &oci_spec::runtime::Linux,
+    asked: &super::namespaces::Asked,
+) -> crate::error::Checked {
+    use crate::error::FieldError;
+    if asked.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
+        return Ok(());
+    }
+    for (field, list) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        if list.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(FieldError::new(
+                field,
+                "unable to restrict sys entries without a private mount namespace: remove this field or add {\"type\": \"mount\"} to linux.namespaces",
+            ));
+        }
+    }
+    if asked.userns {
+        return Err(FieldError::new(
+            "linux.namespaces",
+            "a user namespace without a mount namespace cannot mount the rootfs in the runtime's mount namespace: add {\"type\": \"mount\"} or remove the user namespace",
+        ));
+    }
+    Ok(())
+}
+
+/// linux.rootfsPropagation: one of the mount propagation words.
+pub fn check_propagation(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    match linux.rootfs_propagation() {
+        Some(prop) if !prop.is_empty() && propagation_flag(prop).is_none() => {
+            Err(crate::error::FieldError::new(
+                "linux.rootfsPropagation",
+                format!("{prop:?} is not one of shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// linux.maskedPaths and readonlyPaths: absolute, without `..`.
+pub fn check_paths(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    for (field, list) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, p) in list.iter().flatten().enumerate() {
+            let pp = Path::new(p);
+            if !pp.is_absolute() || super::fs::has_dotdot(pp) {
+                return Err(crate::error::FieldError::new(
+                    format!("{field}[{i}]"),
+                    format!("{p:?} must be an absolute path without '..'"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! as the last step before execve. With the NOTIFY action, the listener's
 //! descriptor is sent to `listenerPath` with the container's state, as runc does.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::explain::{self, catalog};
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -77,16 +77,16 @@ const MAX_ERRNO: u32 = 4095;
 /// `linux.seccomp`, reason). The rules are runc's: NOTIFY is never the default
 /// action, never intercepts `write` (the runtime needs it to report errors
 /// after the filter is loaded), and needs a listener.
-pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
+pub fn validate(s: &LinuxSeccomp) -> crate::error::Checked {
     if s.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err((
+        return Err(FieldError::of(
             "defaultAction".into(),
             "SCMP_ACT_NOTIFY cannot be used as the default action".into(),
         ));
     }
     if let Some(e) = s.default_errno_ret() {
         if !takes_errno(s.default_action()) {
-            return Err((
+            return Err(FieldError::of(
                 "defaultErrnoRet".into(),
                 format!(
                     "{e}: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE return an errno, not {}",
@@ -95,7 +95,7 @@ pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
             ));
         }
         if e > MAX_ERRNO {
-            return Err((
+            return Err(FieldError::of(
                 "defaultErrnoRet".into(),
                 format!("{e} is above the largest errno ({MAX_ERRNO})"),
             ));
@@ -104,7 +104,7 @@ pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
     for (i, a) in s.architectures().iter().flatten().enumerate() {
         let name = arch_name(a);
         if ScmpArch::from_str(&name).is_err() {
-            return Err((
+            return Err(FieldError::of(
                 format!("architectures[{i}]"),
                 format!("{name:?} is not an architecture libseccomp knows"),
             ));
@@ -113,7 +113,7 @@ pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
     let mut notify = false;
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         if let (Some(e), false) = (sc.errno_ret(), takes_errno(sc.action())) {
-            return Err((
+            return Err(FieldError::of(
                 format!("syscalls[{i}].errnoRet"),
                 format!(
                     "{e}: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE return an errno, not {}",
@@ -123,13 +123,13 @@ pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
         }
         match (sc.action(), sc.errno_ret()) {
             (LinuxSeccompAction::ScmpActErrno, Some(e)) if e > MAX_ERRNO => {
-                return Err((
+                return Err(FieldError::of(
                     format!("syscalls[{i}].errnoRet"),
                     format!("{e} is above the largest errno ({MAX_ERRNO})"),
                 ))
             }
             (LinuxSeccompAction::ScmpActTrace, Some(e)) if e > u16::MAX as u32 => {
-                return Err((
+                return Err(FieldError::of(
                     format!("syscalls[{i}].errnoRet"),
                     format!("{e} does not fit the 16-bit SCMP_ACT_TRACE message"),
                 ))
@@ -137,7 +137,7 @@ pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
             (LinuxSeccompAction::ScmpActNotify, _) => {
                 notify = true;
                 if sc.names().iter().any(|n| n == "write") {
-                    return Err((
+                    return Err(FieldError::of(
                         format!("syscalls[{i}].names"),
                         "SCMP_ACT_NOTIFY cannot be used for the write syscall".into(),
                     ));
@@ -147,7 +147,7 @@ pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
         }
         for (j, a) in sc.args().iter().flatten().enumerate() {
             if a.index() >= 6 {
-                return Err((
+                return Err(FieldError::of(
                     format!("syscalls[{i}].args[{j}].index"),
                     format!("{}: syscalls have at most 6 arguments (0..5)", a.index()),
                 ));
@@ -156,13 +156,13 @@ pub fn validate(s: &LinuxSeccomp) -> std::result::Result<(), (String, String)> {
     }
     match s.listener_path() {
         Some(p) if !p.as_os_str().is_empty() && !p.is_absolute() => {
-            return Err((
+            return Err(FieldError::of(
                 "listenerPath".into(),
                 format!("{} is not an absolute path", p.display()),
             ))
         }
         None if notify => {
-            return Err((
+            return Err(FieldError::of(
                 "listenerPath".into(),
                 "missing: a rule uses SCMP_ACT_NOTIFY, which needs a listener (a unix socket path)"
                     .into(),
@@ -377,7 +377,7 @@ pub fn send_to_listener(
     metadata: &str,
 ) -> Result<()> {
     let mut msg = serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
+        "ociVersion": crate::OCI_VERSION,
         "fds": ["seccompFd"],
         "pid": pid,
         "state": state,
@@ -410,6 +410,14 @@ pub fn library_version() -> String {
     match libseccomp::ScmpVersion::current() {
         Ok(v) => format!("{}.{}.{}", v.major, v.minor, v.micro),
         Err(_) => "unknown".into(),
+    }
+}
+
+/// linux.seccomp: a profile this runtime can compile and load.
+pub fn check(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    match linux.seccomp() {
+        Some(sc) => validate(sc).map_err(|e| e.under("linux.seccomp")),
+        None => Ok(()),
     }
 }
 
@@ -518,7 +526,7 @@ mod tests {
                 "defaultErrnoRet",
             ),
         ] {
-            let (f, reason) = validate(&profile(json)).unwrap_err();
+            let FieldError { field: f, reason } = validate(&profile(json)).unwrap_err();
             assert_eq!(f, field, "{json}: {reason}");
         }
     }

@@ -78,6 +78,19 @@ pub fn apply(map: &std::collections::HashMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// linux.sysctl: each key one the container's namespaces make its own.
+pub fn check(
+    linux: &oci_spec::runtime::Linux,
+    asked: &super::namespaces::Asked,
+) -> crate::error::Checked {
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        check_allowed(key, &asked.private).map_err(|reason| {
+            crate::error::FieldError::new(format!("linux.sysctl[{key:?}]"), reason)
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

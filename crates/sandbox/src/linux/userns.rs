@@ -1,5 +1,5 @@
-//! User namespaces: writing a child's uid_map and gid_map from the parent,
-//! and making a namespace of given mappings for idmapped mounts.
+//! User namespaces: writing a child's uid_map and gid_map from the parent
+//! (`process::userns` makes a namespace of given mappings with them).
 
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog};
@@ -32,7 +32,9 @@ pub fn write_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> R
     Ok(())
 }
 
-fn write_one(pid: i32, file: &str, maps: &[LinuxIdMapping], helper: &str) -> Result<()> {
+/// Write one map file of `pid` (`uid_map` or `gid_map`), through the setuid
+/// `helper` when an unprivileged caller may not write it.
+pub fn write_one(pid: i32, file: &str, maps: &[LinuxIdMapping], helper: &str) -> Result<()> {
     if maps.is_empty() {
         return Ok(());
     }
@@ -65,57 +67,52 @@ fn write_one(pid: i32, file: &str, maps: &[LinuxIdMapping], helper: &str) -> Res
     }
 }
 
-/// A user namespace with the given mappings, for an idmapped mount: a
-/// short-lived child is cloned into a new user namespace, its maps written,
-/// the namespace kept open by descriptor, and the child let go.
-pub fn with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<std::os::fd::OwnedFd> {
-    use crate::process::clone::{clone3, CloneArgs};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::sys("pipe for an id-mapping namespace", e))?;
-    let (rd_raw, wr_raw) = (rd.as_raw_fd(), wr.as_raw_fd());
-    let mut pidfd: i32 = -1;
-    let mut args = CloneArgs {
-        flags: (libc::CLONE_NEWUSER | libc::CLONE_PIDFD) as u64,
-        pidfd: &mut pidfd as *mut i32 as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    // SAFETY: clone3 with a complete clone_args; the child only blocks on a
-    // read (async-signal-safe) and exits.
-    let r = unsafe { clone3(&mut args) };
-    if r < 0 {
-        return Err(Error::sys(
-            "clone3(CLONE_NEWUSER) for an id-mapping namespace",
-            nix::errno::Errno::last(),
+/// linux.uidMappings and gidMappings: only with a user namespace, both for
+/// a new one, each range non-empty and inside the 32-bit id space.
+pub fn check_mappings(
+    linux: &oci_spec::runtime::Linux,
+    asked: &super::namespaces::Asked,
+) -> crate::error::Checked {
+    use crate::error::FieldError;
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if maps && !asked.userns {
+        return Err(FieldError::new(
+            "linux.uidMappings",
+            "id mappings need a user namespace in linux.namespaces",
         ));
     }
-    if r == 0 {
-        // SAFETY: a raw read until the parent closes the pipe (our copy of
-        // the write end closed first), then _exit.
-        unsafe {
-            libc::close(wr_raw);
-            let mut b = 0u8;
-            libc::read(rd_raw, (&mut b as *mut u8).cast(), 1);
-            libc::_exit(0);
+    let both = [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ];
+    if asked.new_userns {
+        for (field, m) in &both {
+            if m.as_ref().is_none_or(|m| m.is_empty()) {
+                return Err(FieldError::new(
+                    *field,
+                    "a new user namespace needs uidMappings and gidMappings (without a gid mapping not even gid 0 exists in it)",
+                ));
+            }
         }
     }
-    let pid = r as i32;
-    // SAFETY: the kernel gave us the child's pidfd.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let result = (|| {
-        write_one(pid, "uid_map", uid, "newuidmap")?;
-        write_one(pid, "gid_map", gid, "newgidmap")?;
-        let p = format!("/proc/{pid}/ns/user");
-        nix::fcntl::open(
-            p.as_str(),
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| Error::sys(format!("open {p}"), e))
-    })();
-    drop(wr);
-    let _ = crate::process::clone::wait_pidfd(&pidfd);
-    drop(rd);
-    result
+    for (field, maps) in both {
+        for (i, m) in maps.iter().flatten().enumerate() {
+            if m.size() == 0 {
+                return Err(FieldError::new(
+                    format!("{field}[{i}].size"),
+                    "must be at least 1",
+                ));
+            }
+            if (m.container_id() as u64 + m.size() as u64) > u32::MAX as u64
+                || (m.host_id() as u64 + m.size() as u64) > u32::MAX as u64
+            {
+                return Err(FieldError::new(
+                    format!("{field}[{i}]"),
+                    "range runs past the largest id (4294967295)",
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -4,104 +4,26 @@
 //! step, log line and error to the parent. For `create` it then parks at the
 //! exec barrier; for `exec` it execs at once.
 
-use super::sync::{Channel, ToChild, ToParent};
+use super::messages::{
+    InitKind, InitRequest, ToChild, ToParent, FD_CONFIG, FD_EXEC_FIFO, FD_IDMAP_PREFIX, FD_PIDNS,
+};
+use super::sync::Channel;
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
-use crate::linux::{self, capabilities::Masks, mounts::CgroupMountInfo};
-use crate::logging::{self, Level, Role};
+use crate::linux::{self, capabilities::Masks};
+use crate::logging::{self, Role};
 use nix::fcntl::OFlag;
-use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
-use serde::{Deserialize, Serialize};
+use oci_spec::runtime::{LinuxSeccomp, Spec};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-/// Name of the passed O_PATH descriptor of the container's exec.fifo (not
-/// of its directory: the init holds it while processes of a shared pid
-/// namespace can see it, and a directory would lead them to the host).
-pub const FD_EXEC_FIFO: &str = "exec-fifo";
-/// Name of the passed descriptor of the state directory's config.json.
-pub const FD_CONFIG: &str = "config";
-/// Name of the passed descriptor of the pid namespace to hand over into
-/// (see [`InitRequest::pid_handover`]).
-pub const FD_PIDNS: &str = "pidns";
-
-/// Create a container's init, or an extra process in a running one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum InitKind {
-    Create,
-    Exec,
-}
-
-/// Everything the child needs, sent by the parent as the first message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InitRequest {
-    pub kind: InitKind,
-    pub id: String,
-    /// The container's state directory (holds config.json and exec.fifo).
-    pub state_dir: PathBuf,
-    pub bundle: PathBuf,
-    pub rootfs: PathBuf,
-    /// The process to run (create: config's process; exec: the merged one).
-    pub process: Process,
-    /// The seccomp profile to load, if any.
-    pub seccomp: Option<LinuxSeccomp>,
-    /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV was asked for.
-    pub seccomp_wait_killable: bool,
-    /// Namespaces to join with setns, in order (type name, path).
-    pub join: Vec<(String, PathBuf)>,
-    pub new_timens: bool,
-    pub new_cgroupns: bool,
-    /// No mount namespace at all (none in linux.namespaces): the rootfs is
-    /// built in the runtime's mount namespace and entered with chroot; an
-    /// exec process chroots into `rootfs` too.
-    #[serde(default)]
-    pub host_mountns: bool,
-    /// The container runs in a user namespace (ours or joined).
-    pub userns: bool,
-    pub no_pivot: bool,
-    /// Do not join a new session keyring (--no-new-keyring at create).
-    pub no_new_keyring: bool,
-    /// linux.personality, applied to init and exec processes alike.
-    #[serde(default)]
-    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
-    pub preserve_fds: i32,
-    /// Inherited descriptor of the connected --console-socket.
-    pub console_fd: Option<i32>,
-    /// Inherited descriptor connected to linux.seccomp.listenerPath.
-    pub seccomp_listener_fd: Option<i32>,
-    /// With a terminal and no console socket, send the master to the parent.
-    pub tty_to_parent: bool,
-    /// For the cgroup mount type.
-    pub cgroup_mount: CgroupMountInfo,
-    /// The config joins a pid namespace by path and the init was cloned
-    /// outside it: once its root is the container's, it clones itself into
-    /// that namespace (passed as FD_PIDNS) and the clone carries on.
-    #[serde(default)]
-    pub pid_handover: bool,
-    /// This process's pid as the host sees it (for hook state).
-    pub host_pid: i32,
-    /// The container's init pid on the host (differs from host_pid for exec).
-    #[serde(default)]
-    pub init_pid: i32,
-    pub annotations: std::collections::BTreeMap<String, String>,
-    /// Names of the descriptors attached to the Init message, in order.
-    #[serde(default)]
-    pub fd_names: Vec<String>,
-    pub explain: bool,
-    pub trace: bool,
-    pub log_level: Level,
-}
 
 static CHANNEL: OnceLock<Channel> = OnceLock::new();
 
 /// Descriptors the parent attached to the Init message, by name (see
 /// [`InitRequest::fd_names`]).
 static PASSED: std::sync::Mutex<Vec<(String, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
-
-/// Prefix of the names of passed idmapped trees (`idmap:<mount index>`).
-pub const FD_IDMAP_PREFIX: &str = "idmap:";
 
 /// Take every idmapped tree the parent passed, by mount index.
 fn take_idmapped() -> Vec<(usize, OwnedFd)> {
@@ -230,7 +152,7 @@ fn load_spec(req: &InitRequest) -> Result<Spec> {
 
 fn hook_state(req: &InitRequest, status: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
+        "ociVersion": crate::OCI_VERSION,
         "id": req.id,
         "status": status,
         "pid": req.host_pid,
@@ -791,7 +713,7 @@ fn send_notify(
             InitKind::Exec => ("running", req.init_pid),
         };
         let state = serde_json::json!({
-            "ociVersion": crate::state::OCI_VERSION,
+            "ociVersion": crate::OCI_VERSION,
             "id": req.id,
             "status": status,
             "pid": pid,

@@ -2,14 +2,12 @@
 //! JSON message (and the descriptors sent with it) arrives whole.
 
 use crate::error::{Error, Result};
-use crate::explain::Event;
-use crate::logging::Record;
 use nix::sys::socket::{
     recv, recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
     MsgFlags, SockFlag, SockType,
 };
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -27,38 +25,6 @@ const IN_MEMFD: &[u8] = b"\0memfd";
 /// Most descriptors one message carries (the Init message carries the state
 /// directory, config.json and one idmapped tree per idmapped mount).
 pub const MAX_FDS: usize = 64;
-
-/// Messages from the parent to the child.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum ToChild {
-    /// Everything the child needs to set itself up.
-    Init(Box<super::init::InitRequest>),
-    /// The parent ran the prestart and createRuntime hooks.
-    HooksDone,
-    /// The parent took over the init cloned into the joined pid namespace
-    /// (see ToParent::Reborn); its pid on the host.
-    Reborn(i32),
-}
-
-/// Messages from the child to the parent.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum ToParent {
-    /// A log line, printed by the parent.
-    Log(Record),
-    /// An explain or trace event.
-    Event(Event),
-    /// Mounts are done, pivot_root is next: run prestart and createRuntime hooks now.
-    Hooks,
-    /// The pty master is attached (terminal without a console socket).
-    Pty,
-    /// Set up and about to wait at the barrier (create) or to exec (exec).
-    Ready,
-    /// Setup failed; the text is for the user.
-    Error(String),
-    /// The init cloned itself into the pid namespace it joins (its host pid
-    /// follows) and exits: the clone carries on as the container's init.
-    Reborn(i32),
-}
 
 /// One end of the channel.
 #[derive(Debug)]
@@ -213,6 +179,7 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::messages::ToParent;
 
     #[test]
     fn large_messages_travel_in_a_memfd_with_their_descriptors() {
