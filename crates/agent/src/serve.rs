@@ -4,7 +4,7 @@
 //! stdio buffer is full the agent stops reading process output, so a slow
 //! host slows the container down instead of stalling the control channel.
 
-use crate::pid1::{console, uptime_ms};
+use crate::guest::{console, uptime_ms};
 use crate::procs::{self, ChildIo, ParentIo, Proc};
 use sandbox::container::{CreateOptions, ExecOptions, Runtime};
 use std::collections::HashMap;
