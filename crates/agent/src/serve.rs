@@ -444,7 +444,6 @@ impl Agent {
             no_pivot: c.no_pivot,
             no_new_keyring: c.no_new_keyring,
             foreground: true,
-            mode: "container".into(),
             ..Default::default()
         };
         let r = procs::with_stdio(&child, || self.rt.create(&opts));

@@ -25,8 +25,8 @@ use vm_protocol::{GuestMsg, Reply, Request, INIT_STREAM};
 pub const SOCKET: &str = "monitor.sock";
 pub const CONFIG: &str = "monitor.json";
 /// Present while the container is paused (the host cgroup is not frozen:
-/// the guest's is).
-pub const PAUSED_MARK: &str = "vm-paused";
+/// the guest's is); the library derives the status from it.
+pub use sandbox::state::PAUSED_MARK;
 /// Why the VM ended early, for `run` and the log.
 pub const EXIT_REASON: &str = "vm-exit";
 /// How long the agent gets to power the VM off before QEMU is killed.

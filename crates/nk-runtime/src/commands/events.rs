@@ -68,7 +68,7 @@ pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
     if status == Status::Stopped {
         anyhow::bail!("container with id {} is not running", a.id);
     }
-    if st.mode == "vm" {
+    if matches!(st.mode, sandbox::state::Mode::Vm(_)) {
         // The guest's cgroup holds the limits and counters: ask the monitor.
         loop {
             let s = super::vm_mode::stats(g, &a.id)?;

@@ -83,7 +83,6 @@ pub fn create_options(
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
         foreground,
-        mode: String::new(),
     }
 }
 

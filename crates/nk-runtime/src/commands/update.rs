@@ -210,7 +210,7 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     if status == sandbox::state::Status::Stopped {
         anyhow::bail!("container {} is stopped: cannot update its resources", a.id);
     }
-    if st.mode == "vm" {
+    if matches!(st.mode, sandbox::state::Mode::Vm(_)) {
         super::vm_mode::update(g, &a.id, serde_json::to_value(&res)?)?;
         return Ok(0);
     }

@@ -10,7 +10,7 @@ use crate::report::{ExitCode, Globals};
 use anyhow::{anyhow, bail, Context};
 use sandbox::explain::{self, catalog};
 use sandbox::process::sync::Channel;
-use sandbox::state::{self, ContainerState, Phase, Status};
+use sandbox::state::{self, ContainerState, Mode, Phase, Status, VmRecord};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -63,16 +63,10 @@ pub fn vm_size(c: &CreateCommon, cfg: &serde_json::Value) -> anyhow::Result<(u32
 /// Is `id` a VM-mode container? (False when it does not exist: the
 /// container-mode path then gives the usual error.)
 pub fn is_vm(g: &Globals, id: &str) -> bool {
-    g.runtime().store.load(id).is_ok_and(|st| st.mode == "vm")
-}
-
-/// Status of a VM container from its state directory.
-pub fn status_in(dir: &Path, base: Status) -> Status {
-    if base == Status::Running && dir.join(monitor::PAUSED_MARK).exists() {
-        Status::Paused
-    } else {
-        base
-    }
+    g.runtime()
+        .store
+        .load(id)
+        .is_ok_and(|st| matches!(st.mode, Mode::Vm(_)))
 }
 
 /// A created VM container, for `run`.
@@ -112,8 +106,7 @@ fn kill_recorded(st: &ContainerState) {
         // SAFETY: kill(2) the monitor recorded for this container (pid and start time checked).
         unsafe { libc::kill(st.pid, libc::SIGKILL) };
     }
-    let q = st.extra["qemu_pid"].as_i64().unwrap_or(0) as i32;
-    let qs = st.extra["qemu_start"].as_u64().unwrap_or(0);
+    let (q, qs) = st.mode.vm().map_or((0, 0), |r| (r.qemu_pid, r.qemu_start));
     if q > 0 && state::same_process_alive(q, qs) {
         // SAFETY: kill(2) the QEMU recorded for this container (pid and start time checked).
         unsafe { libc::kill(q, libc::SIGKILL) };
@@ -214,7 +207,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         created: sandbox::time::now_rfc3339_nanos(),
         annotations: b.annotations().into_iter().collect(),
         phase: Some(Phase::Creating),
-        mode: "vm".into(),
+        mode: Mode::Vm(VmRecord::default()),
         rootless: g.rootless,
         owner_uid: nix::unistd::geteuid().as_raw(),
         ..Default::default()
@@ -397,15 +390,15 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     explain::step(&catalog::STATE_CREATED, || {
         format!("pid {mpid} (the monitor)")
     });
-    record.extra = serde_json::json!({
-        "qemu_pid": qemu_pid,
-        "qemu_start": state::proc_stat(qemu_pid).map(|s| s.start).unwrap_or(0),
-        "guest_pid": guest_pid,
-        "vcpus": vcpus,
-        "memory_mib": memory_mib,
-        "accel": accel.as_str(),
-        "boot_ms": boot_ms,
-        "kernel": img.kernel_version,
+    record.mode = Mode::Vm(VmRecord {
+        qemu_pid,
+        qemu_start: state::proc_stat(qemu_pid).map(|s| s.start).unwrap_or(0),
+        guest_pid,
+        vcpus,
+        memory_mib,
+        accel: accel.as_str().into(),
+        boot_ms,
+        kernel: img.kernel_version.clone(),
     });
     record.save(&dir)?;
     if let Some(pf) = &c.pid_file {
@@ -432,7 +425,6 @@ fn client(
 ) -> anyhow::Result<(ContainerState, Status, monitor::Client)> {
     let rt = g.runtime();
     let (st, status) = rt.load(id)?;
-    let status = status_in(&rt.store.dir(id), status);
     if status == Status::Stopped || status == Status::Creating {
         bail!("container {id} is {status}: cannot {what}");
     }
@@ -495,7 +487,7 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> anyhow::Result<()> {
         Err(sandbox::Error::NotExist(_)) if force => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let status = status_in(&rt.store.dir(id), rt.status_of(&st));
+    let status = rt.status_of(&st);
     match status {
         Status::Stopped => {}
         Status::Created => shutdown(&rt.store.dir(id), &st),

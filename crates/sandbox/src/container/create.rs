@@ -31,8 +31,6 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// `run` in the foreground: a terminal may be bridged by us.
     pub foreground: bool,
-    /// The container's mode, recorded in state ("container" unless VM mode).
-    pub mode: String,
 }
 
 /// A created container, for callers that stay (run).
@@ -333,11 +331,6 @@ impl Runtime {
             created: crate::time::now_rfc3339_nanos(),
             annotations: bundle.annotations().into_iter().collect(),
             phase: Some(StPhase::Creating),
-            mode: if o.mode.is_empty() {
-                "container".into()
-            } else {
-                o.mode.clone()
-            },
             rootless: self.rootless,
             no_new_keyring: o.no_new_keyring,
             owner_uid: nix::unistd::geteuid().as_raw(),

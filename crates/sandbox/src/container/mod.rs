@@ -13,7 +13,7 @@ pub use exec::{merge_process, ExecHandle, ExecOptions};
 
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Error, Result};
-use crate::state::{ContainerState, Status, Store};
+use crate::state::{ContainerState, Mode, Status, Store};
 use std::path::PathBuf;
 
 /// The runtime's global settings for one command.
@@ -50,10 +50,13 @@ impl Runtime {
         Ok((st, status))
     }
 
-    /// Derive the status of a record.
+    /// Derive the status of a record. A VM is paused inside its guest, so
+    /// its directory carries a mark instead of a frozen host cgroup.
     pub fn status_of(&self, st: &ContainerState) -> Status {
-        st.status(&self.store.dir(&st.id), |s| {
-            cgroups::from_record(&s.cgroup).is_some_and(|m| m.is_frozen())
+        let dir = self.store.dir(&st.id);
+        st.status(&dir, |s| match s.mode {
+            Mode::Container => cgroups::from_record(&s.cgroup).is_some_and(|m| m.is_frozen()),
+            Mode::Vm(_) => dir.join(crate::state::PAUSED_MARK).exists(),
         })
     }
 
