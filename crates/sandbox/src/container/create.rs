@@ -2,6 +2,7 @@
 //! process is killed and its cgroup and state directory are removed, so the
 //! same id can be created again at once.
 
+use super::undo::Cleanup;
 use super::Runtime;
 use crate::cgroups::{self, CgroupManager, PathSpec};
 use crate::error::{Error, Result};
@@ -238,42 +239,6 @@ fn check_joined_maps(b: &Bundle, path: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Undo a failed create: kill the child, remove cgroup and state.
-struct Cleanup<'a> {
-    rt: &'a Runtime,
-    id: String,
-    dir: PathBuf,
-    cgroup: Option<Box<dyn CgroupManager>>,
-    child: Option<(i32, OwnedFd)>,
-    /// Without a mount namespace: the rootfs and the mount ids under it
-    /// before create, to detach what the init mounted there.
-    host_mounts: Option<(PathBuf, linux::hostmounts::HostMounts)>,
-    armed: bool,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some((pid, pidfd)) = self.child.take() {
-            // SAFETY: kill(2) our own child, then reap it through its pidfd.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = clone::wait_pidfd(&pidfd);
-        }
-        if let Some((rootfs, hm)) = &self.host_mounts {
-            linux::hostmounts::cleanup(rootfs, hm);
-        }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy(true) {
-                crate::logging::warn(|| format!("cleanup of {}: {e}", self.id));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = &self.rt;
-    }
 }
 
 impl Runtime {
@@ -728,7 +693,7 @@ impl Runtime {
         Ok(trees)
     }
 
-    fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {
+    pub fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {
         let ps = PathSpec {
             cgroups_path: b
                 .spec
@@ -776,7 +741,7 @@ impl Runtime {
         cgroups::new_manager(&ps, id, &cgroups::Options::default()).map(Some)
     }
 
-    fn reap_stale(&self, st: &ContainerState) {
+    pub fn reap_stale(&self, st: &ContainerState) {
         if st.init_alive() {
             // SAFETY: kill(2) the init recorded by a create that died.
             unsafe { libc::kill(st.pid, libc::SIGKILL) };

@@ -7,9 +7,11 @@ mod create;
 mod delete;
 pub mod exec;
 mod ops;
+mod undo;
 
 pub use create::{hook_state, write_pid_file, CreateOptions, Handle};
 pub use exec::{merge_process, ExecHandle, ExecOptions};
+pub use undo::Cleanup;
 
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Error, Result};
