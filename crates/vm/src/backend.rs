@@ -558,8 +558,7 @@ impl VmBackend {
     pub fn stats(&self, id: &str) -> Result<sandbox::cgroups::Stats> {
         let (_, _, c) = self.client(id, "report statistics")?;
         match c.call(&ClientReq::Stats)? {
-            Reply::Stats(v) => serde_json::from_value(v)
-                .map_err(|e| Error::Protocol(format!("stats from the VM monitor: {e}"))),
+            Reply::Stats(s) => Ok(*s),
             _ => Err(Error::Protocol(
                 "stats: unexpected answer from the VM monitor".into(),
             )),
@@ -569,9 +568,9 @@ impl VmBackend {
     /// `update`: the guest's cgroup gets the new limits.
     pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let (_, _, c) = self.client(id, "update its resources")?;
-        let resources = serde_json::to_value(resources)
-            .map_err(|e| Error::Msg(format!("encode resources: {e}")))?;
-        c.call(&ClientReq::Update { resources })?;
+        c.call(&ClientReq::Update {
+            resources: Box::new(resources.clone()),
+        })?;
         Ok(())
     }
 
@@ -600,8 +599,6 @@ impl VmBackend {
                 "cannot allocate tty if runc will detach without setting console socket".into(),
             ));
         }
-        let pv = serde_json::to_value(process)
-            .map_err(|e| Error::Msg(format!("encode process: {e}")))?;
         let mut keep = Vec::new();
         let fds: Vec<i32> = match (&o.console_socket, tty) {
             (Some(sock), true) => {
@@ -625,7 +622,7 @@ impl VmBackend {
             } else {
                 None
             };
-            let r = exec_wait(&c, &pv, &fds, None, o.pid_file.as_deref());
+            let r = exec_wait(&c, process, &fds, None, o.pid_file.as_deref());
             if let Some(t) = raw {
                 console::restore(console::stdio(0), &t);
             }
@@ -642,7 +639,7 @@ impl VmBackend {
             ))),
             0 => {
                 drop(rd);
-                let code = exec_wait(&c, &pv, &fds, Some(wr), None).unwrap_or(EXEC_FAILED);
+                let code = exec_wait(&c, process, &fds, Some(wr), None).unwrap_or(EXEC_FAILED);
                 std::process::exit(code);
             }
             child => {
@@ -742,14 +739,14 @@ impl VmBackend {
 
 fn exec_wait(
     c: &monitor::Client,
-    process: &serde_json::Value,
+    process: &oci_spec::runtime::Process,
     fds: &[i32],
     started: Option<OwnedFd>,
     pid_file: Option<&Path>,
 ) -> Result<i32> {
     c.send(
         &ClientReq::Exec {
-            process: process.clone(),
+            process: Box::new(process.clone()),
             // A detached exec's proxy stands for the process.
             bound: started.is_some(),
         },

@@ -82,7 +82,7 @@ pub enum ClientReq {
     },
     /// Run a process; its stdin, stdout and stderr come attached.
     Exec {
-        process: serde_json::Value,
+        process: Box<oci_spec::runtime::Process>,
         /// The connection stands for the process (a detached exec's proxy,
         /// whose pid the engine holds): if it goes away before the process
         /// ends, the process is killed, as the engine's SIGKILL of that pid
@@ -95,7 +95,7 @@ pub enum ClientReq {
     Resume,
     Stats,
     Update {
-        resources: serde_json::Value,
+        resources: Box<oci_spec::runtime::LinuxResources>,
     },
     /// Window size of this connection's exec terminal.
     Resize {
@@ -658,7 +658,7 @@ impl Monitor {
             ClientReq::Exec { process, bound } => {
                 let stream = self.next_stream;
                 self.next_stream += 1;
-                let tty = process["terminal"] == true;
+                let tty = process.terminal() == Some(true);
                 let mut it = fds.into_iter();
                 let (i, o, e) = (it.next(), it.next(), it.next());
                 self.streams.insert(
