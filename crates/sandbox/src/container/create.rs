@@ -693,6 +693,8 @@ impl Runtime {
         Ok(trees)
     }
 
+    /// The cgroup manager for a new container (None rootless without a
+    /// delegated cgroup); both backends' create ask it.
     pub fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {
         let ps = PathSpec {
             cgroups_path: b
@@ -741,6 +743,8 @@ impl Runtime {
         cgroups::new_manager(&ps, id, &cgroups::Options::default()).map(Some)
     }
 
+    /// Clean up after a create that was killed: its init, host mounts and
+    /// cgroup (a backend kills what else it started first).
     pub fn reap_stale(&self, st: &ContainerState) {
         if st.init_alive() {
             // SAFETY: kill(2) the init recorded by a create that died.
