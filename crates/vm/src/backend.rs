@@ -15,10 +15,10 @@ use sandbox::explain::{self, catalog};
 use sandbox::linux::console;
 use sandbox::process::sync::Channel;
 use sandbox::process::wait;
-use sandbox::state::{self, ContainerState, Mode, Phase, Status, VmRecord};
+use sandbox::state::{self, ContainerState, DirLock, Mode, Phase, Status, VmRecord};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use vm_protocol::{ProcInfo, Reply};
 
 /// Default VM size.
@@ -172,23 +172,133 @@ fn shutdown(dir: &Path, st: &ContainerState) {
     kill_recorded(st);
 }
 
+/// What `create` checked before making anything.
+struct Checked {
+    bundle: sandbox::spec::Bundle,
+    /// config.json as a document, for the monitor to rewrite for the guest.
+    config: serde_json::Value,
+    terminal: bool,
+    vcpus: u32,
+    memory_mib: u32,
+    image: crate::image::Image,
+    accel: crate::qemu::Accel,
+}
+
+/// Host-side hooks, as in container mode (the guest's copy of the config
+/// has none): prestart and createRuntime once the container exists, with
+/// the monitor's pid in their state.
+fn create_hooks(
+    b: &sandbox::spec::Bundle,
+    id: &str,
+    pid: i32,
+    record: &ContainerState,
+) -> Result<()> {
+    let Some(h) = b.spec.hooks() else {
+        return Ok(());
+    };
+    let st = sandbox::container::hook_state(id, "created", pid, &b.dir, &record.annotations);
+    #[allow(deprecated)]
+    let lists = [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+    ];
+    for (kind, list) in lists {
+        if let Some(list) = list {
+            let at = sandbox::linux::hooks::Inherit::runtime(&b.dir);
+            sandbox::linux::hooks::run(kind, list, &st, at)?;
+        }
+    }
+    Ok(())
+}
+
 impl VmBackend {
-    /// `create` (and the first half of `run`, with `o.foreground`).
+    /// `create` (and the first half of `run`, with `o.foreground`), in the
+    /// order of container mode: check, claim, start (here: the monitor
+    /// and the VM), hooks, record. A failure undoes what was made.
     pub fn create(&self, o: &CreateOptions) -> Result<Created> {
-        let rt = &self.rt;
+        let p = self.check(o)?;
+        let (dir, _lock, mut record, mut undo) = self.claim(o, &p)?;
+        let tty_slave = match (&o.console_socket, p.terminal) {
+            (Some(sock), true) => {
+                let (m, s) = pty_pair()?;
+                send_console(sock, &m)?;
+                Some(s)
+            }
+            _ => None,
+        };
+        let boot = explain::phase(explain::Phase::Vm);
+        let parent = self.start_monitor(o, &p, &dir, tty_slave, &mut undo, &mut record)?;
+        let mlog = dir.join(monitor::LOG);
+        let report = match parent.recv::<Report>() {
+            Ok(Some((r, _))) => r,
+            _ => Report::Failed(format!(
+                "the VM monitor exited during create; see {}",
+                mlog.display()
+            )),
+        };
+        let (guest_pid, qemu_pid, boot_ms) = match report {
+            Report::Created {
+                guest_pid,
+                qemu_pid,
+                boot_ms,
+            } => (guest_pid, qemu_pid, boot_ms),
+            Report::Failed(e) => return Err(Error::Msg(format!("create failed: {e}"))),
+        };
+        drop(boot);
+        let mpid = record.pid;
+        let (vcpus, memory_mib, accel) = (p.vcpus, p.memory_mib, p.accel);
+        explain::step(&catalog::VM_MONITOR, || {
+            format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, booted in {boot_ms} ms", accel.as_str())
+        });
+        if let Err(e) = create_hooks(&p.bundle, &o.id, mpid, &record) {
+            shutdown(&dir, &record);
+            return Err(e);
+        }
+        record.phase = Some(Phase::Created);
+        explain::step(&catalog::STATE_CREATED, || {
+            format!("pid {mpid} (the monitor)")
+        });
+        record.mode = Mode::Vm(VmRecord {
+            qemu_pid,
+            qemu_start: state::proc_stat(qemu_pid).map(|s| s.start).unwrap_or(0),
+            guest_pid,
+            vcpus,
+            memory_mib,
+            accel: accel.as_str().into(),
+            boot_ms,
+            kernel: p.image.kernel_version.clone(),
+        });
+        record.save(&dir)?;
+        if let Some(pf) = &o.pid_file {
+            sandbox::container::write_pid_file(pf, mpid)?;
+        }
+        undo.armed = false;
+        let (pid, pidfd) = undo.child.take().expect("set by start_monitor");
+        Ok(Created { pid, pidfd })
+    }
+
+    /// The bundle, the options and the host, checked before anything is
+    /// made, so a failure leaves nothing: QEMU installed, the guest image
+    /// cached (built on first use), the accelerator chosen.
+    fn check(&self, o: &CreateOptions) -> Result<Checked> {
         state::validate_id(&o.id)?;
-        let b = sandbox::spec::load(&o.bundle)?;
-        explain::step(&catalog::SPEC_LOAD, || b.config_path.display().to_string());
+        let bundle = sandbox::spec::load(&o.bundle)?;
+        explain::step(&catalog::SPEC_LOAD, || {
+            bundle.config_path.display().to_string()
+        });
         sandbox::spec::validate(
-            &b,
+            &bundle,
             sandbox::spec::ValidateOpts {
                 need_process: true,
                 check_rootfs: true,
             },
         )?;
-        let cfg: serde_json::Value = serde_json::from_slice(&b.raw)
-            .map_err(|e| Error::Msg(format!("{}: {e}", b.config_path.display())))?;
-        let terminal = cfg.pointer("/process/terminal").and_then(|t| t.as_bool()) == Some(true);
+        let config: serde_json::Value = serde_json::from_slice(&bundle.raw)
+            .map_err(|e| Error::Msg(format!("{}: {e}", bundle.config_path.display())))?;
+        let terminal = config
+            .pointer("/process/terminal")
+            .and_then(|t| t.as_bool())
+            == Some(true);
         if terminal && o.console_socket.is_none() && !o.foreground {
             return Err(Error::Msg("cannot allocate tty if runc will detach without setting console socket: give --console-socket, or set process.terminal to false".into()));
         }
@@ -201,21 +311,40 @@ impl VmBackend {
                     .into(),
             ));
         }
-        let (vcpus, memory_mib) = vm_size(&self.size, &cfg)?;
-        // Check the host before anything is created, so a failure leaves nothing.
+        let (vcpus, memory_mib) = vm_size(&self.size, &config)?;
         crate::qemu::find_qemu()?;
-        let img = crate::image::ensure(&progress)?;
+        let image = crate::image::ensure(&progress)?;
         explain::step(&catalog::VM_IMAGE, || {
             format!(
                 "kernel {}: {}, {}",
-                img.kernel_version,
-                img.vmlinux.display(),
-                img.initramfs.display()
+                image.kernel_version,
+                image.vmlinux.display(),
+                image.initramfs.display()
             )
         });
-        let accel = crate::qemu::choose_accel(&img, &note);
+        let accel = crate::qemu::choose_accel(&image, &note);
         explain::step(&catalog::VM_ACCEL, || accel.as_str().to_string());
+        Ok(Checked {
+            bundle,
+            config,
+            terminal,
+            vcpus,
+            memory_mib,
+            image,
+            accel,
+        })
+    }
 
+    /// The library's first steps of create: the record (mode `vm`), the
+    /// state claim (a killed create's monitor and QEMU are reaped too), the
+    /// config copy, the exec FIFO and the host cgroup, with the undo guard.
+    fn claim(
+        &self,
+        o: &CreateOptions,
+        p: &Checked,
+    ) -> Result<(PathBuf, DirLock, ContainerState, Cleanup<'_>)> {
+        let rt = &self.rt;
+        let b = &p.bundle;
         let store = state::Store::open(&rt.store.root)?;
         let me = std::process::id() as i32;
         let mut record = ContainerState {
@@ -236,7 +365,7 @@ impl VmBackend {
         let cgroup = if rt.rootless {
             None
         } else {
-            rt.cgroup_for(&b, &o.id)?
+            rt.cgroup_for(b, &o.id)?
         };
         if let Some(cg) = &cgroup {
             record.cgroup = cg.record();
@@ -244,7 +373,7 @@ impl VmBackend {
         explain::step(&catalog::STATE_CLAIM, || {
             rt.store.dir(&o.id).display().to_string()
         });
-        let (dir, _lock) = store.claim(&o.id, &record, &|stale| {
+        let (dir, lock) = store.claim(&o.id, &record, &|stale| {
             kill_recorded(stale);
             rt.reap_stale(stale);
         })?;
@@ -257,9 +386,8 @@ impl VmBackend {
             host_mounts: None,
             armed: true,
         };
-        let cfg_copy = dir.join(state::CONFIG_FILE);
         // 0600: process.env may hold secrets.
-        sandbox::files::create_new(&cfg_copy, &b.raw, 0o600)?;
+        sandbox::files::create_new(&dir.join(state::CONFIG_FILE), &b.raw, 0o600)?;
         let fifo = dir.join(state::FIFO_FILE);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
@@ -271,25 +399,33 @@ impl VmBackend {
             undo.cgroup = Some(cg);
             record.save(&dir)?;
         }
-        let tty_slave = match (&o.console_socket, terminal) {
-            (Some(sock), true) => {
-                let (m, s) = pty_pair()?;
-                send_console(sock, &m)?;
-                Some(s)
-            }
-            _ => None,
-        };
+        Ok((dir, lock, record, undo))
+    }
+
+    /// Start the monitor (`nk-runtime vm-monitor ID`) in the container's
+    /// cgroup, record it as the container's pid and let it boot; returns
+    /// the channel on which it reports.
+    fn start_monitor(
+        &self,
+        o: &CreateOptions,
+        p: &Checked,
+        dir: &Path,
+        tty_slave: Option<OwnedFd>,
+        undo: &mut Cleanup<'_>,
+        record: &mut ContainerState,
+    ) -> Result<Channel> {
+        let rt = &self.rt;
         let mcfg = MonitorConfig {
             id: o.id.clone(),
-            state_dir: dir.clone(),
-            bundle: b.dir.clone(),
-            config: cfg,
-            rootfs: b.rootfs(),
-            vcpus,
-            memory_mib,
-            vmlinux: img.vmlinux.clone(),
-            initramfs: img.initramfs.clone(),
-            accel,
+            state_dir: dir.to_path_buf(),
+            bundle: p.bundle.dir.clone(),
+            config: p.config.clone(),
+            rootfs: p.bundle.rootfs(),
+            vcpus: p.vcpus,
+            memory_mib: p.memory_mib,
+            vmlinux: p.image.vmlinux.clone(),
+            initramfs: p.image.initramfs.clone(),
+            accel: p.accel,
             systemd_cgroup: rt.systemd_cgroup,
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
@@ -308,7 +444,7 @@ impl VmBackend {
             .map_err(|e| Error::Msg(format!("encode {}: {e}", mpath.display())))?;
         sandbox::files::create_new(&mpath, &mjson, 0o600)?;
         // The monitor appends to its log through --log: make it private first.
-        let mlog = dir.join("monitor.log");
+        let mlog = dir.join(monitor::LOG);
         sandbox::files::create_new(&mlog, b"", 0o600)?;
 
         let (parent, child) = Channel::pair()?;
@@ -346,7 +482,6 @@ impl VmBackend {
                 Ok(())
             });
         }
-        let boot = explain::phase(explain::Phase::Vm);
         let child_proc = cmd
             .spawn()
             .map_err(|e| Error::Msg(format!("start the VM monitor: {e}")))?;
@@ -359,72 +494,13 @@ impl VmBackend {
         undo.child = Some((mpid, pidfd));
         record.pid = mpid;
         record.pid_start = state::proc_stat(mpid).map(|s| s.start).unwrap_or(0);
-        record.save(&dir)?;
+        record.save(dir)?;
         if let Some(cg) = &undo.cgroup {
             cg.add_process(mpid)?;
         }
         parent.send(&"go")?;
         drop(tty_slave);
-        let report = match parent.recv::<Report>() {
-            Ok(Some((r, _))) => r,
-            _ => Report::Failed(format!(
-                "the VM monitor exited during create; see {}",
-                mlog.display()
-            )),
-        };
-        let (guest_pid, qemu_pid, boot_ms) = match report {
-            Report::Created {
-                guest_pid,
-                qemu_pid,
-                boot_ms,
-            } => (guest_pid, qemu_pid, boot_ms),
-            Report::Failed(e) => return Err(Error::Msg(format!("create failed: {e}"))),
-        };
-        drop(boot);
-        explain::step(&catalog::VM_MONITOR, || {
-            format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, booted in {boot_ms} ms", accel.as_str())
-        });
-        // Host-side hooks, as in container mode (the guest's copy has none):
-        // prestart and createRuntime once the container exists.
-        if let Some(h) = b.spec.hooks() {
-            let st =
-                sandbox::container::hook_state(&o.id, "created", mpid, &b.dir, &record.annotations);
-            #[allow(deprecated)]
-            let lists = [
-                ("prestart", h.prestart()),
-                ("createRuntime", h.create_runtime()),
-            ];
-            for (kind, list) in lists.into_iter() {
-                if let Some(list) = list {
-                    let at = sandbox::linux::hooks::Inherit::runtime(&b.dir);
-                    if let Err(e) = sandbox::linux::hooks::run(kind, list, &st, at) {
-                        shutdown(&dir, &record);
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-        record.phase = Some(Phase::Created);
-        explain::step(&catalog::STATE_CREATED, || {
-            format!("pid {mpid} (the monitor)")
-        });
-        record.mode = Mode::Vm(VmRecord {
-            qemu_pid,
-            qemu_start: state::proc_stat(qemu_pid).map(|s| s.start).unwrap_or(0),
-            guest_pid,
-            vcpus,
-            memory_mib,
-            accel: accel.as_str().into(),
-            boot_ms,
-            kernel: img.kernel_version.clone(),
-        });
-        record.save(&dir)?;
-        if let Some(pf) = &o.pid_file {
-            sandbox::container::write_pid_file(pf, mpid)?;
-        }
-        undo.armed = false;
-        let (pid, pidfd) = undo.child.take().expect("set above");
-        Ok(Created { pid, pidfd })
+        Ok(parent)
     }
 
     /// The record, its status and a connection to its monitor, for a verb

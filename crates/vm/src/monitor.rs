@@ -29,6 +29,8 @@ pub const CONFIG: &str = "monitor.json";
 pub use sandbox::state::PAUSED_MARK;
 /// Why the VM ended early, for `run` and the log.
 pub const EXIT_REASON: &str = "vm-exit";
+/// The monitor's log in the state directory (`--log` of `vm-monitor`).
+pub const LOG: &str = "monitor.log";
 /// How long the agent gets to power the VM off before QEMU is killed.
 const POWER_OFF_GRACE_MS: u64 = 300;
 /// The monitor's exit code when the VM itself failed.
