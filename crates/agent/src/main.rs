@@ -13,6 +13,7 @@
 //! clone, exactly as nk-runtime does on a host.
 
 mod cp;
+mod guest;
 mod pid1;
 mod procs;
 mod serve;

@@ -1,16 +1,10 @@
 //! PID 1 duties: the early mounts, module loading, finding the ports, and
 //! powering off (an exiting PID 1 would panic the kernel).
 
+use crate::guest::console;
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
-
-/// Print a line on the serial console (the host keeps it in console.log).
-pub fn console(msg: &str) {
-    let line = format!("nk-agent: {msg}\n");
-    // SAFETY: write a live buffer to fd 2, the kernel-provided /dev/console.
-    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
-}
 
 fn mount(
     src: &str,
@@ -134,19 +128,6 @@ fn open_port(name: &str, deadline: Instant) -> Result<OwnedFd, String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Guest uptime in milliseconds.
-pub fn uptime_ms() -> u64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map(|s| (s * 1000.0) as u64)
-        .unwrap_or(0)
 }
 
 /// Sync and power off. Never returns.

@@ -4,7 +4,7 @@
 //! stdio buffer is full the agent stops reading process output, so a slow
 //! host slows the container down instead of stalling the control channel.
 
-use crate::pid1::{console, uptime_ms};
+use crate::guest::{console, uptime_ms};
 use crate::procs::{self, ChildIo, ParentIo, Proc};
 use sandbox::container::{CreateOptions, ExecOptions, Runtime};
 use std::collections::HashMap;
@@ -328,11 +328,10 @@ impl Agent {
                     .cgroup_of(&st)
                     .ok_or_else(|| format!("container {id} has no cgroup"))?;
                 let s = cg.stats().map_err(|e| e.to_string())?;
-                Ok(Reply::Stats(serde_json::to_value(s).unwrap_or_default()))
+                Ok(Reply::Stats(Box::new(s)))
             }
             Request::Update { id, resources } => {
-                let res: oci_spec::runtime::LinuxResources =
-                    serde_json::from_value(resources).map_err(|e| format!("resources: {e}"))?;
+                let res = *resources;
                 sandbox::cgroups::validate_resources(&res)
                     .map_err(|e| format!("resources.{}: {}", e.field, e.reason))?;
                 let (st, _) = self.rt.load(&id).map_err(|e| e.to_string())?;
@@ -444,7 +443,6 @@ impl Agent {
             no_pivot: c.no_pivot,
             no_new_keyring: c.no_new_keyring,
             foreground: true,
-            mode: "container".into(),
             ..Default::default()
         };
         let r = procs::with_stdio(&child, || self.rt.create(&opts));
@@ -467,8 +465,7 @@ impl Agent {
         if self.procs.contains_key(&e.stream) {
             return Err(format!("stream {} is in use", e.stream));
         }
-        let process: oci_spec::runtime::Process =
-            serde_json::from_value(e.process).map_err(|err| format!("process: {err}"))?;
+        let process = *e.process;
         let terminal = process.terminal() == Some(true);
         let (child, parent) = stdio_for(terminal)?;
         let opts = ExecOptions {

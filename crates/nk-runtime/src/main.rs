@@ -1,6 +1,7 @@
 //! nk-runtime: parse the command line and dispatch to one file per command.
 //! Nothing else lives here.
 
+mod backend;
 mod cli;
 mod commands;
 mod report;

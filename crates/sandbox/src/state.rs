@@ -138,9 +138,10 @@ pub struct ContainerState {
     /// The cgroup manager's record (layout and paths), as it wrote it.
     #[serde(default)]
     pub cgroup: serde_json::Value,
-    /// "container" or "vm".
-    #[serde(default)]
-    pub mode: String,
+    /// How the container is isolated (`mode` and, for a VM, `extra` in
+    /// the JSON, as earlier versions wrote them).
+    #[serde(flatten)]
+    pub mode: Mode,
     /// Created by a rootless caller.
     #[serde(default)]
     pub rootless: bool,
@@ -150,9 +151,6 @@ pub struct ContainerState {
     /// The uid of the caller that created it.
     #[serde(default)]
     pub owner_uid: u32,
-    /// Mode-specific data (the VM monitor's socket, for example).
-    #[serde(default)]
-    pub extra: serde_json::Value,
     /// The namespaces linux.namespaces creates or joins, as the init was in
     /// them at create: exec joins these and only these. None in a record
     /// written before they were recorded (exec then takes the types from
@@ -164,6 +162,93 @@ pub struct ContainerState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_mounts: Option<crate::linux::hostmounts::HostMounts>,
 }
+
+/// How a container is isolated. The record keeps earlier versions' JSON
+/// shape: `"mode": "container"` (or no `mode` at all), or `"mode": "vm"`
+/// with the VM's data in `"extra"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "ModeJson", into = "ModeJson")]
+pub enum Mode {
+    /// Namespaces and cgroups on this host's kernel.
+    #[default]
+    Container,
+    /// A QEMU microVM: the recorded pid is the VM monitor's.
+    Vm(VmRecord),
+}
+
+/// What the VM backend keeps about its VM. All zero while create runs
+/// (the VM does not exist yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VmRecord {
+    /// QEMU's pid and start time, to kill the right process at delete.
+    pub qemu_pid: i32,
+    pub qemu_start: u64,
+    /// The pid of the container's init inside the guest.
+    pub guest_pid: i32,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// "kvm" or "tcg".
+    pub accel: String,
+    /// QEMU start to the agent's ready message.
+    pub boot_ms: u64,
+    /// The guest kernel's release.
+    pub kernel: String,
+}
+
+/// [`Mode`] as state.json spells it.
+#[derive(Serialize, Deserialize)]
+struct ModeJson {
+    #[serde(default)]
+    mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extra: Option<serde_json::Value>,
+}
+
+impl TryFrom<ModeJson> for Mode {
+    type Error = String;
+    fn try_from(j: ModeJson) -> std::result::Result<Mode, String> {
+        match j.mode.as_str() {
+            "" | "container" => Ok(Mode::Container),
+            "vm" => match j.extra {
+                None => Ok(Mode::Vm(VmRecord::default())),
+                Some(v) => serde_json::from_value(v)
+                    .map(Mode::Vm)
+                    .map_err(|e| format!("extra: not a VM record: {e}")),
+            },
+            other => Err(format!("mode {other:?}: expected \"container\" or \"vm\"")),
+        }
+    }
+}
+
+impl From<Mode> for ModeJson {
+    fn from(m: Mode) -> ModeJson {
+        match m {
+            Mode::Container => ModeJson {
+                mode: "container".into(),
+                extra: None,
+            },
+            Mode::Vm(r) => ModeJson {
+                mode: "vm".into(),
+                extra: serde_json::to_value(r).ok(),
+            },
+        }
+    }
+}
+
+impl Mode {
+    /// The VM record, in VM mode.
+    pub fn vm(&self) -> Option<&VmRecord> {
+        match self {
+            Mode::Vm(r) => Some(r),
+            Mode::Container => None,
+        }
+    }
+}
+
+/// Present in a container's directory while it is paused by a backend that
+/// does not freeze the host cgroup (VM mode freezes the guest's).
+pub const PAUSED_MARK: &str = "vm-paused";
 
 /// The OCI state document (`state` output and hooks' stdin).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -533,6 +618,74 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "../x", ".hidden", "a b", "a\0b", "ü"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn records_of_the_previous_version_are_read() {
+        // Written by the version that kept the mode as a string and the
+        // VM's data as untyped JSON.
+        let vm = r#"{"id":"v1","pid":4242,"pid_start":99,"creator_pid":4200,"creator_start":98,
+            "bundle":"/b","rootfs":"/b/rootfs","created":"2026-12-01T10:00:00.000000000Z",
+            "annotations":{},"phase":"created","cgroup":null,"mode":"vm","rootless":false,
+            "no_new_keyring":false,"owner_uid":0,"extra":{"qemu_pid":4300,"qemu_start":120,
+            "guest_pid":7,"vcpus":2,"memory_mib":416,"accel":"tcg","boot_ms":2100,
+            "kernel":"6.1.0-56-amd64"}}"#;
+        let st: ContainerState = serde_json::from_str(vm).unwrap();
+        let r = st.mode.vm().expect("a VM record");
+        assert_eq!((r.qemu_pid, r.qemu_start, r.guest_pid), (4300, 120, 7));
+        assert_eq!((r.vcpus, r.memory_mib, r.boot_ms), (2, 416, 2100));
+        assert_eq!(
+            (r.accel.as_str(), r.kernel.as_str()),
+            ("tcg", "6.1.0-56-amd64")
+        );
+        // A VM record saved while create ran (no VM yet).
+        let creating = vm.replace(r#""phase":"created""#, r#""phase":"creating""#);
+        let i = creating.find(r#","extra""#).unwrap();
+        let creating = format!("{}, \"extra\": null}}", &creating[..i]);
+        let st: ContainerState = serde_json::from_str(&creating).unwrap();
+        assert_eq!(st.mode, Mode::Vm(VmRecord::default()));
+        // Container mode, with and without the fields.
+        let c = vm
+            .replace(r#""mode":"vm""#, r#""mode":"container""#)
+            .replace(&vm[vm.find(r#","extra""#).unwrap()..], r#","extra":null}"#);
+        assert_eq!(
+            serde_json::from_str::<ContainerState>(&c).unwrap().mode,
+            Mode::Container
+        );
+        let bare = r#"{"id":"c","pid":1,"pid_start":1,"creator_pid":1,"creator_start":1,
+            "bundle":"/b","rootfs":"/r","created":"x","phase":null}"#;
+        assert_eq!(
+            serde_json::from_str::<ContainerState>(bare).unwrap().mode,
+            Mode::Container
+        );
+        // An unknown mode is an error that names it.
+        let bad = vm.replace(r#""mode":"vm""#, r#""mode":"wasm""#);
+        let e = serde_json::from_str::<ContainerState>(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wasm"), "{e}");
+    }
+
+    #[test]
+    fn the_record_keeps_its_json_shape() {
+        let mut st = ContainerState {
+            id: "v".into(),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["mode"], "container");
+        assert!(v.get("extra").is_none());
+        st.mode = Mode::Vm(VmRecord {
+            qemu_pid: 5,
+            accel: "tcg".into(),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["mode"], "vm");
+        assert_eq!(v["extra"]["qemu_pid"], 5);
+        assert_eq!(v["extra"]["accel"], "tcg");
+        let back: ContainerState = serde_json::from_value(v).unwrap();
+        assert_eq!(back.mode, st.mode);
     }
 
     #[test]

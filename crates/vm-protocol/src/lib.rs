@@ -11,6 +11,8 @@
 //! length, then the body. A stdio body is `u32 stream`, `u8 fd`, then the
 //! data; empty data means end of file on that descriptor.
 
+use oci_spec::runtime::{LinuxResources, Process};
+use sandbox::cgroups::Stats;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version, sent in [`Ready`]; the host refuses another.
@@ -64,7 +66,7 @@ pub enum Request {
     /// Apply new `linux.resources` to the running container.
     Update {
         id: String,
-        resources: serde_json::Value,
+        resources: Box<LinuxResources>,
     },
     /// Send a signal to the process of a stream (an exec'd process).
     Signal { stream: u32, signal: i32 },
@@ -82,6 +84,8 @@ pub struct CreateContainer {
     pub stream: u32,
     /// config.json, already rewritten by the host for the guest (mount
     /// sources point into [`SHARE_MOUNT`], no hooks, no host namespace paths).
+    /// A JSON document, not oci-spec 0.8's `Spec`: that type drops fields
+    /// the library reads from the raw config (`mounts[].uidMappings`).
     pub config: serde_json::Value,
     /// The rootfs: a path relative to [`SHARE_MOUNT`]. The agent mounts an
     /// overlay on it with a tmpfs upper layer, so the host files never change.
@@ -99,8 +103,8 @@ pub struct CreateContainer {
 pub struct ExecProcess {
     pub id: String,
     pub stream: u32,
-    /// An OCI `process` object, complete (args, env, cwd, user, terminal...).
-    pub process: serde_json::Value,
+    /// The OCI process, complete (args, env, cwd, user, terminal...).
+    pub process: Box<Process>,
 }
 
 /// A program to run in the guest, outside containers.
@@ -139,7 +143,8 @@ pub enum Reply {
         pid: i32,
     },
     Procs(Vec<ProcInfo>),
-    Stats(serde_json::Value),
+    /// The container's cgroup counters, in the library's (runc's) shape.
+    Stats(Box<Stats>),
 }
 
 /// The agent's greeting, sent once the ports are open.

@@ -56,6 +56,15 @@ pub enum Error {
     /// A container-level error reported by the monitor.
     #[error("{0}")]
     Msg(String),
+
+    /// The VM ended before its container did (the reason the monitor
+    /// recorded); `run` exits with [`crate::monitor::VM_FAILED`].
+    #[error("{0}")]
+    VmEnded(String),
+
+    /// A step the library takes for both backends (state, cgroup, hooks...).
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::Error),
 }
 
 impl Error {

@@ -9,16 +9,14 @@
 //!   and their load order. It is keyed by kernel version and agent hash, so
 //!   a new agent build gets a new image and never a stale one.
 
+use crate::cache::CacheLock;
+pub use crate::cache::{cache_dir, DEFAULT_CACHE};
 use crate::cpio::Archive;
 use crate::error::{Error, Result};
 use crate::modules;
 use sha2::Digest;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-
-/// The default cache directory.
-pub const DEFAULT_CACHE: &str = "/var/lib/nano-sandbox/vm";
 
 /// Where modules go inside the initramfs, and the file listing their order.
 pub const GUEST_MODULE_DIR: &str = "lib/modules";
@@ -33,14 +31,6 @@ pub enum Progress {
     Bytes(u64, u64),
     /// A step finished, with a summary.
     Done(String),
-}
-
-/// The cache directory (`NK_VM_CACHE` overrides it).
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("NK_VM_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE))
 }
 
 /// The guest kernel on the host.
@@ -267,33 +257,6 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// An exclusive lock on the cache directory, so parallel builds do not
-/// duplicate work (each file is still written atomically).
-struct CacheLock {
-    _f: std::fs::File,
-}
-
-impl CacheLock {
-    fn take(dir: &Path) -> Result<CacheLock> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-        let p = dir.join(".lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| Error::io("open", &p, e))?;
-        // SAFETY: flock on a descriptor we own.
-        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::io("lock", &p, e));
-            }
-        }
-        Ok(CacheLock { _f: f })
-    }
-}
-
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     sandbox::files::replace(path, data, 0o644).map_err(|e| Error::Msg(e.to_string()))
 }
@@ -469,7 +432,7 @@ pub fn status() -> serde_json::Value {
     }
     files.sort();
     v["cached"] = serde_json::json!(files);
-    v["accel"] = serde_json::to_value(crate::qemu::cached_accel(&cache)).unwrap_or_default();
+    v["accel"] = serde_json::to_value(crate::cache::cached_accel(&cache)).unwrap_or_default();
     v
 }
 

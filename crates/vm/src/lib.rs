@@ -1,11 +1,15 @@
 //! VM mode: one QEMU microVM per container, driven through a guest agent.
 //!
+//! * [`backend`] is VM mode behind the runc verbs (create, start, exec...);
+//! * [`cache`] is the cache directory, its lock and the accelerator record;
 //! * [`image`] extracts the guest kernel and builds the initramfs (cached);
 //! * [`qemu`] launches the microVM and picks the accelerator;
 //! * [`channel`] is the host end of the agent protocol (`vm-protocol`);
 //! * [`harness`] boots a guest for tests and runs programs in it;
 //! * [`monitor`] is the per-container host process of VM mode, and its client.
 
+pub mod backend;
+pub mod cache;
 pub mod channel;
 pub mod cpio;
 pub mod error;

@@ -25,10 +25,12 @@ use vm_protocol::{GuestMsg, Reply, Request, INIT_STREAM};
 pub const SOCKET: &str = "monitor.sock";
 pub const CONFIG: &str = "monitor.json";
 /// Present while the container is paused (the host cgroup is not frozen:
-/// the guest's is).
-pub const PAUSED_MARK: &str = "vm-paused";
+/// the guest's is); the library derives the status from it.
+pub use sandbox::state::PAUSED_MARK;
 /// Why the VM ended early, for `run` and the log.
 pub const EXIT_REASON: &str = "vm-exit";
+/// The monitor's log in the state directory (`--log` of `vm-monitor`).
+pub const LOG: &str = "monitor.log";
 /// How long the agent gets to power the VM off before QEMU is killed.
 const POWER_OFF_GRACE_MS: u64 = 300;
 /// The monitor's exit code when the VM itself failed.
@@ -82,7 +84,7 @@ pub enum ClientReq {
     },
     /// Run a process; its stdin, stdout and stderr come attached.
     Exec {
-        process: serde_json::Value,
+        process: Box<oci_spec::runtime::Process>,
         /// The connection stands for the process (a detached exec's proxy,
         /// whose pid the engine holds): if it goes away before the process
         /// ends, the process is killed, as the engine's SIGKILL of that pid
@@ -95,7 +97,7 @@ pub enum ClientReq {
     Resume,
     Stats,
     Update {
-        resources: serde_json::Value,
+        resources: Box<oci_spec::runtime::LinuxResources>,
     },
     /// Window size of this connection's exec terminal.
     Resize {
@@ -658,7 +660,7 @@ impl Monitor {
             ClientReq::Exec { process, bound } => {
                 let stream = self.next_stream;
                 self.next_stream += 1;
-                let tty = process["terminal"] == true;
+                let tty = process.terminal() == Some(true);
                 let mut it = fds.into_iter();
                 let (i, o, e) = (it.next(), it.next(), it.next());
                 self.streams.insert(

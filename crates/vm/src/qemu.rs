@@ -9,9 +9,9 @@
 //! the guest sometimes hangs calibrating its clock. The probe's answer is
 //! cached next to the image.
 
+pub use crate::cache::{cached_accel, Accel, AccelRecord};
 use crate::error::{Error, Result};
 use crate::image::Image;
-use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -58,39 +58,6 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The accelerator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
-
-/// The cached answer of the KVM probe.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccelRecord {
-    pub accel: Accel,
-    /// The guest kernel it was probed with.
-    pub kernel: String,
-    /// Why (probe result, or why no probe was needed).
-    pub reason: String,
-}
-
-/// The cached probe result, if any.
-pub fn cached_accel(cache: &Path) -> Option<AccelRecord> {
-    let raw = std::fs::read(cache.join("accel.json")).ok()?;
-    serde_json::from_slice(&raw).ok()
-}
-
 fn kvm_usable() -> bool {
     // SAFETY: open/close of a device path with a static C string.
     let fd = unsafe { libc::open(c"/dev/kvm".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -110,7 +77,7 @@ pub fn choose_accel(img: &Image, probe_log: &dyn Fn(&str)) -> Accel {
         Some("tcg") => return Accel::Tcg,
         _ => {}
     }
-    let cache = crate::image::cache_dir();
+    let cache = crate::cache::cache_dir();
     if let Some(r) = cached_accel(&cache) {
         if r.kernel == img.kernel_version {
             return r.accel;
@@ -133,12 +100,7 @@ pub fn choose_accel(img: &Image, probe_log: &dyn Fn(&str)) -> Accel {
         kernel: img.kernel_version.clone(),
         reason,
     };
-    let _ = std::fs::create_dir_all(&cache);
-    let _ = sandbox::files::replace(
-        &cache.join("accel.json"),
-        &serde_json::to_vec_pretty(&rec).unwrap_or_default(),
-        0o644,
-    );
+    crate::cache::save_accel(&cache, &rec);
     accel
 }
 

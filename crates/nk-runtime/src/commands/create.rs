@@ -1,17 +1,11 @@
-//! `create`: set the container up and park its init at the exec barrier.
+//! `create`: set the container up and park its init at the exec barrier
+//! (in VM mode: boot its VM and create it in the guest).
 
+use crate::backend::Backend;
 use crate::cli::CreateArgs;
 use crate::report::Globals;
 
 pub fn run(g: &Globals, a: CreateArgs) -> anyhow::Result<i32> {
-    let mode = super::mode_of(&a.common)?;
-    if mode == "vm" {
-        super::vm_mode::create(g, &a.common, false)?;
-        return Ok(0);
-    }
-    let rt = g.runtime();
-    let opts = super::create_options(&a.common, false);
-    rt.create(&opts)
-        .map_err(|e| anyhow::anyhow!("create failed: {e}"))?;
+    Backend::for_new(g, &a.common)?.create(&a.common)?;
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! stream of statistics every `--interval` plus an `oom` event each time the
 //! OOM killer acts in the container, until the container stops.
 
+use crate::backend::Backend;
 use crate::cli::EventsArgs;
 use crate::report::Globals;
 use sandbox::cgroups::{OomRead, Stats};
@@ -68,44 +69,13 @@ pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
     if status == Status::Stopped {
         anyhow::bail!("container with id {} is not running", a.id);
     }
-    if st.mode == "vm" {
-        // The guest's cgroup holds the limits and counters: ask the monitor.
-        loop {
-            let s = super::vm_mode::stats(g, &a.id)?;
-            if !emit(&event("stats", &a.id, Some(&s))) || a.stats {
-                return Ok(0);
-            }
-            std::thread::sleep(interval);
-            if rt.load(&a.id)?.1 == Status::Stopped {
-                return Ok(0);
-            }
-        }
-    }
-    let cg = rt
-        .cgroup_of(&st)
-        .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
-    if a.stats {
-        emit(&event("stats", &a.id, Some(&cg.stats()?)));
+    let b = Backend::for_id(g, &a.id);
+    let first = b.stats(&st)?;
+    if !emit(&event("stats", &a.id, Some(&first))) || a.stats {
         return Ok(0);
     }
-    let mut oom = match cg.oom_watcher() {
-        Ok(w) => w,
-        Err(e) => {
-            sandbox::logging::warn(|| format!("no OOM notifications for {}: {e}", a.id));
-            None
-        }
-    };
+    let mut oom = b.oom_watcher(&st);
     loop {
-        match cg.stats() {
-            Ok(s) => {
-                if !emit(&event("stats", &a.id, Some(&s))) {
-                    return Ok(0);
-                }
-            }
-            Err(e) => sandbox::logging::log(sandbox::logging::Level::Error, || {
-                format!("stats of {}: {e}", a.id)
-            }),
-        }
         let deadline = Instant::now() + interval;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -142,6 +112,16 @@ pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
             if !running(&rt, &a.id) {
                 return Ok(0);
             }
+        }
+        match b.stats(&st) {
+            Ok(s) => {
+                if !emit(&event("stats", &a.id, Some(&s))) {
+                    return Ok(0);
+                }
+            }
+            Err(e) => sandbox::logging::log(sandbox::logging::Level::Error, || {
+                format!("stats of {}: {e}", a.id)
+            }),
         }
     }
 }

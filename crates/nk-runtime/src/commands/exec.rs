@@ -5,14 +5,11 @@
 //! failure of exec itself exits 255, as runc does, so callers can tell it
 //! from the program's own status.
 
+use crate::backend::{exec_failed, Backend};
 use crate::cli::ExecArgs;
-use crate::report::{ExitCode, Globals};
+use crate::report::Globals;
 use sandbox::container::{exec::validate_process, merge_process, ExecOptions};
 use sandbox::linux::console;
-use sandbox::process::wait::{self, Blocked, Foreground};
-
-/// runc exits 255 when exec itself fails (not the program).
-const EXEC_FAILED: i32 = 255;
 
 /// Parse `UID[:GID]` (numbers only, as runc).
 fn parse_user(u: &str) -> anyhow::Result<(u32, Option<u32>)> {
@@ -87,21 +84,15 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
 }
 
 pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
-    let fail = |e: anyhow::Error| {
-        anyhow::Error::new(ExitCode(EXEC_FAILED, anyhow::anyhow!("exec failed: {e:#}")))
-    };
-    let rt = g.runtime();
+    let b = Backend::for_id(g, &a.id);
     // An unknown id is reported as such before anything else is read.
-    rt.load(&a.id).map_err(|e| fail(e.into()))?;
-    let mut process = build_process(g, &a).map_err(fail)?;
+    b.runtime().load(&a.id).map_err(|e| exec_failed(e.into()))?;
+    let mut process = build_process(g, &a).map_err(exec_failed)?;
     // Applied (or refused when SELinux is off) by the exec'd init.
     if let Some(l) = a.process_label.as_ref().filter(|l| !l.is_empty()) {
         process.set_selinux_label(Some(l.clone()));
     }
-    if super::vm_mode::is_vm(g, &a.id) {
-        return super::vm_mode::exec(g, &a, process);
-    }
-    let opts = ExecOptions {
+    b.exec(&ExecOptions {
         id: a.id.clone(),
         process: Some(process),
         pid_file: a.pid_file.clone(),
@@ -109,21 +100,7 @@ pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
         detach: a.detach,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
-    };
-    if a.detach {
-        rt.exec(&opts).map_err(|e| fail(e.into()))?;
-        return Ok(0);
-    }
-    // Block the forwarded signals before the process exists, so none is lost.
-    let _blocked = Blocked::new()?;
-    let h = rt.exec(&opts).map_err(|e| fail(e.into()))?;
-    Ok(wait::wait(Foreground {
-        pid: h.pid,
-        pidfd: &h.pidfd,
-        forward_to: h.pid,
-        pty: h.pty,
-        reap_orphans: false,
-    })?)
+    })
 }
 
 #[cfg(test)]

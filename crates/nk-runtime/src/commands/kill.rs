@@ -1,14 +1,11 @@
 //! `kill`: send a signal to the init, or with --all to every process.
 
+use crate::backend::Backend;
 use crate::cli::KillArgs;
 use crate::report::Globals;
 
 pub fn run(g: &Globals, a: KillArgs) -> anyhow::Result<i32> {
     let sig = sandbox::linux::signals::parse(&a.signal)?;
-    if super::vm_mode::is_vm(g, &a.id) {
-        super::vm_mode::kill(g, &a.id, sig, a.all)?;
-        return Ok(0);
-    }
-    g.runtime().kill(&a.id, sig, a.all)?;
+    Backend::for_id(g, &a.id).kill(&a.id, sig, a.all)?;
     Ok(0)
 }

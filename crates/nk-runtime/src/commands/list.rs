@@ -29,18 +29,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
     let rt = g.runtime();
-    let all: Vec<_> = rt
-        .list()?
-        .into_iter()
-        .map(|(s, st)| {
-            let st = if s.mode == "vm" {
-                super::vm_mode::status_in(&rt.store.dir(&s.id), st)
-            } else {
-                st
-            };
-            (s, st)
-        })
-        .collect();
+    let all = rt.list()?;
     if a.quiet {
         for (s, _) in &all {
             println!("{}", s.id);

@@ -18,7 +18,6 @@ mod start;
 mod state;
 mod update;
 mod vm_image;
-mod vm_mode;
 
 use crate::cli::Command;
 use crate::report::Globals;
@@ -65,59 +64,6 @@ pub fn dispatch(g: &Globals, cmd: Option<Command>) -> anyhow::Result<i32> {
         Command::Check(a) => check::run(g, a),
         Command::VmImage(a) => vm_image::run(g, a),
         Command::Init => sandbox::process::init::main(),
-        Command::VmMonitor(a) => vm_mode::monitor_main(g, &a.args),
+        Command::VmMonitor(a) => crate::backend::vm_monitor(g, &a.args),
     }
-}
-
-/// Options for the library's create from the command line.
-pub fn create_options(
-    c: &crate::cli::CreateCommon,
-    foreground: bool,
-) -> sandbox::container::CreateOptions {
-    sandbox::container::CreateOptions {
-        id: c.id.clone(),
-        bundle: c.bundle.clone(),
-        pid_file: c.pid_file.clone(),
-        console_socket: c.console_socket.clone(),
-        no_pivot: c.no_pivot,
-        no_new_keyring: c.no_new_keyring,
-        preserve_fds: c.preserve_fds,
-        foreground,
-        mode: String::new(),
-    }
-}
-
-/// The isolation mode asked for: --mode, the binary name, or the bundle's annotation.
-pub fn mode_of(c: &crate::cli::CreateCommon) -> anyhow::Result<String> {
-    if let Some(m) = &c.mode {
-        return match m.as_str() {
-            "container" | "vm" => Ok(m.clone()),
-            other => anyhow::bail!("--mode {other:?}: use container or vm"),
-        };
-    }
-    let argv0 = std::env::args().next().unwrap_or_default();
-    if std::path::Path::new(&argv0)
-        .file_name()
-        .is_some_and(|n| n == "nk-runtime-vm")
-    {
-        return Ok("vm".into());
-    }
-    let cfg = c.bundle.join("config.json");
-    // Only a regular file: reading a FIFO planted there would block forever
-    // (create then refuses it with a clear error).
-    let regular = std::fs::metadata(&cfg).is_ok_and(|m| m.is_file());
-    if let Some(raw) = regular.then(|| std::fs::read(&cfg).ok()).flatten() {
-        // Cheap check before a full parse: the annotation is rare.
-        if raw.windows(22).any(|w| w == b"org.nano-sandbox.mode\"") {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
-                if v.pointer("/annotations/org.nano-sandbox.mode")
-                    .and_then(|m| m.as_str())
-                    == Some("vm")
-                {
-                    return Ok("vm".into());
-                }
-            }
-        }
-    }
-    Ok("container".into())
 }

@@ -1,13 +1,10 @@
 //! `pause`: freeze every process of the container.
 
+use crate::backend::Backend;
 use crate::cli::IdArg;
 use crate::report::Globals;
 
 pub fn run(g: &Globals, a: IdArg) -> anyhow::Result<i32> {
-    if super::vm_mode::is_vm(g, &a.id) {
-        super::vm_mode::pause(g, &a.id, true)?;
-        return Ok(0);
-    }
-    g.runtime().pause(&a.id)?;
+    Backend::for_id(g, &a.id).pause(&a.id)?;
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! ps(1) (`-ef` unless other options are given) whose PID is in the
 //! container's cgroup, as runc prints them.
 
+use crate::backend::{Backend, Processes};
 use crate::cli::PsArgs;
 use crate::report::Globals;
 use std::io::Write;
@@ -28,11 +29,10 @@ pub fn filter_table(text: &str, pids: &[i32]) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(g: &Globals, a: PsArgs) -> anyhow::Result<i32> {
-    if super::vm_mode::is_vm(g, &a.id) {
-        super::vm_mode::ps(g, &a.id, &a.format)?;
-        return Ok(0);
-    }
-    let pids = g.runtime().pids(&a.id)?;
+    let pids = match Backend::for_id(g, &a.id).processes(&a.id)? {
+        Processes::Host(pids) => pids,
+        Processes::Guest(list) => return guest(&list, &a.format),
+    };
     let lines = match a.format.as_str() {
         "json" => vec![serde_json::to_string(&pids)?],
         "table" => {
@@ -62,6 +62,25 @@ pub fn run(g: &Globals, a: PsArgs) -> anyhow::Result<i32> {
         if writeln!(o, "{l}").is_err() {
             break;
         }
+    }
+    Ok(0)
+}
+
+/// A VM's processes: guest pids, with their parent and command line (ps(1)
+/// on the host cannot see them).
+fn guest(list: &[vm_protocol::ProcInfo], format: &str) -> anyhow::Result<i32> {
+    match format {
+        "json" => println!(
+            "{}",
+            serde_json::to_string(&list.iter().map(|p| p.pid).collect::<Vec<_>>())?
+        ),
+        "table" => {
+            println!("PID   PPID  CMD  (guest pids)");
+            for p in list {
+                println!("{:<5} {:<5} {}", p.pid, p.ppid, p.cmd);
+            }
+        }
+        other => anyhow::bail!("invalid format {other:?}: use table or json"),
     }
     Ok(0)
 }

@@ -1,13 +1,10 @@
 //! `resume`: thaw a paused container.
 
+use crate::backend::Backend;
 use crate::cli::IdArg;
 use crate::report::Globals;
 
 pub fn run(g: &Globals, a: IdArg) -> anyhow::Result<i32> {
-    if super::vm_mode::is_vm(g, &a.id) {
-        super::vm_mode::pause(g, &a.id, false)?;
-        return Ok(0);
-    }
-    g.runtime().resume(&a.id)?;
+    Backend::for_id(g, &a.id).resume(&a.id)?;
     Ok(0)
 }

@@ -5,10 +5,7 @@ use crate::report::Globals;
 
 pub fn run(g: &Globals, a: IdArg) -> anyhow::Result<i32> {
     let rt = g.runtime();
-    let (st, mut status) = rt.load(&a.id)?;
-    if st.mode == "vm" {
-        status = super::vm_mode::status_in(&rt.store.dir(&a.id), status);
-    }
+    let (st, status) = rt.load(&a.id)?;
     println!("{}", serde_json::to_string_pretty(&st.oci(status))?);
     Ok(0)
 }

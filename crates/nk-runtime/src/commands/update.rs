@@ -4,6 +4,7 @@
 //! document. Every OCI resource can be updated; values left out stay as
 //! they are.
 
+use crate::backend::Backend;
 use crate::cli::UpdateArgs;
 use crate::report::Globals;
 use oci_spec::runtime::LinuxResources;
@@ -174,22 +175,6 @@ fn read_doc(src: &str) -> anyhow::Result<serde_json::Value> {
         .map_err(|e| anyhow::anyhow!("--resources {name}: invalid JSON: {e}"))
 }
 
-/// The container's memory.checkBeforeUpdate from its config, for updates
-/// that do not say.
-fn config_check_before_update(rt: &sandbox::container::Runtime, id: &str) -> Option<bool> {
-    let f = rt.store.dir(id).join(sandbox::state::CONFIG_FILE);
-    let raw = std::fs::read(&f).ok()?;
-    let p = sandbox::spec::parse(&raw, &f).ok()?;
-    p.spec
-        .linux()
-        .as_ref()?
-        .resources()
-        .as_ref()?
-        .memory()
-        .as_ref()?
-        .check_before_update()
-}
-
 pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         anyhow::bail!(
@@ -202,27 +187,14 @@ pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     };
     let mut merged = merge(base, &a)?;
     drop_unset(&mut merged);
-    let mut res = parse_resources(&merged)?;
+    let res = parse_resources(&merged)?;
     sandbox::cgroups::validate_resources(&res)
         .map_err(|e| anyhow::anyhow!("resources.{}: {}", e.field, e.reason))?;
-    let rt = g.runtime();
-    let (st, status) = rt.load(&a.id)?;
+    let (st, status) = g.runtime().load(&a.id)?;
     if status == sandbox::state::Status::Stopped {
         anyhow::bail!("container {} is stopped: cannot update its resources", a.id);
     }
-    if st.mode == "vm" {
-        super::vm_mode::update(g, &a.id, serde_json::to_value(&res)?)?;
-        return Ok(0);
-    }
-    if let Some(m) = res.memory_mut() {
-        if m.check_before_update().is_none() {
-            m.set_check_before_update(config_check_before_update(&rt, &a.id));
-        }
-    }
-    let cg = rt
-        .cgroup_of(&st)
-        .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
-    cg.set(&res, true)?;
+    Backend::for_id(g, &a.id).update(&st, res)?;
     Ok(0)
 }
 

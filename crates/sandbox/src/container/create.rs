@@ -3,6 +3,7 @@
 //! same id can be created again at once.
 
 use super::launch::{Launch, Listen, Request, Setup};
+use super::undo::Cleanup;
 use super::Runtime;
 use crate::cgroups::{self, CgroupManager, PathSpec};
 use crate::error::{Error, Result};
@@ -31,8 +32,6 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// `run` in the foreground: a terminal may be bridged by us.
     pub foreground: bool,
-    /// The container's mode, recorded in state ("container" unless VM mode).
-    pub mode: String,
 }
 
 /// A created container, for callers that stay (run).
@@ -242,35 +241,6 @@ fn check_joined_maps(b: &Bundle, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Undo a failed create: remove cgroup and state (the child is killed
-/// first, by the [`Launch`] declared after this guard).
-struct Cleanup {
-    id: String,
-    dir: PathBuf,
-    cgroup: Option<Box<dyn CgroupManager>>,
-    /// Without a mount namespace: the rootfs and the mount ids under it
-    /// before create, to detach what the init mounted there.
-    host_mounts: Option<(PathBuf, linux::hostmounts::HostMounts)>,
-    armed: bool,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some((rootfs, hm)) = &self.host_mounts {
-            linux::hostmounts::cleanup(rootfs, hm);
-        }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy(true) {
-                crate::logging::warn(|| format!("cleanup of {}: {e}", self.id));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 impl Runtime {
     /// Create a container: the init is set up and parked at the exec
     /// barrier. The phases, in order: check the bundle, plan the
@@ -300,9 +270,11 @@ impl Runtime {
             store.claim(&o.id, &record, &|stale| self.reap_stale(stale))?
         };
         let mut cleanup = Cleanup {
+            rt: self,
             id: o.id.clone(),
             dir: dir.clone(),
             cgroup: None,
+            child: None,
             host_mounts: record
                 .host_mounts
                 .clone()
@@ -433,11 +405,6 @@ impl Runtime {
             created: crate::time::now_rfc3339_nanos(),
             annotations: bundle.annotations().into_iter().collect(),
             phase: Some(StPhase::Creating),
-            mode: if o.mode.is_empty() {
-                "container".into()
-            } else {
-                o.mode.clone()
-            },
             rootless: self.rootless,
             no_new_keyring: o.no_new_keyring,
             owner_uid: nix::unistd::geteuid().as_raw(),
@@ -524,7 +491,9 @@ impl Runtime {
         Ok(trees)
     }
 
-    fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {
+    /// The cgroup manager for a new container (None rootless without a
+    /// delegated cgroup); both backends' create ask it.
+    pub fn cgroup_for(&self, b: &Bundle, id: &str) -> Result<Option<Box<dyn CgroupManager>>> {
         let ps = PathSpec {
             cgroups_path: b
                 .spec
@@ -572,7 +541,9 @@ impl Runtime {
         cgroups::new_manager(&ps, id, &cgroups::Options::default()).map(Some)
     }
 
-    fn reap_stale(&self, st: &ContainerState) {
+    /// Clean up after a create that was killed: its init, host mounts and
+    /// cgroup (a backend kills what else it started first).
+    pub fn reap_stale(&self, st: &ContainerState) {
         if st.init_alive() {
             // SAFETY: kill(2) the init recorded by a create that died.
             unsafe { libc::kill(st.pid, libc::SIGKILL) };

@@ -8,13 +8,15 @@ mod delete;
 pub mod exec;
 mod launch;
 mod ops;
+mod undo;
 
 pub use create::{hook_state, write_pid_file, CreateOptions, Handle};
 pub use exec::{merge_process, ExecHandle, ExecOptions};
+pub use undo::Cleanup;
 
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Error, Result};
-use crate::state::{ContainerState, Status, Store};
+use crate::state::{ContainerState, Mode, Status, Store};
 use std::path::PathBuf;
 
 /// The runtime's global settings for one command.
@@ -51,10 +53,13 @@ impl Runtime {
         Ok((st, status))
     }
 
-    /// Derive the status of a record.
+    /// Derive the status of a record. A VM is paused inside its guest, so
+    /// its directory carries a mark instead of a frozen host cgroup.
     pub fn status_of(&self, st: &ContainerState) -> Status {
-        st.status(&self.store.dir(&st.id), |s| {
-            cgroups::from_record(&s.cgroup).is_some_and(|m| m.is_frozen())
+        let dir = self.store.dir(&st.id);
+        st.status(&dir, |s| match s.mode {
+            Mode::Container => cgroups::from_record(&s.cgroup).is_some_and(|m| m.is_frozen()),
+            Mode::Vm(_) => dir.join(crate::state::PAUSED_MARK).exists(),
         })
     }
 
