@@ -312,7 +312,7 @@ impl Runtime {
         let plan = plan(&bundle)?;
         if self.rootless {
             for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
-                if linux::mounts::idmap_plan(m, bundle.mount_ext.get(i)).is_some() {
+                if linux::mounts::idmap_plan(m).is_some() {
                     return Err(Error::config(
                         &bundle.config_path,
                         format!("mounts[{i}]"),
@@ -526,7 +526,6 @@ impl Runtime {
             rootfs: bundle.rootfs(),
             process: process.clone(),
             seccomp: seccomp.clone(),
-            seccomp_wait_killable: bundle.seccomp_wait_killable,
             join: plan.join.clone(),
             new_timens: plan.new_timens,
             new_cgroupns: plan.new_cgroupns,
@@ -684,7 +683,7 @@ impl Runtime {
         let mut own_ns: Option<OwnedFd> = None;
         let mut made: Vec<(linux::mounts::IdmapPlan, OwnedFd)> = Vec::new();
         for (i, m) in b.spec.mounts().iter().flatten().enumerate() {
-            let Some(plan) = linux::mounts::idmap_plan(m, b.mount_ext.get(i)) else {
+            let Some(plan) = linux::mounts::idmap_plan(m) else {
                 continue;
             };
             if trees.len() + 2 >= crate::process::sync::MAX_FDS {

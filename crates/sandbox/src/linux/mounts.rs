@@ -520,14 +520,12 @@ pub struct IdmapPlan {
     pub maps: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
 }
 
-/// Whether mount `m` is idmapped (with `ext`, its entry in Bundle::mount_ext).
-pub fn idmap_plan(m: &Mount, ext: Option<&crate::spec::MountExt>) -> Option<IdmapPlan> {
+/// Whether mount `m` is idmapped: an `idmap`/`ridmap` option or mappings of its own.
+pub fn idmap_plan(m: &Mount) -> Option<IdmapPlan> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    let maps = ext.and_then(|e| {
-        let u = e.uid_mappings.clone().unwrap_or_default();
-        let g = e.gid_mappings.clone().unwrap_or_default();
-        (!u.is_empty() || !g.is_empty()).then_some((u, g))
-    });
+    let u = m.uid_mappings().clone().unwrap_or_default();
+    let g = m.gid_mappings().clone().unwrap_or_default();
+    let maps = (!u.is_empty() || !g.is_empty()).then_some((u, g));
     if opts.idmap.is_none() && maps.is_none() {
         return None;
     }
@@ -944,24 +942,21 @@ mod tests {
     fn idmap_plans() {
         let m = |j: &str| -> Mount { serde_json::from_str(j).unwrap() };
         let plain = m(r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind"]}"#);
-        assert_eq!(idmap_plan(&plain, None), None);
+        assert_eq!(idmap_plan(&plain), None);
         let r =
             m(r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind","ridmap"]}"#);
-        let p = idmap_plan(&r, None).unwrap();
+        let p = idmap_plan(&r).unwrap();
         assert!(p.recursive && p.rbind && p.maps.is_none());
         check_idmap(&r, &p).unwrap();
         // Mappings alone make it idmapped (not recursive).
-        let ext: crate::spec::MountExt = serde_json::from_str(
-            r#"{"uidMappings":[{"containerID":0,"hostID":1,"size":1}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
-        )
-        .unwrap();
-        let p = idmap_plan(&plain, Some(&ext)).unwrap();
+        let mapped = m(
+            r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind"],"uidMappings":[{"containerID":0,"hostID":1,"size":1}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
+        );
+        let p = idmap_plan(&mapped).unwrap();
         assert!(!p.recursive && p.maps.is_some());
         let t = m(r#"{"destination":"/m","type":"tmpfs","source":"tmpfs","options":["idmap"]}"#);
         assert_eq!(
-            check_idmap(&t, &idmap_plan(&t, None).unwrap())
-                .unwrap_err()
-                .0,
+            check_idmap(&t, &idmap_plan(&t).unwrap()).unwrap_err().0,
             "options"
         );
     }

@@ -15,7 +15,8 @@ use std::str::FromStr;
 
 /// A compiled filter, ready to load: BPF instructions and seccomp(2) flags.
 /// libseccomp compiles; the load is a plain seccomp(2) call, so every filter
-/// flag of the kernel (including WAIT_KILLABLE_RECV) can be passed.
+/// flag of the kernel (including WAIT_KILLABLE_RECV, which libseccomp 2.5 does
+/// not know) can be passed.
 pub struct Prepared {
     bpf: Vec<u8>,
     flags: libc::c_ulong,
@@ -61,12 +62,12 @@ fn op(o: LinuxSeccompOperator, mask: u64) -> ScmpCompareOp {
     }
 }
 
-const FLAG_TSYNC: libc::c_ulong = 1;
-const FLAG_LOG: libc::c_ulong = 2;
-const FLAG_SPEC_ALLOW: libc::c_ulong = 4;
-const FLAG_NEW_LISTENER: libc::c_ulong = 8;
-const FLAG_TSYNC_ESRCH: libc::c_ulong = 16;
-const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 32;
+const FLAG_TSYNC: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_TSYNC;
+const FLAG_LOG: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_LOG;
+const FLAG_SPEC_ALLOW: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+const FLAG_NEW_LISTENER: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+const FLAG_TSYNC_ESRCH: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
 
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
 const MAX_INSNS: usize = 4096;
@@ -195,7 +196,7 @@ fn arch_name(a: &oci_spec::runtime::Arch) -> String {
 }
 
 /// Compile the profile. Unknown syscall names are skipped with a warning.
-pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
+pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
     let def = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new_filter(def)
         .map_err(|e| Error::msg(format!("linux.seccomp: create filter: {e}")))?;
@@ -213,11 +214,17 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
             .map_err(|e| Error::msg(format!("linux.seccomp.architectures[{i}] {name}: {e}")))?;
     }
     let mut flags: libc::c_ulong = 0;
+    let mut wait_killable_recv = false;
     for f in s.flags().iter().flatten() {
         flags |= match f {
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+            // Only meaningful with a listener: added below when there is one.
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                wait_killable_recv = true;
+                0
+            }
         };
     }
     let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
@@ -452,11 +459,11 @@ mod tests {
             ));
         }
         let p = profile(&format!(
-            r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/l","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],"flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"],"syscalls":[{}]}}"#,
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/l","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],"flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],"syscalls":[{}]}}"#,
             rules.join(",")
         ));
         validate(&p).unwrap();
-        let c = prepare(&p, true).unwrap();
+        let c = prepare(&p).unwrap();
         assert!(c.notify);
         assert_eq!(
             c.flags,
@@ -471,7 +478,7 @@ mod tests {
         let p = profile(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["nk_no_such_call","read"],"action":"SCMP_ACT_ALLOW"}]}"#,
         );
-        assert_eq!(prepare(&p, false).unwrap().rules, 1);
+        assert_eq!(prepare(&p).unwrap().rules, 1);
     }
 
     #[test]
@@ -479,7 +486,7 @@ mod tests {
         let p = profile(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO"},{"names":["write"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
         );
-        assert_eq!(prepare(&p, false).unwrap().rules, 1);
+        assert_eq!(prepare(&p).unwrap().rules, 1);
     }
 
     #[test]

@@ -47,8 +47,6 @@ pub struct InitRequest {
     pub process: Process,
     /// The seccomp profile to load, if any.
     pub seccomp: Option<LinuxSeccomp>,
-    /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV was asked for.
-    pub seccomp_wait_killable: bool,
     /// Namespaces to join with setns, in order (type name, path).
     pub join: Vec<(String, PathBuf)>,
     pub new_timens: bool,
@@ -638,7 +636,7 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         unsafe { linux::fs::own(fd) }
     });
     let prep = match &req.seccomp {
-        Some(s) => Some(linux::seccomp::prepare(s, req.seccomp_wait_killable)?),
+        Some(s) => Some(linux::seccomp::prepare(s)?),
         None => None,
     };
     // Close what must not reach the container: everything above stdio and
