@@ -165,7 +165,52 @@ pub struct ContainerState {
     pub host_mounts: Option<crate::linux::hostmounts::HostMounts>,
 }
 
-/// The OCI state document (`state` output and hooks' stdin).
+/// The status words of the OCI state document hooks and the seccomp agent
+/// read (the spec's four; `paused` is runc's, for `state` output only).
+pub use oci_spec::runtime::ContainerState as OciStatus;
+
+/// The OCI state document (runtime-spec `State`) hooks read on stdin and the
+/// seccomp agent receives inside its `ContainerProcessState`. `pid` 0 (no
+/// process, as for poststop) and empty annotations are left out, as the
+/// spec makes both optional and runc omits them.
+pub fn oci_state(
+    id: &str,
+    status: OciStatus,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> oci_spec::runtime::State {
+    let mut s = oci_spec::runtime::State::default();
+    s.set_version(OCI_VERSION.to_string())
+        .set_id(id.to_string())
+        .set_status(status)
+        .set_pid((pid > 0).then_some(pid))
+        .set_bundle(bundle.to_path_buf())
+        .set_annotations((!annotations.is_empty()).then(|| {
+            annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }));
+    s
+}
+
+/// [`oci_state`] as the JSON bytes a hook reads on stdin.
+pub fn hook_state(
+    id: &str,
+    status: OciStatus,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    serde_json::to_vec(&oci_state(id, status, pid, bundle, annotations)).unwrap_or_default()
+}
+
+/// `state` output: runc's document, the OCI `State` plus `rootfs`, `created`
+/// and `owner`, with `paused` among the statuses and `pid` 0 once stopped.
+/// Engines read these fields (and tests/conformance.rs compares the document
+/// key for key with runc's), so it cannot be `oci_spec::runtime::State`,
+/// which has neither the fields nor the status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OciState {
     #[serde(rename = "ociVersion")]
@@ -524,6 +569,28 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_state_is_the_spec_document() {
+        let ann = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let s = hook_state("c1", OciStatus::Created, 42, Path::new("/b"), &ann);
+        assert_eq!(
+            String::from_utf8(s).unwrap(),
+            r#"{"ociVersion":"1.2.0","id":"c1","status":"created","pid":42,"bundle":"/b","annotations":{"k":"v"}}"#
+        );
+        // No process (poststop) and no annotations: both left out, as runc does.
+        let s = hook_state(
+            "c1",
+            OciStatus::Stopped,
+            0,
+            Path::new("/b"),
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            String::from_utf8(s).unwrap(),
+            r#"{"ociVersion":"1.2.0","id":"c1","status":"stopped","bundle":"/b"}"#
+        );
+    }
 
     #[test]
     fn ids() {

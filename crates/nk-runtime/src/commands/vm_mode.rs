@@ -376,8 +376,13 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
     // Host-side hooks, as in container mode (the guest's copy has none):
     // prestart and createRuntime once the container exists.
     if let Some(h) = b.spec.hooks() {
-        let st =
-            sandbox::container::hook_state(&c.id, "created", mpid, &b.dir, &record.annotations);
+        let st = sandbox::container::hook_state(
+            &c.id,
+            sandbox::state::OciStatus::Created,
+            mpid,
+            &b.dir,
+            &record.annotations,
+        );
         #[allow(deprecated)]
         let lists = [
             ("prestart", h.prestart()),
@@ -463,8 +468,13 @@ pub fn start(g: &Globals, id: &str) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|h| h.poststart().clone())
         {
-            let s =
-                sandbox::container::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
+            let s = sandbox::container::hook_state(
+                id,
+                sandbox::state::OciStatus::Running,
+                st.pid,
+                &st.bundle,
+                &st.annotations,
+            );
             let at = sandbox::linux::hooks::Inherit::runtime(&st.bundle);
             if let Err(e) = sandbox::linux::hooks::run("poststart", &list, &s, at) {
                 sandbox::logging::warn(|| format!("{e}"));

@@ -44,25 +44,6 @@ pub struct Handle {
     pub pty: Option<OwnedFd>,
 }
 
-/// The OCI state JSON given to hooks (VM mode passes the monitor's pid).
-pub fn hook_state(
-    id: &str,
-    status: &str,
-    pid: i32,
-    bundle: &Path,
-    ann: &std::collections::BTreeMap<String, String>,
-) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": state::OCI_VERSION,
-        "id": id,
-        "status": status,
-        "pid": pid,
-        "bundle": bundle,
-        "annotations": ann,
-    }))
-    .unwrap_or_default()
-}
-
 /// The device cgroup rules: the config's, then runc's default allow list and
 /// an allow rule per linux.devices entry (runc appends the same).
 pub fn device_rules(b: &Bundle) -> Vec<LinuxDeviceCgroup> {
@@ -593,8 +574,9 @@ impl Runtime {
                 Some((ToParent::Log(r), _)) => crate::logging::emit(&r),
                 Some((ToParent::Event(e), _)) => explain::deliver(e),
                 Some((ToParent::Hooks, _)) => {
-                    let st =
-                        |status| hook_state(&o.id, status, pid, &bundle.dir, &record.annotations);
+                    let st = |status| {
+                        state::hook_state(&o.id, status, pid, &bundle.dir, &record.annotations)
+                    };
                     let at = linux::hooks::Inherit::runtime(&bundle.dir);
                     if let Some(h) = bundle.spec.hooks() {
                         // Spec 1.0 runs prestart hooks once the container is
@@ -603,9 +585,14 @@ impl Runtime {
                         // belong to the create operation itself.
                         #[allow(deprecated)]
                         if let Some(list) = h.prestart() {
-                            linux::hooks::run("prestart", list, &st("created"), at)?;
+                            linux::hooks::run(
+                                "prestart",
+                                list,
+                                &st(state::OciStatus::Created),
+                                at,
+                            )?;
                         }
-                        let st = st("creating");
+                        let st = st(state::OciStatus::Creating);
                         if let Some(list) = h.create_runtime() {
                             linux::hooks::run("createRuntime", list, &st, at)?;
                         }

@@ -180,9 +180,9 @@ impl Runtime {
         if let Ok(raw) = std::fs::read(&cfg) {
             if let Ok(p) = crate::spec::parse(&raw, &cfg) {
                 if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
-                    let s = super::create::hook_state(
+                    let s = state::hook_state(
                         &st.id,
-                        "stopped",
+                        state::OciStatus::Stopped,
                         0,
                         &st.bundle,
                         &st.annotations,

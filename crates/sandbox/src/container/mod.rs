@@ -8,7 +8,8 @@ mod delete;
 pub mod exec;
 mod ops;
 
-pub use create::{hook_state, write_pid_file, CreateOptions, Handle};
+pub use crate::state::hook_state;
+pub use create::{write_pid_file, CreateOptions, Handle};
 pub use exec::{merge_process, ExecHandle, ExecOptions};
 
 use crate::cgroups::{self, CgroupManager};

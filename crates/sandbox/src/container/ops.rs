@@ -135,8 +135,13 @@ impl Runtime {
         );
         if let Ok(p) = cfg {
             if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
-                let s =
-                    super::create::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
+                let s = state::hook_state(
+                    id,
+                    state::OciStatus::Running,
+                    st.pid,
+                    &st.bundle,
+                    &st.annotations,
+                );
                 let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
                 crate::linux::hooks::run_warn("poststart", &list, &s, at);
             }

@@ -380,18 +380,15 @@ pub fn send_to_listener(
     sock: BorrowedFd<'_>,
     notify_fd: i32,
     pid: i32,
-    state: &serde_json::Value,
+    state: &oci_spec::runtime::State,
     metadata: &str,
 ) -> Result<()> {
-    let mut msg = serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": pid,
-        "state": state,
-    });
-    if !metadata.is_empty() {
-        msg["metadata"] = metadata.into();
-    }
+    let mut msg = oci_spec::runtime::ContainerProcessState::default();
+    msg.set_version(crate::state::OCI_VERSION.to_string())
+        .set_fds(vec![oci_spec::runtime::SECCOMP_FD_NAME.to_string()])
+        .set_pid(pid)
+        .set_metadata((!metadata.is_empty()).then(|| metadata.to_string()))
+        .set_state(state.clone());
     let data = serde_json::to_vec(&msg).unwrap_or_default();
     let fds = [notify_fd];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
