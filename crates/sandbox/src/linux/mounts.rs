@@ -46,19 +46,97 @@ impl Default for Parsed {
     }
 }
 
+/// Propagation words of rootfsPropagation and mount options.
+pub const PROPAGATION_OPTIONS: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
 /// The propagation flag of a rootfsPropagation or mount option word.
 pub fn propagation_flag(s: &str) -> Option<MsFlags> {
-    Some(match s {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, f)| *f)
+}
+
+/// Options that are mount(2) flags: (word, flags set, flags cleared).
+pub const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY, MsFlags::empty()),
+    ("rw", MsFlags::empty(), MsFlags::MS_RDONLY),
+    ("nosuid", MsFlags::MS_NOSUID, MsFlags::empty()),
+    ("suid", MsFlags::empty(), MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV, MsFlags::empty()),
+    ("dev", MsFlags::empty(), MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC, MsFlags::empty()),
+    ("exec", MsFlags::empty(), MsFlags::MS_NOEXEC),
+    ("sync", MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+    ("async", MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+    ("dirsync", MsFlags::MS_DIRSYNC, MsFlags::empty()),
+    ("remount", MsFlags::MS_REMOUNT, MsFlags::empty()),
+    ("mand", MsFlags::MS_MANDLOCK, MsFlags::empty()),
+    ("nomand", MsFlags::empty(), MsFlags::MS_MANDLOCK),
+    ("atime", MsFlags::empty(), MsFlags::MS_NOATIME),
+    ("noatime", MsFlags::MS_NOATIME, MsFlags::empty()),
+    ("diratime", MsFlags::empty(), MsFlags::MS_NODIRATIME),
+    ("nodiratime", MsFlags::MS_NODIRATIME, MsFlags::empty()),
+    ("relatime", MsFlags::MS_RELATIME, MsFlags::empty()),
+    ("norelatime", MsFlags::empty(), MsFlags::MS_RELATIME),
+    ("strictatime", MsFlags::MS_STRICTATIME, MsFlags::empty()),
+    ("nostrictatime", MsFlags::empty(), MsFlags::MS_STRICTATIME),
+    ("lazytime", MsFlags::MS_LAZYTIME, MsFlags::empty()),
+    ("silent", MsFlags::MS_SILENT, MsFlags::empty()),
+    ("defaults", MsFlags::empty(), MsFlags::empty()),
+    ("bind", MsFlags::MS_BIND, MsFlags::empty()),
+    (
+        "rbind",
+        MsFlags::MS_BIND.union(MsFlags::MS_REC),
+        MsFlags::empty(),
+    ),
+];
+
+/// Recursive mount attributes (mount_setattr): (word, attribute, set or clear).
+pub const RECURSIVE_OPTIONS: &[(&str, u64, bool)] = &[
+    ("rro", ATTR_RDONLY, true),
+    ("rrw", ATTR_RDONLY, false),
+    ("rnosuid", ATTR_NOSUID, true),
+    ("rsuid", ATTR_NOSUID, false),
+    ("rnodev", ATTR_NODEV, true),
+    ("rdev", ATTR_NODEV, false),
+    ("rnoexec", ATTR_NOEXEC, true),
+    ("rexec", ATTR_NOEXEC, false),
+    ("rnodiratime", ATTR_NODIRATIME, true),
+    ("rdiratime", ATTR_NODIRATIME, false),
+    ("rnoatime", ATTR_NOATIME, true),
+    ("rstrictatime", ATTR_STRICTATIME, true),
+    ("rrelatime", ATTR_RELATIME, true),
+    ("rnosymfollow", ATTR_NOSYMFOLLOW, true),
+    ("rsymfollow", ATTR_NOSYMFOLLOW, false),
+];
+
+/// Options the runtime itself acts on (neither flags nor mount data).
+/// `idmap` and `ridmap` are understood too, but the features document lists
+/// them under mountExtensions, not mountOptions.
+pub const RUNTIME_OPTIONS: &[&str] = &["tmpcopyup"];
+
+/// The option words [`parse_options`] understands (never passed to mount(2)
+/// as data), sorted: the `mountOptions` of the features document.
+pub fn known_options() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = FLAG_OPTIONS
+        .iter()
+        .map(|(n, ..)| *n)
+        .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| *n))
+        .chain(RECURSIVE_OPTIONS.iter().map(|(n, ..)| *n))
+        .chain(RUNTIME_OPTIONS.iter().copied())
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 const ATTR_RDONLY: u64 = 0x1;
@@ -88,80 +166,34 @@ pub fn parse_options(opts: &[String]) -> Parsed {
     let mut data = Vec::new();
     for o in opts {
         let o = o.as_str();
-        let (set, clear): (MsFlags, MsFlags) = match o {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
-            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
-            "defaults" => (MsFlags::empty(), MsFlags::empty()),
-            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
-            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
-            _ => {
-                if let Some(pf) = propagation_flag(o) {
-                    p.propagation.push(pf);
-                    continue;
-                }
-                let rec = match o {
-                    "rro" => Some((ATTR_RDONLY, true)),
-                    "rrw" => Some((ATTR_RDONLY, false)),
-                    "rnosuid" => Some((ATTR_NOSUID, true)),
-                    "rsuid" => Some((ATTR_NOSUID, false)),
-                    "rnodev" => Some((ATTR_NODEV, true)),
-                    "rdev" => Some((ATTR_NODEV, false)),
-                    "rnoexec" => Some((ATTR_NOEXEC, true)),
-                    "rexec" => Some((ATTR_NOEXEC, false)),
-                    "rnodiratime" => Some((ATTR_NODIRATIME, true)),
-                    "rdiratime" => Some((ATTR_NODIRATIME, false)),
-                    "rnoatime" => Some((ATTR_NOATIME, true)),
-                    "rstrictatime" => Some((ATTR_STRICTATIME, true)),
-                    "rrelatime" => Some((ATTR_RELATIME, true)),
-                    "rnosymfollow" => Some((ATTR_NOSYMFOLLOW, true)),
-                    "rsymfollow" => Some((ATTR_NOSYMFOLLOW, false)),
-                    _ => None,
-                };
-                if let Some((a, set)) = rec {
-                    if set {
-                        if a & ATTR__ATIME == a {
-                            // One atime mode replaces another (the last wins).
-                            p.rec_set = (p.rec_set & !ATTR__ATIME) | a;
-                            p.rec_clear |= ATTR__ATIME;
-                        } else {
-                            p.rec_set |= a;
-                        }
+        let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|(n, ..)| *n == o).copied() else {
+            if let Some(pf) = propagation_flag(o) {
+                p.propagation.push(pf);
+                continue;
+            }
+            if let Some((_, a, set)) = RECURSIVE_OPTIONS.iter().find(|(n, ..)| *n == o) {
+                let (a, set) = (*a, *set);
+                if set {
+                    if a & ATTR__ATIME == a {
+                        // One atime mode replaces another (the last wins).
+                        p.rec_set = (p.rec_set & !ATTR__ATIME) | a;
+                        p.rec_clear |= ATTR__ATIME;
                     } else {
-                        p.rec_clear |= a;
+                        p.rec_set |= a;
                     }
-                    continue;
-                }
-                match o {
-                    "idmap" => p.idmap = Some(false),
-                    "ridmap" => p.idmap = Some(true),
-                    "tmpcopyup" => p.tmpcopyup = true,
-                    "" => {}
-                    _ => data.push(o),
+                } else {
+                    p.rec_clear |= a;
                 }
                 continue;
             }
+            match o {
+                "idmap" => p.idmap = Some(false),
+                "ridmap" => p.idmap = Some(true),
+                "tmpcopyup" => p.tmpcopyup = true,
+                "" => {}
+                _ => data.push(o),
+            }
+            continue;
         };
         p.flags.insert(set);
         p.flags.remove(clear);

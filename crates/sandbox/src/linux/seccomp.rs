@@ -69,6 +69,69 @@ const FLAG_NEW_LISTENER: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
 const FLAG_TSYNC_ESRCH: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
 const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
 
+/// Every action of the runtime spec, in name order: [`action`] maps each
+/// (its match is exhaustive, so an action oci-spec adds fails to build here).
+pub const ACTIONS: [LinuxSeccompAction; 9] = [
+    LinuxSeccompAction::ScmpActAllow,
+    LinuxSeccompAction::ScmpActErrno,
+    LinuxSeccompAction::ScmpActKill,
+    LinuxSeccompAction::ScmpActKillProcess,
+    LinuxSeccompAction::ScmpActKillThread,
+    LinuxSeccompAction::ScmpActLog,
+    LinuxSeccompAction::ScmpActNotify,
+    LinuxSeccompAction::ScmpActTrace,
+    LinuxSeccompAction::ScmpActTrap,
+];
+
+/// Every argument operator, in name order, each mapped by [`op`].
+pub const OPERATORS: [LinuxSeccompOperator; 7] = [
+    LinuxSeccompOperator::ScmpCmpEq,
+    LinuxSeccompOperator::ScmpCmpGe,
+    LinuxSeccompOperator::ScmpCmpGt,
+    LinuxSeccompOperator::ScmpCmpLe,
+    LinuxSeccompOperator::ScmpCmpLt,
+    LinuxSeccompOperator::ScmpCmpMaskedEq,
+    LinuxSeccompOperator::ScmpCmpNe,
+];
+
+/// The architectures a filter built here can cover: the x86-64 host's own
+/// and the two ABIs its kernel also runs.
+pub const ARCHS: [oci_spec::runtime::Arch; 3] = [
+    oci_spec::runtime::Arch::ScmpArchX86,
+    oci_spec::runtime::Arch::ScmpArchX86_64,
+    oci_spec::runtime::Arch::ScmpArchX32,
+];
+
+/// Filter flags of linux.seccomp.flags, with the kernel release that added
+/// each (the features document's supportedFlags are those this kernel has).
+pub const FILTER_FLAGS: [(LinuxSeccompFilterFlag, (u32, u32)); 4] = [
+    (LinuxSeccompFilterFlag::SeccompFilterFlagTsync, (3, 17)),
+    (LinuxSeccompFilterFlag::SeccompFilterFlagLog, (4, 14)),
+    (LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow, (4, 17)),
+    (
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
+        (5, 19),
+    ),
+];
+
+/// The seccomp(2) bit of a filter flag.
+fn flag_bit(f: LinuxSeccompFilterFlag) -> libc::c_ulong {
+    match f {
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
+    }
+}
+
+/// The spec's name of a value (its JSON string).
+pub fn spec_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
 const MAX_INSNS: usize = 4096;
 /// The largest errno a syscall can return (MAX_ERRNO).
@@ -182,17 +245,11 @@ fn takes_errno(a: LinuxSeccompAction) -> bool {
 }
 
 fn action_name(a: LinuxSeccompAction) -> String {
-    serde_json::to_value(a)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| format!("{a:?}"))
+    spec_name(&a)
 }
 
 fn arch_name(a: &oci_spec::runtime::Arch) -> String {
-    serde_json::to_value(a)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    spec_name(a)
 }
 
 /// Compile the profile. Unknown syscall names are skipped with a warning.
@@ -215,17 +272,13 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
     }
     let mut flags: libc::c_ulong = 0;
     let mut wait_killable_recv = false;
-    for f in s.flags().iter().flatten() {
-        flags |= match f {
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+    for &f in s.flags().iter().flatten() {
+        if f == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
             // Only meaningful with a listener: added below when there is one.
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                wait_killable_recv = true;
-                0
-            }
-        };
+            wait_killable_recv = true;
+        } else {
+            flags |= flag_bit(f);
+        }
     }
     let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
     let mut rules = 0;
@@ -299,7 +352,7 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
             flags |= FLAG_TSYNC_ESRCH;
         }
         if wait_killable_recv {
-            flags |= FLAG_WAIT_KILLABLE_RECV;
+            flags |= flag_bit(LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv);
         }
     } else if wait_killable_recv {
         crate::logging::warn(|| {
