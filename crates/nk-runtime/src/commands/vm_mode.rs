@@ -237,7 +237,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         )?)
     };
     if let Some(cg) = &cgroup {
-        record.cgroup = cg.record();
+        record.cgroup = Some(cg.record());
     }
     explain::step(&catalog::STATE_CLAIM, || {
         rt.store.dir(&c.id).display().to_string()
@@ -264,7 +264,7 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         // Only the cgroup, no limits: QEMU's own memory is larger than the
         // container's limit, which the guest enforces itself.
         cg.create()?;
-        record.cgroup = cg.record();
+        record.cgroup = Some(cg.record());
         undo.cgroup = Some(cg);
         record.save(&dir)?;
     }

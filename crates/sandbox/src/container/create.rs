@@ -331,7 +331,7 @@ impl Runtime {
 
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
         if let Some(cg) = &cgroup_mgr {
-            record.cgroup = cg.record();
+            record.cgroup = Some(cg.record());
         }
 
         let (dir, _lock) = {
@@ -364,7 +364,7 @@ impl Runtime {
             // The record now names the sub-cgroups that were already there
             // (never the container's): kept at once, for a delete or the
             // clean-up of a killed create.
-            record.cgroup = cg.record();
+            record.cgroup = Some(cg.record());
             cleanup.cgroup = Some(cg);
             record.save(&dir)?;
             let cg = cleanup.cgroup.as_ref().expect("set above");
