@@ -417,17 +417,11 @@ pub fn create(g: &Globals, c: &CreateCommon, foreground: bool) -> anyhow::Result
         explain::step(&catalog::PID_FILE, || format!("{mpid} > {}", pf.display()));
         sandbox::container::write_pid_file(pf, mpid)?;
     }
-    // SAFETY: pidfd_open on our own child, not yet reaped.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, mpid, 0) } as i32;
-    if fd < 0 {
-        bail!("pidfd_open({mpid}): {}", std::io::Error::last_os_error());
-    }
+    // pidfd_open on our own child, not yet reaped.
+    let pidfd = sandbox::linux::syscall::pidfd_open(mpid)
+        .map_err(|e| anyhow::anyhow!("pidfd_open({mpid}): {e}"))?;
     undo.armed = false;
-    Ok(Created {
-        pid: mpid,
-        // SAFETY: a new descriptor that we own.
-        pidfd: unsafe { OwnedFd::from_raw_fd(fd) },
-    })
+    Ok(Created { pid: mpid, pidfd })
 }
 
 fn client(

@@ -185,16 +185,7 @@ impl Runtime {
                                 st.pid
                             )
                         });
-                        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
-                        unsafe {
-                            libc::syscall(
-                                libc::SYS_pidfd_send_signal,
-                                pidfd.as_raw_fd(),
-                                sig,
-                                std::ptr::null::<libc::siginfo_t>(),
-                                0,
-                            )
-                        };
+                        let _ = crate::linux::syscall::pidfd_send_signal(pidfd.as_fd(), sig);
                     }
                 }
             }
@@ -209,18 +200,7 @@ impl Runtime {
         if !st.init_alive() {
             return Err(Error::msg("container not running: no such process"));
         }
-        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if r < 0 {
-            let e = nix::errno::Errno::last();
+        if let Err(e) = crate::linux::syscall::pidfd_send_signal(pidfd.as_fd(), sig) {
             if e == nix::errno::Errno::ESRCH {
                 return Err(Error::msg("container not running: no such process"));
             }

@@ -609,9 +609,7 @@ pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> std::result::Result<(), (Stri
     Ok(())
 }
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+use super::syscall::{move_mount, MountAttr, OPEN_TREE_CLONE};
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// Parent side of an idmapped mount: clone `src` as a detached tree
@@ -639,37 +637,19 @@ pub fn idmapped_tree(
     if plan.rbind {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
-    // SAFETY: open_tree reads a NUL-terminated path that lives for the call.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, csrc.as_ptr(), flags) };
-    if fd < 0 {
-        let e = nix::errno::Errno::last();
-        return Err(idmap_error(idx, what, src, "open_tree", e));
-    }
-    // SAFETY: open_tree returned a new descriptor.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let tree = super::syscall::open_tree(None, &csrc, flags)
+        .map_err(|e| idmap_error(idx, what, src, "open_tree", e))?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
     };
-    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
-    if plan.recursive {
-        at |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            at,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
+    let at = if plan.recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
     };
-    if r < 0 {
-        let e = nix::errno::Errno::last();
+    if let Err(e) = super::syscall::mount_setattr(tree.as_fd(), at, &attr) {
         return Err(idmap_error(
             idx,
             what,
@@ -700,33 +680,6 @@ fn idmap_error(idx: usize, what: &str, src: &Path, call: &str, e: nix::errno::Er
     ))
 }
 
-/// Attach a detached tree at the (O_PATH) target.
-fn move_mount(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
-    // SAFETY: move_mount with two descriptors and empty paths.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
     if opts.rec_set == 0 && opts.rec_clear == 0 {
         return Ok(());
@@ -734,25 +687,9 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: opts.rec_set,
         attr_clr: opts.rec_clear,
-        propagation: 0,
-        userns_fd: 0,
+        ..Default::default()
     };
-    let empty = c"";
-    // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path with AT_EMPTY_PATH.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
+    super::syscall::mount_setattr(fd, libc::AT_RECURSIVE as libc::c_uint, &attr)
 }
 
 /// The tmpfs root's mode and owner after the mount: the covered directory's
