@@ -141,14 +141,11 @@ impl Term {
     }
 
     fn lflag(&self) -> libc::tcflag_t {
-        // SAFETY: a zeroed termios is valid; tcgetattr fills it.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: tcgetattr on our master (the pty's modes are shared).
-        assert_eq!(
-            unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut t) },
-            0
-        );
-        t.c_lflag
+        // The master's modes are the pty's.
+        nix::sys::termios::tcgetattr(&self.master)
+            .unwrap()
+            .local_flags
+            .bits()
     }
 
     /// Wait for the command, draining its output; returns the exit code.

@@ -50,11 +50,8 @@ pub fn rootfs() -> PathBuf {
 /// Fail loudly when not root: these tests start real containers.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "integration tests must run as root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "integration tests must run as root");
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);

@@ -506,7 +506,7 @@ unsafe fn report(wr: RawFd, a: i32, b: i32, c: i32) -> ! {
 /// Only in the fresh, single-threaded child of clone3: raw async-signal-safe
 /// system calls on values prepared before the clone.
 unsafe fn intermediate(flags: CloneFlags, join: &Join<'_>, plan: &ExecPlan<'_>, wr: RawFd) -> ! {
-    // SAFETY (whole block): see the function's contract.
+    // SAFETY: (whole block) see the function's contract.
     unsafe {
         let errno = || *libc::__errno_location();
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -595,7 +595,7 @@ unsafe fn arrange_fds(plan: &ExecPlan<'_>, extra: RawFd, close: bool) -> Option<
     let base = pre.min_fd.max(3);
     // Copies go above every target, so no move clobbers a source.
     let high = plan.chan_no + 8;
-    // SAFETY (whole block): raw descriptor calls on our own table.
+    // SAFETY: (whole block) raw descriptor calls on our own table.
     unsafe {
         let mut src: [RawFd; 8] = [-1; 8];
         let mut n = 0;
@@ -672,7 +672,7 @@ unsafe fn child_fail(channel: RawFd, code: u8) -> ! {
 /// # Safety
 /// Only in the fresh, single-threaded child of clone3.
 unsafe fn child_pre_exec(plan: &ExecPlan<'_>) -> ! {
-    // SAFETY (whole block): raw async-signal-safe system calls on values
+    // SAFETY: (whole block) raw async-signal-safe system calls on values
     // prepared before clone.
     unsafe {
         // Not dumpable: other processes cannot ptrace us or open /proc/<pid>/exe.
@@ -702,7 +702,7 @@ unsafe fn child_pre_exec(plan: &ExecPlan<'_>) -> ! {
 /// Only in a fresh child of clone3, its descriptors arranged.
 unsafe fn exec_runtime(plan: &ExecPlan<'_>, exe: RawFd) -> ! {
     let ch = plan.chan_no;
-    // SAFETY (whole block): raw async-signal-safe system calls.
+    // SAFETY: (whole block) raw async-signal-safe system calls.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         // Die with the parent until the channel says otherwise.
