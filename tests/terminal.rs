@@ -15,15 +15,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-fn runc() -> String {
-    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
-}
-
 /// A command running with a new pty as its controlling terminal and stdio.
 struct Term {
     master: OwnedFd,

@@ -6,8 +6,7 @@
 //! and leave nothing behind (qemu missing, kernel missing, a VM crash, a
 //! silent agent). Each test boots at most one VM.
 
-#[path = "vm_support.rs"]
-mod vm_support;
+use nk_tests::vm as vm_support;
 
 use nk_tests::*;
 use std::path::Path;

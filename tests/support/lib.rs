@@ -3,6 +3,7 @@
 //! clean up after themselves, and unique ids so tests can run in parallel.
 
 pub mod runtime_tools;
+pub mod vm;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,16 @@ pub fn rootfs() -> PathBuf {
         assert!(st.success(), "scripts/mk-rootfs.sh failed");
     }
     p
+}
+
+/// The reference runtime, runc, for differential tests.
+pub fn runc() -> String {
+    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
 }
 
 /// Fail loudly when not root: these tests start real containers.
