@@ -20,19 +20,9 @@ fn mount(
     data: &str,
 ) -> Result<(), String> {
     let _ = std::fs::create_dir_all(target);
-    let (s, t, f, d) = (
-        CString::new(src).unwrap_or_default(),
-        CString::new(target).unwrap_or_default(),
-        CString::new(fstype).unwrap_or_default(),
-        CString::new(data).unwrap_or_default(),
-    );
-    // SAFETY: mount(2) with NUL-terminated strings that live for the call.
-    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) };
-    if r != 0 {
-        return Err(format!(
-            "mount {fstype} on {target}: {}",
-            std::io::Error::last_os_error()
-        ));
+    let flags = nix::mount::MsFlags::from_bits_retain(flags);
+    if let Err(e) = nix::mount::mount(Some(src), target, Some(fstype), flags, Some(data)) {
+        return Err(format!("mount {fstype} on {target}: {e}"));
     }
     Ok(())
 }
