@@ -382,30 +382,20 @@ impl Prepared {
         explain::step(&catalog::SECCOMP, || {
             format!("{} rules, default action {}", self.rules, self.default)
         });
-        let prog = libc::sock_fprog {
-            len: (self.bpf.len() / std::mem::size_of::<libc::sock_filter>()) as u16,
-            filter: self.bpf.as_ptr() as *mut libc::sock_filter,
+        let r = super::syscall::seccomp_set_mode_filter(self.flags, &self.bpf);
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                let hint = if e == nix::errno::Errno::EACCES {
+                    " (loading a filter needs CAP_SYS_ADMIN or no_new_privs)"
+                } else if e == nix::errno::Errno::EINVAL {
+                    " (a filter flag is not supported by this kernel)"
+                } else {
+                    ""
+                };
+                return Err(Error::msg(format!("linux.seccomp: load filter: {e}{hint}")));
+            }
         };
-        // SAFETY: seccomp(SET_MODE_FILTER) reads the program, which outlives the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if r < 0 {
-            let e = nix::errno::Errno::last();
-            let hint = if e == nix::errno::Errno::EACCES {
-                " (loading a filter needs CAP_SYS_ADMIN or no_new_privs)"
-            } else if e == nix::errno::Errno::EINVAL {
-                " (a filter flag is not supported by this kernel)"
-            } else {
-                ""
-            };
-            return Err(Error::msg(format!("linux.seccomp: load filter: {e}{hint}")));
-        }
         Ok(self.notify.then_some(r as i32))
     }
 }

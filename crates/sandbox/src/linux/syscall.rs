@@ -187,6 +187,171 @@ pub unsafe fn execveat_fd(
     }
 }
 
+/// keyctl(2) KEYCTL_JOIN_SESSION_KEYRING: join (creating it) the session
+/// keyring `name`; returns its serial.
+pub fn keyctl_join_session_keyring(name: &CStr) -> nix::Result<i64> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl reads a NUL-terminated name that outlives the call.
+    check(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) })
+}
+
+/// keyctl(2) KEYCTL_DESCRIBE of key `id` into `buf`; returns the length of
+/// the description (which may exceed `buf`, then cut there).
+pub fn keyctl_describe(id: i64, buf: &mut [u8]) -> nix::Result<usize> {
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    // SAFETY: the kernel writes at most buf.len() bytes into buf.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            id,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    })
+    .map(|n| n as usize)
+}
+
+/// keyctl(2) KEYCTL_SETPERM of key `id`.
+pub fn keyctl_setperm(id: i64, perm: u32) -> nix::Result<()> {
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    // SAFETY: integers only.
+    check(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, perm) }).map(drop)
+}
+
+/// ioprio_set(2) of this process (IOPRIO_WHO_PROCESS, pid 0).
+pub fn ioprio_set_self(value: i32) -> nix::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    // SAFETY: integers only.
+    check(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) }).map(drop)
+}
+
+/// The kernel's `struct sched_attr` (sched_setattr(2)).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// sched_setattr(2) of this thread (pid 0).
+pub fn sched_setattr_self(attr: &SchedAttr) -> nix::Result<()> {
+    // SAFETY: the kernel reads `attr` (its size in attr.size), which outlives the call.
+    check(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) })
+        .map(drop)
+}
+
+/// The three capability sets of a thread, 64 bits each, as capget(2) and
+/// capset(2) (version 3) carry them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_V3: CapHeader = CapHeader {
+    version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+    pid: 0,
+};
+
+/// capget(2) of this thread.
+pub fn capget_self() -> nix::Result<CapSets> {
+    let mut d = [CapData::default(); 2];
+    // SAFETY: capget reads the v3 header and writes two data structs into
+    // the array, both of which outlive the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &CAP_V3 as *const CapHeader,
+            d.as_mut_ptr(),
+        )
+    })?;
+    let join = |lo: u32, hi: u32| lo as u64 | (hi as u64) << 32;
+    Ok(CapSets {
+        effective: join(d[0].effective, d[1].effective),
+        permitted: join(d[0].permitted, d[1].permitted),
+        inheritable: join(d[0].inheritable, d[1].inheritable),
+    })
+}
+
+/// capset(2) of this thread: the three sets at once.
+pub fn capset_self(c: &CapSets) -> nix::Result<()> {
+    let half = |v: u64, hi: bool| if hi { (v >> 32) as u32 } else { v as u32 };
+    let d = [false, true].map(|hi| CapData {
+        effective: half(c.effective, hi),
+        permitted: half(c.permitted, hi),
+        inheritable: half(c.inheritable, hi),
+    });
+    // SAFETY: capset reads the v3 header and two data structs that outlive the call.
+    check(unsafe { libc::syscall(libc::SYS_capset, &CAP_V3 as *const CapHeader, d.as_ptr()) })
+        .map(drop)
+}
+
+/// seccomp(2) SECCOMP_SET_MODE_FILTER of the BPF program `bpf` (an array
+/// of struct sock_filter, as bytes) with `flags`; with
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER the result is the listener descriptor.
+pub fn seccomp_set_mode_filter(flags: libc::c_ulong, bpf: &[u8]) -> nix::Result<i64> {
+    let prog = libc::sock_fprog {
+        len: (bpf.len() / std::mem::size_of::<libc::sock_filter>()) as u16,
+        filter: bpf.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: the kernel copies `len` instructions from the program, which
+    // outlives the call, and does not write through the pointer.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    })
+}
+
+/// A `#[repr(C)]` prefix of the kernel's `union bpf_attr` for one bpf(2)
+/// command, with no padding the kernel would read as set (its unused bytes
+/// zero).
+///
+/// # Safety
+/// Implement only for such structs: [`bpf`] hands the kernel a pointer to
+/// the value and its size.
+pub unsafe trait BpfAttr {}
+
+/// bpf(2) `cmd` with its attribute struct; the kernel may write results
+/// into it (a queried id list, a new descriptor's number).
+pub fn bpf<T: BpfAttr>(cmd: libc::c_long, attr: &mut T) -> nix::Result<libc::c_long> {
+    // SAFETY: T is a bpf_attr prefix (the BpfAttr contract) that lives for
+    // the call; the size passed is its size.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    })
+}
+
 /// Does pidfd_open(2) work here (on this process)?
 pub fn probe_pidfd() -> nix::Result<()> {
     pidfd_open(std::process::id() as i32).map(drop)
