@@ -27,19 +27,18 @@ pkgs="$pkgs qemu-system-x86 linux-image-amd64"
 # and pods, CNI plugins), containerd (its runc v2 shim and ctr), docker (its
 # iptables; the CRI test's portmap too), image tools.
 pkgs="$pkgs podman conmon buildah catatonit containernetworking-plugins containerd docker.io iptables umoci skopeo"
-# tests/docs.rs draws every Mermaid diagram in Debian's chromium.
-pkgs="$pkgs chromium"
+# tests/docs.rs draws every Mermaid diagram in Debian's chromium, with the
+# Mermaid bundle run by Node.js (npm installs it; see below).
+pkgs="$pkgs chromium nodejs"
 # `make test-under-load` keeps every core busy with it.
 pkgs="$pkgs stress-ng"
 missing=""
 for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
-# Node.js and npm: Debian's (18) unless a newer node is already installed
-# (NodeSource's bundles npm; Debian's npm package would conflict with it).
-if ! command -v node >/dev/null 2>&1; then
-  missing="$missing nodejs npm"
-elif ! command -v npm >/dev/null 2>&1; then
+# npm: Debian's, unless the installed nodejs brings its own (NodeSource's
+# package bundles npm, and Debian's npm package would conflict with it).
+if ! command -v npm >/dev/null 2>&1; then
   missing="$missing npm"
 fi
 if [ -n "$missing" ]; then

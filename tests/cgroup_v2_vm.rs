@@ -6,8 +6,7 @@
 //! kill, the pids limit), update, events, pause/resume via cgroup.freeze and
 //! delete. One boot per test.
 
-#[path = "vm_support.rs"]
-mod vm_support;
+use nk_tests::vm as vm_support;
 
 use nk_tests::*;
 use std::time::Duration;

@@ -6,15 +6,6 @@
 use nk_tests::*;
 use serde_json::{json, Value};
 
-fn runc() -> String {
-    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
-}
-
 /// Run `script` in a container made from the default spec plus `edit`, under
 /// both runtimes. Returns ((code, stdout) for runc, (code, stdout) for nk).
 fn both(edit: impl Fn(&mut Value), script: &str) -> ((i32, String), (i32, String)) {

@@ -6,8 +6,7 @@
 //! after the boot (vm.monitor, state.created, pid_file) cost one each, so
 //! this test boots three guests.
 
-#[path = "vm_support.rs"]
-mod vm_support;
+use nk_tests::vm as vm_support;
 
 use nk_tests::*;
 use std::collections::BTreeSet;

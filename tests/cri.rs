@@ -24,8 +24,7 @@ mod kubelet;
 mod node;
 #[path = "cri/scenarios.rs"]
 mod scenarios;
-#[path = "vm_support.rs"]
-mod vm_support;
+use nk_tests::vm as vm_support;
 
 use client::R;
 use kubelet::Ctx;

@@ -8,15 +8,6 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::Stdio;
 
-fn runc() -> String {
-    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
-}
-
 /// The shim's sequence, flag for flag (runc v2 shim of containerd 1.6,
 /// also used by Docker): global --root/--log/--log-format before the verb.
 #[test]

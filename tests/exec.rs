@@ -8,15 +8,6 @@ use nk_tests::*;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 
-fn runc() -> String {
-    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
-}
-
 /// A running `sleep 1000` container under one runtime.
 struct Running {
     root: Root,

@@ -153,8 +153,6 @@ fn bundle_of(raw: &[u8]) -> Option<Bundle> {
         config_path: "/fuzz/config.json".into(),
         raw: raw.to_vec(),
         spec: p.spec,
-        mount_ext: p.mount_ext,
-        seccomp_wait_killable: p.seccomp_wait_killable,
     })
 }
 
@@ -176,17 +174,17 @@ fn exercise(raw: &[u8]) {
                 }
             }
             let valid = spec::validate(&b, ValidateOpts::default()).is_ok();
-            for (i, m) in b.spec.mounts().iter().flatten().enumerate() {
+            for m in b.spec.mounts().iter().flatten() {
                 let _ =
                     sandbox::linux::mounts::parse_options(m.options().as_deref().unwrap_or(&[]));
-                if let Some(p) = sandbox::linux::mounts::idmap_plan(m, b.mount_ext.get(i)) {
+                if let Some(p) = sandbox::linux::mounts::idmap_plan(m) {
                     let _ = sandbox::linux::mounts::check_idmap(m, &p);
                 }
             }
             if let Some(s) = b.spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
                 // Compiling is pure (libseccomp builds BPF in memory).
                 if valid && sandbox::linux::seccomp::validate(&s).is_ok() {
-                    let _ = sandbox::linux::seccomp::prepare(&s, b.seccomp_wait_killable);
+                    let _ = sandbox::linux::seccomp::prepare(&s);
                 }
             }
             if let Some(p) = b.spec.process() {

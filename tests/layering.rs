@@ -29,7 +29,7 @@ const SANDBOX_LAYERS: &[(&str, &[&str])] = &[
     ("base", &["error", "logging", "time", "files", "explain"]),
     ("kernel mechanisms", &["linux"]),
     ("cgroups", &["cgroups"]),
-    ("records", &["spec", "state"]),
+    ("records", &["spec", "state", "features"]),
     ("processes", &["process"]),
     ("verbs", &["container"]),
 ];

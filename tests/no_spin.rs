@@ -24,11 +24,8 @@ struct Ended {
 /// polling), then reap it with wait4 for its rusage. Past the deadline it
 /// is SIGKILLed and the test fails: it was spinning or stuck.
 fn wait_bounded(pid: i32, what: &str) -> Ended {
-    // SAFETY: pidfd_open takes a pid and flags; the result is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    assert!(fd >= 0, "pidfd_open({pid})");
-    // SAFETY: a new descriptor we own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let pidfd = sandbox::linux::syscall::pidfd_open(pid)
+        .unwrap_or_else(|e| panic!("pidfd_open({pid}): {e}"));
     let mut p = libc::pollfd {
         fd: pidfd.as_raw_fd(),
         events: libc::POLLIN,

@@ -2357,15 +2357,6 @@ fn suite_delete_only_create_resources() {
 // Beyond the suite: linux_ns_itype's config (no namespaces at all) as
 // nk-runtime runs it, in the runtime's own mount namespace, against runc.
 
-fn runc() -> PathBuf {
-    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
-}
-
 /// Both runtimes, runc first, each with its own state root.
 fn runtimes() -> Vec<(&'static str, Root)> {
     vec![("runc", Root::with_binary(runc())), ("nk", Root::new())]

@@ -15,15 +15,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-fn runc() -> String {
-    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
-}
-
 /// A command running with a new pty as its controlling terminal and stdio.
 struct Term {
     master: OwnedFd,
@@ -141,14 +132,11 @@ impl Term {
     }
 
     fn lflag(&self) -> libc::tcflag_t {
-        // SAFETY: a zeroed termios is valid; tcgetattr fills it.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: tcgetattr on our master (the pty's modes are shared).
-        assert_eq!(
-            unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut t) },
-            0
-        );
-        t.c_lflag
+        // The master's modes are the pty's.
+        nix::sys::termios::tcgetattr(&self.master)
+            .unwrap()
+            .local_flags
+            .bits()
     }
 
     /// Wait for the command, draining its output; returns the exit code.

@@ -6,8 +6,7 @@
 //! and leave nothing behind (qemu missing, kernel missing, a VM crash, a
 //! silent agent). Each test boots at most one VM.
 
-#[path = "vm_support.rs"]
-mod vm_support;
+use nk_tests::vm as vm_support;
 
 use nk_tests::*;
 use std::path::Path;
@@ -298,16 +297,12 @@ fn detached_exec_with_pid_file_reports_status() {
         .parse()
         .unwrap();
     // The proxy stands for the process: it exits with its status (5).
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, p, 0) } as i32;
-    assert!(pidfd >= 0);
-    let mut pfd = libc::pollfd {
-        fd: pidfd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll one pollfd for up to 30 s.
-    unsafe { libc::poll(&mut pfd, 1, 30_000) };
-    unsafe { libc::close(pidfd) };
+    let pidfd = sandbox::linux::syscall::pidfd_open(p).unwrap();
+    let mut pfd = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&pidfd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let _ = nix::poll::poll(&mut pfd, 30_000u16);
     assert!(std::fs::read_to_string(&log).unwrap().contains("late"));
 
     // The engine's SIGKILL of the proxy ends the process it stands for

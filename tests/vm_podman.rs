@@ -5,8 +5,7 @@
 //! as ../shared/engines/podman-check.sh does; `runtime_supports_json` must
 //! name the runtime's basename, or podman passes no --log/--log-format.
 
-#[path = "vm_support.rs"]
-mod vm_support;
+use nk_tests::vm as vm_support;
 
 use nk_tests::*;
 use std::path::Path;

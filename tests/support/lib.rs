@@ -3,6 +3,7 @@
 //! clean up after themselves, and unique ids so tests can run in parallel.
 
 pub mod runtime_tools;
+pub mod vm;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -47,14 +48,21 @@ pub fn rootfs() -> PathBuf {
     p
 }
 
+/// The reference runtime, runc, for differential tests.
+pub fn runc() -> String {
+    for p in ["/usr/sbin/runc", "/usr/bin/runc"] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    panic!("runc is not installed: the test command installs it (scripts/test-deps.sh)");
+}
+
 /// Fail loudly when not root: these tests start real containers.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "integration tests must run as root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "integration tests must run as root");
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);

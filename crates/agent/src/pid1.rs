@@ -14,19 +14,9 @@ fn mount(
     data: &str,
 ) -> Result<(), String> {
     let _ = std::fs::create_dir_all(target);
-    let (s, t, f, d) = (
-        CString::new(src).unwrap_or_default(),
-        CString::new(target).unwrap_or_default(),
-        CString::new(fstype).unwrap_or_default(),
-        CString::new(data).unwrap_or_default(),
-    );
-    // SAFETY: mount(2) with NUL-terminated strings that live for the call.
-    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) };
-    if r != 0 {
-        return Err(format!(
-            "mount {fstype} on {target}: {}",
-            std::io::Error::last_os_error()
-        ));
+    let flags = nix::mount::MsFlags::from_bits_retain(flags);
+    if let Err(e) = nix::mount::mount(Some(src), target, Some(fstype), flags, Some(data)) {
+        return Err(format!("mount {fstype} on {target}: {e}"));
     }
     Ok(())
 }
@@ -77,21 +67,9 @@ fn load_modules() {
             console(&format!("module {path} is missing"));
             continue;
         };
-        let params = c"";
-        // SAFETY: finit_module on an open module file with empty parameters.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_finit_module,
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                params.as_ptr(),
-                0,
-            )
-        };
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                console(&format!("load module {name}: {e}"));
-            }
+        match sandbox::linux::syscall::finit_module(std::os::fd::AsFd::as_fd(&f)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => console(&format!("load module {name}: {e}")),
         }
     }
 }

@@ -745,14 +745,9 @@ fn mount(
     flags: libc::c_ulong,
     data: &str,
 ) -> Result<(), String> {
-    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
-    let (s, t, f, d) = (c(src), c(target), c(fstype), c(data));
-    // SAFETY: mount(2) with NUL-terminated strings that live for the call.
-    if unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) } != 0 {
-        return Err(format!(
-            "mount {fstype} on {target} ({data}): {}",
-            std::io::Error::last_os_error()
-        ));
+    let flags = nix::mount::MsFlags::from_bits_retain(flags);
+    if let Err(e) = nix::mount::mount(Some(src), target, Some(fstype), flags, Some(data)) {
+        return Err(format!("mount {fstype} on {target} ({data}): {e}"));
     }
     Ok(())
 }

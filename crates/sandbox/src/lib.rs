@@ -8,7 +8,8 @@
 //! * [`linux`] has one module per kernel mechanism (namespaces, mounts,
 //!   devices, capabilities, rlimits, seccomp, console, hooks, sysctl, users);
 //! * [`cgroups`] manages v1, v2 and hybrid cgroups behind one trait;
-//! * [`explain`] narrates every step, and [`logging`] tags lines by role.
+//! * [`explain`] narrates every step, and [`logging`] tags lines by role;
+//! * [`features`] is the OCI features document, read off the tables above.
 //!
 //! The library never prints on its own: it reports to the sinks the binary
 //! installs, and returns typed errors.
@@ -17,6 +18,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod explain;
+pub mod features;
 pub mod files;
 pub mod linux;
 pub mod logging;

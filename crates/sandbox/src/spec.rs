@@ -6,7 +6,6 @@
 //! config fail before any state, cgroup or mount exists.
 
 use crate::error::{Checked, Error, FieldError, Result};
-use crate::linux::mounts::MountExt;
 use crate::linux::namespaces::{self, Asked};
 use oci_spec::runtime::Spec;
 use std::collections::HashSet;
@@ -15,12 +14,6 @@ use std::path::{Path, PathBuf};
 /// The largest config.json accepted. Real configs are a few KiB; a 10 MB one is
 /// an attack on the parser or on the state directory, not a container.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct SpecExt {
-    #[serde(default)]
-    mounts: Vec<MountExt>,
-}
 
 /// A parsed bundle: where it is, the raw bytes (kept for the state directory
 /// and the child), and the typed spec.
@@ -34,11 +27,6 @@ pub struct Bundle {
     pub raw: Vec<u8>,
     /// The typed spec.
     pub spec: Spec,
-    /// Per-mount id mappings, index-aligned with `spec.mounts()` (empty when none).
-    pub mount_ext: Vec<MountExt>,
-    /// linux.seccomp.flags held SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, which
-    /// the `oci-spec` types do not know; it is taken out before parsing.
-    pub seccomp_wait_killable: bool,
 }
 
 impl Bundle {
@@ -93,8 +81,6 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         config_path,
         raw,
         spec: p.spec,
-        mount_ext: p.mount_ext,
-        seccomp_wait_killable: p.seccomp_wait_killable,
     })
 }
 
@@ -137,11 +123,7 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
 #[derive(Debug)]
 pub struct Parsed {
     pub spec: Spec,
-    pub mount_ext: Vec<MountExt>,
-    pub seccomp_wait_killable: bool,
 }
-
-const WAIT_KILLABLE: &str = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
 
 /// process.scheduler.flags the runtime spec spells differently from the
 /// `oci-spec` types: (spec name, the name those types parse).
@@ -260,24 +242,14 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
             format!("nested deeper than {MAX_DEPTH} levels (at byte {at}); no config needs that"),
         ));
     }
-    let mut seccomp_wait_killable = false;
-    let spec: Spec = if contains(raw, WAIT_KILLABLE.as_bytes())
-        || SCHED_FLAG_NAMES
-            .iter()
-            .any(|(n, _)| contains(raw, n.as_bytes()))
+    let spec: Spec = if SCHED_FLAG_NAMES
+        .iter()
+        .any(|(n, _)| contains(raw, n.as_bytes()))
     {
-        // oci-spec does not know this seccomp flag, nor the spec's spelling of
-        // two scheduler flags: adjust them and parse the rest (re-serialised,
-        // so error paths still work).
+        // oci-spec does not know the spec's spelling of two scheduler flags:
+        // adjust them and parse the rest (re-serialised, so error paths still
+        // work).
         let mut v: serde_json::Value = from_slice_named(raw, file)?;
-        if let Some(flags) = v
-            .pointer_mut("/linux/seccomp/flags")
-            .and_then(|f| f.as_array_mut())
-        {
-            let n = flags.len();
-            flags.retain(|f| f.as_str() != Some(WAIT_KILLABLE));
-            seccomp_wait_killable = flags.len() != n;
-        }
         if let Some(flags) = v
             .pointer_mut("/process/scheduler/flags")
             .and_then(|f| f.as_array_mut())
@@ -294,19 +266,7 @@ pub fn parse(raw: &[u8], file: &Path) -> Result<Parsed> {
         // from_slice refuses anything after the document, too.
         from_slice_named(raw, file)?
     };
-    // Mount id mappings are rare: only parse for them when the word is there.
-    // A mapping that does not parse must not be dropped silently: the mount
-    // would then show the host's ids.
-    let mount_ext = if contains(raw, b"Mappings") && spec.mounts().is_some() {
-        from_slice_named::<SpecExt>(raw, file)?.mounts
-    } else {
-        Vec::new()
-    };
-    Ok(Parsed {
-        spec,
-        mount_ext,
-        seccomp_wait_killable,
-    })
+    Ok(Parsed { spec })
 }
 
 /// The kernel's limit on supplementary groups.
@@ -390,7 +350,7 @@ const CHECKS: &[Check] = &[
             .iter()
             .flatten()
             .enumerate()
-            .try_for_each(|(i, m)| crate::linux::mounts::check(i, m, b.mount_ext.get(i), a.userns))
+            .try_for_each(|(i, m)| crate::linux::mounts::check(i, m, a.userns))
     },
     |b, _, _| {
         b.spec
@@ -657,8 +617,6 @@ mod tests {
             config_path: "/b/config.json".into(),
             raw: json.as_bytes().to_vec(),
             spec: p.spec,
-            mount_ext: p.mount_ext,
-            seccomp_wait_killable: p.seccomp_wait_killable,
         }
     }
 
@@ -827,9 +785,8 @@ mod tests {
     }
 
     #[test]
-    fn wait_killable_flag_is_taken_out() {
+    fn wait_killable_flag_parses_typed() {
         let p = parse_str(r#"{"ociVersion":"1.0.2","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}}}"#).unwrap();
-        assert!(p.seccomp_wait_killable);
         let flags = p
             .spec
             .linux()
@@ -841,7 +798,13 @@ mod tests {
             .flags()
             .clone()
             .unwrap();
-        assert_eq!(flags.len(), 1);
+        assert_eq!(
+            flags,
+            [
+                oci_spec::runtime::LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+                oci_spec::runtime::LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv
+            ]
+        );
     }
 
     #[test]

@@ -136,8 +136,11 @@ pub struct ContainerState {
     pub annotations: BTreeMap<String, String>,
     pub phase: Option<Phase>,
     /// The cgroup manager's record (layout and paths), as it wrote it.
-    #[serde(default)]
-    pub cgroup: serde_json::Value,
+    #[serde(
+        default,
+        deserialize_with = "crate::cgroups::CgroupRecord::deserialize_lenient"
+    )]
+    pub cgroup: Option<crate::cgroups::CgroupRecord>,
     /// How the container is isolated (`mode` and, for a VM, `extra` in
     /// the JSON, as earlier versions wrote them).
     #[serde(flatten)]
@@ -250,7 +253,52 @@ impl Mode {
 /// does not freeze the host cgroup (VM mode freezes the guest's).
 pub const PAUSED_MARK: &str = "vm-paused";
 
-/// The OCI state document (`state` output and hooks' stdin).
+/// The status words of the OCI state document hooks and the seccomp agent
+/// read (the spec's four; `paused` is runc's, for `state` output only).
+pub use oci_spec::runtime::ContainerState as OciStatus;
+
+/// The OCI state document (runtime-spec `State`) hooks read on stdin and the
+/// seccomp agent receives inside its `ContainerProcessState`. `pid` 0 (no
+/// process, as for poststop) and empty annotations are left out, as the
+/// spec makes both optional and runc omits them.
+pub fn oci_state(
+    id: &str,
+    status: OciStatus,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> oci_spec::runtime::State {
+    let mut s = oci_spec::runtime::State::default();
+    s.set_version(OCI_VERSION.to_string())
+        .set_id(id.to_string())
+        .set_status(status)
+        .set_pid((pid > 0).then_some(pid))
+        .set_bundle(bundle.to_path_buf())
+        .set_annotations((!annotations.is_empty()).then(|| {
+            annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }));
+    s
+}
+
+/// [`oci_state`] as the JSON bytes a hook reads on stdin.
+pub fn hook_state(
+    id: &str,
+    status: OciStatus,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    serde_json::to_vec(&oci_state(id, status, pid, bundle, annotations)).unwrap_or_default()
+}
+
+/// `state` output: runc's document, the OCI `State` plus `rootfs`, `created`
+/// and `owner`, with `paused` among the statuses and `pid` 0 once stopped.
+/// Engines read these fields (and tests/conformance.rs compares the document
+/// key for key with runc's), so it cannot be `oci_spec::runtime::State`,
+/// which has neither the fields nor the status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OciState {
     #[serde(rename = "ociVersion")]
@@ -609,6 +657,65 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state.json written by nk-runtime before the cgroup record was typed
+    /// (taken from a real create on a hybrid host): a container created by
+    /// the previous version must stay manageable after an upgrade.
+    #[test]
+    fn state_with_an_untyped_cgroup_record_still_loads() {
+        const OLD: &str = r#"{"id":"arsys1","pid":28987,"pid_start":1492963,"creator_pid":28986,"creator_start":1492962,"bundle":"/tmp/arch-sys-b","rootfs":"/tmp/arch-sys-b/rootfs","created":"2026-12-06T06:53:29.636102119Z","annotations":{},"phase":"created","cgroup":{"kind":"v1","v1":{"dirs":{"blkio":"/sys/fs/cgroup/blkio/nano-sandbox/arsys1","cpu":"/sys/fs/cgroup/cpu/nano-sandbox/arsys1","cpuacct":"/sys/fs/cgroup/cpuacct/nano-sandbox/arsys1","cpuset":"/sys/fs/cgroup/cpuset/nano-sandbox/arsys1","devices":"/sys/fs/cgroup/devices/nano-sandbox/arsys1","freezer":"/sys/fs/cgroup/freezer/nano-sandbox/arsys1","memory":"/sys/fs/cgroup/memory/nano-sandbox/arsys1","name=systemd":"/sys/fs/cgroup/systemd/nano-sandbox/arsys1","pids":"/sys/fs/cgroup/pids/nano-sandbox/arsys1"},"foreign":[],"mounts":{"blkio":"/sys/fs/cgroup/blkio","cpu":"/sys/fs/cgroup/cpu","cpuacct":"/sys/fs/cgroup/cpuacct","cpuset":"/sys/fs/cgroup/cpuset","devices":"/sys/fs/cgroup/devices","freezer":"/sys/fs/cgroup/freezer","memory":"/sys/fs/cgroup/memory","name=systemd":"/sys/fs/cgroup/systemd","pids":"/sys/fs/cgroup/pids"},"path":"/nano-sandbox/arsys1","unified":{"controllers":["hugetlb"],"dir":"/sys/fs/cgroup/unified/nano-sandbox/arsys1","foreign":[],"mount":"/sys/fs/cgroup/unified","path":"/nano-sandbox/arsys1"}}},"mode":"container","rootless":false,"no_new_keyring":false,"owner_uid":0,"extra":null,"namespaces":[{"type":"ipc","dev":4,"ino":4026532176},{"type":"uts","dev":4,"ino":4026532175},{"type":"network","dev":4,"ino":4026532178},{"type":"pid","dev":4,"ino":4026532177},{"type":"mount","dev":4,"ino":4026532174}]}"#;
+        let st: ContainerState = serde_json::from_str(OLD).unwrap();
+        let Some(crate::cgroups::CgroupRecord::V1(m)) = &st.cgroup else {
+            panic!("cgroup record lost: {:?}", st.cgroup)
+        };
+        assert_eq!(
+            m.dirs["memory"],
+            Path::new("/sys/fs/cgroup/memory/nano-sandbox/arsys1")
+        );
+        assert_eq!(
+            m.unified.as_ref().unwrap().dir,
+            Path::new("/sys/fs/cgroup/unified/nano-sandbox/arsys1")
+        );
+        // Written back in the same shape the old version reads.
+        let again: serde_json::Value = serde_json::to_value(&st).unwrap();
+        let old: serde_json::Value = serde_json::from_str(OLD).unwrap();
+        assert_eq!(again["cgroup"], old["cgroup"]);
+        // A v2 record, and a record without a cgroup or one unreadable.
+        let v2 =
+            r#"{"kind":"v2","v2":{"path":"/c","dir":"/sys/fs/cgroup/c","mount":"/sys/fs/cgroup"}}"#;
+        let r: crate::cgroups::CgroupRecord = serde_json::from_str(v2).unwrap();
+        assert!(
+            matches!(r, crate::cgroups::CgroupRecord::V2(ref m) if m.dir == Path::new("/sys/fs/cgroup/c"))
+        );
+        for cg in ["null", r#"{"kind":"v3"}"#, r#"{"kind":"v1"}"#] {
+            let doc = OLD.replacen(&serde_json::to_string(&old["cgroup"]).unwrap(), cg, 1);
+            assert_ne!(doc, OLD);
+            let st: ContainerState = serde_json::from_str(&doc).unwrap();
+            assert!(st.cgroup.is_none(), "{cg}");
+        }
+    }
+
+    #[test]
+    fn hook_state_is_the_spec_document() {
+        let ann = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let s = hook_state("c1", OciStatus::Created, 42, Path::new("/b"), &ann);
+        assert_eq!(
+            String::from_utf8(s).unwrap(),
+            r#"{"ociVersion":"1.2.0","id":"c1","status":"created","pid":42,"bundle":"/b","annotations":{"k":"v"}}"#
+        );
+        // No process (poststop) and no annotations: both left out, as runc does.
+        let s = hook_state(
+            "c1",
+            OciStatus::Stopped,
+            0,
+            Path::new("/b"),
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            String::from_utf8(s).unwrap(),
+            r#"{"ociVersion":"1.2.0","id":"c1","status":"stopped","bundle":"/b"}"#
+        );
+    }
 
     #[test]
     fn ids() {

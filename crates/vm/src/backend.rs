@@ -196,7 +196,13 @@ fn create_hooks(
     let Some(h) = b.spec.hooks() else {
         return Ok(());
     };
-    let st = sandbox::container::hook_state(id, "created", pid, &b.dir, &record.annotations);
+    let st = sandbox::container::hook_state(
+        id,
+        sandbox::state::OciStatus::Created,
+        pid,
+        &b.dir,
+        &record.annotations,
+    );
     #[allow(deprecated)]
     let lists = [
         ("prestart", h.prestart()),
@@ -368,7 +374,7 @@ impl VmBackend {
             rt.cgroup_for(b, &o.id)?
         };
         if let Some(cg) = &cgroup {
-            record.cgroup = cg.record();
+            record.cgroup = Some(cg.record());
         }
         explain::step(&catalog::STATE_CLAIM, || {
             rt.store.dir(&o.id).display().to_string()
@@ -395,7 +401,7 @@ impl VmBackend {
             // Only the cgroup, no limits: QEMU's own memory is larger than the
             // container's limit, which the guest enforces itself.
             cg.create()?;
-            record.cgroup = cg.record();
+            record.cgroup = Some(cg.record());
             undo.cgroup = Some(cg);
             record.save(&dir)?;
         }
@@ -544,7 +550,7 @@ impl VmBackend {
             {
                 let s = sandbox::container::hook_state(
                     id,
-                    "running",
+                    sandbox::state::OciStatus::Running,
                     st.pid,
                     &st.bundle,
                     &st.annotations,

@@ -189,10 +189,6 @@ impl Client {
 
 // ---------------------------------------------------------------- share
 
-fn c(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s).unwrap_or_default()
-}
-
 fn mount(
     src: Option<&Path>,
     dst: &Path,
@@ -200,32 +196,17 @@ fn mount(
     flags: libc::c_ulong,
     data: &str,
 ) -> Result<()> {
-    let s = src.map(|p| c(&p.to_string_lossy()));
-    let d = c(&dst.to_string_lossy());
-    let f = fstype.map(c);
-    let dt = c(data);
-    // SAFETY: mount(2) with NUL-terminated strings (or NULL) that live for the call.
-    let r = unsafe {
-        libc::mount(
-            s.as_ref().map_or(std::ptr::null(), |x| x.as_ptr()),
-            d.as_ptr(),
-            f.as_ref().map_or(std::ptr::null(), |x| x.as_ptr()),
-            flags,
-            if data.is_empty() {
-                std::ptr::null()
-            } else {
-                dt.as_ptr().cast()
-            },
-        )
-    };
-    if r != 0 {
+    let flags = nix::mount::MsFlags::from_bits_retain(flags);
+    let data = (!data.is_empty()).then_some(data);
+    let r = nix::mount::mount(src, dst, fstype, flags, data);
+    if let Err(e) = r {
         return Err(Error::sys(
             format!(
                 "mount {} on {}",
                 src.map(|p| p.display().to_string()).unwrap_or_default(),
                 dst.display()
             ),
-            nix::errno::Errno::last(),
+            e,
         ));
     }
     Ok(())

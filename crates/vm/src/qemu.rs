@@ -12,7 +12,7 @@
 pub use crate::cache::{cached_accel, Accel, AccelRecord};
 use crate::error::{Error, Result};
 use crate::image::Image;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -318,15 +318,12 @@ impl Vm {
         let pid = child.id() as i32;
         // The Child is forgotten: we reap through the pidfd.
         std::mem::forget(child);
-        // SAFETY: pidfd_open on our own child's pid, which cannot be reused before we reap it.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-        if fd < 0 {
-            return Err(Error::sys("pidfd_open(qemu)", nix::errno::Errno::last()));
-        }
+        // Our own child's pid cannot be reused before we reap it.
+        let pidfd = sandbox::linux::syscall::pidfd_open(pid)
+            .map_err(|e| Error::sys("pidfd_open(qemu)", e))?;
         Ok(Vm {
             pid,
-            // SAFETY: a new descriptor that we own.
-            pidfd: unsafe { OwnedFd::from_raw_fd(fd) },
+            pidfd,
             control: ctl_host,
             stdio: sio_host,
             run_dir: s.run_dir.clone(),
@@ -382,16 +379,7 @@ impl Vm {
     /// Kill QEMU and reap it.
     pub fn kill(&mut self) {
         if self.try_wait().is_none() {
-            // SAFETY: pidfd_send_signal to our own child through its pidfd.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    self.pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            };
+            let _ = sandbox::linux::syscall::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
             self.wait_timeout(Duration::from_secs(10));
         }
     }

@@ -300,83 +300,50 @@ fn seccomp() -> Check {
 
 fn syscalls() -> Vec<Check> {
     let mut out = Vec::new();
-    // pidfd_open on ourselves.
-    // SAFETY: pidfd_open takes a pid and flags; a returned descriptor is closed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-    let e = errno();
-    if fd >= 0 {
-        // SAFETY: closing the descriptor we were just given.
-        unsafe { libc::close(fd as i32) };
+    use sandbox::linux::syscall::{probe_clone3, probe_openat2, probe_pidfd};
+    let probes: [(&str, &str, nix::Result<()>, &str, &str); 3] = [
+        (
+            "pidfd",
+            "race-free wait and kill",
+            probe_pidfd(),
+            "pidfd_open(2) works",
+            "use Linux 5.3 or later",
+        ),
+        (
+            "clone3",
+            "creating the container",
+            probe_clone3(),
+            "clone3(2) exists (CLONE_PIDFD, CLONE_INTO_CGROUP)",
+            "use Linux 5.5 or later (or a seccomp profile that does not block clone3)",
+        ),
+        (
+            "openat2",
+            "mounts stay inside the rootfs",
+            probe_openat2(),
+            "openat2(2) with RESOLVE_IN_ROOT works",
+            "use Linux 5.6 or later",
+        ),
+    ];
+    for (name, role, r, ok, fix) in probes {
+        out.push(check(
+            name,
+            role,
+            if r.is_ok() {
+                Status::Ok
+            } else {
+                Status::Missing
+            },
+            true,
+            match r {
+                Ok(()) => ok.to_string(),
+                Err(e) => {
+                    let call = if name == "pidfd" { "pidfd_open" } else { name };
+                    format!("{call}(2): {e}")
+                }
+            },
+            Some(fix),
+        ));
     }
-    out.push(check(
-        "pidfd",
-        "race-free wait and kill",
-        if fd >= 0 { Status::Ok } else { Status::Missing },
-        true,
-        if fd >= 0 {
-            "pidfd_open(2) works".to_string()
-        } else {
-            format!("pidfd_open(2): {e}")
-        },
-        Some("use Linux 5.3 or later"),
-    ));
-    // clone3 with a size below the first version: EINVAL if the call exists.
-    // SAFETY: clone3 with a null argument and size 0 fails before touching memory.
-    let r = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) };
-    let e = errno();
-    let ok = r < 0 && e == nix::errno::Errno::EINVAL;
-    out.push(check(
-        "clone3",
-        "creating the container",
-        if ok { Status::Ok } else { Status::Missing },
-        true,
-        if ok {
-            "clone3(2) exists (CLONE_PIDFD, CLONE_INTO_CGROUP)".to_string()
-        } else {
-            format!("clone3(2): {e}")
-        },
-        Some("use Linux 5.5 or later (or a seccomp profile that does not block clone3)"),
-    ));
-    // openat2 with RESOLVE_IN_ROOT.
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: 0x10, // RESOLVE_IN_ROOT
-    };
-    let path = c"/";
-    // SAFETY: openat2 reads the path and `how`, which outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    let e = errno();
-    if fd >= 0 {
-        // SAFETY: closing the descriptor we were just given.
-        unsafe { libc::close(fd as i32) };
-    }
-    out.push(check(
-        "openat2",
-        "mounts stay inside the rootfs",
-        if fd >= 0 { Status::Ok } else { Status::Missing },
-        true,
-        if fd >= 0 {
-            "openat2(2) with RESOLVE_IN_ROOT works".to_string()
-        } else {
-            format!("openat2(2): {e}")
-        },
-        Some("use Linux 5.6 or later"),
-    ));
     // The runtime's own protection: which way protected_exe went.
     let (status, detail) = match sandbox::process::clone::protected_exe() {
         Ok(fd) => {

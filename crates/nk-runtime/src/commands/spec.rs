@@ -89,8 +89,6 @@ mod tests {
                 config_path: "/b/config.json".into(),
                 raw,
                 spec: p.spec,
-                mount_ext: p.mount_ext,
-                seccomp_wait_killable: false,
             };
             sandbox::spec::validate(
                 &b,

@@ -177,24 +177,21 @@ struct GetFdAttr {
     open_flags: u32,
 }
 
-/// bpf(2) with one attribute struct.
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: attr is a #[repr(C)] bpf_attr prefix that lives for the call;
-    // the size passed is its size, and its unused bytes are zero.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+/// bpf(2) with one attribute struct (the one wrapper, in linux::syscall).
+fn bpf<T: BpfAttr>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    crate::linux::syscall::bpf(cmd, attr).map_err(std::io::Error::from)
 }
+
+use crate::linux::syscall::BpfAttr;
+// SAFETY: each is a #[repr(C)] prefix of union bpf_attr for its command,
+// built zeroed (Default) before its fields are set.
+unsafe impl BpfAttr for ProgLoadAttr {}
+// SAFETY: as above.
+unsafe impl BpfAttr for AttachAttr {}
+// SAFETY: as above.
+unsafe impl BpfAttr for QueryAttr {}
+// SAFETY: as above.
+unsafe impl BpfAttr for GetFdAttr {}
 
 fn owned(fd: libc::c_long) -> OwnedFd {
     // SAFETY: bpf(2) just returned this new descriptor and nothing else owns it.

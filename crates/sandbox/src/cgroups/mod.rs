@@ -55,7 +55,7 @@ pub trait CgroupManager {
     /// The directories of this cgroup, per hierarchy ("" for the unified one).
     fn dirs(&self) -> Vec<(String, PathBuf)>;
     /// A record to keep in state.json, to rebuild the manager later.
-    fn record(&self) -> serde_json::Value;
+    fn record(&self) -> CgroupRecord;
 
     /// A pollable source of OOM events, when the memory controller is there.
     fn oom_watcher(&self) -> Result<Option<OomWatcher>> {
@@ -517,13 +517,80 @@ pub fn new_manager(ps: &PathSpec, id: &str, opts: &Options) -> Result<Box<dyn Cg
     Ok(m)
 }
 
-/// Rebuild the manager from the record kept in state.json.
-pub fn from_record(v: &serde_json::Value) -> Option<Box<dyn CgroupManager>> {
-    match v.get("kind").and_then(|k| k.as_str()) {
-        Some("v1") => v1::Manager::from_record(v).map(|m| Box::new(m) as Box<dyn CgroupManager>),
-        Some("v2") => v2::Manager::from_record(v).map(|m| Box::new(m) as Box<dyn CgroupManager>),
-        _ => None,
+/// The cgroup manager as state.json keeps it: which hierarchy and its
+/// paths. On disk it is `{"kind":"v1","v1":{..}}` or `{"kind":"v2","v2":{..}}`,
+/// the shape records had before they were typed, so a container created by
+/// an older nk-runtime is still managed (paused, killed, deleted) by this one.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RecordWire", into = "RecordWire")]
+pub enum CgroupRecord {
+    V1(v1::Manager),
+    V2(v2::Manager),
+}
+
+/// The on-disk shape of [`CgroupRecord`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordWire {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v1: Option<v1::Manager>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v2: Option<v2::Manager>,
+}
+
+impl TryFrom<RecordWire> for CgroupRecord {
+    type Error = String;
+    fn try_from(w: RecordWire) -> std::result::Result<Self, String> {
+        match (w.kind.as_str(), w.v1, w.v2) {
+            ("v1", Some(m), _) => Ok(CgroupRecord::V1(m)),
+            ("v2", _, Some(m)) => Ok(CgroupRecord::V2(m)),
+            (k, ..) => Err(format!(
+                "cgroup record of kind {k:?} without its \"{k}\" part"
+            )),
+        }
     }
+}
+
+impl From<CgroupRecord> for RecordWire {
+    fn from(r: CgroupRecord) -> Self {
+        match r {
+            CgroupRecord::V1(m) => RecordWire {
+                kind: "v1".into(),
+                v1: Some(m),
+                v2: None,
+            },
+            CgroupRecord::V2(m) => RecordWire {
+                kind: "v2".into(),
+                v1: None,
+                v2: Some(m),
+            },
+        }
+    }
+}
+
+impl CgroupRecord {
+    /// The manager this record describes.
+    pub fn manager(&self) -> Box<dyn CgroupManager> {
+        match self {
+            CgroupRecord::V1(m) => Box::new(m.clone()),
+            CgroupRecord::V2(m) => Box::new(m.clone()),
+        }
+    }
+
+    /// state.json's `cgroup` field: absent (null) in a record without one.
+    /// A record this version cannot read counts as none, as before records
+    /// were typed, so the rest of the state (and `delete`) still works.
+    pub fn deserialize_lenient<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<CgroupRecord>, D::Error> {
+        let v = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+        Ok(serde_json::from_value(v).ok())
+    }
+}
+
+/// Rebuild the manager from the record kept in state.json, if there is one.
+pub fn from_record(r: &Option<CgroupRecord>) -> Option<Box<dyn CgroupManager>> {
+    r.as_ref().map(CgroupRecord::manager)
 }
 
 /// Write one cgroup file, naming the file and value on failure.

@@ -123,11 +123,6 @@ impl Manager {
         })
     }
 
-    /// Rebuild from the state record.
-    pub fn from_record(v: &serde_json::Value) -> Option<Manager> {
-        serde_json::from_value(v.get("v1")?.clone()).ok()
-    }
-
     /// Each distinct directory once (co-mounted controllers share one).
     fn unique_dirs(&self) -> Vec<&PathBuf> {
         let mut v: Vec<&PathBuf> = self.dirs.values().collect();
@@ -986,8 +981,8 @@ impl CgroupManager for Manager {
         v
     }
 
-    fn record(&self) -> serde_json::Value {
-        serde_json::json!({ "kind": "v1", "v1": self })
+    fn record(&self) -> super::CgroupRecord {
+        super::CgroupRecord::V1(self.clone())
     }
 
     fn self_join_files(&self) -> Vec<PathBuf> {
@@ -1159,12 +1154,18 @@ mod tests {
         let u = m.unified.as_ref().unwrap();
         assert_eq!(u.dir, root.join("unified/nano-sandbox/c1"));
         assert_eq!(u.controllers.as_deref(), Some(&["hugetlb".to_string()][..]));
-        let back = Manager::from_record(&m.record()).unwrap();
+        let json = serde_json::to_value(m.record()).unwrap();
+        let Ok(crate::cgroups::CgroupRecord::V1(back)) = serde_json::from_value(json) else {
+            panic!("not a v1 record")
+        };
         assert_eq!(back.dirs, m.dirs);
         assert_eq!(back.unified.unwrap().dir, u.dir);
         // Records written before the unified part existed still load.
         let old = serde_json::json!({"kind":"v1","v1":{"path":"/x","dirs":{},"mounts":{}}});
-        assert!(Manager::from_record(&old).unwrap().unified.is_none());
+        let Ok(crate::cgroups::CgroupRecord::V1(back)) = serde_json::from_value(old) else {
+            panic!("not a v1 record")
+        };
+        assert!(back.unified.is_none());
         // Relative paths go under the runtime's own cgroup, per hierarchy.
         let ps = PathSpec {
             cgroups_path: Some("rel/c2".into()),

@@ -114,11 +114,6 @@ impl Manager {
         })
     }
 
-    /// Rebuild from the state record.
-    pub fn from_record(v: &serde_json::Value) -> Option<Manager> {
-        serde_json::from_value(v.get("v2")?.clone()).ok()
-    }
-
     /// Enable controllers from the root down to our parent, one at a time so
     /// that one that cannot be enabled does not block the others; `set`
     /// reports a missing controller when a resource needs it.
@@ -798,8 +793,8 @@ impl CgroupManager for Manager {
         vec![(String::new(), self.dir.clone())]
     }
 
-    fn record(&self) -> serde_json::Value {
-        serde_json::json!({ "kind": "v2", "v2": self })
+    fn record(&self) -> super::CgroupRecord {
+        super::CgroupRecord::V2(self.clone())
     }
 
     fn clone_into_dir(&self) -> Option<PathBuf> {
@@ -1094,7 +1089,10 @@ mod tests {
         };
         let m = Manager::new(&layout, &ps, "c3", "0::/user.slice/me\n").unwrap();
         assert_eq!(m.dir, root.join("user.slice/me/sub/c3"));
-        let back = Manager::from_record(&m.record()).unwrap();
+        let json = serde_json::to_value(m.record()).unwrap();
+        let Ok(crate::cgroups::CgroupRecord::V2(back)) = serde_json::from_value(json) else {
+            panic!("not a v2 record")
+        };
         assert_eq!(back.dir, m.dir);
         assert!(back.controllers.is_none());
         let root_ps = PathSpec {

@@ -43,25 +43,6 @@ pub struct Handle {
     pub pty: Option<OwnedFd>,
 }
 
-/// The OCI state JSON given to hooks (VM mode passes the monitor's pid).
-pub fn hook_state(
-    id: &str,
-    status: &str,
-    pid: i32,
-    bundle: &Path,
-    ann: &std::collections::BTreeMap<String, String>,
-) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": state::OCI_VERSION,
-        "id": id,
-        "status": status,
-        "pid": pid,
-        "bundle": bundle,
-        "annotations": ann,
-    }))
-    .unwrap_or_default()
-}
-
 /// The device cgroup rules: the config's, then runc's default allow list and
 /// an allow rule per linux.devices entry (runc appends the same).
 pub fn device_rules(b: &Bundle) -> Vec<LinuxDeviceCgroup> {
@@ -259,7 +240,7 @@ impl Runtime {
         let mut record = self.new_record(o, &bundle, &plan);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
         if let Some(cg) = &cgroup_mgr {
-            record.cgroup = cg.record();
+            record.cgroup = Some(cg.record());
         }
 
         let (dir, _lock) = {
@@ -290,7 +271,7 @@ impl Runtime {
             // The record now names the sub-cgroups that were already there
             // (never the container's): kept at once, for a delete or the
             // clean-up of a killed create.
-            record.cgroup = cg.record();
+            record.cgroup = Some(cg.record());
             let cg = cleanup.cgroup.insert(cg);
             record.save(&dir)?;
             self.apply_resources(cg.as_ref(), &bundle)?;
@@ -334,7 +315,6 @@ impl Runtime {
             rootfs: bundle.rootfs(),
             process: process.clone(),
             seccomp: seccomp.clone(),
-            seccomp_wait_killable: bundle.seccomp_wait_killable,
             join: plan.join.clone(),
             new_timens: plan.new_timens,
             new_cgroupns: plan.new_cgroupns,
@@ -440,7 +420,7 @@ impl Runtime {
         let mut own_ns: Option<OwnedFd> = None;
         let mut made: Vec<(linux::mounts::IdmapPlan, OwnedFd)> = Vec::new();
         for (i, m) in b.spec.mounts().iter().flatten().enumerate() {
-            let Some(plan) = linux::mounts::idmap_plan(m, b.mount_ext.get(i)) else {
+            let Some(plan) = linux::mounts::idmap_plan(m) else {
                 continue;
             };
             if trees.len() + 2 >= crate::process::sync::MAX_FDS {
@@ -616,7 +596,7 @@ fn check_terminal(o: &CreateOptions, terminal: bool) -> Result<()> {
 /// Idmapped mounts need CAP_SYS_ADMIN in the host's user namespace.
 fn refuse_rootless_idmaps(bundle: &Bundle) -> Result<()> {
     for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
-        if linux::mounts::idmap_plan(m, bundle.mount_ext.get(i)).is_some() {
+        if linux::mounts::idmap_plan(m).is_some() {
             return Err(Error::config(
                 &bundle.config_path,
                 format!("mounts[{i}]"),
@@ -727,7 +707,7 @@ fn send_init(
 
 /// The init's mounts are done: run the prestart and createRuntime hooks.
 fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Result<()> {
-    let st = |status| hook_state(id, status, record.pid, &bundle.dir, &record.annotations);
+    let st = |status| state::hook_state(id, status, record.pid, &bundle.dir, &record.annotations);
     let at = linux::hooks::Inherit::runtime(&bundle.dir);
     if let Some(h) = bundle.spec.hooks() {
         // Spec 1.0 runs prestart hooks once the container is created
@@ -736,9 +716,9 @@ fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Resul
         // itself.
         #[allow(deprecated)]
         if let Some(list) = h.prestart() {
-            linux::hooks::run("prestart", list, &st("created"), at)?;
+            linux::hooks::run("prestart", list, &st(state::OciStatus::Created), at)?;
         }
-        let st = st("creating");
+        let st = st(state::OciStatus::Creating);
         if let Some(list) = h.create_runtime() {
             linux::hooks::run("createRuntime", list, &st, at)?;
         }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::hooks::pidfd_open;
 use crate::state::{self, ContainerState, Status};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 impl Runtime {
     /// Delete a container. A running one needs `force`; with `force`, a
@@ -143,16 +143,7 @@ impl Runtime {
                 st.pid
             )
         });
-        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
+        let _ = crate::linux::syscall::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
         then();
         let mut p = libc::pollfd {
             fd: pidfd.as_raw_fd(),
@@ -180,9 +171,9 @@ impl Runtime {
         if let Ok(raw) = std::fs::read(&cfg) {
             if let Ok(p) = crate::spec::parse(&raw, &cfg) {
                 if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
-                    let s = super::create::hook_state(
+                    let s = state::hook_state(
                         &st.id,
-                        "stopped",
+                        state::OciStatus::Stopped,
                         0,
                         &st.bundle,
                         &st.annotations,

@@ -258,7 +258,6 @@ impl Runtime {
             rootfs: st.rootfs.clone(),
             process,
             seccomp,
-            seccomp_wait_killable: parsed.seccomp_wait_killable,
             // Joined by the intermediate, before the child was cloned.
             join: Vec::new(),
             new_timens: false,

@@ -10,7 +10,8 @@ mod launch;
 mod ops;
 mod undo;
 
-pub use create::{hook_state, write_pid_file, CreateOptions, Handle};
+pub use crate::state::hook_state;
+pub use create::{write_pid_file, CreateOptions, Handle};
 pub use exec::{merge_process, ExecHandle, ExecOptions};
 pub use undo::Cleanup;
 

@@ -135,8 +135,13 @@ impl Runtime {
         );
         if let Ok(p) = cfg {
             if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
-                let s =
-                    super::create::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
+                let s = state::hook_state(
+                    id,
+                    state::OciStatus::Running,
+                    st.pid,
+                    &st.bundle,
+                    &st.annotations,
+                );
                 let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
                 crate::linux::hooks::run_warn("poststart", &list, &s, at);
             }
@@ -180,16 +185,7 @@ impl Runtime {
                                 st.pid
                             )
                         });
-                        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
-                        unsafe {
-                            libc::syscall(
-                                libc::SYS_pidfd_send_signal,
-                                pidfd.as_raw_fd(),
-                                sig,
-                                std::ptr::null::<libc::siginfo_t>(),
-                                0,
-                            )
-                        };
+                        let _ = crate::linux::syscall::pidfd_send_signal(pidfd.as_fd(), sig);
                     }
                 }
             }
@@ -204,18 +200,7 @@ impl Runtime {
         if !st.init_alive() {
             return Err(Error::msg("container not running: no such process"));
         }
-        // SAFETY: pidfd_send_signal with our pidfd and no siginfo.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if r < 0 {
-            let e = nix::errno::Errno::last();
+        if let Err(e) = crate::linux::syscall::pidfd_send_signal(pidfd.as_fd(), sig) {
             if e == nix::errno::Errno::ESRCH {
                 return Err(Error::msg("container not running: no such process"));
             }

@@ -114,20 +114,6 @@ pub fn drop_bounding(bounding: u64) -> Result<()> {
     Ok(())
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 /// CAP_SYS_ADMIN, which loading a seccomp filter needs without no_new_privs.
 pub const SYS_ADMIN: u64 = 1 << 21;
 
@@ -201,53 +187,22 @@ pub fn apply(m: &Masks) -> Result<()> {
 /// the only call besides execve that may follow the seccomp filter (runc
 /// makes it there too, so every profile allows it).
 pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
-    let hdr = CapHeader {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
+    let sets = super::syscall::CapSets {
+        effective,
+        permitted,
+        inheritable,
     };
-    let split = |v: u64| (v as u32, (v >> 32) as u32);
-    let (e0, e1) = split(effective);
-    let (p0, p1) = split(permitted);
-    let (i0, i1) = split(inheritable);
-    let data = [
-        CapData {
-            effective: e0,
-            permitted: p0,
-            inheritable: i0,
-        },
-        CapData {
-            effective: e1,
-            permitted: p1,
-            inheritable: i1,
-        },
-    ];
-    // SAFETY: capset reads a v3 header and two data structs that live for the call.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
-    if r < 0 {
-        return Err(Error::sys(
+    super::syscall::capset_self(&sets).map_err(|e| {
+        Error::sys(
             "capset (is a capability in effective/inheritable missing from permitted or bounding?)",
-            nix::errno::Errno::last(),
-        ));
-    }
-    Ok(())
+            e,
+        )
+    })
 }
 
 /// This process's permitted set (capget(2)).
 fn current_permitted() -> Option<u64> {
-    let hdr = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget writes two data structs into the array that lives for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &hdr as *const CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
-    (r == 0).then(|| data[0].permitted as u64 | (data[1].permitted as u64) << 32)
+    super::syscall::capget_self().ok().map(|c| c.permitted)
 }
 
 /// Keep capabilities across the setuid that follows (PR_SET_KEEPCAPS).

@@ -270,16 +270,9 @@ pub fn cloexec_from(from: i32, keep: &[i32]) {
     for k in keep {
         if lo < k {
             let hi = if k == u32::MAX { u32::MAX } else { k - 1 };
-            // SAFETY: close_range only changes descriptor flags; CLOSE_RANGE_CLOEXEC keeps them open.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    lo,
-                    hi,
-                    libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-                )
-            };
-            if r != 0 {
+            // CLOSE_RANGE_CLOEXEC keeps them open: only the flag changes.
+            let r = super::syscall::close_range(lo, hi, libc::CLOSE_RANGE_CLOEXEC as libc::c_uint);
+            if r.is_err() {
                 fallback_cloexec(lo, hi);
             }
         }

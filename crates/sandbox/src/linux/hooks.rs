@@ -8,25 +8,27 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog};
 use oci_spec::runtime::Hook;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The hook points of the runtime spec, in lifecycle order (the names of
+/// config.json's `hooks` fields and of the `kind` given to [`run`]).
+pub const KINDS: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
 trait ReadFd: Read + AsRawFd {}
 impl<T: Read + AsRawFd> ReadFd for T {}
 
-/// Open a pidfd for a child (to wait on it with poll and a timeout).
-pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; the returned descriptor is owned below.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    // SAFETY: r is a new descriptor returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-}
+pub use super::syscall::pidfd_open;
 
 /// What a hook inherits from the process that runs it.
 #[derive(Debug, Clone, Copy, Default)]

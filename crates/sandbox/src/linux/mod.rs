@@ -16,6 +16,7 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod signals;
+pub mod syscall;
 pub mod sysctl;
 pub mod user;
 pub mod userns;

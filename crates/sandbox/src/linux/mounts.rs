@@ -46,19 +46,97 @@ impl Default for Parsed {
     }
 }
 
+/// Propagation words of rootfsPropagation and mount options.
+pub const PROPAGATION_OPTIONS: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
 /// The propagation flag of a rootfsPropagation or mount option word.
 pub fn propagation_flag(s: &str) -> Option<MsFlags> {
-    Some(match s {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, f)| *f)
+}
+
+/// Options that are mount(2) flags: (word, flags set, flags cleared).
+pub const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY, MsFlags::empty()),
+    ("rw", MsFlags::empty(), MsFlags::MS_RDONLY),
+    ("nosuid", MsFlags::MS_NOSUID, MsFlags::empty()),
+    ("suid", MsFlags::empty(), MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV, MsFlags::empty()),
+    ("dev", MsFlags::empty(), MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC, MsFlags::empty()),
+    ("exec", MsFlags::empty(), MsFlags::MS_NOEXEC),
+    ("sync", MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+    ("async", MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+    ("dirsync", MsFlags::MS_DIRSYNC, MsFlags::empty()),
+    ("remount", MsFlags::MS_REMOUNT, MsFlags::empty()),
+    ("mand", MsFlags::MS_MANDLOCK, MsFlags::empty()),
+    ("nomand", MsFlags::empty(), MsFlags::MS_MANDLOCK),
+    ("atime", MsFlags::empty(), MsFlags::MS_NOATIME),
+    ("noatime", MsFlags::MS_NOATIME, MsFlags::empty()),
+    ("diratime", MsFlags::empty(), MsFlags::MS_NODIRATIME),
+    ("nodiratime", MsFlags::MS_NODIRATIME, MsFlags::empty()),
+    ("relatime", MsFlags::MS_RELATIME, MsFlags::empty()),
+    ("norelatime", MsFlags::empty(), MsFlags::MS_RELATIME),
+    ("strictatime", MsFlags::MS_STRICTATIME, MsFlags::empty()),
+    ("nostrictatime", MsFlags::empty(), MsFlags::MS_STRICTATIME),
+    ("lazytime", MsFlags::MS_LAZYTIME, MsFlags::empty()),
+    ("silent", MsFlags::MS_SILENT, MsFlags::empty()),
+    ("defaults", MsFlags::empty(), MsFlags::empty()),
+    ("bind", MsFlags::MS_BIND, MsFlags::empty()),
+    (
+        "rbind",
+        MsFlags::MS_BIND.union(MsFlags::MS_REC),
+        MsFlags::empty(),
+    ),
+];
+
+/// Recursive mount attributes (mount_setattr): (word, attribute, set or clear).
+pub const RECURSIVE_OPTIONS: &[(&str, u64, bool)] = &[
+    ("rro", ATTR_RDONLY, true),
+    ("rrw", ATTR_RDONLY, false),
+    ("rnosuid", ATTR_NOSUID, true),
+    ("rsuid", ATTR_NOSUID, false),
+    ("rnodev", ATTR_NODEV, true),
+    ("rdev", ATTR_NODEV, false),
+    ("rnoexec", ATTR_NOEXEC, true),
+    ("rexec", ATTR_NOEXEC, false),
+    ("rnodiratime", ATTR_NODIRATIME, true),
+    ("rdiratime", ATTR_NODIRATIME, false),
+    ("rnoatime", ATTR_NOATIME, true),
+    ("rstrictatime", ATTR_STRICTATIME, true),
+    ("rrelatime", ATTR_RELATIME, true),
+    ("rnosymfollow", ATTR_NOSYMFOLLOW, true),
+    ("rsymfollow", ATTR_NOSYMFOLLOW, false),
+];
+
+/// Options the runtime itself acts on (neither flags nor mount data).
+/// `idmap` and `ridmap` are understood too, but the features document lists
+/// them under mountExtensions, not mountOptions.
+pub const RUNTIME_OPTIONS: &[&str] = &["tmpcopyup"];
+
+/// The option words [`parse_options`] understands (never passed to mount(2)
+/// as data), sorted: the `mountOptions` of the features document.
+pub fn known_options() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = FLAG_OPTIONS
+        .iter()
+        .map(|(n, ..)| *n)
+        .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| *n))
+        .chain(RECURSIVE_OPTIONS.iter().map(|(n, ..)| *n))
+        .chain(RUNTIME_OPTIONS.iter().copied())
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 const ATTR_RDONLY: u64 = 0x1;
@@ -88,80 +166,34 @@ pub fn parse_options(opts: &[String]) -> Parsed {
     let mut data = Vec::new();
     for o in opts {
         let o = o.as_str();
-        let (set, clear): (MsFlags, MsFlags) = match o {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
-            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
-            "defaults" => (MsFlags::empty(), MsFlags::empty()),
-            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
-            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
-            _ => {
-                if let Some(pf) = propagation_flag(o) {
-                    p.propagation.push(pf);
-                    continue;
-                }
-                let rec = match o {
-                    "rro" => Some((ATTR_RDONLY, true)),
-                    "rrw" => Some((ATTR_RDONLY, false)),
-                    "rnosuid" => Some((ATTR_NOSUID, true)),
-                    "rsuid" => Some((ATTR_NOSUID, false)),
-                    "rnodev" => Some((ATTR_NODEV, true)),
-                    "rdev" => Some((ATTR_NODEV, false)),
-                    "rnoexec" => Some((ATTR_NOEXEC, true)),
-                    "rexec" => Some((ATTR_NOEXEC, false)),
-                    "rnodiratime" => Some((ATTR_NODIRATIME, true)),
-                    "rdiratime" => Some((ATTR_NODIRATIME, false)),
-                    "rnoatime" => Some((ATTR_NOATIME, true)),
-                    "rstrictatime" => Some((ATTR_STRICTATIME, true)),
-                    "rrelatime" => Some((ATTR_RELATIME, true)),
-                    "rnosymfollow" => Some((ATTR_NOSYMFOLLOW, true)),
-                    "rsymfollow" => Some((ATTR_NOSYMFOLLOW, false)),
-                    _ => None,
-                };
-                if let Some((a, set)) = rec {
-                    if set {
-                        if a & ATTR__ATIME == a {
-                            // One atime mode replaces another (the last wins).
-                            p.rec_set = (p.rec_set & !ATTR__ATIME) | a;
-                            p.rec_clear |= ATTR__ATIME;
-                        } else {
-                            p.rec_set |= a;
-                        }
+        let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|(n, ..)| *n == o).copied() else {
+            if let Some(pf) = propagation_flag(o) {
+                p.propagation.push(pf);
+                continue;
+            }
+            if let Some((_, a, set)) = RECURSIVE_OPTIONS.iter().find(|(n, ..)| *n == o) {
+                let (a, set) = (*a, *set);
+                if set {
+                    if a & ATTR__ATIME == a {
+                        // One atime mode replaces another (the last wins).
+                        p.rec_set = (p.rec_set & !ATTR__ATIME) | a;
+                        p.rec_clear |= ATTR__ATIME;
                     } else {
-                        p.rec_clear |= a;
+                        p.rec_set |= a;
                     }
-                    continue;
-                }
-                match o {
-                    "idmap" => p.idmap = Some(false),
-                    "ridmap" => p.idmap = Some(true),
-                    "tmpcopyup" => p.tmpcopyup = true,
-                    "" => {}
-                    _ => data.push(o),
+                } else {
+                    p.rec_clear |= a;
                 }
                 continue;
             }
+            match o {
+                "idmap" => p.idmap = Some(false),
+                "ridmap" => p.idmap = Some(true),
+                "tmpcopyup" => p.tmpcopyup = true,
+                "" => {}
+                _ => data.push(o),
+            }
+            continue;
         };
         p.flags.insert(set);
         p.flags.remove(clear);
@@ -538,17 +570,6 @@ fn apply_propagation(target: &str, opts: &Parsed) -> nix::Result<()> {
     Ok(())
 }
 
-/// Extra per-mount fields of runtime-spec 1.1 (`uidMappings`, `gidMappings`)
-/// that the `oci-spec` types do not carry; read from the same bytes.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MountExt {
-    #[serde(default)]
-    pub uid_mappings: Option<Vec<LinuxIdMapping>>,
-    #[serde(default)]
-    pub gid_mappings: Option<Vec<LinuxIdMapping>>,
-}
-
 /// How a mount is idmapped: asked for with the `idmap`/`ridmap` option or by
 /// giving the mount its own uidMappings/gidMappings.
 #[derive(Debug, Clone, PartialEq)]
@@ -562,14 +583,12 @@ pub struct IdmapPlan {
     pub maps: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
 }
 
-/// Whether mount `m` is idmapped (with `ext`, its entry in Bundle::mount_ext).
-pub fn idmap_plan(m: &Mount, ext: Option<&MountExt>) -> Option<IdmapPlan> {
+/// Whether mount `m` is idmapped: an `idmap`/`ridmap` option or mappings of its own.
+pub fn idmap_plan(m: &Mount) -> Option<IdmapPlan> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    let maps = ext.and_then(|e| {
-        let u = e.uid_mappings.clone().unwrap_or_default();
-        let g = e.gid_mappings.clone().unwrap_or_default();
-        (!u.is_empty() || !g.is_empty()).then_some((u, g))
-    });
+    let u = m.uid_mappings().clone().unwrap_or_default();
+    let g = m.gid_mappings().clone().unwrap_or_default();
+    let maps = (!u.is_empty() || !g.is_empty()).then_some((u, g));
     if opts.idmap.is_none() && maps.is_none() {
         return None;
     }
@@ -621,9 +640,7 @@ pub fn check_idmap(m: &Mount, plan: &IdmapPlan) -> crate::error::Checked {
     Ok(())
 }
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+use super::syscall::{move_mount, MountAttr, OPEN_TREE_CLONE};
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// Parent side of an idmapped mount: clone `src` as a detached tree
@@ -651,37 +668,19 @@ pub fn idmapped_tree(
     if plan.rbind {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
-    // SAFETY: open_tree reads a NUL-terminated path that lives for the call.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, csrc.as_ptr(), flags) };
-    if fd < 0 {
-        let e = nix::errno::Errno::last();
-        return Err(idmap_error(idx, what, src, "open_tree", e));
-    }
-    // SAFETY: open_tree returned a new descriptor.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let tree = super::syscall::open_tree(None, &csrc, flags)
+        .map_err(|e| idmap_error(idx, what, src, "open_tree", e))?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
     };
-    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
-    if plan.recursive {
-        at |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            at,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
+    let at = if plan.recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
     };
-    if r < 0 {
-        let e = nix::errno::Errno::last();
+    if let Err(e) = super::syscall::mount_setattr(tree.as_fd(), at, &attr) {
         return Err(idmap_error(
             idx,
             what,
@@ -712,33 +711,6 @@ fn idmap_error(idx: usize, what: &str, src: &Path, call: &str, e: nix::errno::Er
     ))
 }
 
-/// Attach a detached tree at the (O_PATH) target.
-fn move_mount(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
-    // SAFETY: move_mount with two descriptors and empty paths.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
     if opts.rec_set == 0 && opts.rec_clear == 0 {
         return Ok(());
@@ -746,25 +718,9 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: opts.rec_set,
         attr_clr: opts.rec_clear,
-        propagation: 0,
-        userns_fd: 0,
+        ..Default::default()
     };
-    let empty = c"";
-    // SAFETY: mount_setattr reads `attr` (which outlives the call) and an empty path with AT_EMPTY_PATH.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
+    super::syscall::mount_setattr(fd, libc::AT_RECURSIVE as libc::c_uint, &attr)
 }
 
 /// The tmpfs root's mode and owner after the mount: the covered directory's
@@ -942,7 +898,7 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
 
 /// mounts[i]: a destination inside the rootfs, no NUL bytes, known options,
 /// and an idmapped mount this runtime can make.
-pub fn check(i: usize, m: &Mount, ext: Option<&MountExt>, userns: bool) -> crate::error::Checked {
+pub fn check(i: usize, m: &Mount, userns: bool) -> crate::error::Checked {
     let d = m.destination();
     if d.as_os_str().is_empty() {
         return Err(FieldError::new(format!("mounts[{i}].destination"), "empty"));
@@ -972,7 +928,7 @@ pub fn check(i: usize, m: &Mount, ext: Option<&MountExt>, userns: bool) -> crate
         check_option(o)
             .map_err(|reason| FieldError::new(format!("mounts[{i}].options"), reason))?;
     }
-    if let Some(plan) = idmap_plan(m, ext) {
+    if let Some(plan) = idmap_plan(m) {
         check_idmap(m, &plan).map_err(|e| e.under(&format!("mounts[{i}]")))?;
         if plan.maps.is_none() && !userns {
             return Err(FieldError::new(
@@ -1030,24 +986,21 @@ mod tests {
     fn idmap_plans() {
         let m = |j: &str| -> Mount { serde_json::from_str(j).unwrap() };
         let plain = m(r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind"]}"#);
-        assert_eq!(idmap_plan(&plain, None), None);
+        assert_eq!(idmap_plan(&plain), None);
         let r =
             m(r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind","ridmap"]}"#);
-        let p = idmap_plan(&r, None).unwrap();
+        let p = idmap_plan(&r).unwrap();
         assert!(p.recursive && p.rbind && p.maps.is_none());
         check_idmap(&r, &p).unwrap();
         // Mappings alone make it idmapped (not recursive).
-        let ext: MountExt = serde_json::from_str(
-            r#"{"uidMappings":[{"containerID":0,"hostID":1,"size":1}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
-        )
-        .unwrap();
-        let p = idmap_plan(&plain, Some(&ext)).unwrap();
+        let mapped = m(
+            r#"{"destination":"/m","type":"bind","source":"/s","options":["rbind"],"uidMappings":[{"containerID":0,"hostID":1,"size":1}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
+        );
+        let p = idmap_plan(&mapped).unwrap();
         assert!(!p.recursive && p.maps.is_some());
         let t = m(r#"{"destination":"/m","type":"tmpfs","source":"tmpfs","options":["idmap"]}"#);
         assert_eq!(
-            check_idmap(&t, &idmap_plan(&t, None).unwrap())
-                .unwrap_err()
-                .field,
+            check_idmap(&t, &idmap_plan(&t).unwrap()).unwrap_err().field,
             "options"
         );
     }

@@ -19,58 +19,35 @@ pub fn oom_score_adj(v: i32) -> Result<()> {
 /// possessor-independent "search" permission for the user, as runc does for
 /// the init's keyring. Returns false when the kernel has no keyrings.
 pub fn new_session_keyring(name: &str, searchable: bool) -> Result<bool> {
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    const KEYCTL_SETPERM: libc::c_long = 5;
-    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    use super::syscall::{keyctl_describe, keyctl_join_session_keyring, keyctl_setperm};
     const KEY_USR_SEARCH: u32 = 0x0008_0000;
     explain::step(&catalog::KEYRING, || {
         format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})")
     });
     let cname = std::ffi::CString::new(name).unwrap_or_default();
-    // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads a NUL-terminated string that lives for the call.
-    let id = unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            KEYCTL_JOIN_SESSION_KEYRING,
-            cname.as_ptr(),
-        )
-    };
-    if id < 0 {
-        let e = nix::errno::Errno::last();
+    let id = match keyctl_join_session_keyring(&cname) {
+        Ok(id) => id,
         // A kernel without keyrings (or a seccomp filter of an outer
         // container denying keyctl): not fatal, as in runc.
-        if e == nix::errno::Errno::ENOSYS || e == nix::errno::Errno::EPERM {
+        Err(e) if e == nix::errno::Errno::ENOSYS || e == nix::errno::Errno::EPERM => {
             crate::logging::debug(|| format!("no new session keyring: {e}"));
             return Ok(false);
         }
-        return Err(Error::sys("join a new session keyring", e));
-    }
+        Err(e) => return Err(Error::sys("join a new session keyring", e)),
+    };
     if searchable {
         // The description starts with "type;uid;gid;perm;" (perm in hex).
         let mut buf = [0u8; 256];
-        // SAFETY: KEYCTL_DESCRIBE writes at most buf.len() bytes into buf.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_keyctl,
-                KEYCTL_DESCRIBE,
-                id,
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        let perm = (n > 0)
-            .then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+        let n = keyctl_describe(id, &mut buf)
+            .map_err(|e| Error::sys("describe the session keyring", e))?;
+        let perm = Some(String::from_utf8_lossy(&buf[..n.min(buf.len())]).into_owned())
             .and_then(|d| d.split(';').nth(3).map(String::from))
             .and_then(|p| u32::from_str_radix(&p, 16).ok())
-            .ok_or_else(|| Error::sys("describe the session keyring", nix::errno::Errno::last()))?;
-        // SAFETY: keyctl(SETPERM, id, perm) takes integers only.
-        if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, perm | KEY_USR_SEARCH) } < 0
-        {
-            return Err(Error::sys(
-                "make the session keyring searchable",
-                nix::errno::Errno::last(),
-            ));
-        }
+            .ok_or_else(|| {
+                Error::msg("describe the session keyring: no permission field in its description")
+            })?;
+        keyctl_setperm(id, perm | KEY_USR_SEARCH)
+            .map_err(|e| Error::sys("make the session keyring searchable", e))?;
     }
     Ok(true)
 }
@@ -116,16 +93,10 @@ pub fn ioprio_value(class: &str, prio: i64) -> Result<i32> {
 
 /// Set the I/O priority of this process.
 pub fn set_ioprio(value: i32) -> Result<()> {
-    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
     explain::step(&catalog::IOPRIO, || {
         format!("ioprio_set(class {}, level {})", value >> 13, value & 7)
     });
-    // SAFETY: ioprio_set takes integers only.
-    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
-    if r < 0 {
-        return Err(Error::sys("ioprio_set", nix::errno::Errno::last()));
-    }
-    Ok(())
+    super::syscall::ioprio_set_self(value).map_err(|e| Error::sys("ioprio_set", e))
 }
 
 /// The most entries a CPU or memory-node list may expand to.
@@ -292,18 +263,7 @@ pub fn check_scheduler(s: &oci_spec::runtime::Scheduler) -> crate::error::Checke
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct SchedAttr {
-    size: u32,
-    policy: u32,
-    flags: u64,
-    nice: i32,
-    priority: u32,
-    runtime: u64,
-    deadline: u64,
-    period: u64,
-}
+use super::syscall::SchedAttr;
 
 /// Apply process.scheduler with sched_setattr(2) (policy, nice, priority,
 /// flags and the SCHED_DEADLINE parameters in one call).
@@ -333,10 +293,7 @@ pub fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
             attr.priority
         )
     });
-    // SAFETY: sched_setattr reads a sched_attr of the size it is told, which lives for the call.
-    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
-    if r < 0 {
-        let e = nix::errno::Errno::last();
+    if let Err(e) = super::syscall::sched_setattr_self(&attr) {
         let hint = match e {
             nix::errno::Errno::EPERM if policy == 1 || policy == 2 => {
                 " (a real-time policy needs CAP_SYS_NICE and, with cgroup v1 real-time group scheduling, linux.resources.cpu.realtimeRuntime for the container's cgroup)"

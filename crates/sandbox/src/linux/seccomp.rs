@@ -15,7 +15,8 @@ use std::str::FromStr;
 
 /// A compiled filter, ready to load: BPF instructions and seccomp(2) flags.
 /// libseccomp compiles; the load is a plain seccomp(2) call, so every filter
-/// flag of the kernel (including WAIT_KILLABLE_RECV) can be passed.
+/// flag of the kernel (including WAIT_KILLABLE_RECV, which libseccomp 2.5 does
+/// not know) can be passed.
 pub struct Prepared {
     bpf: Vec<u8>,
     flags: libc::c_ulong,
@@ -61,12 +62,75 @@ fn op(o: LinuxSeccompOperator, mask: u64) -> ScmpCompareOp {
     }
 }
 
-const FLAG_TSYNC: libc::c_ulong = 1;
-const FLAG_LOG: libc::c_ulong = 2;
-const FLAG_SPEC_ALLOW: libc::c_ulong = 4;
-const FLAG_NEW_LISTENER: libc::c_ulong = 8;
-const FLAG_TSYNC_ESRCH: libc::c_ulong = 16;
-const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 32;
+const FLAG_TSYNC: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_TSYNC;
+const FLAG_LOG: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_LOG;
+const FLAG_SPEC_ALLOW: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+const FLAG_NEW_LISTENER: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+const FLAG_TSYNC_ESRCH: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+
+/// Every action of the runtime spec, in name order: [`action`] maps each
+/// (its match is exhaustive, so an action oci-spec adds fails to build here).
+pub const ACTIONS: [LinuxSeccompAction; 9] = [
+    LinuxSeccompAction::ScmpActAllow,
+    LinuxSeccompAction::ScmpActErrno,
+    LinuxSeccompAction::ScmpActKill,
+    LinuxSeccompAction::ScmpActKillProcess,
+    LinuxSeccompAction::ScmpActKillThread,
+    LinuxSeccompAction::ScmpActLog,
+    LinuxSeccompAction::ScmpActNotify,
+    LinuxSeccompAction::ScmpActTrace,
+    LinuxSeccompAction::ScmpActTrap,
+];
+
+/// Every argument operator, in name order, each mapped by [`op`].
+pub const OPERATORS: [LinuxSeccompOperator; 7] = [
+    LinuxSeccompOperator::ScmpCmpEq,
+    LinuxSeccompOperator::ScmpCmpGe,
+    LinuxSeccompOperator::ScmpCmpGt,
+    LinuxSeccompOperator::ScmpCmpLe,
+    LinuxSeccompOperator::ScmpCmpLt,
+    LinuxSeccompOperator::ScmpCmpMaskedEq,
+    LinuxSeccompOperator::ScmpCmpNe,
+];
+
+/// The architectures a filter built here can cover: the x86-64 host's own
+/// and the two ABIs its kernel also runs.
+pub const ARCHS: [oci_spec::runtime::Arch; 3] = [
+    oci_spec::runtime::Arch::ScmpArchX86,
+    oci_spec::runtime::Arch::ScmpArchX86_64,
+    oci_spec::runtime::Arch::ScmpArchX32,
+];
+
+/// Filter flags of linux.seccomp.flags, with the kernel release that added
+/// each (the features document's supportedFlags are those this kernel has).
+pub const FILTER_FLAGS: [(LinuxSeccompFilterFlag, (u32, u32)); 4] = [
+    (LinuxSeccompFilterFlag::SeccompFilterFlagTsync, (3, 17)),
+    (LinuxSeccompFilterFlag::SeccompFilterFlagLog, (4, 14)),
+    (LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow, (4, 17)),
+    (
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
+        (5, 19),
+    ),
+];
+
+/// The seccomp(2) bit of a filter flag.
+fn flag_bit(f: LinuxSeccompFilterFlag) -> libc::c_ulong {
+    match f {
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
+    }
+}
+
+/// The spec's name of a value (its JSON string).
+pub fn spec_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
 
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
 const MAX_INSNS: usize = 4096;
@@ -181,21 +245,15 @@ fn takes_errno(a: LinuxSeccompAction) -> bool {
 }
 
 fn action_name(a: LinuxSeccompAction) -> String {
-    serde_json::to_value(a)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| format!("{a:?}"))
+    spec_name(&a)
 }
 
 fn arch_name(a: &oci_spec::runtime::Arch) -> String {
-    serde_json::to_value(a)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    spec_name(a)
 }
 
 /// Compile the profile. Unknown syscall names are skipped with a warning.
-pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
+pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
     let def = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new_filter(def)
         .map_err(|e| Error::msg(format!("linux.seccomp: create filter: {e}")))?;
@@ -213,12 +271,14 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
             .map_err(|e| Error::msg(format!("linux.seccomp.architectures[{i}] {name}: {e}")))?;
     }
     let mut flags: libc::c_ulong = 0;
-    for f in s.flags().iter().flatten() {
-        flags |= match f {
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
-        };
+    let mut wait_killable_recv = false;
+    for &f in s.flags().iter().flatten() {
+        if f == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
+            // Only meaningful with a listener: added below when there is one.
+            wait_killable_recv = true;
+        } else {
+            flags |= flag_bit(f);
+        }
     }
     let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
     let mut rules = 0;
@@ -292,7 +352,7 @@ pub fn prepare(s: &LinuxSeccomp, wait_killable_recv: bool) -> Result<Prepared> {
             flags |= FLAG_TSYNC_ESRCH;
         }
         if wait_killable_recv {
-            flags |= FLAG_WAIT_KILLABLE_RECV;
+            flags |= flag_bit(LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv);
         }
     } else if wait_killable_recv {
         crate::logging::warn(|| {
@@ -322,30 +382,20 @@ impl Prepared {
         explain::step(&catalog::SECCOMP, || {
             format!("{} rules, default action {}", self.rules, self.default)
         });
-        let prog = libc::sock_fprog {
-            len: (self.bpf.len() / std::mem::size_of::<libc::sock_filter>()) as u16,
-            filter: self.bpf.as_ptr() as *mut libc::sock_filter,
+        let r = super::syscall::seccomp_set_mode_filter(self.flags, &self.bpf);
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                let hint = if e == nix::errno::Errno::EACCES {
+                    " (loading a filter needs CAP_SYS_ADMIN or no_new_privs)"
+                } else if e == nix::errno::Errno::EINVAL {
+                    " (a filter flag is not supported by this kernel)"
+                } else {
+                    ""
+                };
+                return Err(Error::msg(format!("linux.seccomp: load filter: {e}{hint}")));
+            }
         };
-        // SAFETY: seccomp(SET_MODE_FILTER) reads the program, which outlives the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if r < 0 {
-            let e = nix::errno::Errno::last();
-            let hint = if e == nix::errno::Errno::EACCES {
-                " (loading a filter needs CAP_SYS_ADMIN or no_new_privs)"
-            } else if e == nix::errno::Errno::EINVAL {
-                " (a filter flag is not supported by this kernel)"
-            } else {
-                ""
-            };
-            return Err(Error::msg(format!("linux.seccomp: load filter: {e}{hint}")));
-        }
         Ok(self.notify.then_some(r as i32))
     }
 }
@@ -373,18 +423,15 @@ pub fn send_to_listener(
     sock: BorrowedFd<'_>,
     notify_fd: i32,
     pid: i32,
-    state: &serde_json::Value,
+    state: &oci_spec::runtime::State,
     metadata: &str,
 ) -> Result<()> {
-    let mut msg = serde_json::json!({
-        "ociVersion": crate::OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": pid,
-        "state": state,
-    });
-    if !metadata.is_empty() {
-        msg["metadata"] = metadata.into();
-    }
+    let mut msg = oci_spec::runtime::ContainerProcessState::default();
+    msg.set_version(crate::OCI_VERSION.to_string())
+        .set_fds(vec![oci_spec::runtime::SECCOMP_FD_NAME.to_string()])
+        .set_pid(pid)
+        .set_metadata((!metadata.is_empty()).then(|| metadata.to_string()))
+        .set_state(state.clone());
     let data = serde_json::to_vec(&msg).unwrap_or_default();
     let fds = [notify_fd];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
@@ -460,11 +507,11 @@ mod tests {
             ));
         }
         let p = profile(&format!(
-            r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/l","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],"flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"],"syscalls":[{}]}}"#,
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/l","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],"flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],"syscalls":[{}]}}"#,
             rules.join(",")
         ));
         validate(&p).unwrap();
-        let c = prepare(&p, true).unwrap();
+        let c = prepare(&p).unwrap();
         assert!(c.notify);
         assert_eq!(
             c.flags,
@@ -479,7 +526,7 @@ mod tests {
         let p = profile(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["nk_no_such_call","read"],"action":"SCMP_ACT_ALLOW"}]}"#,
         );
-        assert_eq!(prepare(&p, false).unwrap().rules, 1);
+        assert_eq!(prepare(&p).unwrap().rules, 1);
     }
 
     #[test]
@@ -487,7 +534,7 @@ mod tests {
         let p = profile(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO"},{"names":["write"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
         );
-        assert_eq!(prepare(&p, false).unwrap().rules, 1);
+        assert_eq!(prepare(&p).unwrap().rules, 1);
     }
 
     #[test]

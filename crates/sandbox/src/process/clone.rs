@@ -32,61 +32,23 @@ pub fn protected_exe() -> Result<OwnedFd> {
     }
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn readonly_bind_of_self() -> Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    use crate::linux::syscall::{self, MountAttr, OPEN_TREE_CLONE};
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     const MOUNT_ATTR_NOSUID: u64 = 0x2;
     const MOUNT_ATTR_NODEV: u64 = 0x4;
-    let path = c"/proc/self/exe";
-    // SAFETY: open_tree with a static path; the returned descriptor is owned below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::sys(
-            "open_tree(/proc/self/exe)",
-            nix::errno::Errno::last(),
-        ));
-    }
-    // SAFETY: fd is a new descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let fd = syscall::open_tree(
+        None,
+        c"/proc/self/exe",
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+    )
+    .map_err(|e| Error::sys("open_tree(/proc/self/exe)", e))?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
+        ..Default::default()
     };
-    let empty = c"";
-    // SAFETY: mount_setattr on our detached mount, reading `attr` which outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(Error::sys(
-            "mount_setattr(MOUNT_ATTR_RDONLY)",
-            nix::errno::Errno::last(),
-        ));
-    }
+    syscall::mount_setattr(fd.as_fd(), 0, &attr)
+        .map_err(|e| Error::sys("mount_setattr(MOUNT_ATTR_RDONLY)", e))?;
     Ok(fd)
 }
 
@@ -161,42 +123,7 @@ pub fn sealed_self() -> Result<OwnedFd> {
     Ok(mem)
 }
 
-/// The kernel's `struct clone_args` (clone3(2)), version 2 (with cgroup).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct CloneArgs {
-    pub flags: u64,
-    pub pidfd: u64,
-    pub child_tid: u64,
-    pub parent_tid: u64,
-    pub exit_signal: u64,
-    pub stack: u64,
-    pub stack_size: u64,
-    pub tls: u64,
-    pub set_tid: u64,
-    pub set_tid_size: u64,
-    pub cgroup: u64,
-}
-
-/// The raw clone3(2) call: the child's pid in the parent, 0 in the child,
-/// -1 with errno set on failure (a plain syscall, so the intermediate
-/// process may call it between fork-like steps).
-///
-/// # Safety
-/// As with fork: after it returns 0 the child may only make
-/// async-signal-safe calls until it execs or exits, and every pointer in
-/// `args` must stay valid for the call.
-pub(crate) unsafe fn clone3(args: &mut CloneArgs) -> libc::c_long {
-    // SAFETY: the caller upholds the contract above; the size is that of the
-    // struct passed.
-    unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    }
-}
+pub(crate) use crate::linux::syscall::{clone3, CloneArgs};
 
 /// What the child does between clone and exec.
 pub struct PreExec<'a> {
@@ -551,16 +478,8 @@ pub(crate) fn pidfd_of_child(pid: i32, who_pid: i32, who: &str) -> Result<OwnedF
     if pid <= 0 || pid == who_pid {
         return Err(refuse());
     }
-    // SAFETY: pidfd_open takes a pid and flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(Error::sys(
-            format!("pidfd_open of the new process {pid}"),
-            nix::errno::Errno::last(),
-        ));
-    }
-    // SAFETY: pidfd_open returned a new descriptor.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let pidfd = crate::linux::syscall::pidfd_open(pid)
+        .map_err(|e| Error::sys(format!("pidfd_open of the new process {pid}"), e))?;
     let ours = crate::state::proc_stat(pid).is_some_and(|s| s.ppid == std::process::id() as i32);
     if !ours {
         return Err(refuse());
@@ -587,7 +506,7 @@ unsafe fn report(wr: RawFd, a: i32, b: i32, c: i32) -> ! {
 /// Only in the fresh, single-threaded child of clone3: raw async-signal-safe
 /// system calls on values prepared before the clone.
 unsafe fn intermediate(flags: CloneFlags, join: &Join<'_>, plan: &ExecPlan<'_>, wr: RawFd) -> ! {
-    // SAFETY (whole block): see the function's contract.
+    // SAFETY: (whole block) see the function's contract.
     unsafe {
         let errno = || *libc::__errno_location();
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -676,7 +595,7 @@ unsafe fn arrange_fds(plan: &ExecPlan<'_>, extra: RawFd, close: bool) -> Option<
     let base = pre.min_fd.max(3);
     // Copies go above every target, so no move clobbers a source.
     let high = plan.chan_no + 8;
-    // SAFETY (whole block): raw descriptor calls on our own table.
+    // SAFETY: (whole block) raw descriptor calls on our own table.
     unsafe {
         let mut src: [RawFd; 8] = [-1; 8];
         let mut n = 0;
@@ -722,13 +641,7 @@ unsafe fn arrange_fds(plan: &ExecPlan<'_>, extra: RawFd, close: bool) -> Option<
         } else {
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint
         };
-        if libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            how,
-        ) != 0
-        {
+        if crate::linux::syscall::close_range(first as u32, u32::MAX, how).is_err() {
             return None;
         }
         Some((exe_no, ext_no))
@@ -759,7 +672,7 @@ unsafe fn child_fail(channel: RawFd, code: u8) -> ! {
 /// # Safety
 /// Only in the fresh, single-threaded child of clone3.
 unsafe fn child_pre_exec(plan: &ExecPlan<'_>) -> ! {
-    // SAFETY (whole block): raw async-signal-safe system calls on values
+    // SAFETY: (whole block) raw async-signal-safe system calls on values
     // prepared before clone.
     unsafe {
         // Not dumpable: other processes cannot ptrace us or open /proc/<pid>/exe.
@@ -789,7 +702,7 @@ unsafe fn child_pre_exec(plan: &ExecPlan<'_>) -> ! {
 /// Only in a fresh child of clone3, its descriptors arranged.
 unsafe fn exec_runtime(plan: &ExecPlan<'_>, exe: RawFd) -> ! {
     let ch = plan.chan_no;
-    // SAFETY (whole block): raw async-signal-safe system calls.
+    // SAFETY: (whole block) raw async-signal-safe system calls.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         // Die with the parent until the channel says otherwise.
@@ -819,14 +732,7 @@ unsafe fn exec_runtime(plan: &ExecPlan<'_>, exe: RawFd) -> ! {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::syscall(
-            libc::SYS_execveat,
-            exe,
-            c"".as_ptr(),
-            plan.argv.as_ptr(),
-            plan.envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
+        crate::linux::syscall::execveat_fd(exe, plan.argv.as_ptr(), plan.envp.as_ptr());
         child_fail(ch, 4);
     }
 }

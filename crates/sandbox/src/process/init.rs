@@ -150,16 +150,8 @@ fn load_spec(req: &InitRequest) -> Result<Spec> {
     Ok(crate::spec::parse(&raw, &p)?.spec)
 }
 
-fn hook_state(req: &InitRequest, status: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": crate::OCI_VERSION,
-        "id": req.id,
-        "status": status,
-        "pid": req.host_pid,
-        "bundle": req.bundle,
-        "annotations": req.annotations,
-    }))
-    .unwrap_or_default()
+fn hook_state(req: &InitRequest, status: crate::state::OciStatus) -> Vec<u8> {
+    crate::state::hook_state(&req.id, status, req.host_pid, &req.bundle, &req.annotations)
 }
 
 fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
@@ -271,7 +263,7 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                 // As runc: in the rootfs directory, with the process's environment.
                 let env = req.process.env().clone().unwrap_or_default();
                 let at = linux::hooks::Inherit::container(Some(&req.rootfs), &env);
-                let st = hook_state(req, "creating");
+                let st = hook_state(req, crate::state::OciStatus::Creating);
                 linux::hooks::run("createContainer", list, &st, at)?;
             }
         }
@@ -349,7 +341,12 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
         if let Some(list) = h.start_container() {
             // In process.cwd (entered already) with the process's environment.
             let at = linux::hooks::Inherit::container(None, &prepared.env);
-            linux::hooks::run("startContainer", list, &hook_state(req, "running"), at)?;
+            linux::hooks::run(
+                "startContainer",
+                list,
+                &hook_state(req, crate::state::OciStatus::Running),
+                at,
+            )?;
         }
     }
     do_exec(req, prepared)
@@ -617,7 +614,7 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         unsafe { linux::fs::own(fd) }
     });
     let prep = match &req.seccomp {
-        Some(s) => Some(linux::seccomp::prepare(s, req.seccomp_wait_killable)?),
+        Some(s) => Some(linux::seccomp::prepare(s)?),
         None => None,
     };
     // Close what must not reach the container: everything above stdio and
@@ -708,18 +705,12 @@ fn send_notify(
     if let (Some(fd), Some(sock)) = (nfd, listener) {
         // As runc: the container's state, with the init's pid and "creating"
         // for create, the running container's for exec.
+        use crate::state::OciStatus;
         let (status, pid) = match req.kind {
-            InitKind::Create => ("creating", req.host_pid),
-            InitKind::Exec => ("running", req.init_pid),
+            InitKind::Create => (OciStatus::Creating, req.host_pid),
+            InitKind::Exec => (OciStatus::Running, req.init_pid),
         };
-        let state = serde_json::json!({
-            "ociVersion": crate::OCI_VERSION,
-            "id": req.id,
-            "status": status,
-            "pid": pid,
-            "bundle": req.bundle,
-            "annotations": req.annotations,
-        });
+        let state = crate::state::oci_state(&req.id, status, pid, &req.bundle, &req.annotations);
         linux::seccomp::send_to_listener(
             sock.as_fd(),
             fd,

@@ -40,8 +40,6 @@ pub struct InitRequest {
     pub process: Process,
     /// The seccomp profile to load, if any.
     pub seccomp: Option<LinuxSeccomp>,
-    /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV was asked for.
-    pub seccomp_wait_killable: bool,
     /// Namespaces to join with setns, in order (type name, path).
     pub join: Vec<(String, PathBuf)>,
     pub new_timens: bool,

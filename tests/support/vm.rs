@@ -1,9 +1,7 @@
-//! Helpers for the tests that boot guests: where the static binaries are,
+//! Helpers for the tests that boot guests (`nk_tests::vm`): where the static binaries are,
 //! and a share directory holding what the guest runs.
 
-#![allow(dead_code)]
-
-use nk_tests::*;
+use crate::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,15 +47,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Boot a guest with `share` visible at /run/nk/share.
-pub fn boot(share: &Path) -> vm::harness::Guest {
+pub fn boot(share: &Path) -> ::vm::harness::Guest {
     require_root();
-    let o = vm::harness::BootOptions {
+    let o = ::vm::harness::BootOptions {
         share: Some(share.to_path_buf()),
         agent: Some(agent()),
         ready_timeout: Duration::from_secs(90),
         ..Default::default()
     };
-    match vm::harness::Guest::boot(&o) {
+    match ::vm::harness::Guest::boot(&o) {
         Ok(g) => {
             eprintln!(
                 "guest ready after {} ms ({}; guest uptime {} ms; kernel {})",
