@@ -6,10 +6,7 @@
 //! are in tests/redteam_exec.rs. docs/security-model.md maps every path the
 //! runtime touches to the test that covers it.
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{require_root, unique_id, Bundle, Root, TempDir};
 use serde_json::{json, Value};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

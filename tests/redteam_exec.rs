@@ -8,10 +8,7 @@
 //! still has the host's `/` as its root and the caller's directory as its
 //! cwd, and /proc/PID/root or /proc/PID/cwd lead the container to the host.
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{unique_id, Bundle, Root, TempDir};
 use serde_json::json;
 use std::collections::BTreeMap;

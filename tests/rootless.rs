@@ -4,10 +4,7 @@
 //! used, limits and all), subordinate ids through newuidmap, and a clear
 //! error for everything that needs root.
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{require_root, unique_id, TempDir};
 use serde_json::{json, Value};
 use std::os::unix::fs::MetadataExt;

@@ -5,10 +5,7 @@
 //!
 //! Syscall numbers are x86_64 ones (the probe makes raw syscalls).
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{stderr, stdout, unique_id, Bundle, Root, TempDir};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -593,7 +590,7 @@ impl Agent {
     fn start(extra: &[&str]) -> Agent {
         let dir = TempDir::new("nk-agent");
         let sock = dir.path().join("agent.sock");
-        let child = Command::new(AGENT)
+        let child = Command::new(test_bin("nk-seccomp-agent"))
             .arg(&sock)
             .arg(dir.path().join("log"))
             .args(extra)

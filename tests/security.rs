@@ -3,10 +3,7 @@
 //! attacker would use (a host descriptor handed to the runtime, a symlink in
 //! the image, a cwd naming a descriptor) and checks that it leads nowhere.
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{stderr, stdout, unique_id, Bundle, Root, TempDir};
 use serde_json::json;
 use std::collections::BTreeSet;

@@ -4,10 +4,7 @@
 //! refused while parsing, some by validation, some only in the container's
 //! init after clone (which exercises the cleanup of a half-made container).
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{rootfs, stderr, unique_id, Bundle, Root};
 use serde_json::json;
 use std::time::Instant;

@@ -5,10 +5,7 @@
 //! --no-new-keyring. Each container reports the attribute as the kernel
 //! sees it (/proc/self/stat, /proc/self/status, uname, ionice, /proc/keys).
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{rootfs, stderr, stdout, unique_id, Bundle, Root};
 use serde_json::json;
 use std::path::Path;

@@ -2,10 +2,7 @@
 //! mapped ids, joining an existing user namespace by path (the container's
 //! other new namespaces must then belong to it), and idmapped mounts.
 
-#[path = "security_common.rs"]
-mod common;
-
-use common::*;
+use nk_tests::security::*;
 use nk_tests::{stderr, stdout, unique_id, Bundle, Root, TempDir};
 use serde_json::json;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

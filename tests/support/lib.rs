@@ -3,6 +3,7 @@
 //! clean up after themselves, and unique ids so tests can run in parallel.
 
 pub mod runtime_tools;
+pub mod security;
 pub mod vm;
 
 use serde_json::Value;

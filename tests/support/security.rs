@@ -1,17 +1,29 @@
-//! Helpers shared by the security, seccomp and rootless tests (included with
-//! `#[path]`): private rootfs copies, the host libraries and the probe bound
-//! into a container, and the checks that a failed create left nothing behind.
-#![allow(dead_code)]
+//! Helpers shared by the security, seccomp and rootless tests: private
+//! rootfs copies, the host libraries and the probe bound into a container,
+//! and the checks that a failed create left nothing behind.
 
-use nk_tests::{rootfs, Bundle, Root, TempDir};
+use crate::{rootfs, Bundle, Root, TempDir};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The probe binary (runs inside containers).
-pub const PROBE: &str = env!("CARGO_BIN_EXE_nk-probe");
-/// The seccomp notify agent.
-pub const AGENT: &str = env!("CARGO_BIN_EXE_nk-seccomp-agent");
+/// A program of this test crate (tests/bin/NAME.rs, built by cargo for the
+/// integration tests), found beside the running test executable: cargo
+/// puts tests in target/PROFILE/deps and programs in target/PROFILE.
+pub fn test_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let p = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(name))
+        .expect("target/PROFILE");
+    assert!(
+        p.exists(),
+        "{} is missing: it is built with the tests (cargo test -p nk-tests)",
+        p.display()
+    );
+    p
+}
 
 /// A private copy of the busybox rootfs, for tests that change it.
 pub fn private_rootfs() -> TempDir {
@@ -55,10 +67,11 @@ pub fn with_probe(b: &mut Bundle, rootfs: &Path) {
         let _ = std::os::unix::fs::symlink(t, rootfs.join(l));
     }
     std::fs::write(rootfs.join("probe"), b"").unwrap();
+    let probe = test_bin("nk-probe");
     for (src, dst) in [
         ("/usr/lib", "/usr/lib"),
         ("/usr/lib64", "/usr/lib64"),
-        (PROBE, "/probe"),
+        (probe.to_str().unwrap(), "/probe"),
     ] {
         add_mount(
             b,
@@ -78,7 +91,7 @@ pub fn probe_bundle(args: &[&str]) -> (Bundle, TempDir) {
 
 /// `run` a container of `b` under a unique id; returns the output.
 pub fn run(root: &Root, b: &Bundle, prefix: &str) -> Output {
-    let id = nk_tests::unique_id(prefix);
+    let id = crate::unique_id(prefix);
     root.run(&["run", "--bundle", &b.path(), &id])
 }
 
@@ -137,7 +150,7 @@ pub fn detached_ok(root: &Root, args: &[&str]) {
 /// Create a container with --pid-file, start it, wait for it to stop, and
 /// return (its host pid, stdout+stderr of the container in a file).
 pub fn run_with_pid(root: &Root, b: &Bundle, prefix: &str) -> (i32, String) {
-    let id = nk_tests::unique_id(prefix);
+    let id = crate::unique_id(prefix);
     let dir = TempDir::new("nk-out");
     let pidf = dir.path().join("pid");
     let outf = dir.path().join("out");
@@ -188,7 +201,7 @@ pub fn assert_nothing_left(root: &Root, id: &str, rootfs: &Path) {
         root.dir.path().display()
     );
     assert!(
-        !nk_tests::cgroup_exists(&format!("nano-sandbox/{id}")),
+        !crate::cgroup_exists(&format!("nano-sandbox/{id}")),
         "cgroup nano-sandbox/{id} left behind"
     );
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -260,7 +273,7 @@ pub fn run_with_fds(root: &Root, fds: &[(i32, &Path)], args: &[&str]) -> Output 
             Ok(())
         });
     }
-    let o = nk_tests::run_to_files(&mut c);
+    let o = crate::run_to_files(&mut c);
     drop(opened);
     o
 }
