@@ -412,24 +412,25 @@ impl Agent {
             0,
             &format!("lowerdir={lower},upperdir={ovl}/upper,workdir={ovl}/work"),
         )?;
-        let mut config = c.config;
-        let copyup = config["mounts"].as_array().is_some_and(|ms| {
-            ms.iter().any(|m| {
-                m["options"]
-                    .as_array()
-                    .is_some_and(|o| o.iter().any(|x| x == "tmpcopyup"))
-            })
-        });
+        let mut config = *c.config;
+        let copyup = config
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| m.options().iter().flatten().any(|o| o == "tmpcopyup"));
         if copyup {
             crate::cp::install().map_err(|e| format!("install /bin/cp for tmpcopyup: {e}"))?;
         }
-        config["root"]["path"] = "rootfs".into();
+        let mut root = config.root().clone().unwrap_or_default();
+        root.set_path("rootfs".into());
+        config.set_root(Some(root));
         let cfg = format!("{bundle}/config.json");
         std::fs::write(&cfg, serde_json::to_vec(&config).unwrap_or_default())
             .map_err(|e| format!("write {cfg}: {e}"))?;
         let terminal = config
-            .pointer("/process/terminal")
-            .and_then(|t| t.as_bool())
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
             .unwrap_or(false);
         if let Some(l) = sandbox::logging::Level::parse(&c.log_level) {
             sandbox::logging::set_level(l);

@@ -84,9 +84,7 @@ pub struct CreateContainer {
     pub stream: u32,
     /// config.json, already rewritten by the host for the guest (mount
     /// sources point into [`SHARE_MOUNT`], no hooks, no host namespace paths).
-    /// A JSON document, not oci-spec 0.8's `Spec`: that type drops fields
-    /// the library reads from the raw config (`mounts[].uidMappings`).
-    pub config: serde_json::Value,
+    pub config: Box<oci_spec::runtime::Spec>,
     /// The rootfs: a path relative to [`SHARE_MOUNT`]. The agent mounts an
     /// overlay on it with a tmpfs upper layer, so the host files never change.
     pub rootfs: String,

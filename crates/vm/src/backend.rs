@@ -51,17 +51,15 @@ pub struct Created {
 }
 
 /// The VM size from the flags, the annotations and the memory limit.
-pub fn vm_size(f: &SizeFlags, cfg: &serde_json::Value) -> Result<(u32, u32)> {
+pub fn vm_size(f: &SizeFlags, cfg: &oci_spec::runtime::Spec) -> Result<(u32, u32)> {
     let ann = |k: &str| -> Result<Option<u32>> {
-        match cfg.pointer(&format!("/annotations/{}", k.replace('/', "~1"))) {
+        match cfg.annotations().as_ref().and_then(|a| a.get(k)) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .and_then(|s| s.parse::<u32>().ok())
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::Msg(format!("annotation {k}={v}: give a positive whole number"))
-                }),
+            Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
+                Error::Msg(format!(
+                    "annotation {k}={v:?}: give a positive whole number"
+                ))
+            }),
         }
     };
     let vcpus = match f.vcpus {
@@ -83,8 +81,11 @@ pub fn vm_size(f: &SizeFlags, cfg: &serde_json::Value) -> Result<(u32, u32)> {
         )));
     }
     if let Some(limit) = cfg
-        .pointer("/linux/resources/memory/limit")
-        .and_then(|v| v.as_i64())
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
         .filter(|l| *l > 0)
     {
         let need = ((limit as u64).div_ceil(1 << 20) + GUEST_OVERHEAD_MIB).min(262_144) as u32;
@@ -175,8 +176,8 @@ fn shutdown(dir: &Path, st: &ContainerState) {
 /// What `create` checked before making anything.
 struct Checked {
     bundle: sandbox::spec::Bundle,
-    /// config.json as a document, for the monitor to rewrite for the guest.
-    config: serde_json::Value,
+    /// config.json, for the monitor to rewrite for the guest.
+    config: oci_spec::runtime::Spec,
     terminal: bool,
     vcpus: u32,
     memory_mib: u32,
@@ -299,12 +300,8 @@ impl VmBackend {
                 check_rootfs: true,
             },
         )?;
-        let config: serde_json::Value = serde_json::from_slice(&bundle.raw)
-            .map_err(|e| Error::Msg(format!("{}: {e}", bundle.config_path.display())))?;
-        let terminal = config
-            .pointer("/process/terminal")
-            .and_then(|t| t.as_bool())
-            == Some(true);
+        let config = bundle.spec.clone();
+        let terminal = config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
         if terminal && o.console_socket.is_none() && !o.foreground {
             return Err(Error::Msg("cannot allocate tty if runc will detach without setting console socket: give --console-socket, or set process.terminal to false".into()));
         }

@@ -43,7 +43,7 @@ pub struct MonitorConfig {
     pub state_dir: PathBuf,
     pub bundle: PathBuf,
     /// The bundle's config.json as given.
-    pub config: serde_json::Value,
+    pub config: oci_spec::runtime::Spec,
     /// The rootfs on the host (absolute).
     pub rootfs: PathBuf,
     pub vcpus: u32,
@@ -212,16 +212,20 @@ fn mount(
     Ok(())
 }
 
-fn is_bind(m: &serde_json::Value) -> bool {
-    m["type"] == "bind"
-        || m["options"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind") || has_option(m, &["bind", "rbind"])
+}
+
+fn has_option(m: &oci_spec::runtime::Mount, any: &[&str]) -> bool {
+    m.options()
+        .iter()
+        .flatten()
+        .any(|x| any.contains(&x.as_str()))
 }
 
 /// Build the shared directory (in a private mount namespace) and the config
 /// the guest sees. Returns (share dir, guest config).
-pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, serde_json::Value)> {
+pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime::Spec)> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::sys("unshare(CLONE_NEWNS) for the 9p share", e))?;
     mount(
@@ -258,12 +262,12 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, serde_json::Value)
         "",
     )?;
     let mut g = cfg.config.clone();
-    if let Some(ms) = g["mounts"].as_array_mut() {
+    if let Some(ms) = g.mounts_mut() {
         for (i, m) in ms.iter_mut().enumerate() {
             if !is_bind(m) {
                 continue;
             }
-            let Some(src) = m["source"].as_str().map(PathBuf::from) else {
+            let Some(src) = m.source().clone() else {
                 continue;
             };
             let src = if src.is_absolute() {
@@ -287,9 +291,7 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, serde_json::Value)
             } else {
                 std::fs::File::create(&dst).map_err(|e| Error::io("create", &dst, e))?;
             }
-            let rec = m["options"]
-                .as_array()
-                .is_some_and(|o| o.iter().any(|x| x == "rbind"));
+            let rec = has_option(m, &["rbind"]);
             mount(
                 Some(&src),
                 &dst,
@@ -297,34 +299,30 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, serde_json::Value)
                 libc::MS_BIND | if rec { libc::MS_REC } else { 0 },
                 "",
             )?;
-            m["source"] = format!("{}/m{i}", vm_protocol::SHARE_MOUNT).into();
+            m.set_source(Some(format!("{}/m{i}", vm_protocol::SHARE_MOUNT).into()));
         }
     }
     // Host-side things the guest cannot use: hooks run on the host, host
     // namespace paths do not exist in the guest, LSM labels are not loaded there.
-    if let Some(o) = g.as_object_mut() {
-        o.remove("hooks");
-    }
-    if let Some(nss) = g["linux"]["namespaces"].as_array_mut() {
-        for ns in nss.iter_mut() {
-            if let Some(o) = ns.as_object_mut() {
-                if let Some(p) = o.remove("path") {
-                    sandbox::logging::warn(|| {
-                        format!(
-                            "VM mode: the {} namespace path {p} is a host namespace; the guest creates a new one",
-                            o.get("type").and_then(|t| t.as_str()).unwrap_or("?")
-                        )
-                    });
-                }
+    g.set_hooks(None);
+    if let Some(l) = g.linux_mut() {
+        for ns in l.namespaces_mut().iter_mut().flatten() {
+            if let Some(p) = ns.path().clone() {
+                sandbox::logging::warn(|| {
+                    format!(
+                        "VM mode: the {} namespace path {} is a host namespace; the guest creates a new one",
+                        sandbox::linux::namespaces::name(ns.typ()),
+                        p.display()
+                    )
+                });
+                ns.set_path(None);
             }
         }
+        l.set_mount_label(None);
     }
-    if let Some(p) = g["process"].as_object_mut() {
-        p.remove("apparmorProfile");
-        p.remove("selinuxLabel");
-    }
-    if let Some(l) = g["linux"].as_object_mut() {
-        l.remove("mountLabel");
+    if let Some(p) = g.process_mut() {
+        p.set_apparmor_profile(None);
+        p.set_selinux_label(None);
     }
     Ok((share, g))
 }
@@ -486,7 +484,7 @@ fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
     let create = Request::Create(vm_protocol::CreateContainer {
         id: cfg.id.clone(),
         stream: INIT_STREAM,
-        config: guest_config,
+        config: Box::new(guest_config),
         rootfs: "rootfs".into(),
         systemd_cgroup: cfg.systemd_cgroup,
         no_pivot: cfg.no_pivot,
@@ -494,11 +492,7 @@ fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
         log_level: cfg.log_level.clone(),
     });
     let created = m.call(create, Duration::from_secs(120))?;
-    let tty = cfg
-        .config
-        .pointer("/process/terminal")
-        .and_then(|t| t.as_bool())
-        == Some(true);
+    let tty = cfg.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let (i, o, e) = match cfg.tty_fd {
         Some(fd) => (dup(fd), dup(fd), None),
         None => (dup(0), dup(1), if tty { None } else { dup(2) }),
