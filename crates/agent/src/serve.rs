@@ -91,13 +91,14 @@ impl Port {
         let end = Instant::now() + t;
         while !self.out.is_empty() && Instant::now() < end {
             self.flush();
-            let mut p = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: poll one pollfd that lives for the call.
-            unsafe { libc::poll(&mut p, 1, 50) };
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let _ = poll(
+                &mut [PollFd::new(
+                    std::os::fd::AsFd::as_fd(&self.fd),
+                    PollFlags::POLLOUT,
+                )],
+                PollTimeout::from(50u8),
+            );
         }
     }
 }

@@ -163,13 +163,12 @@ mod tests {
         std::fs::write(&ev, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
         let mut w = OomWatcher::v2(&d).unwrap();
         std::fs::write(&ev, "low 0\nhigh 0\nmax 5\noom 3\noom_kill 3\n").unwrap();
-        let mut p = libc::pollfd {
-            fd: w.fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one pollfd that lives for the call.
-        assert_eq!(unsafe { libc::poll(&mut p, 1, 2000) }, 1);
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let n = poll(
+            &mut [PollFd::new(w.fd(), PollFlags::POLLIN)],
+            PollTimeout::from(2000u16),
+        );
+        assert_eq!(n, Ok(1));
         assert_eq!(w.read(), OomRead::Oom(2));
         assert_eq!(w.read(), OomRead::Nothing);
         std::fs::remove_dir_all(&d).unwrap();

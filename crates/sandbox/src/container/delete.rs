@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::hooks::pidfd_open;
 use crate::state::{self, ContainerState, Status};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 impl Runtime {
     /// Delete a container. A running one needs `force`; with `force`, a
@@ -145,13 +145,12 @@ impl Runtime {
         });
         let _ = crate::linux::syscall::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
         then();
-        let mut p = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll one pollfd that lives for the call; up to 10 s.
-        unsafe { libc::poll(&mut p, 1, 10_000) };
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        // Up to 10 s.
+        let _ = poll(
+            &mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)],
+            PollTimeout::from(10_000u16),
+        );
     }
 
     /// Tear down a stopped container's resources; `kill`: processes left in

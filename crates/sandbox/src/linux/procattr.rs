@@ -55,20 +55,18 @@ pub fn new_session_keyring(name: &str, searchable: bool) -> Result<bool> {
 /// Apply linux.personality: the execution domain (LINUX or LINUX32; the
 /// spec defines no flags yet, and validation refuses any).
 pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
+    use nix::sys::personality::Persona;
     use oci_spec::runtime::LinuxPersonalityDomain as D;
-    let (v, name): (libc::c_ulong, &str) = match p.domain() {
-        D::PerLinux => (0x0000, "LINUX"),
-        D::PerLinux32 => (0x0008, "LINUX32"),
+    // PER_LINUX is 0; PER_LINUX32 (0x0008) is a domain, not one of nix's
+    // flags, so it is kept as given.
+    let (v, name) = match p.domain() {
+        D::PerLinux => (Persona::empty(), "LINUX"),
+        D::PerLinux32 => (Persona::from_bits_retain(0x0008), "LINUX32"),
     };
     explain::step(&catalog::PERSONALITY, || format!("personality({name})"));
-    // SAFETY: personality(2) takes a plain integer.
-    if unsafe { libc::personality(v) } < 0 {
-        return Err(Error::sys(
-            format!("linux.personality {name}"),
-            nix::errno::Errno::last(),
-        ));
-    }
-    Ok(())
+    nix::sys::personality::set(v)
+        .map(drop)
+        .map_err(|e| Error::sys(format!("linux.personality {name}"), e))
 }
 
 /// The numeric I/O priority of a class and level.

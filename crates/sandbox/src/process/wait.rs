@@ -309,19 +309,11 @@ struct PidfdInfo {
 /// from /proc while it is still a zombie on older kernels.
 pub fn wait_exit_of(pid: i32, pidfd: &OwnedFd) -> Result<i32> {
     let mut zombie_status = None;
-    loop {
-        let mut p = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll one pollfd that lives for the call.
-        let n = unsafe { libc::poll(&mut p, 1, -1) };
-        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-            continue;
-        }
-        break;
-    }
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    while let Err(nix::errno::Errno::EINTR) = poll(
+        &mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)],
+        PollTimeout::NONE,
+    ) {}
     // A zombie still shows its exit code in /proc/<pid>/stat (field 52).
     if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         if let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) {
