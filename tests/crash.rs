@@ -585,6 +585,22 @@ fn pids_of(l: &Leftovers) -> BTreeSet<i32> {
         .collect()
 }
 
+/// What `w` leaves once what is going has gone: processes that were still
+/// exiting (and zombies of ours, which are reaped) are waited for, up to the
+/// shared deadline; what is still there then is what was left.
+fn settled(w: &World) -> Leftovers {
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        let l = w.leftovers();
+        if l.is_empty() || std::time::Instant::now() > end {
+            return l;
+        }
+        reap(&pids_of(&l));
+        // A poll interval: the host is looked at again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// One crash: where, and what it left (before, after) or what went wrong.
 type Outcome = (Variant, Verb, Fault, Result<(String, String), String>);
 
@@ -620,7 +636,7 @@ fn crash_case(variant: Variant, verb: Verb, f: &Fault) -> Result<(String, String
             pids.iter().all(gone).then_some(())
         })
     });
-    let after = w.leftovers();
+    let after = settled(&w);
     let alive: Vec<String> = pids
         .iter()
         .filter(|p| !gone(p))
@@ -645,10 +661,11 @@ fn crash_case(variant: Variant, verb: Verb, f: &Fault) -> Result<(String, String
         {
             return Err(format!("the same id could not run again: {}", p.stderr));
         }
-        return if w.leftovers().is_empty() {
+        let left = settled(&w);
+        return if left.is_empty() {
             Ok((before.summary(), after.summary()))
         } else {
-            Err(format!("the second run left {}", w.leftovers()))
+            Err(format!("the second run left {left}"))
         };
     }
     let b = w.bundle.to_str().unwrap();
@@ -667,10 +684,10 @@ fn crash_case(variant: Variant, verb: Verb, f: &Fault) -> Result<(String, String
             again.iter().all(gone).then_some(())
         })
     });
-    if code != Some(0) || !w.leftovers().is_empty() {
+    let left = settled(&w);
+    if code != Some(0) || !left.is_empty() {
         return Err(format!(
-            "the new container's delete -f ({code:?}, {err}) left {}",
-            w.leftovers()
+            "the new container's delete -f ({code:?}, {err}) left {left}"
         ));
     }
     Ok((before.summary(), after.summary()))
