@@ -2349,8 +2349,19 @@ fn suite_delete_only_create_resources() {
     wait_for_status(&r, &["stopped"], Duration::from_secs(10)).unwrap();
     r.delete().unwrap();
     let survived = test_path.exists();
-    let _ = std::fs::remove_dir(&test_path);
+    // The exited process may still be in it until its parent reaps it
+    // (rmdir fails with EBUSY meanwhile): remove it once it is empty.
+    let end = Instant::now() + nk_tests::DEADLINE;
+    while test_path.exists() && std::fs::remove_dir(&test_path).is_err() && Instant::now() < end {
+        // A poll interval: the cgroup is looked at again.
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(survived, "delete removed a cgroup it did not create");
+    assert!(
+        !test_path.exists(),
+        "{} could not be removed",
+        test_path.display()
+    );
 }
 
 // ---------------------------------------------------------------------------
