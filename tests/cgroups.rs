@@ -817,6 +817,9 @@ fn pause_resume_and_state() {
     assert_eq!(c.root.status(&c.id), "paused");
     assert_eq!(c.h("freezer", "freezer.state"), "FROZEN");
     let a = read();
+    // Not a wait for a state but a window in which a running counter
+    // (every 20 ms) would move: a frozen one cannot, however loaded the
+    // machine is, so this can only pass wrongly, never fail wrongly.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(read(), a, "a paused container kept running");
     // Pausing twice or resuming a running container is refused.

@@ -64,16 +64,27 @@ fn main() {
         }
         Some("thread") => {
             let nr = num(&args[1]) as i64;
+            let (tx, rx) = std::sync::mpsc::channel();
             let t = std::thread::spawn(move || {
                 // SAFETY: a syscall with no arguments.
                 unsafe { libc::syscall(nr) };
                 // Reached only if the syscall did not kill this thread.
+                let _ = tx.send(());
                 std::thread::sleep(std::time::Duration::from_secs(2));
             });
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            let n = std::fs::read_dir("/proc/self/task")
-                .map(|d| d.count())
-                .unwrap_or(0);
+            // Until the thread has either returned from the syscall (it
+            // says so) or been killed by it (only this thread is left).
+            let threads = || {
+                std::fs::read_dir("/proc/self/task")
+                    .map(|d| d.count())
+                    .unwrap_or(0)
+            };
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while rx.try_recv().is_err() && threads() > 1 && std::time::Instant::now() < end {
+                // A poll interval: the thread's fate is looked at again.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let n = threads();
             drop(t);
             format!("main alive threads={n}")
         }

@@ -186,7 +186,7 @@ fn serve(fd: OwnedFd, meta: &str, signal_first: bool, log: &Log) {
                 if signalled.insert(n.pid) {
                     // SAFETY: kill(2) with a pid and a signal number.
                     unsafe { libc::kill(n.pid as i32, libc::SIGUSR1) };
-                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    wait_signal_settled(raw, n.id, n.pid);
                 }
                 match respond(raw, n.id, 0, true) {
                     Ok(()) => note(log, "chdir send=ok"),
@@ -201,5 +201,31 @@ fn serve(fd: OwnedFd, meta: &str, signal_first: bool, log: &Log) {
                 let _ = respond(raw, n.id, 0, true);
             }
         }
+    }
+}
+
+/// Wait (up to 10 s) until SIGUSR1 sent to `pid` has done what it will do
+/// to the notified syscall: interrupted it (the notification is no longer
+/// valid), or stays pending while the task waits killably for our answer
+/// (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: state D).
+fn wait_signal_settled(raw: i32, id: u64, pid: u32) {
+    let settled = || {
+        if !id_valid(raw, id) {
+            return true;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let bit = 1u64 << (libc::SIGUSR1 - 1);
+        let pending = status.lines().any(|l| {
+            (l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+                && u64::from_str_radix(l[7..].trim(), 16).is_ok_and(|m| m & bit != 0)
+        });
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3));
+        pending && state == Some("D")
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !settled() && std::time::Instant::now() < end {
+        // A poll interval: the task's state is read again.
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
