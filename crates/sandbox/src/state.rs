@@ -160,6 +160,11 @@ pub struct ContainerState {
     /// config.json).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<crate::linux::namespaces::NsIdentity>>,
+    /// The container has a pid namespace of its own (a new one, not joined
+    /// by path): delete then kills its init and the kernel the rest. None
+    /// in a record written before it was recorded (delete reads config.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_pidns: Option<bool>,
     /// Set when the container has no mount namespace: which mounts under
     /// the rootfs are its own, for delete to detach.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -377,6 +377,7 @@ impl Runtime {
     fn new_record(&self, o: &CreateOptions, bundle: &Bundle, plan: &Plan) -> ContainerState {
         let me = std::process::id() as i32;
         ContainerState {
+            private_pidns: Some(private_pidns(&bundle.spec)),
             id: o.id.clone(),
             creator_pid: me,
             creator_start: state::proc_stat(me).map(|s| s.start).unwrap_or(0),
@@ -795,4 +796,15 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     explain::step(&catalog::PID_FILE, || format!("{pid} > {}", path.display()));
     crate::files::replace(path, pid.to_string().as_bytes(), 0o644)
         .map_err(|e| Error::msg(format!("--pid-file: {e}")))
+}
+
+/// Does the config give the container a pid namespace of its own (a new
+/// one, not joined by path)?
+pub(crate) fn private_pidns(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none())
 }

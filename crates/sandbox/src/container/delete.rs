@@ -92,8 +92,12 @@ impl Runtime {
     }
 
     /// Does the container have a pid namespace of its own (a new one, not
-    /// joined by path)? Read from its config copy; without one, no.
+    /// joined by path)? As recorded at create; a record from before that
+    /// was recorded is answered from its config copy (without one, no).
     fn private_pidns(&self, st: &ContainerState) -> bool {
+        if let Some(p) = st.private_pidns {
+            return p;
+        }
         let cfg = self.store.dir(&st.id).join(state::CONFIG_FILE);
         let Ok(raw) = std::fs::read(&cfg) else {
             return false;
@@ -101,13 +105,7 @@ impl Runtime {
         let Ok(p) = crate::spec::parse(&raw, &cfg) else {
             return false;
         };
-        p.spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().clone())
-            .unwrap_or_default()
-            .iter()
-            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none())
+        super::create::private_pidns(&p.spec)
     }
 
     fn kill_and_wait(&self, st: &ContainerState, private_pidns: bool) {
