@@ -35,12 +35,16 @@ fn wait_bounded(pid: i32, what: &str) -> Ended {
     // SAFETY: poll one pollfd that lives for the call.
     let n = unsafe { libc::poll(&mut p, 1, ms) };
     if n <= 0 {
+        let where_stuck = describe_tree(pid);
         // SAFETY: kill(2) and reap our own child.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        panic!("{what}: the runtime did not exit within {DEADLINE:?} (spinning or stuck)");
+        panic!(
+            "{what}: the runtime did not exit within {DEADLINE:?} (spinning or stuck); \
+             its processes then:\n{where_stuck}"
+        );
     }
     let mut status = 0;
     // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
@@ -57,6 +61,47 @@ fn wait_bounded(pid: i32, what: &str) -> Ended {
         + ru.ru_stime.tv_sec as f64
         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) as f64 / 1e6;
     Ended { code, cpu }
+}
+
+/// What `pid` and its descendants were doing: state, kernel wait channel,
+/// pending, blocked and caught signals, and command line. Printed when the
+/// runtime misses the deadline, so a rare hang shows where it was stuck.
+fn describe_tree(pid: i32) -> String {
+    let mut out = String::new();
+    let mut todo = vec![(pid, 0usize)];
+    while let Some((p, depth)) = todo.pop() {
+        let dir = format!("/proc/{p}");
+        let status = std::fs::read_to_string(format!("{dir}/status")).unwrap_or_default();
+        let fields: Vec<&str> = status
+            .lines()
+            .filter(|l| {
+                [
+                    "State:", "SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
+            })
+            .collect();
+        let wchan = std::fs::read_to_string(format!("{dir}/wchan")).unwrap_or_default();
+        let cmd = std::fs::read(format!("{dir}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:indent$}pid {p} [{cmd}] wchan={wchan} {}\n",
+            "",
+            fields.join(" ").replace('\t', " "),
+            indent = depth * 2
+        ));
+        if let Ok(tasks) = std::fs::read_dir(format!("{dir}/task")) {
+            for t in tasks.flatten() {
+                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
+                    todo.push((k, depth + 1));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The write end of a pipe whose read end is already closed: every write
@@ -319,12 +364,11 @@ fn hung_up_terminal() {
             .then_some(())
     });
     drop(master);
-    check(
-        "hung-up terminal",
-        &wait_bounded(pid, "run on a hung-up terminal"),
-        7,
-        1.0,
+    let what = format!(
+        "run on a hung-up terminal (it had printed {:?})",
+        String::from_utf8_lossy(&seen)
     );
+    check("hung-up terminal", &wait_bounded(pid, &what), 7, 1.0);
     nothing_left(&root, &id);
 }
 
