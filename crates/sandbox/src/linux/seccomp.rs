@@ -1,6 +1,12 @@
 //! seccomp: compile linux.seccomp into a BPF filter with libseccomp and load it
 //! as the last step before execve. With the NOTIFY action, the listener's
 //! descriptor is sent to `listenerPath` with the container's state, as runc does.
+//!
+//! The runtime compiles in the parent, before anything is created, through
+//! [`cache`]: a profile seen before is not compiled again. The child only
+//! loads the bytes it is sent ([`Prepared`]).
+
+pub mod cache;
 
 use crate::error::{Error, FieldError, Result};
 use crate::explain::{self, catalog};
@@ -16,8 +22,12 @@ use std::str::FromStr;
 /// A compiled filter, ready to load: BPF instructions and seccomp(2) flags.
 /// libseccomp compiles; the load is a plain seccomp(2) call, so every filter
 /// flag of the kernel (including WAIT_KILLABLE_RECV, which libseccomp 2.5 does
-/// not know) can be passed.
+/// not know) can be passed. Made by the parent, sent to the child in its
+/// init request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Prepared {
+    /// The program: an array of struct sock_filter (hex in the request).
+    #[serde(with = "hex")]
     bpf: Vec<u8>,
     flags: libc::c_ulong,
     /// Some rule uses SCMP_ACT_NOTIFY.
@@ -26,6 +36,59 @@ pub struct Prepared {
     pub rules: usize,
     /// The default action's name.
     pub default: String,
+    /// linux.seccomp.listenerMetadata, sent to the listener with the state.
+    pub listener_metadata: String,
+}
+
+/// What libseccomp made of a profile: the part of [`Prepared`] the cache
+/// keeps (the rest comes from the profile itself, see [`load_params`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    /// The BPF program (struct sock_filter array).
+    pub bpf: Vec<u8>,
+    /// Rules added.
+    pub rules: usize,
+    /// Syscall names this libseccomp does not know (skipped, warned about).
+    pub unknown: Vec<String>,
+}
+
+/// Bytes as lowercase hex in JSON (the sync channel's format), where a
+/// `Vec<u8>` would be an array of numbers three times the size.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(b))
+    }
+
+    pub fn encode(b: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(b.len() * 2);
+        for &x in b {
+            out.push(DIGITS[(x >> 4) as usize] as char);
+            out.push(DIGITS[(x & 15) as usize] as char);
+        }
+        out
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        decode(s.as_bytes()).ok_or_else(|| serde::de::Error::custom("invalid hex in bpf"))
+    }
+
+    pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
+        let nib = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        if !s.len().is_multiple_of(2) {
+            return None;
+        }
+        s.chunks(2)
+            .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+            .collect()
+    }
 }
 
 /// The libseccomp action; `errno` is the errnoRet given with it (EPERM when
@@ -252,8 +315,80 @@ fn arch_name(a: &oci_spec::runtime::Arch) -> String {
     spec_name(a)
 }
 
-/// Compile the profile. Unknown syscall names are skipped with a warning.
+/// Compile the profile without the cache (see [`cache::prepare`] for the
+/// runtime's way). Unknown syscall names are skipped with a warning.
 pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
+    let c = compile(s)?;
+    warn_unknown(&c.unknown);
+    Ok(assemble(s, c))
+}
+
+/// A [`Prepared`] from what libseccomp compiled and the profile's own
+/// fields (flags, notify, metadata), which need no libseccomp.
+fn assemble(s: &LinuxSeccomp, c: Compiled) -> Prepared {
+    let (flags, notify) = load_params(s);
+    Prepared {
+        bpf: c.bpf,
+        flags,
+        notify,
+        rules: c.rules,
+        default: format!("{:?}", s.default_action()),
+        listener_metadata: s.listener_metadata().clone().unwrap_or_default(),
+    }
+}
+
+/// One warning for every name libseccomp did not know (newer syscalls,
+/// typos): skipped, as runc does.
+fn warn_unknown(unknown: &[String]) {
+    if !unknown.is_empty() {
+        crate::logging::warn(|| {
+            format!(
+                "linux.seccomp: syscalls unknown to libseccomp {} skipped: {}",
+                library_version(),
+                unknown.join(", ")
+            )
+        });
+    }
+}
+
+/// The seccomp(2) flags of the load and whether a listener is asked for.
+fn load_params(s: &LinuxSeccomp) -> (libc::c_ulong, bool) {
+    let mut flags: libc::c_ulong = 0;
+    let mut wait_killable_recv = false;
+    for &f in s.flags().iter().flatten() {
+        if f == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
+            // Only meaningful with a listener: added below when there is one.
+            wait_killable_recv = true;
+        } else {
+            flags |= flag_bit(f);
+        }
+    }
+    let def = action(s.default_action(), s.default_errno_ret());
+    let notify = s.default_action() == LinuxSeccompAction::ScmpActNotify
+        || s.syscalls().iter().flatten().any(|sc| {
+            sc.action() == LinuxSeccompAction::ScmpActNotify
+                && action(sc.action(), sc.errno_ret()) != def
+        });
+    if notify {
+        flags |= FLAG_NEW_LISTENER;
+        if flags & FLAG_TSYNC != 0 {
+            // TSYNC and a listener are exclusive unless a failed sync reports ESRCH.
+            flags |= FLAG_TSYNC_ESRCH;
+        }
+        if wait_killable_recv {
+            flags |= flag_bit(LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv);
+        }
+    } else if wait_killable_recv {
+        crate::logging::warn(|| {
+            "linux.seccomp.flags SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV has no effect without an SCMP_ACT_NOTIFY rule".into()
+        });
+    }
+    (flags, notify)
+}
+
+/// Compile the profile to BPF with libseccomp: the costly part, which the
+/// cache saves.
+pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
     let def = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new_filter(def)
         .map_err(|e| Error::msg(format!("linux.seccomp: create filter: {e}")))?;
@@ -270,29 +405,13 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
         ctx.add_arch(arch)
             .map_err(|e| Error::msg(format!("linux.seccomp.architectures[{i}] {name}: {e}")))?;
     }
-    let mut flags: libc::c_ulong = 0;
-    let mut wait_killable_recv = false;
-    for &f in s.flags().iter().flatten() {
-        if f == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
-            // Only meaningful with a listener: added below when there is one.
-            wait_killable_recv = true;
-        } else {
-            flags |= flag_bit(f);
-        }
-    }
-    let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
     let mut rules = 0;
-    // Names this libseccomp does not know (newer syscalls, typos): skipped,
-    // as runc does, with one warning for all of them.
     let mut unknown: Vec<String> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let act = action(sc.action(), sc.errno_ret());
         if act == def {
             // libseccomp refuses rules equal to the default action; runc skips them too.
             continue;
-        }
-        if sc.action() == LinuxSeccompAction::ScmpActNotify {
-            notify = true;
         }
         let args = sc.args().clone().unwrap_or_default();
         let mut counts = [0usize; 6];
@@ -336,44 +455,29 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
             rules += 1;
         }
     }
-    if !unknown.is_empty() {
-        crate::logging::warn(|| {
-            format!(
-                "linux.seccomp: syscalls unknown to libseccomp {} skipped: {}",
-                library_version(),
-                unknown.join(", ")
-            )
-        });
-    }
-    if notify {
-        flags |= FLAG_NEW_LISTENER;
-        if flags & FLAG_TSYNC != 0 {
-            // TSYNC and a listener are exclusive unless a failed sync reports ESRCH.
-            flags |= FLAG_TSYNC_ESRCH;
-        }
-        if wait_killable_recv {
-            flags |= flag_bit(LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv);
-        }
-    } else if wait_killable_recv {
-        crate::logging::warn(|| {
-            "linux.seccomp.flags SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV has no effect without an SCMP_ACT_NOTIFY rule".into()
-        });
-    }
     let bpf = export(&ctx)?;
-    let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
+    check_size(&bpf)?;
+    Ok(Compiled {
+        bpf,
+        rules,
+        unknown,
+    })
+}
+
+/// A program the kernel would refuse for its length is refused here, with
+/// what to do about it.
+fn check_size(bpf: &[u8]) -> Result<()> {
+    let insns = bpf.len() / INSN;
     if insns > MAX_INSNS {
         return Err(Error::msg(format!(
             "linux.seccomp: the compiled filter has {insns} BPF instructions, above the kernel's limit of {MAX_INSNS}; merge rules or shorten the profile"
         )));
     }
-    Ok(Prepared {
-        bpf,
-        flags,
-        notify,
-        rules,
-        default: format!("{:?}", s.default_action()),
-    })
+    Ok(())
 }
+
+/// The size of one BPF instruction (struct sock_filter).
+const INSN: usize = std::mem::size_of::<libc::sock_filter>();
 
 impl Prepared {
     /// Load the filter into this process. Returns the notify descriptor when
