@@ -716,6 +716,12 @@ fn notify_listener_answers_mkdir_for_init_and_exec() {
             .parse()
             .unwrap();
         root.ok(&["start", &id]);
+        // start returns once the program runs, not once its mkdir has been
+        // answered: wait for the directory the agent makes.
+        let made = format!("/proc/{pid}/root/tmp/foo-bar");
+        nk_tests::wait_for("the agent's answer to mkdir", nk_tests::DEADLINE, || {
+            Path::new(&made).exists().then_some(())
+        });
         // The program sees the agent's answer: mkdir "succeeded", and the
         // directory that exists is the one the agent made.
         let o = root.run(&["exec", &id, "ls", "-d", "/tmp/foo", "/tmp/foo-bar"]);
