@@ -389,6 +389,12 @@ fn load_params(s: &LinuxSeccomp) -> (libc::c_ulong, bool) {
 /// Compile the profile to BPF with libseccomp: the costly part, which the
 /// cache saves.
 pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
+    compile_as(s, true)
+}
+
+/// [`compile`], with the binary tree for large profiles or (`tree` false,
+/// for the tests that compare both) always linear.
+fn compile_as(s: &LinuxSeccomp, tree: bool) -> Result<Compiled> {
     let def = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new_filter(def)
         .map_err(|e| Error::msg(format!("linux.seccomp: create filter: {e}")))?;
@@ -455,6 +461,17 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
             rules += 1;
         }
     }
+    if tree && rules > BINARY_TREE_FROM {
+        // A binary search on the syscall number instead of one test after
+        // another: the same decisions, reached in O(log n). The kernel's
+        // load (which emulates the program for every syscall number to
+        // find the always-allowed ones) and every syscall of the container
+        // get cheaper: for Podman's profile the load drops from about 1.0
+        // to 0.4 ms. As runc, not for small profiles (libseccomp before
+        // 2.5.4 ignores the default action of a tree with no rules); a
+        // libseccomp without the option keeps the linear program.
+        let _ = ctx.set_ctl_optimize(2);
+    }
     let bpf = export(&ctx)?;
     check_size(&bpf)?;
     Ok(Compiled {
@@ -475,6 +492,9 @@ fn check_size(bpf: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// More rules than this compile to a binary tree (see [`compile`]).
+const BINARY_TREE_FROM: usize = 32;
 
 /// The size of one BPF instruction (struct sock_filter).
 const INSN: usize = std::mem::size_of::<libc::sock_filter>();
@@ -623,6 +643,198 @@ mod tests {
         );
         assert_eq!(c.rules, 15);
         assert!(!c.bpf.is_empty());
+    }
+
+    /// Jumps on "greater than" or "greater or equal" against a syscall
+    /// number: what a binary search is made of. A profile without argument
+    /// conditions has none in the linear layout (only the x32 check, against
+    /// 0x40000000).
+    fn range_jumps(bpf: &[u8]) -> usize {
+        const JGT_K: u16 = 0x25;
+        const JGE_K: u16 = 0x35;
+        bpf.chunks(INSN)
+            .filter(|i| {
+                let code = u16::from_ne_bytes([i[0], i[1]]);
+                let k = u32::from_ne_bytes([i[4], i[5], i[6], i[7]]);
+                [JGT_K, JGE_K].contains(&code) && k < 0x4000_0000
+            })
+            .count()
+    }
+
+    #[test]
+    fn large_profiles_compile_to_a_binary_tree() {
+        let names = |n: usize| -> Vec<String> {
+            [
+                "read",
+                "write",
+                "close",
+                "fstat",
+                "lseek",
+                "mmap",
+                "mprotect",
+                "munmap",
+                "brk",
+                "rt_sigaction",
+                "rt_sigprocmask",
+                "ioctl",
+                "pread64",
+                "pwrite64",
+                "readv",
+                "writev",
+                "access",
+                "pipe",
+                "select",
+                "sched_yield",
+                "mremap",
+                "msync",
+                "mincore",
+                "madvise",
+                "shmget",
+                "shmat",
+                "shmctl",
+                "dup",
+                "dup2",
+                "pause",
+                "nanosleep",
+                "getitimer",
+                "alarm",
+                "setitimer",
+                "getpid",
+                "sendfile",
+                "socket",
+                "connect",
+                "accept",
+                "sendto",
+            ]
+            .iter()
+            .take(n)
+            .map(|s| s.to_string())
+            .collect()
+        };
+        for (n, tree) in [(8, false), (BINARY_TREE_FROM, false), (40, true)] {
+            let p: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": names(n), "action": "SCMP_ACT_ALLOW"}]
+            }))
+            .unwrap();
+            let c = compile(&p).unwrap();
+            assert_eq!(c.rules, n);
+            assert_eq!(range_jumps(&c.bpf) > 0, tree, "{n} rules");
+        }
+    }
+
+    type Insn = (u16, u8, u8, u32);
+
+    fn decode(bpf: &[u8]) -> Vec<Insn> {
+        bpf.chunks(INSN)
+            .map(|i| {
+                (
+                    u16::from_ne_bytes([i[0], i[1]]),
+                    i[2],
+                    i[3],
+                    u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+                )
+            })
+            .collect()
+    }
+
+    /// What a seccomp program returns for one call: a classic BPF
+    /// interpreter for the instructions libseccomp emits, run on a struct
+    /// seccomp_data (nr, arch, instruction pointer, six arguments).
+    fn run_bpf(insns: &[Insn], nr: u32, arch: u32, args: &[u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let (mut a, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
+        loop {
+            let (code, jt, jf, k) = insns[pc];
+            pc += 1;
+            let jump = |cond: bool| if cond { jt as usize } else { jf as usize };
+            match code {
+                0x20 => {
+                    let o = k as usize;
+                    a = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap());
+                }
+                0x00 => a = k,
+                0x60 => a = mem[k as usize],
+                0x01 => x = k,
+                0x61 => x = mem[k as usize],
+                0x02 => mem[k as usize] = a,
+                0x03 => mem[k as usize] = x,
+                0x54 => a &= k,
+                0x44 => a |= k,
+                0x07 => x = a,
+                0x87 => a = x,
+                0x05 => pc += k as usize,
+                0x15 => pc += jump(a == k),
+                0x25 => pc += jump(a > k),
+                0x35 => pc += jump(a >= k),
+                0x45 => pc += jump(a & k != 0),
+                0x1d => pc += jump(a == x),
+                0x2d => pc += jump(a > x),
+                0x3d => pc += jump(a >= x),
+                0x06 => return k,
+                0x16 => return a,
+                other => panic!("instruction {other:#x} at {} not interpreted", pc - 1),
+            }
+        }
+    }
+
+    /// The binary tree decides every call as the linear program does, on
+    /// the profiles Docker and Podman send: every syscall number of the
+    /// three x86 ABIs, with arguments that hit and miss the profiles'
+    /// argument rules.
+    #[test]
+    fn the_binary_tree_decides_as_the_linear_program() {
+        const X86_64: u32 = 0xc000_003e;
+        const I386: u32 = 0x4000_0003;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/fixtures");
+        for fixture in ["docker.json", "podman.json"] {
+            let c: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join(fixture)).unwrap()).unwrap();
+            let p: LinuxSeccomp = serde_json::from_value(c["linux"]["seccomp"].clone()).unwrap();
+            let tree = compile_as(&p, true).unwrap().bpf;
+            let linear = compile_as(&p, false).unwrap().bpf;
+            assert!(
+                range_jumps(&tree) > 0 && range_jumps(&linear) == 0,
+                "{fixture}"
+            );
+            let (tree, linear) = (decode(&tree), decode(&linear));
+            let mut calls = 0;
+            let mut answers = std::collections::BTreeSet::new();
+            for (arch, base) in [(X86_64, 0), (X86_64, 0x4000_0000), (I386, 0)] {
+                for nr in 0..512u32 {
+                    for v in [
+                        0u64,
+                        1,
+                        8,
+                        0x2_0000,
+                        0x2_0008,
+                        0xffff_ffff,
+                        0x7e02_0000,
+                        u64::MAX,
+                    ] {
+                        let args = [v, v, v, v, v, v];
+                        answers.insert(run_bpf(&linear, base + nr, arch, &args));
+                        assert_eq!(
+                            run_bpf(&tree, base + nr, arch, &args),
+                            run_bpf(&linear, base + nr, arch, &args),
+                            "{fixture}: arch {arch:#x} nr {} args {v:#x}",
+                            base + nr
+                        );
+                        calls += 1;
+                    }
+                }
+            }
+            assert_eq!(calls, 3 * 512 * 8);
+            // Allowed, refused with EPERM, ENOSYS for clone3, killed for
+            // another ABI: the programs were really told apart.
+            assert!(answers.len() >= 3, "{fixture}: {answers:x?}");
+        }
     }
 
     #[test]
