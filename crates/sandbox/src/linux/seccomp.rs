@@ -63,12 +63,11 @@ mod hex {
 
     pub fn encode(b: &[u8]) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(b.len() * 2);
-        for &x in b {
-            out.push(DIGITS[(x >> 4) as usize] as char);
-            out.push(DIGITS[(x & 15) as usize] as char);
-        }
-        out
+        let out: Vec<u8> = b
+            .iter()
+            .flat_map(|&x| [DIGITS[(x >> 4) as usize], DIGITS[(x & 15) as usize]])
+            .collect();
+        String::from_utf8(out).unwrap_or_default()
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
