@@ -716,6 +716,12 @@ fn notify_listener_answers_mkdir_for_init_and_exec() {
             .parse()
             .unwrap();
         root.ok(&["start", &id]);
+        // start returns once the program runs, not once its mkdir has been
+        // answered: wait for the directory the agent makes.
+        let made = format!("/proc/{pid}/root/tmp/foo-bar");
+        nk_tests::wait_for("the agent's answer to mkdir", nk_tests::DEADLINE, || {
+            Path::new(&made).exists().then_some(())
+        });
         // The program sees the agent's answer: mkdir "succeeded", and the
         // directory that exists is the one the agent made.
         let o = root.run(&["exec", &id, "ls", "-d", "/tmp/foo", "/tmp/foo-bar"]);
@@ -844,4 +850,301 @@ fn refused_profiles_leave_nothing_behind() {
     let o = root.run(&["create", "--bundle", &b.path(), &id]);
     assert!(stderr(&o).contains("listenerPath"), "{}", both(&o));
     assert_nothing_left(&root, &id, Path::new(&nk_tests::rootfs()));
+}
+
+// The cache of compiled filters (crates/sandbox/src/linux/seccomp/cache.rs).
+
+/// The cache directory of a test root.
+fn cache_dir(root: &Root) -> std::path::PathBuf {
+    root.dir.path().join(".seccomp-cache")
+}
+
+/// The cache's entries (64 hex digits each).
+fn cache_entries(root: &Root) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(cache_dir(root))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.len() == 64))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `run` with -E (and `extra` global flags): the output, and the narration
+/// on one line (the seccomp.compile detail says hit or miss, and why).
+fn run_explained(root: &Root, b: &Bundle, extra: &[&str]) -> (std::process::Output, String) {
+    let id = unique_id("sc-cache");
+    let path = b.path();
+    let mut args = vec!["-E"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["run", "--bundle", &path, &id]);
+    let o = root.run(&args);
+    let said = stderr(&o).split_whitespace().collect::<Vec<_>>().join(" ");
+    (o, said)
+}
+
+/// A profile that denies mkdir with `errno` and allows everything else.
+fn deny_mkdir(errno: u32) -> Value {
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+           "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno}]})
+}
+
+fn mkdir_bundle(profile: Value) -> Bundle {
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/d; echo mkdir-rc=$?"]);
+    tmpfs_tmp(&mut b);
+    set_seccomp(&mut b, profile);
+    b
+}
+
+/// A filter taken from the cache does what the freshly compiled one does,
+/// and what runc's does: the same calls refused with the same errno, for
+/// `run` and for `exec` (which hits the entry its container's create made).
+#[test]
+fn cached_and_compiled_filters_behave_alike() {
+    let root = Root::new();
+    let mut profile = docker_like(&["mkdir", "mkdirat", "getpgid"]);
+    profile["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}));
+    let script = "/probe syscall 121; /probe syscall 110; mkdir /tmp/d; echo mkdir-rc=$?";
+    let (mut b, _r) = probe_bundle(&["sh", "-c", script]);
+    tmpfs_tmp(&mut b);
+    set_seccomp(&mut b, profile.clone());
+    // getppid's value is a pid, different from run to run: only "ok" counts.
+    let shape = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| match l.starts_with("ok ") {
+                true => "ok".to_string(),
+                false => l.to_string(),
+            })
+            .collect()
+    };
+    let want = ["err 13", "ok", "mkdir-rc=1"];
+    for (extra, says) in [
+        (
+            &["--no-seccomp-cache"][..],
+            "cache off (--no-seccomp-cache)",
+        ),
+        (&[][..], "cache miss (no entry yet)"),
+        (&[][..], "cache hit"),
+    ] {
+        let (o, said) = run_explained(&root, &b, extra);
+        assert!(o.status.success(), "{}", both(&o));
+        assert!(said.contains(says), "{says:?} not narrated: {}", both(&o));
+        assert_eq!(shape(&stdout(&o)), want, "{says}: {}", both(&o));
+        assert!(
+            stderr(&o).contains("Operation not permitted"),
+            "{says}: {}",
+            both(&o)
+        );
+    }
+    assert_eq!(cache_entries(&root).len(), 1);
+    // runc on the same bundle.
+    let runc = Root::with_binary(RUNC);
+    let o = run(&runc, &b, "sc-cache-runc");
+    assert!(o.status.success(), "runc: {}", both(&o));
+    assert_eq!(shape(&stdout(&o)), want, "runc: {}", both(&o));
+    // exec into a container created from the cache uses it too.
+    let (mut b, _r) = probe_bundle(&["sleep", "100"]);
+    set_seccomp(&mut b, profile);
+    let id = unique_id("sc-cache-exec");
+    detached_ok(&root, &["run", "-d", "--bundle", &b.path(), &id]);
+    let o = root.run(&["-E", "exec", &id, "/probe", "syscall", "121"]);
+    let said = stderr(&o).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(stdout(&o).trim(), "err 13", "{}", both(&o));
+    assert!(said.contains("cache hit"), "{}", both(&o));
+    root.ok(&["delete", "-f", &id]);
+}
+
+/// The notify listener gets its descriptor from a cached filter as from a
+/// compiled one: the listener's path is not part of the key (each run has
+/// its own agent here), the flags are applied at every load.
+#[test]
+fn notify_works_with_a_cached_filter() {
+    let root = Root::new();
+    for says in ["cache miss (no entry yet)", "cache hit", "cache hit"] {
+        let agent = Agent::start(&[]);
+        let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/foo && ls -d /tmp/foo*"]);
+        tmpfs_tmp(&mut b);
+        set_seccomp(
+            &mut b,
+            notify_profile(&agent.sock(), &["mkdir", "mkdirat"], &[]),
+        );
+        let (o, said) = run_explained(&root, &b, &[]);
+        assert!(said.contains(says), "{says:?} not narrated: {}", both(&o));
+        assert_eq!(stdout(&o).trim(), "/tmp/foo-bar", "{says}: {}", both(&o));
+        assert!(agent.log().contains("mkdir /tmp/foo\n"), "{}", agent.log());
+    }
+    assert_eq!(cache_entries(&root).len(), 1);
+}
+
+/// An entry that is not exactly what this runtime wrote for this profile
+/// is compiled afresh and replaced, never loaded. Each damage would change
+/// what the container may do if the entry were trusted: another profile's
+/// program lets mkdir through, a patched one answers EACCES.
+#[test]
+fn damaged_or_foreign_cache_entries_are_replaced_not_trusted() {
+    let root = Root::new();
+    let a = mkdir_bundle(deny_mkdir(1));
+    let other = mkdir_bundle(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}));
+    let (o, _) = run_explained(&root, &a, &[]);
+    assert_eq!(stdout(&o).trim(), "mkdir-rc=1", "{}", both(&o));
+    let entry = cache_entries(&root)
+        .pop()
+        .expect("an entry for the profile");
+    let (o, _) = run_explained(&root, &other, &[]);
+    assert_eq!(stdout(&o).trim(), "mkdir-rc=0", "{}", both(&o));
+    let foreign = cache_entries(&root)
+        .into_iter()
+        .find(|p| *p != entry)
+        .expect("an entry for the other profile");
+    let good = std::fs::read(&entry).unwrap();
+    // SECCOMP_RET_ERRNO | 1 (little endian) as it appears in the program.
+    let ret_eperm = [1u8, 0, 5, 0];
+    let at = good
+        .windows(4)
+        .rposition(|w| w == ret_eperm)
+        .expect("the program returns EPERM somewhere");
+    type Damage<'a> = Box<dyn Fn(&std::path::Path) + 'a>;
+    let damages: Vec<(&str, &str, Damage)> = vec![
+        (
+            "another profile's entry under this name",
+            "key differs",
+            Box::new(|p| {
+                std::fs::copy(&foreign, p).unwrap();
+            }),
+        ),
+        (
+            "errno patched to EACCES",
+            "checksum does not match",
+            Box::new(|p| {
+                let mut b = good.clone();
+                b[at] = 13;
+                std::fs::write(p, b).unwrap();
+            }),
+        ),
+        (
+            "truncated",
+            "lengths do not add up",
+            Box::new(|p| std::fs::write(p, &good[..good.len() - 16]).unwrap()),
+        ),
+        (
+            "not an entry",
+            "bad magic",
+            Box::new(|p| std::fs::write(p, vec![0x5au8; good.len()]).unwrap()),
+        ),
+        (
+            "empty",
+            "impossible size",
+            Box::new(|p| std::fs::write(p, b"").unwrap()),
+        ),
+        (
+            "a symlink to another entry",
+            "cannot be opened",
+            Box::new(|p| {
+                std::fs::remove_file(p).unwrap();
+                std::os::unix::fs::symlink(&foreign, p).unwrap();
+            }),
+        ),
+        (
+            "writable by everyone",
+            "writable by another user",
+            Box::new(|p| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap();
+            }),
+        ),
+    ];
+    for (what, why, damage) in damages {
+        damage(&entry);
+        let (o, said) = run_explained(&root, &a, &[]);
+        assert_eq!(stdout(&o).trim(), "mkdir-rc=1", "{what}: {}", both(&o));
+        assert!(
+            stderr(&o).contains("Operation not permitted"),
+            "{what}: {}",
+            both(&o)
+        );
+        assert!(
+            said.contains("cache miss (") && said.contains(why),
+            "{what}: not refused for {why:?}: {}",
+            both(&o)
+        );
+        // Replaced by a good entry: a plain private file, hit next time.
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(&entry).unwrap();
+        assert!(m.is_file(), "{what}: {m:?}");
+        assert_eq!(m.mode() & 0o777, 0o600, "{what}");
+        assert_eq!(std::fs::read(&entry).unwrap(), good, "{what}");
+        let (o, said) = run_explained(&root, &a, &[]);
+        assert!(said.contains("cache hit"), "{what}: {}", both(&o));
+        assert_eq!(stdout(&o).trim(), "mkdir-rc=1", "{what}: {}", both(&o));
+    }
+}
+
+/// A profile that differs in anything the program depends on has its own
+/// entry: the errno of a rule, here.
+#[test]
+fn a_changed_profile_does_not_hit_the_old_entry() {
+    let root = Root::new();
+    for (errno, says, msg) in [
+        (1, "cache miss (no entry yet)", "Operation not permitted"),
+        (13, "cache miss (no entry yet)", "Permission denied"),
+        (1, "cache hit", "Operation not permitted"),
+        (13, "cache hit", "Permission denied"),
+    ] {
+        let b = mkdir_bundle(deny_mkdir(errno));
+        let (o, said) = run_explained(&root, &b, &[]);
+        assert!(said.contains(says), "errno {errno}: {}", both(&o));
+        assert!(stderr(&o).contains(msg), "errno {errno}: {}", both(&o));
+    }
+    assert_eq!(cache_entries(&root).len(), 2);
+}
+
+/// The cache is the runtime's own: a directory only its user (root here)
+/// can enter, files only it can read, absent from the container's view,
+/// not a container for `list`; one that others could write is not used.
+#[test]
+fn the_cache_is_private_to_the_runtime() {
+    use std::os::unix::fs::MetadataExt;
+    let root = Root::new();
+    let mut b = mkdir_bundle(deny_mkdir(1));
+    b.edit(|c| c["process"]["args"] = json!(["sleep", "100"]));
+    let id = unique_id("sc-cache-private");
+    detached_ok(&root, &["run", "-d", "--bundle", &b.path(), &id]);
+    let dir = cache_dir(&root);
+    let m = std::fs::symlink_metadata(&dir).unwrap();
+    assert!(m.is_dir());
+    assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o700));
+    for e in cache_entries(&root) {
+        let m = std::fs::symlink_metadata(&e).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o600), "{}", e.display());
+    }
+    let pid = root.state(&id)["pid"].as_i64().unwrap();
+    let inside = Path::new(&format!("/proc/{pid}/root")).join(dir.strip_prefix("/").unwrap());
+    assert!(
+        !inside.exists(),
+        "{} is visible in the container",
+        inside.display()
+    );
+    let o = root.run(&["exec", &id, "ls", "-d", dir.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", both(&o));
+    let list = root.ok(&["list", "-q"]);
+    assert_eq!(list.trim(), id, "{list}");
+    root.ok(&["delete", "-f", &id]);
+    // Loosened by someone: not trusted, not written to.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let b = mkdir_bundle(deny_mkdir(1));
+    let (o, said) = run_explained(&root, &b, &[]);
+    assert_eq!(stdout(&o).trim(), "mkdir-rc=1", "{}", both(&o));
+    assert!(said.contains("not trusted"), "{}", both(&o));
+    assert!(cache_entries(&root).is_empty());
 }

@@ -470,7 +470,12 @@ fn link_under(p: &Path, dirs: &[&Path]) -> bool {
 pub fn leftovers(root: &Path, id: &str, dirs: &[&Path], marker: &str) -> Leftovers {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(root) {
-        for e in rd.flatten() {
+        // The cache of compiled seccomp filters is the runtime's, kept
+        // across containers on purpose.
+        for e in rd
+            .flatten()
+            .filter(|e| e.file_name() != sandbox::linux::seccomp::cache::DIR_NAME)
+        {
             out.push(format!("state {}", e.file_name().to_string_lossy()));
         }
     }

@@ -57,7 +57,7 @@ fn wants_vm(c: &CreateCommon) -> anyhow::Result<bool> {
     let regular = std::fs::metadata(&cfg).is_ok_and(|m| m.is_file());
     if let Some(raw) = regular.then(|| std::fs::read(&cfg).ok()).flatten() {
         // Cheap check before a full parse: the annotation is rare.
-        if raw.windows(22).any(|w| w == b"org.nano-sandbox.mode\"") {
+        if sandbox::spec::contains(&raw, b"org.nano-sandbox.mode\"") {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
                 if v.pointer("/annotations/org.nano-sandbox.mode")
                     .and_then(|m| m.as_str())

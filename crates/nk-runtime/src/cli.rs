@@ -36,6 +36,10 @@ pub struct Cli {
     /// Treat linux.cgroupsPath as systemd's slice:prefix:name.
     #[arg(long)]
     pub systemd_cgroup: bool,
+    /// Compile the seccomp profile every time instead of reusing the copy
+    /// compiled before (kept in ROOT/.seccomp-cache).
+    #[arg(long)]
+    pub no_seccomp_cache: bool,
     /// Rootless mode: true, false or auto (accepted as runc does).
     #[arg(long, value_name = "BOOL")]
     pub rootless: Option<String>,

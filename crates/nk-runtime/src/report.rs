@@ -25,6 +25,7 @@ impl std::error::Error for ExitCode {}
 pub struct Globals {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
+    pub seccomp_cache: bool,
     pub rootless: bool,
     pub explain: bool,
     pub level: Level,
@@ -189,6 +190,7 @@ impl Globals {
                 .clone()
                 .unwrap_or_else(sandbox::state::default_root),
             systemd_cgroup: cli.systemd_cgroup,
+            seccomp_cache: !cli.no_seccomp_cache,
             rootless,
             explain: explain_on,
             level,
@@ -204,6 +206,7 @@ impl Globals {
     pub fn runtime(&self) -> sandbox::container::Runtime {
         let mut rt = sandbox::container::Runtime::new(self.root.clone());
         rt.systemd_cgroup = self.systemd_cgroup;
+        rt.seccomp_cache = self.seccomp_cache;
         rt.rootless = self.rootless;
         rt.explain = self.explain;
         rt.trace = explain::tracing();

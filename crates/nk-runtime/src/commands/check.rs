@@ -273,7 +273,7 @@ fn namespaces(need: &[String], rootless: bool) -> Vec<Check> {
     out
 }
 
-fn seccomp() -> Check {
+fn seccomp(root: &std::path::Path) -> Check {
     let status_line = read("/proc/self/status")
         .lines()
         .find(|l| l.starts_with("Seccomp:"))
@@ -287,12 +287,13 @@ fn seccomp() -> Check {
         if kernel_ok { Status::Ok } else { Status::Missing },
         false,
         format!(
-            "kernel actions: {}; libseccomp {lib}",
+            "kernel actions: {}; libseccomp {lib}; compiled filters cached in {}",
             if actions.trim().is_empty() {
                 "none".to_string()
             } else {
                 actions.trim().to_string()
-            }
+            },
+            sandbox::linux::seccomp::cache::describe(root)
         ),
         Some("use a kernel with CONFIG_SECCOMP_FILTER; configs with linux.seccomp are refused without it"),
     )
@@ -682,7 +683,7 @@ fn summary(reason: &str, max: usize) -> String {
     out
 }
 
-fn run_checks(rootless: bool) -> Vec<Check> {
+fn run_checks(rootless: bool, state_root: &std::path::Path) -> Vec<Check> {
     let spec = super::spec::default_spec(rootless, 0, 0);
     let need: Vec<String> = spec
         .pointer("/linux/namespaces")
@@ -709,7 +710,7 @@ fn run_checks(rootless: bool) -> Vec<Check> {
     out.extend(cgroups(rootless));
     out.extend(namespaces(&need, rootless));
     out.extend(syscalls());
-    out.push(seccomp());
+    out.push(seccomp(state_root));
     out.push(capabilities());
     out.push(rlimits());
     out.push(overlayfs());
@@ -770,7 +771,7 @@ fn table(kernel: &str, checks: &[Check], runs: bool) -> String {
 
 pub fn run(g: &Globals, a: CheckArgs) -> anyhow::Result<i32> {
     let kernel = kernel_release();
-    let checks = run_checks(g.rootless);
+    let checks = run_checks(g.rootless, &g.root);
     let runs = !checks
         .iter()
         .any(|c| c.required && c.status == Status::Missing);

@@ -237,6 +237,12 @@ impl Runtime {
             refuse_rootless_idmaps(&bundle)?;
         }
         let store = crate::state::Store::open(&self.store.root)?;
+        let seccomp = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone());
+        let filter = self.seccomp_filter(seccomp.as_ref())?;
         let mut record = self.new_record(o, &bundle, &plan);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
         if let Some(cg) = &cgroup_mgr {
@@ -278,11 +284,6 @@ impl Runtime {
         }
         let fifo = make_fifo(&dir)?;
 
-        let seccomp = bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.seccomp().clone());
         // Declared after `cleanup`, so dropped first: a failed create kills
         // the child before its cgroup and state go.
         let mut launch = Launch::prepare(&Setup {
@@ -314,7 +315,7 @@ impl Runtime {
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs(),
             process: process.clone(),
-            seccomp: seccomp.clone(),
+            seccomp: filter,
             join: plan.join.clone(),
             new_timens: plan.new_timens,
             new_cgroupns: plan.new_cgroupns,

@@ -166,8 +166,8 @@ impl Runtime {
         }
         let cfg = dir.join(state::CONFIG_FILE);
         if let Ok(raw) = std::fs::read(&cfg) {
-            if let Ok(p) = crate::spec::parse(&raw, &cfg) {
-                if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+            if let Some(h) = crate::spec::hooks(&raw) {
+                if let Some(list) = h.poststop().clone() {
                     let s = state::hook_state(
                         &st.id,
                         state::OciStatus::Stopped,

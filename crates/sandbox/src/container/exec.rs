@@ -174,6 +174,7 @@ impl Runtime {
             .linux()
             .as_ref()
             .and_then(|l| l.seccomp().clone());
+        let filter = self.seccomp_filter(seccomp.as_ref())?;
 
         // Open the namespaces now: once the init dies, its /proc entries are
         // gone (and the descriptors are what the intermediate joins).
@@ -257,7 +258,7 @@ impl Runtime {
             bundle: st.bundle.clone(),
             rootfs: st.rootfs.clone(),
             process,
-            seccomp,
+            seccomp: filter,
             // Joined by the intermediate, before the child was cloned.
             join: Vec::new(),
             new_timens: false,

@@ -32,6 +32,9 @@ pub struct Runtime {
     pub explain: bool,
     pub trace: bool,
     pub log_level: crate::logging::Level,
+    /// Keep compiled seccomp filters in `<root>/.seccomp-cache` (off with
+    /// `--no-seccomp-cache`).
+    pub seccomp_cache: bool,
 }
 
 impl Runtime {
@@ -44,7 +47,24 @@ impl Runtime {
             explain: false,
             trace: false,
             log_level: crate::logging::Level::Warn,
+            seccomp_cache: true,
         }
+    }
+
+    /// The container's seccomp filter, compiled (or taken from the cache)
+    /// here in the runtime, before anything is created: the child only
+    /// loads it. Timed as the host's part of the process phase.
+    fn seccomp_filter(
+        &self,
+        s: Option<&oci_spec::runtime::LinuxSeccomp>,
+    ) -> Result<Option<crate::linux::seccomp::Prepared>> {
+        let Some(s) = s else {
+            return Ok(None);
+        };
+        let _g = crate::explain::phase(crate::explain::Phase::Process);
+        let cache = crate::linux::seccomp::cache::dir(&self.store.root);
+        crate::linux::seccomp::cache::prepare(s, self.seccomp_cache.then_some(cache.as_path()))
+            .map(Some)
     }
 
     /// Load a container's record and its current status.

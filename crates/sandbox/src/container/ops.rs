@@ -129,12 +129,10 @@ impl Runtime {
         let _ = std::fs::remove_file(&fifo);
         // Poststart hooks: a failure is a warning; the container keeps running
         // and the later hooks still run.
-        let cfg = crate::spec::parse(
-            &std::fs::read(dir.join(state::CONFIG_FILE)).unwrap_or_default(),
-            &dir.join(state::CONFIG_FILE),
-        );
-        if let Ok(p) = cfg {
-            if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+        let hooks =
+            crate::spec::hooks(&std::fs::read(dir.join(state::CONFIG_FILE)).unwrap_or_default());
+        if let Some(h) = hooks {
+            if let Some(list) = h.poststart().clone() {
                 let s = state::hook_state(
                     id,
                     state::OciStatus::Running,

@@ -318,8 +318,11 @@ steps! {
     NO_NEW_PRIVS = "no_new_privs", Process,
         "prctl(PR_SET_NO_NEW_PRIVS).",
         "After this no execve can gain privileges: setuid binaries and file capabilities stop working inside.";
+    SECCOMP_COMPILE = "seccomp.compile", Process,
+        "Compile linux.seccomp to a BPF program with libseccomp, or take the program compiled for the same profile before from the runtime's cache (<root>/.seccomp-cache).",
+        "Compiling an engine's default profile of a few hundred syscalls takes milliseconds, and engines send the same one to every container. It is done before anything is created, so a profile that does not compile leaves nothing behind. The cache key is a SHA-256 of the profile, this runtime build, libseccomp and the kernel; the directory is writable by the runtime's user alone and mounted in no container, and an entry whose header, key, length or checksum is wrong is compiled afresh, never trusted.";
     SECCOMP = "seccomp", Process,
-        "Compile linux.seccomp to BPF with libseccomp and load it with seccomp(SECCOMP_SET_MODE_FILTER).",
+        "Load the compiled filter with seccomp(SECCOMP_SET_MODE_FILTER).",
         "The filter checks every system call against the profile; a denied call fails (for example with EPERM) or kills the process, whatever its capabilities. It is loaded right before execve (before `create` returns when a notify listener waits for its descriptor), so a profile need not allow the runtime's own calls such as openat2 or close_range; without no_new_privs, CAP_SYS_ADMIN is held for the load alone.";
     CLOSE_FDS = "fds.close", Process,
         "Mark every descriptor above stdio (and --preserve-fds) close-on-exec.",

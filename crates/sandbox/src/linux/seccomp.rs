@@ -1,6 +1,12 @@
 //! seccomp: compile linux.seccomp into a BPF filter with libseccomp and load it
 //! as the last step before execve. With the NOTIFY action, the listener's
 //! descriptor is sent to `listenerPath` with the container's state, as runc does.
+//!
+//! The runtime compiles in the parent, before anything is created, through
+//! [`cache`]: a profile seen before is not compiled again. The child only
+//! loads the bytes it is sent ([`Prepared`]).
+
+pub mod cache;
 
 use crate::error::{Error, FieldError, Result};
 use crate::explain::{self, catalog};
@@ -16,8 +22,12 @@ use std::str::FromStr;
 /// A compiled filter, ready to load: BPF instructions and seccomp(2) flags.
 /// libseccomp compiles; the load is a plain seccomp(2) call, so every filter
 /// flag of the kernel (including WAIT_KILLABLE_RECV, which libseccomp 2.5 does
-/// not know) can be passed.
+/// not know) can be passed. Made by the parent, sent to the child in its
+/// init request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Prepared {
+    /// The program: an array of struct sock_filter (hex in the request).
+    #[serde(with = "hex")]
     bpf: Vec<u8>,
     flags: libc::c_ulong,
     /// Some rule uses SCMP_ACT_NOTIFY.
@@ -26,6 +36,58 @@ pub struct Prepared {
     pub rules: usize,
     /// The default action's name.
     pub default: String,
+    /// linux.seccomp.listenerMetadata, sent to the listener with the state.
+    pub listener_metadata: String,
+}
+
+/// What libseccomp made of a profile: the part of [`Prepared`] the cache
+/// keeps (the rest comes from the profile itself, see [`load_params`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    /// The BPF program (struct sock_filter array).
+    pub bpf: Vec<u8>,
+    /// Rules added.
+    pub rules: usize,
+    /// Syscall names this libseccomp does not know (skipped, warned about).
+    pub unknown: Vec<String>,
+}
+
+/// Bytes as lowercase hex in JSON (the sync channel's format), where a
+/// `Vec<u8>` would be an array of numbers three times the size.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(b))
+    }
+
+    pub fn encode(b: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let out: Vec<u8> = b
+            .iter()
+            .flat_map(|&x| [DIGITS[(x >> 4) as usize], DIGITS[(x & 15) as usize]])
+            .collect();
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        decode(s.as_bytes()).ok_or_else(|| serde::de::Error::custom("invalid hex in bpf"))
+    }
+
+    pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
+        let nib = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        if !s.len().is_multiple_of(2) {
+            return None;
+        }
+        s.chunks(2)
+            .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+            .collect()
+    }
 }
 
 /// The libseccomp action; `errno` is the errnoRet given with it (EPERM when
@@ -252,8 +314,86 @@ fn arch_name(a: &oci_spec::runtime::Arch) -> String {
     spec_name(a)
 }
 
-/// Compile the profile. Unknown syscall names are skipped with a warning.
+/// Compile the profile without the cache (see [`cache::prepare`] for the
+/// runtime's way). Unknown syscall names are skipped with a warning.
 pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
+    let c = compile(s)?;
+    warn_unknown(&c.unknown);
+    Ok(assemble(s, c))
+}
+
+/// A [`Prepared`] from what libseccomp compiled and the profile's own
+/// fields (flags, notify, metadata), which need no libseccomp.
+fn assemble(s: &LinuxSeccomp, c: Compiled) -> Prepared {
+    let (flags, notify) = load_params(s);
+    Prepared {
+        bpf: c.bpf,
+        flags,
+        notify,
+        rules: c.rules,
+        default: format!("{:?}", s.default_action()),
+        listener_metadata: s.listener_metadata().clone().unwrap_or_default(),
+    }
+}
+
+/// One warning for every name libseccomp did not know (newer syscalls,
+/// typos): skipped, as runc does.
+fn warn_unknown(unknown: &[String]) {
+    if !unknown.is_empty() {
+        crate::logging::warn(|| {
+            format!(
+                "linux.seccomp: syscalls unknown to libseccomp {} skipped: {}",
+                library_version(),
+                unknown.join(", ")
+            )
+        });
+    }
+}
+
+/// The seccomp(2) flags of the load and whether a listener is asked for.
+fn load_params(s: &LinuxSeccomp) -> (libc::c_ulong, bool) {
+    let mut flags: libc::c_ulong = 0;
+    let mut wait_killable_recv = false;
+    for &f in s.flags().iter().flatten() {
+        if f == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
+            // Only meaningful with a listener: added below when there is one.
+            wait_killable_recv = true;
+        } else {
+            flags |= flag_bit(f);
+        }
+    }
+    let def = action(s.default_action(), s.default_errno_ret());
+    let notify = s.default_action() == LinuxSeccompAction::ScmpActNotify
+        || s.syscalls().iter().flatten().any(|sc| {
+            sc.action() == LinuxSeccompAction::ScmpActNotify
+                && action(sc.action(), sc.errno_ret()) != def
+        });
+    if notify {
+        flags |= FLAG_NEW_LISTENER;
+        if flags & FLAG_TSYNC != 0 {
+            // TSYNC and a listener are exclusive unless a failed sync reports ESRCH.
+            flags |= FLAG_TSYNC_ESRCH;
+        }
+        if wait_killable_recv {
+            flags |= flag_bit(LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv);
+        }
+    } else if wait_killable_recv {
+        crate::logging::warn(|| {
+            "linux.seccomp.flags SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV has no effect without an SCMP_ACT_NOTIFY rule".into()
+        });
+    }
+    (flags, notify)
+}
+
+/// Compile the profile to BPF with libseccomp: the costly part, which the
+/// cache saves.
+pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
+    compile_as(s, true)
+}
+
+/// [`compile`], with the binary tree for large profiles or (`tree` false,
+/// for the tests that compare both) always linear.
+fn compile_as(s: &LinuxSeccomp, tree: bool) -> Result<Compiled> {
     let def = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new_filter(def)
         .map_err(|e| Error::msg(format!("linux.seccomp: create filter: {e}")))?;
@@ -270,29 +410,13 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
         ctx.add_arch(arch)
             .map_err(|e| Error::msg(format!("linux.seccomp.architectures[{i}] {name}: {e}")))?;
     }
-    let mut flags: libc::c_ulong = 0;
-    let mut wait_killable_recv = false;
-    for &f in s.flags().iter().flatten() {
-        if f == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
-            // Only meaningful with a listener: added below when there is one.
-            wait_killable_recv = true;
-        } else {
-            flags |= flag_bit(f);
-        }
-    }
-    let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
     let mut rules = 0;
-    // Names this libseccomp does not know (newer syscalls, typos): skipped,
-    // as runc does, with one warning for all of them.
     let mut unknown: Vec<String> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let act = action(sc.action(), sc.errno_ret());
         if act == def {
             // libseccomp refuses rules equal to the default action; runc skips them too.
             continue;
-        }
-        if sc.action() == LinuxSeccompAction::ScmpActNotify {
-            notify = true;
         }
         let args = sc.args().clone().unwrap_or_default();
         let mut counts = [0usize; 6];
@@ -336,44 +460,43 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
             rules += 1;
         }
     }
-    if !unknown.is_empty() {
-        crate::logging::warn(|| {
-            format!(
-                "linux.seccomp: syscalls unknown to libseccomp {} skipped: {}",
-                library_version(),
-                unknown.join(", ")
-            )
-        });
-    }
-    if notify {
-        flags |= FLAG_NEW_LISTENER;
-        if flags & FLAG_TSYNC != 0 {
-            // TSYNC and a listener are exclusive unless a failed sync reports ESRCH.
-            flags |= FLAG_TSYNC_ESRCH;
-        }
-        if wait_killable_recv {
-            flags |= flag_bit(LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv);
-        }
-    } else if wait_killable_recv {
-        crate::logging::warn(|| {
-            "linux.seccomp.flags SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV has no effect without an SCMP_ACT_NOTIFY rule".into()
-        });
+    if tree && rules > BINARY_TREE_FROM {
+        // A binary search on the syscall number instead of one test after
+        // another: the same decisions, reached in O(log n). The kernel's
+        // load (which emulates the program for every syscall number to
+        // find the always-allowed ones) and every syscall of the container
+        // get cheaper: for Podman's profile the load drops from about 1.0
+        // to 0.4 ms. As runc, not for small profiles (libseccomp before
+        // 2.5.4 ignores the default action of a tree with no rules); a
+        // libseccomp without the option keeps the linear program.
+        let _ = ctx.set_ctl_optimize(2);
     }
     let bpf = export(&ctx)?;
-    let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
+    check_size(&bpf)?;
+    Ok(Compiled {
+        bpf,
+        rules,
+        unknown,
+    })
+}
+
+/// A program the kernel would refuse for its length is refused here, with
+/// what to do about it.
+fn check_size(bpf: &[u8]) -> Result<()> {
+    let insns = bpf.len() / INSN;
     if insns > MAX_INSNS {
         return Err(Error::msg(format!(
             "linux.seccomp: the compiled filter has {insns} BPF instructions, above the kernel's limit of {MAX_INSNS}; merge rules or shorten the profile"
         )));
     }
-    Ok(Prepared {
-        bpf,
-        flags,
-        notify,
-        rules,
-        default: format!("{:?}", s.default_action()),
-    })
+    Ok(())
 }
+
+/// More rules than this compile to a binary tree (see [`compile`]).
+const BINARY_TREE_FROM: usize = 32;
+
+/// The size of one BPF instruction (struct sock_filter).
+const INSN: usize = std::mem::size_of::<libc::sock_filter>();
 
 impl Prepared {
     /// Load the filter into this process. Returns the notify descriptor when
@@ -519,6 +642,198 @@ mod tests {
         );
         assert_eq!(c.rules, 15);
         assert!(!c.bpf.is_empty());
+    }
+
+    /// Jumps on "greater than" or "greater or equal" against a syscall
+    /// number: what a binary search is made of. A profile without argument
+    /// conditions has none in the linear layout (only the x32 check, against
+    /// 0x40000000).
+    fn range_jumps(bpf: &[u8]) -> usize {
+        const JGT_K: u16 = 0x25;
+        const JGE_K: u16 = 0x35;
+        bpf.chunks(INSN)
+            .filter(|i| {
+                let code = u16::from_ne_bytes([i[0], i[1]]);
+                let k = u32::from_ne_bytes([i[4], i[5], i[6], i[7]]);
+                [JGT_K, JGE_K].contains(&code) && k < 0x4000_0000
+            })
+            .count()
+    }
+
+    #[test]
+    fn large_profiles_compile_to_a_binary_tree() {
+        let names = |n: usize| -> Vec<String> {
+            [
+                "read",
+                "write",
+                "close",
+                "fstat",
+                "lseek",
+                "mmap",
+                "mprotect",
+                "munmap",
+                "brk",
+                "rt_sigaction",
+                "rt_sigprocmask",
+                "ioctl",
+                "pread64",
+                "pwrite64",
+                "readv",
+                "writev",
+                "access",
+                "pipe",
+                "select",
+                "sched_yield",
+                "mremap",
+                "msync",
+                "mincore",
+                "madvise",
+                "shmget",
+                "shmat",
+                "shmctl",
+                "dup",
+                "dup2",
+                "pause",
+                "nanosleep",
+                "getitimer",
+                "alarm",
+                "setitimer",
+                "getpid",
+                "sendfile",
+                "socket",
+                "connect",
+                "accept",
+                "sendto",
+            ]
+            .iter()
+            .take(n)
+            .map(|s| s.to_string())
+            .collect()
+        };
+        for (n, tree) in [(8, false), (BINARY_TREE_FROM, false), (40, true)] {
+            let p: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": names(n), "action": "SCMP_ACT_ALLOW"}]
+            }))
+            .unwrap();
+            let c = compile(&p).unwrap();
+            assert_eq!(c.rules, n);
+            assert_eq!(range_jumps(&c.bpf) > 0, tree, "{n} rules");
+        }
+    }
+
+    type Insn = (u16, u8, u8, u32);
+
+    fn decode(bpf: &[u8]) -> Vec<Insn> {
+        bpf.chunks(INSN)
+            .map(|i| {
+                (
+                    u16::from_ne_bytes([i[0], i[1]]),
+                    i[2],
+                    i[3],
+                    u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+                )
+            })
+            .collect()
+    }
+
+    /// What a seccomp program returns for one call: a classic BPF
+    /// interpreter for the instructions libseccomp emits, run on a struct
+    /// seccomp_data (nr, arch, instruction pointer, six arguments).
+    fn run_bpf(insns: &[Insn], nr: u32, arch: u32, args: &[u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let (mut a, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
+        loop {
+            let (code, jt, jf, k) = insns[pc];
+            pc += 1;
+            let jump = |cond: bool| if cond { jt as usize } else { jf as usize };
+            match code {
+                0x20 => {
+                    let o = k as usize;
+                    a = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap());
+                }
+                0x00 => a = k,
+                0x60 => a = mem[k as usize],
+                0x01 => x = k,
+                0x61 => x = mem[k as usize],
+                0x02 => mem[k as usize] = a,
+                0x03 => mem[k as usize] = x,
+                0x54 => a &= k,
+                0x44 => a |= k,
+                0x07 => x = a,
+                0x87 => a = x,
+                0x05 => pc += k as usize,
+                0x15 => pc += jump(a == k),
+                0x25 => pc += jump(a > k),
+                0x35 => pc += jump(a >= k),
+                0x45 => pc += jump(a & k != 0),
+                0x1d => pc += jump(a == x),
+                0x2d => pc += jump(a > x),
+                0x3d => pc += jump(a >= x),
+                0x06 => return k,
+                0x16 => return a,
+                other => panic!("instruction {other:#x} at {} not interpreted", pc - 1),
+            }
+        }
+    }
+
+    /// The binary tree decides every call as the linear program does, on
+    /// the profiles Docker and Podman send: every syscall number of the
+    /// three x86 ABIs, with arguments that hit and miss the profiles'
+    /// argument rules.
+    #[test]
+    fn the_binary_tree_decides_as_the_linear_program() {
+        const X86_64: u32 = 0xc000_003e;
+        const I386: u32 = 0x4000_0003;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/fixtures");
+        for fixture in ["docker.json", "podman.json"] {
+            let c: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join(fixture)).unwrap()).unwrap();
+            let p: LinuxSeccomp = serde_json::from_value(c["linux"]["seccomp"].clone()).unwrap();
+            let tree = compile_as(&p, true).unwrap().bpf;
+            let linear = compile_as(&p, false).unwrap().bpf;
+            assert!(
+                range_jumps(&tree) > 0 && range_jumps(&linear) == 0,
+                "{fixture}"
+            );
+            let (tree, linear) = (decode(&tree), decode(&linear));
+            let mut calls = 0;
+            let mut answers = std::collections::BTreeSet::new();
+            for (arch, base) in [(X86_64, 0), (X86_64, 0x4000_0000), (I386, 0)] {
+                for nr in 0..512u32 {
+                    for v in [
+                        0u64,
+                        1,
+                        8,
+                        0x2_0000,
+                        0x2_0008,
+                        0xffff_ffff,
+                        0x7e02_0000,
+                        u64::MAX,
+                    ] {
+                        let args = [v, v, v, v, v, v];
+                        answers.insert(run_bpf(&linear, base + nr, arch, &args));
+                        assert_eq!(
+                            run_bpf(&tree, base + nr, arch, &args),
+                            run_bpf(&linear, base + nr, arch, &args),
+                            "{fixture}: arch {arch:#x} nr {} args {v:#x}",
+                            base + nr
+                        );
+                        calls += 1;
+                    }
+                }
+            }
+            assert_eq!(calls, 3 * 512 * 8);
+            // Allowed, refused with EPERM, ENOSYS for clone3, killed for
+            // another ABI: the programs were really told apart.
+            assert!(answers.len() >= 3, "{fixture}: {answers:x?}");
+        }
     }
 
     #[test]

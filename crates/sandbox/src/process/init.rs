@@ -13,7 +13,7 @@ use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, capabilities::Masks};
 use crate::logging::{self, Role};
 use nix::fcntl::OFlag;
-use oci_spec::runtime::{LinuxSeccomp, Spec};
+use oci_spec::runtime::Spec;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -559,10 +559,7 @@ impl PendingFilter {
         if let Some(m) = &self.caps {
             capset(m.effective, m.permitted, m.inheritable)?;
         }
-        if let Some(s) = &req.seccomp {
-            send_notify(req, s, listener, nfd)?;
-        }
-        Ok(())
+        send_notify(req, &self.prep.listener_metadata, listener, nfd)
     }
 }
 
@@ -613,10 +610,8 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
         // SAFETY: the parent connected this socket and passed it at this number.
         unsafe { linux::fs::own(fd) }
     });
-    let prep = match &req.seccomp {
-        Some(s) => Some(linux::seccomp::prepare(s)?),
-        None => None,
-    };
+    // Compiled by the parent (linux::seccomp::cache): only loaded here.
+    let prep = req.seccomp.clone();
     // Close what must not reach the container: everything above stdio and
     // --preserve-fds becomes close-on-exec (CVE-2024-21626).
     explain::step(&catalog::CLOSE_FDS, || {
@@ -698,7 +693,7 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
 
 fn send_notify(
     req: &InitRequest,
-    s: &LinuxSeccomp,
+    metadata: &str,
     listener: Option<&OwnedFd>,
     nfd: Option<i32>,
 ) -> Result<()> {
@@ -711,13 +706,7 @@ fn send_notify(
             InitKind::Exec => (OciStatus::Running, req.init_pid),
         };
         let state = crate::state::oci_state(&req.id, status, pid, &req.bundle, &req.annotations);
-        linux::seccomp::send_to_listener(
-            sock.as_fd(),
-            fd,
-            req.host_pid,
-            &state,
-            s.listener_metadata().as_deref().unwrap_or(""),
-        )?;
+        linux::seccomp::send_to_listener(sock.as_fd(), fd, req.host_pid, &state, metadata)?;
         // SAFETY: the notify fd is ours; the listener has its own copy now.
         unsafe { libc::close(fd) };
     }

@@ -5,8 +5,9 @@
 
 use crate::explain::Event;
 use crate::linux::mounts::CgroupMountInfo;
+use crate::linux::seccomp::Prepared;
 use crate::logging::{Level, Record};
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use oci_spec::runtime::Process;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -38,8 +39,9 @@ pub struct InitRequest {
     pub rootfs: PathBuf,
     /// The process to run (create: config's process; exec: the merged one).
     pub process: Process,
-    /// The seccomp profile to load, if any.
-    pub seccomp: Option<LinuxSeccomp>,
+    /// The seccomp filter to load, if any: compiled by the parent, so the
+    /// child only loads bytes.
+    pub seccomp: Option<Prepared>,
     /// Namespaces to join with setns, in order (type name, path).
     pub join: Vec<(String, PathBuf)>,
     pub new_timens: bool,
