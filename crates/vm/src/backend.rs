@@ -768,6 +768,9 @@ impl VmBackend {
             pidfd: &created.pidfd,
             forward_to: created.pid,
             pty: None,
+            // The monitor holds our terminal too: on SIGWINCH it reads the
+            // new size there and resizes the guest's pty.
+            winch_to: Some(created.pid),
             reap_orphans: false,
         });
         if let Some(t) = raw {

@@ -567,10 +567,13 @@ impl Monitor {
         let Some(s) = self.streams.get(&stream) else {
             return;
         };
-        let Some(fd) = s.stdin.as_ref().or(s.stdout.as_ref()) else {
-            return;
-        };
-        if let Some((rows, cols)) = sandbox::linux::console::get_winsize(fd.as_fd()) {
+        // Whichever of the stream's descriptors is a terminal (stdin may be
+        // redirected while output still goes to one).
+        let size = [s.stdin.as_ref(), s.stdout.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|fd| sandbox::linux::console::get_winsize(fd.as_fd()));
+        if let Some((rows, cols)) = size {
             let _ = self.conn.send(Request::Resize { stream, rows, cols });
         }
     }
