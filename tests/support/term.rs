@@ -144,10 +144,8 @@ impl Term {
         // SAFETY: a zeroed termios is valid; tcgetattr fills it.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
         // SAFETY: tcgetattr on our master, writing into our local.
-        assert_eq!(
-            unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut t) },
-            0
-        );
+        let r = unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut t) };
+        assert_eq!(r, 0, "tcgetattr");
         t.c_lflag
     }
 
