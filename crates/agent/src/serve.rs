@@ -392,13 +392,24 @@ impl Agent {
         }
         let target = vm_protocol::SHARE_MOUNT;
         std::fs::create_dir_all(target).map_err(|e| format!("create {target}: {e}"))?;
-        mount(
-            vm_protocol::SHARE_TAG,
-            target,
-            "9p",
-            libc::MS_NOSUID | libc::MS_NODEV,
-            "trans=virtio,version=9p2000.L,msize=262144",
-        )?;
+        // The host says on the kernel command line which device it gave us.
+        if std::env::var("nk_share").is_ok_and(|v| v == "virtiofs") {
+            mount(
+                vm_protocol::SHARE_TAG,
+                target,
+                "virtiofs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                "",
+            )?;
+        } else {
+            mount(
+                vm_protocol::SHARE_TAG,
+                target,
+                "9p",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                "trans=virtio,version=9p2000.L,msize=262144",
+            )?;
+        }
         self.share_mounted = true;
         Ok(())
     }

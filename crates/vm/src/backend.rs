@@ -185,6 +185,7 @@ struct Checked {
     accel: crate::qemu::Accel,
     /// --preserve-fds: which way each of fds 3.. carries data.
     preserve_fds: Vec<vm_protocol::Carry>,
+    share_fs: crate::virtiofs::ShareFs,
 }
 
 /// Host-side hooks, as in container mode (the guest's copy of the config
@@ -269,6 +270,28 @@ fn guest_hooks_present(b: &sandbox::spec::Bundle) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The share's filesystem for a config (the annotation, virtiofsd, the
+/// guest kernel's modules): the choice `check` reports too.
+pub fn share_fs(config: &oci_spec::runtime::Spec) -> Result<crate::virtiofs::Choice> {
+    let ann = config
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::virtiofs::ANNOTATION))
+        .map(String::as_str);
+    let has = crate::image::find_kernel()
+        .map(|k| crate::modules::has(&k.modules_root, &k.version, "virtiofs"))
+        .unwrap_or(false);
+    crate::virtiofs::choose(ann, has)
+}
+
+/// "virtio-fs" or "9p".
+pub fn share_name(fs: &crate::virtiofs::ShareFs) -> &'static str {
+    match fs {
+        crate::virtiofs::ShareFs::VirtioFs { .. } => "virtio-fs",
+        crate::virtiofs::ShareFs::NineP => "9p",
+    }
 }
 
 impl VmBackend {
@@ -376,6 +399,10 @@ impl VmBackend {
         });
         let accel = crate::qemu::choose_accel(&image, &note);
         explain::step(&catalog::VM_ACCEL, || accel.as_str().to_string());
+        let share = share_fs(&config)?;
+        explain::step(&catalog::VM_SHARE, || {
+            format!("{}: {}", share_name(&share.fs), share.why)
+        });
         Ok(Checked {
             bundle,
             config,
@@ -385,6 +412,7 @@ impl VmBackend {
             image,
             accel,
             preserve_fds,
+            share_fs: share.fs,
         })
     }
 
@@ -492,6 +520,7 @@ impl VmBackend {
                 .unwrap_or(60),
             tty_fd: tty_slave.as_ref().map(|_| 4),
             preserve_fds: p.preserve_fds.clone(),
+            share_fs: p.share_fs.clone(),
         };
         let mpath = dir.join(monitor::CONFIG);
         let mjson = serde_json::to_vec(&mcfg)

@@ -65,6 +65,13 @@ pub struct MonitorConfig {
     /// descriptors come with `create`'s go-ahead).
     #[serde(default)]
     pub preserve_fds: Vec<vm_protocol::Carry>,
+    /// The share's filesystem, chosen by `create`.
+    #[serde(default = "nine_p")]
+    pub share_fs: crate::virtiofs::ShareFs,
+}
+
+fn nine_p() -> crate::virtiofs::ShareFs {
+    crate::virtiofs::ShareFs::NineP
 }
 
 /// What the monitor tells `create` once the container exists (or not).
@@ -377,6 +384,8 @@ struct Monitor {
     next_client: u64,
     next_stream: u32,
     pending: HashMap<u64, Pending>,
+    /// virtiofsd, when the share is virtio-fs (killed when the monitor ends).
+    _fs: Option<crate::virtiofs::Daemon>,
 }
 
 fn dup(fd: RawFd) -> Option<OwnedFd> {
@@ -455,17 +464,34 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         )));
     }
     let (share, guest_config) = prepare_share(cfg)?;
+    // virtio-fs: virtiofsd serves the share from this mount namespace.
+    let mut fs = match &cfg.share_fs {
+        crate::virtiofs::ShareFs::VirtioFs { daemon } => {
+            let d = crate::virtiofs::Daemon::start(daemon, &share, &cfg.state_dir)?;
+            log_line(cfg, &format!("virtiofsd pid {} serves the share", d.pid));
+            Some(d)
+        }
+        crate::virtiofs::ShareFs::NineP => None,
+    };
     let spec = VmSpec {
         vmlinux: cfg.vmlinux.clone(),
         initramfs: cfg.initramfs.clone(),
         vcpus: cfg.vcpus,
         memory_mib: cfg.memory_mib,
         share: Some(share),
+        virtiofs: fs
+            .as_ref()
+            .and_then(|d| d.qemu_end.as_ref())
+            .map(|f| f.as_raw_fd()),
         append: cfg.append.clone(),
         run_dir: cfg.state_dir.clone(),
         accel: cfg.accel,
     };
     let mut vm = Vm::launch(&spec)?;
+    if let Some(d) = fs.as_mut() {
+        // QEMU holds its end now.
+        d.qemu_end = None;
+    }
     log_line(
         cfg,
         &format!(
@@ -504,6 +530,7 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         next_client: 1,
         next_stream: INIT_STREAM + 1,
         pending: HashMap::new(),
+        _fs: fs,
     };
     let create = Request::Create(vm_protocol::CreateContainer {
         id: cfg.id.clone(),
