@@ -4,6 +4,7 @@
 //! must agree. Then what only nk-runtime has: the seed's `exec ID` shell and
 //! `exec --exec CMD`.
 
+use nk_tests::term::recv_fd;
 use nk_tests::*;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
@@ -387,36 +388,6 @@ fn read_until(master: std::os::fd::OwnedFd, want: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Receive one descriptor over a unix socket (SCM_RIGHTS).
-fn recv_fd(s: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut data = [0u8; 64];
-    let mut cbuf = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; it points at buffers that outlive recvmsg.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.len();
-    // SAFETY: recvmsg into the buffers set up above.
-    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
-    assert!(
-        n > 0,
-        "recvmsg: no message (a descriptor needs a non-empty payload)"
-    );
-    // SAFETY: the kernel filled a control message in our buffer.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!c.is_null(), "no descriptor received");
-        assert_eq!((*c).cmsg_type, libc::SCM_RIGHTS);
-        std::os::fd::OwnedFd::from_raw_fd(*(libc::CMSG_DATA(c) as *const i32))
-    }
 }
 
 /// Namespaces runc 1.1 cannot create (time) are joined by exec too.

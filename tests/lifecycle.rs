@@ -3,6 +3,7 @@
 //! --attach, pid files, hooks, console sockets, and what a container sees of
 //! its config (namespaces, mounts, devices, process attributes, cgroups).
 
+use nk_tests::term::recv_fd;
 use nk_tests::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -625,34 +626,6 @@ fn console_socket_receives_pty_master() {
     assert!(text.contains("hello-tty"), "{text}");
     root.wait_status(&id, "stopped");
     root.ok(&["delete", &id]);
-}
-
-/// Receive one descriptor over a unix socket (SCM_RIGHTS).
-fn recv_fd(s: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut data = [0u8; 64];
-    let mut cbuf = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; we point it at buffers that outlive recvmsg.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.len();
-    // SAFETY: recvmsg into the buffers set up above.
-    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
-    assert!(n >= 0, "recvmsg failed");
-    // SAFETY: the kernel filled a control message; CMSG_FIRSTHDR/CMSG_DATA walk our own buffer.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!c.is_null(), "no descriptor received");
-        assert_eq!((*c).cmsg_type, libc::SCM_RIGHTS);
-        let fd = *(libc::CMSG_DATA(c) as *const i32);
-        std::os::fd::OwnedFd::from_raw_fd(fd)
-    }
 }
 
 #[test]

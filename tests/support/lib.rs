@@ -4,6 +4,7 @@
 
 pub mod runtime_tools;
 pub mod security;
+pub mod term;
 pub mod vm;
 
 use serde_json::Value;

@@ -77,3 +77,36 @@ pub fn kv(text: &str) -> std::collections::BTreeMap<String, String> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
+
+/// An nk-runtime command on `root` whose guests run the static agent.
+pub fn cmd(root: &Root) -> std::process::Command {
+    let mut c = root.cmd();
+    c.env("NK_VM_AGENT", agent());
+    c
+}
+
+/// Processes whose working directory is inside `dir` (QEMU and the
+/// monitor's helpers run in the container's state directory).
+pub fn procs_in(dir: &Path) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
+            if cwd.starts_with(dir) {
+                v.push(pid);
+            }
+        }
+    }
+    v
+}
+
+/// No container is left in `root`, and (within DEADLINE) no process runs
+/// in its state directories.
+pub fn assert_clean(root: &Root) {
+    assert!(root.ids().is_empty(), "containers left: {:?}", root.ids());
+    wait_for("the VM's processes to go", DEADLINE, || {
+        procs_in(root.dir.path()).is_empty().then_some(())
+    });
+}

@@ -21,3 +21,17 @@ pub fn uptime_ms() -> u64 {
         .map(|s| (s * 1000.0) as u64)
         .unwrap_or(0)
 }
+
+/// Where the agent keeps a copy of itself that guest programs can run
+/// (the initramfs's /init is gone after the switch to the tmpfs root).
+pub const SELF_COPY: &str = "/bin/nk-agent";
+
+/// Copy the agent to [`SELF_COPY`], once.
+pub fn install_self() -> std::io::Result<()> {
+    if std::path::Path::new(SELF_COPY).exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all("/bin")?;
+    std::fs::copy("/proc/self/exe", SELF_COPY)?;
+    Ok(())
+}

@@ -14,6 +14,7 @@
 
 mod cp;
 mod guest;
+mod hooks;
 mod pid1;
 mod procs;
 mod serve;
@@ -23,6 +24,9 @@ fn main() {
         sandbox::process::init::main();
     }
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == hooks::WRAPPER) {
+        std::process::exit(hooks::main(&args[2..]));
+    }
     if args
         .first()
         .is_some_and(|a| a.rsplit('/').next() == Some("cp"))

@@ -13,8 +13,11 @@ pub struct Proc {
     pub stdin_buf: Vec<u8>,
     /// The host sent end of file; close stdin once the buffer is written.
     pub stdin_eof: bool,
-    /// Output descriptors with the fd number they stand for (1 or 2).
+    /// Output descriptors with the fd number they stand for (1, 2, or a
+    /// preserved descriptor the container writes to).
     pub outs: Vec<(u8, OwnedFd)>,
+    /// Preserved descriptors the container reads, fed from the host.
+    pub feeds: Vec<Feed>,
     /// The pty master, for window size changes.
     pub pty: Option<OwnedFd>,
     /// Exit status once reaped.
@@ -30,9 +33,47 @@ impl Proc {
             stdin_buf: Vec::new(),
             stdin_eof: false,
             outs: io.outs,
+            feeds: io.feeds,
             pty: io.pty,
             status: None,
             exited_at: None,
+        }
+    }
+}
+
+/// A pipe into the process for a preserved descriptor (`--preserve-fds`):
+/// the host's bytes wait in `buf` until the pipe takes them.
+pub struct Feed {
+    /// The descriptor number in the container.
+    pub no: u8,
+    pub fd: Option<OwnedFd>,
+    pub buf: Vec<u8>,
+    /// The host sent end of file: close once `buf` is written.
+    pub eof: bool,
+}
+
+impl Feed {
+    /// Write what the pipe takes; close it at the end of the data (or
+    /// when its reader is gone).
+    pub fn write(&mut self) {
+        let Some(fd) = &self.fd else {
+            self.buf.clear();
+            return;
+        };
+        if !self.buf.is_empty() {
+            // SAFETY: write from our buffer to the pipe.
+            let n =
+                unsafe { libc::write(fd.as_raw_fd(), self.buf.as_ptr().cast(), self.buf.len()) };
+            if n > 0 {
+                self.buf.drain(..n as usize);
+            } else if n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
+            {
+                self.buf.clear();
+                self.fd = None;
+            }
+        }
+        if self.buf.is_empty() && self.eof {
+            self.fd = None;
         }
     }
 }
@@ -41,12 +82,52 @@ impl Proc {
 pub struct ParentIo {
     pub stdin: Option<OwnedFd>,
     pub outs: Vec<(u8, OwnedFd)>,
+    pub feeds: Vec<Feed>,
     pub pty: Option<OwnedFd>,
 }
 
-/// The process's ends: what becomes its 0, 1 and 2.
+/// The process's ends: what becomes its 0, 1 and 2, then 3, 4... (the
+/// preserved descriptors).
 pub struct ChildIo {
     pub fds: [OwnedFd; 3],
+    pub extra: Vec<OwnedFd>,
+}
+
+/// Pipes standing for preserved descriptors.
+pub struct Preserved {
+    /// The container's ends, in order from fd 3.
+    pub child: Vec<OwnedFd>,
+    /// The agent's ends the host's bytes go into.
+    pub feeds: Vec<Feed>,
+    /// The agent's ends the container's bytes come out of, with their numbers.
+    pub outs: Vec<(u8, OwnedFd)>,
+}
+
+/// Pipes standing for preserved descriptors, one per entry of `carry`.
+pub fn preserved(carry: &[vm_protocol::Carry]) -> std::io::Result<Preserved> {
+    let (mut child, mut feeds, mut outs) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, c) in carry.iter().enumerate() {
+        let no = vm_protocol::FD_PRESERVED + i as u8;
+        let (r, w) = pipe()?;
+        match c {
+            vm_protocol::Carry::ToContainer => {
+                set_nonblocking(w.as_raw_fd());
+                child.push(r);
+                feeds.push(Feed {
+                    no,
+                    fd: Some(w),
+                    buf: Vec::new(),
+                    eof: false,
+                });
+            }
+            vm_protocol::Carry::FromContainer => {
+                set_nonblocking(r.as_raw_fd());
+                child.push(w);
+                outs.push((no, r));
+            }
+        }
+    }
+    Ok(Preserved { child, feeds, outs })
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -78,10 +159,12 @@ pub fn pipes() -> std::io::Result<(ChildIo, ParentIo)> {
     Ok((
         ChildIo {
             fds: [in_r, out_w, err_w],
+            extra: Vec::new(),
         },
         ParentIo {
             stdin: Some(in_w),
             outs: vec![(1, out_r), (2, err_r)],
+            feeds: Vec::new(),
             pty: None,
         },
     ))
@@ -98,6 +181,7 @@ pub fn null_io() -> std::io::Result<ChildIo> {
     };
     Ok(ChildIo {
         fds: [open()?, open()?, open()?],
+        extra: Vec::new(),
     })
 }
 
@@ -109,30 +193,67 @@ pub fn pty_io(master: OwnedFd) -> std::io::Result<ParentIo> {
     Ok(ParentIo {
         stdin: Some(inp),
         outs: vec![(1, out)],
+        feeds: Vec::new(),
         pty: Some(master),
     })
 }
 
-/// Run `f` with the child's descriptors on 0, 1 and 2, so that whatever it
-/// clones inherits them; the agent's own are restored afterwards. The agent
-/// is single-threaded, so nothing else sees the swap.
+/// Run `f` with the child's descriptors on 0, 1, 2 (and 3... for the
+/// preserved ones), so that whatever it clones inherits them; the agent's
+/// own descriptors on those numbers are put back afterwards, with their
+/// close-on-exec flag. The agent is single-threaded, so nothing else sees
+/// the swap.
 pub fn with_stdio<T>(io: &ChildIo, f: impl FnOnce() -> T) -> T {
-    let mut saved = [-1; 3];
-    for (i, s) in saved.iter_mut().enumerate() {
-        // SAFETY: duplicate our own standard descriptor above 10, close-on-exec.
-        *s = unsafe { libc::fcntl(i as RawFd, libc::F_DUPFD_CLOEXEC, 10) };
-        // SAFETY: dup2 of a descriptor we own onto a standard number.
-        unsafe { libc::dup2(io.fds[i].as_raw_fd(), i as RawFd) };
+    let src: Vec<RawFd> = io
+        .fds
+        .iter()
+        .chain(&io.extra)
+        .map(|f| f.as_raw_fd())
+        .collect();
+    let n = src.len() as RawFd;
+    // Copies above every number about to be replaced: a source may sit on one.
+    let above = n + 10;
+    // SAFETY: F_DUPFD_CLOEXEC of descriptors we hold.
+    let moved: Vec<RawFd> = src
+        .iter()
+        .map(|&fd| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) })
+        .collect();
+    // (copy of what was there, its descriptor flags), or -1 if nothing was.
+    let saved: Vec<(RawFd, i32)> = (0..n)
+        // SAFETY: F_GETFD and F_DUPFD_CLOEXEC of our own descriptor numbers.
+        .map(|i| unsafe {
+            let fl = libc::fcntl(i, libc::F_GETFD);
+            if fl < 0 {
+                (-1, 0)
+            } else {
+                (libc::fcntl(i, libc::F_DUPFD_CLOEXEC, above), fl)
+            }
+        })
+        .collect();
+    for (i, m) in moved.iter().enumerate() {
+        // SAFETY: dup2 of a descriptor we own onto a number we restore below.
+        unsafe { libc::dup2(*m, i as RawFd) };
     }
     let r = f();
-    for (i, s) in saved.iter().enumerate() {
-        if *s >= 0 {
-            // SAFETY: put back and close the saved descriptor.
-            unsafe {
-                libc::dup2(*s, i as RawFd);
+    for (i, (s, fl)) in saved.iter().enumerate() {
+        // SAFETY: put back (or close) our own descriptor numbers, then the copies.
+        unsafe {
+            if *s >= 0 {
+                let cloexec = if fl & libc::FD_CLOEXEC != 0 {
+                    libc::O_CLOEXEC
+                } else {
+                    0
+                };
+                libc::dup3(*s, i as RawFd, cloexec);
                 libc::close(*s);
+            } else {
+                libc::close(i as RawFd);
             }
         }
+    }
+    for m in moved {
+        // SAFETY: close the copies made above.
+        unsafe { libc::close(m) };
     }
     r
 }

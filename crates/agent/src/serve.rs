@@ -183,6 +183,7 @@ pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
         // (stream, index into outs) for each output descriptor polled.
         let mut out_at = Vec::new();
         let mut in_at = Vec::new();
+        let mut feed_at = Vec::new();
         for (s, p) in &a.procs {
             if a.sio.out.len() < SIO_HIGH_WATER {
                 for (i, (_, fd)) in p.outs.iter().enumerate() {
@@ -193,6 +194,12 @@ pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
             if let Some(fd) = &p.stdin {
                 if !p.stdin_buf.is_empty() {
                     in_at.push((*s, fds.len()));
+                    fds.push(pfd(fd.as_raw_fd(), libc::POLLOUT));
+                }
+            }
+            for f in &p.feeds {
+                if let (Some(fd), false) = (&f.fd, f.buf.is_empty()) {
+                    feed_at.push((*s, f.no, fds.len()));
                     fds.push(pfd(fd.as_raw_fd(), libc::POLLOUT));
                 }
             }
@@ -218,6 +225,17 @@ pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
         for (s, at) in in_at {
             if fds[at].revents != 0 {
                 a.write_stdin(s);
+            }
+        }
+        for (s, no, at) in feed_at {
+            if fds[at].revents != 0 {
+                if let Some(f) = a
+                    .procs
+                    .get_mut(&s)
+                    .and_then(|p| p.feeds.iter_mut().find(|f| f.no == no))
+                {
+                    f.write();
+                }
             }
         }
         if fds[1].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
@@ -374,13 +392,24 @@ impl Agent {
         }
         let target = vm_protocol::SHARE_MOUNT;
         std::fs::create_dir_all(target).map_err(|e| format!("create {target}: {e}"))?;
-        mount(
-            vm_protocol::SHARE_TAG,
-            target,
-            "9p",
-            libc::MS_NOSUID | libc::MS_NODEV,
-            "trans=virtio,version=9p2000.L,msize=262144",
-        )?;
+        // The host says on the kernel command line which device it gave us.
+        if std::env::var("nk_share").is_ok_and(|v| v == "virtiofs") {
+            mount(
+                vm_protocol::SHARE_TAG,
+                target,
+                "virtiofs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                "",
+            )?;
+        } else {
+            mount(
+                vm_protocol::SHARE_TAG,
+                target,
+                "9p",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                "trans=virtio,version=9p2000.L,msize=262144",
+            )?;
+        }
         self.share_mounted = true;
         Ok(())
     }
@@ -422,6 +451,8 @@ impl Agent {
         if copyup {
             crate::cp::install().map_err(|e| format!("install /bin/cp for tmpcopyup: {e}"))?;
         }
+        crate::hooks::route_through_rootfs(&mut config)
+            .map_err(|e| format!("install the agent for createContainer hooks: {e}"))?;
         let mut root = config.root().clone().unwrap_or_default();
         root.set_path("rootfs".into());
         config.set_root(Some(root));
@@ -438,13 +469,17 @@ impl Agent {
             self.rt.log_level = l;
         }
         self.rt.systemd_cgroup = c.systemd_cgroup;
-        let (child, parent) = stdio_for(terminal)?;
+        let (mut child, parent) = stdio_for(terminal)?;
+        // --preserve-fds: pipes at 3, 4... carry the host descriptors' bytes.
+        let kept = procs::preserved(&c.preserve_fds).map_err(|e| format!("pipes: {e}"))?;
+        child.extra = kept.child;
         let opts = CreateOptions {
             id: c.id.clone(),
             bundle: bundle.clone().into(),
             no_pivot: c.no_pivot,
             no_new_keyring: c.no_new_keyring,
             foreground: true,
+            preserve_fds: c.preserve_fds.len() as i32,
             ..Default::default()
         };
         let r = procs::with_stdio(&child, || self.rt.create(&opts));
@@ -458,7 +493,9 @@ impl Agent {
                 return Err(e.to_string());
             }
         };
-        let io = parent_io(h.pty, parent)?;
+        let mut io = parent_io(h.pty, parent)?;
+        io.outs.extend(kept.outs);
+        io.feeds = kept.feeds;
         self.watch(c.stream, h.pid, io);
         Ok(Reply::Created { pid: h.pid })
     }
@@ -628,6 +665,20 @@ impl Agent {
             let Some(p) = self.procs.get_mut(&f.stream) else {
                 continue;
             };
+            if f.fd >= vm_protocol::FD_PRESERVED {
+                if let Some(feed) = p.feeds.iter_mut().find(|x| x.no == f.fd) {
+                    if f.data.is_empty() {
+                        feed.eof = true;
+                    } else if feed.fd.is_some() {
+                        feed.buf.extend_from_slice(&f.data);
+                    }
+                    feed.write();
+                }
+                continue;
+            }
+            if f.fd != vm_protocol::FD_STDIN {
+                continue;
+            }
             if f.data.is_empty() {
                 p.stdin_eof = true;
                 // A terminal has no end of file to pass on; a pipe is closed.
@@ -705,6 +756,7 @@ fn parent_io(pty: Option<OwnedFd>, parent: Option<ParentIo>) -> Result<ParentIo,
         (None, None) => ParentIo {
             stdin: None,
             outs: Vec::new(),
+            feeds: Vec::new(),
             pty: None,
         },
     })

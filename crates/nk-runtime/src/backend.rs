@@ -209,6 +209,7 @@ impl Backend {
             pidfd: &h.pidfd,
             forward_to: h.pid,
             pty: h.pty,
+            winch_to: None,
             reap_orphans: true,
         });
         if !a.keep {
@@ -292,6 +293,7 @@ impl Backend {
             pidfd: &h.pidfd,
             forward_to: h.pid,
             pty: h.pty,
+            winch_to: None,
             reap_orphans: false,
         })?)
     }

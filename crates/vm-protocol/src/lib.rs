@@ -94,6 +94,22 @@ pub struct CreateContainer {
     pub no_new_keyring: bool,
     /// The host's log level, so the guest's lines match it.
     pub log_level: String,
+    /// `--preserve-fds`: the container gets fd 3 + i as a pipe carrying
+    /// the contents of the host's descriptor, in the direction given. The
+    /// bytes travel as stdio frames of the container's stream whose `fd`
+    /// is that number.
+    #[serde(default)]
+    pub preserve_fds: Vec<Carry>,
+}
+
+/// Which way a descriptor passed with `--preserve-fds` carries data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Carry {
+    /// The host reads it (a file or pipe opened for reading); the container reads the bytes.
+    ToContainer,
+    /// The container writes; the host writes the bytes to it.
+    FromContainer,
 }
 
 /// A process to add to a running container.
@@ -185,6 +201,8 @@ pub enum GuestMsg {
 pub const FD_STDIN: u8 = 0;
 pub const FD_STDOUT: u8 = 1;
 pub const FD_STDERR: u8 = 2;
+/// The first descriptor passed with `--preserve-fds` (its frames carry its number).
+pub const FD_PRESERVED: u8 = 3;
 
 /// One chunk of a process's stdio.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -183,6 +183,9 @@ struct Checked {
     memory_mib: u32,
     image: crate::image::Image,
     accel: crate::qemu::Accel,
+    /// --preserve-fds: which way each of fds 3.. carries data.
+    preserve_fds: Vec<vm_protocol::Carry>,
+    share_fs: crate::virtiofs::ShareFs,
 }
 
 /// Host-side hooks, as in container mode (the guest's copy of the config
@@ -216,6 +219,79 @@ fn create_hooks(
         }
     }
     Ok(())
+}
+
+/// createContainer and startContainer hooks run inside the guest, where
+/// only the container's files exist: each path must be found in the rootfs
+/// (symlinks resolved inside it) or in a bind mount's source, or the config
+/// is refused before anything is made, rather than the hook silently skipped.
+fn guest_hooks_present(b: &sandbox::spec::Bundle) -> Result<()> {
+    let Some(h) = b.spec.hooks() else {
+        return Ok(());
+    };
+    let rootfs = b.rootfs();
+    let lists = [
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+    ];
+    for (kind, list) in lists {
+        for (i, hook) in list.iter().flatten().enumerate() {
+            let path = hook.path();
+            // The deepest bind mount holding the path, else the rootfs.
+            let (base, rest) = b
+                .spec
+                .mounts()
+                .iter()
+                .flatten()
+                .filter(|m| monitor::is_bind(m) && path.starts_with(m.destination()))
+                .max_by_key(|m| m.destination().components().count())
+                .and_then(|m| {
+                    let src = m.source().as_ref()?;
+                    let rest = path.strip_prefix(m.destination()).ok()?.to_path_buf();
+                    Some((b.dir.join(src), rest))
+                })
+                .unwrap_or_else(|| (rootfs.clone(), path.to_path_buf()));
+            let found = std::fs::File::open(&base).ok().and_then(|d| {
+                let f = if rest.as_os_str().is_empty() {
+                    d.into()
+                } else {
+                    sandbox::linux::fs::open_in_root(d.as_fd(), &rest, nix::fcntl::OFlag::O_PATH)
+                        .ok()?
+                };
+                nix::sys::stat::fstat(&f).ok()
+            });
+            if found.is_none_or(|st| st.st_mode & libc::S_IFMT != libc::S_IFREG) {
+                return Err(Error::Msg(format!(
+                    "hooks.{kind}[{i}].path {}: no such file in the container's rootfs ({}) or its bind mounts; in VM mode {kind} hooks run inside the guest, which has only the container's files: put the hook in the image, or use --mode=container",
+                    path.display(),
+                    rootfs.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The share's filesystem for a config (the annotation, virtiofsd, the
+/// guest kernel's modules): the choice `check` reports too.
+pub fn share_fs(config: &oci_spec::runtime::Spec) -> Result<crate::virtiofs::Choice> {
+    let ann = config
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::virtiofs::ANNOTATION))
+        .map(String::as_str);
+    let has = crate::image::find_kernel()
+        .map(|k| crate::modules::has(&k.modules_root, &k.version, "virtiofs"))
+        .unwrap_or(false);
+    crate::virtiofs::choose(ann, has)
+}
+
+/// "virtio-fs" or "9p".
+pub fn share_name(fs: &crate::virtiofs::ShareFs) -> &'static str {
+    match fs {
+        crate::virtiofs::ShareFs::VirtioFs { .. } => "virtio-fs",
+        crate::virtiofs::ShareFs::NineP => "9p",
+    }
 }
 
 impl VmBackend {
@@ -308,12 +384,8 @@ impl VmBackend {
         if !terminal && o.console_socket.is_some() {
             return Err(Error::Msg("cannot use console socket if runc will not detach or allocate tty: process.terminal is false".into()));
         }
-        if o.preserve_fds > 0 {
-            return Err(Error::Msg(
-                "--preserve-fds is not supported in VM mode: descriptors cannot cross into the guest"
-                    .into(),
-            ));
-        }
+        let preserve_fds = crate::fds::classify(o.preserve_fds)?;
+        guest_hooks_present(&bundle)?;
         let (vcpus, memory_mib) = vm_size(&self.size, &config)?;
         crate::qemu::find_qemu()?;
         let image = crate::image::ensure(&progress)?;
@@ -327,6 +399,10 @@ impl VmBackend {
         });
         let accel = crate::qemu::choose_accel(&image, &note);
         explain::step(&catalog::VM_ACCEL, || accel.as_str().to_string());
+        let share = share_fs(&config)?;
+        explain::step(&catalog::VM_SHARE, || {
+            format!("{}: {}", share_name(&share.fs), share.why)
+        });
         Ok(Checked {
             bundle,
             config,
@@ -335,6 +411,8 @@ impl VmBackend {
             memory_mib,
             image,
             accel,
+            preserve_fds,
+            share_fs: share.fs,
         })
     }
 
@@ -441,6 +519,8 @@ impl VmBackend {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(60),
             tty_fd: tty_slave.as_ref().map(|_| 4),
+            preserve_fds: p.preserve_fds.clone(),
+            share_fs: p.share_fs.clone(),
         };
         let mpath = dir.join(monitor::CONFIG);
         let mjson = serde_json::to_vec(&mcfg)
@@ -466,6 +546,14 @@ impl VmBackend {
             cmd.stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
+        }
+        // The preserved descriptors go to the monitor with its go-ahead, not
+        // by inheritance: the monitor's 3 and 4 are taken, and QEMU must not
+        // hold them.
+        let preserved: Vec<i32> = (3..3 + p.preserve_fds.len() as i32).collect();
+        for fd in &preserved {
+            // SAFETY: F_SETFD on a descriptor that check() found open.
+            unsafe { libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
         let sync_fd = child.as_fd().as_raw_fd();
         let tty_fd = tty_slave.as_ref().map(|s| s.as_raw_fd()).unwrap_or(-1);
@@ -501,7 +589,7 @@ impl VmBackend {
         if let Some(cg) = &undo.cgroup {
             cg.add_process(mpid)?;
         }
-        parent.send(&"go")?;
+        parent.send_fds(&"go", &preserved)?;
         drop(tty_slave);
         Ok(parent)
     }
@@ -668,6 +756,12 @@ impl VmBackend {
         } else {
             Some(wait::Blocked::new()?)
         };
+        if o.preserve_fds > 0 {
+            return Err(Error::Msg(format!(
+                "exec --preserve-fds {}: not supported in VM mode (create and run pass regular files and pipes; exec does not yet)",
+                o.preserve_fds
+            )));
+        }
         let (_, status, c) = self.client(&o.id, "exec")?;
         if status == Status::Paused {
             return Err(Error::Msg("cannot exec in a paused container".into()));
@@ -768,6 +862,9 @@ impl VmBackend {
             pidfd: &created.pidfd,
             forward_to: created.pid,
             pty: None,
+            // The monitor holds our terminal too: on SIGWINCH it reads the
+            // new size there and resizes the guest's pty.
+            winch_to: Some(created.pid),
             reap_orphans: false,
         });
         if let Some(t) = raw {

@@ -134,7 +134,12 @@ impl StdioPort {
 
     /// Send stdin data (empty = end of file) to a stream.
     pub fn send_stdin(&mut self, stream: u32, data: &[u8]) -> Result<()> {
-        let f = vm_protocol::encode_stdio(stream, vm_protocol::FD_STDIN, data);
+        self.send(stream, vm_protocol::FD_STDIN, data)
+    }
+
+    /// Send data (empty = end of file) for descriptor `fd` of a stream.
+    pub fn send(&mut self, stream: u32, fd: u8, data: &[u8]) -> Result<()> {
+        let f = vm_protocol::encode_stdio(stream, fd, data);
         write_all_fd(self.sock.as_raw_fd(), &f)
             .map_err(|e| Error::Protocol(format!("write to the stdio port: {e}")))
     }

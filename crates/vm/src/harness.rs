@@ -95,6 +95,7 @@ impl Guest {
             vcpus: o.vcpus,
             memory_mib: o.memory_mib,
             share: o.share.clone(),
+            virtiofs: None,
             append: o.append.clone(),
             run_dir,
             accel,

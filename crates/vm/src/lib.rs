@@ -6,6 +6,8 @@
 //! * [`qemu`] launches the microVM and picks the accelerator;
 //! * [`channel`] is the host end of the agent protocol (`vm-protocol`);
 //! * [`harness`] boots a guest for tests and runs programs in it;
+//! * [`fds`] checks `--preserve-fds` descriptors: which may pass, and which way;
+//! * [`virtiofs`] chooses the share's filesystem and runs virtiofsd;
 //! * [`monitor`] is the per-container host process of VM mode, and its client.
 
 pub mod backend;
@@ -13,10 +15,12 @@ pub mod cache;
 pub mod channel;
 pub mod cpio;
 pub mod error;
+pub mod fds;
 pub mod harness;
 pub mod image;
 pub mod modules;
 pub mod monitor;
 pub mod qemu;
+pub mod virtiofs;
 
 pub use error::{Error, Result};

@@ -17,6 +17,18 @@ pub const WANTED: &[&str] = &[
     "overlay",
 ];
 
+/// Modules taken when the kernel has them: virtio-fs (a faster share than
+/// 9p; without it the share falls back to 9p).
+pub const OPTIONAL: &[&str] = &["virtiofs"];
+
+/// Does kernel `kver` under `root` have module `name` (as a module or built in)?
+pub fn has(root: &Path, kver: &str, name: &str) -> bool {
+    let dir = root.join(kver);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    parse_dep(&read("modules.dep")).contains_key(name)
+        || read("modules.builtin").lines().any(|l| name_of(l) == name)
+}
+
 /// A module to put in the initramfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
@@ -101,7 +113,13 @@ pub fn for_kernel(root: &Path, kver: &str) -> Result<Vec<Module>> {
         .lines()
         .map(name_of)
         .collect();
-    let order = resolve(&dep, &builtin, WANTED).map_err(|e| Error::KernelMissing {
+    let mut wanted = WANTED.to_vec();
+    wanted.extend(
+        OPTIONAL
+            .iter()
+            .filter(|m| dep.contains_key(**m) || builtin.contains(**m)),
+    );
+    let order = resolve(&dep, &builtin, &wanted).map_err(|e| Error::KernelMissing {
         what: format!("kernel {kver}: {e} ({})", dep_file.display()),
     })?;
     let mut out = Vec::new();

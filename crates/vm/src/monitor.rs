@@ -61,6 +61,17 @@ pub struct MonitorConfig {
     /// A terminal for the container's stdio (a host pty slave, passed as
     /// this descriptor number) instead of the monitor's own 0, 1 and 2.
     pub tty_fd: Option<RawFd>,
+    /// `--preserve-fds`: which way each descriptor carries data (the
+    /// descriptors come with `create`'s go-ahead).
+    #[serde(default)]
+    pub preserve_fds: Vec<vm_protocol::Carry>,
+    /// The share's filesystem, chosen by `create`.
+    #[serde(default = "nine_p")]
+    pub share_fs: crate::virtiofs::ShareFs,
+}
+
+fn nine_p() -> crate::virtiofs::ShareFs {
+    crate::virtiofs::ShareFs::NineP
 }
 
 /// What the monitor tells `create` once the container exists (or not).
@@ -212,7 +223,8 @@ fn mount(
     Ok(())
 }
 
-fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+/// A bind mount, by type or by option (whose source the guest gets through the share).
+pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
     m.typ().as_deref() == Some("bind") || has_option(m, &["bind", "rbind"])
 }
 
@@ -302,9 +314,17 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
             m.set_source(Some(format!("{}/m{i}", vm_protocol::SHARE_MOUNT).into()));
         }
     }
-    // Host-side things the guest cannot use: hooks run on the host, host
-    // namespace paths do not exist in the guest, LSM labels are not loaded there.
-    g.set_hooks(None);
+    // Host-side things the guest cannot use: the runtime's hooks run on the
+    // host (only createContainer and startContainer, which belong inside the
+    // container, go to the guest), host namespace paths do not exist in the
+    // guest, LSM labels are not loaded there.
+    let inside = g.hooks().as_ref().and_then(|h| {
+        let mut k = oci_spec::runtime::Hooks::default();
+        k.set_create_container(h.create_container().clone());
+        k.set_start_container(h.start_container().clone());
+        (k.create_container().is_some() || k.start_container().is_some()).then_some(k)
+    });
+    g.set_hooks(inside);
     if let Some(l) = g.linux_mut() {
         for ns in l.namespaces_mut().iter_mut().flatten() {
             if let Some(p) = ns.path().clone() {
@@ -334,6 +354,10 @@ struct HostStream {
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
+    /// Preserved descriptors read on the host for the container (fd number, descriptor).
+    feeds: Vec<(u8, OwnedFd)>,
+    /// Preserved descriptors the container's bytes are written to.
+    sinks: Vec<(u8, OwnedFd)>,
     tty: bool,
     /// The exec client waiting for the exit status.
     client: Option<u64>,
@@ -360,6 +384,8 @@ struct Monitor {
     next_client: u64,
     next_stream: u32,
     pending: HashMap<u64, Pending>,
+    /// virtiofsd, when the share is virtio-fs (killed when the monitor ends).
+    _fs: Option<crate::virtiofs::Daemon>,
 }
 
 fn dup(fd: RawFd) -> Option<OwnedFd> {
@@ -429,19 +455,43 @@ fn listen(dir: &Path) -> Result<OwnedFd> {
 }
 
 /// Boot the VM and create the container. On success the monitor owns the VM.
-fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
+fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Reply, u64)> {
+    if preserved.len() != cfg.preserve_fds.len() {
+        return Err(Error::Msg(format!(
+            "--preserve-fds: {} descriptors expected from create, {} came",
+            cfg.preserve_fds.len(),
+            preserved.len()
+        )));
+    }
     let (share, guest_config) = prepare_share(cfg)?;
+    // virtio-fs: virtiofsd serves the share from this mount namespace.
+    let mut fs = match &cfg.share_fs {
+        crate::virtiofs::ShareFs::VirtioFs { daemon } => {
+            let d = crate::virtiofs::Daemon::start(daemon, &share, &cfg.state_dir)?;
+            log_line(cfg, &format!("virtiofsd pid {} serves the share", d.pid));
+            Some(d)
+        }
+        crate::virtiofs::ShareFs::NineP => None,
+    };
     let spec = VmSpec {
         vmlinux: cfg.vmlinux.clone(),
         initramfs: cfg.initramfs.clone(),
         vcpus: cfg.vcpus,
         memory_mib: cfg.memory_mib,
         share: Some(share),
+        virtiofs: fs
+            .as_ref()
+            .and_then(|d| d.qemu_end.as_ref())
+            .map(|f| f.as_raw_fd()),
         append: cfg.append.clone(),
         run_dir: cfg.state_dir.clone(),
         accel: cfg.accel,
     };
     let mut vm = Vm::launch(&spec)?;
+    if let Some(d) = fs.as_mut() {
+        // QEMU holds its end now.
+        d.qemu_end = None;
+    }
     log_line(
         cfg,
         &format!(
@@ -480,6 +530,7 @@ fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
         next_client: 1,
         next_stream: INIT_STREAM + 1,
         pending: HashMap::new(),
+        _fs: fs,
     };
     let create = Request::Create(vm_protocol::CreateContainer {
         id: cfg.id.clone(),
@@ -490,6 +541,7 @@ fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
         no_pivot: cfg.no_pivot,
         no_new_keyring: cfg.no_new_keyring,
         log_level: cfg.log_level.clone(),
+        preserve_fds: cfg.preserve_fds.clone(),
     });
     let created = m.call(create, Duration::from_secs(120))?;
     let tty = cfg.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
@@ -497,12 +549,22 @@ fn start_vm(cfg: &MonitorConfig) -> Result<(Monitor, Reply, u64)> {
         Some(fd) => (dup(fd), dup(fd), None),
         None => (dup(0), dup(1), if tty { None } else { dup(2) }),
     };
+    let (mut feeds, mut sinks) = (Vec::new(), Vec::new());
+    for (n, (fd, carry)) in preserved.into_iter().zip(&cfg.preserve_fds).enumerate() {
+        let no = vm_protocol::FD_PRESERVED + n as u8;
+        match carry {
+            vm_protocol::Carry::ToContainer => feeds.push((no, fd)),
+            vm_protocol::Carry::FromContainer => sinks.push((no, fd)),
+        }
+    }
     m.streams.insert(
         INIT_STREAM,
         HostStream {
             stdin: i,
             stdout: o,
             stderr: e,
+            feeds,
+            sinks,
             tty,
             client: None,
             bound: false,
@@ -567,10 +629,13 @@ impl Monitor {
         let Some(s) = self.streams.get(&stream) else {
             return;
         };
-        let Some(fd) = s.stdin.as_ref().or(s.stdout.as_ref()) else {
-            return;
-        };
-        if let Some((rows, cols)) = sandbox::linux::console::get_winsize(fd.as_fd()) {
+        // Whichever of the stream's descriptors is a terminal (stdin may be
+        // redirected while output still goes to one).
+        let size = [s.stdin.as_ref(), s.stdout.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|fd| sandbox::linux::console::get_winsize(fd.as_fd()));
+        if let Some((rows, cols)) = size {
             let _ = self.conn.send(Request::Resize { stream, rows, cols });
         }
     }
@@ -645,6 +710,8 @@ impl Monitor {
                         stdout: o,
                         err_eof: tty || e.is_none(),
                         stderr: if tty { None } else { e },
+                        feeds: Vec::new(),
+                        sinks: Vec::new(),
                         tty,
                         client: Some(cid),
                         bound,
@@ -719,6 +786,17 @@ impl Monitor {
         let Some(s) = self.streams.get_mut(&f.stream) else {
             return;
         };
+        if f.fd >= vm_protocol::FD_PRESERVED {
+            // A preserved descriptor the container writes to.
+            let Some(at) = s.sinks.iter().position(|(no, _)| *no == f.fd) else {
+                return;
+            };
+            if f.data.is_empty() || qemu::write_all_fd(s.sinks[at].1.as_raw_fd(), &f.data).is_err()
+            {
+                s.sinks.remove(at);
+            }
+            return;
+        }
         let (fd, eof) = match f.fd {
             vm_protocol::FD_STDERR => (&mut s.stderr, &mut s.err_eof),
             _ => (&mut s.stdout, &mut s.out_eof),
@@ -750,6 +828,32 @@ impl Monitor {
         } else if n == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
             s.stdin = None;
             let _ = self.stdio.send_stdin(stream, b"");
+        }
+    }
+
+    /// Forward the contents of a preserved descriptor, or its end, to the
+    /// container.
+    fn on_feed(&mut self, stream: u32, no: u8) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(at) = s.feeds.iter().position(|(n, _)| *n == no) else {
+            return;
+        };
+        let mut buf = [0u8; 32768];
+        // SAFETY: one read into our buffer; poll said the descriptor is readable.
+        let n = unsafe {
+            libc::read(
+                s.feeds[at].1.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n > 0 {
+            let _ = self.stdio.send(stream, no, &buf[..n as usize]);
+        } else if n == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            s.feeds.remove(at);
+            let _ = self.stdio.send(stream, no, b"");
         }
     }
 
@@ -819,9 +923,14 @@ impl Monitor {
                 fds.push(ch.as_fd().as_raw_fd());
             }
             let mut stdin_at = Vec::new();
+            let mut feed_at = Vec::new();
             for (sid, s) in &self.streams {
                 if let Some(fd) = &s.stdin {
                     stdin_at.push((*sid, fds.len()));
+                    fds.push(fd.as_raw_fd());
+                }
+                for (no, fd) in &s.feeds {
+                    feed_at.push((*sid, *no, fds.len()));
                     fds.push(fd.as_raw_fd());
                 }
             }
@@ -985,6 +1094,11 @@ impl Monitor {
                     self.on_stdin(sid);
                 }
             }
+            for (sid, no, at) in feed_at {
+                if p[at].revents != 0 {
+                    self.on_feed(sid, no);
+                }
+            }
         }
     }
 }
@@ -994,10 +1108,10 @@ impl Monitor {
 pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
     // SAFETY: ignoring SIGPIPE: writes to a closed pipe then fail with EPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    match sync.recv::<String>() {
-        Ok(Some((s, _))) if s == "go" => {}
+    let preserved = match sync.recv::<String>() {
+        Ok(Some((s, fds))) if s == "go" => fds,
         _ => return VM_FAILED,
-    }
+    };
     if let Some(fd) = cfg.tty_fd {
         // The terminal's window-size changes then reach us as SIGWINCH.
         // SAFETY: TIOCSCTTY on the pty slave we were given; we are a session leader.
@@ -1010,7 +1124,7 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
             return VM_FAILED;
         }
     };
-    let started = start_vm(&cfg).and_then(|(m, created, boot)| {
+    let started = start_vm(&cfg, preserved).and_then(|(m, created, boot)| {
         let l = listen(&cfg.state_dir)?;
         Ok((m, created, boot, l))
     });

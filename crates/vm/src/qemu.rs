@@ -12,7 +12,7 @@
 pub use crate::cache::{cached_accel, Accel, AccelRecord};
 use crate::error::{Error, Result};
 use crate::image::Image;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -114,6 +114,7 @@ fn probe_kvm(img: &Image) -> Result<u128> {
         vcpus: 1,
         memory_mib: 256,
         share: None,
+        virtiofs: None,
         append: vec![],
         run_dir: dir.clone(),
         accel: Accel::Kvm,
@@ -151,6 +152,10 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// A host directory exported over virtio-9p with tag [`vm_protocol::SHARE_TAG`].
     pub share: Option<PathBuf>,
+    /// A connected vhost-user socket to a virtiofsd serving the share: the
+    /// share then goes over virtio-fs (same tag) instead of 9p, and the
+    /// guest's memory is a shared memfd that virtiofsd maps.
+    pub virtiofs: Option<RawFd>,
     /// Extra kernel command line words (`key=value` reach the agent as environment).
     pub append: Vec<String>,
     /// QEMU runs here; console.log and qemu.log are written here.
@@ -176,6 +181,10 @@ pub fn qemu_args(s: &VmSpec) -> Vec<String> {
         if let Some(k) = tsc_khz() {
             cmdline.push(format!("tsc_early_khz={k}"));
         }
+    }
+    if s.virtiofs.is_some() {
+        // Reaches the agent as nk_share=virtiofs in its environment.
+        cmdline.push("nk_share=virtiofs".into());
     }
     cmdline.extend(s.append.iter().cloned());
     let mut a: Vec<String> = vec![
@@ -224,7 +233,24 @@ pub fn qemu_args(s: &VmSpec) -> Vec<String> {
             vm_protocol::STDIO_PORT
         ),
     ];
-    if let Some(share) = &s.share {
+    if s.virtiofs.is_some() {
+        a.extend([
+            "-object".into(),
+            format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                s.memory_mib
+            ),
+            "-machine".into(),
+            "memory-backend=mem".into(),
+            "-chardev".into(),
+            "socket,id=vfs,fd=5".into(),
+            "-device".into(),
+            format!(
+                "vhost-user-fs-device,chardev=vfs,tag={}",
+                vm_protocol::SHARE_TAG
+            ),
+        ]);
+    } else if let Some(share) = &s.share {
         a.push("-fsdev".into());
         a.push(format!(
             "local,id=share,path={},security_model=none,multidevs=remap",
@@ -284,6 +310,7 @@ impl Vm {
             .stdout(logf.try_clone().map_err(|e| Error::io("dup", &log, e))?)
             .stderr(logf);
         let (a, b) = (ctl_guest.as_raw_fd(), sio_guest.as_raw_fd());
+        let vfs = s.virtiofs.unwrap_or(-1);
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe system calls on descriptors that exist.
         unsafe {
@@ -292,6 +319,13 @@ impl Vm {
                 let b2 = libc::fcntl(b, libc::F_DUPFD, 10);
                 if a2 < 0 || b2 < 0 || libc::dup2(a2, 3) < 0 || libc::dup2(b2, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if vfs >= 0 {
+                    let v2 = libc::fcntl(vfs, libc::F_DUPFD, 10);
+                    if v2 < 0 || libc::dup2(v2, 5) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(v2);
                 }
                 libc::close(a2);
                 libc::close(b2);
@@ -589,6 +623,7 @@ mod tests {
             vcpus: 2,
             memory_mib: 300,
             share: Some("/s".into()),
+            virtiofs: None,
             append: vec!["nk_debug=1".into()],
             run_dir: "/r".into(),
             accel: Accel::Tcg,
@@ -608,6 +643,7 @@ mod tests {
         let k = qemu_args(&VmSpec {
             accel: Accel::Kvm,
             share: None,
+            virtiofs: None,
             ..s
         })
         .join(" ");

@@ -213,6 +213,9 @@ steps! {
     VM_ACCEL = "vm.accel", Vm,
         "Choose the accelerator: KVM when a short probe boot under it reaches the agent, otherwise QEMU's TCG emulation (the answer is cached).",
         "Hardware virtualisation runs the guest at native speed. A /dev/kvm that cannot boot an ordinary guest (such as a software kvm_pvm) must not be trusted on sight, so it is tried once.";
+    VM_SHARE = "vm.share", Vm,
+        "Choose how the bundle reaches the guest: virtio-fs (virtiofsd, the guest's page cache in front) where virtiofsd is installed and the guest kernel has the module, otherwise virtio-9p; the annotation org.nano-sandbox.vm.share forces one.",
+        "The guest has its own kernel, so the rootfs must cross as a filesystem protocol. 9p sends every operation through QEMU; virtio-fs is FUSE over shared memory, served by a separate sandboxed daemon, and much faster for metadata-heavy work.";
     VM_MONITOR = "vm.monitor", Vm,
         "Start the monitor (nk-runtime vm-monitor) in the container's cgroup; it boots QEMU's microvm and has the guest's agent create the container.",
         "Engines expect one host process that is the container: it lives as long as the container, takes its signals and exits with its status. The monitor is that process, QEMU is its child in the same cgroup, and inside the guest the agent builds the container with this same library.";

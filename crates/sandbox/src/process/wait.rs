@@ -76,6 +76,9 @@ pub struct Foreground<'a> {
     pub forward_to: i32,
     /// A pty master to bridge to our stdin/stdout.
     pub pty: Option<OwnedFd>,
+    /// Pass SIGWINCH on to this pid instead of resizing `pty`: a VM-mode
+    /// monitor shares our terminal and resizes the guest's pty itself.
+    pub winch_to: Option<i32>,
     /// Reap other children as they exit (we are a subreaper).
     pub reap_orphans: bool,
 }
@@ -196,7 +199,13 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
                     continue;
                 }
                 if sig == libc::SIGWINCH {
-                    pass_size();
+                    match fg.winch_to {
+                        // SAFETY: kill(2) to the process the caller named.
+                        Some(pid) => unsafe {
+                            libc::kill(pid, libc::SIGWINCH);
+                        },
+                        None => pass_size(),
+                    }
                     continue;
                 }
                 if sig == libc::SIGURG {
