@@ -14,6 +14,7 @@
 
 mod cp;
 mod guest;
+mod net;
 mod pid1;
 mod procs;
 mod serve;

@@ -94,6 +94,34 @@ pub struct CreateContainer {
     pub no_new_keyring: bool,
     /// The host's log level, so the guest's lines match it.
     pub log_level: String,
+    /// The engine's network, when the config named a network namespace:
+    /// the agent moves these interfaces into the container's network
+    /// namespace and configures them (and brings loopback up) before the
+    /// container starts. None: the container's new namespace has only a
+    /// loopback that is down, as in container mode.
+    #[serde(default)]
+    pub network: Option<Network>,
+}
+
+/// The interfaces of the engine's network namespace, as the guest gets them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub interfaces: Vec<NetInterface>,
+}
+
+/// One interface: the host's veth (or macvlan...) seen through its tap.
+/// The guest's virtio-net card has the same MAC, which is how the agent
+/// finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetInterface {
+    /// The name in the engine's namespace (eth0), which the guest's gets too.
+    pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    pub mtu: u32,
+    pub addresses: Vec<sandbox::linux::netlink::IpNet>,
+    /// In an order in which each can be added (link routes first).
+    pub routes: Vec<sandbox::linux::netlink::Route>,
 }
 
 /// A process to add to a running container.

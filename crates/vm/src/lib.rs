@@ -6,7 +6,8 @@
 //! * [`qemu`] launches the microVM and picks the accelerator;
 //! * [`channel`] is the host end of the agent protocol (`vm-protocol`);
 //! * [`harness`] boots a guest for tests and runs programs in it;
-//! * [`monitor`] is the per-container host process of VM mode, and its client.
+//! * [`monitor`] is the per-container host process of VM mode, and its client;
+//! * [`net`] brings the engine's network namespace into the guest (tap, tc redirect).
 
 pub mod backend;
 pub mod cache;
@@ -17,6 +18,7 @@ pub mod harness;
 pub mod image;
 pub mod modules;
 pub mod monitor;
+pub mod net;
 pub mod qemu;
 
 pub use error::{Error, Result};
