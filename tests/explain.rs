@@ -820,11 +820,13 @@ fn scenario_vm() -> BTreeSet<String> {
             "state.claim",
             "cgroup.create",
             "vm.monitor",
+            "vm.net",
             "state.created",
             "pid_file",
         ],
     );
     assert!(detail_of(&err, "vm.monitor").contains("qemu pid"), "{err}");
+    assert!(detail_of(&err, "vm.net").contains("loopback only"), "{err}");
     got
 }
 

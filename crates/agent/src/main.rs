@@ -15,6 +15,7 @@
 mod cp;
 mod guest;
 mod hooks;
+mod net;
 mod pid1;
 mod procs;
 mod serve;

@@ -493,6 +493,15 @@ impl Agent {
                 return Err(e.to_string());
             }
         };
+        if let Some(net) = &c.network {
+            // Before `start`: the container's process waits on its exec FIFO.
+            if let Err(e) = crate::net::configure(h.pid, net) {
+                // SAFETY: kill(2) of the init we just created; the VM goes
+                // down with the failed create.
+                unsafe { libc::kill(h.pid, libc::SIGKILL) };
+                return Err(format!("configure the container's network: {e}"));
+            }
+        }
         let mut io = parent_io(h.pty, parent)?;
         io.outs.extend(kept.outs);
         io.feeds = kept.feeds;

@@ -100,6 +100,13 @@ pub struct CreateContainer {
     /// is that number.
     #[serde(default)]
     pub preserve_fds: Vec<Carry>,
+    /// The engine's network, when the config named a network namespace:
+    /// the agent moves these interfaces into the container's network
+    /// namespace and configures them (and brings loopback up) before the
+    /// container starts. None: the container's new namespace has only a
+    /// loopback that is down, as in container mode.
+    #[serde(default)]
+    pub network: Option<Network>,
 }
 
 /// Which way a descriptor passed with `--preserve-fds` carries data.
@@ -110,6 +117,27 @@ pub enum Carry {
     ToContainer,
     /// The container writes; the host writes the bytes to it.
     FromContainer,
+}
+
+/// The interfaces of the engine's network namespace, as the guest gets them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub interfaces: Vec<NetInterface>,
+}
+
+/// One interface: the host's veth (or macvlan...) seen through its tap.
+/// The guest's virtio-net card has the same MAC, which is how the agent
+/// finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetInterface {
+    /// The name in the engine's namespace (eth0), which the guest's gets too.
+    pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    pub mtu: u32,
+    pub addresses: Vec<sandbox::linux::netlink::IpNet>,
+    /// In an order in which each can be added (link routes first).
+    pub routes: Vec<sandbox::linux::netlink::Route>,
 }
 
 /// A process to add to a running container.

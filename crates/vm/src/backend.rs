@@ -319,12 +319,13 @@ impl VmBackend {
                 mlog.display()
             )),
         };
-        let (guest_pid, qemu_pid, boot_ms) = match report {
+        let (guest_pid, qemu_pid, boot_ms, net) = match report {
             Report::Created {
                 guest_pid,
                 qemu_pid,
                 boot_ms,
-            } => (guest_pid, qemu_pid, boot_ms),
+                net,
+            } => (guest_pid, qemu_pid, boot_ms, net),
             Report::Failed(e) => return Err(Error::Msg(format!("create failed: {e}"))),
         };
         drop(boot);
@@ -333,6 +334,7 @@ impl VmBackend {
         explain::step(&catalog::VM_MONITOR, || {
             format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, booted in {boot_ms} ms", accel.as_str())
         });
+        explain::step(&catalog::VM_NET, || net);
         if let Err(e) = create_hooks(&p.bundle, &o.id, mpid, &record) {
             shutdown(&dir, &record);
             return Err(e);
@@ -387,6 +389,7 @@ impl VmBackend {
         let preserve_fds = crate::fds::classify(o.preserve_fds)?;
         guest_hooks_present(&bundle)?;
         let (vcpus, memory_mib) = vm_size(&self.size, &config)?;
+        crate::net::check(&config)?;
         crate::qemu::find_qemu()?;
         let image = crate::image::ensure(&progress)?;
         explain::step(&catalog::VM_IMAGE, || {
@@ -689,6 +692,8 @@ impl VmBackend {
             }
         }
         kill_recorded(&st);
+        // The monitor removes its tc setup as it exits; a killed one cannot.
+        crate::net::detach(&rt.store.dir(id))?;
         rt.delete(id, true)?;
         Ok(())
     }

@@ -99,6 +99,7 @@ impl Guest {
             append: o.append.clone(),
             run_dir,
             accel,
+            nics: vec![],
         };
         let mut vm = Vm::launch(&spec)?;
         let ready = vm.wait_ready(o.ready_timeout)?;

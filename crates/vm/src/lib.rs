@@ -8,6 +8,7 @@
 //! * [`harness`] boots a guest for tests and runs programs in it;
 //! * [`fds`] checks `--preserve-fds` descriptors: which may pass, and which way;
 //! * [`virtiofs`] chooses the share's filesystem and runs virtiofsd;
+//! * [`net`] brings the engine's network namespace into the guest (tap, tc redirect);
 //! * [`monitor`] is the per-container host process of VM mode, and its client.
 
 pub mod backend;
@@ -20,6 +21,7 @@ pub mod harness;
 pub mod image;
 pub mod modules;
 pub mod monitor;
+pub mod net;
 pub mod qemu;
 pub mod virtiofs;
 

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 /// The modules the agent needs: the virtio-mmio transport (microvm's
 /// devices), virtio-serial (the channel), 9p over virtio (the shared
-/// bundle) and overlayfs (a writable rootfs that never changes host files).
+/// bundle), overlayfs (a writable rootfs that never changes host files) and
+/// virtio-net (the engine's network, through a tap on the host).
 pub const WANTED: &[&str] = &[
     "virtio_mmio",
     "virtio_console",
+    "virtio_net",
     "9pnet_virtio",
     "9p",
     "overlay",
@@ -154,6 +156,9 @@ kernel/drivers/virtio/virtio.ko:
 kernel/drivers/virtio/virtio_ring.ko:
 kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
 ";
 
     #[test]
@@ -167,6 +172,9 @@ kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virt
                 "virtio",
                 "virtio_mmio",
                 "virtio_console",
+                "failover",
+                "net_failover",
+                "virtio_net",
                 "9pnet",
                 "9pnet_virtio",
                 "netfs",

@@ -81,6 +81,9 @@ pub enum Report {
         guest_pid: i32,
         qemu_pid: i32,
         boot_ms: u64,
+        /// The network the guest got, in one line (for `-E`).
+        #[serde(default)]
+        net: String,
     },
     Failed(String),
 }
@@ -328,6 +331,12 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
     if let Some(l) = g.linux_mut() {
         for ns in l.namespaces_mut().iter_mut().flatten() {
             if let Some(p) = ns.path().clone() {
+                ns.set_path(None);
+                if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                    // The engine's interfaces follow into the guest's new
+                    // namespace (crate::net, CreateContainer::network).
+                    continue;
+                }
                 sandbox::logging::warn(|| {
                     format!(
                         "VM mode: the {} namespace path {} is a host namespace; the guest creates a new one",
@@ -335,7 +344,6 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
                         p.display()
                     )
                 });
-                ns.set_path(None);
             }
         }
         l.set_mount_label(None);
@@ -454,8 +462,10 @@ fn listen(dir: &Path) -> Result<OwnedFd> {
     Ok(s)
 }
 
-/// Boot the VM and create the container. On success the monitor owns the VM.
-fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Reply, u64)> {
+/// Boot the VM and create the container. On success the monitor owns the
+/// VM. Returns the monitor, the agent's reply, the boot time and the
+/// network summary.
+fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Reply, u64, String)> {
     if preserved.len() != cfg.preserve_fds.len() {
         return Err(Error::Msg(format!(
             "--preserve-fds: {} descriptors expected from create, {} came",
@@ -463,6 +473,20 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
             preserved.len()
         )));
     }
+    // The engine's network namespace: join it (QEMU runs there too) and
+    // give each interface a tap; the taps' descriptors live until QEMU has them.
+    let (attached, net_summary) = match crate::net::mode(&cfg.config) {
+        crate::net::NetMode::Join(p) => {
+            let a = crate::net::attach(&p, &cfg.state_dir)?;
+            let s = a.summary(&p);
+            log_line(cfg, &format!("network {s}"));
+            (Some(a), s)
+        }
+        _ => (
+            None,
+            "a new network namespace in the guest: loopback only".to_string(),
+        ),
+    };
     let (share, guest_config) = prepare_share(cfg)?;
     // virtio-fs: virtiofsd serves the share from this mount namespace.
     let mut fs = match &cfg.share_fs {
@@ -486,6 +510,14 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         append: cfg.append.clone(),
         run_dir: cfg.state_dir.clone(),
         accel: cfg.accel,
+        nics: attached
+            .iter()
+            .flat_map(|a| &a.nics)
+            .map(|n| qemu::NicSpec {
+                tap_fd: n.tap.as_raw_fd(),
+                mac: n.mac.clone(),
+            })
+            .collect(),
     };
     let mut vm = Vm::launch(&spec)?;
     if let Some(d) = fs.as_mut() {
@@ -542,6 +574,7 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         no_new_keyring: cfg.no_new_keyring,
         log_level: cfg.log_level.clone(),
         preserve_fds: cfg.preserve_fds.clone(),
+        network: attached.map(|a| a.network),
     });
     let created = m.call(create, Duration::from_secs(120))?;
     let tty = cfg.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
@@ -576,7 +609,7 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
     if tty {
         m.resize_from(INIT_STREAM);
     }
-    Ok((m, created, boot_ms))
+    Ok((m, created, boot_ms, net_summary))
 }
 
 impl Monitor {
@@ -1124,14 +1157,15 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
             return VM_FAILED;
         }
     };
-    let started = start_vm(&cfg, preserved).and_then(|(m, created, boot)| {
+    let started = start_vm(&cfg, preserved).and_then(|(m, created, boot, net)| {
         let l = listen(&cfg.state_dir)?;
-        Ok((m, created, boot, l))
+        Ok((m, created, boot, net, l))
     });
-    let (mut m, created, boot_ms, listener) = match started {
+    let (mut m, created, boot_ms, net, listener) = match started {
         Ok(x) => x,
         Err(e) => {
             log_line(&cfg, &format!("create failed: {e}"));
+            undo_network(&cfg);
             let _ = sync.send(&Report::Failed(e.to_string()));
             return VM_FAILED;
         }
@@ -1144,11 +1178,24 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
         guest_pid,
         qemu_pid: m.vm.pid,
         boot_ms,
+        net,
     });
     drop(sync);
     if let Some(fd) = cfg.tty_fd {
         // SAFETY: the stream holds its own copies of the terminal.
         unsafe { libc::close(fd) };
     }
-    m.serve(listener, sfd)
+    let code = m.serve(listener, sfd);
+    // QEMU is gone and its taps with it; the veth's qdisc is ours to remove.
+    drop(m);
+    undo_network(&cfg);
+    code
+}
+
+/// Remove what crate::net put in the engine's network namespace (delete
+/// does it again, for a monitor that was killed).
+fn undo_network(cfg: &MonitorConfig) {
+    if let Err(e) = crate::net::detach(&cfg.state_dir) {
+        log_line(cfg, &format!("network clean-up: {e}"));
+    }
 }

@@ -118,6 +118,7 @@ fn probe_kvm(img: &Image) -> Result<u128> {
         append: vec![],
         run_dir: dir.clone(),
         accel: Accel::Kvm,
+        nics: vec![],
     };
     let t0 = Instant::now();
     let r = Vm::launch(&spec).and_then(|mut vm| {
@@ -161,6 +162,25 @@ pub struct VmSpec {
     /// QEMU runs here; console.log and qemu.log are written here.
     pub run_dir: PathBuf,
     pub accel: Accel,
+    /// Network cards: virtio-net devices on tap descriptors we hold.
+    pub nics: Vec<NicSpec>,
+}
+
+/// One network card: the tap descriptor (QEMU gets it as fd
+/// [`first_nic_fd`] + its index) and the MAC the guest's card gets.
+#[derive(Debug, Clone)]
+pub struct NicSpec {
+    pub tap_fd: RawFd,
+    pub mac: String,
+}
+
+/// QEMU's descriptor of the virtio-fs socket (3 and 4 are the two ports).
+pub const VIRTIOFS_FD: i32 = 5;
+
+/// QEMU's descriptor of the first tap: after the ports and the virtio-fs
+/// socket when there is one.
+pub fn first_nic_fd(s: &VmSpec) -> i32 {
+    VIRTIOFS_FD + i32::from(s.virtiofs.is_some())
 }
 
 /// QEMU option values separate fields with commas: double them in paths.
@@ -243,7 +263,7 @@ pub fn qemu_args(s: &VmSpec) -> Vec<String> {
             "-machine".into(),
             "memory-backend=mem".into(),
             "-chardev".into(),
-            "socket,id=vfs,fd=5".into(),
+            format!("socket,id=vfs,fd={VIRTIOFS_FD}"),
             "-device".into(),
             format!(
                 "vhost-user-fs-device,chardev=vfs,tag={}",
@@ -261,6 +281,17 @@ pub fn qemu_args(s: &VmSpec) -> Vec<String> {
             "virtio-9p-device,fsdev=share,mount_tag={}",
             vm_protocol::SHARE_TAG
         ));
+    }
+    for (i, n) in s.nics.iter().enumerate() {
+        // vhost=off: the kernel's vhost-net would need /dev/vhost-net and
+        // KVM's irqfd; under TCG QEMU moves the frames itself.
+        a.push("-netdev".into());
+        a.push(format!(
+            "tap,id=net{i},fd={},vhost=off",
+            first_nic_fd(s) + i as i32
+        ));
+        a.push("-device".into());
+        a.push(format!("virtio-net-device,netdev=net{i},mac={}", n.mac));
     }
     a
 }
@@ -309,26 +340,34 @@ impl Vm {
             .stdin(std::process::Stdio::null())
             .stdout(logf.try_clone().map_err(|e| Error::io("dup", &log, e))?)
             .stderr(logf);
-        let (a, b) = (ctl_guest.as_raw_fd(), sio_guest.as_raw_fd());
-        let vfs = s.virtiofs.unwrap_or(-1);
+        // Descriptors for QEMU: the ports at 3 and 4, then the virtio-fs
+        // socket (5) when there is one, then the taps.
+        let mut fds = vec![ctl_guest.as_raw_fd(), sio_guest.as_raw_fd()];
+        fds.extend(s.virtiofs);
+        fds.extend(s.nics.iter().map(|n| n.tap_fd));
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe system calls on descriptors that exist.
+        // makes async-signal-safe system calls on descriptors that exist
+        // (the vector is allocated before the fork and only read).
         unsafe {
             cmd.pre_exec(move || {
-                let a2 = libc::fcntl(a, libc::F_DUPFD, 10);
-                let b2 = libc::fcntl(b, libc::F_DUPFD, 10);
-                if a2 < 0 || b2 < 0 || libc::dup2(a2, 3) < 0 || libc::dup2(b2, 4) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                // Move every source above the targets first, so that no
+                // dup2 overwrites a source not yet moved.
+                let mut moved = [-1i32; 64];
+                if fds.len() > moved.len() {
+                    return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
                 }
-                if vfs >= 0 {
-                    let v2 = libc::fcntl(vfs, libc::F_DUPFD, 10);
-                    if v2 < 0 || libc::dup2(v2, 5) < 0 {
+                for (i, &fd) in fds.iter().enumerate() {
+                    moved[i] = libc::fcntl(fd, libc::F_DUPFD, 3 + fds.len() as i32 + 8);
+                    if moved[i] < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    libc::close(v2);
                 }
-                libc::close(a2);
-                libc::close(b2);
+                for (i, &fd) in moved[..fds.len()].iter().enumerate() {
+                    if libc::dup2(fd, 3 + i as i32) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
                 libc::prctl(
                     libc::PR_SET_PDEATHSIG,
                     libc::SIGKILL as libc::c_ulong,
@@ -627,6 +666,10 @@ mod tests {
             append: vec!["nk_debug=1".into()],
             run_dir: "/r".into(),
             accel: Accel::Tcg,
+            nics: vec![NicSpec {
+                tap_fd: 9,
+                mac: "02:42:0a:58:00:05".into(),
+            }],
         };
         let a = qemu_args(&s).join(" ");
         assert!(
@@ -637,6 +680,10 @@ mod tests {
         assert!(a.contains(&format!("name={}", vm_protocol::CONTROL_PORT)));
         assert!(a.contains("mount_tag=nkshare"));
         assert!(a.contains("nk_debug=1"));
+        assert!(
+            a.contains("-netdev tap,id=net0,fd=5,vhost=off -device virtio-net-device,netdev=net0,mac=02:42:0a:58:00:05"),
+            "{a}"
+        );
         if tsc_khz().is_some() {
             assert!(a.contains("tsc_early_khz="));
         }
@@ -644,11 +691,15 @@ mod tests {
             accel: Accel::Kvm,
             share: None,
             virtiofs: None,
+            nics: vec![],
             ..s
         })
         .join(" ");
         assert!(
-            k.contains("-accel kvm -cpu host") && !k.contains("tsc_early_khz") && !k.contains("9p")
+            k.contains("-accel kvm -cpu host")
+                && !k.contains("tsc_early_khz")
+                && !k.contains("9p")
+                && !k.contains("netdev")
         );
     }
 

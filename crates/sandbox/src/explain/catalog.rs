@@ -219,6 +219,9 @@ steps! {
     VM_MONITOR = "vm.monitor", Vm,
         "Start the monitor (nk-runtime vm-monitor) in the container's cgroup; it boots QEMU's microvm and has the guest's agent create the container.",
         "Engines expect one host process that is the container: it lives as long as the container, takes its signals and exits with its status. The monitor is that process, QEMU is its child in the same cgroup, and inside the guest the agent builds the container with this same library.";
+    VM_NET = "vm.net", Vm,
+        "Bring the config's network namespace into the guest: the monitor joins it, gives each Ethernet link a tap with a tc mirred redirect in both directions, and the agent gives the guest's virtio-net card the link's MAC, addresses, routes and MTU.",
+        "A VM has its own kernel and so its own network stack: it cannot be put in the engine's namespace. The tap carries the veth's frames into the guest unchanged, so the engine's bridge, port forwarding and DNS work as for a container; without a namespace path the guest's new namespace has only loopback.";
     INIT_EXEC = "init.exec", Clone,
         "The child execs the runtime's hidden `init` command from the protected copy and reads its instructions (JSON) from the sync channel.",
         "Between clone and exec a child may only make raw, async-signal-safe system calls: it joins its cgroup, sets PR_SET_PDEATHSIG and, in a user namespace, waits for its id maps, then execs. The SOCK_SEQPACKET socketpair carries the request down, and log lines, hook requests, these explanations and errors back up, one whole message at a time.";

@@ -1,0 +1,415 @@
+//! The engine's network inside the VM, host side.
+//!
+//! Engines (Podman, Docker, the CRI) make a network namespace, put a veth
+//! (usually `eth0`) with the container's MAC, addresses and routes in it,
+//! and name it in `linux.namespaces`. In VM mode the monitor joins that
+//! namespace (so QEMU runs there too), creates one tap per interface, and
+//! joins tap and interface with a tc `mirred` redirect in each direction on
+//! their ingress qdiscs, as Kata's default `tcfilter` model does: every
+//! frame that reaches the veth from the engine's bridge leaves through the
+//! tap into the guest's virtio-net card, and every frame from the guest
+//! leaves through the veth. The guest's card has the veth's MAC, and the
+//! agent gives it the veth's addresses, routes and MTU.
+//!
+//! The veth keeps its addresses in the namespace, as with Kata: nothing in
+//! the namespace uses them (the ingress redirect takes every frame before
+//! the namespace's own stack sees it), and engines may read them there.
+//!
+//! The tap goes away with QEMU and the monitor (it is not persistent). The
+//! ingress qdisc on the veth would outlive them in a namespace that the
+//! engine keeps until its pod is torn down, so what was put there is
+//! recorded in [`RECORD`] and removed by the monitor as it exits and again
+//! by `delete`.
+
+use crate::error::{Error, Result};
+use sandbox::linux::netlink::{self, mac_string, Link, Msg, Socket};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use vm_protocol::{NetInterface, Network};
+
+/// The state-directory file recording the namespace and the links that
+/// got an ingress qdisc.
+pub const RECORD: &str = "net.json";
+
+/// tc's ingress qdisc: handle ffff:, parent TC_H_INGRESS.
+const INGRESS_HANDLE: u32 = 0xffff_0000;
+const TC_H_INGRESS: u32 = 0xffff_fff1;
+// linux/pkt_cls.h, linux/tc_act/tc_mirred.h.
+const TCA_KIND: u16 = 1;
+const TCA_OPTIONS: u16 = 2;
+const TCA_U32_SEL: u16 = 5;
+const TCA_U32_ACT: u16 = 7;
+const TCA_ACT_KIND: u16 = 1;
+const TCA_ACT_OPTIONS: u16 = 2;
+const TCA_MIRRED_PARMS: u16 = 2;
+const TC_U32_TERMINAL: u8 = 1;
+const TC_ACT_STOLEN: i32 = 4;
+const TCA_EGRESS_REDIR: i32 = 1;
+const ETH_P_ALL: u16 = 0x0003;
+const ARPHRD_ETHER: u16 = 1;
+
+/// Which network the config gives the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetMode {
+    /// No network namespace entry: the host's own stack (`--network host`).
+    Host,
+    /// A new namespace (no path): only loopback, inside the guest.
+    Private,
+    /// The engine's namespace at this path.
+    Join(PathBuf),
+}
+
+/// The network a config asks for.
+pub fn mode(spec: &oci_spec::runtime::Spec) -> NetMode {
+    let ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|v| {
+            v.iter()
+                .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+                .cloned()
+        });
+    match ns {
+        None => NetMode::Host,
+        Some(n) => match n.path() {
+            Some(p) => NetMode::Join(p.clone()),
+            None => NetMode::Private,
+        },
+    }
+}
+
+/// Refuse a config that shares the host's network stack: a VM has its own
+/// kernel, so it cannot.
+pub fn check(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    if mode(spec) == NetMode::Host {
+        return Err(Error::Msg(
+            "VM mode cannot share the host's network stack: linux.namespaces has no \"network\" \
+             entry (as with --network host). A VM has its own kernel and network stack: give it \
+             a network namespace (an engine's bridge network, or --network none), or use \
+             --mode=container"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A tap device for one interface; QEMU gets `tap` as `-netdev tap,fd=`.
+#[derive(Debug)]
+pub struct Nic {
+    pub tap: OwnedFd,
+    pub tap_name: String,
+    pub mac: String,
+}
+
+/// What [`attach`] made.
+#[derive(Debug, Default)]
+pub struct Attached {
+    pub nics: Vec<Nic>,
+    pub network: Network,
+}
+
+impl Attached {
+    /// One line for the log and `-E`.
+    pub fn summary(&self, netns: &Path) -> String {
+        if self.nics.is_empty() {
+            return format!(
+                "{}: only loopback, which the guest brings up",
+                netns.display()
+            );
+        }
+        let each: Vec<String> = self
+            .nics
+            .iter()
+            .zip(&self.network.interfaces)
+            .map(|(n, i)| {
+                let a: Vec<String> = i.addresses.iter().map(|a| a.to_string()).collect();
+                let r: Vec<String> = i.routes.iter().map(|r| r.to_string()).collect();
+                format!(
+                    "{} ({}, mtu {}) <-tc mirred-> {} -> guest {} [{}] routes [{}]",
+                    i.name,
+                    i.mac,
+                    i.mtu,
+                    n.tap_name,
+                    i.name,
+                    a.join(", "),
+                    r.join(", ")
+                )
+            })
+            .collect();
+        format!("{}: {}", netns.display(), each.join("; "))
+    }
+}
+
+/// What `delete` needs to undo: the links that got an ingress qdisc.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetRecord {
+    pub netns: PathBuf,
+    pub links: Vec<String>,
+}
+
+fn net_err(what: String, e: std::io::Error) -> Error {
+    Error::Msg(format!("{what}: {e}"))
+}
+
+/// Join the network namespace at `netns` (the calling process's thread:
+/// the monitor, before it starts QEMU), give each of its Ethernet links a
+/// tap joined to it by tc, and describe them for the guest. What it puts
+/// on the namespace's links is recorded in `state_dir` first.
+pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
+    let f = std::fs::File::open(netns).map_err(|e| Error::io("open", netns, e))?;
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+        Error::sys(
+            format!(
+                "setns into the network namespace {} (linux.namespaces)",
+                netns.display()
+            ),
+            e,
+        )
+    })?;
+    let mut s = Socket::open().map_err(|e| net_err("open a netlink socket".into(), e))?;
+    let links = s
+        .links()
+        .map_err(|e| net_err(format!("list the links of {}", netns.display()), e))?;
+    let ifaces: Vec<Link> = links
+        .into_iter()
+        .filter(|l| {
+            l.name != "lo" && l.hw_type == ARPHRD_ETHER && l.kind != "tun" && l.mac.len() == 6
+        })
+        .collect();
+    let rec = NetRecord {
+        netns: netns.to_path_buf(),
+        links: ifaces.iter().map(|l| l.name.clone()).collect(),
+    };
+    let rpath = state_dir.join(RECORD);
+    let json = serde_json::to_vec(&rec).unwrap_or_default();
+    std::fs::write(&rpath, json).map_err(|e| Error::io("write", &rpath, e))?;
+    let mut out = Attached::default();
+    for l in &ifaces {
+        let addresses = s
+            .addresses(l.index)
+            .map_err(|e| net_err(format!("list the addresses of {}", l.name), e))?;
+        let routes = s
+            .routes(l.index)
+            .map_err(|e| net_err(format!("list the routes of {}", l.name), e))?;
+        let (tap, tap_name) = create_tap()?;
+        let tap_index = s
+            .links()
+            .map_err(|e| net_err("list links".into(), e))?
+            .into_iter()
+            .find(|t| t.name == tap_name)
+            .map(|t| t.index)
+            .ok_or_else(|| Error::Msg(format!("the new tap {tap_name} is not listed")))?;
+        s.set_link(
+            tap_index,
+            libc::IFF_UP as u32,
+            libc::IFF_UP as u32,
+            Some(l.mtu),
+        )
+        .map_err(|e| net_err(format!("bring {tap_name} up with mtu {}", l.mtu), e))?;
+        redirect(&mut s, l, tap_index, &tap_name)?;
+        redirect(
+            &mut s,
+            &Link {
+                index: tap_index,
+                name: tap_name.clone(),
+                ..l.clone()
+            },
+            l.index,
+            &l.name,
+        )?;
+        let mac = mac_string(&l.mac);
+        out.nics.push(Nic {
+            tap,
+            tap_name,
+            mac: mac.clone(),
+        });
+        out.network.interfaces.push(NetInterface {
+            name: l.name.clone(),
+            mac,
+            mtu: l.mtu,
+            addresses,
+            routes,
+        });
+    }
+    Ok(out)
+}
+
+/// A tap in the current network namespace (IFF_VNET_HDR: QEMU passes the
+/// guest's checksum and segmentation offloads through), named by the kernel.
+fn create_tap() -> Result<(OwnedFd, String)> {
+    // SAFETY: open(2) with a static path.
+    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io(
+            "open",
+            "/dev/net/tun",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a new descriptor that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a zeroed ifreq is valid; the name and flags are set below.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"nktap%d".iter().enumerate() {
+        ifr.ifr_name[i] = *b as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+    // SAFETY: TUNSETIFF reads and writes the ifreq we own.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
+        return Err(Error::sys(
+            "ioctl(TUNSETIFF) to create a tap device",
+            nix::errno::Errno::last(),
+        ));
+    }
+    let name: Vec<u8> = ifr
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok((fd, String::from_utf8_lossy(&name).into_owned()))
+}
+
+/// `tc qdisc add dev FROM ingress` and `tc filter add dev FROM parent
+/// ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev
+/// TO` (u32 rather than matchall: some kernels, this host's among them,
+/// are built without cls_matchall).
+fn redirect(s: &mut Socket, from: &Link, to: i32, to_name: &str) -> Result<()> {
+    let mut q = Msg::new(
+        libc::RTM_NEWQDISC,
+        (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+        &netlink::tcmsg(from.index, INGRESS_HANDLE, TC_H_INGRESS, 0),
+    );
+    q.attr_str(TCA_KIND, "ingress");
+    s.request(q).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EEXIST) {
+            " (it already has an ingress qdisc: another VM-mode container, or a tc setup of \
+             the engine's, uses this network namespace)"
+        } else {
+            ""
+        };
+        net_err(format!("add an ingress qdisc to {}{hint}", from.name), e)
+    })?;
+    // struct tc_u32_sel with one all-zero key: every packet matches.
+    let mut sel = vec![0u8; 16 + 16];
+    sel[0] = TC_U32_TERMINAL;
+    sel[2] = 1;
+    // struct tc_mirred: index, capab, action, refcnt, bindcnt, eaction, ifindex.
+    let mut parms = Vec::with_capacity(28);
+    for v in [0i32, 0, TC_ACT_STOLEN, 0, 0, TCA_EGRESS_REDIR, to] {
+        parms.extend_from_slice(&v.to_ne_bytes());
+    }
+    let info = (ETH_P_ALL.to_be() as u32) & 0xffff;
+    let mut f = Msg::new(
+        libc::RTM_NEWTFILTER,
+        (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+        &netlink::tcmsg(from.index, 0, INGRESS_HANDLE, info),
+    );
+    f.attr_str(TCA_KIND, "u32")
+        .begin(TCA_OPTIONS)
+        .begin(TCA_U32_ACT)
+        .begin(1)
+        .attr_str(TCA_ACT_KIND, "mirred")
+        .begin(TCA_ACT_OPTIONS)
+        .attr(TCA_MIRRED_PARMS, &parms)
+        .end()
+        .end()
+        .end()
+        .attr(TCA_U32_SEL, &sel)
+        .end();
+    s.request(f).map_err(|e| {
+        net_err(
+            format!(
+                "add a tc filter redirecting {}'s ingress to {to_name}",
+                from.name
+            ),
+            e,
+        )
+    })
+}
+
+/// Remove the ingress qdiscs (and with them the redirect filters) that
+/// [`attach`] recorded in `state_dir`, if the namespace still exists, then
+/// the record. Safe to call more than once.
+pub fn detach(state_dir: &Path) -> Result<()> {
+    let rpath = state_dir.join(RECORD);
+    let rec: NetRecord = match std::fs::read(&rpath) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", &rpath, e)),
+    };
+    if !rec.links.is_empty() {
+        match Socket::open_in(&rec.netns) {
+            Ok(mut s) => {
+                let links = s.links().map_err(|e| {
+                    net_err(format!("list the links of {}", rec.netns.display()), e)
+                })?;
+                for l in links.iter().filter(|l| rec.links.contains(&l.name)) {
+                    let q = Msg::new(
+                        libc::RTM_DELQDISC,
+                        0,
+                        &netlink::tcmsg(l.index, INGRESS_HANDLE, TC_H_INGRESS, 0),
+                    );
+                    match s.request(q) {
+                        Ok(()) => {}
+                        // Already gone (ENOENT; EINVAL from older kernels).
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => {
+                        }
+                        Err(e) => {
+                            return Err(net_err(
+                                format!(
+                                    "remove the ingress qdisc of {} in {}",
+                                    l.name,
+                                    rec.netns.display()
+                                ),
+                                e,
+                            ))
+                        }
+                    }
+                }
+            }
+            // The engine removed the namespace: nothing of ours is left in it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(net_err(
+                    format!("open the network namespace {}", rec.netns.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    match std::fs::remove_file(&rpath) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", &rpath, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ns: &str) -> oci_spec::runtime::Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.2","linux":{{"namespaces":[{{"type":"mount"}}{ns}]}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_network_mode_follows_linux_namespaces() {
+        assert_eq!(mode(&spec("")), NetMode::Host);
+        assert_eq!(mode(&spec(r#",{"type":"network"}"#)), NetMode::Private);
+        assert_eq!(
+            mode(&spec(r#",{"type":"network","path":"/run/netns/x"}"#)),
+            NetMode::Join("/run/netns/x".into())
+        );
+        let e = check(&spec("")).unwrap_err().to_string();
+        assert!(
+            e.contains("--network host") && e.contains("\"network\""),
+            "{e}"
+        );
+    }
+}
