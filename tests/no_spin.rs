@@ -330,11 +330,17 @@ fn hung_up_terminal() {
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave));
-    // SAFETY: between fork and exec only async-signal-safe calls: a new
-    // session, with the pty (fd 0) as its controlling terminal.
+    // SAFETY: between fork and exec only async-signal-safe calls: SIGHUP
+    // back to its default, as in a login session (the suite may run under
+    // `nohup`, whose SIG_IGN the runtime would inherit and keep: then no
+    // hang-up reaches it at all), and a new session with the pty (fd 0) as
+    // its controlling terminal.
     unsafe {
         c.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+            if libc::signal(libc::SIGHUP, libc::SIG_DFL) == libc::SIG_ERR
+                || libc::setsid() < 0
+                || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
