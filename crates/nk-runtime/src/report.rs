@@ -28,6 +28,8 @@ pub struct Globals {
     pub rootless: bool,
     pub explain: bool,
     pub level: Level,
+    /// --criu: the criu binary for checkpoint and restore.
+    pub criu: Option<PathBuf>,
     json: bool,
     log_file: Option<Arc<Mutex<std::fs::File>>>,
     trace: Option<String>,
@@ -189,6 +191,7 @@ impl Globals {
                 .clone()
                 .unwrap_or_else(sandbox::state::default_root),
             systemd_cgroup: cli.systemd_cgroup,
+            criu: cli.criu.as_ref().map(PathBuf::from),
             rootless,
             explain: explain_on,
             level,
