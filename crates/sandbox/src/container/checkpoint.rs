@@ -14,9 +14,10 @@
 //!   At CRIU's setup-namespaces notification the prestart and createRuntime
 //!   hooks run; at post-restore the new init is recorded.
 
-use super::create::{private_pidns, run_create_hooks, write_pid_file};
+use super::create::{cgroup_mount_info, private_pidns, run_create_hooks, write_pid_file};
 use super::undo::Cleanup;
 use super::{bad_status, Runtime};
+use crate::cgroups::CgroupManager;
 use crate::criu;
 use crate::criu::rpc::{CgMode, Features, Opts, Req, ReqType};
 use crate::criu::swrk::{Stdio3, Swrk};
@@ -199,6 +200,38 @@ fn device_paths(spec: &Spec) -> Vec<String> {
     v
 }
 
+/// The container's cgroup directories the runtime bound into it (a
+/// `cgroup` mount without a new cgroup namespace): (mount point inside,
+/// host directory). They are external mounts to CRIU: the image names
+/// them by mount point and restore binds the new container's own cgroup
+/// directories there. In a new cgroup namespace the mounts are real
+/// cgroup mounts, which CRIU dumps and restores itself.
+fn cgroup_binds(spec: &Spec, cg: Option<&dyn CgroupManager>) -> Vec<(String, String)> {
+    let new_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none());
+    if new_ns {
+        return Vec::new();
+    }
+    let info = cgroup_mount_info(cg, false);
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            for h in linux::mounts::cgroup_hierarchies(m.destination(), &info) {
+                out.push((
+                    h.path.display().to_string(),
+                    h.host_dir.display().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Namespaces the config joins by path that CRIU must leave alone
 /// (network and pid, as runc): CRIU's key for each and the path.
 fn external_namespaces(spec: &Spec) -> Vec<(LinuxNamespaceType, &'static str, PathBuf)> {
@@ -331,7 +364,8 @@ impl Runtime {
         }
         // CRIU freezes the tree with the freezer cgroup (v1) or the
         // container's cgroup (v2), so no process escapes while it dumps.
-        if let Some(cg) = self.cgroup_of(&st) {
+        let cgroup = self.cgroup_of(&st);
+        if let Some(cg) = &cgroup {
             let dirs = cg.dirs();
             opts.freeze_cgroup = dirs
                 .iter()
@@ -364,6 +398,9 @@ impl Runtime {
             }
             for d in device_paths(&spec) {
                 opts.ext_mnt.push((d.clone(), d));
+            }
+            for (inside, _) in cgroup_binds(&spec, cgroup.as_deref()) {
+                opts.ext_mnt.push((inside.clone(), inside));
             }
             let fds = serde_json::to_vec(&stdio_links(st.pid)).unwrap_or_default();
             crate::files::replace(&o.flags.image_path.join(DESCRIPTORS_FILE), &fds, 0o600)?;
@@ -561,6 +598,9 @@ impl Runtime {
         }
         for d in device_paths(&bundle.spec) {
             opts.ext_mnt.push((d.clone(), d));
+        }
+        for bind in cgroup_binds(&bundle.spec, cleanup.cgroup.as_deref()) {
+            opts.ext_mnt.push(bind);
         }
         // The old stdio pipes become this process's own descriptors 0-2
         // (CRIU inherits them): what the caller of restore gave us.
