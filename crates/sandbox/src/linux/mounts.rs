@@ -843,7 +843,7 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
         }
         Ok(())
     };
-    let hierarchies = cgroup_hierarchies(dest, &ctx.cgroup);
+    let hierarchies = cgroup_hierarchies(dest, ctx.cgroup);
     if let [h] = hierarchies.as_slice() {
         if h.data.is_none() {
             drop(target_fd);
@@ -986,6 +986,66 @@ pub fn check(i: usize, m: &Mount, userns: bool) -> crate::error::Checked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_hierarchies_follow_the_host_layout() {
+        let dest = Path::new("/sys/fs/cgroup");
+        let unified = CgroupMountInfo {
+            v2: Some("/sys/fs/cgroup/nano-sandbox/c1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            cgroup_hierarchies(dest, &unified),
+            vec![CgroupHierarchy {
+                path: dest.into(),
+                host_dir: "/sys/fs/cgroup/nano-sandbox/c1".into(),
+                data: None,
+            }]
+        );
+        // v1 (the hybrid host's cgroup2 part is not shown): co-mounted
+        // controllers share one bind, a named hierarchy goes by its name.
+        let v1 = CgroupMountInfo {
+            v1: vec![
+                ("cpu".into(), "/sys/fs/cgroup/cpu,cpuacct/c1".into()),
+                ("cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct/c1".into()),
+                ("memory".into(), "/sys/fs/cgroup/memory/c1".into()),
+                ("name=systemd".into(), "/sys/fs/cgroup/systemd/c1".into()),
+            ],
+            v2: Some("/sys/fs/cgroup/unified/c1".into()),
+            cgroupns: false,
+        };
+        let got: Vec<(String, String, Option<String>)> = cgroup_hierarchies(dest, &v1)
+            .into_iter()
+            .map(|h| {
+                (
+                    h.path.display().to_string(),
+                    h.host_dir.display().to_string(),
+                    h.data,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "/sys/fs/cgroup/cpu,cpuacct".into(),
+                    "/sys/fs/cgroup/cpu,cpuacct/c1".into(),
+                    Some("cpu,cpuacct".into())
+                ),
+                (
+                    "/sys/fs/cgroup/memory".into(),
+                    "/sys/fs/cgroup/memory/c1".into(),
+                    Some("memory".into())
+                ),
+                (
+                    "/sys/fs/cgroup/systemd".into(),
+                    "/sys/fs/cgroup/systemd/c1".into(),
+                    Some("name=systemd".into())
+                ),
+            ]
+        );
+        assert!(cgroup_hierarchies(dest, &CgroupMountInfo::default()).is_empty());
+    }
 
     fn p(v: &[&str]) -> Parsed {
         parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
