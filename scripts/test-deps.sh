@@ -8,8 +8,9 @@
 # against this list: a tool from a package missing here fails it).
 set -eu
 cd "$(dirname "$0")/.."
-# The reference runtimes the tests compare with.
-pkgs="runc crun"
+# The reference runtimes the tests compare with; criu for checkpoint and
+# restore (tests/checkpoint.rs on the host, tests/checkpoint_vm.rs in a guest).
+pkgs="runc crun criu"
 # The test rootfs and bundles (scripts/mk-rootfs.sh), JSON, timing.
 pkgs="$pkgs busybox-static python3 jq hyperfine time file"
 # Building the runtime and the engines' test image (its seccomp probe); the

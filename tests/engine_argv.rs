@@ -1,7 +1,7 @@
 //! The command lines engines send, replayed without the engines: the argv
 //! shapes recorded from containerd's runc shim, Podman's conmon and Docker
 //! (tests/engines/ drives the engines themselves), the JSON error log they
-//! parse, `features`, the keyring flag, and checkpoint/restore's refusal.
+//! parse, `features`, the keyring flag, and checkpoint/restore's flags.
 
 use nk_tests::*;
 use serde_json::{json, Value};
@@ -213,16 +213,24 @@ fn features_document() {
     ] {
         assert!(f.get(k).is_some() && r.get(k).is_some(), "{k}");
     }
+    // runc says true when built with CRIU; nk-runtime when criu is installed.
+    let criu = ["/usr/sbin/criu", "/usr/bin/criu", "/sbin/criu"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
     assert_eq!(
         f["annotations"]["org.opencontainers.runc.checkpoint.enabled"],
-        "false"
+        if criu { "true" } else { "false" }
     );
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert_eq!(f["hooks"].as_array().unwrap().len(), 6);
 }
 
+/// The command lines engines send to checkpoint and restore (Go-style
+/// `-no-subreaper` included) parse: whatever CRIU then does, the answer is
+/// never a usage error, the container is left running and no restore
+/// leaves a container behind (tests/checkpoint.rs checks CRIU's errors).
 #[test]
-fn checkpoint_and_restore_refuse_plainly() {
+fn checkpoint_and_restore_command_lines_parse() {
     let root = Root::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("ckpt");
@@ -247,10 +255,9 @@ fn checkpoint_and_restore_refuse_plainly() {
         ],
     ] {
         let o = root.run(&args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = stderr(&o);
         assert!(
-            err.contains("not supported") && err.contains("CRIU"),
+            !err.contains("unexpected argument") && !err.contains("Usage:"),
             "{args:?}: {err}"
         );
     }

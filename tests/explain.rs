@@ -720,6 +720,45 @@ fn scenario_signal_forward() -> BTreeSet<String> {
     got
 }
 
+/// checkpoint and restore narrate their CRIU requests whether or not CRIU
+/// can work on this kernel (where it cannot, both fail right after, and
+/// their error line, which quotes CRIU's log, is not narration).
+fn scenario_checkpoint() -> BTreeSet<String> {
+    let narration = |err: &str| -> String {
+        err.lines()
+            .filter(|l| !l.starts_with("time="))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let root = Root::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "exec </dev/null >/dev/null 2>&1; while :; do sleep 1; done",
+    ]);
+    let id = unique_id("ex-ckpt");
+    root.ok(&["run", "-d", "--bundle", &b.path(), &id]);
+    let img = TempDir::new("ex-ckpt-img");
+    let dir = img.path().to_str().unwrap();
+    let (_, _, err) = run_e(&root, &["checkpoint", "--image-path", dir, &id]);
+    let mut got = check("checkpoint", &narration(&err), &["criu.dump"]);
+    let _ = root.run(&["delete", "-f", &id]);
+    let (_, _, err) = run_e(
+        &root,
+        &[
+            "restore",
+            "-d",
+            "--bundle",
+            &b.path(),
+            "--image-path",
+            dir,
+            &unique_id("ex-rst"),
+        ],
+    );
+    got.extend(check("restore", &narration(&err), &["criu.restore"]));
+    got
+}
+
 /// Pure cgroup v2, in a private mount namespace where the v1 hierarchies are
 /// unmounted and cgroup2 is mounted on /sys/fs/cgroup: the device rules
 /// become an eBPF program, and the child is born in its cgroup.
@@ -883,6 +922,7 @@ fn every_catalog_step_is_narrated() {
     got.extend(scenario_join_and_exec());
     got.extend(scenario_no_mount_namespace());
     got.extend(scenario_signal_forward());
+    got.extend(scenario_checkpoint());
     got.extend(scenario_lsm());
     got.extend(scenario_cgroup_v2());
     got.extend(scenario_vm());

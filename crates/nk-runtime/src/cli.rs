@@ -43,8 +43,8 @@ pub struct Cli {
     /// Rootless mode: true, false or auto (accepted as runc does).
     #[arg(long, value_name = "BOOL")]
     pub rootless: Option<String>,
-    /// Path of criu (accepted for compatibility).
-    #[arg(long, value_name = "PATH", hide = true)]
+    /// The criu binary for checkpoint and restore (default: criu on PATH).
+    #[arg(long, value_name = "PATH")]
     pub criu: Option<String>,
     /// Narrate every step in plain words (or NK_EXPLAIN=1).
     #[arg(short = 'E', long)]
@@ -94,10 +94,10 @@ pub enum Command {
     Events(EventsArgs),
     /// Print the OCI features document of this runtime.
     Features,
-    /// Checkpoint a container (not supported).
-    Checkpoint(PassthroughArgs),
-    /// Restore a container (not supported).
-    Restore(PassthroughArgs),
+    /// Checkpoint a running container with CRIU.
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a CRIU checkpoint.
+    Restore(RestoreArgs),
     /// Check what this host supports, with fixes for what is missing.
     Check(CheckArgs),
     /// Build, show or remove the VM-mode guest image.
@@ -391,6 +391,98 @@ pub struct PassthroughArgs {
     pub args: Vec<String>,
 }
 
+/// The CRIU flags checkpoint and restore share (runc's).
+#[derive(Args, Debug)]
+pub struct CriuArgs {
+    /// Directory for the CRIU image files (default ./checkpoint).
+    #[arg(long, value_name = "DIR")]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's work files and log (default: the image directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a session or process group outside the container).
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// cgroups mode: soft (default), full, strict or ignore.
+    #[arg(long, value_name = "MODE")]
+    pub manage_cgroups_mode: Option<String>,
+    /// Create a namespace, but do not restore its properties (network).
+    #[arg(long, value_name = "NS")]
+    pub empty_ns: Vec<String>,
+    /// Deduplicate memory images.
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Restore memory lazily with userfaultfd (not supported: refused).
+    #[arg(long)]
+    pub lazy_pages: bool,
+}
+
+/// checkpoint.
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Previous image directory for a dump after --pre-dump, relative to --image-path.
+    #[arg(long, value_name = "DIR")]
+    pub parent_path: Option<String>,
+    /// Leave the container running after the checkpoint.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Dump memory only and leave the container running.
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// ADDRESS:PORT of a CRIU page server to send memory to.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub page_server: Option<String>,
+    /// CRIU writes a zero byte here once lazy pages are ready (with --lazy-pages).
+    #[arg(long, value_name = "FD", default_value_t = -1, allow_hyphen_values = true)]
+    pub status_fd: i32,
+    /// Container id.
+    pub id: String,
+}
+
+/// restore.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Bundle directory (holds config.json); default the current directory.
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub bundle: PathBuf,
+    /// Return once the container is restored.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the restored init's pid here.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the restored terminal's master.
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Do not become a subreaper while waiting.
+    #[arg(long)]
+    pub no_subreaper: bool,
+    /// Accepted: CRIU switches the root itself.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// LSM profile for the restored processes, TYPE:NAME.
+    #[arg(long, value_name = "TYPE:NAME")]
+    pub lsm_profile: Option<String>,
+    /// LSM mount context for the restore.
+    #[arg(long, value_name = "CONTEXT")]
+    pub lsm_mount_context: Option<String>,
+    /// Container id.
+    pub id: String,
+}
+
 /// check.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -466,8 +558,7 @@ mod tests {
     use super::*;
 
     /// The long flags runc's callers may send with one dash (the list this
-    /// file kept by hand before; checkpoint's and restore's CRIU flags are
-    /// left out: those verbs take their arguments untouched).
+    /// file kept by hand before).
     #[test]
     fn every_runc_long_flag_is_normalised() {
         let long = long_flags();
@@ -489,6 +580,23 @@ mod tests {
             "rm",
             "keep",
             "no-subreaper",
+            "image-path",
+            "work-path",
+            "parent-path",
+            "leave-running",
+            "tcp-established",
+            "ext-unix-sk",
+            "shell-job",
+            "lazy-pages",
+            "status-fd",
+            "page-server",
+            "file-locks",
+            "pre-dump",
+            "manage-cgroups-mode",
+            "empty-ns",
+            "auto-dedup",
+            "lsm-profile",
+            "lsm-mount-context",
             "attach",
             "all",
             "force",

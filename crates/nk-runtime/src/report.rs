@@ -29,6 +29,8 @@ pub struct Globals {
     pub rootless: bool,
     pub explain: bool,
     pub level: Level,
+    /// --criu: the criu binary for checkpoint and restore.
+    pub criu: Option<PathBuf>,
     json: bool,
     log_file: Option<Arc<Mutex<std::fs::File>>>,
     trace: Option<String>,
@@ -191,6 +193,7 @@ impl Globals {
                 .unwrap_or_else(sandbox::state::default_root),
             systemd_cgroup: cli.systemd_cgroup,
             seccomp_cache: !cli.no_seccomp_cache,
+            criu: cli.criu.as_ref().map(PathBuf::from),
             rootless,
             explain: explain_on,
             level,

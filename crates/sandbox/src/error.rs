@@ -69,6 +69,10 @@ pub enum Error {
     #[error("{0}")]
     Child(String),
 
+    /// Talking to CRIU (checkpoint, restore) failed.
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
+
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     Msg(String),

@@ -91,9 +91,17 @@ pub fn features() -> Features {
         .set_linux(Some(linux))
         .set_annotations(Some(
             [
-                // CRIU is not integrated (and Debian 12's criu 3.17 cannot
-                // run on this host's kernel): checkpoint and restore say so.
-                ("org.opencontainers.runc.checkpoint.enabled", "false"),
+                // runc says "true" whenever it is built with CRIU support;
+                // here it also needs a criu binary to drive (whether CRIU
+                // works on this kernel is `check`'s question).
+                (
+                    "org.opencontainers.runc.checkpoint.enabled",
+                    if crate::criu::find(None).is_ok() {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                ),
                 ("org.nano-sandbox.mode", "container|vm"),
             ]
             .into_iter()

@@ -7,6 +7,7 @@
 //! * [`process`] creates processes in namespaces and talks to them;
 //! * [`linux`] has one module per kernel mechanism (namespaces, mounts,
 //!   devices, capabilities, rlimits, seccomp, console, hooks, sysctl, users);
+//! * [`criu`] drives CRIU for checkpoint and restore;
 //! * [`cgroups`] manages v1, v2 and hybrid cgroups behind one trait;
 //! * [`explain`] narrates every step, and [`logging`] tags lines by role;
 //! * [`features`] is the OCI features document, read off the tables above.
@@ -16,6 +17,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod explain;
 pub mod features;

@@ -499,6 +499,43 @@ fn rlimits() -> Check {
     )
 }
 
+/// Can CRIU checkpoint here? The binary checkpoint and restore would use,
+/// its version over RPC, and `criu check`, CRIU's own probe of the kernel.
+fn criu() -> Check {
+    let (status, detail, fix) = match sandbox::criu::find(None) {
+        Err(e) => (Status::Missing, e.to_string(), "apt-get install criu"),
+        Ok(p) => {
+            let v = sandbox::criu::version(&p)
+                .map(|v| format!("CRIU {v}"))
+                .unwrap_or_else(|e| format!("version unknown: {e}"));
+            match sandbox::criu::host_check(&p) {
+                Ok(()) => (
+                    Status::Ok,
+                    format!("{} ({v}): criu check passes", p.display()),
+                    "",
+                ),
+                Err(lines) => (
+                    Status::Missing,
+                    format!(
+                        "{} ({v}) cannot checkpoint on this kernel: {}",
+                        p.display(),
+                        lines.join("; ")
+                    ),
+                    "a CRIU release that supports this kernel (checkpoint and restore fail with CRIU's error until then); VM mode's guest kernel is one where it runs",
+                ),
+            }
+        }
+    };
+    check(
+        "criu",
+        "checkpoint, restore",
+        status,
+        false,
+        detail,
+        Some(fix),
+    )
+}
+
 fn vm_mode() -> Vec<Check> {
     let mut out = Vec::new();
     // The same lookups VM mode itself makes (crates/vm), so check cannot
@@ -715,6 +752,7 @@ fn run_checks(rootless: bool, state_root: &std::path::Path) -> Vec<Check> {
     out.push(rlimits());
     out.push(overlayfs());
     out.push(lsm());
+    out.push(criu());
     out.extend(vm_mode());
     out
 }

@@ -1,21 +1,78 @@
-//! `checkpoint` and `restore`: not supported. nk-runtime has no CRIU
-//! integration, so both refuse plainly and touch nothing. Every flag runc
-//! takes for them (including Go-style `-no-subreaper`, which engines send to
-//! restore) is accepted, so the answer is this message, not a usage error.
+//! `checkpoint` and `restore`: container mode through CRIU
+//! (`sandbox::container` builds the requests, `sandbox::criu` speaks to
+//! criu). Restore without --detach waits for the restored container like
+//! `run`, forwards signals, deletes it afterwards and exits with its status.
 
-use crate::cli::PassthroughArgs;
+use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
 use crate::report::Globals;
+use sandbox::container::{CheckpointOptions, CriuFlags, RestoreOptions};
+use sandbox::process::wait::{self, Blocked, Foreground};
+use std::path::PathBuf;
 
-pub fn checkpoint(_g: &Globals, _a: PassthroughArgs) -> anyhow::Result<i32> {
-    anyhow::bail!(
-        "checkpoint is not supported by nk-runtime: it has no CRIU integration \
-         (the container was not touched; `features` reports org.opencontainers.runc.checkpoint.enabled=false)"
-    )
+/// runc's default image directory: ./checkpoint.
+fn flags(g: &Globals, a: CriuArgs) -> anyhow::Result<CriuFlags> {
+    let cwd = std::env::current_dir()?;
+    let abs = |p: PathBuf| if p.is_absolute() { p } else { cwd.join(p) };
+    Ok(CriuFlags {
+        criu: g.criu.clone(),
+        image_path: abs(a.image_path.unwrap_or_else(|| PathBuf::from("checkpoint"))),
+        work_path: a.work_path.map(abs),
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        manage_cgroups_mode: a.manage_cgroups_mode,
+        empty_ns: a.empty_ns,
+        auto_dedup: a.auto_dedup,
+        lazy_pages: a.lazy_pages,
+    })
 }
 
-pub fn restore(_g: &Globals, _a: PassthroughArgs) -> anyhow::Result<i32> {
-    anyhow::bail!(
-        "restore is not supported by nk-runtime: it has no CRIU integration \
-         (nothing was created; `features` reports org.opencontainers.runc.checkpoint.enabled=false)"
-    )
+pub fn checkpoint(g: &Globals, a: CheckpointArgs) -> anyhow::Result<i32> {
+    let o = CheckpointOptions {
+        flags: flags(g, a.criu)?,
+        parent_path: a.parent_path,
+        leave_running: a.leave_running,
+        pre_dump: a.pre_dump,
+        page_server: a.page_server,
+    };
+    g.runtime().checkpoint(&a.id, &o)?;
+    Ok(0)
+}
+
+pub fn restore(g: &Globals, a: RestoreArgs) -> anyhow::Result<i32> {
+    let o = RestoreOptions {
+        flags: flags(g, a.criu)?,
+        id: a.id.clone(),
+        bundle: a.bundle,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        lsm_profile: a.lsm_profile,
+        lsm_mount_context: a.lsm_mount_context,
+    };
+    let rt = g.runtime();
+    if a.detach {
+        rt.restore(&o)?;
+        return Ok(0);
+    }
+    // As run: the forwarded signals blocked before the init exists, and
+    // orphans of the container reaped here.
+    let _blocked = Blocked::new()?;
+    if !a.no_subreaper {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    let r = rt.restore(&o)?;
+    let status = wait::wait(Foreground {
+        pid: r.pid,
+        pidfd: &r.pidfd,
+        forward_to: r.pid,
+        pty: None,
+        reap_orphans: !a.no_subreaper,
+        winch_to: None,
+    });
+    if let Err(e) = rt.delete(&a.id, true) {
+        sandbox::logging::warn(|| format!("delete after restore: {e}"));
+    }
+    Ok(status?)
 }

@@ -399,7 +399,7 @@ impl Runtime {
     }
 
     /// linux.resources, with the device rules, on the new cgroup.
-    fn apply_resources(&self, cg: &dyn CgroupManager, bundle: &Bundle) -> Result<()> {
+    pub(super) fn apply_resources(&self, cg: &dyn CgroupManager, bundle: &Bundle) -> Result<()> {
         let mut res: LinuxResources = bundle
             .spec
             .linux()
@@ -708,7 +708,7 @@ fn send_init(
 }
 
 /// The init's mounts are done: run the prestart and createRuntime hooks.
-fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Result<()> {
+pub(super) fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Result<()> {
     let st = |status| state::hook_state(id, status, record.pid, &bundle.dir, &record.annotations);
     let at = linux::hooks::Inherit::runtime(&bundle.dir);
     if let Some(h) = bundle.spec.hooks() {

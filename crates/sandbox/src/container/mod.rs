@@ -3,6 +3,7 @@
 //! [`Runtime`] (the state root and global options) and works through the
 //! cgroup manager trait and the process module.
 
+mod checkpoint;
 mod create;
 mod delete;
 pub mod exec;
@@ -11,6 +12,7 @@ mod ops;
 mod undo;
 
 pub use crate::state::hook_state;
+pub use checkpoint::{CheckpointOptions, CriuFlags, RestoreOptions, Restored};
 pub use create::{write_pid_file, CreateOptions, Handle};
 pub use exec::{merge_process, ExecHandle, ExecOptions};
 pub use undo::Cleanup;

@@ -40,6 +40,8 @@ pub enum Phase {
     Signals,
     /// Tearing down.
     Delete,
+    /// checkpoint and restore: CRIU dumps or rebuilds the process tree.
+    Checkpoint,
 }
 
 impl Phase {
@@ -60,6 +62,7 @@ impl Phase {
             Phase::Exec => "exec",
             Phase::Signals => "signals and exit",
             Phase::Delete => "teardown",
+            Phase::Checkpoint => "checkpoint/restore (CRIU)",
         }
     }
     /// Why the narration comes back to a phase it has already shown: the
@@ -369,6 +372,12 @@ steps! {
     DELETE_HOST_MOUNTS = "delete.host_mounts", Delete,
         "Unmount (MNT_DETACH, deepest first) what the container mounted under its rootfs in the runtime's mount namespace.",
         "Without a mount namespace of its own the container's mounts live on the host and outlive it. Only mounts that were not under the rootfs before create are removed, so a rootfs that is itself a mount point stays.";
+    CRIU_DUMP = "criu.dump", Checkpoint,
+        "Ask CRIU to dump the container's process tree into the image directory: start `criu swrk` on a socketpair and send it a DUMP (or PRE_DUMP) request naming the init, the root, the freezer cgroup and the external mounts and namespaces.",
+        "CRIU freezes every process of the cgroup, so none escapes or changes while it is read, then saves memory, descriptors, sockets and namespaces as image files. Without --leave-running it kills the tree afterwards and the container is deleted; --pre-dump copies memory while the container runs, so the final dump has less to copy.";
+    CRIU_RESTORE = "criu.restore", Checkpoint,
+        "Ask CRIU to rebuild the process tree from the image directory: a RESTORE request with a bind mount of the rootfs as root, CRIU itself moved into the new container's cgroup, and the old stdio pipes mapped to the runtime's own.",
+        "The processes come back with their pids, memory and open files as they were dumped, as children of the runtime (rst_sibling), so it can wait for the init. At CRIU's setup-namespaces point the prestart and createRuntime hooks run; at post-restore the new init is recorded.";
     DELETE_STATE = "delete.state", Delete,
         "Remove the state directory.",
         "The id becomes free again for a new container.";

@@ -843,10 +843,11 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
         }
         Ok(())
     };
-    if ctx.cgroup.v1.is_empty() {
-        if let Some(v2dir) = &ctx.cgroup.v2 {
+    let hierarchies = cgroup_hierarchies(dest, ctx.cgroup);
+    if let [h] = hierarchies.as_slice() {
+        if h.data.is_none() {
             drop(target_fd);
-            return one(dest, v2dir, "cgroup2", None);
+            return one(&h.path, &h.host_dir, "cgroup2", None);
         }
     }
     sys_mount(
@@ -857,23 +858,16 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
         Some("mode=755"),
     )
     .map_err(|e| err("mount tmpfs".into(), e))?;
-    // Co-mounted controllers share a host directory: one mount for them.
-    let mut groups: Vec<(PathBuf, Vec<String>)> = Vec::new();
-    for (ctrl, hostdir) in &ctx.cgroup.v1 {
-        match groups.iter_mut().find(|(d, _)| d == hostdir) {
-            Some((_, v)) => v.push(ctrl.clone()),
-            None => groups.push((hostdir.clone(), vec![ctrl.clone()])),
-        }
-    }
-    for (hostdir, ctrls) in &groups {
-        let data = ctrls.join(",");
-        let name = data.strip_prefix("name=").unwrap_or(&data).to_string();
-        one(&dest.join(&name), hostdir, "cgroup", Some(&data))?;
+    for h in &hierarchies {
+        let data = h.data.as_deref().unwrap_or("");
+        one(&h.path, &h.host_dir, "cgroup", Some(data))?;
+        let ctrls: Vec<&str> = data.split(',').collect();
         if ctrls.len() > 1 {
+            let name = h.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let dir = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
                 .map_err(|e| err("reopen".into(), e))?;
             for c in ctrls {
-                match nix::unistd::symlinkat(name.as_str(), dir.as_fd(), c.as_str()) {
+                match nix::unistd::symlinkat(name, dir.as_fd(), c) {
                     Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => return Err(err(format!("symlink {c} -> {name}"), e)),
                 }
@@ -894,6 +888,55 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
     )
     .map_err(|e| err("chmod 0555 the cgroup tmpfs".into(), e))?;
     Ok(())
+}
+
+/// One hierarchy a `cgroup` mount shows inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupHierarchy {
+    /// Where it appears in the container (the destination itself on a
+    /// unified host, `<destination>/<name>` for each v1 hierarchy).
+    pub path: PathBuf,
+    /// The container's cgroup directory on the host: the bind's source
+    /// when there is no new cgroup namespace.
+    pub host_dir: PathBuf,
+    /// The v1 mount data (its controllers, `cpu,cpuacct`), None for cgroup2.
+    pub data: Option<String>,
+}
+
+/// The hierarchies a `cgroup` mount at `dest` shows, in mount order: the
+/// one home of that layout, for mounting it and for naming its binds to
+/// CRIU (checkpoint and restore). Co-mounted v1 controllers share one.
+pub fn cgroup_hierarchies(dest: &Path, info: &CgroupMountInfo) -> Vec<CgroupHierarchy> {
+    if info.v1.is_empty() {
+        return info
+            .v2
+            .iter()
+            .map(|d| CgroupHierarchy {
+                path: dest.to_path_buf(),
+                host_dir: d.clone(),
+                data: None,
+            })
+            .collect();
+    }
+    let mut groups: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for (ctrl, hostdir) in &info.v1 {
+        match groups.iter_mut().find(|(d, _)| d == hostdir) {
+            Some((_, v)) => v.push(ctrl.clone()),
+            None => groups.push((hostdir.clone(), vec![ctrl.clone()])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(host_dir, ctrls)| {
+            let data = ctrls.join(",");
+            let name = data.strip_prefix("name=").unwrap_or(&data).to_string();
+            CgroupHierarchy {
+                path: dest.join(name),
+                host_dir,
+                data: Some(data),
+            }
+        })
+        .collect()
 }
 
 /// mounts[i]: a destination inside the rootfs, no NUL bytes, known options,
@@ -943,6 +986,66 @@ pub fn check(i: usize, m: &Mount, userns: bool) -> crate::error::Checked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_hierarchies_follow_the_host_layout() {
+        let dest = Path::new("/sys/fs/cgroup");
+        let unified = CgroupMountInfo {
+            v2: Some("/sys/fs/cgroup/nano-sandbox/c1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            cgroup_hierarchies(dest, &unified),
+            vec![CgroupHierarchy {
+                path: dest.into(),
+                host_dir: "/sys/fs/cgroup/nano-sandbox/c1".into(),
+                data: None,
+            }]
+        );
+        // v1 (the hybrid host's cgroup2 part is not shown): co-mounted
+        // controllers share one bind, a named hierarchy goes by its name.
+        let v1 = CgroupMountInfo {
+            v1: vec![
+                ("cpu".into(), "/sys/fs/cgroup/cpu,cpuacct/c1".into()),
+                ("cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct/c1".into()),
+                ("memory".into(), "/sys/fs/cgroup/memory/c1".into()),
+                ("name=systemd".into(), "/sys/fs/cgroup/systemd/c1".into()),
+            ],
+            v2: Some("/sys/fs/cgroup/unified/c1".into()),
+            cgroupns: false,
+        };
+        let got: Vec<(String, String, Option<String>)> = cgroup_hierarchies(dest, &v1)
+            .into_iter()
+            .map(|h| {
+                (
+                    h.path.display().to_string(),
+                    h.host_dir.display().to_string(),
+                    h.data,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "/sys/fs/cgroup/cpu,cpuacct".into(),
+                    "/sys/fs/cgroup/cpu,cpuacct/c1".into(),
+                    Some("cpu,cpuacct".into())
+                ),
+                (
+                    "/sys/fs/cgroup/memory".into(),
+                    "/sys/fs/cgroup/memory/c1".into(),
+                    Some("memory".into())
+                ),
+                (
+                    "/sys/fs/cgroup/systemd".into(),
+                    "/sys/fs/cgroup/systemd/c1".into(),
+                    Some("name=systemd".into())
+                ),
+            ]
+        );
+        assert!(cgroup_hierarchies(dest, &CgroupMountInfo::default()).is_empty());
+    }
 
     fn p(v: &[&str]) -> Parsed {
         parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
