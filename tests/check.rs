@@ -196,7 +196,10 @@ fn vm_share_names_the_filesystem_and_why() {
     // Read independently: the daemon Debian's QEMU ships, and the module
     // of the guest kernel `check` found.
     let daemon = std::fs::metadata("/usr/lib/qemu/virtiofsd").is_ok_and(|m| m.is_file());
-    let gk = find(&v, "guest kernel")["detail"].as_str().unwrap().to_string();
+    let gk = find(&v, "guest kernel")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let module = gk
         .split_whitespace()
         .next()
