@@ -166,6 +166,61 @@ fn table_fits_80_columns_and_agrees_with_json() {
     assert!(text.contains("default bundle"), "{text}");
 }
 
+/// `check` says which filesystem VM mode will share the bundle over, and
+/// why, as `create --mode vm` decides it: virtio-fs where virtiofsd is
+/// installed and the guest kernel has the virtiofs module, otherwise 9p
+/// with the reason (here forced by naming a virtiofsd that does not exist).
+#[test]
+fn vm_share_names_the_filesystem_and_why() {
+    require_root();
+    let (_, v) = check_json(
+        Command::new(runtime())
+            .args(["check", "--json"])
+            .env("NK_VIRTIOFSD", "/nonexistent/virtiofsd"),
+    );
+    let s = find(&v, "vm share");
+    assert_eq!(s["status"], "warn", "{s}");
+    assert_eq!(
+        s["detail"], "9p: /nonexistent/virtiofsd is not installed: 9p instead",
+        "{s}"
+    );
+    assert!(s["fix"].as_str().unwrap().contains("virtiofsd"), "{s}");
+
+    let (_, v) = check_json(
+        Command::new(runtime())
+            .args(["check", "--json"])
+            .env_remove("NK_VIRTIOFSD"),
+    );
+    let s = find(&v, "vm share");
+    let d = s["detail"].as_str().unwrap();
+    // Read independently: the daemon Debian's QEMU ships, and the module
+    // of the guest kernel `check` found.
+    let daemon = std::fs::metadata("/usr/lib/qemu/virtiofsd").is_ok_and(|m| m.is_file());
+    let gk = find(&v, "guest kernel")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let module = gk
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.rsplit_once("vmlinuz-"))
+        .is_some_and(|(_, ver)| {
+            std::fs::read_dir(format!("/lib/modules/{ver}/kernel/fs/fuse"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("virtiofs.ko"))
+        });
+    if daemon && module {
+        assert_eq!(s["status"], "ok", "{s}");
+        assert!(d.starts_with("virtio-fs: /usr/lib/qemu/virtiofsd"), "{s}");
+    } else {
+        eprintln!("virtio-fs is not available here ({gk}): only the 9p answer is checked");
+        assert_eq!(s["status"], "warn", "{s}");
+        assert!(d.starts_with("9p: "), "{s}");
+    }
+}
+
 /// In a private mount namespace with every cgroup hierarchy unmounted, check
 /// must say the default bundle cannot run, and running it must indeed fail.
 #[test]

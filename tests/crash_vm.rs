@@ -181,3 +181,56 @@ fn vm_create_crashed_at_every_step_leaves_nothing() {
     }
     assert!(vm.leftovers().is_empty(), "{}", vm.leftovers());
 }
+
+/// The monitor killed with SIGKILL while its container runs, the share
+/// over virtio-fs: QEMU, virtiofsd and virtiofsd's sandboxed server all die
+/// with it (PR_SET_PDEATHSIG, each on its parent), and `delete -f` then
+/// leaves nothing. One boot.
+#[test]
+fn vm_monitor_killed_takes_virtiofsd_along() {
+    require_root();
+    if !vm_support::virtiofs_here() {
+        eprintln!("virtiofsd or the guest's virtiofs module is missing: not exercised (tests/vm_share.rs checks the fallback)");
+        return;
+    }
+    // The orphans come to us: we reap them as an init would.
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let vm = Vm::new();
+    let o = run_to_files(
+        Command::new(runtime())
+            .arg("--root")
+            .arg(&vm.root)
+            .args(["create", "--mode=vm", "--bundle", &vm.bundle.path(), &vm.id])
+            .env("NK_VM_AGENT", vm_support::agent())
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(o.status.code(), Some(0), "create: {}", stderr(&o));
+    let state = vm.root.join(&vm.id);
+    let o = run_to_files(
+        Command::new(runtime())
+            .arg("--root")
+            .arg(&vm.root)
+            .args(["state", &vm.id]),
+    );
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let monitor = st["pid"].as_i64().unwrap() as i32;
+    let fsd = vm_support::virtiofsd_pids(&state);
+    assert_eq!(fsd.len(), 2, "virtiofsd and its server: {fsd:?}");
+    let mut pids: BTreeSet<i32> = vm_support::procs_in(&state).into_iter().collect();
+    pids.extend(&fsd);
+    pids.insert(monitor);
+    // SAFETY: kill(2) the monitor this test's create started.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
+    wait_for("QEMU and virtiofsd to follow the monitor", DEADLINE, || {
+        for &p in &pids {
+            // SAFETY: waitpid on one pid, non-blocking.
+            unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+        pids.iter().all(gone).then_some(())
+    });
+    let (code, err) = shipped(&vm.root, &["delete", "-f", &vm.id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(vm.leftovers().is_empty(), "{}", vm.leftovers());
+}

@@ -110,3 +110,34 @@ pub fn assert_clean(root: &Root) {
         procs_in(root.dir.path()).is_empty().then_some(())
     });
 }
+
+/// Is virtio-fs usable here (virtiofsd installed, the module in the guest kernel)?
+pub fn virtiofs_here() -> bool {
+    matches!(
+        ::vm::backend::share_fs(&Default::default()).map(|c| c.fs),
+        Ok(::vm::virtiofs::ShareFs::VirtioFs { .. })
+    )
+}
+
+/// Pids of virtiofsd, parent and sandboxed server, named by the monitor's log.
+pub fn virtiofsd_pids(state: &Path) -> Vec<i32> {
+    let log = std::fs::read_to_string(state.join(::vm::monitor::LOG)).unwrap_or_default();
+    let Some(pid) = log.lines().find_map(|l| {
+        l.split_once("virtiofsd pid ")?
+            .1
+            .split(' ')
+            .next()?
+            .parse::<i32>()
+            .ok()
+    }) else {
+        return vec![];
+    };
+    let mut v = vec![pid];
+    let kids =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    v.extend(
+        kids.split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok()),
+    );
+    v
+}

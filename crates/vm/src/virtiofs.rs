@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,10 @@ pub fn choose(annotation: Option<&str>, kernel_has_virtiofs: bool) -> Result<Cho
             fs: ShareFs::VirtioFs {
                 daemon: daemon.clone(),
             },
-            why: format!("{} is installed", daemon.display()),
+            why: format!(
+                "{} is installed and the guest kernel has the virtiofs module",
+                daemon.display()
+            ),
         }),
         (None, Some(m)) => Ok(Choice {
             fs: ShareFs::NineP,
@@ -161,6 +164,8 @@ impl Daemon {
             ))
             // Keep our RLIMIT_NOFILE: raising it needs CAP_SYS_RESOURCE.
             .arg("--rlimit-nofile=0")
+            // Like QEMU's, its working directory names the container.
+            .current_dir(state_dir)
             .stdin(std::process::Stdio::null())
             .stdout(logf.try_clone().map_err(|e| Error::io("dup", &log, e))?)
             .stderr(logf);
@@ -206,18 +211,33 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
-    /// Kill and reap it (it exits by itself when QEMU goes, but not always
-    /// at once).
+    /// Stop and reap it, leaving no process behind, not even a zombie for
+    /// init. With `sandbox=namespace` virtiofsd forks its server into a new
+    /// pid namespace and waits for it: the server goes first (its parent
+    /// then reaps it and exits), the parent after. Killing only the parent
+    /// would orphan the server, which follows by its own PR_SET_PDEATHSIG
+    /// and stays a zombie `[virtiofsd]` until init reaps it.
     fn drop(&mut self) {
-        // SAFETY: pidfd_send_signal and waitid on our own child's pidfd.
+        use sandbox::linux::syscall::{pidfd_open, pidfd_send_signal};
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid))
+            .unwrap_or_default();
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            // The server is the parent's child: its pid stays its own until
+            // the parent reaps it.
+            if let Ok(fd) = pidfd_open(c) {
+                let _ = pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            }
+        }
+        let mut pfd = [nix::poll::PollFd::new(
+            self.pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        // The parent exits once it has reaped the server; if it does not
+        // (no server yet, or stuck), it is killed.
+        let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(2000u16));
+        let _ = pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        // SAFETY: waitid on our own child's pidfd, into a zeroed siginfo.
         unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            );
             let mut info: libc::siginfo_t = std::mem::zeroed();
             libc::waitid(
                 libc::P_PIDFD,

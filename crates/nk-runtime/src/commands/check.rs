@@ -619,8 +619,32 @@ fn vm_mode() -> Vec<Check> {
         detail,
         Some("make agent (or make install, which installs it)"),
     ));
+    out.push(vm_share());
     out.push(kvm());
     out
+}
+
+/// Which filesystem carries the bundle into the guest, and why: the choice
+/// `create --mode vm` makes for a config without the share annotation.
+fn vm_share() -> Check {
+    let (status, detail) = match vm::backend::share_fs(&oci_spec::runtime::Spec::default()) {
+        Ok(c) => (
+            match c.fs {
+                vm::virtiofs::ShareFs::VirtioFs { .. } => Status::Ok,
+                vm::virtiofs::ShareFs::NineP => Status::Warn,
+            },
+            format!("{}: {}", vm::backend::share_name(&c.fs), c.why),
+        ),
+        Err(e) => (Status::Warn, e.to_string()),
+    };
+    check(
+        "vm share",
+        "VM mode",
+        status,
+        false,
+        detail,
+        Some("9p works, slower; for virtio-fs: apt-get install qemu-system-x86 (virtiofsd) and linux-image-amd64 (the virtiofs module)"),
+    )
 }
 
 /// Is KVM usable for a normal guest? /dev/kvm must open, speak API 12 and
