@@ -103,16 +103,29 @@ pub struct Nic {
     pub mac: String,
 }
 
+/// The name the kernel numbers our taps from (`nktap0`, `nktap1`...).
+const TAP_PREFIX: &str = "nktap";
+
 /// What [`attach`] made.
 #[derive(Debug, Default)]
 pub struct Attached {
     pub nics: Vec<Nic>,
     pub network: Network,
+    /// Another VM-mode container already carries this namespace (its tap
+    /// is there): the containers of a pod share it, and one VM per pod is
+    /// not built yet, so this one gets loopback only and touches nothing.
+    pub taken_by: Option<String>,
 }
 
 impl Attached {
     /// One line for the log and `-E`.
     pub fn summary(&self, netns: &Path) -> String {
+        if let Some(tap) = &self.taken_by {
+            return format!(
+                "{}: already carried into another VM through {tap} (a pod's containers share it; one VM per pod is not built yet): loopback only",
+                netns.display()
+            );
+        }
         if self.nics.is_empty() {
             return format!(
                 "{}: only loopback, which the guest brings up",
@@ -172,6 +185,18 @@ pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
     let links = s
         .links()
         .map_err(|e| net_err(format!("list the links of {}", netns.display()), e))?;
+    // A tap of ours here means another VM-mode container of the same pod
+    // carries this namespace: leave its redirects alone, record nothing
+    // (so no delete removes them) and give this one loopback only.
+    if let Some(t) = links
+        .iter()
+        .find(|l| l.kind == "tun" && l.name.starts_with(TAP_PREFIX))
+    {
+        return Ok(Attached {
+            taken_by: Some(t.name.clone()),
+            ..Attached::default()
+        });
+    }
     let ifaces: Vec<Link> = links
         .into_iter()
         .filter(|l| {
