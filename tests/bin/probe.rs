@@ -70,7 +70,11 @@ fn main() {
                 unsafe { libc::syscall(nr) };
                 // Reached only if the syscall did not kill this thread.
                 let _ = tx.send(());
-                std::thread::sleep(std::time::Duration::from_secs(2));
+                // Stay alive until the process exits, so the count below
+                // sees this thread however late the main thread looks.
+                loop {
+                    std::thread::park();
+                }
             });
             // Until the thread has either returned from the syscall (it
             // says so) or been killed by it (only this thread is left).
