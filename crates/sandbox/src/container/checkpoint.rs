@@ -14,7 +14,7 @@
 //!   At CRIU's setup-namespaces notification the prestart and createRuntime
 //!   hooks run; at post-restore the new init is recorded.
 
-use super::create::{cgroup_mount_info, private_pidns, run_create_hooks, write_pid_file};
+use super::create::{cgroup_mount_info, run_create_hooks, write_pid_file};
 use super::undo::Cleanup;
 use super::{bad_status, Runtime};
 use crate::cgroups::CgroupManager;
@@ -25,7 +25,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, namespaces};
 use crate::spec::{self, ValidateOpts};
-use crate::state::{self, ContainerState, Mode, Phase as StPhase, Status};
+use crate::state::{self, Mode, Phase as StPhase, Status};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
@@ -510,21 +510,7 @@ impl Runtime {
         let work_fd = open_dir(&work)?;
 
         let store = state::Store::open(&self.store.root)?;
-        let me = std::process::id() as i32;
-        let mut record = ContainerState {
-            private_pidns: Some(private_pidns(&bundle.spec)),
-            id: o.id.clone(),
-            creator_pid: me,
-            creator_start: state::proc_stat(me).map(|s| s.start).unwrap_or(0),
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs(),
-            created: crate::time::now_rfc3339_nanos(),
-            annotations: bundle.annotations().into_iter().collect(),
-            phase: Some(StPhase::Creating),
-            rootless: self.rootless,
-            owner_uid: nix::unistd::geteuid().as_raw(),
-            ..Default::default()
-        };
+        let mut record = self.base_record(&o.id, &bundle);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
         if let Some(cg) = &cgroup_mgr {
             record.cgroup = Some(cg.record());

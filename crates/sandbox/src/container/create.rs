@@ -376,10 +376,23 @@ impl Runtime {
 
     /// The record of a container about to be claimed.
     fn new_record(&self, o: &CreateOptions, bundle: &Bundle, plan: &Plan) -> ContainerState {
+        ContainerState {
+            no_new_keyring: o.no_new_keyring,
+            host_mounts: plan.host_mountns.then(|| linux::hostmounts::HostMounts {
+                before: linux::hostmounts::snapshot(&bundle.rootfs()),
+                created: None,
+            }),
+            ..self.base_record(&o.id, bundle)
+        }
+    }
+
+    /// What every new container's record starts with (create and restore):
+    /// who made it, from which bundle, in the Creating phase.
+    pub(super) fn base_record(&self, id: &str, bundle: &Bundle) -> ContainerState {
         let me = std::process::id() as i32;
         ContainerState {
             private_pidns: Some(private_pidns(&bundle.spec)),
-            id: o.id.clone(),
+            id: id.to_string(),
             creator_pid: me,
             creator_start: state::proc_stat(me).map(|s| s.start).unwrap_or(0),
             bundle: bundle.dir.clone(),
@@ -388,12 +401,7 @@ impl Runtime {
             annotations: bundle.annotations().into_iter().collect(),
             phase: Some(StPhase::Creating),
             rootless: self.rootless,
-            no_new_keyring: o.no_new_keyring,
             owner_uid: nix::unistd::geteuid().as_raw(),
-            host_mounts: plan.host_mountns.then(|| linux::hostmounts::HostMounts {
-                before: linux::hostmounts::snapshot(&bundle.rootfs()),
-                created: None,
-            }),
             ..Default::default()
         }
     }
