@@ -183,6 +183,53 @@ pub fn first_nic_fd(s: &VmSpec) -> i32 {
     VIRTIOFS_FD + i32::from(s.virtiofs.is_some())
 }
 
+/// In a helper's child between fork and exec (QEMU, virtiofsd): put `fds`
+/// at 3, 4, ... in order, die with the monitor (PDEATHSIG), and unblock
+/// every signal the monitor had blocked.
+///
+/// # Safety
+/// Only between fork and exec: it makes async-signal-safe calls only, on
+/// descriptors that are open in the child.
+pub(crate) unsafe fn child_setup(fds: &[RawFd]) -> std::io::Result<()> {
+    // Move every source above the targets first, so that no dup2
+    // overwrites a source not yet moved.
+    let mut moved = [-1i32; 64];
+    if fds.len() > moved.len() {
+        return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+    }
+    for (i, &fd) in fds.iter().enumerate() {
+        // SAFETY: fcntl(F_DUPFD) on a descriptor open in this child.
+        moved[i] = unsafe { libc::fcntl(fd, libc::F_DUPFD, 3 + fds.len() as i32 + 8) };
+        if moved[i] < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (i, &fd) in moved[..fds.len()].iter().enumerate() {
+        // SAFETY: dup2/close of descriptors this loop made.
+        unsafe {
+            if libc::dup2(fd, 3 + i as i32) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+        }
+    }
+    // SAFETY: prctl with integer arguments; a zeroed sigset_t is valid and
+    // sigemptyset/sigprocmask only touch it and this thread's mask.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    Ok(())
+}
+
 /// QEMU option values separate fields with commas: double them in paths.
 fn opt_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
@@ -350,34 +397,7 @@ impl Vm {
         // (the vector is allocated before the fork and only read).
         unsafe {
             cmd.pre_exec(move || {
-                // Move every source above the targets first, so that no
-                // dup2 overwrites a source not yet moved.
-                let mut moved = [-1i32; 64];
-                if fds.len() > moved.len() {
-                    return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
-                }
-                for (i, &fd) in fds.iter().enumerate() {
-                    moved[i] = libc::fcntl(fd, libc::F_DUPFD, 3 + fds.len() as i32 + 8);
-                    if moved[i] < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                for (i, &fd) in moved[..fds.len()].iter().enumerate() {
-                    if libc::dup2(fd, 3 + i as i32) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::close(fd);
-                }
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                child_setup(&fds)?;
                 libc::setsid();
                 Ok(())
             });

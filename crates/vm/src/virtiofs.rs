@@ -172,24 +172,7 @@ impl Daemon {
         let lfd = l.as_raw_fd();
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(move || {
-                let t = libc::fcntl(lfd, libc::F_DUPFD, 10);
-                if t < 0 || libc::dup2(t, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(t);
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                Ok(())
-            });
+            cmd.pre_exec(move || crate::qemu::child_setup(&[lfd]));
         }
         let child = cmd
             .spawn()
