@@ -8,8 +8,6 @@
 use nk_tests::*;
 use serde_json::json;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 /// How a foreground runtime ended.
@@ -300,80 +298,20 @@ fn hung_up_terminal() {
     ]);
     b.edit(|c| c["process"]["terminal"] = json!(true));
     let id = unique_id("spin-h");
-    // SAFETY: posix_openpt returns a new descriptor (or -1) that we own.
-    let m = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-    assert!(m >= 0);
-    // SAFETY: m is ours.
-    let master = unsafe { OwnedFd::from_raw_fd(m) };
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: grantpt/unlockpt on our master; ptsname_r writes at most name.len() bytes.
-    unsafe {
-        assert_eq!(libc::grantpt(m), 0);
-        assert_eq!(libc::unlockpt(m), 0);
-        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-    }
-    // SAFETY: ptsname_r wrote a NUL-terminated path.
-    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
-        .to_str()
-        .unwrap()
-        .to_string();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(&path)
-        .unwrap();
     let mut c = Command::new(&root.bin);
     c.arg("--root")
         .arg(root.dir.path())
-        .args(["run", "--bundle", &b.path(), &id])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: between fork and exec only async-signal-safe calls: SIGHUP
-    // back to its default, as in a login session (the suite may run under
-    // `nohup`, whose SIG_IGN the runtime would inherit and keep: then no
-    // hang-up reaches it at all), and a new session with the pty (fd 0) as
-    // its controlling terminal.
-    unsafe {
-        c.pre_exec(|| {
-            if libc::signal(libc::SIGHUP, libc::SIG_DFL) == libc::SIG_ERR
-                || libc::setsid() < 0
-                || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let pid = c.spawn().unwrap().id() as i32;
-    drop(c);
-    // Wait for the program's first line, then hang up.
-    let mut seen = Vec::new();
-    wait_for("the program's first line", DEADLINE, || {
-        let mut p = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll one pollfd for up to 100 ms.
-        if unsafe { libc::poll(&mut p, 1, 100) } > 0 {
-            let mut buf = [0u8; 1024];
-            // SAFETY: read into our buffer from our master.
-            let n = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                seen.extend_from_slice(&buf[..n as usize]);
-            }
-        }
-        String::from_utf8_lossy(&seen)
-            .contains("ready")
-            .then_some(())
-    });
-    drop(master);
+        .args(["run", "--bundle", &b.path(), &id]);
+    // The runtime leads a session whose controlling terminal is the pty.
+    let mut t = nk_tests::term::Term::spawn(c, 24, 80);
+    let pid = t.child.take().unwrap().id() as i32;
+    // The program's first line, then hang up: the master's last close.
+    t.expect("ready");
     let what = format!(
         "run on a hung-up terminal (it had printed {:?})",
-        String::from_utf8_lossy(&seen)
+        String::from_utf8_lossy(&t.seen)
     );
+    drop(t);
     check("hung-up terminal", &wait_bounded(pid, &what), 7, 1.0);
     nothing_left(&root, &id);
 }

@@ -59,11 +59,17 @@ impl Term {
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));
-        // SAFETY: between fork and exec only async-signal-safe calls: a new
-        // session, then the pty (now fd 0) becomes its controlling terminal.
+        // SAFETY: between fork and exec only async-signal-safe calls:
+        // SIGHUP back to its default, as in a login session (the suite may
+        // run under `nohup`, whose SIG_IGN the command would inherit and keep,
+        // so that no hang-up would reach it), a new session, then the pty
+        // (now fd 0) becomes its controlling terminal.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                if libc::signal(libc::SIGHUP, libc::SIG_DFL) == libc::SIG_ERR
+                    || libc::setsid() < 0
+                    || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
