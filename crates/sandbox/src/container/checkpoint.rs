@@ -15,7 +15,6 @@
 //!   hooks run; at post-restore the new init is recorded.
 
 use super::create::{cgroup_mount_info, run_create_hooks, write_pid_file};
-use super::undo::Cleanup;
 use super::{bad_status, Runtime};
 use crate::cgroups::CgroupManager;
 use crate::criu;
@@ -512,34 +511,10 @@ impl Runtime {
         let store = state::Store::open(&self.store.root)?;
         let mut record = self.base_record(&o.id, &bundle);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
-        if let Some(cg) = &cgroup_mgr {
-            record.cgroup = Some(cg.record());
-        }
-        let (dir, _lock) = {
-            let _g = explain::phase(Phase::State);
-            explain::step(&catalog::STATE_CLAIM, || {
-                format!("{}", self.store.dir(&o.id).display())
-            });
-            store.claim(&o.id, &record, &|stale| self.reap_stale(stale))?
-        };
-        let mut cleanup = Cleanup {
-            rt: self,
-            id: o.id.clone(),
-            dir: dir.clone(),
-            cgroup: None,
-            child: None,
-            host_mounts: None,
-            armed: true,
-        };
-        crate::files::create_new(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)?;
-        if let Some(mut cg) = cgroup_mgr {
-            let _g = explain::phase(Phase::Cgroups);
-            cg.create()?;
-            record.cgroup = Some(cg.record());
-            let cg = cleanup.cgroup.insert(cg);
-            record.save(&dir)?;
-            self.apply_resources(cg.as_ref(), &bundle)?;
-        }
+        let (dir, _lock, mut cleanup) =
+            self.claim_state(&store, &bundle, &mut record, cgroup_mgr, true, &|stale| {
+                self.reap_stale(stale)
+            })?;
         // CRIU wants the root to be a mount point whose parent is not
         // over-mounted: a bind mount of the rootfs in the state directory.
         let root = RootBind::new(&dir.join("criu-root"), &bundle.rootfs())?;

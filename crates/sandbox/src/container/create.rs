@@ -3,7 +3,6 @@
 //! same id can be created again at once.
 
 use super::launch::{Launch, Listen, Request, Setup};
-use super::undo::Cleanup;
 use super::Runtime;
 use crate::cgroups::{self, CgroupManager, PathSpec};
 use crate::error::{Error, Result};
@@ -245,43 +244,14 @@ impl Runtime {
         let filter = self.seccomp_filter(seccomp.as_ref())?;
         let mut record = self.new_record(o, &bundle, &plan);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
-        if let Some(cg) = &cgroup_mgr {
-            record.cgroup = Some(cg.record());
-        }
-
-        let (dir, _lock) = {
-            let _g = explain::phase(Phase::State);
-            explain::step(&catalog::STATE_CLAIM, || {
-                format!("{}", self.store.dir(&o.id).display())
-            });
-            store.claim(&o.id, &record, &|stale| self.reap_stale(stale))?
-        };
-        let mut cleanup = Cleanup {
-            rt: self,
-            id: o.id.clone(),
-            dir: dir.clone(),
-            cgroup: None,
-            child: None,
-            host_mounts: record
-                .host_mounts
-                .clone()
-                .map(|hm| (record.rootfs.clone(), hm)),
-            armed: true,
-        };
-        let cfg_copy = dir.join(state::CONFIG_FILE);
-        // 0600: process.env may hold secrets, and the directory is 0711.
-        crate::files::create_new(&cfg_copy, &bundle.raw, 0o600)?;
-        if let Some(mut cg) = cgroup_mgr {
-            let _g = explain::phase(Phase::Cgroups);
-            cg.create()?;
-            // The record now names the sub-cgroups that were already there
-            // (never the container's): kept at once, for a delete or the
-            // clean-up of a killed create.
-            record.cgroup = Some(cg.record());
-            let cg = cleanup.cgroup.insert(cg);
-            record.save(&dir)?;
-            self.apply_resources(cg.as_ref(), &bundle)?;
-        }
+        let (dir, _lock, mut cleanup) =
+            self.claim_state(&store, &bundle, &mut record, cgroup_mgr, true, &|stale| {
+                self.reap_stale(stale)
+            })?;
+        cleanup.host_mounts = record
+            .host_mounts
+            .clone()
+            .map(|hm| (record.rootfs.clone(), hm));
         let fifo = make_fifo(&dir)?;
 
         // Declared after `cleanup`, so dropped first: a failed create kills
@@ -350,6 +320,7 @@ impl Runtime {
             trace: self.trace,
             log_level: self.log_level,
         };
+        let cfg_copy = dir.join(state::CONFIG_FILE);
         send_init(&mut launch, req, &fifo, &cfg_copy, idmapped, handover)?;
 
         let pty = launch.listen(Listen {

@@ -4,8 +4,12 @@
 
 use super::Runtime;
 use crate::cgroups::CgroupManager;
+use crate::error::Result;
+use crate::explain::{self, catalog, Phase};
 use crate::linux;
 use crate::process::clone;
+use crate::spec::Bundle;
+use crate::state::{self, ContainerState, DirLock, StaleCleanup};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -42,5 +46,65 @@ impl Drop for Cleanup<'_> {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = &self.rt;
+    }
+}
+
+impl Runtime {
+    /// The first steps every way of making a container shares (create in
+    /// container or VM mode, restore): claim the state directory with
+    /// `record` in `store` (opened by the caller before anything writes
+    /// under the root), keep the config copy, make the cgroup and, with
+    /// `limits`, apply the config's resources to it (VM mode does not: the
+    /// guest enforces them, and QEMU needs more memory than the container
+    /// may use). The returned [`Cleanup`]
+    /// undoes all of it if a later step fails; `record` names the cgroup
+    /// as made and is saved.
+    pub fn claim_state<'a>(
+        &'a self,
+        store: &state::Store,
+        bundle: &Bundle,
+        record: &mut ContainerState,
+        cgroup: Option<Box<dyn CgroupManager>>,
+        limits: bool,
+        stale: StaleCleanup<'_>,
+    ) -> Result<(PathBuf, DirLock, Cleanup<'a>)> {
+        let id = record.id.clone();
+        if let Some(cg) = &cgroup {
+            // Claimed with the cgroup's path: a create killed before the
+            // cgroup is made still names it for the delete that follows.
+            record.cgroup = Some(cg.record());
+        }
+        let (dir, lock) = {
+            let _g = explain::phase(Phase::State);
+            explain::step(&catalog::STATE_CLAIM, || {
+                format!("{}", self.store.dir(&id).display())
+            });
+            store.claim(&id, record, stale)?
+        };
+        let mut cleanup = Cleanup {
+            rt: self,
+            id,
+            dir: dir.clone(),
+            cgroup: None,
+            child: None,
+            host_mounts: None,
+            armed: true,
+        };
+        // 0600: process.env may hold secrets, and the directory is 0711.
+        crate::files::create_new(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)?;
+        if let Some(mut cg) = cgroup {
+            let _g = explain::phase(Phase::Cgroups);
+            cg.create()?;
+            // The record now names the sub-cgroups that were already there
+            // (never the container's): kept at once, for a delete or the
+            // clean-up of a killed create.
+            record.cgroup = Some(cg.record());
+            let cg = cleanup.cgroup.insert(cg);
+            record.save(&dir)?;
+            if limits {
+                self.apply_resources(cg.as_ref(), bundle)?;
+            }
+        }
+        Ok((dir, lock, cleanup))
     }
 }
