@@ -854,7 +854,16 @@ fn refused_profiles_leave_nothing_behind() {
 
 // The cache of compiled filters (crates/sandbox/src/linux/seccomp/cache.rs).
 
-/// The cache directory of a test root.
+/// A test root whose runtime keeps its compiled filters in a cache of its
+/// own (`--seccomp-cache`), so that hits and misses are this test's alone.
+fn cache_root() -> Root {
+    let mut root = Root::new();
+    let dir = root.dir.path().join(".seccomp-cache");
+    root.globals = vec!["--seccomp-cache".into(), dir.into()];
+    root
+}
+
+/// The cache directory of a [`cache_root`].
 fn cache_dir(root: &Root) -> std::path::PathBuf {
     root.dir.path().join(".seccomp-cache")
 }
@@ -904,7 +913,7 @@ fn mkdir_bundle(profile: Value) -> Bundle {
 /// `run` and for `exec` (which hits the entry its container's create made).
 #[test]
 fn cached_and_compiled_filters_behave_alike() {
-    let root = Root::new();
+    let root = cache_root();
     let mut profile = docker_like(&["mkdir", "mkdirat", "getpgid"]);
     profile["syscalls"]
         .as_array_mut()
@@ -925,10 +934,7 @@ fn cached_and_compiled_filters_behave_alike() {
     };
     let want = ["err 13", "ok", "mkdir-rc=1"];
     for (extra, says) in [
-        (
-            &["--no-seccomp-cache"][..],
-            "cache off (--no-seccomp-cache)",
-        ),
+        (&["--no-seccomp-cache"][..], "cache off (--no-seccomp-cache"),
         (&[][..], "cache miss (no entry yet)"),
         (&[][..], "cache hit"),
     ] {
@@ -965,7 +971,7 @@ fn cached_and_compiled_filters_behave_alike() {
 /// its own agent here), the flags are applied at every load.
 #[test]
 fn notify_works_with_a_cached_filter() {
-    let root = Root::new();
+    let root = cache_root();
     for says in ["cache miss (no entry yet)", "cache hit", "cache hit"] {
         let agent = Agent::start(&[]);
         let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/foo && ls -d /tmp/foo*"]);
@@ -988,7 +994,7 @@ fn notify_works_with_a_cached_filter() {
 /// program lets mkdir through, a patched one answers EACCES.
 #[test]
 fn damaged_or_foreign_cache_entries_are_replaced_not_trusted() {
-    let root = Root::new();
+    let root = cache_root();
     let a = mkdir_bundle(deny_mkdir(1));
     let other = mkdir_bundle(json!({"defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64"],
@@ -1091,7 +1097,7 @@ fn damaged_or_foreign_cache_entries_are_replaced_not_trusted() {
 /// entry: the errno of a rule, here.
 #[test]
 fn a_changed_profile_does_not_hit_the_old_entry() {
-    let root = Root::new();
+    let root = cache_root();
     for (errno, says, msg) in [
         (1, "cache miss (no entry yet)", "Operation not permitted"),
         (13, "cache miss (no entry yet)", "Permission denied"),
@@ -1112,7 +1118,7 @@ fn a_changed_profile_does_not_hit_the_old_entry() {
 #[test]
 fn the_cache_is_private_to_the_runtime() {
     use std::os::unix::fs::MetadataExt;
-    let root = Root::new();
+    let root = cache_root();
     let mut b = mkdir_bundle(deny_mkdir(1));
     b.edit(|c| c["process"]["args"] = json!(["sleep", "100"]));
     let id = unique_id("sc-cache-private");
@@ -1147,4 +1153,33 @@ fn the_cache_is_private_to_the_runtime() {
     assert_eq!(stdout(&o).trim(), "mkdir-rc=1", "{}", both(&o));
     assert!(said.contains("not trusted"), "{}", both(&o));
     assert!(cache_entries(&root).is_empty());
+}
+
+/// By default the cache is outside the state root
+/// (`/var/cache/nano-sandbox/seccomp` for root): a root holds containers
+/// only, as runc's does, and is empty after the last delete (Docker's and
+/// containerd's suites check exactly that after `run --rm`).
+#[test]
+fn the_default_cache_leaves_the_state_root_empty() {
+    use std::os::unix::fs::MetadataExt;
+    let root = Root::new();
+    let b = mkdir_bundle(deny_mkdir(1));
+    let (o, said) = run_explained(&root, &b, &[]);
+    assert_eq!(stdout(&o).trim(), "mkdir-rc=1", "{}", both(&o));
+    let dir = Path::new("/var/cache/nano-sandbox/seccomp");
+    assert!(
+        said.contains("cache hit") || said.contains("cache miss"),
+        "{}",
+        both(&o)
+    );
+    assert!(said.contains(dir.to_str().unwrap()), "{}", both(&o));
+    let m = std::fs::symlink_metadata(dir).unwrap();
+    assert!(m.is_dir());
+    assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o700));
+    let left: Vec<_> = std::fs::read_dir(root.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the state root still holds {left:?}");
 }

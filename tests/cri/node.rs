@@ -23,7 +23,6 @@
 //! cgroups, the network namespace, CNI cache files and directories.
 
 use crate::client::{Cri, R};
-use sandbox::linux::seccomp::cache as seccomp_cache;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -452,20 +451,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             // The shim gives the runtime <Root>/<containerd namespace>.
             let root = self.runtime_root(h).join("k8s.io");
             for e in list(&root) {
-                if e == seccomp_cache::DIR_NAME {
-                    // The compiled-filter cache is shared by every container
-                    // of this root and outlives them by design; it is not a
-                    // pod's state, but it must stay within its bound.
-                    let n = list(&root.join(&e)).len();
-                    if n > seccomp_cache::MAX_ENTRIES {
-                        left.push(format!(
-                            "seccomp cache {} holds {n} entries, over its bound of {}",
-                            root.join(&e).display(),
-                            seccomp_cache::MAX_ENTRIES
-                        ));
-                    }
-                    continue;
-                }
                 left.push(format!("runtime state {}", root.join(e).display()));
             }
         }

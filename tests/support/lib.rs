@@ -107,6 +107,8 @@ impl Drop for TempDir {
 pub struct Root {
     pub dir: TempDir,
     pub bin: PathBuf,
+    /// Global options given before every command (after `--root`).
+    pub globals: Vec<std::ffi::OsString>,
 }
 
 impl Root {
@@ -121,6 +123,7 @@ impl Root {
         Root {
             dir: TempDir::new("nk-root"),
             bin: bin.into(),
+            globals: Vec::new(),
         }
     }
 
@@ -128,6 +131,7 @@ impl Root {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--root").arg(self.dir.path());
+        c.args(&self.globals);
         c.stdin(Stdio::null());
         c
     }
@@ -471,12 +475,9 @@ fn link_under(p: &Path, dirs: &[&Path]) -> bool {
 pub fn leftovers(root: &Path, id: &str, dirs: &[&Path], marker: &str) -> Leftovers {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(root) {
-        // The cache of compiled seccomp filters is the runtime's, kept
-        // across containers on purpose.
-        for e in rd
-            .flatten()
-            .filter(|e| e.file_name() != sandbox::linux::seccomp::cache::DIR_NAME)
-        {
+        // Nothing but containers is ever kept there (the seccomp cache is
+        // elsewhere): any entry is a leftover.
+        for e in rd.flatten() {
             out.push(format!("state {}", e.file_name().to_string_lossy()));
         }
     }

@@ -37,9 +37,14 @@ pub struct Cli {
     #[arg(long)]
     pub systemd_cgroup: bool,
     /// Compile the seccomp profile every time instead of reusing the copy
-    /// compiled before (kept in ROOT/.seccomp-cache).
+    /// compiled before (see --seccomp-cache).
     #[arg(long)]
     pub no_seccomp_cache: bool,
+    /// Directory of compiled seccomp filters (default
+    /// /var/cache/nano-sandbox/seccomp, or ~/.cache/nano-sandbox/seccomp when
+    /// not root); made 0700 if missing, not used if others can write it.
+    #[arg(long, value_name = "DIR")]
+    pub seccomp_cache: Option<PathBuf>,
     /// Rootless mode: true, false or auto (accepted as runc does).
     #[arg(long, value_name = "BOOL")]
     pub rootless: Option<String>,

@@ -25,7 +25,8 @@ impl std::error::Error for ExitCode {}
 pub struct Globals {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
-    pub seccomp_cache: bool,
+    /// Where compiled seccomp filters are kept (`None`: off).
+    pub seccomp_cache: Option<PathBuf>,
     pub rootless: bool,
     pub explain: bool,
     pub level: Level,
@@ -192,7 +193,11 @@ impl Globals {
                 .clone()
                 .unwrap_or_else(sandbox::state::default_root),
             systemd_cgroup: cli.systemd_cgroup,
-            seccomp_cache: !cli.no_seccomp_cache,
+            seccomp_cache: match (cli.no_seccomp_cache, &cli.seccomp_cache) {
+                (true, _) => None,
+                (false, Some(d)) => Some(d.clone()),
+                (false, None) => sandbox::linux::seccomp::cache::default_dir(),
+            },
             criu: cli.criu.as_ref().map(PathBuf::from),
             rootless,
             explain: explain_on,
@@ -209,7 +214,7 @@ impl Globals {
     pub fn runtime(&self) -> sandbox::container::Runtime {
         let mut rt = sandbox::container::Runtime::new(self.root.clone());
         rt.systemd_cgroup = self.systemd_cgroup;
-        rt.seccomp_cache = self.seccomp_cache;
+        rt.seccomp_cache = self.seccomp_cache.clone();
         rt.rootless = self.rootless;
         rt.explain = self.explain;
         rt.trace = explain::tracing();

@@ -273,7 +273,7 @@ fn namespaces(need: &[String], rootless: bool) -> Vec<Check> {
     out
 }
 
-fn seccomp(root: &std::path::Path) -> Check {
+fn seccomp(cache: Option<&std::path::Path>) -> Check {
     let status_line = read("/proc/self/status")
         .lines()
         .find(|l| l.starts_with("Seccomp:"))
@@ -293,7 +293,7 @@ fn seccomp(root: &std::path::Path) -> Check {
             } else {
                 actions.trim().to_string()
             },
-            sandbox::linux::seccomp::cache::describe(root)
+            sandbox::linux::seccomp::cache::describe(cache)
         ),
         Some("use a kernel with CONFIG_SECCOMP_FILTER; configs with linux.seccomp are refused without it"),
     )
@@ -744,7 +744,7 @@ fn summary(reason: &str, max: usize) -> String {
     out
 }
 
-fn run_checks(rootless: bool, state_root: &std::path::Path) -> Vec<Check> {
+fn run_checks(rootless: bool, seccomp_cache: Option<&std::path::Path>) -> Vec<Check> {
     let spec = super::spec::default_spec(rootless, 0, 0);
     let need: Vec<String> = spec
         .pointer("/linux/namespaces")
@@ -771,7 +771,7 @@ fn run_checks(rootless: bool, state_root: &std::path::Path) -> Vec<Check> {
     out.extend(cgroups(rootless));
     out.extend(namespaces(&need, rootless));
     out.extend(syscalls());
-    out.push(seccomp(state_root));
+    out.push(seccomp(seccomp_cache));
     out.push(capabilities());
     out.push(rlimits());
     out.push(overlayfs());
@@ -833,7 +833,7 @@ fn table(kernel: &str, checks: &[Check], runs: bool) -> String {
 
 pub fn run(g: &Globals, a: CheckArgs) -> anyhow::Result<i32> {
     let kernel = kernel_release();
-    let checks = run_checks(g.rootless, &g.root);
+    let checks = run_checks(g.rootless, g.seccomp_cache.as_deref());
     let runs = !checks
         .iter()
         .any(|c| c.required && c.status == Status::Missing);

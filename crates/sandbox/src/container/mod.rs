@@ -34,9 +34,9 @@ pub struct Runtime {
     pub explain: bool,
     pub trace: bool,
     pub log_level: crate::logging::Level,
-    /// Keep compiled seccomp filters in `<root>/.seccomp-cache` (off with
-    /// `--no-seccomp-cache`).
-    pub seccomp_cache: bool,
+    /// Where compiled seccomp filters are kept (`None`: compile every time,
+    /// `--no-seccomp-cache`); see [`crate::linux::seccomp::cache`].
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -49,7 +49,7 @@ impl Runtime {
             explain: false,
             trace: false,
             log_level: crate::logging::Level::Warn,
-            seccomp_cache: true,
+            seccomp_cache: crate::linux::seccomp::cache::default_dir(),
         }
     }
 
@@ -64,9 +64,7 @@ impl Runtime {
             return Ok(None);
         };
         let _g = crate::explain::phase(crate::explain::Phase::Process);
-        let cache = crate::linux::seccomp::cache::dir(&self.store.root);
-        crate::linux::seccomp::cache::prepare(s, self.seccomp_cache.then_some(cache.as_path()))
-            .map(Some)
+        crate::linux::seccomp::cache::prepare(s, self.seccomp_cache.as_deref()).map(Some)
     }
 
     /// Load a container's record and its current status.

@@ -328,7 +328,7 @@ steps! {
         "prctl(PR_SET_NO_NEW_PRIVS).",
         "After this no execve can gain privileges: setuid binaries and file capabilities stop working inside.";
     SECCOMP_COMPILE = "seccomp.compile", Process,
-        "Compile linux.seccomp to a BPF program with libseccomp, or take the program compiled for the same profile before from the runtime's cache (<root>/.seccomp-cache).",
+        "Compile linux.seccomp to a BPF program with libseccomp, or take the program compiled for the same profile before from the runtime's cache (/var/cache/nano-sandbox/seccomp unless --seccomp-cache names another directory).",
         "Compiling an engine's default profile of a few hundred syscalls takes milliseconds, and engines send the same one to every container. It is done before anything is created, so a profile that does not compile leaves nothing behind. The cache key is a SHA-256 of the profile, this runtime build, libseccomp and the kernel; the directory is writable by the runtime's user alone and mounted in no container, and an entry whose header, key, length or checksum is wrong is compiled afresh, never trusted.";
     SECCOMP = "seccomp", Process,
         "Load the compiled filter with seccomp(SECCOMP_SET_MODE_FILTER).",

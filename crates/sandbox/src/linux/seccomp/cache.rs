@@ -12,11 +12,13 @@
 //!   API level (what it found the kernel supports), the kernel's release
 //!   and version, and libseccomp's native architecture. A binary without a
 //!   build id does not use the cache at all.
-//! * **Only the runtime's user can write it**: `<root>/.seccomp-cache`, mode
-//!   0700, owned by the caller (root for the system runtime); the state root
-//!   itself is checked the same way ([`crate::state::Store::check_owner`]).
-//!   No container mounts it, and a directory or entry owned by someone else,
-//!   writable by others, or a symlink is not used.
+//! * **Only the runtime's user can write it**: [`default_dir`] (as root
+//!   `/var/cache/nano-sandbox/seccomp`), mode 0700, owned by the caller. No
+//!   container mounts it, and a directory or entry owned by someone else,
+//!   writable by others, or a symlink is not used. It is not under the state
+//!   root: a root holds containers only, as runc's does, so an engine or a
+//!   user who finds it empty after the last delete is right (Docker's and
+//!   containerd's own checks look).
 //! * **Every entry is checked before use**: a header with a magic, a
 //!   format version, the key itself (an entry copied under another name is
 //!   refused), the lengths, and a SHA-256 of the rest; the program is a
@@ -41,9 +43,6 @@ use sha2::{Digest, Sha256};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// The cache's directory name under the state root (a dot name: `list`
-/// skips it).
-pub const DIR_NAME: &str = ".seccomp-cache";
 /// Programs kept; a miss beyond this evicts the least recently used.
 pub const MAX_ENTRIES: usize = 64;
 
@@ -58,9 +57,23 @@ const MAX_FILE: usize = HEADER + MAX_UNKNOWN + MAX_INSNS * INSN;
 /// A temporary file this old was left by a writer that died.
 const STALE_TMP_SECS: i64 = 60;
 
-/// The cache directory of a state root.
-pub fn dir(root: &Path) -> PathBuf {
-    root.join(DIR_NAME)
+/// Where the cache lives unless `--seccomp-cache DIR` says otherwise:
+/// `/var/cache/nano-sandbox/seccomp` for root (kept across reboots: the key
+/// names the kernel, so entries of another kernel are never hit and age
+/// out), otherwise `$XDG_CACHE_HOME/nano-sandbox/seccomp` or
+/// `~/.cache/nano-sandbox/seccomp`; `None` (no cache) with neither.
+pub fn default_dir() -> Option<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/cache/nano-sandbox/seccomp"));
+    }
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(x) if Path::new(&x).is_absolute() => PathBuf::from(x),
+        _ => match std::env::var_os("HOME") {
+            Some(h) if Path::new(&h).is_absolute() => PathBuf::from(h).join(".cache"),
+            _ => return None,
+        },
+    };
+    Some(base.join("nano-sandbox").join("seccomp"))
 }
 
 /// Prepare `s` through the cache in `dir` (`None`: compile, no cache).
@@ -68,7 +81,10 @@ pub fn dir(root: &Path) -> PathBuf {
 /// does not compile is an error. Narrated as `seccomp.compile`.
 pub fn prepare(s: &LinuxSeccomp, dir: Option<&Path>) -> Result<Prepared> {
     let Some(dir) = dir else {
-        return compiled(s, "cache off (--no-seccomp-cache)");
+        return compiled(
+            s,
+            "cache off (--no-seccomp-cache, or no cache directory for this user: set HOME or XDG_CACHE_HOME)",
+        );
     };
     let Some(key) = key(s) else {
         return compiled(
@@ -228,8 +244,9 @@ fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
     None
 }
 
-/// Open (making it, 0700, if missing) the cache directory and check that
-/// only this user can write it. Err: why it is not used.
+/// Open (making it and its missing parents, 0700, if missing) the cache
+/// directory and check that only this user can write it. Err: why it is
+/// not used.
 fn open_dir(dir: &Path) -> std::result::Result<OwnedFd, String> {
     let open = || {
         nix::fcntl::open(
@@ -240,6 +257,14 @@ fn open_dir(dir: &Path) -> std::result::Result<OwnedFd, String> {
     };
     let fd = match open() {
         Err(nix::errno::Errno::ENOENT) => {
+            if let Some(parent) = dir.parent() {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
             match nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o700)) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
@@ -413,11 +438,13 @@ fn evict(dir: &Path) {
     }
 }
 
-/// What `check` says about the cache of a state root: its path and
-/// number of entries.
-pub fn describe(root: &Path) -> String {
-    let d = dir(root);
-    let n = std::fs::read_dir(&d)
+/// What `check` says about the cache in `dir` (`None`: off): its path
+/// and number of entries.
+pub fn describe(dir: Option<&Path>) -> String {
+    let Some(d) = dir else {
+        return "nowhere: the cache is off (--no-seccomp-cache, or no cache directory for this user)".to_string();
+    };
+    let n = std::fs::read_dir(d)
         .map(|rd| rd.flatten().filter(|e| e.file_name().len() == 64).count())
         .ok();
     match (n, build_id()) {
@@ -455,7 +482,7 @@ mod tests {
     #[test]
     fn a_hit_gives_the_program_libseccomp_compiles() {
         let d = tmpdir("hit");
-        let cache = d.join(DIR_NAME);
+        let cache = d.join("seccomp");
         let p = profile(P);
         let first = prepare(&p, Some(&cache)).unwrap();
         let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
@@ -538,7 +565,7 @@ mod tests {
     fn a_directory_others_can_write_is_not_used() {
         use std::os::unix::fs::PermissionsExt;
         let d = tmpdir("perm");
-        let cache = d.join(DIR_NAME);
+        let cache = d.join("seccomp");
         std::fs::create_dir(&cache).unwrap();
         std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(open_dir(&cache).unwrap_err().contains("not 0700"));
