@@ -27,7 +27,7 @@ const CRATES: &[(&str, u32)] = &[
 /// below them all.
 const SANDBOX_LAYERS: &[(&str, &[&str])] = &[
     ("base", &["error", "logging", "time", "files", "explain"]),
-    ("kernel mechanisms", &["linux"]),
+    ("kernel mechanisms", &["linux", "criu"]),
     ("cgroups", &["cgroups"]),
     ("records", &["spec", "state", "features"]),
     ("processes", &["process"]),

@@ -69,9 +69,11 @@ pub enum Error {
     #[error("{0}")]
     Child(String),
 
-    /// Talking to CRIU (checkpoint, restore) failed.
+    /// Talking to CRIU (checkpoint, restore) failed: a
+    /// `criu::CriuError`, boxed so that this base layer does not name the
+    /// CRIU client above it (the `From` is in `criu/`).
     #[error(transparent)]
-    Criu(#[from] crate::criu::CriuError),
+    Criu(Box<dyn std::error::Error + Send + Sync>),
 
     /// Anything else, already phrased for the user.
     #[error("{0}")]

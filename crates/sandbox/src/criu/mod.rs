@@ -14,6 +14,12 @@ use std::path::{Path, PathBuf};
 /// The oldest CRIU the runtime accepts (as runc: 3.0).
 pub const MIN_VERSION: i64 = 30000;
 
+impl From<CriuError> for crate::error::Error {
+    fn from(e: CriuError) -> Self {
+        crate::error::Error::Criu(Box::new(e))
+    }
+}
+
 /// What went wrong talking to CRIU.
 #[derive(Debug, thiserror::Error)]
 pub enum CriuError {
