@@ -73,9 +73,7 @@ struct VmContainer {
 }
 
 fn ns_id(p: &Path) -> Option<(u64, u64)> {
-    nix::sys::stat::stat(p)
-        .ok()
-        .map(|s| (s.st_dev, s.st_ino))
+    nix::sys::stat::stat(p).ok().map(|s| (s.st_dev, s.st_ino))
 }
 
 /// `/proc/<pid>/ns/<name>`'s pid.
