@@ -336,14 +336,9 @@ pub fn run_member(cfg: MonitorConfig, pod: PodJoin, sync: Channel) -> i32 {
             pod.id, pod.qemu_pid
         ),
     );
-    let net = if pod.joined.is_empty() {
-        format!("the pod's VM (container {}): namespaces of its own", pod.id)
-    } else {
-        format!(
-            "the pod's VM (container {}): {}",
-            pod.id,
-            pod.joined.join("; ")
-        )
+    let net = match pod.joined.iter().find(|l| l.starts_with("network ")) {
+        Some(l) => format!("the pod's network, in its VM: {l}"),
+        None => "a new network namespace in the pod's VM: loopback only".to_string(),
     };
     let _ = sync.send(&Report::Created {
         guest_pid,
