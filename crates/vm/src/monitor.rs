@@ -340,25 +340,23 @@ pub fn guest_view(
     if let Some(l) = g.linux_mut() {
         if let Some(pod) = &cfg.pod {
             l.set_namespaces(Some(pod.namespaces.clone()));
-        }
-        for ns in l.namespaces_mut().iter_mut().flatten() {
-            if cfg.pod.is_some() {
-                break;
-            }
-            if let Some(p) = ns.path().clone() {
-                ns.set_path(None);
-                if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
-                    // The engine's interfaces follow into the guest's new
-                    // namespace (crate::net, CreateContainer::network).
-                    continue;
+        } else {
+            for ns in l.namespaces_mut().iter_mut().flatten() {
+                if let Some(p) = ns.path().clone() {
+                    ns.set_path(None);
+                    if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                        // The engine's interfaces follow into the guest's new
+                        // namespace (crate::net, CreateContainer::network).
+                        continue;
+                    }
+                    sandbox::logging::warn(|| {
+                        format!(
+                            "VM mode: the {} namespace path {} is a host namespace; the guest creates a new one",
+                            sandbox::linux::namespaces::name(ns.typ()),
+                            p.display()
+                        )
+                    });
                 }
-                sandbox::logging::warn(|| {
-                    format!(
-                        "VM mode: the {} namespace path {} is a host namespace; the guest creates a new one",
-                        sandbox::linux::namespaces::name(ns.typ()),
-                        p.display()
-                    )
-                });
             }
         }
         l.set_mount_label(None);
