@@ -258,6 +258,55 @@ fn the_engines_namespace_reaches_the_vm_and_back() {
     assert!(stdout(&o).contains(&token), "{}", stdout(&o));
     let links = in_ns(&net.name, &["ip", "-o", "link"]);
     assert!(!links.contains("nktap1"), "a second tap: {links}");
+    // What a pod's container cannot have in that VM is refused by name:
+    // more memory than it has, and a host namespace outside the pod.
+    let o = vm_cmd(&root)
+        .args([
+            "create",
+            "--mode=vm",
+            "--vm-memory",
+            "4096",
+            "--bundle",
+            &b2.path(),
+        ])
+        .arg(unique_id("vmnet-big"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "a member bigger than its VM was created"
+    );
+    assert!(
+        err.contains("4096 MiB") && err.contains("cannot grow"),
+        "{err}"
+    );
+    let mut b3 = bundle_in(&["true"], Some(&net.path()));
+    b3.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "uts" {
+                n["path"] = format!("/proc/{}/ns/uts", std::process::id()).into();
+            }
+        }
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let o = vm_cmd(&root)
+        .args(["create", "--mode=vm", "--bundle", &b3.path()])
+        .arg(unique_id("vmnet-host-uts"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "a member joining a host namespace was created"
+    );
+    assert!(
+        err.contains("(uts)") && err.contains("outside that VM"),
+        "{err}"
+    );
+    assert_eq!(root.ids(), vec![id.clone()], "containers left");
     // Under another --root that VM is unknown: the namespace is refused by
     // name, and the first VM's redirect stays.
     let other = Root::new();
