@@ -704,6 +704,10 @@ fn unreachable_here() -> BTreeMap<&'static str, String> {
     m.insert("vm.monitor", "VM mode: tests/crash_vm.rs".to_string());
     m.insert("vm.share", "VM mode: tests/crash_vm.rs".to_string());
     m.insert("vm.net", "VM mode: tests/crash_vm.rs".to_string());
+    m.insert(
+        "vm.pod",
+        "VM mode, a pod member's create: tests/crash_vm.rs".to_string(),
+    );
     // No flow here checkpoints: where CRIU cannot run, a checkpoint never
     // reaches its steps (tests/checkpoint.rs checks that the failure leaves
     // nothing); where it can, these stay uncovered and the test says so.

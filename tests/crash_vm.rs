@@ -234,3 +234,113 @@ fn vm_monitor_killed_takes_virtiofsd_along() {
     assert_eq!(code, Some(0), "{err}");
     assert!(vm.leftovers().is_empty(), "{}", vm.leftovers());
 }
+
+/// A pod member's create (a container that joins a running VM-mode
+/// container's IPC namespace, so it runs in that VM) crashed before each of
+/// its steps from vm.pod on: `delete -f` by the shipped binary removes the
+/// member, its mounts leave the pod's share, and the pod's VM runs on
+/// untouched. One boot, the pod's.
+#[test]
+fn pod_member_create_crashed_at_every_step_leaves_the_pod_running() {
+    require_root();
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let pod = Vm::new();
+    let mut c = Command::new(runtime());
+    c.arg("--root")
+        .arg(&pod.root)
+        .args([
+            "run",
+            "-d",
+            "--mode=vm",
+            "--bundle",
+            &pod.bundle.path(),
+            &pod.id,
+        ])
+        .env("NK_VM_AGENT", vm_support::agent());
+    let o = run_to_files(&mut c);
+    assert!(o.status.success(), "the pod's container: {}", stderr(&o));
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pod.root.join(&pod.id).join("state.json")).unwrap())
+            .unwrap();
+    let pod_pid = st["pid"].as_i64().unwrap();
+    let mut bundle = Bundle::new(&["sleep", "100000"]);
+    bundle.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "ipc" {
+                n["path"] = format!("/proc/{pod_pid}/ns/ipc").into();
+            }
+        }
+    });
+    let member = Vm {
+        dir: TempDir::new("nk-crashvm-member"),
+        root: pod.root.clone(),
+        bundle,
+        id: unique_id("crashvm-member"),
+    };
+    // What the running pod holds: every crash must leave exactly this.
+    // (Seen as the member's: its id, its bundle, the shared root.)
+    let baseline = leftovers(&pod.root, &member.id, &[member.bundle.dir.path()], "");
+    let share_mounts = || {
+        std::fs::read_to_string(format!("/proc/{pod_pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("/share/pod/"))
+            .count()
+    };
+    let mut failures = Vec::new();
+    let mut settle = |step: &str, fired: bool| {
+        if !fired {
+            failures.push(format!("{step}: the fault did not fire"));
+            return;
+        }
+        let (code, err) = shipped(&pod.root, &["delete", "-f", &member.id]);
+        if code != Some(0) {
+            failures.push(format!("{step}: delete -f failed: {err}"));
+        }
+        let left = || leftovers(&pod.root, &member.id, &[member.bundle.dir.path()], "");
+        let settled = std::panic::catch_unwind(|| {
+            wait_for("only the pod to be left", DEADLINE, || {
+                // SAFETY: reap whatever child of ours has exited, non-blocking.
+                while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+                (left().0 == baseline.0 && share_mounts() == 0).then_some(())
+            })
+        });
+        if settled.is_err() {
+            failures.push(format!(
+                "{step}: left {:?} beside the pod's {:?}; {} mounts in the pod's share",
+                left().0,
+                baseline.0,
+                share_mounts()
+            ));
+        }
+    };
+    // The last step first: its trace lists every step before it.
+    let (steps, fired) = member.create("pid_file");
+    settle("pid_file", fired);
+    let mut todo: Vec<String> = Vec::new();
+    for s in steps.iter().skip_while(|s| *s != "vm.pod") {
+        if s != "pid_file" && !todo.contains(s) {
+            todo.push(s.clone());
+        }
+    }
+    assert!(todo.iter().any(|s| s == "vm.pod"), "no vm.pod in {steps:?}");
+    for step in &todo {
+        let fired = member.create(step).1;
+        settle(step, fired);
+    }
+    let (code, out) = {
+        let o = run_to_files(
+            Command::new(runtime())
+                .arg("--root")
+                .arg(&pod.root)
+                .args(["state", &pod.id]),
+        );
+        (o.status.code(), stdout(&o))
+    };
+    assert_eq!(code, Some(0), "state of the pod");
+    assert!(out.contains("\"running\""), "the pod's container: {out}");
+    let (code, err) = shipped(&pod.root, &["delete", "-f", &pod.id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -8,9 +8,9 @@
 //! (nk-runtime) and `nk-vm` (nk-runtime through its `nk-runtime-vm` link,
 //! VM mode). A scenario that fails with nk where runc passes is a runtime
 //! bug; one that fails with runc is a bad scenario: both fail the test.
-//! VM mode has no pods yet (one VM per pod is issue 18): scenarios that
-//! need a pod's shared namespaces are reported unsupported with the reason,
-//! the others run and must pass.
+//! In VM mode a pod's containers share the sandbox's VM (one VM per pod,
+//! docs/vm-mode.md): what VM mode cannot do is reported unsupported, or a
+//! known gap, with the reason; the others run and must pass.
 //!
 //! The test prints the scenario table and the pod start and teardown
 //! latencies (p50). `pod_latency` (ignored; bench/cri-pods.sh runs it)

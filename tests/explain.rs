@@ -847,9 +847,45 @@ fn scenario_vm() -> BTreeSet<String> {
             &id,
         ],
     );
+    // A container that joins the first one's IPC namespace runs in its VM.
+    let member = (code == 0).then(|| {
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let ipc = format!("/proc/{}/ns/ipc", pid.trim());
+        let mut b2 = Bundle::new(&["true"]);
+        b2.edit(|c| {
+            for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                if n["type"] == "ipc" {
+                    n["path"] = json!(ipc);
+                }
+            }
+        });
+        let id2 = unique_id("ex-vm-pod");
+        let r = run_e(
+            &root,
+            &["create", "--mode", "vm", "--bundle", &b2.path(), &id2],
+        );
+        let _ = root.run(&["delete", "--force", &id2]);
+        r
+    });
     let _ = root.run(&["delete", "--force", &id]);
     assert_eq!(code, 0, "{err}");
-    let got = check(
+    let (code2, _, err2) = member.unwrap();
+    assert_eq!(code2, 0, "{err2}");
+    let mut got = check(
+        "VM pod member",
+        &err2,
+        &[
+            "spec.load",
+            "vm.pod",
+            "state.claim",
+            "vm.monitor",
+            "vm.net",
+            "state.created",
+        ],
+    );
+    assert!(detail_of(&err2, "vm.pod").contains(&id), "{err2}");
+    assert!(detail_of(&err2, "vm.monitor").contains(&id), "{err2}");
+    got.extend(check(
         "VM mode",
         &err,
         &[
@@ -863,7 +899,7 @@ fn scenario_vm() -> BTreeSet<String> {
             "state.created",
             "pid_file",
         ],
-    );
+    ));
     assert!(detail_of(&err, "vm.monitor").contains("qemu pid"), "{err}");
     assert!(detail_of(&err, "vm.net").contains("loopback only"), "{err}");
     got
@@ -881,7 +917,7 @@ fn host_exceptions() -> BTreeMap<&'static str, String> {
         );
     }
     if let Some(why) = vm_mode_missing() {
-        for k in ["vm.image", "vm.accel", "vm.monitor"] {
+        for k in ["vm.image", "vm.accel", "vm.monitor", "vm.pod"] {
             m.insert(k, format!("VM mode is not available: {why}"));
         }
     }

@@ -8,8 +8,10 @@
 //! which outlives the container as an engine's does until pod teardown.
 //! A namespace with only loopback gives the guest only loopback (up, as
 //! the engine left it), and a config with no network namespace (the host's
-//! stack, `--network host`) is refused before any VM is started. Each test
-//! boots at most one VM.
+//! stack, `--network host`) is refused before any VM is started. A second
+//! container in the same namespace and state root runs in the first's VM
+//! (a pod's); under another root it is refused. Each test boots at most
+//! one VM.
 
 use nk_tests::vm as vm_support;
 
@@ -232,6 +234,104 @@ fn the_engines_namespace_reaches_the_vm_and_back() {
         filters.contains("mirred") && filters.contains("Redirect to device nktap0"),
         "{filters}"
     );
+
+    // A second container in the same namespace and state root is one of
+    // the pod's: it runs in this VM (no second tap) and reaches the host too.
+    let url = format!("http://{}:{port}/", net.host_ip);
+    let b2 = bundle_in(&["wget", "-q", "-O", "-", &url], Some(&net.path()));
+    let o = vm_cmd(&root)
+        .args([
+            "run",
+            "--mode=vm",
+            "--bundle",
+            &b2.path(),
+            &unique_id("vmnet-pod"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "run of the pod's second container: {}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains(&token), "{}", stdout(&o));
+    let links = in_ns(&net.name, &["ip", "-o", "link"]);
+    assert!(!links.contains("nktap1"), "a second tap: {links}");
+    // What a pod's container cannot have in that VM is refused by name:
+    // more memory than it has, and a host namespace outside the pod.
+    let o = vm_cmd(&root)
+        .args([
+            "create",
+            "--mode=vm",
+            "--vm-memory",
+            "4096",
+            "--bundle",
+            &b2.path(),
+        ])
+        .arg(unique_id("vmnet-big"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "a member bigger than its VM was created"
+    );
+    assert!(
+        err.contains("4096 MiB") && err.contains("cannot grow"),
+        "{err}"
+    );
+    let mut b3 = bundle_in(&["true"], Some(&net.path()));
+    b3.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "uts" {
+                n["path"] = format!("/proc/{}/ns/uts", std::process::id()).into();
+            }
+        }
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let o = vm_cmd(&root)
+        .args(["create", "--mode=vm", "--bundle", &b3.path()])
+        .arg(unique_id("vmnet-host-uts"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "a member joining a host namespace was created"
+    );
+    assert!(
+        err.contains("(uts)") && err.contains("outside that VM"),
+        "{err}"
+    );
+    assert_eq!(root.ids(), vec![id.clone()], "containers left");
+    // Under another --root that VM is unknown: the namespace is refused by
+    // name, and the first VM's redirect stays.
+    let other = Root::new();
+    let o = vm_cmd(&other)
+        .args([
+            "create",
+            "--mode=vm",
+            "--bundle",
+            &b2.path(),
+            &unique_id("vmnet-other"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "created beside another root's VM");
+    assert!(
+        err.contains("already carried into another VM through nktap0") && err.contains("--root"),
+        "{err}"
+    );
+    assert!(other.ids().is_empty(), "containers left: {:?}", other.ids());
+    let got = wait_for("the guest's httpd, still", DEADLINE, || {
+        http_get(&format!("{}:8080", net.guest_ip))
+    });
+    assert!(got.contains("pong-from-vm"), "{got}");
 
     let o = root.run(&["delete", "--force", &id]);
     assert!(o.status.success(), "delete: {}", stderr(&o));

@@ -276,3 +276,228 @@ fn podman_bridge_network_reaches_the_host_and_a_published_port() {
         assert!(o.status.success(), "{what}: podman rm: {}", stderr(&o));
     }
 }
+
+/// The parent of a process, from /proc/<pid>/stat.
+fn ppid(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+/// QEMU processes that descend from any of `monitors`.
+fn qemus_under(monitors: &[i32]) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("qemu-system") {
+            continue;
+        }
+        let mut p = pid;
+        while let Some(up) = ppid(p).filter(|u| *u > 1) {
+            if monitors.contains(&up) {
+                v.push(pid);
+                break;
+            }
+            p = up;
+        }
+    }
+    v
+}
+
+/// A Podman pod whose infra and two containers all run through
+/// `nk-runtime-vm` gets exactly one VM: the infra's monitor owns the only
+/// QEMU, the two containers reach each other on localhost and share the
+/// infra's IPC and pid namespaces (`--share ipc,net,uts,pid`), an exit
+/// code comes back through a container's own monitor, removing one
+/// container leaves the other running, and `pod rm` stops the VM and
+/// leaves no process, state or mount behind.
+#[test]
+fn podman_pod_runs_in_one_vm() {
+    require_root();
+    assert!(
+        podman_ok(),
+        "podman is not installed (scripts/test-deps.sh installs it)"
+    );
+    let links = TempDir::new("nk-vmlink");
+    let link = links.path().join("nk-runtime-vm");
+    std::os::unix::fs::symlink(runtime(), &link).unwrap();
+    let p = Podman::new(&link);
+    let pod = unique_id("nkpod");
+    let run = |args: &[&str]| {
+        let o = p.cmd().args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            o.status.success(),
+            "podman {}: {}",
+            args.join(" "),
+            stderr(&o)
+        );
+        stdout(&o).trim().to_string()
+    };
+    run(&[
+        "pod",
+        "create",
+        "--name",
+        &pod,
+        "--share",
+        "ipc,net,uts,pid",
+    ]);
+    let (a, b) = (format!("{pod}-a"), format!("{pod}-b"));
+    run(&[
+        "run", "-d", "--pod", &pod, "--name", &a, "localhost/nkvm", "sh", "-c",
+        "mkdir -p /tmp/w && echo from-a-$(uname -r) > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w",
+    ]);
+    run(&[
+        "run",
+        "-d",
+        "--pod",
+        &pod,
+        "--name",
+        &b,
+        "localhost/nkvm",
+        "sleep",
+        "1000",
+    ]);
+    let infra = run(&["pod", "inspect", "--format", "{{.InfraContainerID}}", &pod]);
+    let pid_of = |c: &str| -> i32 {
+        run(&["inspect", "--format", "{{.State.Pid}}", c])
+            .parse()
+            .unwrap()
+    };
+    let monitors = [pid_of(&infra), pid_of(&a), pid_of(&b)];
+    assert!(monitors.iter().all(|m| *m > 0), "{monitors:?}");
+    let q = qemus_under(&monitors);
+    assert_eq!(
+        q.len(),
+        1,
+        "QEMUs under the pod's monitors {monitors:?}: {q:?}"
+    );
+    assert_eq!(
+        qemus_under(&monitors[..1]),
+        q,
+        "the infra's monitor owns the pod's VM"
+    );
+    let qemu_start = std::fs::read_to_string(format!("/proc/{}/stat", q[0])).unwrap();
+    // QEMU runs in the infra's state directory: its parent is the state root.
+    let state_root = std::fs::read_link(format!("/proc/{}/cwd", q[0]))
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+
+    // b reaches a's server on localhost: one network namespace in the guest.
+    let got = wait_for("b to fetch a's page over localhost", DEADLINE, || {
+        let o = p
+            .cmd()
+            .args([
+                "exec",
+                &b,
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "http://127.0.0.1:8080/",
+            ])
+            .output()
+            .ok()?;
+        o.status.success().then(|| stdout(&o))
+    });
+    assert_eq!(got.trim(), format!("from-a-{}", guest_kernel()));
+    let ns = |c: &str, t: &str| run(&["exec", c, "readlink", &format!("/proc/self/ns/{t}")]);
+    for t in ["ipc", "net", "uts", "pid"] {
+        assert_eq!(ns(&a, t), ns(&b, t), "{t} namespace of a and b");
+    }
+    assert_ne!(
+        ns(&a, "mnt"),
+        ns(&b, "mnt"),
+        "each has its own mount namespace"
+    );
+    // The shared pid namespace: b sees a's httpd.
+    let ps = run(&["exec", &b, "ps", "-o", "args"]);
+    assert!(ps.contains("httpd -f -p 8080"), "{ps}");
+
+    // An exit code comes back through the container's own monitor.
+    let c = format!("{pod}-c");
+    run(&[
+        "run",
+        "-d",
+        "--pod",
+        &pod,
+        "--name",
+        &c,
+        "localhost/nkvm",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(run(&["wait", &c]), "7");
+    run(&["rm", &c]);
+
+    // Removing a leaves b (and the VM) running.
+    run(&["rm", "-f", "-t", "0", &a]);
+    assert_eq!(
+        run(&["inspect", "--format", "{{.State.Status}}", &b]),
+        "running"
+    );
+    assert_eq!(run(&["exec", &b, "echo", "alive"]), "alive");
+    assert_eq!(qemus_under(&monitors[..1]), q);
+
+    // Removing the pod stops the VM and leaves nothing.
+    let netns = run(&[
+        "inspect",
+        "--format",
+        "{{.NetworkSettings.SandboxKey}}",
+        &infra,
+    ]);
+    run(&["pod", "rm", "-f", "-t", "0", &pod]);
+    if std::path::Path::new(&netns).exists() {
+        let o = Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(["ip", "-d", "link"])
+            .output()
+            .unwrap();
+        assert!(
+            !stdout(&o).contains("nktap"),
+            "tap left in {netns}: {}",
+            stdout(&o)
+        );
+        let o = Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(["tc", "qdisc", "show"])
+            .output()
+            .unwrap();
+        assert!(
+            !stdout(&o).contains("ingress"),
+            "qdisc left in {netns}: {}",
+            stdout(&o)
+        );
+    }
+    wait_for("the pod's QEMU to go", DEADLINE, || {
+        let now = std::fs::read_to_string(format!("/proc/{}/stat", q[0])).unwrap_or_default();
+        (now != qemu_start).then_some(())
+    });
+    wait_for("the pod's processes to go", DEADLINE, || {
+        vm_support::procs_in(&state_root).is_empty().then_some(())
+    });
+    // Container directories (the root also holds the shared seccomp cache).
+    let left: Vec<_> = std::fs::read_dir(&state_root)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("state.json").exists())
+                .map(|e| e.file_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "state left in {}: {left:?}",
+        state_root.display()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(state_root.to_str().unwrap()),
+        "mounts left under {}",
+        state_root.display()
+    );
+}

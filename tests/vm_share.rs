@@ -4,6 +4,8 @@
 //! fallback when virtiofsd is missing); the write into the rootfs stays in
 //! the guest's overlay, the one into the bind mount reaches the host.
 //! virtiofsd, when used, is gone after delete, with its socket file.
+//! A pod's second container, run in the same VM, reads its own rootfs and
+//! bind mount over the same share, attached while the guest runs.
 //! Forcing virtio-fs where virtiofsd is missing is refused by name before
 //! anything is made. Three boots in all (tests/crash_vm.rs kills the
 //! monitor mid-run).
@@ -31,6 +33,9 @@ struct Seen {
     lines: Vec<String>,
     fstype: String,
     virtiofsd: Vec<i32>,
+    /// What a pod member in the same VM printed (crate::pod: its rootfs
+    /// and bind mount reach the running guest through the same share).
+    member: String,
 }
 
 fn md5(p: &Path) -> String {
@@ -107,6 +112,40 @@ fn probe(share: Option<&str>, env: &[(&str, &str)]) -> (Seen, String) {
         "the guest's copy into the bind mount"
     );
     let monitor = root.state(&id)["pid"].as_i64().unwrap() as i32;
+    // A container joining the probe's IPC namespace runs in its VM: its
+    // rootfs and bind mount are attached to the running share.
+    let note = TempDir::new("nk-vmshare-note");
+    std::fs::write(note.path().join("note"), "member-note\n").unwrap();
+    let mut mb = Bundle::new(&[
+        "sh",
+        "-c",
+        "md5sum /bin/busybox | cut -d' ' -f1; cat /in/note",
+    ]);
+    let src = note.path().display().to_string();
+    mb.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "ipc" {
+                n["path"] = json!(format!("/proc/{monitor}/ns/ipc"));
+            }
+        }
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/in", "type": "bind", "source": src, "options": ["rbind", "ro"]
+        }));
+    });
+    let o = run_to_files(vm_cmd(&root).args([
+        "run",
+        "--mode=vm",
+        "--bundle",
+        &mb.path(),
+        &unique_id("vmshare-member"),
+    ]));
+    assert_eq!(o.status.code(), Some(0), "the member: {}", stderr(&o));
+    let member = stdout(&o);
+    assert_eq!(
+        virtiofsd_pids(&state),
+        virtiofsd,
+        "the member started a virtiofsd"
+    );
     root.ok(&["delete", "-f", &id]);
     // virtiofsd and its server are gone (not left to init as zombies).
     let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
@@ -123,6 +162,7 @@ fn probe(share: Option<&str>, env: &[(&str, &str)]) -> (Seen, String) {
             lines,
             fstype,
             virtiofsd,
+            member,
         },
         narration,
     )
@@ -139,6 +179,11 @@ fn expected(seen: &Seen) {
         md5(&tmp.path().join("f")),
     ];
     assert_eq!(seen.lines, want, "what the container read and wrote");
+    assert_eq!(
+        seen.member,
+        format!("{}\nmember-note\n", want[0]),
+        "what the pod member in the same VM read"
+    );
     // The write into the rootfs went to the guest's overlay upper, not the host.
     assert!(
         !rootfs().join("etc/nk-share-probe").exists(),

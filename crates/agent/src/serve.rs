@@ -382,8 +382,32 @@ impl Agent {
                 }
                 Ok(Reply::Done)
             }
+            Request::Delete { id } => self.delete(&id),
             Request::Shutdown => Ok(Reply::Done),
         }
+    }
+
+    /// Remove one container while the VM stays up (a pod's later
+    /// container): the library kills its processes and removes its state
+    /// and cgroup, then its overlay and bundle go. Its init's exit is
+    /// reported as usual once the agent reaps it.
+    fn delete(&mut self, id: &str) -> Result<Reply, String> {
+        sandbox::state::validate_id(id).map_err(|e| e.to_string())?;
+        self.rt.delete(id, true).map_err(|e| e.to_string())?;
+        let bundle = format!("{BUNDLES}/{id}");
+        let rootfs = format!("{bundle}/rootfs");
+        if std::path::Path::new(&rootfs).exists() {
+            umount(&rootfs)?;
+        }
+        for d in [bundle, format!("{OVERLAYS}/{id}")] {
+            match std::fs::remove_dir_all(&d) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("remove {d}: {e}"))
+                }
+                _ => {}
+            }
+        }
+        Ok(Reply::Done)
     }
 
     fn mount_share(&mut self) -> Result<(), String> {

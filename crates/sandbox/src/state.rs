@@ -202,6 +202,11 @@ pub struct VmRecord {
     pub boot_ms: u64,
     /// The guest kernel's release.
     pub kernel: String,
+    /// Set when the container runs in another container's VM (a pod's):
+    /// that container's id. Its QEMU is then not this record's (qemu_pid
+    /// is 0), so deleting this container never stops the pod's VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// [`Mode`] as state.json spells it.

@@ -16,7 +16,7 @@ use sandbox::cgroups::Stats;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version, sent in [`Ready`]; the host refuses another.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Name of the virtio-serial port for control messages.
 pub const CONTROL_PORT: &str = "org.nano-sandbox.control";
 /// Name of the virtio-serial port for stdio frames.
@@ -72,6 +72,10 @@ pub enum Request {
     Signal { stream: u32, signal: i32 },
     /// Set the window size of a stream's terminal.
     Resize { stream: u32, rows: u16, cols: u16 },
+    /// Kill every process of a container and remove it, with its overlay
+    /// (a pod's later container, whose VM stays up; its init's `exited`
+    /// follows as usual).
+    Delete { id: String },
     /// Kill everything and power the VM off.
     Shutdown,
 }

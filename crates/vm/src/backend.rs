@@ -186,6 +186,8 @@ struct Checked {
     /// --preserve-fds: which way each of fds 3.. carries data.
     preserve_fds: Vec<vm_protocol::Carry>,
     share_fs: crate::virtiofs::ShareFs,
+    /// The pod VM the container runs in, when it joins one (crate::pod).
+    pod: Option<crate::pod::PodJoin>,
 }
 
 /// Host-side hooks, as in container mode (the guest's copy of the config
@@ -332,7 +334,10 @@ impl VmBackend {
         let mpid = record.pid;
         let (vcpus, memory_mib, accel) = (p.vcpus, p.memory_mib, p.accel);
         explain::step(&catalog::VM_MONITOR, || {
-            format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, booted in {boot_ms} ms", accel.as_str())
+            match &p.pod {
+            Some(pod) => format!("monitor pid {mpid} stands for the container, which runs in the VM of pod container {} (qemu pid {qemu_pid}); its init is pid {guest_pid} in the guest", pod.id),
+            None => format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, booted in {boot_ms} ms", accel.as_str()),
+        }
         });
         explain::step(&catalog::VM_NET, || net);
         if let Err(e) = create_hooks(&p.bundle, &o.id, mpid, &record) {
@@ -343,9 +348,19 @@ impl VmBackend {
         explain::step(&catalog::STATE_CREATED, || {
             format!("pid {mpid} (the monitor)")
         });
+        // A pod member's QEMU is its pod's: not this record's to kill.
+        let (qemu_pid, pod) = match &p.pod {
+            Some(pod) => (0, Some(pod.id.clone())),
+            None => (qemu_pid, None),
+        };
         record.mode = Mode::Vm(VmRecord {
             qemu_pid,
-            qemu_start: state::proc_stat(qemu_pid).map(|s| s.start).unwrap_or(0),
+            qemu_start: if qemu_pid > 0 {
+                state::proc_stat(qemu_pid).map(|s| s.start).unwrap_or(0)
+            } else {
+                0
+            },
+            pod,
             guest_pid,
             vcpus,
             memory_mib,
@@ -390,6 +405,9 @@ impl VmBackend {
         guest_hooks_present(&bundle)?;
         let (vcpus, memory_mib) = vm_size(&self.size, &config)?;
         crate::net::check(&config)?;
+        if let Some(pod) = crate::pod::find(&config, &self.rt)? {
+            return self.check_member(bundle, config, terminal, preserve_fds, pod);
+        }
         crate::qemu::find_qemu()?;
         let image = crate::image::ensure(&progress)?;
         explain::step(&catalog::VM_IMAGE, || {
@@ -416,6 +434,90 @@ impl VmBackend {
             accel,
             preserve_fds,
             share_fs: share.fs,
+            pod: None,
+        })
+    }
+
+    /// A container that joins a pod VM's namespaces runs in that VM: it
+    /// takes the VM's kernel, accelerator and share, and what it cannot
+    /// have there is refused by name.
+    fn check_member(
+        &self,
+        bundle: sandbox::spec::Bundle,
+        config: oci_spec::runtime::Spec,
+        terminal: bool,
+        preserve_fds: Vec<vm_protocol::Carry>,
+        pod: crate::pod::PodJoin,
+    ) -> Result<Checked> {
+        if !preserve_fds.is_empty() {
+            return Err(Error::Msg(format!(
+                "--preserve-fds {}: not supported for a container that runs in a pod's VM (it joins the namespaces of VM-mode container {}); pass the data another way, or use --mode=container",
+                preserve_fds.len(),
+                pod.id
+            )));
+        }
+        // The VM exists: its size is its first container's. A member that
+        // asks for more than that is refused rather than silently given less.
+        let ann = |k: &str| {
+            config
+                .annotations()
+                .as_ref()
+                .is_some_and(|a| a.contains_key(k))
+        };
+        let (vcpus, memory_mib) = vm_size(&self.size, &config)?;
+        let limit = config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .is_some_and(|l| l > 0);
+        if (self.size.vcpus.is_some() || ann("org.nano-sandbox.vm.vcpus")) && vcpus > pod.vcpus {
+            return Err(Error::Msg(format!(
+                "{vcpus} vCPUs asked for, but this container runs in the VM of pod container {}, which has {}: a running VM cannot grow; size the pod's first container (--vm-vcpus or org.nano-sandbox.vm.vcpus)",
+                pod.id, pod.vcpus
+            )));
+        }
+        if (self.size.memory_mib.is_some() || ann("org.nano-sandbox.vm.memory-mib") || limit)
+            && memory_mib > pod.memory_mib
+        {
+            return Err(Error::Msg(format!(
+                "{memory_mib} MiB of VM memory needed (the memory limit plus {GUEST_OVERHEAD_MIB} MiB, or as asked), but this container runs in the VM of pod container {}, which has {} MiB: a running VM cannot grow; size the pod's first container (--vm-memory or org.nano-sandbox.vm.memory-mib)",
+                pod.id, pod.memory_mib
+            )));
+        }
+        let pc = crate::pod::pod_config(&pod)?;
+        explain::step(&catalog::VM_POD, || {
+            let ns = if pod.joined.is_empty() {
+                "by its sandbox annotation".to_string()
+            } else {
+                pod.joined.join("; ")
+            };
+            format!(
+                "the VM of pod container {} (qemu pid {}, {} over {}): {ns}",
+                pod.id,
+                pod.qemu_pid,
+                pc.accel.as_str(),
+                share_name(&pc.share_fs)
+            )
+        });
+        Ok(Checked {
+            bundle,
+            config,
+            terminal,
+            vcpus: pod.vcpus,
+            memory_mib: pod.memory_mib,
+            image: crate::image::Image {
+                kernel_version: pod.kernel.clone(),
+                vmlinux: pc.vmlinux,
+                initramfs: pc.initramfs,
+                agent: PathBuf::new(),
+                agent_hash: String::new(),
+            },
+            accel: pc.accel,
+            preserve_fds,
+            share_fs: pc.share_fs,
+            pod: Some(pod),
         })
     }
 
@@ -524,6 +626,7 @@ impl VmBackend {
             tty_fd: tty_slave.as_ref().map(|_| 4),
             preserve_fds: p.preserve_fds.clone(),
             share_fs: p.share_fs.clone(),
+            pod: p.pod.clone(),
         };
         let mpath = dir.join(monitor::CONFIG);
         let mjson = serde_json::to_vec(&mcfg)

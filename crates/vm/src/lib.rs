@@ -9,7 +9,8 @@
 //! * [`fds`] checks `--preserve-fds` descriptors: which may pass, and which way;
 //! * [`virtiofs`] chooses the share's filesystem and runs virtiofsd;
 //! * [`net`] brings the engine's network namespace into the guest (tap, tc redirect);
-//! * [`monitor`] is the per-container host process of VM mode, and its client.
+//! * [`monitor`] is the per-container host process of VM mode, and its client;
+//! * [`pod`] runs a pod's later containers in the VM of its first.
 
 pub mod backend;
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod image;
 pub mod modules;
 pub mod monitor;
 pub mod net;
+pub mod pod;
 pub mod qemu;
 pub mod virtiofs;
 

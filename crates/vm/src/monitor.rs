@@ -68,6 +68,10 @@ pub struct MonitorConfig {
     /// The share's filesystem, chosen by `create`.
     #[serde(default = "nine_p")]
     pub share_fs: crate::virtiofs::ShareFs,
+    /// Set when the container runs in a pod's VM (crate::pod): this
+    /// monitor then boots nothing and hands the container to that VM's.
+    #[serde(default)]
+    pub pod: Option<crate::pod::PodJoin>,
 }
 
 fn nine_p() -> crate::virtiofs::ShareFs {
@@ -123,6 +127,38 @@ pub enum ClientReq {
         signal: i32,
     },
     Shutdown,
+    /// A pod's later container, to create in this monitor's VM
+    /// (crate::pod). Its descriptors: stdin, stdout and stderr (the pty
+    /// slave three times), the listening socket of its monitor.sock, then
+    /// one detached mount per `items` entry.
+    Join(Box<JoinReq>),
+}
+
+/// A pod member's container, as its monitor hands it to the pod monitor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReq {
+    pub id: String,
+    pub state_dir: PathBuf,
+    /// The config for the guest (mount sources and namespaces rewritten).
+    pub config: Box<oci_spec::runtime::Spec>,
+    /// Where each detached mount goes in the share.
+    pub items: Vec<ShareItem>,
+    pub tty: bool,
+    pub systemd_cgroup: bool,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub log_level: String,
+}
+
+/// One mount of the share: a host path at a path relative to the share
+/// (`rootfs`, `m3`; a pod member's under `pod/<id>/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShareItem {
+    pub src: PathBuf,
+    pub at: String,
+    pub recursive: bool,
+    pub dir: bool,
+    pub read_only: bool,
 }
 
 /// An answer to a client.
@@ -238,44 +274,22 @@ fn has_option(m: &oci_spec::runtime::Mount, any: &[&str]) -> bool {
         .any(|x| any.contains(&x.as_str()))
 }
 
-/// Build the shared directory (in a private mount namespace) and the config
-/// the guest sees. Returns (share dir, guest config).
-pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime::Spec)> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| Error::sys("unshare(CLONE_NEWNS) for the 9p share", e))?;
-    mount(
-        None,
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        "",
-    )?;
-    let share = cfg.state_dir.join("share");
-    std::fs::create_dir_all(&share).map_err(|e| Error::io("create", &share, e))?;
-    mount(
-        Some(Path::new("nk-share")),
-        &share,
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        "mode=0755",
-    )?;
-    let root = share.join("rootfs");
-    std::fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
-    mount(
-        Some(&cfg.rootfs),
-        &root,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        "",
-    )?;
-    // The guest only ever reads the rootfs: its writes go to the overlay.
-    mount(
-        None,
-        &root,
-        None,
-        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-        "",
-    )?;
+/// The mounts the share needs for a config, and the config the guest
+/// sees: mount sources point into the share (under `prefix`), host-side
+/// hooks, LSM labels and host namespace paths are gone (a pod member's
+/// namespaces are its pod's, mapped to the guest's by crate::pod).
+pub fn guest_view(
+    cfg: &MonitorConfig,
+    prefix: &str,
+) -> Result<(Vec<ShareItem>, oci_spec::runtime::Spec)> {
+    let mut items = vec![ShareItem {
+        src: cfg.rootfs.clone(),
+        at: format!("{prefix}rootfs"),
+        recursive: true,
+        dir: true,
+        // The guest only ever reads the rootfs: its writes go to the overlay.
+        read_only: true,
+    }];
     let mut g = cfg.config.clone();
     if let Some(ms) = g.mounts_mut() {
         for (i, m) in ms.iter_mut().enumerate() {
@@ -300,21 +314,16 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
                     src.display()
                 )));
             };
-            let dst = share.join(format!("m{i}"));
-            if meta.is_dir() {
-                std::fs::create_dir(&dst).map_err(|e| Error::io("create", &dst, e))?;
-            } else {
-                std::fs::File::create(&dst).map_err(|e| Error::io("create", &dst, e))?;
-            }
-            let rec = has_option(m, &["rbind"]);
-            mount(
-                Some(&src),
-                &dst,
-                None,
-                libc::MS_BIND | if rec { libc::MS_REC } else { 0 },
-                "",
-            )?;
-            m.set_source(Some(format!("{}/m{i}", vm_protocol::SHARE_MOUNT).into()));
+            items.push(ShareItem {
+                src,
+                at: format!("{prefix}m{i}"),
+                recursive: has_option(m, &["rbind"]),
+                dir: meta.is_dir(),
+                read_only: false,
+            });
+            m.set_source(Some(
+                format!("{}/{prefix}m{i}", vm_protocol::SHARE_MOUNT).into(),
+            ));
         }
     }
     // Host-side things the guest cannot use: the runtime's hooks run on the
@@ -329,21 +338,25 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
     });
     g.set_hooks(inside);
     if let Some(l) = g.linux_mut() {
-        for ns in l.namespaces_mut().iter_mut().flatten() {
-            if let Some(p) = ns.path().clone() {
-                ns.set_path(None);
-                if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
-                    // The engine's interfaces follow into the guest's new
-                    // namespace (crate::net, CreateContainer::network).
-                    continue;
+        if let Some(pod) = &cfg.pod {
+            l.set_namespaces(Some(pod.namespaces.clone()));
+        } else {
+            for ns in l.namespaces_mut().iter_mut().flatten() {
+                if let Some(p) = ns.path().clone() {
+                    ns.set_path(None);
+                    if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                        // The engine's interfaces follow into the guest's new
+                        // namespace (crate::net, CreateContainer::network).
+                        continue;
+                    }
+                    sandbox::logging::warn(|| {
+                        format!(
+                            "VM mode: the {} namespace path {} is a host namespace; the guest creates a new one",
+                            sandbox::linux::namespaces::name(ns.typ()),
+                            p.display()
+                        )
+                    });
                 }
-                sandbox::logging::warn(|| {
-                    format!(
-                        "VM mode: the {} namespace path {} is a host namespace; the guest creates a new one",
-                        sandbox::linux::namespaces::name(ns.typ()),
-                        p.display()
-                    )
-                });
             }
         }
         l.set_mount_label(None);
@@ -351,6 +364,67 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
     if let Some(p) = g.process_mut() {
         p.set_apparmor_profile(None);
         p.set_selinux_label(None);
+    }
+    Ok((items, g))
+}
+
+/// Create a share item's mount point (a directory or an empty file).
+fn mount_point(share: &Path, it: &ShareItem) -> Result<PathBuf> {
+    let dst = share.join(&it.at);
+    if let Some(d) = dst.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io("create", d, e))?;
+    }
+    if it.dir {
+        std::fs::create_dir(&dst).map_err(|e| Error::io("create", &dst, e))?;
+    } else {
+        std::fs::File::create(&dst).map_err(|e| Error::io("create", &dst, e))?;
+    }
+    Ok(dst)
+}
+
+/// Build the shared directory (in a private mount namespace) and the config
+/// the guest sees. Returns (share dir, guest config). The share is a
+/// shared mount there, so what a pod's later container adds under it
+/// propagates into virtiofsd's namespace (a slave copy) too.
+pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime::Spec)> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::sys("unshare(CLONE_NEWNS) for the 9p share", e))?;
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        "",
+    )?;
+    let share = cfg.state_dir.join("share");
+    std::fs::create_dir_all(&share).map_err(|e| Error::io("create", &share, e))?;
+    mount(
+        Some(Path::new("nk-share")),
+        &share,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=0755",
+    )?;
+    mount(None, &share, None, libc::MS_SHARED, "")?;
+    let (items, g) = guest_view(cfg, "")?;
+    for it in &items {
+        let dst = mount_point(&share, it)?;
+        mount(
+            Some(&it.src),
+            &dst,
+            None,
+            libc::MS_BIND | if it.recursive { libc::MS_REC } else { 0 },
+            "",
+        )?;
+        if it.read_only {
+            mount(
+                None,
+                &dst,
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                "",
+            )?;
+        }
     }
     Ok((share, g))
 }
@@ -379,7 +453,31 @@ struct HostStream {
 enum Pending {
     Plain(u64),
     ExecStart(u64, u32),
-    Pause(u64, bool),
+    /// The client, pausing or resuming, and the state directory for the mark.
+    Pause(u64, bool, PathBuf),
+    /// A pod member's create (its join client, its id).
+    Join(u64, String),
+    /// Nobody waits for the answer.
+    Ignore,
+}
+
+/// A client connection and what it addresses.
+struct Conn {
+    ch: Channel,
+    /// The stream of the process it runs (an exec, or a member's init).
+    stream: Option<u32>,
+    /// The container its requests address: ours, or a pod member's.
+    target: String,
+}
+
+/// A pod's later container, running in this monitor's VM (crate::pod).
+struct Member {
+    state_dir: PathBuf,
+    stream: u32,
+    /// Its monitor.sock: connections accepted there address it.
+    listener: OwnedFd,
+    /// Its mounts in the share, taken away when it ends.
+    mounts: Vec<PathBuf>,
 }
 
 struct Monitor {
@@ -388,10 +486,14 @@ struct Monitor {
     conn: AgentConn,
     stdio: StdioPort,
     streams: HashMap<u32, HostStream>,
-    clients: HashMap<u64, (Channel, Option<u32>)>,
+    clients: HashMap<u64, Conn>,
     next_client: u64,
     next_stream: u32,
     pending: HashMap<u64, Pending>,
+    /// The share directory (in this process's mount namespace).
+    share: PathBuf,
+    /// A pod's later containers in this VM, by id.
+    members: HashMap<String, Member>,
     /// virtiofsd, when the share is virtio-fs (killed when the monitor ends).
     _fs: Option<crate::virtiofs::Daemon>,
 }
@@ -403,7 +505,7 @@ fn dup(fd: RawFd) -> Option<OwnedFd> {
     (n >= 0).then(|| unsafe { OwnedFd::from_raw_fd(n) })
 }
 
-fn log_line(cfg: &MonitorConfig, msg: &str) {
+pub(crate) fn log_line(cfg: &MonitorConfig, msg: &str) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -416,7 +518,7 @@ fn log_line(cfg: &MonitorConfig, msg: &str) {
     }
 }
 
-fn signalfd() -> Result<OwnedFd> {
+pub(crate) fn signalfd() -> Result<OwnedFd> {
     // SAFETY: build the set of forwarded signals, block it, and read it from a signalfd.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -441,7 +543,7 @@ fn signalfd() -> Result<OwnedFd> {
     }
 }
 
-fn listen(dir: &Path) -> Result<OwnedFd> {
+pub(crate) fn listen(dir: &Path) -> Result<OwnedFd> {
     use nix::sys::socket::{
         bind, listen as nlisten, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
     };
@@ -488,6 +590,7 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         ),
     };
     let (share, guest_config) = prepare_share(cfg)?;
+    let share_dir = share.clone();
     // virtio-fs: virtiofsd serves the share from this mount namespace.
     let mut fs = match &cfg.share_fs {
         crate::virtiofs::ShareFs::VirtioFs { daemon } => {
@@ -562,6 +665,8 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         next_client: 1,
         next_stream: INIT_STREAM + 1,
         pending: HashMap::new(),
+        share: share_dir,
+        members: HashMap::new(),
         _fs: fs,
     };
     let create = Request::Create(vm_protocol::CreateContainer {
@@ -674,9 +779,185 @@ impl Monitor {
     }
 
     fn reply(&mut self, client: u64, m: ClientMsg) {
-        if let Some((ch, _)) = self.clients.get(&client) {
-            let _ = ch.send(&m);
+        if let Some(c) = self.clients.get(&client) {
+            let _ = c.ch.send(&m);
         }
+    }
+
+    /// Accept a connection on our monitor.sock or a member's: it
+    /// addresses that container.
+    fn accept(&mut self, listener: RawFd, target: String) {
+        // SAFETY: accept4 on a listening socket we hold; the new descriptor is owned below.
+        let fd = unsafe {
+            libc::accept4(
+                listener,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a connected SEQPACKET socket that we own.
+            let ch = unsafe { Channel::from_raw(fd) };
+            self.clients.insert(
+                self.next_client,
+                Conn {
+                    ch,
+                    stream: None,
+                    target,
+                },
+            );
+            self.next_client += 1;
+        }
+    }
+
+    /// A pod member's container, handed over by its monitor: attach its
+    /// mounts under the share's `pod/<id>/`, then have the agent create it.
+    fn join(&mut self, cid: u64, j: JoinReq, fds: Vec<OwnedFd>) {
+        let r = self.join_mounts(&j, fds);
+        let (mut it, mounts) = match r {
+            Ok(x) => x,
+            Err(e) => return self.reply(cid, ClientMsg::Err(e.to_string())),
+        };
+        let (i, o, e, listener) = (it.next(), it.next(), it.next(), it.next());
+        let Some(listener) = listener else {
+            return self.reply(cid, ClientMsg::Err("join: descriptors missing".into()));
+        };
+        let stream = self.next_stream;
+        self.next_stream += 1;
+        self.streams.insert(
+            stream,
+            HostStream {
+                stdin: i,
+                stdout: o,
+                err_eof: j.tty || e.is_none(),
+                stderr: if j.tty { None } else { e },
+                feeds: Vec::new(),
+                sinks: Vec::new(),
+                tty: j.tty,
+                client: Some(cid),
+                // Its monitor stands for it: if that goes, so does the container.
+                bound: true,
+                out_eof: false,
+                exited: None,
+            },
+        );
+        if let Some(c) = self.clients.get_mut(&cid) {
+            c.stream = Some(stream);
+            c.target = j.id.clone();
+        }
+        self.members.insert(
+            j.id.clone(),
+            Member {
+                state_dir: j.state_dir.clone(),
+                stream,
+                listener,
+                mounts,
+            },
+        );
+        log_line(
+            &self.cfg,
+            &format!("pod member {} joins the VM (stream {stream})", j.id),
+        );
+        let req = Request::Create(vm_protocol::CreateContainer {
+            id: j.id.clone(),
+            stream,
+            config: j.config,
+            rootfs: format!("{}/{}/rootfs", crate::pod::SHARE_DIR, j.id),
+            systemd_cgroup: j.systemd_cgroup,
+            no_pivot: j.no_pivot,
+            no_new_keyring: j.no_new_keyring,
+            log_level: j.log_level,
+            preserve_fds: Vec::new(),
+            network: None,
+        });
+        match self.conn.send(req) {
+            Ok(rid) => {
+                self.pending.insert(rid, Pending::Join(cid, j.id));
+            }
+            Err(e) => {
+                self.retire(&j.id, false);
+                self.reply(cid, ClientMsg::Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Check a join's descriptors and attach its detached mounts in the
+    /// share. Returns the stdio and listener descriptors, and the mounts.
+    fn join_mounts(
+        &mut self,
+        j: &JoinReq,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(std::vec::IntoIter<OwnedFd>, Vec<PathBuf>)> {
+        sandbox::state::validate_id(&j.id)?;
+        if j.id == self.cfg.id || self.members.contains_key(&j.id) {
+            return Err(Error::Msg(format!(
+                "container {} already runs in this VM",
+                j.id
+            )));
+        }
+        if fds.len() != 4 + j.items.len() {
+            return Err(Error::Msg(format!(
+                "join: {} descriptors came, {} expected",
+                fds.len(),
+                4 + j.items.len()
+            )));
+        }
+        let prefix = format!("{}/{}/", crate::pod::SHARE_DIR, j.id);
+        let mut fds = fds;
+        let trees = fds.split_off(4);
+        let mut mounts = Vec::new();
+        let mut attach = || -> Result<()> {
+            for (it, tree) in j.items.iter().zip(&trees) {
+                let rest = it.at.strip_prefix(&prefix).unwrap_or("");
+                if rest.is_empty() || rest.contains('/') || rest == ".." {
+                    return Err(Error::Msg(format!(
+                        "join: share path {:?} is not under {prefix}",
+                        it.at
+                    )));
+                }
+                let dst = mount_point(&self.share, it)?;
+                let target = nix::fcntl::open(
+                    &dst,
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::sys(format!("open {}", dst.display()), e))?;
+                let r = sandbox::linux::syscall::move_mount(tree.as_fd(), target.as_fd());
+                mounts.push(dst.clone());
+                r.map_err(|e| {
+                    Error::sys(
+                        format!("move_mount({} to {})", it.src.display(), dst.display()),
+                        e,
+                    )
+                })?;
+            }
+            Ok(())
+        };
+        if let Err(e) = attach() {
+            unmount_all(&mounts);
+            let _ = std::fs::remove_dir(self.share.join(&prefix));
+            return Err(e);
+        }
+        Ok((fds.into_iter(), mounts))
+    }
+
+    /// A member is gone (its init exited, or its create failed): the agent
+    /// removes it from the guest, its mounts leave the share, and its
+    /// monitor.sock stops answering. `delete` says whether the guest still
+    /// holds it.
+    fn retire(&mut self, id: &str, delete: bool) {
+        let Some(m) = self.members.remove(id) else {
+            return;
+        };
+        if delete {
+            if let Ok(rid) = self.conn.send(Request::Delete { id: id.to_string() }) {
+                self.pending.insert(rid, Pending::Ignore);
+            }
+        }
+        unmount_all(&m.mounts);
+        let _ = std::fs::remove_dir(self.share.join(crate::pod::SHARE_DIR).join(id));
+        log_line(&self.cfg, &format!("pod member {id} left the VM"));
     }
 
     fn agent_req(&mut self, client: u64, req: Request, kind: fn(u64) -> Pending) {
@@ -689,8 +970,16 @@ impl Monitor {
     }
 
     fn on_client(&mut self, cid: u64, req: ClientReq, fds: Vec<OwnedFd>) {
-        let id = self.cfg.id.clone();
+        let id = self
+            .clients
+            .get(&cid)
+            .map_or_else(|| self.cfg.id.clone(), |c| c.target.clone());
+        let dir = self
+            .members
+            .get(&id)
+            .map_or_else(|| self.cfg.state_dir.clone(), |m| m.state_dir.clone());
         match req {
+            ClientReq::Join(j) => self.join(cid, *j, fds),
             ClientReq::Start => self.agent_req(cid, Request::Start { id }, Pending::Plain),
             ClientReq::Kill { signal, all } => {
                 self.agent_req(cid, Request::Kill { id, signal, all }, Pending::Plain)
@@ -700,14 +989,20 @@ impl Monitor {
             ClientReq::Update { resources } => {
                 self.agent_req(cid, Request::Update { id, resources }, Pending::Plain)
             }
-            ClientReq::Pause => {
-                self.agent_req(cid, Request::Pause { id }, |c| Pending::Pause(c, true))
-            }
-            ClientReq::Resume => {
-                self.agent_req(cid, Request::Resume { id }, |c| Pending::Pause(c, false))
-            }
+            ClientReq::Pause => match self.conn.send(Request::Pause { id }) {
+                Ok(rid) => {
+                    self.pending.insert(rid, Pending::Pause(cid, true, dir));
+                }
+                Err(e) => self.reply(cid, ClientMsg::Err(e.to_string())),
+            },
+            ClientReq::Resume => match self.conn.send(Request::Resume { id }) {
+                Ok(rid) => {
+                    self.pending.insert(rid, Pending::Pause(cid, false, dir));
+                }
+                Err(e) => self.reply(cid, ClientMsg::Err(e.to_string())),
+            },
             ClientReq::Resize { rows, cols } => {
-                let stream = self.clients.get(&cid).and_then(|c| c.1);
+                let stream = self.clients.get(&cid).and_then(|c| c.stream);
                 match stream {
                     Some(stream) => {
                         self.agent_req(cid, Request::Resize { stream, rows, cols }, Pending::Plain)
@@ -719,7 +1014,7 @@ impl Monitor {
                 }
             }
             ClientReq::Signal { signal } => {
-                let stream = self.clients.get(&cid).and_then(|c| c.1);
+                let stream = self.clients.get(&cid).and_then(|c| c.stream);
                 match stream {
                     Some(stream) => {
                         self.agent_req(cid, Request::Signal { stream, signal }, Pending::Plain)
@@ -753,7 +1048,7 @@ impl Monitor {
                     },
                 );
                 if let Some(c) = self.clients.get_mut(&cid) {
-                    c.1 = Some(stream);
+                    c.stream = Some(stream);
                 }
                 match self.conn.send(Request::Exec(vm_protocol::ExecProcess {
                     id,
@@ -782,9 +1077,20 @@ impl Monitor {
                     Err(e) => ClientMsg::Err(e),
                 },
             ),
-            Pending::Pause(c, on) => {
+            Pending::Ignore => {}
+            Pending::Join(c, id) => match r {
+                Ok(v) => self.reply(c, ClientMsg::Ok(v)),
+                Err(e) => {
+                    if let Some(m) = self.members.get(&id) {
+                        self.streams.remove(&m.stream);
+                    }
+                    self.retire(&id, false);
+                    self.reply(c, ClientMsg::Err(e));
+                }
+            },
+            Pending::Pause(c, on, dir) => {
                 if r.is_ok() {
-                    let mark = self.cfg.state_dir.join(PAUSED_MARK);
+                    let mark = dir.join(PAUSED_MARK);
                     if on {
                         let _ = sandbox::files::replace(&mark, b"", 0o600);
                     } else {
@@ -951,9 +1257,14 @@ impl Monitor {
                 listener.as_raw_fd(),
             ];
             let mut client_at = Vec::new();
-            for (cid, (ch, _)) in &self.clients {
+            for (cid, c) in &self.clients {
                 client_at.push((*cid, fds.len()));
-                fds.push(ch.as_fd().as_raw_fd());
+                fds.push(c.ch.as_fd().as_raw_fd());
+            }
+            let mut listen_at = Vec::new();
+            for (id, m) in &self.members {
+                listen_at.push((id.clone(), m.listener.as_raw_fd(), fds.len()));
+                fds.push(m.listener.as_raw_fd());
             }
             let mut stdin_at = Vec::new();
             let mut feed_at = Vec::new();
@@ -1026,14 +1337,35 @@ impl Monitor {
                 let s = self.streams.remove(&sid).expect("listed");
                 if sid == INIT_STREAM {
                     log_line(&self.cfg, &format!("container exited with status {st}"));
-                    for (_, (ch, _)) in self.clients.drain() {
-                        let _ = ch.send(&ClientMsg::Err("the container exited".into()));
+                    if !self.members.is_empty() {
+                        let ids: Vec<&String> = self.members.keys().collect();
+                        log_line(
+                            &self.cfg,
+                            &format!(
+                                "the pod's VM stops with its first container: {ids:?} end with it"
+                            ),
+                        );
+                    }
+                    for (_, c) in self.clients.drain() {
+                        let _ = c.ch.send(&ClientMsg::Err("the container exited".into()));
                     }
                     self.power_off();
                     return st;
                 }
                 if let Some(c) = s.client {
                     self.reply(c, ClientMsg::Exited(st));
+                }
+                let member = self
+                    .members
+                    .iter()
+                    .find(|(_, m)| m.stream == sid)
+                    .map(|(id, _)| id.clone());
+                if let Some(id) = member {
+                    log_line(
+                        &self.cfg,
+                        &format!("pod member {id} exited with status {st}"),
+                    );
+                    self.retire(&id, true);
                 }
             }
             if self.vm.try_wait().is_some() {
@@ -1063,31 +1395,28 @@ impl Monitor {
                 }
             }
             if p[4].revents != 0 {
-                // SAFETY: accept4 on our listening socket; the new descriptor is owned below.
-                let fd = unsafe {
-                    libc::accept4(
-                        listener.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                        libc::SOCK_CLOEXEC,
-                    )
-                };
-                if fd >= 0 {
-                    // SAFETY: a connected SEQPACKET socket that we own.
-                    let ch = unsafe { Channel::from_raw(fd) };
-                    self.clients.insert(self.next_client, (ch, None));
-                    self.next_client += 1;
+                self.accept(listener.as_raw_fd(), self.cfg.id.clone());
+            }
+            for (id, fd, at) in listen_at {
+                // A member retired meanwhile has closed its listener.
+                if p[at].revents != 0 && self.members.contains_key(&id) {
+                    self.accept(fd, id);
                 }
             }
             for (cid, at) in client_at {
                 if p[at].revents == 0 {
                     continue;
                 }
-                let msg = match self.clients.get(&cid) {
-                    Some((ch, _)) => ch.recv::<ClientReq>(),
+                let (msg, target) = match self.clients.get(&cid) {
+                    Some(c) => (c.ch.recv::<ClientReq>(), c.target.clone()),
                     None => continue,
                 };
                 match msg {
+                    Ok(Some((ClientReq::Shutdown, _))) if target != self.cfg.id => {
+                        // A pod member's delete: only it goes; the VM stays.
+                        log_line(&self.cfg, &format!("delete of pod member {target}"));
+                        self.agent_req(cid, Request::Delete { id: target }, Pending::Plain);
+                    }
                     Ok(Some((ClientReq::Shutdown, _))) => {
                         log_line(&self.cfg, "shutdown requested (delete)");
                         self.power_off();
@@ -1098,7 +1427,8 @@ impl Monitor {
                     _ => {
                         // The client went away. Its exec keeps running (as a
                         // runc exec outlives a killed `runc exec`), unless the
-                        // client stood for it: then the process goes too.
+                        // client stood for it (an exec proxy, a pod member's
+                        // monitor): then the process goes too.
                         self.clients.remove(&cid);
                         let mut orphans = Vec::new();
                         for (sid, s) in self.streams.iter_mut() {
@@ -1139,6 +1469,9 @@ impl Monitor {
 /// The monitor process: wait for `create`'s go, boot, create the container,
 /// report, then serve until it exits. Returns the exit code.
 pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
+    if let Some(pod) = cfg.pod.clone() {
+        return crate::pod::run_member(cfg, pod, sync);
+    }
     // SAFETY: ignoring SIGPIPE: writes to a closed pipe then fail with EPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let preserved = match sync.recv::<String>() {
@@ -1197,5 +1530,18 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
 fn undo_network(cfg: &MonitorConfig) {
     if let Err(e) = crate::net::detach(&cfg.state_dir) {
         log_line(cfg, &format!("network clean-up: {e}"));
+    }
+}
+
+/// Take a member's mounts out of the share (lazily: the guest may still
+/// hold files open) and remove their mount points, never what is below
+/// one that is still mounted.
+fn unmount_all(mounts: &[PathBuf]) {
+    for m in mounts.iter().rev() {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(m).or_else(|_| std::fs::remove_file(m));
+    }
+    if let Some(d) = mounts.first().and_then(|m| m.parent()) {
+        let _ = std::fs::remove_dir(d);
     }
 }

@@ -111,21 +111,11 @@ const TAP_PREFIX: &str = "nktap";
 pub struct Attached {
     pub nics: Vec<Nic>,
     pub network: Network,
-    /// Another VM-mode container already carries this namespace (its tap
-    /// is there): the containers of a pod share it, and one VM per pod is
-    /// not built yet, so this one gets loopback only and touches nothing.
-    pub taken_by: Option<String>,
 }
 
 impl Attached {
     /// One line for the log and `-E`.
     pub fn summary(&self, netns: &Path) -> String {
-        if let Some(tap) = &self.taken_by {
-            return format!(
-                "{}: already carried into another VM through {tap} (a pod's containers share it; one VM per pod is not built yet): loopback only",
-                netns.display()
-            );
-        }
         if self.nics.is_empty() {
             return format!(
                 "{}: only loopback, which the guest brings up",
@@ -185,17 +175,19 @@ pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
     let links = s
         .links()
         .map_err(|e| net_err(format!("list the links of {}", netns.display()), e))?;
-    // A tap of ours here means another VM-mode container of the same pod
-    // carries this namespace: leave its redirects alone, record nothing
-    // (so no delete removes them) and give this one loopback only.
+    // A tap of ours here means another VM carries this namespace. A pod's
+    // later containers run in that VM (crate::pod found it by this
+    // namespace); one that got here belongs to a VM this state root does
+    // not know (another --root): its network cannot be shared from here.
     if let Some(t) = links
         .iter()
         .find(|l| l.kind == "tun" && l.name.starts_with(TAP_PREFIX))
     {
-        return Ok(Attached {
-            taken_by: Some(t.name.clone()),
-            ..Attached::default()
-        });
+        return Err(Error::Msg(format!(
+            "the network namespace {} (linux.namespaces) is already carried into another VM through {}, by a VM-mode container that this state root does not hold: a namespace reaches one VM only, and a pod's containers share their pod's VM only when they are under one --root; use the same --root as the pod's first container, or --mode=container",
+            netns.display(),
+            t.name
+        )));
     }
     let ifaces: Vec<Link> = links
         .into_iter()

@@ -225,6 +225,9 @@ steps! {
     VM_NET = "vm.net", Vm,
         "Bring the config's network namespace into the guest: the monitor joins it, gives each Ethernet link a tap with a tc mirred redirect in both directions, and the agent gives the guest's virtio-net card the link's MAC, addresses, routes and MTU.",
         "A VM has its own kernel and so its own network stack: it cannot be put in the engine's namespace. The tap carries the veth's frames into the guest unchanged, so the engine's bridge, port forwarding and DNS work as for a container; without a namespace path the guest's new namespace has only loopback.";
+    VM_POD = "vm.pod", Vm,
+        "Run the container in the VM of the pod it joins: its namespace paths name a VM-mode container's (or the network namespace a pod VM carries, or the CRI's sandbox annotation names one), so its monitor hands it to that VM's monitor, which attaches its rootfs and bind mounts in the VM's share, and the agent creates it with the pod's namespaces as the guest names them.",
+        "The pod's namespaces live in that guest's kernel and cannot be joined from another VM. One VM per pod also boots once, not once per container, and its containers reach each other on localhost as in a pod of containers.";
     INIT_EXEC = "init.exec", Clone,
         "The child execs the runtime's hidden `init` command from the protected copy and reads its instructions (JSON) from the sync channel.",
         "Between clone and exec a child may only make raw, async-signal-safe system calls: it joins its cgroup, sets PR_SET_PDEATHSIG and, in a user namespace, waits for its id maps, then execs. The SOCK_SEQPACKET socketpair carries the request down, and log lines, hook requests, these explanations and errors back up, one whole message at a time.";

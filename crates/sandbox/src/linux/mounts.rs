@@ -257,6 +257,35 @@ fn sys_mount(
     nix::mount::mount(src, target, fstype, flags, data)
 }
 
+/// Mount a procfs entry that [`Mounted::Deferred`] left, from inside the
+/// joined pid namespace once the container's rootfs is `/`. By its path:
+/// no procfs is mounted yet, so `/proc/self/fd` names nothing (its
+/// directory was checked and made before).
+pub fn mount_deferred_proc(m: &Mount, idx: usize) -> Result<()> {
+    let dest = m.destination();
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    explain::step(&catalog::MOUNT, || {
+        format!(
+            "mount proc on {} (in the joined pid namespace)",
+            dest.display()
+        )
+    });
+    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    sys_mount(
+        Some("proc"),
+        &dest.to_string_lossy(),
+        Some("proc"),
+        opts.flags & !MsFlags::MS_REMOUNT,
+        data,
+    )
+    .map_err(|e| {
+        Error::msg(format!(
+            "mounts[{idx}] (proc on {}): mount -t proc: {e}",
+            dest.display()
+        ))
+    })
+}
+
 /// Mount one config entry inside the rootfs.
 pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted> {
     let dest = m.destination();

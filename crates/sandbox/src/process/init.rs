@@ -416,23 +416,8 @@ fn mount_deferred(
     if idx.is_empty() {
         return Ok(());
     }
-    let root = nix::fcntl::open(
-        "/",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys("open / after pivot_root", e))?;
-    let ctx = linux::mounts::MountCtx {
-        root: root.as_fd(),
-        rootfs: Path::new("/"),
-        cgroup: &req.cgroup_mount,
-        userns: req.userns,
-        label: None,
-        idmapped: &[],
-        pidns: None,
-    };
     for &i in idx {
-        linux::mounts::mount_entry(&ctx, &mounts[i], i).map_err(|e| {
+        linux::mounts::mount_deferred_proc(&mounts[i], i).map_err(|e| {
             Error::msg(format!(
                 "{e} (mounted from inside the pid namespace joined by path, because this kernel has no procfs pidns= option, Linux 6.15 and later{})",
                 if req.userns {
