@@ -82,17 +82,37 @@ pub fn mode(spec: &oci_spec::runtime::Spec) -> NetMode {
 
 /// Refuse a config that shares the host's network stack: a VM has its own
 /// kernel, so it cannot.
+///
+/// Docker's `--network host` names the host's namespace by path (its
+/// sandbox key, a bind mount of it) rather than leaving the entry out as
+/// Podman does: joining it would put the host's own links behind taps.
 pub fn check(spec: &oci_spec::runtime::Spec) -> Result<()> {
-    if mode(spec) == NetMode::Host {
-        return Err(Error::Msg(
-            "VM mode cannot share the host's network stack: linux.namespaces has no \"network\" \
-             entry (as with --network host). A VM has its own kernel and network stack: give it \
-             a network namespace (an engine's bridge network, or --network none), or use \
-             --mode=container"
-                .into(),
-        ));
-    }
-    Ok(())
+    let why = match mode(spec) {
+        NetMode::Host => "linux.namespaces has no \"network\" entry".to_string(),
+        NetMode::Join(p) if is_hosts(&p) => format!(
+            "the network namespace path {} in linux.namespaces is the host's own",
+            p.display()
+        ),
+        _ => return Ok(()),
+    };
+    Err(Error::Msg(format!(
+        "VM mode cannot share the host's network stack: {why} (as with --network host). A VM \
+         has its own kernel and network stack: give it a network namespace (an engine's bridge \
+         network, or --network none), or use --mode=container"
+    )))
+}
+
+/// Is the namespace at `p` the host's: the runtime's own (engines run it
+/// in the host's), or PID 1's where that can be read?
+fn is_hosts(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(a) = std::fs::metadata(p) else {
+        return false;
+    };
+    ["/proc/self/ns/net", "/proc/1/ns/net"]
+        .iter()
+        .filter_map(|h| std::fs::metadata(h).ok())
+        .any(|b| a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 /// A tap device for one interface; QEMU gets `tap` as `-netdev tap,fd=`.
@@ -436,5 +456,15 @@ mod tests {
             e.contains("--network host") && e.contains("\"network\""),
             "{e}"
         );
+        // Docker's --network host: the host's namespace by path.
+        let e = check(&spec(r#",{"type":"network","path":"/proc/self/ns/net"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--network host")
+                && e.contains("/proc/self/ns/net in linux.namespaces is the host's own"),
+            "{e}"
+        );
+        assert!(check(&spec(r#",{"type":"network"}"#)).is_ok());
     }
 }
