@@ -85,6 +85,12 @@ pub enum Report {
         #[serde(default)]
         net: String,
     },
+    /// The monitor is in the container's network namespace on the host
+    /// (the engine's, or a new one): `create` runs the prestart and
+    /// createRuntime hooks now, so that what they put there (Docker's
+    /// veth) is carried into the VM, and answers `boot` (or closes the
+    /// channel when a hook failed).
+    Netns,
     Failed(String),
 }
 
@@ -465,7 +471,11 @@ fn listen(dir: &Path) -> Result<OwnedFd> {
 /// Boot the VM and create the container. On success the monitor owns the
 /// VM. Returns the monitor, the agent's reply, the boot time and the
 /// network summary.
-fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Reply, u64, String)> {
+fn start_vm(
+    cfg: &MonitorConfig,
+    preserved: Vec<OwnedFd>,
+    netns: &Path,
+) -> Result<(Monitor, Reply, u64, String)> {
     if preserved.len() != cfg.preserve_fds.len() {
         return Err(Error::Msg(format!(
             "--preserve-fds: {} descriptors expected from create, {} came",
@@ -473,20 +483,11 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
             preserved.len()
         )));
     }
-    // The engine's network namespace: join it (QEMU runs there too) and
-    // give each interface a tap; the taps' descriptors live until QEMU has them.
-    let (attached, net_summary) = match crate::net::mode(&cfg.config) {
-        crate::net::NetMode::Join(p) => {
-            let a = crate::net::attach(&p, &cfg.state_dir)?;
-            let s = a.summary(&p);
-            log_line(cfg, &format!("network {s}"));
-            (Some(a), s)
-        }
-        _ => (
-            None,
-            "a new network namespace in the guest: loopback only".to_string(),
-        ),
-    };
+    // The network namespace the monitor entered (QEMU runs there too):
+    // each interface gets a tap; the taps' descriptors live until QEMU has them.
+    let attached = crate::net::attach(netns, &cfg.state_dir)?;
+    let net_summary = attached.summary(netns);
+    log_line(cfg, &format!("network {net_summary}"));
     let (share, guest_config) = prepare_share(cfg)?;
     // virtio-fs: virtiofsd serves the share from this mount namespace.
     let mut fs = match &cfg.share_fs {
@@ -511,8 +512,8 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         run_dir: cfg.state_dir.clone(),
         accel: cfg.accel,
         nics: attached
+            .nics
             .iter()
-            .flat_map(|a| &a.nics)
             .map(|n| qemu::NicSpec {
                 tap_fd: n.tap.as_raw_fd(),
                 mac: n.mac.clone(),
@@ -574,7 +575,7 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         no_new_keyring: cfg.no_new_keyring,
         log_level: cfg.log_level.clone(),
         preserve_fds: cfg.preserve_fds.clone(),
-        network: attached.map(|a| a.network),
+        network: attached.guest_network(),
     });
     let created = m.call(create, Duration::from_secs(120))?;
     let tty = cfg.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
@@ -1157,7 +1158,22 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
             return VM_FAILED;
         }
     };
-    let started = start_vm(&cfg, preserved).and_then(|(m, created, boot, net)| {
+    // The container's network namespace on the host, before the hooks
+    // and QEMU.
+    let netns = match crate::net::enter(&crate::net::mode(&cfg.config)) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sync.send(&Report::Failed(e.to_string()));
+            return VM_FAILED;
+        }
+    };
+    let _ = sync.send(&Report::Netns);
+    match sync.recv::<String>() {
+        Ok(Some((s, _))) if s == "boot" => {}
+        // A hook failed: create undoes the rest.
+        _ => return VM_FAILED,
+    }
+    let started = start_vm(&cfg, preserved, &netns).and_then(|(m, created, boot, net)| {
         let l = listen(&cfg.state_dir)?;
         Ok((m, created, boot, net, l))
     });

@@ -115,6 +115,44 @@ fn is_hosts(p: &Path) -> bool {
         .any(|b| a.dev() == b.dev() && a.ino() == b.ino())
 }
 
+/// Put the calling thread (the monitor, before its hooks and QEMU) in the
+/// container's network namespace on the host: the engine's (`Join`), or a
+/// new one (`Private`). A new one matters as much: the hooks get the
+/// monitor's pid, and Docker's prestart hook (libnetwork-setkey) moves the
+/// container's veth into `/proc/<pid>/ns/net` and configures it there. In
+/// the host's namespace it would configure the host. Returns the
+/// namespace's path, for the record and the log.
+pub fn enter(mode: &NetMode) -> Result<PathBuf> {
+    match mode {
+        NetMode::Join(p) => {
+            let f = std::fs::File::open(p).map_err(|e| Error::io("open", p, e))?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                Error::sys(
+                    format!(
+                        "setns into the network namespace {} (linux.namespaces)",
+                        p.display()
+                    ),
+                    e,
+                )
+            })?;
+            Ok(p.clone())
+        }
+        NetMode::Private => {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                Error::sys(
+                    "unshare(CLONE_NEWNET) for the container's network namespace on the host",
+                    e,
+                )
+            })?;
+            Ok(PathBuf::from(format!("/proc/{}/ns/net", std::process::id())))
+        }
+        NetMode::Host => Err(Error::Msg(
+            "VM mode cannot share the host's network stack (linux.namespaces has no \"network\" entry)"
+                .into(),
+        )),
+    }
+}
+
 /// A tap device for one interface; QEMU gets `tap` as `-netdev tap,fd=`.
 #[derive(Debug)]
 pub struct Nic {
@@ -135,6 +173,9 @@ pub struct Attached {
     /// is there): the containers of a pod share it, and one VM per pod is
     /// not built yet, so this one gets loopback only and touches nothing.
     pub taken_by: Option<String>,
+    /// Loopback is up in the namespace (the engine brought it up), so the
+    /// guest brings the container's up too; a new namespace's is down.
+    pub lo_up: bool,
 }
 
 impl Attached {
@@ -148,8 +189,13 @@ impl Attached {
         }
         if self.nics.is_empty() {
             return format!(
-                "{}: only loopback, which the guest brings up",
-                netns.display()
+                "{}: loopback only, {}",
+                netns.display(),
+                if self.lo_up {
+                    "up, as the engine left it"
+                } else {
+                    "down, as in a new namespace"
+                }
             );
         }
         let each: Vec<String> = self
@@ -175,6 +221,14 @@ impl Attached {
     }
 }
 
+impl Attached {
+    /// What the guest is told to set up: None leaves the container's
+    /// loopback down, as a new namespace's is.
+    pub fn guest_network(&self) -> Option<Network> {
+        (!self.nics.is_empty() || self.lo_up).then(|| self.network.clone())
+    }
+}
+
 /// What `delete` needs to undo: the links that got an ingress qdisc.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetRecord {
@@ -186,25 +240,18 @@ fn net_err(what: String, e: std::io::Error) -> Error {
     Error::Msg(format!("{what}: {e}"))
 }
 
-/// Join the network namespace at `netns` (the calling process's thread:
-/// the monitor, before it starts QEMU), give each of its Ethernet links a
-/// tap joined to it by tc, and describe them for the guest. What it puts
-/// on the namespace's links is recorded in `state_dir` first.
+/// In the network namespace the calling thread is in ([`enter`]; `netns`
+/// names it), give each Ethernet link a tap joined to it by tc, and
+/// describe them for the guest. What it puts on the namespace's links is
+/// recorded in `state_dir` first.
 pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
-    let f = std::fs::File::open(netns).map_err(|e| Error::io("open", netns, e))?;
-    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-        Error::sys(
-            format!(
-                "setns into the network namespace {} (linux.namespaces)",
-                netns.display()
-            ),
-            e,
-        )
-    })?;
     let mut s = Socket::open().map_err(|e| net_err("open a netlink socket".into(), e))?;
     let links = s
         .links()
         .map_err(|e| net_err(format!("list the links of {}", netns.display()), e))?;
+    let lo_up = links
+        .iter()
+        .any(|l| l.name == "lo" && l.flags & libc::IFF_UP as u32 != 0);
     // A tap of ours here means another VM-mode container of the same pod
     // carries this namespace: leave its redirects alone, record nothing
     // (so no delete removes them) and give this one loopback only.
@@ -214,6 +261,7 @@ pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
     {
         return Ok(Attached {
             taken_by: Some(t.name.clone()),
+            lo_up,
             ..Attached::default()
         });
     }
@@ -230,7 +278,10 @@ pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
     let rpath = state_dir.join(RECORD);
     let json = serde_json::to_vec(&rec).unwrap_or_default();
     std::fs::write(&rpath, json).map_err(|e| Error::io("write", &rpath, e))?;
-    let mut out = Attached::default();
+    let mut out = Attached {
+        lo_up,
+        ..Attached::default()
+    };
     for l in &ifaces {
         let addresses = s
             .addresses(l.index)
