@@ -400,6 +400,8 @@ struct Monitor {
     pending: HashMap<u64, Pending>,
     /// virtiofsd, when the share is virtio-fs (killed when the monitor ends).
     _fs: Option<crate::virtiofs::Daemon>,
+    /// Docker's DNS, relayed for the guest (crate::dns).
+    dns: Option<crate::dns::Relay>,
 }
 
 fn dup(fd: RawFd) -> Option<OwnedFd> {
@@ -485,7 +487,9 @@ fn start_vm(
     }
     // The network namespace the monitor entered (QEMU runs there too):
     // each interface gets a tap; the taps' descriptors live until QEMU has them.
-    let attached = crate::net::attach(netns, &cfg.state_dir)?;
+    let mut attached = crate::net::attach(netns, &cfg.state_dir)?;
+    attached.network.dns_relay =
+        !attached.nics.is_empty() && crate::dns::wanted(&cfg.config, &cfg.bundle);
     let net_summary = attached.summary(netns);
     log_line(cfg, &format!("network {net_summary}"));
     let (share, guest_config) = prepare_share(cfg)?;
@@ -564,6 +568,7 @@ fn start_vm(
         next_stream: INIT_STREAM + 1,
         pending: HashMap::new(),
         _fs: fs,
+        dns: attached.network.dns_relay.then(crate::dns::Relay::default),
     };
     let create = Request::Create(vm_protocol::CreateContainer {
         id: cfg.id.clone(),
@@ -956,6 +961,11 @@ impl Monitor {
                 client_at.push((*cid, fds.len()));
                 fds.push(ch.as_fd().as_raw_fd());
             }
+            let mut dns_at = Vec::new();
+            for (q, fd) in self.dns.iter().flat_map(|d| d.fds()) {
+                dns_at.push((q, fds.len()));
+                fds.push(fd);
+            }
             let mut stdin_at = Vec::new();
             let mut feed_at = Vec::new();
             for (sid, s) in &self.streams {
@@ -1012,6 +1022,11 @@ impl Monitor {
                     }
                     GuestMsg::Log { level, msg } => {
                         log_line(&self.cfg, &format!("guest {level}: {msg}"))
+                    }
+                    GuestMsg::Dns { query, data } => {
+                        if let Some(Err(e)) = self.dns.as_mut().map(|d| d.forward(query, &data)) {
+                            log_line(&self.cfg, &format!("DNS query {query} dropped: {e}"));
+                        }
                     }
                     _ => {}
                 }
@@ -1121,6 +1136,14 @@ impl Monitor {
                             });
                         }
                     }
+                }
+            }
+            for (query, at) in dns_at {
+                if p[at].revents == 0 {
+                    continue;
+                }
+                if let Some(data) = self.dns.as_mut().and_then(|d| d.take_answer(query)) {
+                    let _ = self.conn.send(Request::DnsAnswer { query, data });
                 }
             }
             for (sid, at) in stdin_at {

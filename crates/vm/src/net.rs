@@ -217,7 +217,15 @@ impl Attached {
                 )
             })
             .collect();
-        format!("{}: {}", netns.display(), each.join("; "))
+        let dns = if self.network.dns_relay {
+            format!(
+                "; DNS: the guest's {0}:53 relayed to {0}:53 in this namespace (Docker's resolver)",
+                vm_protocol::DOCKER_DNS
+            )
+        } else {
+            String::new()
+        };
+        format!("{}: {}{dns}", netns.display(), each.join("; "))
     }
 }
 
