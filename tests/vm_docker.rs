@@ -240,6 +240,11 @@ impl Drop for Dockerd {
             let _ = Command::new("umount").arg("-l").arg(&m).output();
         }
         for b in self.more_bridges.iter().chain([&self.bridge]) {
+            // Veths a killed dockerd left on the bridge go first.
+            let ports = stdout(&ip(&["-o", "link", "show", "master", b]));
+            for port in ports.lines().filter_map(|l| l.split(": ").nth(1)) {
+                let _ = ip(&["link", "del", port.split('@').next().unwrap_or(port)]);
+            }
             if Path::new("/sys/class/net").join(b).exists() {
                 let _ = ip(&["link", "del", b]);
             }
