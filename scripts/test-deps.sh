@@ -25,9 +25,11 @@ pkgs="$pkgs procps iproute2 util-linux mount kmod passwd uidmap tmux"
 pkgs="$pkgs qemu-system-x86 linux-image-amd64"
 # Engines driven by tests/engines/*.sh, tests/vm_podman.rs and tests/cri.rs,
 # and what their checks use: podman (conmon, buildah, catatonit for --init
-# and pods, CNI plugins), containerd (its runc v2 shim and ctr), docker (its
-# iptables; the CRI test's portmap too), image tools.
-pkgs="$pkgs podman conmon buildah catatonit containernetworking-plugins containerd docker.io iptables umoci skopeo"
+# and pods, CNI plugins; netavark and aardvark-dns for the networks and
+# their DNS in tests/vm_podman.rs), containerd (its runc v2 shim and ctr),
+# docker (its iptables, which also sets up its embedded DNS in a
+# container's namespace; the CRI test's portmap too), image tools.
+pkgs="$pkgs podman conmon buildah catatonit containernetworking-plugins netavark aardvark-dns containerd docker.io iptables umoci skopeo"
 # tests/docs.rs draws every Mermaid diagram in Debian's chromium, with the
 # Mermaid bundle run by Node.js (npm installs it; see below).
 pkgs="$pkgs chromium nodejs"

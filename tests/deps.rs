@@ -46,9 +46,15 @@ const INDIRECT: &[&str] = &[
 const FILES: &[&str] = &["/bin/busybox"];
 
 /// Packages the engines use on their own, which no test names: podman runs
-/// catatonit for --init and pods, conmon for every container, and the CNI
-/// plugins for its networks.
-const ENGINE_PARTS: &[&str] = &["catatonit", "conmon", "containernetworking-plugins"];
+/// catatonit for --init and pods, conmon for every container, the CNI
+/// plugins, netavark and aardvark-dns for its networks and their names.
+const ENGINE_PARTS: &[&str] = &[
+    "catatonit",
+    "conmon",
+    "containernetworking-plugins",
+    "netavark",
+    "aardvark-dns",
+];
 
 fn test_deps() -> BTreeSet<String> {
     let text = std::fs::read_to_string(workspace().join("scripts/test-deps.sh")).unwrap();

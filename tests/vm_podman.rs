@@ -32,7 +32,9 @@ impl Podman {
             format!(
                 "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
                  [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-                 runtime_supports_json = [\"crun\", \"runc\", \"{name}\"]\n"
+                 runtime_supports_json = [\"crun\", \"runc\", \"{name}\"]\n\
+                 [network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = \"{}\"\n",
+                dir.path().join("networks").display()
             ),
         )
         .unwrap();
@@ -96,21 +98,6 @@ impl Drop for Podman {
     }
 }
 
-fn guest_kernel() -> String {
-    let mut v: Vec<String> = std::fs::read_dir("/boot")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("vmlinuz-")
-                .map(String::from)
-        })
-        .collect();
-    v.sort();
-    v.pop().unwrap()
-}
-
 #[test]
 fn podman_runs_a_container_in_a_vm() {
     require_root();
@@ -122,7 +109,7 @@ fn podman_runs_a_container_in_a_vm() {
     let link = links.path().join("nk-runtime-vm");
     std::os::unix::fs::symlink(runtime(), &link).unwrap();
 
-    // Through the link name.
+    // Through the link name; `--network none` gives loopback only.
     let p = Podman::new(&link);
     let o = p
         .cmd()
@@ -138,13 +125,38 @@ fn podman_runs_a_container_in_a_vm() {
         .args([
             "sh",
             "-c",
-            "uname -r; cat /sys/fs/cgroup/memory.max; exit 3",
+            "uname -r; cat /sys/fs/cgroup/memory.max; ip -o link; exit 3",
         ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "podman run: {}", stderr(&o));
-    assert_eq!(stdout(&o), format!("{}\n{}\n", guest_kernel(), 64 << 20));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let mem = (64 << 20).to_string();
+    assert_eq!(
+        lines[..2],
+        [vm_support::guest_kernel().as_str(), mem.as_str()],
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3, "--network none: not only loopback: {out}");
+    // Podman gives no namespace path here: the container's new namespace
+    // has its loopback down, as in container mode (docs/kernel-mechanisms.md).
+    assert!(lines[2].starts_with("1: lo: <LOOPBACK>"), "{out}");
+
+    // `--network host` (no network namespace in the config) is refused.
+    let o = p
+        .cmd()
+        .args(["run", "--rm", "--network", "host", "localhost/nkvm", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a VM on the host's network ran");
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot share the host's network stack") && err.contains("--network host"),
+        "{err}"
+    );
     drop(p);
 
     // Through the annotation, with the plain binary.
@@ -166,20 +178,7 @@ fn podman_runs_a_container_in_a_vm() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "podman run: {}", stderr(&o));
-    assert_eq!(stdout(&o).trim(), guest_kernel());
-}
-
-/// GET / from `addr`, or None while nothing answers there.
-fn http_get(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let a = addr.parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .ok()?;
-    write!(s, "GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.contains(" 200 ").then_some(out)
+    assert_eq!(stdout(&o).trim(), vm_support::guest_kernel());
 }
 
 /// Podman's default bridge network, with runc as the reference: the
@@ -215,7 +214,7 @@ fn podman_bridge_network_reaches_the_host_and_a_published_port() {
     std::os::unix::fs::symlink(runtime(), &link).unwrap();
     for (rt, kernel) in [
         (std::path::PathBuf::from(runc()), None),
-        (link, Some(guest_kernel())),
+        (link, Some(vm_support::guest_kernel())),
     ] {
         let what = rt.display().to_string();
         let p = Podman::new(&rt);
@@ -259,7 +258,7 @@ fn podman_bridge_network_reaches_the_host_and_a_published_port() {
         let gw = stdout(&gw).trim().to_string();
         assert!(!gw.is_empty(), "{what}: no gateway in podman inspect");
         let got = wait_for(&format!("{what}: the published port"), DEADLINE, || {
-            http_get(&format!("{gw}:{hostport}"))
+            vm_support::http_get(&format!("{gw}:{hostport}"))
         });
         assert!(got.contains("pong-"), "{what}: {got}");
         if let Some(k) = kernel {
@@ -274,6 +273,123 @@ fn podman_bridge_network_reaches_the_host_and_a_published_port() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{what}: podman rm: {}", stderr(&o));
+    }
+}
+
+/// Two containers on a user-defined network, runc then VM mode: the
+/// client fetches from the server by its name, which aardvark-dns answers
+/// at the network's gateway (the resolv.conf's nameserver), so the query
+/// crosses the bridge like any other packet; an unknown name fails. The
+/// network gets a bridge name of its own and a free subnet, and the
+/// private podman keeps its network configs in its temp dir.
+#[test]
+fn podman_user_network_resolves_container_names() {
+    require_root();
+    assert!(
+        podman_ok(),
+        "podman is not installed (scripts/test-deps.sh installs it)"
+    );
+    let links = TempDir::new("nk-vmlink");
+    let link = links.path().join("nk-runtime-vm");
+    std::os::unix::fs::symlink(runtime(), &link).unwrap();
+    for (rt, kernel) in [
+        (std::path::PathBuf::from(runc()), None),
+        (link, Some(vm_support::guest_kernel())),
+    ] {
+        let what = rt.display().to_string();
+        let p = Podman::new(&rt);
+        let net = unique_id("nkpnet");
+        let bridge = format!(
+            "nkp{}x{}",
+            std::process::id() % 100_000,
+            kernel.is_some() as u8
+        );
+        let sub = vm_support::free_subnet();
+        // Podman 4.3 has no --interface-name: the network's file, in the
+        // private network_config_dir, names a bridge of this test's own
+        // (an automatic podmanN could be picked by a concurrent podman too).
+        // Its id: 64 hex digits, here the name's bytes, padded.
+        let hex: String = net.bytes().map(|b| format!("{b:02x}")).collect();
+        let id = format!("{hex:0<64}")[..64].to_string();
+        let cfg = serde_json::json!({
+            "name": net, "id": id, "driver": "bridge", "network_interface": bridge,
+            "created": "2026-01-01T00:00:00Z",
+            "subnets": [{"subnet": format!("{sub}.0/24"), "gateway": format!("{sub}.1")}],
+            "ipv6_enabled": false, "internal": false, "dns_enabled": true,
+            "ipam_options": {"driver": "host-local"}
+        });
+        let dir = p.dir.path().join("networks");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{net}.json")), cfg.to_string()).unwrap();
+        let server = unique_id("nksrv");
+        let o = p
+            .cmd()
+            .args(["run", "-d", "--name", &server, "--network", &net])
+            .args([
+                "localhost/nkvm",
+                "sh",
+                "-c",
+                "mkdir -p /tmp/w && echo pong-$(uname -r) > /tmp/w/index.html && \
+                 echo serving && exec httpd -f -p 8080 -h /tmp/w",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{what}: podman run: {}", stderr(&o));
+        wait_for(&format!("{what}: the server"), DEADLINE, || {
+            let o = p.cmd().args(["logs", &server]).output().ok()?;
+            stdout(&o).contains("serving").then_some(())
+        });
+        let script = format!(
+            "cat /etc/resolv.conf; wget -q -O - http://{server}:8080/ && echo fetched; \
+             nslookup nosuch-{server}.invalid >/dev/null 2>&1; echo unknown=$?"
+        );
+        let o = p
+            .cmd()
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                &net,
+                "localhost/nkvm",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = stdout(&o);
+        assert!(o.status.success(), "{what}: podman run: {}", stderr(&o));
+        assert!(
+            out.contains(&format!("nameserver {sub}.1")),
+            "{what}: the gateway is not the nameserver: {out}"
+        );
+        assert!(out.contains("fetched"), "{what}: no fetch by name: {out}");
+        if let Some(k) = &kernel {
+            assert!(
+                out.contains(&format!("pong-{k}")),
+                "{what}: not the guest: {out}"
+            );
+        }
+        let unknown = out
+            .lines()
+            .find_map(|l| l.strip_prefix("unknown="))
+            .unwrap_or_else(|| panic!("{what}: no lookup status: {out}"));
+        assert_ne!(unknown, "0", "{what}: an unknown name resolved: {out}");
+        let _ = p.cmd().args(["rm", "-f", "-t", "0", &server]).output();
+        let o = p
+            .cmd()
+            .args(["network", "rm", "-f", &net])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{what}: network rm: {}", stderr(&o));
+        assert!(
+            !std::path::Path::new("/sys/class/net")
+                .join(&bridge)
+                .exists(),
+            "{what}: bridge {bridge} left"
+        );
     }
 }
 
@@ -403,7 +519,7 @@ fn podman_pod_runs_in_one_vm() {
             .ok()?;
         o.status.success().then(|| stdout(&o))
     });
-    assert_eq!(got.trim(), format!("from-a-{}", guest_kernel()));
+    assert_eq!(got.trim(), format!("from-a-{}", vm_support::guest_kernel()));
     let ns = |c: &str, t: &str| run(&["exec", c, "readlink", &format!("/proc/self/ns/{t}")]);
     for t in ["ipc", "net", "uts", "pid"] {
         assert_eq!(ns(&a, t), ns(&b, t), "{t} namespace of a and b");

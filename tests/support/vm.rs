@@ -141,3 +141,75 @@ pub fn virtiofsd_pids(state: &Path) -> Vec<i32> {
     );
     v
 }
+
+/// The release of the newest guest kernel in /boot (the one VM mode boots).
+pub fn guest_kernel() -> String {
+    let mut v: Vec<String> = std::fs::read_dir("/boot")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("vmlinuz-")
+                .map(String::from)
+        })
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+/// GET / from `addr` (ip:port), or None while nothing answers there with 200.
+pub fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let a = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.contains(" 200 ").then_some(out)
+}
+
+/// Serve one HTTP answer, `body`, to every connection on `l` (until the
+/// test process ends).
+pub fn serve_http(l: std::net::TcpListener, body: String) {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
+/// A /24 of 10.0.0.0/8 that no route of the host's uses yet, as
+/// "10.A.B" (for a test's own bridge: concurrent tests pick others).
+pub fn free_subnet() -> String {
+    let routes = std::process::Command::new("ip")
+        .args(["-4", "route", "show", "table", "all"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+    for i in 0..500u64 {
+        let x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(i * 1442695040888963407);
+        // 10.150.0.0 to 10.199.255.0: away from Podman's 10.88 and 10.89
+        // and from tests/vm_net.rs's 10.200 and up.
+        let net = format!("10.{}.{}", 150 + (x >> 33) % 50, (x >> 17) % 256);
+        if !routes.contains(&format!("{net}.")) {
+            return net;
+        }
+    }
+    panic!("no free 10.150-199.x.0/24 for a test bridge: {routes}");
+}

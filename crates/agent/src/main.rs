@@ -13,6 +13,7 @@
 //! clone, exactly as nk-runtime does on a host.
 
 mod cp;
+mod dns;
 mod guest;
 mod hooks;
 mod net;

@@ -110,6 +110,8 @@ struct Agent {
     procs: HashMap<u32, Proc>,
     by_pid: HashMap<i32, u32>,
     share_mounted: bool,
+    /// Docker's DNS address in the containers that asked for it.
+    dns: crate::dns::Relay,
 }
 
 pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
@@ -129,6 +131,7 @@ pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
         procs: HashMap::new(),
         by_pid: HashMap::new(),
         share_mounted: false,
+        dns: crate::dns::Relay::default(),
     };
     // SIGCHLD through a signalfd; PID 1 gets no default actions anyway.
     // SAFETY: building and applying a signal mask, then creating a signalfd from it.
@@ -180,6 +183,11 @@ pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
             ),
             pfd(sfd.as_raw_fd(), libc::POLLIN),
         ];
+        let dns_at = fds.len();
+        let dns_fds = a.dns.fds();
+        for fd in &dns_fds {
+            fds.push(pfd(*fd, libc::POLLIN));
+        }
         // (stream, index into outs) for each output descriptor polled.
         let mut out_at = Vec::new();
         let mut in_at = Vec::new();
@@ -216,6 +224,13 @@ pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
             // SAFETY: drain the signalfd into our buffer.
             while unsafe { libc::read(sfd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
             a.reap();
+        }
+        for i in 0..dns_fds.len() {
+            if fds[dns_at + i].revents != 0 {
+                for (query, data) in a.dns.take_queries(i) {
+                    a.send(&GuestMsg::Dns { query, data });
+                }
+            }
         }
         for (s, i, at) in out_at.into_iter().rev() {
             if fds[at].revents != 0 {
@@ -263,8 +278,13 @@ pub fn serve(ctl: OwnedFd, sio: OwnedFd) -> Result<(), String> {
                     a.ctl.flush_blocking(Duration::from_millis(500));
                     return Ok(());
                 }
+                // A DNS answer goes back to the query's socket; the host
+                // waits for no reply to it.
+                let one_way = matches!(msg.req, Request::DnsAnswer { .. });
                 let r = a.handle(msg.req);
-                a.reply(msg.id, r);
+                if !one_way {
+                    a.reply(msg.id, r);
+                }
             }
         }
         a.report_exits();
@@ -384,6 +404,10 @@ impl Agent {
             }
             Request::Delete { id } => self.delete(&id),
             Request::Shutdown => Ok(Reply::Done),
+            Request::DnsAnswer { query, data } => {
+                self.dns.answer(query, &data);
+                Ok(Reply::Done)
+            }
         }
     }
 
@@ -524,6 +548,13 @@ impl Agent {
                 // down with the failed create.
                 unsafe { libc::kill(h.pid, libc::SIGKILL) };
                 return Err(format!("configure the container's network: {e}"));
+            }
+            if net.dns_relay {
+                if let Err(e) = self.dns.listen(h.pid) {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(h.pid, libc::SIGKILL) };
+                    return Err(format!("relay Docker's DNS: {e}"));
+                }
             }
         }
         let mut io = parent_io(h.pty, parent)?;

@@ -78,6 +78,10 @@ pub enum Request {
     Delete { id: String },
     /// Kill everything and power the VM off.
     Shutdown,
+    /// The answer to a container's DNS query ([`GuestMsg::Dns`]), from the
+    /// engine's resolver on the host. The agent sends it back to the
+    /// querying socket and does not reply to this message.
+    DnsAnswer { query: u32, data: Vec<u8> },
 }
 
 /// A container to create inside the guest.
@@ -127,7 +131,18 @@ pub enum Carry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     pub interfaces: Vec<NetInterface>,
+    /// Serve [`DOCKER_DNS`] port 53 (UDP) in the container's namespace and
+    /// relay each query to the host ([`GuestMsg::Dns`]), where the monitor
+    /// asks the same address in the engine's namespace: Docker's embedded
+    /// resolver answers there, through iptables rules of that namespace that
+    /// the guest's packets never cross.
+    #[serde(default)]
+    pub dns_relay: bool,
 }
+
+/// Docker's embedded DNS resolver, as a user-defined network's resolv.conf
+/// names it.
+pub const DOCKER_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
 
 /// One interface: the host's veth (or macvlan...) seen through its tap.
 /// The guest's virtio-net card has the same MAC, which is how the agent
@@ -226,6 +241,13 @@ pub enum GuestMsg {
     Log {
         level: String,
         msg: String,
+    },
+    /// A DNS query (the UDP payload) a container sent to [`DOCKER_DNS`]:53,
+    /// numbered by the agent; answered with [`Request::DnsAnswer`], or not
+    /// at all (the container's resolver then times out, as when a packet is lost).
+    Dns {
+        query: u32,
+        data: Vec<u8>,
     },
 }
 

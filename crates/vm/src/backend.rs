@@ -191,8 +191,9 @@ struct Checked {
 }
 
 /// Host-side hooks, as in container mode (the guest's copy of the config
-/// has none): prestart and createRuntime once the container exists, with
-/// the monitor's pid in their state.
+/// has none): prestart and createRuntime once the monitor is in the
+/// container's network namespace, before the VM boots, with the monitor's
+/// pid in their state (Docker's hook configures the network through it).
 fn create_hooks(
     b: &sandbox::spec::Bundle,
     id: &str,
@@ -314,13 +315,22 @@ impl VmBackend {
         let boot = explain::phase(explain::Phase::Vm);
         let parent = self.start_monitor(o, &p, &dir, tty_slave, &mut undo, &mut record)?;
         let mlog = dir.join(monitor::LOG);
-        let report = match parent.recv::<Report>() {
+        let recv = || match parent.recv::<Report>() {
             Ok(Some((r, _))) => r,
             _ => Report::Failed(format!(
                 "the VM monitor exited during create; see {}",
                 mlog.display()
             )),
         };
+        let mut report = recv();
+        if let Report::Netns = report {
+            // The hooks see the monitor's pid, now in the container's
+            // network namespace; what they put there goes into the VM.
+            // On failure the undo guard stops the monitor, which waits.
+            create_hooks(&p.bundle, &o.id, record.pid, &record)?;
+            parent.send(&"boot")?;
+            report = recv();
+        }
         let (guest_pid, qemu_pid, boot_ms, net) = match report {
             Report::Created {
                 guest_pid,
@@ -329,6 +339,7 @@ impl VmBackend {
                 net,
             } => (guest_pid, qemu_pid, boot_ms, net),
             Report::Failed(e) => return Err(Error::Msg(format!("create failed: {e}"))),
+            Report::Netns => return Err(Error::Msg("the VM monitor reported twice".into())),
         };
         drop(boot);
         let mpid = record.pid;
@@ -340,10 +351,6 @@ impl VmBackend {
         }
         });
         explain::step(&catalog::VM_NET, || net);
-        if let Err(e) = create_hooks(&p.bundle, &o.id, mpid, &record) {
-            shutdown(&dir, &record);
-            return Err(e);
-        }
         record.phase = Some(Phase::Created);
         explain::step(&catalog::STATE_CREATED, || {
             format!("pid {mpid} (the monitor)")

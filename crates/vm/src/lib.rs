@@ -16,6 +16,7 @@ pub mod backend;
 pub mod cache;
 pub mod channel;
 pub mod cpio;
+pub mod dns;
 pub mod error;
 pub mod fds;
 pub mod harness;

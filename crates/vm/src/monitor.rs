@@ -89,6 +89,12 @@ pub enum Report {
         #[serde(default)]
         net: String,
     },
+    /// The monitor is in the container's network namespace on the host
+    /// (the engine's, or a new one): `create` runs the prestart and
+    /// createRuntime hooks now, so that what they put there (Docker's
+    /// veth) is carried into the VM, and answers `boot` (or closes the
+    /// channel when a hook failed).
+    Netns,
     Failed(String),
 }
 
@@ -496,6 +502,8 @@ struct Monitor {
     members: HashMap<String, Member>,
     /// virtiofsd, when the share is virtio-fs (killed when the monitor ends).
     _fs: Option<crate::virtiofs::Daemon>,
+    /// Docker's DNS, relayed for the guest (crate::dns).
+    dns: Option<crate::dns::Relay>,
 }
 
 fn dup(fd: RawFd) -> Option<OwnedFd> {
@@ -567,7 +575,11 @@ pub(crate) fn listen(dir: &Path) -> Result<OwnedFd> {
 /// Boot the VM and create the container. On success the monitor owns the
 /// VM. Returns the monitor, the agent's reply, the boot time and the
 /// network summary.
-fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Reply, u64, String)> {
+fn start_vm(
+    cfg: &MonitorConfig,
+    preserved: Vec<OwnedFd>,
+    netns: &Path,
+) -> Result<(Monitor, Reply, u64, String)> {
     if preserved.len() != cfg.preserve_fds.len() {
         return Err(Error::Msg(format!(
             "--preserve-fds: {} descriptors expected from create, {} came",
@@ -575,20 +587,13 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
             preserved.len()
         )));
     }
-    // The engine's network namespace: join it (QEMU runs there too) and
-    // give each interface a tap; the taps' descriptors live until QEMU has them.
-    let (attached, net_summary) = match crate::net::mode(&cfg.config) {
-        crate::net::NetMode::Join(p) => {
-            let a = crate::net::attach(&p, &cfg.state_dir)?;
-            let s = a.summary(&p);
-            log_line(cfg, &format!("network {s}"));
-            (Some(a), s)
-        }
-        _ => (
-            None,
-            "a new network namespace in the guest: loopback only".to_string(),
-        ),
-    };
+    // The network namespace the monitor entered (QEMU runs there too):
+    // each interface gets a tap; the taps' descriptors live until QEMU has them.
+    let mut attached = crate::net::attach(netns, &cfg.state_dir)?;
+    attached.network.dns_relay =
+        !attached.nics.is_empty() && crate::dns::wanted(&cfg.config, &cfg.bundle);
+    let net_summary = attached.summary(netns);
+    log_line(cfg, &format!("network {net_summary}"));
     let (share, guest_config) = prepare_share(cfg)?;
     let share_dir = share.clone();
     // virtio-fs: virtiofsd serves the share from this mount namespace.
@@ -614,8 +619,8 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         run_dir: cfg.state_dir.clone(),
         accel: cfg.accel,
         nics: attached
+            .nics
             .iter()
-            .flat_map(|a| &a.nics)
             .map(|n| qemu::NicSpec {
                 tap_fd: n.tap.as_raw_fd(),
                 mac: n.mac.clone(),
@@ -668,6 +673,7 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         share: share_dir,
         members: HashMap::new(),
         _fs: fs,
+        dns: attached.network.dns_relay.then(crate::dns::Relay::default),
     };
     let create = Request::Create(vm_protocol::CreateContainer {
         id: cfg.id.clone(),
@@ -679,7 +685,7 @@ fn start_vm(cfg: &MonitorConfig, preserved: Vec<OwnedFd>) -> Result<(Monitor, Re
         no_new_keyring: cfg.no_new_keyring,
         log_level: cfg.log_level.clone(),
         preserve_fds: cfg.preserve_fds.clone(),
-        network: attached.map(|a| a.network),
+        network: attached.guest_network(),
     });
     let created = m.call(create, Duration::from_secs(120))?;
     let tty = cfg.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
@@ -1266,6 +1272,11 @@ impl Monitor {
                 listen_at.push((id.clone(), m.listener.as_raw_fd(), fds.len()));
                 fds.push(m.listener.as_raw_fd());
             }
+            let mut dns_at = Vec::new();
+            for (q, fd) in self.dns.iter().flat_map(|d| d.fds()) {
+                dns_at.push((q, fds.len()));
+                fds.push(fd);
+            }
             let mut stdin_at = Vec::new();
             let mut feed_at = Vec::new();
             for (sid, s) in &self.streams {
@@ -1322,6 +1333,11 @@ impl Monitor {
                     }
                     GuestMsg::Log { level, msg } => {
                         log_line(&self.cfg, &format!("guest {level}: {msg}"))
+                    }
+                    GuestMsg::Dns { query, data } => {
+                        if let Some(Err(e)) = self.dns.as_mut().map(|d| d.forward(query, &data)) {
+                            log_line(&self.cfg, &format!("DNS query {query} dropped: {e}"));
+                        }
                     }
                     _ => {}
                 }
@@ -1452,6 +1468,14 @@ impl Monitor {
                     }
                 }
             }
+            for (query, at) in dns_at {
+                if p[at].revents == 0 {
+                    continue;
+                }
+                if let Some(data) = self.dns.as_mut().and_then(|d| d.take_answer(query)) {
+                    let _ = self.conn.send(Request::DnsAnswer { query, data });
+                }
+            }
             for (sid, at) in stdin_at {
                 if p[at].revents != 0 {
                     self.on_stdin(sid);
@@ -1490,7 +1514,22 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
             return VM_FAILED;
         }
     };
-    let started = start_vm(&cfg, preserved).and_then(|(m, created, boot, net)| {
+    // The container's network namespace on the host, before the hooks
+    // and QEMU.
+    let netns = match crate::net::enter(&crate::net::mode(&cfg.config)) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sync.send(&Report::Failed(e.to_string()));
+            return VM_FAILED;
+        }
+    };
+    let _ = sync.send(&Report::Netns);
+    match sync.recv::<String>() {
+        Ok(Some((s, _))) if s == "boot" => {}
+        // A hook failed: create undoes the rest.
+        _ => return VM_FAILED,
+    }
+    let started = start_vm(&cfg, preserved, &netns).and_then(|(m, created, boot, net)| {
         let l = listen(&cfg.state_dir)?;
         Ok((m, created, boot, net, l))
     });

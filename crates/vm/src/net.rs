@@ -82,17 +82,75 @@ pub fn mode(spec: &oci_spec::runtime::Spec) -> NetMode {
 
 /// Refuse a config that shares the host's network stack: a VM has its own
 /// kernel, so it cannot.
+///
+/// Docker's `--network host` names the host's namespace by path (its
+/// sandbox key, a bind mount of it) rather than leaving the entry out as
+/// Podman does: joining it would put the host's own links behind taps.
 pub fn check(spec: &oci_spec::runtime::Spec) -> Result<()> {
-    if mode(spec) == NetMode::Host {
-        return Err(Error::Msg(
-            "VM mode cannot share the host's network stack: linux.namespaces has no \"network\" \
-             entry (as with --network host). A VM has its own kernel and network stack: give it \
-             a network namespace (an engine's bridge network, or --network none), or use \
-             --mode=container"
+    let why = match mode(spec) {
+        NetMode::Host => "linux.namespaces has no \"network\" entry".to_string(),
+        NetMode::Join(p) if is_hosts(&p) => format!(
+            "the network namespace path {} in linux.namespaces is the host's own",
+            p.display()
+        ),
+        _ => return Ok(()),
+    };
+    Err(Error::Msg(format!(
+        "VM mode cannot share the host's network stack: {why} (as with --network host). A VM \
+         has its own kernel and network stack: give it a network namespace (an engine's bridge \
+         network, or --network none), or use --mode=container"
+    )))
+}
+
+/// Is the namespace at `p` the host's: the runtime's own (engines run it
+/// in the host's), or PID 1's where that can be read?
+fn is_hosts(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(a) = std::fs::metadata(p) else {
+        return false;
+    };
+    ["/proc/self/ns/net", "/proc/1/ns/net"]
+        .iter()
+        .filter_map(|h| std::fs::metadata(h).ok())
+        .any(|b| a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// Put the calling thread (the monitor, before its hooks and QEMU) in the
+/// container's network namespace on the host: the engine's (`Join`), or a
+/// new one (`Private`). A new one matters as much: the hooks get the
+/// monitor's pid, and Docker's prestart hook (libnetwork-setkey) moves the
+/// container's veth into `/proc/<pid>/ns/net` and configures it there. In
+/// the host's namespace it would configure the host. Returns the
+/// namespace's path, for the record and the log.
+pub fn enter(mode: &NetMode) -> Result<PathBuf> {
+    match mode {
+        NetMode::Join(p) => {
+            let f = std::fs::File::open(p).map_err(|e| Error::io("open", p, e))?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                Error::sys(
+                    format!(
+                        "setns into the network namespace {} (linux.namespaces)",
+                        p.display()
+                    ),
+                    e,
+                )
+            })?;
+            Ok(p.clone())
+        }
+        NetMode::Private => {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                Error::sys(
+                    "unshare(CLONE_NEWNET) for the container's network namespace on the host",
+                    e,
+                )
+            })?;
+            Ok(PathBuf::from(format!("/proc/{}/ns/net", std::process::id())))
+        }
+        NetMode::Host => Err(Error::Msg(
+            "VM mode cannot share the host's network stack (linux.namespaces has no \"network\" entry)"
                 .into(),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// A tap device for one interface; QEMU gets `tap` as `-netdev tap,fd=`.
@@ -111,6 +169,9 @@ const TAP_PREFIX: &str = "nktap";
 pub struct Attached {
     pub nics: Vec<Nic>,
     pub network: Network,
+    /// Loopback is up in the namespace (the engine brought it up), so the
+    /// guest brings the container's up too; a new namespace's is down.
+    pub lo_up: bool,
 }
 
 impl Attached {
@@ -118,8 +179,13 @@ impl Attached {
     pub fn summary(&self, netns: &Path) -> String {
         if self.nics.is_empty() {
             return format!(
-                "{}: only loopback, which the guest brings up",
-                netns.display()
+                "{}: loopback only, {}",
+                netns.display(),
+                if self.lo_up {
+                    "up, as the engine left it"
+                } else {
+                    "down, as in a new namespace"
+                }
             );
         }
         let each: Vec<String> = self
@@ -141,7 +207,23 @@ impl Attached {
                 )
             })
             .collect();
-        format!("{}: {}", netns.display(), each.join("; "))
+        let dns = if self.network.dns_relay {
+            format!(
+                "; DNS: the guest's {0}:53 relayed to {0}:53 in this namespace (Docker's resolver)",
+                vm_protocol::DOCKER_DNS
+            )
+        } else {
+            String::new()
+        };
+        format!("{}: {}{dns}", netns.display(), each.join("; "))
+    }
+}
+
+impl Attached {
+    /// What the guest is told to set up: None leaves the container's
+    /// loopback down, as a new namespace's is.
+    pub fn guest_network(&self) -> Option<Network> {
+        (!self.nics.is_empty() || self.lo_up).then(|| self.network.clone())
     }
 }
 
@@ -156,25 +238,18 @@ fn net_err(what: String, e: std::io::Error) -> Error {
     Error::Msg(format!("{what}: {e}"))
 }
 
-/// Join the network namespace at `netns` (the calling process's thread:
-/// the monitor, before it starts QEMU), give each of its Ethernet links a
-/// tap joined to it by tc, and describe them for the guest. What it puts
-/// on the namespace's links is recorded in `state_dir` first.
+/// In the network namespace the calling thread is in ([`enter`]; `netns`
+/// names it), give each Ethernet link a tap joined to it by tc, and
+/// describe them for the guest. What it puts on the namespace's links is
+/// recorded in `state_dir` first.
 pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
-    let f = std::fs::File::open(netns).map_err(|e| Error::io("open", netns, e))?;
-    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-        Error::sys(
-            format!(
-                "setns into the network namespace {} (linux.namespaces)",
-                netns.display()
-            ),
-            e,
-        )
-    })?;
     let mut s = Socket::open().map_err(|e| net_err("open a netlink socket".into(), e))?;
     let links = s
         .links()
         .map_err(|e| net_err(format!("list the links of {}", netns.display()), e))?;
+    let lo_up = links
+        .iter()
+        .any(|l| l.name == "lo" && l.flags & libc::IFF_UP as u32 != 0);
     // A tap of ours here means another VM carries this namespace. A pod's
     // later containers run in that VM (crate::pod found it by this
     // namespace); one that got here belongs to a VM this state root does
@@ -202,7 +277,10 @@ pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
     let rpath = state_dir.join(RECORD);
     let json = serde_json::to_vec(&rec).unwrap_or_default();
     std::fs::write(&rpath, json).map_err(|e| Error::io("write", &rpath, e))?;
-    let mut out = Attached::default();
+    let mut out = Attached {
+        lo_up,
+        ..Attached::default()
+    };
     for l in &ifaces {
         let addresses = s
             .addresses(l.index)
@@ -428,5 +506,15 @@ mod tests {
             e.contains("--network host") && e.contains("\"network\""),
             "{e}"
         );
+        // Docker's --network host: the host's namespace by path.
+        let e = check(&spec(r#",{"type":"network","path":"/proc/self/ns/net"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--network host")
+                && e.contains("/proc/self/ns/net in linux.namespaces is the host's own"),
+            "{e}"
+        );
+        assert!(check(&spec(r#",{"type":"network"}"#)).is_ok());
     }
 }
