@@ -187,7 +187,7 @@ struct Checked {
     preserve_fds: Vec<vm_protocol::Carry>,
     share_fs: crate::virtiofs::ShareFs,
     /// The pod VM the container runs in, when it joins one (crate::pod).
-    pod: Option<crate::pod::PodJoin>,
+    pod: Option<crate::monitor::PodJoin>,
 }
 
 /// Host-side hooks, as in container mode (the guest's copy of the config
@@ -454,7 +454,7 @@ impl VmBackend {
         config: oci_spec::runtime::Spec,
         terminal: bool,
         preserve_fds: Vec<vm_protocol::Carry>,
-        pod: crate::pod::PodJoin,
+        pod: crate::monitor::PodJoin,
     ) -> Result<Checked> {
         if !preserve_fds.is_empty() {
             return Err(Error::Msg(format!(
@@ -1024,7 +1024,12 @@ impl VmBackend {
             // SAFETY: as above, for the terminal create placed at this number.
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
-        Ok(monitor::run(cfg, sync))
+        // A pod member's monitor boots nothing: it hands its container to
+        // the pod VM's monitor (crate::pod) and stands for it.
+        Ok(match cfg.pod.clone() {
+            Some(pod) => crate::pod::run_member(cfg, pod, sync),
+            None => monitor::run(cfg, sync),
+        })
     }
 }
 

@@ -36,6 +36,28 @@ const POWER_OFF_GRACE_MS: u64 = 300;
 /// The monitor's exit code when the VM itself failed.
 pub const VM_FAILED: i32 = 255;
 
+/// Where a member's files go in the pod VM's share: `pod/<id>/`.
+pub const POD_SHARE_DIR: &str = "pod";
+
+/// The pod VM a config joins, and its namespaces as the guest names them
+/// (found by crate::pod; here because the monitor's config carries it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodJoin {
+    /// The pod's first container, whose monitor owns the VM.
+    pub id: String,
+    pub dir: PathBuf,
+    pub qemu_pid: i32,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// The guest kernel's release.
+    pub kernel: String,
+    /// `linux.namespaces` for the guest: host paths of the pod's
+    /// namespaces replaced by the guest's `/proc/<pid>/ns/<type>`.
+    pub namespaces: Vec<oci_spec::runtime::LinuxNamespace>,
+    /// One line per joined namespace, for `-E` and the log.
+    pub joined: Vec<String>,
+}
+
 /// Everything the monitor needs, written by `create` to monitor.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorConfig {
@@ -71,7 +93,7 @@ pub struct MonitorConfig {
     /// Set when the container runs in a pod's VM (crate::pod): this
     /// monitor then boots nothing and hands the container to that VM's.
     #[serde(default)]
-    pub pod: Option<crate::pod::PodJoin>,
+    pub pod: Option<PodJoin>,
 }
 
 fn nine_p() -> crate::virtiofs::ShareFs {
@@ -869,7 +891,7 @@ impl Monitor {
             id: j.id.clone(),
             stream,
             config: j.config,
-            rootfs: format!("{}/{}/rootfs", crate::pod::SHARE_DIR, j.id),
+            rootfs: format!("{}/{}/rootfs", POD_SHARE_DIR, j.id),
             systemd_cgroup: j.systemd_cgroup,
             no_pivot: j.no_pivot,
             no_new_keyring: j.no_new_keyring,
@@ -909,7 +931,7 @@ impl Monitor {
                 4 + j.items.len()
             )));
         }
-        let prefix = format!("{}/{}/", crate::pod::SHARE_DIR, j.id);
+        let prefix = format!("{}/{}/", POD_SHARE_DIR, j.id);
         let mut fds = fds;
         let trees = fds.split_off(4);
         let mut mounts = Vec::new();
@@ -962,7 +984,7 @@ impl Monitor {
             }
         }
         unmount_all(&m.mounts);
-        let _ = std::fs::remove_dir(self.share.join(crate::pod::SHARE_DIR).join(id));
+        let _ = std::fs::remove_dir(self.share.join(POD_SHARE_DIR).join(id));
         log_line(&self.cfg, &format!("pod member {id} left the VM"));
     }
 
@@ -1493,9 +1515,6 @@ impl Monitor {
 /// The monitor process: wait for `create`'s go, boot, create the container,
 /// report, then serve until it exits. Returns the exit code.
 pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
-    if let Some(pod) = cfg.pod.clone() {
-        return crate::pod::run_member(cfg, pod, sync);
-    }
     // SAFETY: ignoring SIGPIPE: writes to a closed pipe then fail with EPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let preserved = match sync.recv::<String>() {

@@ -27,12 +27,14 @@
 //! exits: engines stop and delete the infra container last.
 
 use crate::error::{Error, Result};
-use crate::monitor::{self, ClientMsg, ClientReq, MonitorConfig, Report, ShareItem};
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+use crate::monitor::{
+    self, ClientMsg, ClientReq, MonitorConfig, PodJoin, Report, ShareItem,
+    POD_SHARE_DIR as SHARE_DIR,
+};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use sandbox::container::Runtime;
 use sandbox::process::sync::Channel;
 use sandbox::state::{Mode, Status};
-use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use vm_protocol::Reply;
@@ -40,27 +42,6 @@ use vm_protocol::Reply;
 /// The CRI's annotations naming a container's sandbox and its kind.
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-/// Where a member's files go in the pod VM's share: `pod/<id>/`.
-pub const SHARE_DIR: &str = "pod";
-
-/// The pod VM a config joins, and its namespaces as the guest names them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PodJoin {
-    /// The pod's first container, whose monitor owns the VM.
-    pub id: String,
-    pub dir: PathBuf,
-    pub qemu_pid: i32,
-    pub vcpus: u32,
-    pub memory_mib: u32,
-    /// The guest kernel's release.
-    pub kernel: String,
-    /// `linux.namespaces` for the guest: host paths of the pod's
-    /// namespaces replaced by the guest's `/proc/<pid>/ns/<type>`.
-    pub namespaces: Vec<LinuxNamespace>,
-    /// One line per joined namespace, for `-E` and the log.
-    pub joined: Vec<String>,
-}
-
 /// A live VM-mode container of the state root.
 struct VmContainer {
     id: String,
