@@ -548,6 +548,16 @@ fn validate_process(p: &oci_spec::runtime::Process) -> Checked {
     Ok(())
 }
 
+/// A bind mount of config.json, by type or by option (`bind`, `rbind`), as
+/// runc reads it: the one test checkpoint and VM mode share.
+pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,7 +246,7 @@ fn guest_hooks_present(b: &sandbox::spec::Bundle) -> Result<()> {
                 .mounts()
                 .iter()
                 .flatten()
-                .filter(|m| monitor::is_bind(m) && path.starts_with(m.destination()))
+                .filter(|m| sandbox::spec::is_bind(m) && path.starts_with(m.destination()))
                 .max_by_key(|m| m.destination().components().count())
                 .and_then(|m| {
                     let src = m.source().as_ref()?;

@@ -30,7 +30,7 @@ const MAX_PENDING: usize = 256;
 pub fn wanted(spec: &oci_spec::runtime::Spec, bundle: &Path) -> bool {
     let Some(m) =
         spec.mounts().iter().flatten().find(|m| {
-            m.destination() == Path::new("/etc/resolv.conf") && crate::monitor::is_bind(m)
+            m.destination() == Path::new("/etc/resolv.conf") && sandbox::spec::is_bind(m)
         })
     else {
         return false;

@@ -290,11 +290,6 @@ fn mount(
     Ok(())
 }
 
-/// A bind mount, by type or by option (whose source the guest gets through the share).
-pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
-    m.typ().as_deref() == Some("bind") || has_option(m, &["bind", "rbind"])
-}
-
 fn has_option(m: &oci_spec::runtime::Mount, any: &[&str]) -> bool {
     m.options()
         .iter()
@@ -321,7 +316,7 @@ pub fn guest_view(
     let mut g = cfg.config.clone();
     if let Some(ms) = g.mounts_mut() {
         for (i, m) in ms.iter_mut().enumerate() {
-            if !is_bind(m) {
+            if !sandbox::spec::is_bind(m) {
                 continue;
             }
             let Some(src) = m.source().clone() else {

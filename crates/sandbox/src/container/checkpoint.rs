@@ -172,14 +172,6 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
     linux::fs::open_dir_path(p)
 }
 
-fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
-    m.typ().as_deref() == Some("bind")
-        || m.options()
-            .iter()
-            .flatten()
-            .any(|o| o == "bind" || o == "rbind")
-}
-
 /// Every device node path of the container (runc names them all as
 /// external mounts: they are bind mounts of the host's nodes in a user
 /// namespace, and unused keys are ignored).
@@ -380,7 +372,7 @@ impl Runtime {
             opts.external.push(format!("{kind}[{ino}]:{key}"));
         }
         if !o.pre_dump {
-            for m in spec.mounts().iter().flatten().filter(|m| is_bind(m)) {
+            for m in spec.mounts().iter().flatten().filter(|m| spec::is_bind(m)) {
                 let d = m.destination().display().to_string();
                 opts.ext_mnt.push((d.clone(), d));
             }
@@ -536,7 +528,13 @@ impl Runtime {
                 .push((key.to_string(), sw.pass(fd.as_fd())?));
             ns_files.push(fd);
         }
-        for m in bundle.spec.mounts().iter().flatten().filter(|m| is_bind(m)) {
+        for m in bundle
+            .spec
+            .mounts()
+            .iter()
+            .flatten()
+            .filter(|m| spec::is_bind(m))
+        {
             let src = m.source().clone().unwrap_or_default();
             let src = if src.is_relative() {
                 bundle.dir.join(src)
