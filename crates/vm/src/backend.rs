@@ -560,38 +560,16 @@ impl VmBackend {
         } else {
             rt.cgroup_for(b, &o.id)?
         };
-        if let Some(cg) = &cgroup {
-            record.cgroup = Some(cg.record());
-        }
-        explain::step(&catalog::STATE_CLAIM, || {
-            rt.store.dir(&o.id).display().to_string()
-        });
-        let (dir, lock) = store.claim(&o.id, &record, &|stale| {
-            kill_recorded(stale);
-            rt.reap_stale(stale);
-        })?;
-        let mut undo = Cleanup {
-            rt,
-            id: o.id.clone(),
-            dir: dir.clone(),
-            cgroup: None,
-            child: None,
-            host_mounts: None,
-            armed: true,
-        };
-        // 0600: process.env may hold secrets.
-        sandbox::files::create_new(&dir.join(state::CONFIG_FILE), &b.raw, 0o600)?;
+        // Only the cgroup, no limits: QEMU's own memory is larger than the
+        // container's limit, which the guest enforces itself.
+        let (dir, lock, undo) =
+            rt.claim_state(&store, b, &mut record, cgroup, false, &|stale| {
+                kill_recorded(stale);
+                rt.reap_stale(stale);
+            })?;
         let fifo = dir.join(state::FIFO_FILE);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
-        if let Some(mut cg) = cgroup {
-            // Only the cgroup, no limits: QEMU's own memory is larger than the
-            // container's limit, which the guest enforces itself.
-            cg.create()?;
-            record.cgroup = Some(cg.record());
-            undo.cgroup = Some(cg);
-            record.save(&dir)?;
-        }
         Ok((dir, lock, record, undo))
     }
 
