@@ -548,6 +548,11 @@ fn podman_pod_runs_in_one_vm() {
         "exit 7",
     ]);
     assert_eq!(run(&["wait", &c]), "7");
+    let mut ours: Vec<String> = [&infra, &a, &b, &c]
+        .iter()
+        .map(|n| run(&["inspect", "--format", "{{.Id}}", n.as_str()]))
+        .collect();
+    ours.sort();
     run(&["rm", &c]);
 
     // Removing a leaves b (and the VM) running.
@@ -593,18 +598,17 @@ fn podman_pod_runs_in_one_vm() {
         let now = std::fs::read_to_string(format!("/proc/{}/stat", q[0])).unwrap_or_default();
         (now != qemu_start).then_some(())
     });
+    // Only this pod's containers: the state root is Podman's default,
+    // which the other tests of this file use at the same time.
     wait_for("the pod's processes to go", DEADLINE, || {
-        vm_support::procs_in(&state_root).is_empty().then_some(())
+        ours.iter()
+            .all(|id| vm_support::procs_in(&state_root.join(id)).is_empty())
+            .then_some(())
     });
-    // Container directories (the root also holds the shared seccomp cache).
-    let left: Vec<_> = std::fs::read_dir(&state_root)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().join("state.json").exists())
-                .map(|e| e.file_name())
-                .collect()
-        })
-        .unwrap_or_default();
+    let left: Vec<_> = ours
+        .iter()
+        .filter(|id| state_root.join(id).exists())
+        .collect();
     assert!(
         left.is_empty(),
         "state left in {}: {left:?}",
