@@ -56,8 +56,18 @@ fn create_start_state_kill_delete() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|c| c["id"] == id.as_str() && c["status"] == "created"));
+        .any(|c| c["id"] == id.as_str() && c["status"] == "created" && c["owner"] == "root"));
     assert!(root.ok(&["list", "-q"]).lines().any(|l| l == id));
+    // The table, as runc prints it: the owner by name from /etc/passwd.
+    let table = root.ok(&["list"]);
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with(&format!("{id} ")))
+        .unwrap_or_else(|| panic!("{id} not in the table:\n{table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[2], "created", "{table}");
+    assert_eq!(row.last(), Some(&"root"), "{table}");
     root.ok(&["start", &id]);
     assert_eq!(root.status(&id), "running");
     // A second start is refused.

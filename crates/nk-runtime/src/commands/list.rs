@@ -30,6 +30,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
     let rt = g.runtime();
     let all = rt.list()?;
+    let owners = Owners::read();
     if a.quiet {
         for (s, _) in &all {
             println!("{}", s.id);
@@ -42,7 +43,7 @@ pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
                 .iter()
                 .map(|(s, st)| {
                     let mut o = serde_json::to_value(s.oci(*st)).unwrap_or_default();
-                    o["owner"] = owner_name(s.owner_uid).into();
+                    o["owner"] = owners.name(s.owner_uid).into();
                     o
                 })
                 .collect();
@@ -60,7 +61,7 @@ pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
                     st.to_string(),
                     s.bundle.display().to_string(),
                     s.created.clone(),
-                    owner_name(s.owner_uid),
+                    owners.name(s.owner_uid),
                 ]);
             }
             print!("{}", table(&rows));
@@ -70,13 +71,23 @@ pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The user name of a uid from /etc/passwd (read directly: the binary is
-/// static, and glibc's NSS would need shared libraries at run time).
-fn owner_name(uid: u32) -> String {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    sandbox::linux::user::parse_passwd(&passwd)
-        .into_iter()
-        .find(|p| p.uid == uid)
-        .map(|p| p.name)
-        .unwrap_or_else(|| format!("#{uid}"))
+/// User names by uid from /etc/passwd, read once per `list` (not once per
+/// row: with 1,000 containers that was most of its time). Read directly:
+/// the binary is static, and glibc's NSS would need shared libraries.
+struct Owners(Vec<sandbox::linux::user::Passwd>);
+
+impl Owners {
+    fn read() -> Owners {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        Owners(sandbox::linux::user::parse_passwd(&passwd))
+    }
+
+    /// The name of `uid`, or `#uid` when /etc/passwd has none.
+    fn name(&self, uid: u32) -> String {
+        self.0
+            .iter()
+            .find(|p| p.uid == uid)
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| format!("#{uid}"))
+    }
 }
