@@ -147,21 +147,6 @@ fn vm_cmd(root: &Root) -> Command {
     c
 }
 
-/// Serve one HTTP answer, `body`, to every connection (until the test ends).
-fn serve(l: TcpListener, body: String) {
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-}
-
 /// GET / from `addr`, or None while nothing answers there.
 fn http_get(addr: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
@@ -178,7 +163,7 @@ fn the_engines_namespace_reaches_the_vm_and_back() {
     let l = TcpListener::bind(format!("{}:0", net.host_ip)).unwrap();
     let port = l.local_addr().unwrap().port();
     let token = unique_id("from-host");
-    serve(l, format!("{token}\n"));
+    vm_support::serve_http(l, format!("{token}\n"));
     let script = format!(
         "ip -o addr show dev eth0; ip route; cat /sys/class/net/eth0/address; \
          wget -q -O - http://{}:{port}/ && echo fetched; \

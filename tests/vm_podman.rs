@@ -197,18 +197,7 @@ fn podman_bridge_network_reaches_the_host_and_a_published_port() {
     let port = l.local_addr().unwrap().port();
     let token = unique_id("host-says");
     let body = format!("{token}\n");
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for mut s in l.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
+    vm_support::serve_http(l, body);
     let links = TempDir::new("nk-vmlink");
     let link = links.path().join("nk-runtime-vm");
     std::os::unix::fs::symlink(runtime(), &link).unwrap();
