@@ -865,7 +865,7 @@ fn events_stats_match_the_cgroup_files_and_runc_shape() {
         &[
             "sh",
             "-c",
-            "dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null; sleep 1000",
+            "dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null; exec sleep 1000",
         ],
         res.clone(),
         |_| {},
@@ -877,6 +877,10 @@ fn events_stats_match_the_cgroup_files_and_runc_shape() {
             > 0
     };
     wait_until("CPU time in the cgroup", 10, || used(&c.path));
+    // The counts are compared with the files, so wait for the steady state:
+    // dd done and the shell replaced by sleep (one task), not a moment
+    // while dd still runs (two).
+    wait_until("dd to finish", 10, || c.h("pids", "pids.current") == "1");
     let o = c.nk(&["events", "--stats", &c.id]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ev: Value = serde_json::from_str(&stdout(&o)).unwrap();
