@@ -450,12 +450,12 @@ impl VmBackend {
             self.template_for(&config, &image, accel, vcpus, memory_mib, &append)?;
         explain::step(&catalog::VM_SHARE, || {
             match &template {
-            Some(_) => format!(
+            Some(_) if share.fs != crate::virtiofs::ShareFs::NineP => format!(
                 "9p: a VM started from a template carries its share over 9p (QEMU cannot migrate virtio-fs); a cold boot would use {} ({})",
                 share_name(&share.fs),
                 share.why
             ),
-            None => format!("{}: {}", share_name(&share.fs), share.why),
+            _ => format!("{}: {}", share_name(&share.fs), share.why),
         }
         });
         Ok(Checked {

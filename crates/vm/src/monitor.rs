@@ -31,6 +31,8 @@ pub use sandbox::state::PAUSED_MARK;
 pub const EXIT_REASON: &str = "vm-exit";
 /// The monitor's log in the state directory (`--log` of `vm-monitor`).
 pub const LOG: &str = "monitor.log";
+/// How [`boot`]'s line starts for a VM restored from a template.
+const RESTORED: &str = "restored from the template";
 /// How long the agent gets to power the VM off before QEMU is killed.
 const POWER_OFF_GRACE_MS: u64 = 300;
 /// The monitor's exit code when the VM itself failed.
@@ -533,6 +535,10 @@ struct Monitor {
     _fs: Option<crate::virtiofs::Daemon>,
     /// Docker's DNS, relayed for the guest (crate::dns).
     dns: Option<crate::dns::Relay>,
+    /// A clone of a template: nothing in it outlives it (its memory is a
+    /// private copy, its share 9p without a cache), so it is stopped at
+    /// once rather than powered off.
+    restored: bool,
 }
 
 fn dup(fd: RawFd) -> Option<OwnedFd> {
@@ -551,7 +557,7 @@ pub(crate) fn log_line(cfg: &MonitorConfig, msg: &str) {
         .mode(0o600)
         .open(cfg.state_dir.join("monitor.log"))
     {
-        let _ = writeln!(f, "{} {msg}", sandbox::time::now_rfc3339());
+        let _ = writeln!(f, "{} {msg}", sandbox::time::now_rfc3339_nanos());
     }
 }
 
@@ -657,6 +663,7 @@ fn start_vm(
         pending: HashMap::new(),
         share: share_dir,
         members: HashMap::new(),
+        restored: fs.is_none() && cfg.template.is_some() && boot_line.starts_with(RESTORED),
         _fs: fs,
         dns: attached.network.dns_relay.then(crate::dns::Relay::default),
     };
@@ -739,7 +746,7 @@ fn boot(
                         None,
                         ms,
                         format!(
-                            "restored from the template {} in {ms} ms (memory mapped copy-on-write, the share over 9p, fresh entropy and clock)",
+                            "{RESTORED} {} in {ms} ms (memory mapped copy-on-write, the share over 9p, fresh entropy and clock)",
                             t.dir.display()
                         ),
                     ));
@@ -1310,6 +1317,17 @@ impl Monitor {
     /// and a TCG power-off can take longer than the grace.
     fn power_off(&mut self) {
         let t0 = Instant::now();
+        if self.restored {
+            self.vm.kill();
+            log_line(
+                &self.cfg,
+                &format!(
+                    "VM stopped after {} ms (a template's clone: nothing in it to save)",
+                    t0.elapsed().as_millis()
+                ),
+            );
+            return;
+        }
         let _ = self.conn.send(Request::Shutdown);
         let clean = self
             .vm
