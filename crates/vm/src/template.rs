@@ -484,6 +484,65 @@ mod tests {
     }
 
     #[test]
+    fn validate_checks_the_record_the_state_and_the_memory_size() {
+        let d = std::env::temp_dir().join(format!("nk-tpl-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let s = shape();
+        let state = b"QEVM device state".to_vec();
+        std::fs::write(d.join(STATE), &state).unwrap();
+        // Sparse: the size is what is checked.
+        let mem = std::fs::File::create(d.join(MEMORY)).unwrap();
+        mem.set_len(256 << 20).unwrap();
+        let meta = Meta {
+            key: "k".into(),
+            kernel: s.kernel.clone(),
+            memory_mib: 256,
+            vcpus: 1,
+            accel: Accel::Tcg,
+            state_len: state.len() as u64,
+            state_sha256: hex(&sha2::Sha256::digest(&state)),
+            boot_ms: 1,
+            args: vec![],
+        };
+        std::fs::write(d.join(META), serde_json::to_vec(&meta).unwrap()).unwrap();
+        assert_eq!(validate(&d, &s).unwrap().dir, d);
+        // One byte changed: the hash says so.
+        let mut bad = state.clone();
+        bad[3] ^= 1;
+        std::fs::write(d.join(STATE), &bad).unwrap();
+        let e = validate(&d, &s).unwrap_err().to_string();
+        assert!(
+            e.contains("truncated or corrupted") && e.contains("state"),
+            "{e}"
+        );
+        // Truncated.
+        std::fs::write(d.join(STATE), &state[..5]).unwrap();
+        assert!(validate(&d, &s).is_err());
+        std::fs::write(d.join(STATE), &state).unwrap();
+        // A short memory file (QEMU would grow it, writing the template).
+        mem.set_len(1 << 20).unwrap();
+        let e = validate(&d, &s).unwrap_err().to_string();
+        assert!(e.contains("memory") && e.contains("truncated"), "{e}");
+        mem.set_len(256 << 20).unwrap();
+        // Another size is not this template.
+        let e = validate(
+            &d,
+            &Shape {
+                memory_mib: 512,
+                ..shape()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("512 MiB"), "{e}");
+        // No record: not a template.
+        std::fs::remove_file(d.join(META)).unwrap();
+        assert!(validate(&d, &s).is_err());
+        discard(&d);
+        assert!(!d.exists());
+    }
+
+    #[test]
     fn boot_values() {
         assert_eq!(Boot::parse("cold", "x").unwrap(), Boot::Cold);
         assert_eq!(Boot::parse("template", "x").unwrap(), Boot::Template);
