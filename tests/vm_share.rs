@@ -319,7 +319,9 @@ fn virtiofsd_leaves_no_zombie_when_the_boot_fails() {
             holder.display()
         ),
     );
-    let b = Bundle::new(&["true"]);
+    let mut b = Bundle::new(&["true"]);
+    // virtio-fs must be asked for: a VM started from a template uses 9p.
+    b.edit(|c| c["annotations"] = json!({ ::vm::virtiofs::ANNOTATION: "virtiofs" }));
     let id = unique_id("vmshare");
     let create = vm_cmd(&root)
         .args(["create", "--mode=vm", "--bundle", &b.path(), &id])

@@ -140,6 +140,34 @@ fn send_console(sock: &Path, master: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// The template of a VM of the default size (`vm-image build` makes it
+/// ahead of the first create).
+pub fn ensure_default_template(
+    image: &crate::image::Image,
+    accel: crate::qemu::Accel,
+    progress: &dyn Fn(String),
+) -> Result<crate::template::Ensured> {
+    let shape = crate::template::Shape {
+        kernel: image.kernel_version.clone(),
+        vmlinux: image.vmlinux.clone(),
+        initramfs: image.initramfs.clone(),
+        vcpus: DEFAULT_VCPUS,
+        memory_mib: DEFAULT_MEMORY_MIB,
+        accel,
+        append: append_words(),
+    };
+    let t = std::time::Duration::from_secs(ready_timeout_secs());
+    crate::template::ensure(&shape, t, progress)
+}
+
+/// How long a guest gets to reach its agent (NK_VM_READY_TIMEOUT, in s).
+fn ready_timeout_secs() -> u64 {
+    std::env::var("NK_VM_READY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
 /// Extra kernel command line words (NK_VM_APPEND).
 fn append_words() -> Vec<String> {
     std::env::var("NK_VM_APPEND")
@@ -516,7 +544,10 @@ impl VmBackend {
             accel,
             append: append.to_vec(),
         };
-        match template::ensure(&shape, &|m| note(&format!("{m} (once; cached afterwards)"))) {
+        let timeout = std::time::Duration::from_secs(ready_timeout_secs());
+        match template::ensure(&shape, timeout, &|m| {
+            note(&format!("{m} (once; cached afterwards)"))
+        }) {
             Ok(Ensured::Cached(t)) => {
                 explain::step(&catalog::VM_TEMPLATE, || {
                     format!("restore from {} ({asked})", t.dir.display())
@@ -695,10 +726,7 @@ impl VmBackend {
             no_new_keyring: o.no_new_keyring,
             log_level: rt.log_level.as_str().into(),
             append: append_words(),
-            ready_timeout_secs: std::env::var("NK_VM_READY_TIMEOUT")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(60),
+            ready_timeout_secs: ready_timeout_secs(),
             tty_fd: tty_slave.as_ref().map(|_| 4),
             preserve_fds: p.preserve_fds.clone(),
             share_fs: p.share_fs.clone(),

@@ -48,8 +48,6 @@ const MEMORY: &str = "memory";
 const STATE: &str = "state";
 const META: &str = "template.json";
 const EMPTY: &str = "empty";
-/// How long the template's guest gets to boot (TCG on a loaded host is slow).
-const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// How a VM starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,9 +274,9 @@ pub enum Ensured {
 /// The template for `shape` in the cache, built when there is none (a key
 /// change means a new directory). An invalid one (corrupted, truncated)
 /// is discarded with an error saying so: the caller boots cold this time,
-/// and the next VM of this shape builds a fresh one. `progress` hears
-/// about a build.
-pub fn ensure(shape: &Shape, progress: &dyn Fn(String)) -> Result<Ensured> {
+/// and the next VM of this shape builds a fresh one. The template's guest
+/// gets `timeout` to reach its agent. `progress` hears about a build.
+pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Result<Ensured> {
     let cache = crate::cache::cache_dir();
     let dir = shape.dir(&cache)?;
     if let Ok(t) = validate(&dir, shape) {
@@ -315,7 +313,7 @@ pub fn ensure(shape: &Shape, progress: &dyn Fn(String)) -> Result<Ensured> {
         dir.display()
     ));
     let tmp = cache.join(format!(".{name}.tmp-{}", std::process::id()));
-    let boot_ms = match build(shape, &tmp) {
+    let boot_ms = match build(shape, &tmp, timeout) {
         Ok(ms) => ms,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -331,7 +329,7 @@ pub fn ensure(shape: &Shape, progress: &dyn Fn(String)) -> Result<Ensured> {
 }
 
 /// Boot the template VM in `dir` and save it there. Returns the boot time.
-fn build(shape: &Shape, dir: &Path) -> Result<u64> {
+fn build(shape: &Shape, dir: &Path, timeout: Duration) -> Result<u64> {
     use std::os::unix::fs::OpenOptionsExt;
     let empty = dir.join(EMPTY);
     std::fs::create_dir_all(&empty).map_err(|e| Error::io("create", &empty, e))?;
@@ -353,7 +351,7 @@ fn build(shape: &Shape, dir: &Path) -> Result<u64> {
         .map_err(|e| Error::io("create", &statep, e))?;
     let t0 = Instant::now();
     let mut vm = Vm::launch(&spec)?;
-    vm.wait_ready(BOOT_TIMEOUT)?;
+    vm.wait_ready(timeout)?;
     let boot_ms = t0.elapsed().as_millis() as u64;
     let sock = vm
         .qmp
