@@ -48,6 +48,8 @@ const MEMORY: &str = "memory";
 const STATE: &str = "state";
 const META: &str = "template.json";
 const EMPTY: &str = "empty";
+/// How long after a failed build creates boot cold without trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// How a VM starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,7 +277,8 @@ pub enum Ensured {
 /// change means a new directory). An invalid one (corrupted, truncated)
 /// is discarded with an error saying so: the caller boots cold this time,
 /// and the next VM of this shape builds a fresh one. The template's guest
-/// gets `timeout` to reach its agent. `progress` hears about a build.
+/// gets `timeout` to reach its agent; a failed build is not tried again
+/// for [`RETRY_AFTER`]. `progress` hears about a build.
 pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Result<Ensured> {
     let cache = crate::cache::cache_dir();
     let dir = shape.dir(&cache)?;
@@ -299,6 +302,24 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
         }
         Err(_) => {}
     }
+    // A build that failed lately is not tried at every create (each try
+    // costs up to a ready timeout): cold boots until the pause is over.
+    let failed = cache.join(format!(".{name}.failed"));
+    if let Some(age) = std::fs::metadata(&failed)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .filter(|a| *a < RETRY_AFTER)
+    {
+        let why = std::fs::read_to_string(&failed).unwrap_or_default();
+        return Err(Error::Msg(format!(
+            "building it failed {} s ago ({}); the next create tries again after {} s (remove {} to try at once)",
+            age.as_secs(),
+            why.trim(),
+            RETRY_AFTER.as_secs(),
+            failed.display()
+        )));
+    }
     // What a killed build of this key left (we hold its lock).
     if let Ok(rd) = std::fs::read_dir(&cache) {
         let prefix = format!(".{name}.tmp-");
@@ -317,9 +338,11 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
         Ok(ms) => ms,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
+            let _ = sandbox::files::replace(&failed, e.to_string().as_bytes(), 0o644);
             return Err(e);
         }
     };
+    let _ = std::fs::remove_file(&failed);
     std::fs::rename(&tmp, &dir).map_err(|e| {
         let _ = std::fs::remove_dir_all(&tmp);
         Error::io("rename into place", &dir, e)
