@@ -31,8 +31,6 @@ pub use sandbox::state::PAUSED_MARK;
 pub const EXIT_REASON: &str = "vm-exit";
 /// The monitor's log in the state directory (`--log` of `vm-monitor`).
 pub const LOG: &str = "monitor.log";
-/// How [`boot`]'s line starts for a VM restored from a template.
-const RESTORED: &str = "restored from the template";
 /// How long the agent gets to power the VM off before QEMU is killed.
 const POWER_OFF_GRACE_MS: u64 = 300;
 /// The monitor's exit code when the VM itself failed.
@@ -639,7 +637,13 @@ fn start_vm(
             mac: n.mac.clone(),
         })
         .collect();
-    let (vm, fs, boot_ms, boot_line) = boot(cfg, &share, taps)?;
+    let Booted {
+        vm,
+        fs,
+        ms: boot_ms,
+        line: boot_line,
+        restored,
+    } = boot(cfg, &share, taps)?;
     log_line(cfg, &boot_line);
     let conn = AgentConn::new(
         vm.control
@@ -663,7 +667,7 @@ fn start_vm(
         pending: HashMap::new(),
         share: share_dir,
         members: HashMap::new(),
-        restored: fs.is_none() && cfg.template.is_some() && boot_line.starts_with(RESTORED),
+        restored,
         _fs: fs,
         dns: attached.network.dns_relay.then(crate::dns::Relay::default),
     };
@@ -715,15 +719,23 @@ fn start_vm(
     Ok((m, created, boot_ms, net_summary, boot_line))
 }
 
+/// A started VM, ready for requests.
+struct Booted {
+    vm: Vm,
+    /// virtiofsd, when it serves the share.
+    fs: Option<crate::virtiofs::Daemon>,
+    /// From QEMU's start to a ready agent.
+    ms: u64,
+    /// How it started, in one line (the log, `-E`).
+    line: String,
+    /// Restored from the template (not booted).
+    restored: bool,
+}
+
 /// Start the VM: restored from the template when there is one and the
 /// device set matches (no network cards), else (or when the restore
-/// fails) a cold boot. Returns the VM, virtiofsd if it serves the share,
-/// the time to a ready agent and a line saying how it started.
-fn boot(
-    cfg: &MonitorConfig,
-    share: &Path,
-    nics: Vec<qemu::NicSpec>,
-) -> Result<(Vm, Option<crate::virtiofs::Daemon>, u64, String)> {
+/// fails) a cold boot.
+fn boot(cfg: &MonitorConfig, share: &Path, nics: Vec<qemu::NicSpec>) -> Result<Booted> {
     let mut cold_why = cfg.cold_why.clone();
     if let Some(t) = &cfg.template {
         if nics.is_empty() {
@@ -741,15 +753,16 @@ fn boot(
             match crate::template::restore(t, &shape, share, &cfg.state_dir, timeout) {
                 Ok(vm) => {
                     let ms = t0.elapsed().as_millis() as u64;
-                    return Ok((
+                    return Ok(Booted {
                         vm,
-                        None,
+                        fs: None,
                         ms,
-                        format!(
-                            "{RESTORED} {} in {ms} ms (memory mapped copy-on-write, the share over 9p, fresh entropy and clock)",
+                        line: format!(
+                            "restored from the template {} in {ms} ms (memory mapped copy-on-write, the share over 9p, fresh entropy and clock)",
                             t.dir.display()
                         ),
-                    ));
+                        restored: true,
+                    });
                 }
                 Err(e) => {
                     // Whatever broke the restore may be in the template:
@@ -809,15 +822,16 @@ fn boot(
     );
     let ready = vm.wait_ready(Duration::from_secs(cfg.ready_timeout_secs))?;
     let boot_ms = vm.started.elapsed().as_millis() as u64;
-    Ok((
+    Ok(Booted {
         vm,
         fs,
-        boot_ms,
-        format!(
+        ms: boot_ms,
+        line: format!(
             "cold boot: {cold_why}; the agent was ready after {boot_ms} ms (guest uptime {} ms)",
             ready.uptime_ms
         ),
-    ))
+        restored: false,
+    })
 }
 
 impl Monitor {

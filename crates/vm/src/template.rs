@@ -466,6 +466,14 @@ pub fn restore(
         },
     );
     let mut vm = Vm::launch(&spec)?;
+    sandbox::logging::debug(|| {
+        format!(
+            "qemu pid {} restores {}: {}",
+            vm.pid,
+            t.dir.display(),
+            crate::qemu::qemu_args(&spec).join(" ")
+        )
+    });
     let sock = vm
         .qmp
         .take()
