@@ -353,10 +353,23 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
 
 /// Boot the template VM in `dir` and save it there. Returns the boot time.
 fn build(shape: &Shape, dir: &Path, timeout: Duration) -> Result<u64> {
+    use std::os::unix::fs::DirBuilderExt;
     use std::os::unix::fs::OpenOptionsExt;
+    // The guest's memory is readable by its owner only (QEMU keeps the
+    // mode of a file that exists).
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create", dir, e))?;
     let empty = dir.join(EMPTY);
     std::fs::create_dir_all(&empty).map_err(|e| Error::io("create", &empty, e))?;
     let memory = dir.join(MEMORY);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&memory)
+        .map_err(|e| Error::io("create", &memory, e))?;
     let spec = shape.spec(
         &empty,
         dir,
