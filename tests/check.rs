@@ -181,7 +181,8 @@ fn vm_share_names_the_filesystem_and_why() {
     let s = find(&v, "vm share");
     assert_eq!(s["status"], "warn", "{s}");
     assert_eq!(
-        s["detail"], "9p: /nonexistent/virtiofsd is not installed: 9p instead",
+        s["detail"],
+        "9p: /nonexistent/virtiofsd is not installed: 9p instead (for cold boots; a VM started from a template carries its share over 9p)",
         "{s}"
     );
     assert!(s["fix"].as_str().unwrap().contains("virtiofsd"), "{s}");

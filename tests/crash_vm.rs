@@ -2,9 +2,10 @@
 //! fault-injection build dies with SIGKILL before each step `create
 //! --mode=vm` passes; `delete -f` by the shipped binary must then leave no
 //! state directory, cgroup, monitor or QEMU process, and the id must be
-//! usable again. Steps before the monitor's "go" cost no boot; the three
-//! after the boot (vm.monitor, state.created, pid_file) cost one each, so
-//! this test boots three guests.
+//! usable again. Steps before the monitor's "go" cost no boot (the first
+//! create builds the VM template, when there is none); the four after the
+//! boot (vm.monitor, vm.boot, state.created, pid_file) cost one each, a
+//! restore from the template.
 
 use nk_tests::vm as vm_support;
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The steps that need the guest booted first: one boot each.
-const AFTER_BOOT: &[&str] = &["vm.monitor", "state.created", "pid_file"];
+const AFTER_BOOT: &[&str] = &["vm.monitor", "vm.boot", "state.created", "pid_file"];
 
 struct Vm {
     dir: TempDir,
@@ -196,7 +197,10 @@ fn vm_monitor_killed_takes_virtiofsd_along() {
     // The orphans come to us: we reap them as an init would.
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let vm = Vm::new();
+    let mut vm = Vm::new();
+    // virtio-fs must be asked for: a VM started from a template uses 9p.
+    vm.bundle
+        .edit(|c| c["annotations"] = serde_json::json!({ ::vm::virtiofs::ANNOTATION: "virtiofs" }));
     let o = run_to_files(
         Command::new(runtime())
             .arg("--root")

@@ -892,9 +892,11 @@ fn scenario_vm() -> BTreeSet<String> {
             "spec.load",
             "vm.image",
             "vm.accel",
+            "vm.template",
             "state.claim",
             "cgroup.create",
             "vm.monitor",
+            "vm.boot",
             "vm.net",
             "state.created",
             "pid_file",
@@ -902,6 +904,13 @@ fn scenario_vm() -> BTreeSet<String> {
     ));
     assert!(detail_of(&err, "vm.monitor").contains("qemu pid"), "{err}");
     assert!(detail_of(&err, "vm.net").contains("loopback only"), "{err}");
+    // Started from the template (built now if there was none), or cold
+    // when no template could be made: either way it says which.
+    let boot = detail_of(&err, "vm.boot");
+    assert!(
+        boot.starts_with("restored from the template") || boot.starts_with("cold boot: "),
+        "{err}"
+    );
     got
 }
 
@@ -917,7 +926,14 @@ fn host_exceptions() -> BTreeMap<&'static str, String> {
         );
     }
     if let Some(why) = vm_mode_missing() {
-        for k in ["vm.image", "vm.accel", "vm.monitor", "vm.pod"] {
+        for k in [
+            "vm.image",
+            "vm.accel",
+            "vm.template",
+            "vm.monitor",
+            "vm.boot",
+            "vm.pod",
+        ] {
             m.insert(k, format!("VM mode is not available: {why}"));
         }
     }

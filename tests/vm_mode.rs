@@ -397,7 +397,16 @@ fn silent_agent_times_out_and_cleans_up() {
         vm_cmd(&root)
             .env("NK_VM_APPEND", "nk_silent=1")
             .env("NK_VM_READY_TIMEOUT", "20")
-            .args(["create", "--mode=vm", "--bundle", &b.path(), &id]),
+            // The boot's own timeout: without --vm-boot=cold, the
+            // template's build would wait as long first, then boot cold.
+            .args([
+                "create",
+                "--mode=vm",
+                "--vm-boot=cold",
+                "--bundle",
+                &b.path(),
+                &id,
+            ]),
     );
     assert_eq!(code, Some(1));
     assert!(

@@ -7,6 +7,8 @@
 //! exec'd into, paused and measured with the project's own `sandbox`
 //! library, so the guest enforces the config's cgroup v2 limits itself. It
 //! reaps every child, forwards stdio, and powers the VM off when told to.
+//! A VM restored from a template snapshot first gets [`wake`]: fresh
+//! entropy and the clock, before it runs anything.
 //!
 //! The binary is static: the initramfs has no libraries. The library re-runs
 //! it (from a sealed memfd) as `nk-agent init` for the container side of
@@ -20,6 +22,7 @@ mod net;
 mod pid1;
 mod procs;
 mod serve;
+mod wake;
 
 fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "init") {

@@ -333,6 +333,9 @@ impl Agent {
             Request::Ping => Ok(Reply::Pong {
                 uptime_ms: uptime_ms(),
             }),
+            Request::Wake(w) => crate::wake::wake(&w).map(|_| Reply::Pong {
+                uptime_ms: uptime_ms(),
+            }),
             Request::Create(c) => self.create(c),
             Request::Start { id } => self
                 .rt

@@ -112,6 +112,11 @@ impl Backend {
                     vcpus: c.vm_vcpus,
                     memory_mib: c.vm_memory,
                 },
+                boot: c
+                    .vm_boot
+                    .as_deref()
+                    .map(|v| vm::template::Boot::parse(v, "--vm-boot"))
+                    .transpose()?,
             })
         } else {
             Backend::Container(rt)
@@ -128,6 +133,7 @@ impl Backend {
             }) => Backend::Vm(VmBackend {
                 rt,
                 size: SizeFlags::default(),
+                boot: None,
             }),
             _ => Backend::Container(rt),
         }
@@ -365,6 +371,7 @@ pub fn vm_monitor(g: &Globals, args: &[String]) -> anyhow::Result<i32> {
     let v = VmBackend {
         rt: g.runtime(),
         size: SizeFlags::default(),
+        boot: None,
     };
     Ok(v.monitor_main(id)?)
 }

@@ -153,6 +153,10 @@ pub struct CreateCommon {
     /// VM mode: memory in MiB.
     #[arg(long, value_name = "MIB")]
     pub vm_memory: Option<u32>,
+    /// VM mode: start from a template snapshot (template, the default) or
+    /// boot the kernel (cold).
+    #[arg(long, value_name = "HOW")]
+    pub vm_boot: Option<String>,
     /// Container id.
     pub id: String,
 }
@@ -640,6 +644,7 @@ mod tests {
             "mode",
             "vm-vcpus",
             "vm-memory",
+            "vm-boot",
             "explain",
             "trace",
             "log-level",

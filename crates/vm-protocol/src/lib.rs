@@ -16,7 +16,7 @@ use sandbox::cgroups::Stats;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version, sent in [`Ready`]; the host refuses another.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Name of the virtio-serial port for control messages.
 pub const CONTROL_PORT: &str = "org.nano-sandbox.control";
 /// Name of the virtio-serial port for stdio frames.
@@ -44,6 +44,12 @@ pub struct HostMsg {
 pub enum Request {
     /// Liveness check; answered with [`Reply::Pong`].
     Ping,
+    /// The first request to a VM restored from a template snapshot, before
+    /// anything else runs there: every clone of one template starts with
+    /// the same random-number state and the clock of the moment it was
+    /// saved, so the agent mixes in fresh host entropy, reseeds the
+    /// kernel's CRNG and sets the clock. Answered with [`Reply::Pong`].
+    Wake(Wake),
     /// Create a container (parked before its program, as `create` does).
     Create(CreateContainer),
     /// Run the program of a created container.
@@ -82,6 +88,17 @@ pub enum Request {
     /// engine's resolver on the host. The agent sends it back to the
     /// querying socket and does not reply to this message.
     DnsAnswer { query: u32, data: Vec<u8> },
+}
+
+/// What a restored VM gets from the host before it runs anything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Wake {
+    /// Random bytes from the host's /dev/urandom, credited to the guest's
+    /// entropy pool.
+    pub entropy: Vec<u8>,
+    /// The host's CLOCK_REALTIME: seconds and nanoseconds since the epoch.
+    pub realtime_secs: i64,
+    pub realtime_nanos: u32,
 }
 
 /// A container to create inside the guest.

@@ -37,11 +37,13 @@ pub struct SizeFlags {
     pub memory_mib: Option<u32>,
 }
 
-/// The VM backend: the library's runtime settings plus the VM size.
+/// The VM backend: the library's runtime settings plus the VM size and
+/// how it starts (`--vm-boot`).
 #[derive(Debug, Clone)]
 pub struct VmBackend {
     pub rt: Runtime,
     pub size: SizeFlags,
+    pub boot: Option<crate::template::Boot>,
 }
 
 /// A created VM container, for `run`: the monitor stands for it.
@@ -138,6 +140,41 @@ fn send_console(sock: &Path, master: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// The template of a VM of the default size (`vm-image build` makes it
+/// ahead of the first create).
+pub fn ensure_default_template(
+    image: &crate::image::Image,
+    accel: crate::qemu::Accel,
+    progress: &dyn Fn(String),
+) -> Result<crate::template::Ensured> {
+    let shape = crate::template::Shape {
+        kernel: image.kernel_version.clone(),
+        vmlinux: image.vmlinux.clone(),
+        initramfs: image.initramfs.clone(),
+        vcpus: DEFAULT_VCPUS,
+        memory_mib: DEFAULT_MEMORY_MIB,
+        accel,
+        append: append_words(),
+    };
+    let t = std::time::Duration::from_secs(ready_timeout_secs());
+    crate::template::ensure(&shape, t, progress)
+}
+
+/// How long a guest gets to reach its agent (NK_VM_READY_TIMEOUT, in s).
+fn ready_timeout_secs() -> u64 {
+    std::env::var("NK_VM_READY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+/// Extra kernel command line words (NK_VM_APPEND).
+fn append_words() -> Vec<String> {
+    std::env::var("NK_VM_APPEND")
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
 /// A note on stderr; dropped if stderr is gone (eprintln! would panic).
 fn note(msg: &str) {
     use std::io::Write;
@@ -188,6 +225,9 @@ struct Checked {
     share_fs: crate::virtiofs::ShareFs,
     /// The pod VM the container runs in, when it joins one (crate::pod).
     pod: Option<crate::monitor::PodJoin>,
+    /// The template snapshot to start from; None: a cold boot, for `cold_why`.
+    template: Option<crate::template::Template>,
+    cold_why: String,
 }
 
 /// Host-side hooks, as in container mode (the guest's copy of the config
@@ -331,13 +371,14 @@ impl VmBackend {
             parent.send(&"boot")?;
             report = recv();
         }
-        let (guest_pid, qemu_pid, boot_ms, net) = match report {
+        let (guest_pid, qemu_pid, boot_ms, net, booted) = match report {
             Report::Created {
                 guest_pid,
                 qemu_pid,
                 boot_ms,
                 net,
-            } => (guest_pid, qemu_pid, boot_ms, net),
+                boot,
+            } => (guest_pid, qemu_pid, boot_ms, net, boot),
             Report::Failed(e) => return Err(Error::Msg(format!("create failed: {e}"))),
             Report::Netns => return Err(Error::Msg("the VM monitor reported twice".into())),
         };
@@ -347,9 +388,12 @@ impl VmBackend {
         explain::step(&catalog::VM_MONITOR, || {
             match &p.pod {
             Some(pod) => format!("monitor pid {mpid} stands for the container, which runs in the VM of pod container {} (qemu pid {qemu_pid}); its init is pid {guest_pid} in the guest", pod.id),
-            None => format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, booted in {boot_ms} ms", accel.as_str()),
+            None => format!("monitor pid {mpid}, qemu pid {qemu_pid} ({}, {vcpus} vCPU, {memory_mib} MiB), the container's init is pid {guest_pid} in the guest, ready in {boot_ms} ms", accel.as_str()),
         }
         });
+        if p.pod.is_none() {
+            explain::step(&catalog::VM_BOOT, || booted);
+        }
         explain::step(&catalog::VM_NET, || net);
         record.phase = Some(Phase::Created);
         explain::step(&catalog::STATE_CREATED, || {
@@ -427,9 +471,20 @@ impl VmBackend {
         });
         let accel = crate::qemu::choose_accel(&image, &note);
         explain::step(&catalog::VM_ACCEL, || accel.as_str().to_string());
+        // The share of a cold boot (which also checks the annotation).
         let share = share_fs(&config)?;
+        let append = append_words();
+        let (template, cold_why) =
+            self.template_for(&config, &image, accel, vcpus, memory_mib, &append)?;
         explain::step(&catalog::VM_SHARE, || {
-            format!("{}: {}", share_name(&share.fs), share.why)
+            match &template {
+            Some(_) if share.fs != crate::virtiofs::ShareFs::NineP => format!(
+                "9p: a VM started from a template carries its share over 9p (QEMU cannot migrate virtio-fs); a cold boot would use {} ({})",
+                share_name(&share.fs),
+                share.why
+            ),
+            _ => format!("{}: {}", share_name(&share.fs), share.why),
+        }
         });
         Ok(Checked {
             bundle,
@@ -442,7 +497,74 @@ impl VmBackend {
             preserve_fds,
             share_fs: share.fs,
             pod: None,
+            template,
+            cold_why,
         })
+    }
+
+    /// The template snapshot this VM starts from, built on first use; or
+    /// None and why the VM boots cold instead (asked for, a virtio-fs
+    /// share forced, or no template could be made: never an error).
+    fn template_for(
+        &self,
+        config: &oci_spec::runtime::Spec,
+        image: &crate::image::Image,
+        accel: crate::qemu::Accel,
+        vcpus: u32,
+        memory_mib: u32,
+        append: &[String],
+    ) -> Result<(Option<crate::template::Template>, String)> {
+        use crate::template::{self, Boot, Ensured};
+        let (boot, asked) = template::requested(self.boot, config)?;
+        let forced_virtiofs = config
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(crate::virtiofs::ANNOTATION))
+            .is_some_and(|v| v == "virtiofs");
+        let cold = |why: String| {
+            sandbox::logging::debug(|| format!("VM boot: cold: {why}"));
+            explain::step(&catalog::VM_TEMPLATE, || format!("cold boot: {why}"));
+            Ok((None, why))
+        };
+        if boot == Boot::Cold {
+            return cold(format!("asked for ({asked})"));
+        }
+        if forced_virtiofs {
+            return cold(format!(
+                "{}=virtiofs: QEMU cannot migrate a virtio-fs device, so a template cannot carry it",
+                crate::virtiofs::ANNOTATION
+            ));
+        }
+        let shape = template::Shape {
+            kernel: image.kernel_version.clone(),
+            vmlinux: image.vmlinux.clone(),
+            initramfs: image.initramfs.clone(),
+            vcpus,
+            memory_mib,
+            accel,
+            append: append.to_vec(),
+        };
+        let timeout = std::time::Duration::from_secs(ready_timeout_secs());
+        match template::ensure(&shape, timeout, &|m| {
+            note(&format!("{m} (once; cached afterwards)"))
+        }) {
+            Ok(Ensured::Cached(t)) => {
+                explain::step(&catalog::VM_TEMPLATE, || {
+                    format!("restore from {} ({asked})", t.dir.display())
+                });
+                Ok((Some(t), String::new()))
+            }
+            Ok(Ensured::Built(t, ms)) => {
+                explain::step(&catalog::VM_TEMPLATE, || {
+                    format!(
+                        "restore from {}, built now: its guest booted to the agent in {ms} ms and was saved",
+                        t.dir.display()
+                    )
+                });
+                Ok((Some(t), String::new()))
+            }
+            Err(e) => cold(format!("no template: {e}")),
+        }
     }
 
     /// A container that joins a pod VM's namespaces runs in that VM: it
@@ -525,6 +647,8 @@ impl VmBackend {
             preserve_fds,
             share_fs: pc.share_fs,
             pod: Some(pod),
+            template: None,
+            cold_why: String::new(),
         })
     }
 
@@ -601,17 +725,14 @@ impl VmBackend {
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
             log_level: rt.log_level.as_str().into(),
-            append: std::env::var("NK_VM_APPEND")
-                .map(|s| s.split_whitespace().map(String::from).collect())
-                .unwrap_or_default(),
-            ready_timeout_secs: std::env::var("NK_VM_READY_TIMEOUT")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(60),
+            append: append_words(),
+            ready_timeout_secs: ready_timeout_secs(),
             tty_fd: tty_slave.as_ref().map(|_| 4),
             preserve_fds: p.preserve_fds.clone(),
             share_fs: p.share_fs.clone(),
             pod: p.pod.clone(),
+            template: p.template.clone(),
+            cold_why: p.cold_why.clone(),
         };
         let mpath = dir.join(monitor::CONFIG);
         let mjson = serde_json::to_vec(&mcfg)

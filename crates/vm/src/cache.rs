@@ -27,8 +27,14 @@ pub(crate) struct CacheLock {
 
 impl CacheLock {
     pub(crate) fn take(dir: &Path) -> Result<CacheLock> {
+        Self::take_named(dir, ".lock")
+    }
+
+    /// A lock of its own (file `name` in `dir`), for work that must not
+    /// hold up the rest of the cache (a template boot).
+    pub(crate) fn take_named(dir: &Path, name: &str) -> Result<CacheLock> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-        let p = dir.join(".lock");
+        let p = dir.join(name);
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

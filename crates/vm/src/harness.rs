@@ -100,6 +100,7 @@ impl Guest {
             run_dir,
             accel,
             nics: vec![],
+            snapshot: None,
         };
         let mut vm = Vm::launch(&spec)?;
         let ready = vm.wait_ready(o.ready_timeout)?;

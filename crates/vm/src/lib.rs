@@ -10,7 +10,8 @@
 //! * [`virtiofs`] chooses the share's filesystem and runs virtiofsd;
 //! * [`net`] brings the engine's network namespace into the guest (tap, tc redirect);
 //! * [`monitor`] is the per-container host process of VM mode, and its client;
-//! * [`pod`] runs a pod's later containers in the VM of its first.
+//! * [`pod`] runs a pod's later containers in the VM of its first;
+//! * [`template`] starts VMs from a snapshot of a booted guest, through [`qmp`].
 
 pub mod backend;
 pub mod cache;
@@ -26,6 +27,8 @@ pub mod monitor;
 pub mod net;
 pub mod pod;
 pub mod qemu;
+pub mod qmp;
+pub mod template;
 pub mod virtiofs;
 
 pub use error::{Error, Result};

@@ -94,6 +94,14 @@ pub struct MonitorConfig {
     /// monitor then boots nothing and hands the container to that VM's.
     #[serde(default)]
     pub pod: Option<PodJoin>,
+    /// The template snapshot to start from (crate::template): the VM is
+    /// restored from it, over 9p, unless its device set differs (network
+    /// cards), or the restore fails; then it boots cold with `share_fs`.
+    #[serde(default)]
+    pub template: Option<crate::template::Template>,
+    /// Why the VM boots cold when there is no template.
+    #[serde(default)]
+    pub cold_why: String,
 }
 
 fn nine_p() -> crate::virtiofs::ShareFs {
@@ -110,6 +118,10 @@ pub enum Report {
         /// The network the guest got, in one line (for `-E`).
         #[serde(default)]
         net: String,
+        /// How the VM started (restored from a template, or a cold boot
+        /// and why), in one line (for `-E`).
+        #[serde(default)]
+        boot: String,
     },
     /// The monitor is in the container's network namespace on the host
     /// (the engine's, or a new one): `create` runs the prestart and
@@ -521,6 +533,10 @@ struct Monitor {
     _fs: Option<crate::virtiofs::Daemon>,
     /// Docker's DNS, relayed for the guest (crate::dns).
     dns: Option<crate::dns::Relay>,
+    /// A clone of a template: nothing in it outlives it (its memory is a
+    /// private copy, its share 9p without a cache), so it is stopped at
+    /// once rather than powered off.
+    restored: bool,
 }
 
 fn dup(fd: RawFd) -> Option<OwnedFd> {
@@ -539,7 +555,7 @@ pub(crate) fn log_line(cfg: &MonitorConfig, msg: &str) {
         .mode(0o600)
         .open(cfg.state_dir.join("monitor.log"))
     {
-        let _ = writeln!(f, "{} {msg}", sandbox::time::now_rfc3339());
+        let _ = writeln!(f, "{} {msg}", sandbox::time::now_rfc3339_nanos());
     }
 }
 
@@ -596,7 +612,7 @@ fn start_vm(
     cfg: &MonitorConfig,
     preserved: Vec<OwnedFd>,
     netns: &Path,
-) -> Result<(Monitor, Reply, u64, String)> {
+) -> Result<(Monitor, Reply, u64, String, String)> {
     if preserved.len() != cfg.preserve_fds.len() {
         return Err(Error::Msg(format!(
             "--preserve-fds: {} descriptors expected from create, {} came",
@@ -613,60 +629,22 @@ fn start_vm(
     log_line(cfg, &format!("network {net_summary}"));
     let (share, guest_config) = prepare_share(cfg)?;
     let share_dir = share.clone();
-    // virtio-fs: virtiofsd serves the share from this mount namespace.
-    let mut fs = match &cfg.share_fs {
-        crate::virtiofs::ShareFs::VirtioFs { daemon } => {
-            let d = crate::virtiofs::Daemon::start(daemon, &share, &cfg.state_dir)?;
-            log_line(cfg, &format!("virtiofsd pid {} serves the share", d.pid));
-            Some(d)
-        }
-        crate::virtiofs::ShareFs::NineP => None,
-    };
-    let spec = VmSpec {
-        vmlinux: cfg.vmlinux.clone(),
-        initramfs: cfg.initramfs.clone(),
-        vcpus: cfg.vcpus,
-        memory_mib: cfg.memory_mib,
-        share: Some(share),
-        virtiofs: fs
-            .as_ref()
-            .and_then(|d| d.qemu_end.as_ref())
-            .map(|f| f.as_raw_fd()),
-        append: cfg.append.clone(),
-        run_dir: cfg.state_dir.clone(),
-        accel: cfg.accel,
-        nics: attached
-            .nics
-            .iter()
-            .map(|n| qemu::NicSpec {
-                tap_fd: n.tap.as_raw_fd(),
-                mac: n.mac.clone(),
-            })
-            .collect(),
-    };
-    let mut vm = Vm::launch(&spec)?;
-    if let Some(d) = fs.as_mut() {
-        // QEMU holds its end now.
-        d.qemu_end = None;
-    }
-    log_line(
-        cfg,
-        &format!(
-            "qemu pid {} ({}): {}",
-            vm.pid,
-            cfg.accel.as_str(),
-            qemu::qemu_args(&spec).join(" ")
-        ),
-    );
-    let ready = vm.wait_ready(Duration::from_secs(cfg.ready_timeout_secs))?;
-    let boot_ms = vm.started.elapsed().as_millis() as u64;
-    log_line(
-        cfg,
-        &format!(
-            "agent ready after {boot_ms} ms (guest uptime {} ms)",
-            ready.uptime_ms
-        ),
-    );
+    let taps: Vec<qemu::NicSpec> = attached
+        .nics
+        .iter()
+        .map(|n| qemu::NicSpec {
+            tap_fd: n.tap.as_raw_fd(),
+            mac: n.mac.clone(),
+        })
+        .collect();
+    let Booted {
+        vm,
+        fs,
+        ms: boot_ms,
+        line: boot_line,
+        restored,
+    } = boot(cfg, &share, taps)?;
+    log_line(cfg, &boot_line);
     let conn = AgentConn::new(
         vm.control
             .try_clone()
@@ -689,6 +667,7 @@ fn start_vm(
         pending: HashMap::new(),
         share: share_dir,
         members: HashMap::new(),
+        restored,
         _fs: fs,
         dns: attached.network.dns_relay.then(crate::dns::Relay::default),
     };
@@ -737,7 +716,122 @@ fn start_vm(
     if tty {
         m.resize_from(INIT_STREAM);
     }
-    Ok((m, created, boot_ms, net_summary))
+    Ok((m, created, boot_ms, net_summary, boot_line))
+}
+
+/// A started VM, ready for requests.
+struct Booted {
+    vm: Vm,
+    /// virtiofsd, when it serves the share.
+    fs: Option<crate::virtiofs::Daemon>,
+    /// From QEMU's start to a ready agent.
+    ms: u64,
+    /// How it started, in one line (the log, `-E`).
+    line: String,
+    /// Restored from the template (not booted).
+    restored: bool,
+}
+
+/// Start the VM: restored from the template when there is one and the
+/// device set matches (no network cards), else (or when the restore
+/// fails) a cold boot.
+fn boot(cfg: &MonitorConfig, share: &Path, nics: Vec<qemu::NicSpec>) -> Result<Booted> {
+    let mut cold_why = cfg.cold_why.clone();
+    if let Some(t) = &cfg.template {
+        if nics.is_empty() {
+            let shape = crate::template::Shape {
+                kernel: String::new(),
+                vmlinux: cfg.vmlinux.clone(),
+                initramfs: cfg.initramfs.clone(),
+                vcpus: cfg.vcpus,
+                memory_mib: cfg.memory_mib,
+                accel: cfg.accel,
+                append: cfg.append.clone(),
+            };
+            let t0 = Instant::now();
+            let timeout = Duration::from_secs(cfg.ready_timeout_secs);
+            match crate::template::restore(t, &shape, share, &cfg.state_dir, timeout) {
+                Ok(vm) => {
+                    let ms = t0.elapsed().as_millis() as u64;
+                    return Ok(Booted {
+                        vm,
+                        fs: None,
+                        ms,
+                        line: format!(
+                            "restored from the template {} in {ms} ms (memory mapped copy-on-write, the share over 9p, fresh entropy and clock)",
+                            t.dir.display()
+                        ),
+                        restored: true,
+                    });
+                }
+                Err(e) => {
+                    // Whatever broke the restore may be in the template:
+                    // the next VM of this shape builds a new one.
+                    crate::template::discard(&t.dir);
+                    cold_why = format!(
+                        "the restore from the template {} failed ({e}); the template was removed",
+                        t.dir.display()
+                    );
+                }
+            }
+        } else {
+            cold_why = format!(
+                "the network namespace gives the guest {} network card(s), which the template does not have",
+                nics.len()
+            );
+        }
+    }
+    // virtio-fs: virtiofsd serves the share from this mount namespace.
+    let mut fs = match &cfg.share_fs {
+        crate::virtiofs::ShareFs::VirtioFs { daemon } => {
+            let d = crate::virtiofs::Daemon::start(daemon, share, &cfg.state_dir)?;
+            log_line(cfg, &format!("virtiofsd pid {} serves the share", d.pid));
+            Some(d)
+        }
+        crate::virtiofs::ShareFs::NineP => None,
+    };
+    let spec = VmSpec {
+        vmlinux: cfg.vmlinux.clone(),
+        initramfs: cfg.initramfs.clone(),
+        vcpus: cfg.vcpus,
+        memory_mib: cfg.memory_mib,
+        share: Some(share.to_path_buf()),
+        virtiofs: fs
+            .as_ref()
+            .and_then(|d| d.qemu_end.as_ref())
+            .map(|f| f.as_raw_fd()),
+        append: cfg.append.clone(),
+        run_dir: cfg.state_dir.clone(),
+        accel: cfg.accel,
+        nics,
+        snapshot: None,
+    };
+    let mut vm = Vm::launch(&spec)?;
+    if let Some(d) = fs.as_mut() {
+        // QEMU holds its end now.
+        d.qemu_end = None;
+    }
+    log_line(
+        cfg,
+        &format!(
+            "qemu pid {} ({}): {}",
+            vm.pid,
+            cfg.accel.as_str(),
+            qemu::qemu_args(&spec).join(" ")
+        ),
+    );
+    let ready = vm.wait_ready(Duration::from_secs(cfg.ready_timeout_secs))?;
+    let boot_ms = vm.started.elapsed().as_millis() as u64;
+    Ok(Booted {
+        vm,
+        fs,
+        ms: boot_ms,
+        line: format!(
+            "cold boot: {cold_why}; the agent was ready after {boot_ms} ms (guest uptime {} ms)",
+            ready.uptime_ms
+        ),
+        restored: false,
+    })
 }
 
 impl Monitor {
@@ -1237,6 +1331,17 @@ impl Monitor {
     /// and a TCG power-off can take longer than the grace.
     fn power_off(&mut self) {
         let t0 = Instant::now();
+        if self.restored {
+            self.vm.kill();
+            log_line(
+                &self.cfg,
+                &format!(
+                    "VM stopped after {} ms (a template's clone: nothing in it to save)",
+                    t0.elapsed().as_millis()
+                ),
+            );
+            return;
+        }
         let _ = self.conn.send(Request::Shutdown);
         let clean = self
             .vm
@@ -1543,11 +1648,11 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
         // A hook failed: create undoes the rest.
         _ => return VM_FAILED,
     }
-    let started = start_vm(&cfg, preserved, &netns).and_then(|(m, created, boot, net)| {
+    let started = start_vm(&cfg, preserved, &netns).and_then(|(m, created, boot, net, how)| {
         let l = listen(&cfg.state_dir)?;
-        Ok((m, created, boot, net, l))
+        Ok((m, created, boot, net, how, l))
     });
-    let (mut m, created, boot_ms, net, listener) = match started {
+    let (mut m, created, boot_ms, net, how, listener) = match started {
         Ok(x) => x,
         Err(e) => {
             log_line(&cfg, &format!("create failed: {e}"));
@@ -1565,6 +1670,7 @@ pub fn run(cfg: MonitorConfig, sync: Channel) -> i32 {
         qemu_pid: m.vm.pid,
         boot_ms,
         net,
+        boot: how,
     });
     drop(sync);
     if let Some(fd) = cfg.tty_fd {

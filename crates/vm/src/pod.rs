@@ -326,6 +326,7 @@ pub fn run_member(cfg: MonitorConfig, pod: PodJoin, sync: Channel) -> i32 {
         qemu_pid: pod.qemu_pid,
         boot_ms: 0,
         net,
+        boot: String::new(),
     });
     drop(sync);
     loop {

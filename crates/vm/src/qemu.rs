@@ -119,6 +119,7 @@ fn probe_kvm(img: &Image) -> Result<u128> {
         run_dir: dir.clone(),
         accel: Accel::Kvm,
         nics: vec![],
+        snapshot: None,
     };
     let t0 = Instant::now();
     let r = Vm::launch(&spec).and_then(|mut vm| {
@@ -164,6 +165,22 @@ pub struct VmSpec {
     pub accel: Accel,
     /// Network cards: virtio-net devices on tap descriptors we hold.
     pub nics: Vec<NicSpec>,
+    /// Guest memory in a file, for a template snapshot (crate::template):
+    /// saved from, or restored into. Not with `virtiofs`.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// The file-backed guest memory of a template snapshot. Either way QEMU
+/// also gets a QMP socket (after the taps) to drive the migration.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The memory file (`memory-backend-file,mem-path=`).
+    pub memory: PathBuf,
+    /// false: the template VM, which writes its memory to the file
+    /// (`share=on`); true: a clone, which maps the file copy-on-write
+    /// (`share=off`, so it never writes the template) and waits for its
+    /// device state (`-incoming defer`).
+    pub restore: bool,
 }
 
 /// One network card: the tap descriptor (QEMU gets it as fd
@@ -181,6 +198,12 @@ pub const VIRTIOFS_FD: i32 = 5;
 /// socket when there is one.
 pub fn first_nic_fd(s: &VmSpec) -> i32 {
     VIRTIOFS_FD + i32::from(s.virtiofs.is_some())
+}
+
+/// QEMU's descriptor of the QMP socket, when the spec has a snapshot:
+/// after the taps.
+pub fn qmp_fd(s: &VmSpec) -> i32 {
+    first_nic_fd(s) + s.nics.len() as i32
 }
 
 /// In a helper's child between fork and exec (QEMU, virtiofsd): put `fds`
@@ -300,6 +323,23 @@ pub fn qemu_args(s: &VmSpec) -> Vec<String> {
             vm_protocol::STDIO_PORT
         ),
     ];
+    if let Some(snap) = &s.snapshot {
+        a.extend([
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=mem,size={}M,mem-path={},share={}",
+                s.memory_mib,
+                opt_path(&snap.memory),
+                if snap.restore { "off" } else { "on" }
+            ),
+            "-machine".into(),
+            "memory-backend=mem".into(),
+            "-chardev".into(),
+            format!("socket,id=qmp,fd={},server=off", qmp_fd(s)),
+            "-mon".into(),
+            "chardev=qmp,mode=control".into(),
+        ]);
+    }
     if s.virtiofs.is_some() {
         a.extend([
             "-object".into(),
@@ -340,6 +380,10 @@ pub fn qemu_args(s: &VmSpec) -> Vec<String> {
         a.push("-device".into());
         a.push(format!("virtio-net-device,netdev=net{i},mac={}", n.mac));
     }
+    if s.snapshot.as_ref().is_some_and(|s| s.restore) {
+        // Wait for the device state (migrate-incoming over QMP).
+        a.extend(["-incoming".into(), "defer".into()]);
+    }
     a
 }
 
@@ -352,6 +396,8 @@ pub struct Vm {
     pub stdio: UnixStream,
     pub run_dir: PathBuf,
     pub started: Instant,
+    /// The host end of QEMU's QMP socket (specs with a snapshot).
+    pub qmp: Option<UnixStream>,
     status: Option<i32>,
 }
 
@@ -373,8 +419,14 @@ impl Vm {
                 });
             }
         }
+        if s.snapshot.is_some() && s.virtiofs.is_some() {
+            return Err(Error::Msg(
+                "a template snapshot cannot carry a virtio-fs share (QEMU cannot migrate vhost-user-fs): use 9p".into(),
+            ));
+        }
         std::fs::create_dir_all(&s.run_dir).map_err(|e| Error::io("create", &s.run_dir, e))?;
         let (ctl_host, ctl_guest) = socketpair()?;
+        let qmp = s.snapshot.as_ref().map(|_| socketpair()).transpose()?;
         let (sio_host, sio_guest) = socketpair()?;
         let log = s.run_dir.join("qemu.log");
         let logf = private_file(&log)?;
@@ -392,6 +444,7 @@ impl Vm {
         let mut fds = vec![ctl_guest.as_raw_fd(), sio_guest.as_raw_fd()];
         fds.extend(s.virtiofs);
         fds.extend(s.nics.iter().map(|n| n.tap_fd));
+        fds.extend(qmp.as_ref().map(|(_, g)| g.as_raw_fd()));
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe system calls on descriptors that exist
         // (the vector is allocated before the fork and only read).
@@ -408,6 +461,7 @@ impl Vm {
         })?;
         drop(ctl_guest);
         drop(sio_guest);
+        let qmp = qmp.map(|(h, _guest)| h);
         let pid = child.id() as i32;
         // The Child is forgotten: we reap through the pidfd.
         std::mem::forget(child);
@@ -421,6 +475,7 @@ impl Vm {
             stdio: sio_host,
             run_dir: s.run_dir.clone(),
             started: Instant::now(),
+            qmp,
             status: None,
         })
     }
@@ -508,6 +563,55 @@ impl Vm {
 
     /// Wait for the agent's ready message on the control port.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<vm_protocol::Ready> {
+        self.wait_for("the guest agent's ready message", timeout, |m| match m {
+            vm_protocol::GuestMsg::Ready(rd) if rd.version != vm_protocol::VERSION => {
+                Some(Err(Error::Protocol(format!(
+                    "the agent speaks protocol version {}, the host {}: rebuild the image (`nk-runtime vm-image build`)",
+                    rd.version,
+                    vm_protocol::VERSION
+                ))))
+            }
+            vm_protocol::GuestMsg::Ready(rd) => Some(Ok(rd)),
+            _ => None,
+        })
+    }
+
+    /// Send the first request to a VM restored from a template (before any
+    /// other, as id 0, which [`crate::channel::AgentConn`] never uses) and
+    /// wait for its answer: the guest's uptime in ms.
+    pub fn wake(&mut self, w: vm_protocol::Wake, timeout: Duration) -> Result<u64> {
+        let req = vm_protocol::encode_json(&vm_protocol::HostMsg {
+            id: 0,
+            req: vm_protocol::Request::Wake(w),
+        });
+        write_all_fd(self.control.as_raw_fd(), &req)
+            .map_err(|e| Error::Protocol(format!("write to the control port: {e}")))?;
+        self.wait_for("the restored guest agent's answer", timeout, |m| match m {
+            vm_protocol::GuestMsg::Reply {
+                id: 0,
+                error: Some(e),
+                ..
+            } => Some(Err(Error::Remote(format!("the restored agent: {e}")))),
+            vm_protocol::GuestMsg::Reply {
+                id: 0,
+                ok: Some(vm_protocol::Reply::Pong { uptime_ms }),
+                ..
+            } => Some(Ok(uptime_ms)),
+            vm_protocol::GuestMsg::Reply { id: 0, ok, .. } => Some(Err(Error::Protocol(format!(
+                "the restored agent answered wake with {ok:?}"
+            )))),
+            _ => None,
+        })
+    }
+
+    /// Read control-port messages until `pick` accepts one (other messages
+    /// are dropped: nothing else is expected before the container exists).
+    fn wait_for<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pick: impl Fn(vm_protocol::GuestMsg) -> Option<Result<T>>,
+    ) -> Result<T> {
         let end = Instant::now() + timeout;
         let mut r = vm_protocol::FrameReader::new();
         let mut buf = [0u8; 4096];
@@ -515,17 +619,11 @@ impl Vm {
         loop {
             while let Some(body) = r.next_frame().map_err(|e| Error::Protocol(e.to_string()))? {
                 match vm_protocol::decode_json::<vm_protocol::GuestMsg>(&body) {
-                    Ok(vm_protocol::GuestMsg::Ready(rd)) => {
-                        if rd.version != vm_protocol::VERSION {
-                            return Err(Error::Protocol(format!(
-                                "the agent speaks protocol version {}, the host {}: rebuild the image (`nk-runtime vm-image build`)",
-                                rd.version,
-                                vm_protocol::VERSION
-                            )));
+                    Ok(m) => {
+                        if let Some(v) = pick(m) {
+                            return v;
                         }
-                        return Ok(rd);
                     }
-                    Ok(_) => {}
                     Err(e) => return Err(Error::Protocol(e.to_string())),
                 }
             }
@@ -533,7 +631,7 @@ impl Vm {
             if left.is_zero() {
                 let detail = self.diagnostics();
                 return Err(Error::Timeout {
-                    what: "the guest agent's ready message".into(),
+                    what: what.into(),
                     secs: timeout.as_secs(),
                     detail,
                 });
@@ -690,6 +788,7 @@ mod tests {
                 tap_fd: 9,
                 mac: "02:42:0a:58:00:05".into(),
             }],
+            snapshot: None,
         };
         let a = qemu_args(&s).join(" ");
         assert!(
@@ -712,6 +811,7 @@ mod tests {
             share: None,
             virtiofs: None,
             nics: vec![],
+            snapshot: None,
             ..s
         })
         .join(" ");

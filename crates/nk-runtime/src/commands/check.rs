@@ -625,7 +625,8 @@ fn vm_mode() -> Vec<Check> {
 }
 
 /// Which filesystem carries the bundle into the guest, and why: the choice
-/// `create --mode vm` makes for a config without the share annotation.
+/// `create --mode vm` makes for a cold boot of a config without the share
+/// annotation (a VM started from a template always uses 9p).
 fn vm_share() -> Check {
     let (status, detail) = match vm::backend::share_fs(&oci_spec::runtime::Spec::default()) {
         Ok(c) => (
@@ -633,7 +634,11 @@ fn vm_share() -> Check {
                 vm::virtiofs::ShareFs::VirtioFs { .. } => Status::Ok,
                 vm::virtiofs::ShareFs::NineP => Status::Warn,
             },
-            format!("{}: {}", vm::backend::share_name(&c.fs), c.why),
+            format!(
+                "{}: {} (for cold boots; a VM started from a template carries its share over 9p)",
+                vm::backend::share_name(&c.fs),
+                c.why
+            ),
         ),
         Err(e) => (Status::Warn, e.to_string()),
     };

@@ -1,5 +1,6 @@
 //! `vm-image build|status|clean`: the VM-mode guest image (uncompressed
-//! kernel, initramfs with the agent, the accelerator probe), cached under
+//! kernel, initramfs with the agent, the accelerator probe, the default
+//! size's template snapshot), cached under
 //! /var/lib/nano-sandbox/vm (NK_VM_CACHE).
 
 use crate::cli::VmImageArgs;
@@ -61,6 +62,18 @@ pub fn run(_g: &Globals, a: VmImageArgs) -> anyhow::Result<i32> {
             );
             println!("qemu       {}", qemu.display());
             println!("accel      {} ({why})", accel.as_str());
+            // The default size's template, so that the first create
+            // restores rather than boots (others are built on first use).
+            match vm::backend::ensure_default_template(&img, accel, &|m| eprintln!("{m} ...")) {
+                Ok(vm::template::Ensured::Cached(t)) => {
+                    println!("template   {} (cached)", t.dir.display())
+                }
+                Ok(vm::template::Ensured::Built(t, ms)) => println!(
+                    "template   {} (built: the guest booted in {ms} ms)",
+                    t.dir.display()
+                ),
+                Err(e) => println!("template   none: {e} (VMs boot cold)"),
+            }
             println!("ready in {:.1} s", t0.elapsed().as_secs_f64());
             Ok(0)
         }

@@ -219,6 +219,12 @@ steps! {
     VM_SHARE = "vm.share", Vm,
         "Choose how the bundle reaches the guest: virtio-fs (virtiofsd, the guest's page cache in front) where virtiofsd is installed and the guest kernel has the module, otherwise virtio-9p; the annotation org.nano-sandbox.vm.share forces one.",
         "The guest has its own kernel, so the rootfs must cross as a filesystem protocol. 9p sends every operation through QEMU; virtio-fs is FUSE over shared memory, served by a separate sandboxed daemon, and much faster for metadata-heavy work.";
+    VM_TEMPLATE = "vm.template", Vm,
+        "Choose how the VM starts: from a template snapshot of a guest booted once to its agent (cached per kernel, agent, memory size, vCPUs and QEMU; built on first use), or a cold boot when asked (--vm-boot=cold, annotation org.nano-sandbox.vm.boot=cold), when the share must be virtio-fs, or when no template can be made.",
+        "Under emulation most of a VM's start is its kernel booting. A template boots once: its memory is a file, and QEMU saves only the device state beside it. A clone maps that file copy-on-write and loads the device state, so its guest resumes at the point where the agent waits for the host, in a fraction of a boot; no clone ever writes the template.";
+    VM_BOOT = "vm.boot", Vm,
+        "How the VM started: restored from the template (QEMU with the same machine, -incoming defer, migrate-incoming of the device state, the container's share on the same 9p device), then woken with fresh host entropy and the host's clock before anything runs; or booted cold, and why.",
+        "Every clone resumes with the template's random-number state and clock: without the agent reseeding the kernel's CRNG (RNDADDENTROPY, RNDRESEEDCRNG) and setting the clock, two containers would draw the same random numbers. A VM whose devices differ from the template's (network cards) or whose restore fails boots cold instead; the create never fails for the template's sake.";
     VM_MONITOR = "vm.monitor", Vm,
         "Start the monitor (nk-runtime vm-monitor) in the container's cgroup; it boots QEMU's microvm and has the guest's agent create the container.",
         "Engines expect one host process that is the container: it lives as long as the container, takes its signals and exits with its status. The monitor is that process, QEMU is its child in the same cgroup, and inside the guest the agent builds the container with this same library.";
