@@ -14,7 +14,7 @@
 //!   At CRIU's setup-namespaces notification the prestart and createRuntime
 //!   hooks run; at post-restore the new init is recorded.
 
-use super::create::{cgroup_mount_info, run_create_hooks, write_pid_file};
+use super::create::{cgroup_mount_info, load_bundle, run_create_hooks, write_pid_file};
 use super::{bad_status, Runtime};
 use crate::cgroups::CgroupManager;
 use crate::criu;
@@ -23,7 +23,7 @@ use crate::criu::swrk::{Stdio3, Swrk};
 use crate::error::{Error, IoContext, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, namespaces};
-use crate::spec::{self, ValidateOpts};
+use crate::spec;
 use crate::state::{self, Mode, Phase as StPhase, Status};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsFd, OwnedFd};
@@ -449,22 +449,7 @@ impl Runtime {
         let mode = cg_mode(f)?;
         let empty = empty_ns(f)?;
         refuse_lazy_pages(f)?;
-        let bundle = {
-            let _g = explain::phase(Phase::Spec);
-            state::validate_id(&o.id)?;
-            let b = spec::load(&o.bundle)?;
-            explain::step(&catalog::SPEC_LOAD, || {
-                format!("{} ({} bytes)", b.config_path.display(), b.raw.len())
-            });
-            spec::validate(
-                &b,
-                ValidateOpts {
-                    need_process: true,
-                    check_rootfs: true,
-                },
-            )?;
-            b
-        };
+        let bundle = load_bundle(&o.id, &o.bundle)?;
         let terminal = bundle
             .spec
             .process()

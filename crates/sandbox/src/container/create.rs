@@ -227,7 +227,7 @@ impl Runtime {
     /// namespaces, claim the state directory, make the cgroup and the exec
     /// FIFO, launch the init, answer its hooks, record it as created.
     pub fn create(&self, o: &CreateOptions) -> Result<Handle> {
-        let bundle = load_bundle(o)?;
+        let bundle = load_bundle(&o.id, &o.bundle)?;
         let process = bundle.spec.process().clone().expect("validated");
         let terminal = process.terminal() == Some(true);
         check_terminal(o, terminal)?;
@@ -542,10 +542,11 @@ fn not_delegated(dir: &Path) -> Option<String> {
 }
 
 /// Phase "spec": read config.json and check it before anything exists.
-fn load_bundle(o: &CreateOptions) -> Result<Bundle> {
+/// Create and restore both start here.
+pub(super) fn load_bundle(id: &str, bundle: &Path) -> Result<Bundle> {
     let _g = explain::phase(Phase::Spec);
-    state::validate_id(&o.id)?;
-    let b = spec::load(&o.bundle)?;
+    state::validate_id(id)?;
+    let b = spec::load(bundle)?;
     explain::step(&catalog::SPEC_LOAD, || {
         format!("{} ({} bytes)", b.config_path.display(), b.raw.len())
     });
