@@ -9,35 +9,14 @@
 use nk_tests::vm as vm_support;
 
 use nk_tests::*;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The guest kernel's release (the host runs another kernel).
-fn guest_kernel() -> String {
-    let mut v: Vec<String> = std::fs::read_dir("/boot")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("vmlinuz-")
-                .map(String::from)
-        })
-        .collect();
-    v.sort();
-    v.pop().expect("a /boot/vmlinuz-*")
-}
+use vm_support::{assert_clean, cmd as vm_cmd, guest_kernel};
 
 /// A root whose commands see the static agent.
 fn vm_root() -> Root {
     Root::new()
-}
-
-fn vm_cmd(root: &Root) -> Command {
-    let mut c = root.cmd();
-    c.env("NK_VM_AGENT", vm_support::agent());
-    c
 }
 
 fn out(c: &mut Command) -> std::process::Output {
@@ -57,39 +36,6 @@ fn detached(c: &mut Command) -> (Option<i32>, String) {
         .status()
         .expect("spawn nk-runtime");
     (st.code(), std::fs::read_to_string(&p).unwrap_or_default())
-}
-
-/// Processes whose working directory is inside `dir` (QEMU runs in the
-/// container's state directory).
-fn procs_in(dir: &Path) -> Vec<i32> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
-            if cwd.starts_with(dir) {
-                v.push(pid);
-            }
-        }
-    }
-    v
-}
-
-fn assert_clean(root: &Root) {
-    assert!(root.ids().is_empty(), "containers left: {:?}", root.ids());
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let left = procs_in(root.dir.path());
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "processes left in the state dir: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
