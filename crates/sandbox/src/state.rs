@@ -348,13 +348,32 @@ pub fn parse_stat(s: &str) -> Option<ProcStat> {
     })
 }
 
-/// Read /proc/<pid>/stat.
+/// Read /proc/<pid>/stat. Every command asks it of each record it loads,
+/// so it is one open and one read into a stack buffer: the kernel makes the
+/// whole line in a single read (it is a few hundred bytes; a comm of 16 at
+/// most), where `read_to_string` also paid a statx and a read at EOF.
 pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    use std::io::Read;
     if pid <= 0 {
         return None;
     }
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&s)
+    let mut f = File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = loop {
+        match f.read(&mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    };
+    if n == buf.len() {
+        // Longer than any stat line seen: read it whole, the slow way.
+        let b = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        return parse_stat(&String::from_utf8_lossy(&b));
+    }
+    // Lossy: a comm may hold any bytes (prctl PR_SET_NAME), and the fields
+    // are counted from the last ')', which no replacement character adds.
+    parse_stat(&String::from_utf8_lossy(&buf[..n]))
 }
 
 /// True when `pid` is the same live (non-zombie) process that started at `start`.
@@ -812,6 +831,28 @@ mod tests {
         assert_eq!(st.state, 'S');
         assert_eq!(st.ppid, 1);
         assert_eq!(st.start, 98765);
+    }
+
+    /// A process may name itself with any bytes (prctl PR_SET_NAME); its
+    /// record must still read as alive, not as stopped.
+    #[test]
+    fn a_process_with_a_non_utf8_name_is_alive() {
+        let (tid, start) = std::thread::spawn(|| {
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most
+            // 16 bytes from a buffer that outlives the call.
+            let r = unsafe { libc::prctl(libc::PR_SET_NAME, c"n\xff\xfe)x".as_ptr()) };
+            assert_eq!(r, 0);
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            let raw = std::fs::read(format!("/proc/{tid}/stat")).unwrap();
+            assert!(std::str::from_utf8(&raw).is_err(), "the name is not UTF-8");
+            let st = proc_stat(tid).expect("the stat of a live thread");
+            assert!(same_process_alive(tid, st.start));
+            (tid, st.start)
+        })
+        .join()
+        .unwrap();
+        assert!(tid > 0 && start > 0);
     }
 
     #[test]
