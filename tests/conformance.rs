@@ -177,6 +177,88 @@ fn state_through_the_lifecycle_agrees() {
     assert_eq!(statuses, ["created", "running", "stopped"]);
 }
 
+/// `list` in its three forms over a root holding a created, a running, a
+/// paused and a stopped container, a record that cannot be parsed, a
+/// directory without a record and a stray file: the same rows as runc's
+/// (pids and times aside), the broken record named on stderr by both and
+/// left out, and the rest listed anyway.
+#[test]
+fn list_agrees_with_runc() {
+    let b = Bundle::new(&["sleep", "1000"]);
+    // One set of ids for both roots (each runtime's containers are deleted
+    // before the next one starts), so the tables line up column for column.
+    let p = unique_id("conflist");
+    let id = |role: &str| format!("{p}-{role}");
+    let mut seen = Vec::new();
+    for bin in [runc(), runtime().display().to_string()] {
+        let root = Root::with_binary(&bin);
+        root.ok(&["create", "--bundle", &b.path(), &id("a-created")]);
+        for role in ["b-running", "c-paused", "d-stopped"] {
+            root.ok(&["run", "-d", "--bundle", &b.path(), &id(role)]);
+        }
+        root.ok(&["pause", &id("c-paused")]);
+        root.ok(&["kill", &id("d-stopped"), "KILL"]);
+        root.wait_status(&id("d-stopped"), "stopped");
+        let dir = root.dir.path();
+        std::fs::create_dir(dir.join(id("e-broken"))).unwrap();
+        std::fs::write(dir.join(id("e-broken")).join("state.json"), "{bad").unwrap();
+        std::fs::create_dir(dir.join(id("f-norecord"))).unwrap();
+        std::fs::write(dir.join(id("g-file")), "not a container").unwrap();
+
+        let table = root.run(&["list"]);
+        let quiet = root.run(&["list", "-q"]);
+        let json = root.run(&["list", "--format", "json"]);
+        for o in [&table, &quiet, &json] {
+            assert!(o.status.success(), "{bin} list: {}", stderr(o));
+            let err = stderr(o);
+            assert!(
+                err.contains(&format!("load container {}", id("e-broken"))),
+                "{bin}: the broken record is not named on stderr: {err}"
+            );
+        }
+        // Pids and creation times differ by nature.
+        let rows: Vec<Vec<String>> = stdout(&table)
+            .lines()
+            .map(|l| {
+                let mut f: Vec<String> = l.split_whitespace().map(String::from).collect();
+                if f[1].parse::<i32>().is_ok_and(|p| p > 0) {
+                    f[1] = "positive".into();
+                }
+                if f[4].ends_with('Z') {
+                    f[4] = "-".into();
+                }
+                f
+            })
+            .collect();
+        let mut docs: Value = serde_json::from_str(&stdout(&json)).unwrap();
+        let mut keys_of = Vec::new();
+        for d in docs.as_array_mut().unwrap() {
+            keys_of.push(keys(d));
+            assert!(d["ociVersion"].as_str().unwrap().starts_with("1."));
+            d["ociVersion"] = json!("-");
+            if d["pid"].as_i64().unwrap() > 0 {
+                d["pid"] = json!("positive");
+            }
+            assert!(d["created"].as_str().unwrap().ends_with('Z'));
+            d["created"] = json!("-");
+        }
+        seen.push((rows, stdout(&quiet), docs, keys_of));
+    }
+    let nk = seen.pop().unwrap();
+    let rc = seen.pop().unwrap();
+    assert_eq!(rc.0, nk.0, "list tables differ");
+    assert_eq!(rc.1, nk.1, "list -q differs");
+    assert_eq!(rc.3, nk.3, "list --format json: fields differ");
+    assert_eq!(rc.2, nk.2, "list --format json differs");
+    let statuses: Vec<&str> = nk.0.iter().skip(1).map(|r| r[2].as_str()).collect();
+    assert_eq!(statuses, ["created", "running", "paused", "stopped"]);
+    assert_eq!(
+        nk.0[0],
+        ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"],
+        "header"
+    );
+}
+
 /// A private copy of the test rootfs, for tests that change the image.
 fn private_rootfs() -> TempDir {
     let d = TempDir::new("conf-rootfs");

@@ -348,13 +348,32 @@ pub fn parse_stat(s: &str) -> Option<ProcStat> {
     })
 }
 
-/// Read /proc/<pid>/stat.
+/// Read /proc/<pid>/stat. Every command asks it of each record it loads,
+/// so it is one open and one read into a stack buffer: the kernel makes the
+/// whole line in a single read (it is a few hundred bytes; a comm of 16 at
+/// most), where `read_to_string` also paid a statx and a read at EOF.
 pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    use std::io::Read;
     if pid <= 0 {
         return None;
     }
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&s)
+    let mut f = File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = loop {
+        match f.read(&mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    };
+    if n == buf.len() {
+        // Longer than any stat line seen: read it whole, the slow way.
+        let b = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        return parse_stat(&String::from_utf8_lossy(&b));
+    }
+    // Lossy: a comm may hold any bytes (prctl PR_SET_NAME), and the fields
+    // are counted from the last ')', which no replacement character adds.
+    parse_stat(&String::from_utf8_lossy(&buf[..n]))
 }
 
 /// True when `pid` is the same live (non-zombie) process that started at `start`.
@@ -393,23 +412,13 @@ impl ContainerState {
 
     /// Derive the status. `paused` is asked of the cgroup only for a live init.
     pub fn status(&self, dir: &Path, paused: impl FnOnce(&ContainerState) -> bool) -> Status {
-        if self.phase == Some(Phase::Creating) {
-            return if self.creator_alive() {
-                Status::Creating
-            } else {
-                Status::Stopped
-            };
-        }
-        if !self.init_alive() {
-            return Status::Stopped;
-        }
-        if dir.join(FIFO_FILE).exists() {
-            return Status::Created;
-        }
-        if paused(self) {
-            return Status::Paused;
-        }
-        Status::Running
+        derive_status(
+            self.phase,
+            (self.creator_pid, self.creator_start),
+            (self.pid, self.pid_start),
+            dir,
+            || paused(self),
+        )
     }
 
     /// The OCI state document for this record and status.
@@ -429,6 +438,139 @@ impl ContainerState {
             annotations: self.annotations.clone(),
             owner: String::new(),
         }
+    }
+}
+
+/// The status of a record from its phase, its creator and its init (pid and
+/// start time each) and its directory; `paused` is asked only of a live,
+/// started init.
+fn derive_status(
+    phase: Option<Phase>,
+    creator: (i32, u64),
+    init: (i32, u64),
+    dir: &Path,
+    paused: impl FnOnce() -> bool,
+) -> Status {
+    if phase == Some(Phase::Creating) {
+        return if same_process_alive(creator.0, creator.1) {
+            Status::Creating
+        } else {
+            Status::Stopped
+        };
+    }
+    if !same_process_alive(init.0, init.1) {
+        return Status::Stopped;
+    }
+    if dir.join(FIFO_FILE).exists() {
+        return Status::Created;
+    }
+    if paused() {
+        return Status::Paused;
+    }
+    Status::Running
+}
+
+/// What `list` prints of a record and what its status is derived from,
+/// read without the rest (the cgroup record, namespaces, the VM's data):
+/// those fields are skipped unparsed, which is most of a record's bytes.
+/// With a thousand containers in the root, parsing every record whole
+/// (buffered twice: the flattened mode and the lenient cgroup record) was
+/// most of `list`'s time.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub pid: i32,
+    pub pid_start: u64,
+    pub creator_pid: i32,
+    pub creator_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub phase: Option<Phase>,
+    /// `container` (or absent, in early records) or `vm`, as in [`Mode`].
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub owner_uid: u32,
+}
+
+impl Summary {
+    /// A VM-mode container (paused inside its guest, so marked in its
+    /// directory rather than by a frozen host cgroup).
+    pub fn is_vm(&self) -> bool {
+        self.mode == "vm"
+    }
+
+    /// Derive the status as [`ContainerState::status`] does; `paused` is
+    /// asked only of a live, started init.
+    pub fn status(&self, dir: &Path, paused: impl FnOnce(&Summary) -> bool) -> Status {
+        derive_status(
+            self.phase,
+            (self.creator_pid, self.creator_start),
+            (self.pid, self.pid_start),
+            dir,
+            || paused(self),
+        )
+    }
+
+    /// The OCI state document for this record, status and owner's name.
+    pub fn into_oci(self, status: Status, owner: String) -> OciState {
+        OciState {
+            oci_version: OCI_VERSION.to_string(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            id: self.id,
+            status,
+            bundle: self.bundle,
+            rootfs: self.rootfs,
+            created: self.created,
+            annotations: self.annotations,
+            owner,
+        }
+    }
+}
+
+/// Reads the records under one root through a descriptor of it (each open
+/// walks only `<id>/state.json`) into one reused buffer, with no statx for a
+/// size hint: open, read, read (EOF), close.
+struct RecordReader {
+    root: File,
+    buf: Vec<u8>,
+}
+
+impl RecordReader {
+    fn open(root: &Path) -> std::io::Result<RecordReader> {
+        Ok(RecordReader {
+            root: open_dir(root)?,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// Read and parse `<name>/state.json`; `root` names it in errors.
+    fn read<T: serde::de::DeserializeOwned>(&mut self, root: &Path, name: &str) -> Result<T> {
+        use std::io::Read;
+        let rel = format!("{name}/{STATE_FILE}");
+        let p = || root.join(&rel);
+        let fd = nix::fcntl::openat(
+            &self.root,
+            rel.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io("read", p(), std::io::Error::from(e)))?;
+        self.buf.clear();
+        // take(): File's own read_to_end first asks statx and lseek for a
+        // size hint; the reused buffer makes that hint useless here.
+        Read::take(File::from(fd), u64::MAX)
+            .read_to_end(&mut self.buf)
+            .io("read", &p())?;
+        serde_json::from_slice(&self.buf)
+            .map_err(|e| Error::msg(format!("{}: corrupt state file: {e}", p().display())))
     }
 }
 
@@ -630,26 +772,50 @@ impl Store {
         }
     }
 
-    /// Every container record under the root, sorted by id.
+    /// Every container record under the root, sorted by id. A record that
+    /// cannot be read is left out.
     pub fn list(&self) -> Result<Vec<ContainerState>> {
+        Ok(self
+            .records::<ContainerState>()?
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .collect())
+    }
+
+    /// What `list` shows of every record, sorted by directory name, with
+    /// the error of each record that cannot be read (as runc reports, and
+    /// then skips, a record it cannot load). A directory that has no record
+    /// (removed by a delete while listing) is left out.
+    pub fn summaries(&self) -> Result<Vec<(String, Result<Summary>)>> {
+        self.records::<Summary>()
+    }
+
+    fn records<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(String, Result<T>)>> {
         self.check_owner()?;
-        let rd = match std::fs::read_dir(&self.root) {
-            Ok(rd) => rd,
+        let mut reader = match RecordReader::open(&self.root) {
+            Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("read", &self.root, e)),
+            Err(e) => return Err(Error::io("open", &self.root, e)),
         };
-        let mut out = Vec::new();
-        for ent in rd.flatten() {
-            let name = ent.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') {
-                continue;
-            }
-            if let Ok(st) = ContainerState::read(&ent.path()) {
-                out.push(st);
+        let rd = std::fs::read_dir(&self.root).io("read", &self.root)?;
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort_unstable();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            match reader.read::<T>(&self.root, &name) {
+                // Gone (a delete ran meanwhile), or a file, not a container.
+                Err(Error::Io { cause, .. })
+                    if matches!(
+                        cause.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) => {}
+                r => out.push((name, r)),
             }
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
@@ -812,6 +978,28 @@ mod tests {
         assert_eq!(st.state, 'S');
         assert_eq!(st.ppid, 1);
         assert_eq!(st.start, 98765);
+    }
+
+    /// A process may name itself with any bytes (prctl PR_SET_NAME); its
+    /// record must still read as alive, not as stopped.
+    #[test]
+    fn a_process_with_a_non_utf8_name_is_alive() {
+        let (tid, start) = std::thread::spawn(|| {
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most
+            // 16 bytes from a buffer that outlives the call.
+            let r = unsafe { libc::prctl(libc::PR_SET_NAME, c"n\xff\xfe)x".as_ptr()) };
+            assert_eq!(r, 0);
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            let raw = std::fs::read(format!("/proc/{tid}/stat")).unwrap();
+            assert!(std::str::from_utf8(&raw).is_err(), "the name is not UTF-8");
+            let st = proc_stat(tid).expect("the stat of a live thread");
+            assert!(same_process_alive(tid, st.start));
+            (tid, st.start)
+        })
+        .join()
+        .unwrap();
+        assert!(tid > 0 && start > 0);
     }
 
     #[test]

@@ -85,8 +85,12 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
 
 pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
     let b = Backend::for_id(g, &a.id);
-    // An unknown id is reported as such before anything else is read.
-    b.runtime().load(&a.id).map_err(|e| exec_failed(e.into()))?;
+    // An unknown id is reported as such before anything else is read (the
+    // record only: its status is derived once, by the exec itself).
+    b.runtime()
+        .store
+        .load(&a.id)
+        .map_err(|e| exec_failed(e.into()))?;
     let mut process = build_process(g, &a).map_err(exec_failed)?;
     // Applied (or refused when SELinux is off) by the exec'd init.
     if let Some(l) = a.process_label.as_ref().filter(|l| !l.is_empty()) {

@@ -2,6 +2,7 @@
 
 use crate::cli::ListArgs;
 use crate::report::Globals;
+use std::io::Write;
 
 /// Pad columns like Go's tabwriter(minwidth 12, padding 3), as runc prints.
 pub fn table(rows: &[Vec<String>]) -> String {
@@ -28,46 +29,65 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
+    if !matches!(a.format.as_str(), "table" | "json") {
+        anyhow::bail!("invalid format {:?}: use table or json", a.format);
+    }
     let rt = g.runtime();
-    let all = rt.list()?;
-    let owners = Owners::read();
+    let mut out = std::io::stdout().lock();
+    // A record that cannot be read is named on stderr and left out, as
+    // runc does ("load container ID: ..."): the others still list.
+    let warn = |name: &str, e: &sandbox::Error| eprintln!("load container {name}: {e}");
     if a.quiet {
-        for (s, _) in &all {
-            println!("{}", s.id);
+        // Ids only: no status to derive, so no /proc or cgroup reads.
+        let mut text = String::new();
+        for (name, r) in rt.store.summaries()? {
+            match r {
+                Ok(s) => {
+                    text.push_str(&s.id);
+                    text.push('\n');
+                }
+                Err(e) => warn(&name, &e),
+            }
         }
+        out.write_all(text.as_bytes())?;
         return Ok(0);
     }
-    match a.format.as_str() {
-        "json" => {
-            let v: Vec<_> = all
-                .iter()
-                .map(|(s, st)| {
-                    let mut o = serde_json::to_value(s.oci(*st)).unwrap_or_default();
-                    o["owner"] = owners.name(s.owner_uid).into();
-                    o
-                })
-                .collect();
-            println!("{}", serde_json::to_string(&v)?);
+    let mut all = Vec::new();
+    for (name, r) in rt.summaries()? {
+        match r {
+            Ok(row) => all.push(row),
+            Err(e) => warn(&name, &e),
         }
-        "table" => {
-            let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
-                .map(String::from)
-                .to_vec()];
-            for (s, st) in &all {
-                let o = s.oci(*st);
-                rows.push(vec![
-                    s.id.clone(),
-                    o.pid.to_string(),
-                    st.to_string(),
-                    s.bundle.display().to_string(),
-                    s.created.clone(),
-                    owners.name(s.owner_uid),
-                ]);
-            }
-            print!("{}", table(&rows));
-        }
-        other => anyhow::bail!("invalid format {other:?}: use table or json"),
     }
+    let owners = Owners::read();
+    if a.format == "json" {
+        let v: Vec<_> = all
+            .into_iter()
+            .map(|(s, st)| {
+                let owner = owners.name(s.owner_uid);
+                s.into_oci(st, owner)
+            })
+            .collect();
+        serde_json::to_writer(&mut out, &v)?;
+        out.write_all(b"\n")?;
+        return Ok(0);
+    }
+    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        .map(String::from)
+        .to_vec()];
+    for (s, st) in all {
+        let owner = owners.name(s.owner_uid);
+        let o = s.into_oci(st, owner);
+        rows.push(vec![
+            o.id,
+            o.pid.to_string(),
+            st.to_string(),
+            o.bundle.display().to_string(),
+            o.created,
+            o.owner,
+        ]);
+    }
+    out.write_all(table(&rows).as_bytes())?;
     Ok(0)
 }
 

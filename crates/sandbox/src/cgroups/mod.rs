@@ -730,6 +730,17 @@ pub fn remove_own(
     kill: &dyn Fn(),
     deadline: std::time::Instant,
 ) -> Result<()> {
+    // The usual case first: no sub-cgroup was there before create, and none
+    // was made since, so one rmdir does it, without listing the directory
+    // (the kernel refuses, EBUSY, a cgroup that has children or tasks,
+    // which then go the long way below).
+    if foreign.is_empty() {
+        match std::fs::remove_dir(d) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
+    }
     let mut results = Vec::new();
     for s in own_subdirs(d, foreign)
         .iter()

@@ -276,13 +276,22 @@ impl Manager {
             }
         }
         chain.reverse();
+        // What each level holds once set, so the next level down copies it
+        // without reading its parent again.
+        let mut above: [Option<String>; 2] = [None, None];
         for d in chain {
             let parent = d.parent().unwrap_or(mnt);
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                if read_file(&d, f).is_some_and(|s| s.is_empty()) {
-                    let v = read_file(parent, f).unwrap_or_default();
-                    write_file(&d, f, &v)?;
+            for (f, above) in ["cpuset.cpus", "cpuset.mems"].into_iter().zip(&mut above) {
+                let mut v = read_file(&d, f);
+                if v.as_ref().is_some_and(|s| s.is_empty()) {
+                    let from = match above.take() {
+                        Some(a) => a,
+                        None => read_file(parent, f).unwrap_or_default(),
+                    };
+                    write_file(&d, f, &from)?;
+                    v = Some(from);
                 }
+                *above = v;
             }
         }
         Ok(())

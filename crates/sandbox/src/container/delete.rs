@@ -17,6 +17,17 @@ impl Runtime {
     /// Delete a container. A running one needs `force`; with `force`, a
     /// container that does not exist is not an error (engines call delete twice).
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        // The record is read once, under the lock, so that a concurrent
+        // create or delete has finished with it (it was read before the
+        // lock as well, to no end but a second read).
+        let _lock = match self.store.lock(id) {
+            Ok(l) => l,
+            Err(Error::NotExist(_)) if force => {
+                self.sweep_orphaned_cgroup(id);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let st = match self.store.load(id) {
             Ok(s) => s,
             Err(Error::NotExist(_)) if force => {
@@ -25,14 +36,7 @@ impl Runtime {
             }
             Err(e) => return Err(e),
         };
-        let _lock = match self.store.lock(id) {
-            Ok(l) => l,
-            Err(Error::NotExist(_)) if force => return Ok(()),
-            Err(e) => return Err(e),
-        };
         let _g = explain::phase(Phase::Delete);
-        // Re-read under the lock: a concurrent create may have moved on.
-        let st = ContainerState::read(&self.store.dir(id)).unwrap_or(st);
         let status = self.status_of(&st);
         let private_pidns = self.private_pidns(&st);
         match status {

@@ -19,7 +19,7 @@ pub use undo::Cleanup;
 
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Error, Result};
-use crate::state::{ContainerState, Mode, Status, Store};
+use crate::state::{ContainerState, Mode, Status, Store, Summary};
 use std::path::PathBuf;
 
 /// The runtime's global settings for one command.
@@ -89,6 +89,34 @@ impl Runtime {
         cgroups::from_record(&st.cgroup)
     }
 
+    /// What `list` shows of every container, with its status; a record
+    /// that cannot be read comes with its error, under its directory's name.
+    /// Only a live, started container costs more than its summary: the
+    /// cgroup record, to ask whether it is frozen, is read for it alone.
+    pub fn summaries(&self) -> Result<Vec<Listed>> {
+        Ok(self
+            .store
+            .summaries()?
+            .into_iter()
+            .map(|(name, r)| {
+                let r = r.map(|s| {
+                    let dir = self.store.dir(&name);
+                    let status = s.status(&dir, |s| {
+                        if s.is_vm() {
+                            dir.join(crate::state::PAUSED_MARK).exists()
+                        } else {
+                            self.store.load(&name).is_ok_and(|st| {
+                                cgroups::from_record(&st.cgroup).is_some_and(|m| m.is_frozen())
+                            })
+                        }
+                    });
+                    (s, status)
+                });
+                (name, r)
+            })
+            .collect())
+    }
+
     /// Every container with its status.
     pub fn list(&self) -> Result<Vec<(ContainerState, Status)>> {
         Ok(self
@@ -102,6 +130,10 @@ impl Runtime {
             .collect())
     }
 }
+
+/// One entry of [`Runtime::summaries`]: a directory's name, and its
+/// record's summary and status or why it could not be read.
+pub type Listed = (String, Result<(Summary, Status)>);
 
 /// A send on the sync channel failed because the child is gone (its error
 /// or exit is then read from the channel).

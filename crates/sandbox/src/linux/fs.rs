@@ -132,43 +132,23 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
             nix::errno::Errno::ELOOP,
         ));
     }
+    let dir = OFlag::O_PATH | OFlag::O_DIRECTORY;
     let rel = clean_rel(rel);
     let comps: Vec<_> = rel.components().collect();
-    let mut cur = open_in_root(root, Path::new(""), OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .map_err(|e| Error::sys("open rootfs", e))?;
-    let mut prefix = PathBuf::new();
-    for c in comps {
-        let parent = prefix.clone();
-        prefix.push(c);
-        match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-            Ok(fd) => cur = fd,
-            Err(nix::errno::Errno::ENOENT) => {
-                let name = c.as_os_str();
-                match nix::sys::stat::mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) => {}
-                    Err(nix::errno::Errno::EEXIST) => {
-                        // Something is there but does not resolve: a dangling
-                        // symlink. Create its target, resolved inside the root.
-                        if let Ok(target) = nix::fcntl::readlinkat(cur.as_fd(), name) {
-                            let target = Path::new(&target);
-                            let next = if target.is_absolute() {
-                                target.to_path_buf()
-                            } else {
-                                parent.join(target)
-                            };
-                            mkdir_all_depth(root, &next, depth + 1)?;
-                        }
-                    }
-                    Err(e) => {
-                        return Err(Error::sys(
-                            format!("mkdir {} in rootfs", prefix.display()),
-                            e,
-                        ))
-                    }
-                }
-                cur = open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                    .map_err(|e| Error::sys(format!("open {} in rootfs", prefix.display()), e))?;
-            }
+    // Most destinations exist, or miss only their last components (a
+    // cgroup controller's directory in a new tmpfs): find the deepest
+    // prefix that opens, from the full path back, instead of opening every
+    // prefix from the root down. Each open still resolves from the root.
+    let mut have = comps.len();
+    let mut cur = loop {
+        if have == 0 {
+            // The root itself: `root` is the parent of the first component.
+            break None;
+        }
+        let prefix: PathBuf = comps[..have].iter().collect();
+        match open_in_root(root, &prefix, dir) {
+            Ok(fd) => break Some(fd),
+            Err(nix::errno::Errno::ENOENT) => have -= 1,
             Err(e) => {
                 return Err(Error::sys(
                     format!(
@@ -179,8 +159,44 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
                 ))
             }
         }
+    };
+    let mut prefix: PathBuf = comps[..have].iter().collect();
+    for c in &comps[have..] {
+        let parent = prefix.clone();
+        prefix.push(c);
+        let name = c.as_os_str();
+        let at = cur.as_ref().map_or(root, |f| f.as_fd());
+        match nix::sys::stat::mkdirat(at, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EEXIST) => {
+                // Something is there but does not resolve: a dangling
+                // symlink. Create its target, resolved inside the root.
+                if let Ok(target) = nix::fcntl::readlinkat(at, name) {
+                    let target = Path::new(&target);
+                    let next = if target.is_absolute() {
+                        target.to_path_buf()
+                    } else {
+                        parent.join(target)
+                    };
+                    mkdir_all_depth(root, &next, depth + 1)?;
+                }
+            }
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("mkdir {} in rootfs", prefix.display()),
+                    e,
+                ))
+            }
+        }
+        cur = Some(
+            open_in_root(root, &prefix, dir)
+                .map_err(|e| Error::sys(format!("open {} in rootfs", prefix.display()), e))?,
+        );
     }
-    Ok(cur)
+    match cur {
+        Some(fd) => Ok(fd),
+        None => open_in_root(root, Path::new(""), dir).map_err(|e| Error::sys("open rootfs", e)),
+    }
 }
 
 /// Create an empty file at `rel` below `root` (parents too) unless something
@@ -333,6 +349,41 @@ mod tests {
     fn clean_rel_strips_root() {
         assert_eq!(clean_rel(Path::new("/a/./b")), PathBuf::from("a/b"));
         assert_eq!(clean_rel(Path::new("/")), PathBuf::from(""));
+    }
+
+    #[test]
+    fn mkdir_all_makes_what_is_missing_at_any_depth() {
+        let d = std::env::temp_dir().join(format!("nk-fs-mk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("root/sys/fs")).unwrap();
+        std::fs::write(d.join("root/file"), "").unwrap();
+        let root = open_dir_path(&d.join("root")).unwrap();
+        let same = |fd: OwnedFd, rel: &str| {
+            use std::os::unix::fs::MetadataExt;
+            let a = nix::sys::stat::fstat(fd.as_fd()).unwrap();
+            let b = std::fs::metadata(d.join("root").join(rel)).unwrap();
+            assert_eq!((a.st_dev, a.st_ino), (b.dev(), b.ino()), "{rel}");
+        };
+        // Existing, a missing leaf, several missing levels, the root itself.
+        same(
+            mkdir_all_in_root(root.as_fd(), Path::new("/sys/fs")).unwrap(),
+            "sys/fs",
+        );
+        same(
+            mkdir_all_in_root(root.as_fd(), Path::new("/sys/fs/cgroup")).unwrap(),
+            "sys/fs/cgroup",
+        );
+        same(
+            mkdir_all_in_root(root.as_fd(), Path::new("a/b/c")).unwrap(),
+            "a/b/c",
+        );
+        same(mkdir_all_in_root(root.as_fd(), Path::new("/")).unwrap(), "");
+        // A file on the way is an error naming the path, not a directory made.
+        let e = mkdir_all_in_root(root.as_fd(), Path::new("/file/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("file/x"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -28,7 +28,14 @@ pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<OwnedFd> {
     });
     nix::mount::mount::<str, str, str, str>(None, "/", None, flag, None)
         .sys(|| "make / ".to_string() + &prop_name(flag))?;
-    make_parent_private(rootfs)?;
+    // After a recursive MS_SLAVE or MS_PRIVATE of / no mount is shared (a
+    // shared mount becomes a slave, or private with no peers, mount(2)), so
+    // only another propagation needs mountinfo read for the rootfs's mount.
+    let none_shared =
+        flag.contains(MsFlags::MS_REC) && flag.intersects(MsFlags::MS_SLAVE | MsFlags::MS_PRIVATE);
+    if !none_shared {
+        make_parent_private(rootfs)?;
+    }
     explain::step(&catalog::ROOTFS_BIND, || {
         format!("mount --rbind {} {}", rootfs.display(), rootfs.display())
     });
