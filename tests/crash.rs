@@ -704,6 +704,8 @@ fn unreachable_here() -> BTreeMap<&'static str, String> {
     m.insert("vm.monitor", "VM mode: tests/crash_vm.rs".to_string());
     m.insert("vm.share", "VM mode: tests/crash_vm.rs".to_string());
     m.insert("vm.net", "VM mode: tests/crash_vm.rs".to_string());
+    m.insert("vm.template", "VM mode: tests/crash_vm.rs".to_string());
+    m.insert("vm.boot", "VM mode: tests/crash_vm.rs".to_string());
     m.insert(
         "vm.pod",
         "VM mode, a pod member's create: tests/crash_vm.rs".to_string(),
