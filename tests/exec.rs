@@ -420,3 +420,58 @@ fn exec_joins_time_and_cgroup_namespaces() {
         "the exec does not see the offset: {out}"
     );
 }
+
+/// A command whose process starts with SIGHUP, SIGINT and SIGQUIT ignored,
+/// as one started in the background of a shell under `nohup` does.
+fn with_signals_ignored(mut c: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only signal(2) between fork and exec, which is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            for s in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(s, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+/// Signals the caller ignored stay behind: the container's process (run and
+/// exec alike) starts with every signal at its default action and none
+/// blocked, so a ^C or a `kill -INT` reaches it as it would on a fresh
+/// login. (runc 1.1.5 passes an ignored SIGQUIT on.)
+#[test]
+fn the_container_starts_with_default_signal_actions() {
+    let root = Root::new();
+    // grep itself, not under sh: a shell ignores SIGQUIT on its own.
+    let b = Bundle::new(&["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    let id = unique_id("sigdfl");
+    let mut c = with_signals_ignored(root.cmd());
+    c.args(["run", "--bundle", &b.path(), &id]);
+    let o = c.stdin(Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "run"
+    );
+    let _ = root.run(&["delete", "-f", &id]);
+    let r = Running::start(&runtime().display().to_string(), &|_| {});
+    let mut c = with_signals_ignored(r.root.cmd());
+    c.args([
+        "exec",
+        &r.id,
+        "grep",
+        "-E",
+        "^Sig(Ign|Blk)",
+        "/proc/self/status",
+    ]);
+    let o = c.stdin(Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "exec"
+    );
+}

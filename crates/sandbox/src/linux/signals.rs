@@ -87,6 +87,27 @@ pub fn name(n: i32) -> String {
         .unwrap_or_else(|| n.to_string())
 }
 
+/// Give every signal its default action and unblock them all, as a freshly
+/// exec'd program expects. Handled signals are reset by execve itself, but
+/// ignored ones and the mask survive it: a runtime started in the
+/// background of a shell (SIGINT and SIGQUIT ignored) or under `nohup`
+/// (SIGHUP), and Rust's own SIG_IGN for SIGPIPE, would otherwise leak into
+/// the container, where ^C would no longer interrupt anything.
+pub fn reset_for_exec() {
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // Cannot fail for a valid signal other than KILL and STOP.
+            let _ = super::syscall::rt_sigaction_default(sig);
+        }
+    }
+    // SAFETY: an empty set, initialised by sigemptyset, for SIG_SETMASK.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

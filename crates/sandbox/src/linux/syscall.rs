@@ -12,6 +12,39 @@ use nix::errno::Errno;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+/// The kernel's `struct sigaction` on x86_64 (not glibc's, which is larger).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Set signal `sig`'s action to SIG_DFL. Raw, because glibc's sigaction
+/// refuses the real-time signals it reserves (32 and 33), which a parent
+/// can still have left ignored.
+pub fn rt_sigaction_default(sig: i32) -> nix::Result<()> {
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: act is a valid kernel sigaction that lives for the call; no old
+    // action is asked for; the size is that of the kernel's sigset.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &act as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            std::mem::size_of::<u64>(),
+        )
+    })
+    .map(drop)
+}
+
 /// The result of a raw syscall: -1 means errno is set.
 fn check(r: libc::c_long) -> nix::Result<libc::c_long> {
     if r < 0 {

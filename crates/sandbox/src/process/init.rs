@@ -742,6 +742,8 @@ fn chdir_cwd(cwd: &Path, create: bool) -> Result<()> {
 
 fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
     let g = explain::phase(Phase::Exec);
+    // Before the filter, which may not allow rt_sigaction.
+    linux::signals::reset_for_exec();
     if let Some(f) = p.seccomp {
         f.load(req, p.listener.as_ref())?;
     }
@@ -756,9 +758,6 @@ fn do_exec(req: &InitRequest, p: Prepared) -> Result<std::convert::Infallible> {
                 .collect::<Vec<_>>()
         )
     });
-    // Rust ignores SIGPIPE in its own processes; the container must get the default.
-    // SAFETY: resetting a signal disposition to SIG_DFL.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let path = CString::new(p.path.as_os_str().as_encoded_bytes()).unwrap_or_default();
     drop(g);
     let e = nix::unistd::execve(&path, &p.argv, &p.envp).unwrap_err();
