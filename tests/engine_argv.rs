@@ -235,11 +235,14 @@ fn checkpoint_and_restore_command_lines_parse() {
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("ckpt");
     root.ok(&["run", "--detach", "--bundle", &b.path(), &id]);
+    // CRIU writes its log there even when the dump fails: a private dir.
+    let dir = TempDir::new("nk-ckpt-argv");
+    let img = dir.path().join("img").display().to_string();
     for args in [
         vec![
             "checkpoint",
             "--image-path",
-            "/tmp/nk-none",
+            &img,
             "--leave-running",
             id.as_str(),
         ],
@@ -248,7 +251,7 @@ fn checkpoint_and_restore_command_lines_parse() {
             "-no-subreaper",
             "--detach",
             "--image-path",
-            "/tmp/nk-none",
+            &img,
             "--bundle",
             "/tmp",
             "other",
