@@ -1789,18 +1789,18 @@ fn suite_killsig() {
     }
 }
 
-/// Wait (up to 5 s) until `pid` has a child (the shell's `sleep 10`).
+/// Wait until `pid` has a child (the shell's `sleep 10`) and is blocked
+/// waiting for it: in wait4 or waitid, or in rt_sigsuspend, which busybox
+/// ash and dash use for `wait` (/proc/PID/syscall names the call a blocked
+/// task is in; its wchan says `sigsuspend`, not `wait`).
 fn wait_until_sleeping_child(pid: i64) {
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
+    nk_tests::wait_for("the shell to wait for its child", DEADLINE, || {
         let kids =
             std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        let waiting = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if !kids.trim().is_empty() && waiting.contains("wait") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        let nr = call.split(' ').next().unwrap_or("");
+        (!kids.trim().is_empty() && ["61", "130", "247"].contains(&nr)).then_some(())
+    });
 }
 
 /// validation/delete: delete without an id MUST fail; delete of a running
@@ -2435,7 +2435,7 @@ fn status_of(root: &Root, id: &str) -> String {
 }
 
 fn wait_for(root: &Root, id: &str, want: &str) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + DEADLINE;
     while Instant::now() < end {
         if status_of(root, id) == want {
             return true;

@@ -631,9 +631,9 @@ fn notify_profile(sock: &str, names: &[&str], flags: &[&str]) -> Value {
            "flags": flags, "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]})
 }
 
-/// Wait (up to 10 s) until the agent has received a descriptor.
+/// Wait (up to DEADLINE) until the agent has received a descriptor.
 fn wait_for_state(agent: &Agent) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let end = std::time::Instant::now() + nk_tests::DEADLINE;
     while std::time::Instant::now() < end {
         if !agent.states().is_empty() {
             return true;

@@ -307,15 +307,12 @@ impl Unshared {
     pub fn ns(&self, file: &str) -> (String, String) {
         let path = format!("/proc/{}/ns/{file}", self.0.id());
         let own = std::fs::read_link(format!("/proc/self/ns/{file}")).unwrap();
-        for _ in 0..150 {
-            if let Ok(l) = std::fs::read_link(&path) {
-                if l != own {
-                    return (path, l.display().to_string());
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("unshare did not enter a new {file} namespace");
+        let l = wait_for(
+            &format!("unshare to enter a new {file} namespace"),
+            DEADLINE,
+            || std::fs::read_link(&path).ok().filter(|l| *l != own),
+        );
+        (path, l.display().to_string())
     }
 }
 
