@@ -73,10 +73,22 @@ fn default_lld() -> bool {
         return false;
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = std::process::Command::new(rustc).arg("--version").output() else {
-        return false;
-    };
     // "rustc 1.95.0 (59807616e 2026-04-14)"
+    version_of(&rustc, "--version") >= (1, 90)
+}
+
+/// Whether the glibc that is linked in (the build host's) is at least
+/// `major.minor` (`getconf GNU_LIBC_VERSION`: "glibc 2.36").
+fn glibc_at_least(major: u32, minor: u32) -> bool {
+    version_of("getconf", "GNU_LIBC_VERSION") >= (major, minor)
+}
+
+/// The `major.minor` of the second word `program arg` prints ((0, 0) when
+/// it cannot be run or read).
+fn version_of(program: &str, arg: &str) -> (u32, u32) {
+    let Ok(out) = std::process::Command::new(program).arg(arg).output() else {
+        return (0, 0);
+    };
     let v = String::from_utf8_lossy(&out.stdout);
     let mut nums = v
         .split_whitespace()
@@ -84,25 +96,5 @@ fn default_lld() -> bool {
         .unwrap_or("")
         .split(['.', '-'])
         .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
-}
-
-/// Whether the glibc that is linked in (the build host's) is at least
-/// `major.minor` (`getconf GNU_LIBC_VERSION`: "glibc 2.36").
-fn glibc_at_least(major: u32, minor: u32) -> bool {
-    let Ok(out) = std::process::Command::new("getconf")
-        .arg("GNU_LIBC_VERSION")
-        .output()
-    else {
-        return false;
-    };
-    let v = String::from_utf8_lossy(&out.stdout);
-    let mut nums = v
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("")
-        .split('.')
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    (nums.next().unwrap_or(0), nums.next().unwrap_or(0)) >= (major, minor)
+    (nums.next().unwrap_or(0), nums.next().unwrap_or(0))
 }
