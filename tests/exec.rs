@@ -437,6 +437,9 @@ fn with_signals_ignored(mut c: Command) -> Command {
     c
 }
 
+/// What /proc/self/status says of a process with no signal blocked or ignored.
+const DEFAULT_SIGNALS: &str = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+
 /// Signals the caller ignored stay behind: the container's process (run and
 /// exec alike) starts with every signal at its default action and none
 /// blocked, so a ^C or a `kill -INT` reaches it as it would on a fresh
@@ -451,11 +454,7 @@ fn the_container_starts_with_default_signal_actions() {
     c.args(["run", "--bundle", &b.path(), &id]);
     let o = c.stdin(Stdio::null()).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
-        "run"
-    );
+    assert_eq!(stdout(&o), DEFAULT_SIGNALS, "run");
     let _ = root.run(&["delete", "-f", &id]);
     let r = Running::start(&runtime().display().to_string(), &|_| {});
     let mut c = with_signals_ignored(r.root.cmd());
@@ -469,9 +468,5 @@ fn the_container_starts_with_default_signal_actions() {
     ]);
     let o = c.stdin(Stdio::null()).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
-        "exec"
-    );
+    assert_eq!(stdout(&o), DEFAULT_SIGNALS, "exec");
 }
