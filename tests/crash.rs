@@ -71,6 +71,8 @@ enum Variant {
     NoPivot,
     /// process.terminal, bridged by `run`.
     Terminal,
+    /// A host network device in linux.netDevices, moved in by create.
+    NetDevices,
 }
 
 impl Variant {
@@ -83,6 +85,7 @@ impl Variant {
             Variant::HostMounts => "no-mountns",
             Variant::NoPivot => "no-pivot",
             Variant::Terminal => "terminal",
+            Variant::NetDevices => "net-devices",
         }
     }
 
@@ -141,6 +144,10 @@ struct World {
     flags: Vec<&'static str>,
     variant: Variant,
     seq: std::cell::Cell<u32>,
+    /// Variant::NetDevices: the host device each create moves in (made
+    /// again before every create or run: the last one went with its
+    /// container's network namespace).
+    netdev: String,
 }
 
 const HOOK_SCRIPT: &str = "cat >/dev/null";
@@ -208,6 +215,7 @@ impl World {
             },
             variant,
             seq: std::cell::Cell::new(0),
+            netdev: format!("nkc{:x}x{:x}", std::process::id(), next_link()),
         };
         match variant {
             Variant::UsernsJoin => w.holder = Some(w.start_holder(true)),
@@ -289,6 +297,7 @@ impl World {
                 ns.push(json!({"type": "ipc", "path": path}));
             }
             Variant::Terminal => c["process"]["terminal"] = json!(true),
+            Variant::NetDevices => c["linux"]["netDevices"] = json!({ &self.netdev: {} }),
         }
         std::fs::write(
             self.bundle.join("config.json"),
@@ -346,6 +355,9 @@ impl World {
     /// files kept until the world is dropped (a container's init writes
     /// its last words into the stderr of the create that made it).
     fn cmd(&self, args: &[&str], trace: &Path, fault: Option<&Fault>) -> (Command, PathBuf) {
+        if matches!(args.first(), Some(&"create") | Some(&"run")) {
+            self.ensure_netdev();
+        }
         let (out, err) = self.out_files();
         let mut c = Command::new(fault_runtime());
         c.arg("--root").arg(&self.root).args(args);
@@ -357,6 +369,32 @@ impl World {
             .stdout(std::fs::File::create(out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap());
         (c, err)
+    }
+
+    /// Variant::NetDevices: make the host device (a veth; its peer gets a
+    /// new name each time, as the last one may still be going with the
+    /// last container's namespace) unless it is there.
+    fn ensure_netdev(&self) {
+        if self.variant != Variant::NetDevices
+            || Path::new("/sys/class/net").join(&self.netdev).exists()
+        {
+            return;
+        }
+        let peer = format!("nkp{:x}x{:x}", std::process::id(), next_link());
+        let st = Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &self.netdev,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer,
+            ])
+            .status()
+            .expect("ip (iproute2)");
+        assert!(st.success(), "ip link add {} type veth failed", self.netdev);
     }
 
     fn leftovers(&self) -> Leftovers {
@@ -375,7 +413,18 @@ impl Drop for World {
         if let Some((root, id)) = &self.holder {
             let _ = rt(&shipped(), root, &["delete", "-f", id]);
         }
+        if Path::new("/sys/class/net").join(&self.netdev).exists() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.netdev])
+                .status();
+        }
     }
+}
+
+/// A number for a unique interface name (at most 15 bytes with the pid).
+fn next_link() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Run a runtime on a root; (exit code, stdout, stderr).
@@ -672,6 +721,7 @@ fn crash_case(variant: Variant, verb: Verb, f: &Fault) -> Result<(String, String
     let mut args = vec!["run", "-d"];
     args.extend(w.flags.iter().copied());
     args.extend(["--bundle", b, &w.id]);
+    w.ensure_netdev();
     let (code, _, err) = rt(&shipped(), &w.root, &args);
     if code != Some(0) {
         return Err(format!("the same id could not be created again: {err}"));
@@ -765,6 +815,7 @@ fn crash_at_every_step_leaves_nothing_after_delete_force() {
         Variant::HostMounts,
         Variant::NoPivot,
         Variant::Terminal,
+        Variant::NetDevices,
     ];
     let mut cases: Vec<(Variant, Verb, Fault)> = Vec::new();
     let mut covered: BTreeSet<(bool, String)> = BTreeSet::new();

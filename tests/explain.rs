@@ -949,6 +949,31 @@ fn host_exceptions() -> BTreeMap<&'static str, String> {
     m
 }
 
+/// linux.netDevices: a veth end moved into the container, renamed.
+fn scenario_net_devices() -> BTreeSet<String> {
+    let dev = format!("nke{:x}", std::process::id());
+    let peer = format!("nkf{:x}", std::process::id());
+    let st = std::process::Command::new("ip")
+        .args(["link", "add", &dev, "type", "veth", "peer", "name", &peer])
+        .status()
+        .expect("ip (iproute2)");
+    assert!(st.success(), "ip link add {dev} type veth");
+    let root = Root::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["netDevices"] = json!({ &dev: {"name": "eth5"} }));
+    let (code, _, err) = run_e(&root, &["run", "--bundle", &b.path(), &unique_id("ex-nd")]);
+    if std::path::Path::new("/sys/class/net").join(&dev).exists() {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &dev])
+            .status();
+    }
+    assert_eq!(code, 0, "{err}");
+    let got = check("netDevices", &err, &["netdevices"]);
+    let detail = detail_of(&err, "netdevices");
+    assert!(detail.contains(&format!("{dev} -> eth5")), "{detail}");
+    got
+}
+
 fn scenario_lsm() -> BTreeSet<String> {
     let mut got = BTreeSet::new();
     if !sandbox::linux::lsm::apparmor_enabled() {
@@ -976,6 +1001,7 @@ fn every_catalog_step_is_narrated() {
     got.extend(scenario_signal_forward());
     got.extend(scenario_checkpoint());
     got.extend(scenario_lsm());
+    got.extend(scenario_net_devices());
     got.extend(scenario_cgroup_v2());
     got.extend(scenario_vm());
     let exceptions = host_exceptions();

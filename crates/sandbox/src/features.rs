@@ -6,7 +6,8 @@
 
 use crate::linux::{capabilities, hooks, lsm, mounts, namespaces, seccomp};
 use oci_spec::runtime::{
-    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, MountExtensions, Seccomp, Selinux,
+    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, MountExtensions, NetDevices,
+    Seccomp, Selinux,
 };
 
 /// The oldest runtime-spec version a config may declare.
@@ -70,6 +71,10 @@ pub fn features() -> Features {
     let mut mx = MountExtensions::default();
     mx.set_idmap(Some(idmap));
 
+    // linux.netDevices: moved in by create (linux/netdevices.rs).
+    let mut netdev = NetDevices::default();
+    netdev.set_enabled(Some(true));
+
     let mut linux = LinuxFeature::default();
     linux
         .set_namespaces(Some(ns))
@@ -81,7 +86,8 @@ pub fn features() -> Features {
         .set_apparmor(Some(aa))
         .set_selinux(Some(se))
         .set_intel_rdt(Some(rdt))
-        .set_mount_extensions(Some(mx));
+        .set_mount_extensions(Some(mx))
+        .set_net_devices(Some(netdev));
 
     let mut f = Features::default();
     f.set_oci_version_min(OCI_VERSION_MIN.to_string())

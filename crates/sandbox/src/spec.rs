@@ -361,6 +361,7 @@ const CHECKS: &[Check] = &[
     |b, _, _| on_linux(b, crate::linux::rootfs::check_paths),
     |b, _, _| on_linux(b, crate::linux::devices::check),
     |b, a, _| on_linux(b, |l| crate::linux::sysctl::check(l, a)),
+    |b, a, _| on_linux(b, |l| crate::linux::netdevices::check(l, a)),
     |b, _, _| on_linux(b, crate::cgroups::check),
     |b, _, _| on_linux(b, crate::linux::procattr::check_personality),
     |b, _, _| on_linux(b, crate::linux::seccomp::check),

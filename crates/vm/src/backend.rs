@@ -445,6 +445,12 @@ impl VmBackend {
             },
         )?;
         let config = bundle.spec.clone();
+        if sandbox::linux::netdevices::wanted(config.linux().as_ref()) {
+            return Err(Error::Msg(format!(
+                "{}: linux.netDevices: not supported in VM mode (the guest has its own kernel; a host device cannot be moved into it): use --mode=container",
+                bundle.config_path.display()
+            )));
+        }
         let terminal = config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
         if terminal && o.console_socket.is_none() && !o.foreground {
             return Err(Error::Msg("cannot allocate tty if runc will detach without setting console socket: give --console-socket, or set process.terminal to false".into()));

@@ -327,7 +327,13 @@ impl Runtime {
             what: "the container's init",
             through_exec: false,
             answer: Some(&mut |r| match r {
-                Request::Hooks => run_create_hooks(&bundle, &o.id, &record),
+                Request::Hooks => {
+                    if let Some(l) = bundle.spec.linux() {
+                        let netns = PathBuf::from(format!("/proc/{}/ns/net", record.pid));
+                        linux::netdevices::move_all(l, &netns, &bundle.config_path)?;
+                    }
+                    run_create_hooks(&bundle, &o.id, &record)
+                }
                 Request::Reborn(new) => {
                     record.pid = new;
                     record.pid_start = state::proc_stat(new).map(|s| s.start).unwrap_or(0);

@@ -45,7 +45,8 @@ pub(super) struct Setup<'a> {
 
 /// A request the child makes on the way to Ready, answered by the verb.
 pub(super) enum Request {
-    /// Run the prestart and createRuntime hooks (HooksDone is sent after).
+    /// Move linux.netDevices in and run the prestart and createRuntime
+    /// hooks (HooksDone is sent after).
     Hooks,
     /// The init re-cloned itself into the joined pid namespace: this is the
     /// container's init now (Reborn is sent back after).

@@ -297,6 +297,9 @@ steps! {
     SYSCTL = "sysctl", Mounts,
         "Write linux.sysctl values under /proc/sys.",
         "Only namespaced sysctls (net.*, kernel.shm*, kernel.msg*, fs.mqueue.*) are accepted, and only with their namespace: the values change the container's namespaces, never the host.";
+    NET_DEVICES = "netdevices", Namespaces,
+        "Move each device of linux.netDevices from the runtime's network namespace into the container's (RTM_NEWLINK with IFLA_NET_NS_FD and its new name), then add its addresses again and bring it up if it was up.",
+        "The container gets a host device (a NIC, a dummy, a CNI-made link) for itself. The kernel drops addresses on a move, so they are carried over by hand; nothing moves back at delete: a network namespace that goes destroys its virtual devices and returns physical ones to the host's initial namespace.";
     HOOK = "hook", Hooks,
         "Run an OCI hook with the container's state JSON on its stdin.",
         "Hooks let the engine plug in at fixed points (Docker's prestart hook sets up networking). prestart, createRuntime, poststart and poststop run in the runtime's namespaces; createContainer and startContainer inside the container. A failure before the program runs fails the command; after, it is a warning.";

@@ -11,6 +11,7 @@ pub mod lsm;
 pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
+pub mod netdevices;
 pub mod netlink;
 pub mod procattr;
 pub mod rlimits;

@@ -250,8 +250,12 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
             }
             root_fd
         };
-        // prestart and createRuntime hooks run in the runtime's namespace, by the parent.
-        if has_hooks(&spec, &["prestart", "createRuntime"]) {
+        // The parent's work in the runtime's namespaces, now that the
+        // container's exist: linux.netDevices moved in, then the prestart
+        // and createRuntime hooks.
+        if has_hooks(&spec, &["prestart", "createRuntime"])
+            || linux::netdevices::wanted(Some(&linux))
+        {
             chan().send(&ToParent::Hooks)?;
             match chan().recv::<ToChild>()? {
                 Some((ToChild::HooksDone, _)) => {}

@@ -109,7 +109,9 @@ pub enum ToParent {
     Log(Record),
     /// An explain or trace event.
     Event(Event),
-    /// Mounts are done, pivot_root is next: run prestart and createRuntime hooks now.
+    /// Mounts are done, pivot_root is next: do the runtime-side work that
+    /// needs the container's namespaces (linux.netDevices, then the
+    /// prestart and createRuntime hooks) now.
     Hooks,
     /// The pty master is attached (terminal without a console socket).
     Pty,
