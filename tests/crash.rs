@@ -263,6 +263,9 @@ impl World {
                 c["process"]["oomScoreAdj"] = json!(100);
                 c["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 3});
                 c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 4});
+                if numa_here() {
+                    c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"});
+                }
                 c["root"]["readonly"] = json!(true);
             }
             Variant::Userns => Self::userns(&mut c, &self.mark),
@@ -419,6 +422,10 @@ impl Drop for World {
                 .status();
         }
     }
+}
+
+fn numa_here() -> bool {
+    Path::new("/sys/devices/system/node/node0").exists()
 }
 
 /// A number for a unique interface name (at most 15 bytes with the pid).
@@ -776,6 +783,13 @@ fn unreachable_here() -> BTreeMap<&'static str, String> {
                 ),
             );
         }
+    }
+    if !numa_here() {
+        m.insert(
+            "mempolicy",
+            "no NUMA in this kernel: set_mempolicy fails (tests/memory_policy.rs checks the error)"
+                .to_string(),
+        );
     }
     if !sandbox::linux::lsm::apparmor_enabled() && !sandbox::linux::lsm::selinux_enabled() {
         m.insert(

@@ -917,6 +917,13 @@ fn scenario_vm() -> BTreeSet<String> {
 /// Steps this host cannot exercise, each with the check that proves why.
 fn host_exceptions() -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
+    if !numa_here() {
+        m.insert(
+            "mempolicy",
+            "no NUMA in this kernel (/sys/devices/system/node/node0): set_mempolicy fails,              which tests/memory_policy.rs checks"
+                .to_string(),
+        );
+    }
     if !v1_devices() {
         m.insert(
             "cgroup.device_rules",
@@ -947,6 +954,23 @@ fn host_exceptions() -> BTreeMap<&'static str, String> {
         );
     }
     m
+}
+
+fn numa_here() -> bool {
+    std::path::Path::new("/sys/devices/system/node/node0").exists()
+}
+
+/// linux.memoryPolicy, where the kernel has NUMA.
+fn scenario_memory_policy() -> BTreeSet<String> {
+    if !numa_here() {
+        return BTreeSet::new();
+    }
+    let root = Root::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"}));
+    let (code, _, err) = run_e(&root, &["run", "--bundle", &b.path(), &unique_id("ex-mp")]);
+    assert_eq!(code, 0, "{err}");
+    check("memoryPolicy", &err, &["mempolicy"])
 }
 
 /// linux.netDevices: a veth end moved into the container, renamed.
@@ -1002,6 +1026,7 @@ fn every_catalog_step_is_narrated() {
     got.extend(scenario_checkpoint());
     got.extend(scenario_lsm());
     got.extend(scenario_net_devices());
+    got.extend(scenario_memory_policy());
     got.extend(scenario_cgroup_v2());
     got.extend(scenario_vm());
     let exceptions = host_exceptions();

@@ -6,8 +6,8 @@
 
 use crate::linux::{capabilities, hooks, lsm, mounts, namespaces, seccomp};
 use oci_spec::runtime::{
-    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, MountExtensions, NetDevices,
-    Seccomp, Selinux,
+    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, MemoryPolicy, MountExtensions,
+    NetDevices, Seccomp, Selinux,
 };
 
 /// The oldest runtime-spec version a config may declare.
@@ -75,6 +75,11 @@ pub fn features() -> Features {
     let mut netdev = NetDevices::default();
     netdev.set_enabled(Some(true));
 
+    // linux.memoryPolicy: set_mempolicy() in the container's process.
+    let (modes, flags) = crate::linux::procattr::memory_policy_names();
+    let mut mempolicy = MemoryPolicy::default();
+    mempolicy.set_modes(Some(modes)).set_flags(Some(flags));
+
     let mut linux = LinuxFeature::default();
     linux
         .set_namespaces(Some(ns))
@@ -87,7 +92,8 @@ pub fn features() -> Features {
         .set_selinux(Some(se))
         .set_intel_rdt(Some(rdt))
         .set_mount_extensions(Some(mx))
-        .set_net_devices(Some(netdev));
+        .set_net_devices(Some(netdev))
+        .set_memory_policy(Some(mempolicy));
 
     let mut f = Features::default();
     f.set_oci_version_min(OCI_VERSION_MIN.to_string())

@@ -364,6 +364,7 @@ const CHECKS: &[Check] = &[
     |b, a, _| on_linux(b, |l| crate::linux::netdevices::check(l, a)),
     |b, _, _| on_linux(b, crate::cgroups::check),
     |b, _, _| on_linux(b, crate::linux::procattr::check_personality),
+    |b, _, _| on_linux(b, crate::linux::procattr::check_memory_policy),
     |b, _, _| on_linux(b, crate::linux::seccomp::check),
     |b, a, _| on_linux(b, |l| namespaces::check_time_offsets(l, a)),
     |b, a, _| namespaces::check_uts_names(&b.spec, a),

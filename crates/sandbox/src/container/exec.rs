@@ -272,6 +272,11 @@ impl Runtime {
                 .linux()
                 .as_ref()
                 .and_then(|l| l.personality().clone()),
+            memory_policy: parsed
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.memory_policy().clone()),
             preserve_fds: o.preserve_fds,
             console_fd,
             seccomp_listener_fd,

@@ -309,6 +309,9 @@ steps! {
     OOM_SCORE = "oom_score_adj", Namespaces,
         "Write process.oomScoreAdj to /proc/self/oom_score_adj.",
         "Tells the kernel's OOM killer how willing it should be to pick this container first when the host runs out of memory.";
+    MEMPOLICY = "mempolicy", Process,
+        "set_mempolicy() with linux.memoryPolicy's mode, nodes and flags.",
+        "NUMA placement: which memory nodes the container's pages come from (bound, interleaved, preferred). The policy is inherited by every child and kept across execve, so setting it once before the program starts covers the whole container.";
     PERSONALITY = "personality", Process,
         "personality() with linux.personality's execution domain.",
         "LINUX32 makes uname report a 32-bit machine, so 32-bit build tools inside behave as on a 32-bit host.";

@@ -97,6 +97,143 @@ pub fn set_ioprio(value: i32) -> Result<()> {
     super::syscall::ioprio_set_self(value).map_err(|e| Error::sys("ioprio_set", e))
 }
 
+/// The largest NUMA node number any kernel build has (MAX_NUMNODES is
+/// 1 << NODES_SHIFT, at most 10 on x86-64).
+const MAX_NODE: u32 = 1023;
+
+/// Every mode and flag of linux.memoryPolicy this runtime applies (for
+/// `features`).
+pub fn memory_policy_names() -> (Vec<String>, Vec<String>) {
+    use oci_spec::runtime::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    let modes = [
+        M::MpolDefault,
+        M::MpolBind,
+        M::MpolInterleave,
+        M::MpolWeightedInterleave,
+        M::MpolPreferred,
+        M::MpolPreferredMany,
+        M::MpolLocal,
+    ];
+    let flags = [
+        F::MpolFNumaBalancing,
+        F::MpolFRelativeNodes,
+        F::MpolFStaticNodes,
+    ];
+    (
+        modes.iter().map(|m| m.to_string()).collect(),
+        flags.iter().map(|f| f.to_string()).collect(),
+    )
+}
+
+/// set_mempolicy(2)'s mode and flag values for linux.memoryPolicy.
+fn mempolicy_bits(mp: &oci_spec::runtime::LinuxMemoryPolicy) -> i32 {
+    use oci_spec::runtime::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    let mode = match mp.mode() {
+        M::MpolDefault => 0,
+        M::MpolPreferred => 1,
+        M::MpolBind => 2,
+        M::MpolInterleave => 3,
+        M::MpolLocal => 4,
+        M::MpolPreferredMany => 5,
+        M::MpolWeightedInterleave => 6,
+    };
+    mp.flags().iter().flatten().fold(mode, |m, f| {
+        m | match f {
+            F::MpolFNumaBalancing => 1 << 13,
+            F::MpolFRelativeNodes => 1 << 14,
+            F::MpolFStaticNodes => 1 << 15,
+        }
+    })
+}
+
+fn mempolicy_text(mp: &oci_spec::runtime::LinuxMemoryPolicy) -> String {
+    let flags: Vec<String> = mp.flags().iter().flatten().map(|f| f.to_string()).collect();
+    format!(
+        "mode {}, nodes {:?}, flags [{}]",
+        mp.mode(),
+        mp.nodes().as_deref().unwrap_or(""),
+        flags.join(", ")
+    )
+}
+
+/// The node list of linux.memoryPolicy.nodes (empty when unset or "").
+fn mempolicy_nodes(
+    mp: &oci_spec::runtime::LinuxMemoryPolicy,
+) -> std::result::Result<Vec<u32>, String> {
+    let s = mp.nodes().as_deref().unwrap_or("").trim();
+    if s.is_empty() {
+        return Ok(vec![]);
+    }
+    let nodes = parse_cpu_list(s).ok_or_else(|| {
+        format!("{s:?} is not a list of memory nodes such as 0-3,5 (or a range too large)")
+    })?;
+    if let Some(n) = nodes.iter().find(|&&n| n > MAX_NODE) {
+        return Err(format!(
+            "{s:?}: node {n} is above the largest node number a kernel can have ({MAX_NODE})"
+        ));
+    }
+    Ok(nodes)
+}
+
+/// linux.memoryPolicy, before anything exists: a node list that parses,
+/// the modes that take nodes given some and the others none, and flags
+/// that go together. The kernel checks the rest (nodes this host has).
+pub fn check_memory_policy(linux: &oci_spec::runtime::Linux) -> crate::error::Checked {
+    use oci_spec::runtime::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    let Some(mp) = linux.memory_policy() else {
+        return Ok(());
+    };
+    let err = |field: &str, r: String| {
+        crate::error::FieldError::new(format!("linux.memoryPolicy{field}"), r)
+    };
+    let nodes = mempolicy_nodes(mp).map_err(|r| err(".nodes", r))?;
+    let flags = mp.flags().clone().unwrap_or_default();
+    match mp.mode() {
+        M::MpolDefault | M::MpolLocal if !nodes.is_empty() || !flags.is_empty() => {
+            return Err(err(
+                "",
+                format!("{} takes no nodes and no flags (set_mempolicy(2) refuses them): remove them, or pick a mode that uses nodes", mp.mode()),
+            ))
+        }
+        M::MpolBind | M::MpolInterleave | M::MpolWeightedInterleave | M::MpolPreferredMany
+            if nodes.is_empty() =>
+        {
+            return Err(err(".nodes", format!("{} needs at least one node", mp.mode())))
+        }
+        _ => {}
+    }
+    if flags.contains(&F::MpolFStaticNodes) && flags.contains(&F::MpolFRelativeNodes) {
+        return Err(err(
+            ".flags",
+            "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// set_mempolicy() with linux.memoryPolicy, for this process and all it
+/// starts.
+pub fn set_memory_policy(mp: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<()> {
+    explain::step(&catalog::MEMPOLICY, || mempolicy_text(mp));
+    let nodes =
+        mempolicy_nodes(mp).map_err(|r| Error::msg(format!("linux.memoryPolicy.nodes {r}")))?;
+    let words = nodes
+        .iter()
+        .max()
+        .map_or(0, |&m| m as usize / libc::c_ulong::BITS as usize + 1);
+    let mut mask: Vec<libc::c_ulong> = vec![0; words];
+    for n in nodes {
+        let b = libc::c_ulong::BITS;
+        mask[(n / b) as usize] |= 1 << (n % b);
+    }
+    super::syscall::set_mempolicy_self(mempolicy_bits(mp), &mask).map_err(|e| {
+        Error::msg(format!(
+            "set_mempolicy({}) for linux.memoryPolicy: {e} (a node this host does not have? see /sys/devices/system/node/online)",
+            mempolicy_text(mp)
+        ))
+    })
+}
+
 /// The most entries a CPU or memory-node list may expand to.
 const MAX_CPU_LIST: usize = 1 << 16;
 

@@ -268,6 +268,22 @@ pub fn ioprio_set_self(value: i32) -> nix::Result<()> {
     check(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) }).map(drop)
 }
 
+/// set_mempolicy(2) of this thread (inherited by its children and kept
+/// across execve): `mode` with its flags or'ed in, `nodes` a bitmask of
+/// memory nodes (empty: none given).
+pub fn set_mempolicy_self(mode: i32, nodes: &[libc::c_ulong]) -> nix::Result<()> {
+    let bits = nodes.len() * libc::c_ulong::BITS as usize;
+    // The kernel reads maxnode - 1 bits.
+    let (ptr, maxnode) = if nodes.is_empty() {
+        (std::ptr::null(), 0)
+    } else {
+        (nodes.as_ptr(), bits + 1)
+    };
+    // SAFETY: the kernel reads at most maxnode - 1 bits from `nodes`, which
+    // holds exactly that many and outlives the call.
+    check(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) }).map(drop)
+}
+
 /// The kernel's `struct sched_attr` (sched_setattr(2)).
 #[repr(C)]
 #[derive(Debug, Default)]

@@ -576,6 +576,9 @@ fn finalize(req: &InitRequest) -> Result<Prepared> {
     if let Some(pers) = &req.personality {
         linux::procattr::personality(pers)?;
     }
+    if let Some(mp) = &req.memory_policy {
+        linux::procattr::set_memory_policy(mp)?;
+    }
     // execCPUAffinity is for exec processes only (the spec says so); the
     // parent applied `initial` before moving us into the cgroup.
     if let (InitKind::Exec, Some(a)) = (req.kind, p.exec_cpu_affinity()) {

@@ -59,6 +59,9 @@ pub struct InitRequest {
     /// linux.personality, applied to init and exec processes alike.
     #[serde(default)]
     pub personality: Option<oci_spec::runtime::LinuxPersonality>,
+    /// linux.memoryPolicy, applied to init and exec processes alike.
+    #[serde(default)]
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
     pub preserve_fds: i32,
     /// Inherited descriptor of the connected --console-socket.
     pub console_fd: Option<i32>,
