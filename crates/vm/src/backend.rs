@@ -155,6 +155,7 @@ pub fn ensure_default_template(
         memory_mib: DEFAULT_MEMORY_MIB,
         accel,
         append: append_words(),
+        nics: 0,
     };
     let t = std::time::Duration::from_secs(ready_timeout_secs());
     crate::template::ensure(&shape, t, progress)
@@ -543,6 +544,7 @@ impl VmBackend {
             memory_mib,
             accel,
             append: append.to_vec(),
+            nics: 0,
         };
         let timeout = std::time::Duration::from_secs(ready_timeout_secs());
         match template::ensure(&shape, timeout, &|m| {
@@ -733,6 +735,7 @@ impl VmBackend {
             pod: p.pod.clone(),
             template: p.template.clone(),
             cold_why: p.cold_why.clone(),
+            kernel: p.image.kernel_version.clone(),
         };
         let mpath = dir.join(monitor::CONFIG);
         let mjson = serde_json::to_vec(&mcfg)
