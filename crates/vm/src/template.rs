@@ -307,6 +307,8 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
     let cache = crate::cache::cache_dir();
     let dir = shape.dir(&cache)?;
     if let Ok(t) = validate(&dir, shape) {
+        // Used now: pruning keeps it.
+        crate::cache::touch(&dir);
         return Ok(Ensured::Cached(t));
     }
     let name = dir
@@ -316,7 +318,10 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
         .into_owned();
     let _lock = CacheLock::take_named(&cache, &format!(".{name}.lock"))?;
     match validate(&dir, shape) {
-        Ok(t) => return Ok(Ensured::Cached(t)),
+        Ok(t) => {
+            crate::cache::touch(&dir);
+            return Ok(Ensured::Cached(t));
+        }
         Err(e) if dir.exists() => {
             discard(&dir);
             return Err(Error::Msg(format!(
@@ -372,6 +377,16 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
         Error::io("rename into place", &dir, e)
     })?;
     let t = validate(&dir, shape)?;
+    drop(_lock);
+    // Templates of other shapes and older builds not used for a day.
+    if let Ok(_cache_lock) = CacheLock::take(&cache) {
+        for p in crate::cache::prune(&cache, "template-", &dir, crate::cache::KEEP_UNUSED) {
+            progress(format!(
+                "removed the VM template {}, not used for a day",
+                p.display()
+            ));
+        }
+    }
     Ok(Ensured::Built(t, boot_ms))
 }
 
