@@ -11,23 +11,39 @@
 #   cold      run --mode=vm --vm-boot=cold: the kernel boots, the agent starts
 #   template  run --mode=vm: restored from the template snapshot
 #   container run in container mode
+#   cold-nic, template-nic  the same two in a network namespace holding a
+#             veth (as an engine's bridge network gives): one network card
 # Prints p50 (median), mean and min in ms per row, the template row's
 # ratio to the floor, and the guest's boot-to-agent-ready time.
-# Needs root, qemu-system-x86, linux-image-amd64, gcc and the static agent
+# Needs root, iproute2, qemu-system-x86, linux-image-amd64, gcc and the static agent
 # (`make agent`); the guest image and the template are built first (not timed).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 rt=$(readlink -f "${1:-$here/target/x86_64-unknown-linux-gnu/release/nk-runtime}")
 runs=${2:-10}
 w=$(mktemp -d /tmp/nk-bench-vm.XXXXXX)
-trap 'rm -rf "$w"' EXIT
+ns=nkbench-$$
+trap 'rm -rf "$w"; ip netns del "$ns" 2>/dev/null || true' EXIT
 "$here/scripts/mk-rootfs.sh" "$w/rootfs" >/dev/null
 ( cd "$w" && "$rt" spec )
-python3 - "$w/config.json" <<'PY'
+# An engine's namespace: eth0 (a veth whose peer is on the host), up, addressed.
+ip netns add "$ns"
+ip link add "nkb$$" type veth peer name eth0 netns "$ns"
+ip -n "$ns" addr add 10.251.0.2/24 dev eth0
+ip -n "$ns" link set eth0 up
+ip -n "$ns" link set lo up
+ip link set "nkb$$" up
+mkdir "$w/net"
+python3 - "$w" "/run/netns/$ns" <<'PY'
 import json, sys
-p = sys.argv[1]; c = json.load(open(p))
+w, ns = sys.argv[1], sys.argv[2]; p = f"{w}/config.json"; c = json.load(open(p))
 c["process"]["terminal"] = False; c["process"]["args"] = ["echo", "hello"]
 json.dump(c, open(p, "w"))
+c["root"]["path"] = f"{w}/rootfs"
+for n in c["linux"]["namespaces"]:
+    if n["type"] == "network":
+        n["path"] = ns
+json.dump(c, open(f"{w}/net/config.json", "w"))
 PY
 "$rt" vm-image build >/dev/null
 # The floor's initramfs: /init only.
@@ -60,9 +76,11 @@ rows = {
     "cold": [rt, "--root", f"{w}/state", "run", "--mode=vm", "--vm-boot=cold", "--bundle", w, "v-cold"],
     "template": [rt, "--root", f"{w}/state", "run", "--mode=vm", "--bundle", w, "v-tmpl"],
     "container": [rt, "--root", f"{w}/state", "run", "--bundle", w, "c-bench"],
+    "cold-nic": [rt, "--root", f"{w}/state", "run", "--mode=vm", "--vm-boot=cold", "--bundle", f"{w}/net", "v-cold-nic"],
+    "template-nic": [rt, "--root", f"{w}/state", "run", "--mode=vm", "--bundle", f"{w}/net", "v-tmpl-nic"],
 }
 times = {k: [] for k in rows}
-for i in range(runs + 1):
+for i in range(runs + 1):  # the first round also builds the one-card template
     for name, argv in rows.items():
         t0 = time.monotonic()
         r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -71,11 +89,12 @@ for i in range(runs + 1):
             sys.exit(f"{name}: exit {r.returncode}: {r.stderr.decode()[-500:]}")
         if i > 0:  # the first round warms up
             times[name].append(dt * 1000)
-print(f"{'row':<10} {'p50_ms':>8} {'mean_ms':>8} {'min_ms':>8} {'runs':>5}")
+print(f"{'row':<12} {'p50_ms':>8} {'mean_ms':>8} {'min_ms':>8} {'runs':>5}")
 for k, t in times.items():
-    print(f"{k:<10} {statistics.median(t):8.1f} {statistics.mean(t):8.1f} {min(t):8.1f} {len(t):5d}")
-f, c, t = (statistics.median(times[k]) for k in ("floor", "cold", "template"))
+    print(f"{k:<12} {statistics.median(t):8.1f} {statistics.mean(t):8.1f} {min(t):8.1f} {len(t):5d}")
+f, c, t, cn, tn = (statistics.median(times[k]) for k in ("floor", "cold", "template", "cold-nic", "template-nic"))
 print(f"template / floor: {t / f:.2f} (goal <= 0.25); cold / floor: {c / f:.2f}")
+print(f"with a card: template-nic / floor: {tn / f:.2f}; cold-nic / floor: {cn / f:.2f}")
 PY
 # One more cold VM run with its record kept, for the boot time.
 "$rt" --root "$w/state" run --keep --mode=vm --vm-boot=cold --bundle "$w" v-boot >/dev/null </dev/null

@@ -223,6 +223,50 @@ fn features_document() {
     );
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert_eq!(f["hooks"].as_array().unwrap().len(), 6);
+    assert_eq!(f["annotations"]["org.nano-sandbox.mode"], "container|vm");
+    assert_eq!(
+        f["annotations"]["org.nano-sandbox.vm.boot"],
+        "template|cold"
+    );
+    assert_eq!(f["annotations"]["org.nano-sandbox.vm.share"], "9p|virtiofs");
+    assert_eq!(f["annotations"]["org.nano-sandbox.vm.vcpus"], "1-64");
+    assert_eq!(
+        f["annotations"]["org.nano-sandbox.vm.memory-mib"],
+        "128-262144"
+    );
+    // Every org.nano-sandbox.* name in the code is an annotation that the
+    // document lists, but the agent protocol's two virtio-serial ports.
+    let ports = ["org.nano-sandbox.control", "org.nano-sandbox.stdio"];
+    let mut seen = Vec::new();
+    let mut dirs = vec![workspace().join("crates")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, _) in text.match_indices("org.nano-sandbox.") {
+                    let name: String = text[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                        .collect();
+                    let name = name.trim_end_matches('.').to_string();
+                    if !ports.contains(&name.as_str()) && !seen.contains(&name) {
+                        seen.push(name);
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen.len() >= 5, "{seen:?}");
+    for name in &seen {
+        assert!(
+            f["annotations"].get(name).is_some(),
+            "{name} is read by the code but not listed by features: {}",
+            f["annotations"]
+        );
+    }
 }
 
 /// The command lines engines send to checkpoint and restore (Go-style

@@ -10,8 +10,10 @@
 //! the engine left it), and a config with no network namespace (the host's
 //! stack, `--network host`) is refused before any VM is started. A second
 //! container in the same namespace and state root runs in the first's VM
-//! (a pod's); under another root it is refused. Each test boots at most
-//! one VM.
+//! (a pod's); under another root it is refused. That VM boots cold
+//! (`--vm-boot=cold`); two VMs with a card each restore from the template
+//! with one card, each card with its veth's MAC, both reachable at once.
+//! Each test boots at most one VM (the template's build aside).
 
 use nk_tests::vm as vm_support;
 
@@ -179,7 +181,15 @@ fn the_engines_namespace_reaches_the_vm_and_back() {
     let outp = outdir.path().join("out");
     let errp = outdir.path().join("err");
     let st = vm_cmd(&root)
-        .args(["run", "-d", "--mode=vm", "--bundle", &b.path(), &id])
+        .args([
+            "run",
+            "-d",
+            "--mode=vm",
+            "--vm-boot=cold",
+            "--bundle",
+            &b.path(),
+            &id,
+        ])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&outp).unwrap())
         .stderr(std::fs::File::create(&errp).unwrap())
@@ -384,4 +394,103 @@ fn the_hosts_network_is_refused() {
     );
     assert!(root.ids().is_empty(), "containers left: {:?}", root.ids());
     assert!(!root.dir.path().join(&id).exists(), "state left for {id}");
+}
+
+/// A VM-mode container started with `-E run -d` in `net`, running
+/// `script`; returns its id, the file its stdout goes to, the narration
+/// (without whitespace) and the bundle.
+fn run_detached(
+    root: &Root,
+    net: &EngineNet,
+    script: &str,
+    outdir: &TempDir,
+) -> (String, std::path::PathBuf, String, Bundle) {
+    let mut b = bundle_in(&["sh", "-c", script], Some(&net.path()));
+    b.edit(|c| c["root"]["readonly"] = false.into());
+    let id = unique_id("vmnet-tpl");
+    let outp = outdir.path().join(format!("{id}.out"));
+    let errp = outdir.path().join(format!("{id}.err"));
+    let st = vm_cmd(root)
+        .args(["-E", "run", "-d", "--mode=vm"])
+        .args(["--bundle", &b.path(), &id])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&outp).unwrap())
+        .stderr(std::fs::File::create(&errp).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(&errp).unwrap_or_default();
+    assert!(st.success(), "run -d --mode=vm: {err}");
+    // -E wraps long lines, even inside a path: compared without whitespace.
+    let narration = err.split_whitespace().collect::<String>();
+    (id, outp, narration, b)
+}
+
+#[test]
+fn vms_with_a_card_restore_from_the_template_with_their_own_macs() {
+    // Two engine namespaces, a VM in each, both running at once. The
+    // template with one card is built on first use (by the first VM's
+    // monitor), then both VMs restore from it.
+    let nets = [EngineNet::new(true), EngineNet::new(true)];
+    let root = Root::new();
+    let outdir = TempDir::new("nk-vmnet-tpl");
+    let mut vms = Vec::new();
+    for net in &nets {
+        let l = TcpListener::bind(format!("{}:0", net.host_ip)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let token = unique_id("to-guest");
+        vm_support::serve_http(l, format!("{token}\n"));
+        // The card's MAC, and the neighbours it knew before any traffic
+        // (a clone must not carry the template's), then traffic each way.
+        let script = format!(
+            "cat /sys/class/net/eth0/address; echo neigh:$(ip neigh show dev eth0):; \
+             wget -q -O - http://{}:{port}/ && echo fetched; \
+             mkdir -p /tmp/w && echo pong-$(cat /sys/class/net/eth0/address) > /tmp/w/index.html \
+             && exec httpd -f -p 8080 -h /tmp/w",
+            net.host_ip
+        );
+        let (id, outp, narration, b) = run_detached(&root, net, &script, &outdir);
+        assert!(
+            narration.contains(">restoredfromthetemplate")
+                && narration.contains("1networkcard(s)thattheagentgivestheveth'sMAC"),
+            "the VM with a card was not restored from a template: {narration}"
+        );
+        vms.push((id, outp, token, b));
+    }
+    let mut macs = Vec::new();
+    for (net, (id, outp, token, _)) in nets.iter().zip(&vms) {
+        let veth_mac = in_ns(&net.name, &["cat", "/sys/class/net/eth0/address"])
+            .trim()
+            .to_string();
+        let out = wait_for("the container's fetch from the host", DEADLINE, || {
+            let o = std::fs::read_to_string(outp).unwrap_or_default();
+            o.contains("fetched").then_some(o)
+        });
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0], veth_mac,
+            "{id}: the guest's card does not have the veth's MAC: {out}"
+        );
+        assert_eq!(
+            lines[1], "neigh::",
+            "{id}: neighbours before any traffic: {out}"
+        );
+        assert!(out.contains(token.as_str()), "{out}");
+        let got = wait_for("the guest's httpd, from the host", DEADLINE, || {
+            http_get(&format!("{}:8080", net.guest_ip))
+        });
+        assert!(got.contains(&format!("pong-{veth_mac}")), "{got}");
+        macs.push(veth_mac);
+    }
+    assert_ne!(macs[0], macs[1], "two VMs with one MAC");
+    for (id, _, _, _) in &vms {
+        let o = root.run(&["delete", "--force", id]);
+        assert!(o.status.success(), "delete {id}: {}", stderr(&o));
+    }
+    assert!(root.ids().is_empty(), "containers left: {:?}", root.ids());
+    for net in &nets {
+        wait_for("the tap to go with QEMU", DEADLINE, || {
+            let l = in_ns(&net.name, &["ip", "-o", "link"]);
+            (!l.contains("nktap")).then_some(l)
+        });
+    }
 }

@@ -5,7 +5,8 @@
 //! both resume the same saved guest; a change of the template's key (the
 //! memory size) builds another; `--vm-boot=cold` still boots the kernel; a
 //! template whose state QEMU cannot load falls back to a cold boot, says
-//! so, and is removed; nothing is left after delete. Each test has a cache
+//! so, and is removed; nothing is left after delete; building an
+//! initramfs or template prunes the cache's old, unused ones of its kind. Each test has a cache
 //! of its own (the default cache's kernel copied in), so its templates are
 //! built here and removed with it. Boots are few: each costs seconds under
 //! TCG.
@@ -126,6 +127,37 @@ fn restored_vms_run_right_differ_in_secrets_and_follow_their_key() {
     let root = Root::new();
     let cache = private_cache();
     let b = Bundle::new(&["sh", "-c", PROBE]);
+    // What older builds left: unused for two days (removed when the new
+    // initramfs and template are built), and an initramfs used an hour
+    // ago (kept: a binary of that build still runs).
+    let plant = |name: &str, dir: bool, ago: &str| {
+        let p = cache.path().join(name);
+        if dir {
+            std::fs::create_dir_all(p.join("empty")).unwrap();
+        } else {
+            std::fs::write(&p, b"old").unwrap();
+        }
+        let st = Command::new("touch")
+            .args(["-d", ago])
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success(), "touch {}", p.display());
+        p
+    };
+    let stale = [
+        plant(
+            "initramfs-6.1.0-0-old-0000000000000000.cpio",
+            false,
+            "2 days ago",
+        ),
+        plant("template-6.1.0-0-old-0000000000000000", true, "2 days ago"),
+    ];
+    let recent = plant(
+        "initramfs-6.1.0-0-old-1111111111111111.cpio",
+        false,
+        "1 hour ago",
+    );
 
     // First run: the template is built (one boot) and this VM restored from it.
     let (o1, n1) = run(&root, cache.path(), &b, &[]);
@@ -139,6 +171,10 @@ fn restored_vms_run_right_differ_in_secrets_and_follow_their_key() {
     );
     let built = templates(cache.path());
     assert_eq!(built.len(), 1, "{built:?}");
+    for p in &stale {
+        assert!(!p.exists(), "{} was not pruned", p.display());
+    }
+    assert!(recent.exists(), "{} was pruned", recent.display());
 
     // A cold boot still works when asked for; it also makes the template
     // older than a boot, so a restored clock that was not set would lag.

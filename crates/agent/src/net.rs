@@ -3,12 +3,20 @@
 //! namespace under the veth's name, and gets the veth's MTU, addresses and
 //! routes there; loopback comes up, as in the engine's namespace.
 //!
+//! A VM restored from a template resumes with the template's cards, which
+//! have the template's MACs (`card_mac`): the agent finds each by that
+//! one and gives it the veth's MAC first, so that from then on a clone's
+//! card is what a booted guest's is. The template never brought its cards
+//! up, so they hold no addresses and no neighbour entries learned under
+//! the template's MAC; a card found up is taken down before the change,
+//! which flushes its neighbours.
+//!
 //! The container keeps a network namespace of its own, created by the
 //! library as on a host, rather than sharing the guest's root namespace:
 //! the config's network sysctls then apply to it alone, and the agent's
 //! namespace stays out of the container's reach.
 
-use sandbox::linux::netlink::{mac_string, Socket};
+use sandbox::linux::netlink::{mac_bytes, mac_string, Socket};
 use vm_protocol::Network;
 
 /// Configure `net` in the network namespace of guest process `pid` (the
@@ -20,20 +28,40 @@ pub fn configure(pid: i32, net: &Network) -> Result<(), String> {
     let links = root
         .links()
         .map_err(|e| format!("list the guest's links: {e}"))?;
+    let up = libc::IFF_UP as u32;
     for i in &net.interfaces {
         let want = i.mac.to_ascii_lowercase();
-        let Some(l) = links.iter().find(|l| mac_string(&l.mac) == want) else {
+        let card = i
+            .card_mac
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| want.clone());
+        let Some(l) = links.iter().find(|l| mac_string(&l.mac) == card) else {
             let seen: Vec<String> = links
                 .iter()
                 .map(|l| format!("{} {}", l.name, mac_string(&l.mac)))
                 .collect();
             return Err(format!(
-                "no guest network card has the MAC {} of {} (the guest has: {}); is virtio_net in the initramfs?",
-                i.mac,
+                "no guest network card has the MAC {card} of {} (the guest has: {}); is virtio_net in the initramfs?",
                 i.name,
                 seen.join(", ")
             ));
         };
+        if card != want {
+            let mac = mac_bytes(&want).ok_or_else(|| {
+                format!("{}: the MAC {:?} is not aa:bb:cc:dd:ee:ff", i.name, i.mac)
+            })?;
+            if l.flags & up != 0 {
+                root.set_link(l.index, 0, up, None)
+                    .map_err(|e| format!("take {} down before its MAC changes: {e}", l.name))?;
+            }
+            root.set_address(l.index, &mac).map_err(|e| {
+                format!(
+                    "set the MAC of {} (the template's {card}) to {want} for {}: {e}",
+                    l.name, i.name
+                )
+            })?;
+        }
         root.move_link(l.index, &ns, &i.name).map_err(|e| {
             format!(
                 "move {} into the container's network namespace as {}: {e}",
@@ -46,7 +74,6 @@ pub fn configure(pid: i32, net: &Network) -> Result<(), String> {
     let links = s
         .links()
         .map_err(|e| format!("list the container's links: {e}"))?;
-    let up = libc::IFF_UP as u32;
     if let Some(lo) = links.iter().find(|l| l.name == "lo") {
         s.set_link(lo.index, up, up, None)
             .map_err(|e| format!("bring lo up: {e}"))?;

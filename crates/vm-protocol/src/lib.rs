@@ -162,18 +162,31 @@ pub struct Network {
 pub const DOCKER_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
 
 /// One interface: the host's veth (or macvlan...) seen through its tap.
-/// The guest's virtio-net card has the same MAC, which is how the agent
-/// finds it.
+/// The guest's virtio-net card ends up with the same MAC: a booted guest's
+/// has it from the start, which is how the agent finds the card; a
+/// template's clone has the template's ([`template_mac`]), named in
+/// `card_mac`, and the agent sets `mac` on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetInterface {
     /// The name in the engine's namespace (eth0), which the guest's gets too.
     pub name: String,
     /// `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
+    /// The MAC the guest's card has now, when it is not `mac`: in a VM
+    /// restored from a template, the template's card's.
+    #[serde(default)]
+    pub card_mac: Option<String>,
     pub mtu: u32,
     pub addresses: Vec<sandbox::linux::netlink::IpNet>,
     /// In an order in which each can be added (link routes first).
     pub routes: Vec<sandbox::linux::netlink::Route>,
+}
+
+/// The MAC of a template's `n`th network card (locally administered,
+/// unicast; `6e:6b` is "nk"). A clone resumes with it in the guest until
+/// the agent sets the card's real one.
+pub fn template_mac(n: usize) -> String {
+    format!("02:6e:6b:00:{:02x}:{:02x}", (n >> 8) & 0xff, n & 0xff)
 }
 
 /// A process to add to a running container.

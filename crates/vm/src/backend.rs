@@ -52,6 +52,27 @@ pub struct Created {
     pub pidfd: OwnedFd,
 }
 
+/// Annotation that sizes the VM's vCPUs (as `--vm-vcpus`).
+pub const VCPUS_ANNOTATION: &str = "org.nano-sandbox.vm.vcpus";
+/// Annotation that sizes the VM's memory in MiB (as `--vm-memory`).
+pub const MEMORY_ANNOTATION: &str = "org.nano-sandbox.vm.memory-mib";
+
+/// The annotations VM mode reads and the values each takes, for
+/// `features`.
+pub fn annotations() -> Vec<(&'static str, String)> {
+    let range = |r: &std::ops::RangeInclusive<u32>| format!("{}-{}", r.start(), r.end());
+    vec![
+        (crate::template::ANNOTATION, "template|cold".into()),
+        (crate::virtiofs::ANNOTATION, "9p|virtiofs".into()),
+        (VCPUS_ANNOTATION, range(&VCPUS)),
+        (MEMORY_ANNOTATION, range(&MEMORY_MIB)),
+    ]
+}
+
+/// The vCPUs and MiB of memory a VM may have.
+const VCPUS: std::ops::RangeInclusive<u32> = 1..=64;
+const MEMORY_MIB: std::ops::RangeInclusive<u32> = 128..=262_144;
+
 /// The VM size from the flags, the annotations and the memory limit.
 pub fn vm_size(f: &SizeFlags, cfg: &oci_spec::runtime::Spec) -> Result<(u32, u32)> {
     let ann = |k: &str| -> Result<Option<u32>> {
@@ -66,20 +87,24 @@ pub fn vm_size(f: &SizeFlags, cfg: &oci_spec::runtime::Spec) -> Result<(u32, u32
     };
     let vcpus = match f.vcpus {
         Some(n) => n,
-        None => ann("org.nano-sandbox.vm.vcpus")?.unwrap_or(DEFAULT_VCPUS),
+        None => ann(VCPUS_ANNOTATION)?.unwrap_or(DEFAULT_VCPUS),
     };
     let mut mem = match f.memory_mib {
         Some(n) => n,
-        None => ann("org.nano-sandbox.vm.memory-mib")?.unwrap_or(DEFAULT_MEMORY_MIB),
+        None => ann(MEMORY_ANNOTATION)?.unwrap_or(DEFAULT_MEMORY_MIB),
     };
-    if !(1..=64).contains(&vcpus) {
+    if !VCPUS.contains(&vcpus) {
         return Err(Error::Msg(format!(
-            "VM vCPUs {vcpus}: use 1 to 64 (--vm-vcpus or org.nano-sandbox.vm.vcpus)"
+            "VM vCPUs {vcpus}: use {} to {} (--vm-vcpus or {VCPUS_ANNOTATION})",
+            VCPUS.start(),
+            VCPUS.end()
         )));
     }
-    if !(128..=262_144).contains(&mem) {
+    if !MEMORY_MIB.contains(&mem) {
         return Err(Error::Msg(format!(
-            "VM memory {mem} MiB: use 128 to 262144 (--vm-memory or org.nano-sandbox.vm.memory-mib)"
+            "VM memory {mem} MiB: use {} to {} (--vm-memory or {MEMORY_ANNOTATION})",
+            MEMORY_MIB.start(),
+            MEMORY_MIB.end()
         )));
     }
     if let Some(limit) = cfg
@@ -155,6 +180,7 @@ pub fn ensure_default_template(
         memory_mib: DEFAULT_MEMORY_MIB,
         accel,
         append: append_words(),
+        nics: 0,
     };
     let t = std::time::Duration::from_secs(ready_timeout_secs());
     crate::template::ensure(&shape, t, progress)
@@ -549,6 +575,7 @@ impl VmBackend {
             memory_mib,
             accel,
             append: append.to_vec(),
+            nics: 0,
         };
         let timeout = std::time::Duration::from_secs(ready_timeout_secs());
         match template::ensure(&shape, timeout, &|m| {
@@ -607,13 +634,13 @@ impl VmBackend {
             .and_then(|r| r.memory().as_ref())
             .and_then(|m| m.limit())
             .is_some_and(|l| l > 0);
-        if (self.size.vcpus.is_some() || ann("org.nano-sandbox.vm.vcpus")) && vcpus > pod.vcpus {
+        if (self.size.vcpus.is_some() || ann(VCPUS_ANNOTATION)) && vcpus > pod.vcpus {
             return Err(Error::Msg(format!(
                 "{vcpus} vCPUs asked for, but this container runs in the VM of pod container {}, which has {}: a running VM cannot grow; size the pod's first container (--vm-vcpus or org.nano-sandbox.vm.vcpus)",
                 pod.id, pod.vcpus
             )));
         }
-        if (self.size.memory_mib.is_some() || ann("org.nano-sandbox.vm.memory-mib") || limit)
+        if (self.size.memory_mib.is_some() || ann(MEMORY_ANNOTATION) || limit)
             && memory_mib > pod.memory_mib
         {
             return Err(Error::Msg(format!(
@@ -739,6 +766,7 @@ impl VmBackend {
             pod: p.pod.clone(),
             template: p.template.clone(),
             cold_why: p.cold_why.clone(),
+            kernel: p.image.kernel_version.clone(),
         };
         let mpath = dir.join(monitor::CONFIG);
         let mjson = serde_json::to_vec(&mcfg)

@@ -377,8 +377,18 @@ pub fn ensure_with(agent: Option<&Path>, progress: &dyn Fn(Progress)) -> Result<
                     .collect::<Vec<_>>()
                     .join(" ")
             )));
+            for p in
+                crate::cache::prune(&cache, "initramfs-", &initramfs, crate::cache::KEEP_UNUSED)
+            {
+                progress(Progress::Step(format!(
+                    "removed {}, not used for a day",
+                    p.display()
+                )));
+            }
         }
     }
+    // Used now: pruning keeps it.
+    crate::cache::touch(&initramfs);
     Ok(Image {
         kernel_version: k.version,
         vmlinux,

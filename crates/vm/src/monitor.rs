@@ -95,13 +95,17 @@ pub struct MonitorConfig {
     #[serde(default)]
     pub pod: Option<PodJoin>,
     /// The template snapshot to start from (crate::template): the VM is
-    /// restored from it, over 9p, unless its device set differs (network
-    /// cards), or the restore fails; then it boots cold with `share_fs`.
+    /// restored from it (or from the template of its shape with as many
+    /// network cards as it gets), over 9p, unless that fails; then it
+    /// boots cold with `share_fs`.
     #[serde(default)]
     pub template: Option<crate::template::Template>,
     /// Why the VM boots cold when there is no template.
     #[serde(default)]
     pub cold_why: String,
+    /// The guest kernel's release (names a template's directory).
+    #[serde(default)]
+    pub kernel: String,
 }
 
 fn nine_p() -> crate::virtiofs::ShareFs {
@@ -681,7 +685,7 @@ fn start_vm(
         no_new_keyring: cfg.no_new_keyring,
         log_level: cfg.log_level.clone(),
         preserve_fds: cfg.preserve_fds.clone(),
-        network: attached.guest_network(),
+        network: guest_network(&attached, restored),
     });
     let created = m.call(create, Duration::from_secs(120))?;
     let tty = cfg.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
@@ -719,6 +723,18 @@ fn start_vm(
     Ok((m, created, boot_ms, net_summary, boot_line))
 }
 
+/// The network the agent sets up: a template's clone has the template's
+/// cards, which it finds by the template's MACs and gives the veths'.
+fn guest_network(attached: &crate::net::Attached, restored: bool) -> Option<vm_protocol::Network> {
+    let mut net = attached.guest_network()?;
+    if restored {
+        for (n, i) in net.interfaces.iter_mut().enumerate() {
+            i.card_mac = Some(vm_protocol::template_mac(n));
+        }
+    }
+    Some(net)
+}
+
 /// A started VM, ready for requests.
 struct Booted {
     vm: Vm,
@@ -732,53 +748,89 @@ struct Booted {
     restored: bool,
 }
 
-/// Start the VM: restored from the template when there is one and the
-/// device set matches (no network cards), else (or when the restore
-/// fails) a cold boot.
+/// Start the VM: restored from a template when templates are wanted
+/// (`cfg.template`, the one without network cards, which `create` made
+/// sure of) and the restore works, else a cold boot. A VM with network
+/// cards restores from the template with as many, built here on first use
+/// (only here is the number known: Docker's hook moves the veth in after
+/// `create` has checked the config).
 fn boot(cfg: &MonitorConfig, share: &Path, nics: Vec<qemu::NicSpec>) -> Result<Booted> {
     let mut cold_why = cfg.cold_why.clone();
-    if let Some(t) = &cfg.template {
-        if nics.is_empty() {
-            let shape = crate::template::Shape {
-                kernel: String::new(),
-                vmlinux: cfg.vmlinux.clone(),
-                initramfs: cfg.initramfs.clone(),
-                vcpus: cfg.vcpus,
-                memory_mib: cfg.memory_mib,
-                accel: cfg.accel,
-                append: cfg.append.clone(),
-            };
-            let t0 = Instant::now();
-            let timeout = Duration::from_secs(cfg.ready_timeout_secs);
-            match crate::template::restore(t, &shape, share, &cfg.state_dir, timeout) {
-                Ok(vm) => {
-                    let ms = t0.elapsed().as_millis() as u64;
-                    return Ok(Booted {
-                        vm,
-                        fs: None,
-                        ms,
-                        line: format!(
-                            "restored from the template {} in {ms} ms (memory mapped copy-on-write, the share over 9p, fresh entropy and clock)",
+    if let Some(t0) = &cfg.template {
+        let shape = crate::template::Shape {
+            kernel: cfg.kernel.clone(),
+            vmlinux: cfg.vmlinux.clone(),
+            initramfs: cfg.initramfs.clone(),
+            vcpus: cfg.vcpus,
+            memory_mib: cfg.memory_mib,
+            accel: cfg.accel,
+            append: cfg.append.clone(),
+            nics: nics.len(),
+        };
+        let start = Instant::now();
+        let timeout = Duration::from_secs(cfg.ready_timeout_secs);
+        let found = if nics.is_empty() {
+            Ok((t0.clone(), String::new()))
+        } else {
+            use crate::template::Ensured;
+            match crate::template::ensure(&shape, timeout, &|m| log_line(cfg, &m)) {
+                Ok(Ensured::Cached(t)) => Ok((t, String::new())),
+                Ok(Ensured::Built(t, ms)) => Ok((
+                    t,
+                    format!(", built now (its guest booted to the agent in {ms} ms)"),
+                )),
+                Err(e) => Err(e),
+            }
+        };
+        match found {
+            Ok((t, built)) => {
+                let restore_start = Instant::now();
+                match crate::template::restore(
+                    &t,
+                    &shape,
+                    share,
+                    &cfg.state_dir,
+                    nics.clone(),
+                    timeout,
+                ) {
+                    Ok(vm) => {
+                        let ms = restore_start.elapsed().as_millis() as u64;
+                        let cards = if nics.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ", {} network card(s) that the agent gives the veth's MAC",
+                                nics.len()
+                            )
+                        };
+                        return Ok(Booted {
+                            vm,
+                            fs: None,
+                            ms: start.elapsed().as_millis() as u64,
+                            line: format!(
+                                "restored from the template {}{built} in {ms} ms (memory mapped copy-on-write, the share over 9p{cards}, fresh entropy and clock)",
+                                t.dir.display()
+                            ),
+                            restored: true,
+                        });
+                    }
+                    Err(e) => {
+                        // Whatever broke the restore may be in the template:
+                        // the next VM of this shape builds a new one.
+                        crate::template::discard(&t.dir);
+                        cold_why = format!(
+                            "the restore from the template {} failed ({e}); the template was removed",
                             t.dir.display()
-                        ),
-                        restored: true,
-                    });
-                }
-                Err(e) => {
-                    // Whatever broke the restore may be in the template:
-                    // the next VM of this shape builds a new one.
-                    crate::template::discard(&t.dir);
-                    cold_why = format!(
-                        "the restore from the template {} failed ({e}); the template was removed",
-                        t.dir.display()
-                    );
+                        );
+                    }
                 }
             }
-        } else {
-            cold_why = format!(
-                "the network namespace gives the guest {} network card(s), which the template does not have",
-                nics.len()
-            );
+            Err(e) => {
+                cold_why = format!(
+                    "no template with the guest's {} network card(s): {e}",
+                    nics.len()
+                );
+            }
         }
     }
     // virtio-fs: virtiofsd serves the share from this mount namespace.

@@ -323,12 +323,35 @@ pub fn attach(netns: &Path, state_dir: &Path) -> Result<Attached> {
         out.network.interfaces.push(NetInterface {
             name: l.name.clone(),
             mac,
+            card_mac: None,
             mtu: l.mtu,
             addresses,
             routes,
         });
     }
     Ok(out)
+}
+
+/// `n` taps for a template's build, which gives the guest network cards
+/// but no network: they are made in a network namespace of their own,
+/// entered by a thread that ends at once, so nothing else ever sees them,
+/// and they go (with the namespace) when the last descriptor of each
+/// closes, that is when the template's QEMU ends and the caller drops
+/// these.
+pub fn throwaway_taps(n: usize) -> Result<Vec<OwnedFd>> {
+    std::thread::spawn(move || {
+        // unshare(2) moves only the calling thread: the caller's
+        // namespace stays as it was.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            Error::sys(
+                "unshare(CLONE_NEWNET) for the VM template's throwaway taps",
+                e,
+            )
+        })?;
+        (0..n).map(|_| create_tap().map(|(fd, _)| fd)).collect()
+    })
+    .join()
+    .map_err(|_| Error::Msg("the thread making the VM template's taps panicked".into()))?
 }
 
 /// A tap in the current network namespace (IFF_VNET_HDR: QEMU passes the

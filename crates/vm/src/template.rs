@@ -19,6 +19,18 @@
 //! the same device at the container's share, and the agent mounts it when
 //! the container is created. Templated VMs therefore use 9p.
 //!
+//! Network cards: a template has as many virtio-net cards as the VMs that
+//! restore from it (the number is part of the shape, hence of the key;
+//! QEMU loads a device state only into the same device set). At its build
+//! they are backed by throwaway taps in a network namespace of their own
+//! ([`crate::net::throwaway_taps`]) and carry fixed MACs
+//! ([`vm_protocol::template_mac`]); its guest never brings them up. A
+//! clone's command line gives each card its tap in the container's
+//! namespace and the veth's MAC, but the device state loaded over it
+//! brings the template's MAC back, in QEMU's device as in the guest's
+//! driver: the agent sets the real one when it configures the network
+//! (crates/agent/src/net.rs), which the driver passes on to QEMU's device.
+//!
 //! Secrets: every clone resumes with the template's random-number state
 //! and clock, so the host's first request ([`vm_protocol::Request::Wake`])
 //! carries fresh entropy and the time, and the agent reseeds and sets the
@@ -34,7 +46,7 @@
 
 use crate::cache::CacheLock;
 use crate::error::{Error, Result};
-use crate::qemu::{Accel, Snapshot, Vm, VmSpec};
+use crate::qemu::{Accel, NicSpec, Snapshot, Vm, VmSpec};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::os::fd::AsFd;
@@ -117,6 +129,9 @@ pub struct Meta {
     pub accel: Accel,
     pub state_len: u64,
     pub state_sha256: String,
+    /// Network cards.
+    #[serde(default)]
+    pub nics: usize,
     /// How long the template's guest took to reach its agent.
     pub boot_ms: u64,
     /// QEMU's arguments (for the curious: the clone's are the same but
@@ -135,6 +150,8 @@ pub struct Shape {
     pub memory_mib: u32,
     pub accel: Accel,
     pub append: Vec<String>,
+    /// Network cards (virtio-net on a tap each).
+    pub nics: usize,
 }
 
 impl Shape {
@@ -150,7 +167,14 @@ impl Shape {
             append: self.append.clone(),
             run_dir: run_dir.to_path_buf(),
             accel: self.accel,
-            nics: vec![],
+            // The template's cards; a clone puts its own taps and MACs in
+            // their places (the descriptor here is never used).
+            nics: (0..self.nics)
+                .map(|i| NicSpec {
+                    tap_fd: -1,
+                    mac: vm_protocol::template_mac(i),
+                })
+                .collect(),
             snapshot: Some(snapshot),
         }
     }
@@ -283,6 +307,8 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
     let cache = crate::cache::cache_dir();
     let dir = shape.dir(&cache)?;
     if let Ok(t) = validate(&dir, shape) {
+        // Used now: pruning keeps it.
+        crate::cache::touch(&dir);
         return Ok(Ensured::Cached(t));
     }
     let name = dir
@@ -292,7 +318,10 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
         .into_owned();
     let _lock = CacheLock::take_named(&cache, &format!(".{name}.lock"))?;
     match validate(&dir, shape) {
-        Ok(t) => return Ok(Ensured::Cached(t)),
+        Ok(t) => {
+            crate::cache::touch(&dir);
+            return Ok(Ensured::Cached(t));
+        }
         Err(e) if dir.exists() => {
             discard(&dir);
             return Err(Error::Msg(format!(
@@ -330,7 +359,7 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
         }
     }
     progress(format!(
-        "building the VM template {} (one boot; every VM of this kernel, agent and size then restores from it)",
+        "building the VM template {} (one boot; every VM of this kernel, agent, size and number of network cards then restores from it)",
         dir.display()
     ));
     let tmp = cache.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -348,6 +377,16 @@ pub fn ensure(shape: &Shape, timeout: Duration, progress: &dyn Fn(String)) -> Re
         Error::io("rename into place", &dir, e)
     })?;
     let t = validate(&dir, shape)?;
+    drop(_lock);
+    // Templates of other shapes and older builds not used for a day.
+    if let Ok(_cache_lock) = CacheLock::take(&cache) {
+        for p in crate::cache::prune(&cache, "template-", &dir, crate::cache::KEEP_UNUSED) {
+            progress(format!(
+                "removed the VM template {}, not used for a day",
+                p.display()
+            ));
+        }
+    }
     Ok(Ensured::Built(t, boot_ms))
 }
 
@@ -370,7 +409,7 @@ fn build(shape: &Shape, dir: &Path, timeout: Duration) -> Result<u64> {
         .mode(0o600)
         .open(&memory)
         .map_err(|e| Error::io("create", &memory, e))?;
-    let spec = shape.spec(
+    let mut spec = shape.spec(
         &empty,
         dir,
         Snapshot {
@@ -378,6 +417,11 @@ fn build(shape: &Shape, dir: &Path, timeout: Duration) -> Result<u64> {
             restore: false,
         },
     );
+    // Held until QEMU has ended: the taps go with the last descriptor.
+    let taps = crate::net::throwaway_taps(shape.nics)?;
+    for (n, t) in spec.nics.iter_mut().zip(&taps) {
+        n.tap_fd = std::os::fd::AsRawFd::as_raw_fd(t);
+    }
     let statep = dir.join(STATE);
     let state = std::fs::OpenOptions::new()
         .write(true)
@@ -414,6 +458,7 @@ fn build(shape: &Shape, dir: &Path, timeout: Duration) -> Result<u64> {
             "the template VM did not quit after its save".into(),
         ));
     }
+    drop(taps);
     // On disk before the record says it is complete.
     for p in [&statep, &memory] {
         std::fs::File::open(p)
@@ -429,6 +474,7 @@ fn build(shape: &Shape, dir: &Path, timeout: Duration) -> Result<u64> {
         accel: shape.accel,
         state_len,
         state_sha256,
+        nics: shape.nics,
         boot_ms,
         args: crate::qemu::qemu_args(&spec),
     };
@@ -458,19 +504,30 @@ pub fn wake_message() -> Result<vm_protocol::Wake> {
 }
 
 /// Start a clone of `t`: QEMU with the template's machine, its memory
-/// mapped copy-on-write, `share` on the 9p device, the device state
+/// mapped copy-on-write, `share` on the 9p device, `nics` (the VM's own
+/// taps and MACs) in the places of the template's cards, the device state
 /// loaded, and the agent woken (entropy, clock). Returns the VM, ready
-/// for requests. The caller falls back to a cold boot on error; the VM
-/// is killed then (Vm's Drop).
+/// for requests; its cards still have the template's MACs until the agent
+/// sets theirs. The caller falls back to a cold boot on error; the VM is
+/// killed then (Vm's Drop).
 pub fn restore(
     t: &Template,
     shape: &Shape,
     share: &Path,
     run_dir: &Path,
+    nics: Vec<NicSpec>,
     timeout: Duration,
 ) -> Result<Vm> {
+    if nics.len() != shape.nics {
+        return Err(Error::Msg(format!(
+            "the template {} has {} network card(s), the VM {}",
+            t.dir.display(),
+            shape.nics,
+            nics.len()
+        )));
+    }
     let state = std::fs::File::open(t.state()).map_err(|e| Error::io("open", t.state(), e))?;
-    let spec = shape.spec(
+    let mut spec = shape.spec(
         share,
         run_dir,
         Snapshot {
@@ -478,6 +535,7 @@ pub fn restore(
             restore: true,
         },
     );
+    spec.nics = nics;
     let mut vm = Vm::launch(&spec)?;
     sandbox::logging::debug(|| {
         format!(
@@ -522,6 +580,7 @@ mod tests {
             memory_mib: 256,
             accel: Accel::Tcg,
             append: vec![],
+            nics: 0,
         }
     }
 
@@ -544,6 +603,7 @@ mod tests {
             accel: Accel::Tcg,
             state_len: state.len() as u64,
             state_sha256: hex(&sha2::Sha256::digest(&state)),
+            nics: 0,
             boot_ms: 1,
             args: vec![],
         };
@@ -620,6 +680,8 @@ mod tests {
                 append: vec!["nk_debug=1".into()],
                 ..shape()
             },
+            Shape { nics: 1, ..shape() },
+            Shape { nics: 2, ..shape() },
         ] {
             assert_ne!(b.key().unwrap(), k, "{b:?}");
         }
@@ -661,5 +723,46 @@ mod tests {
             ca
         );
         assert!(ca.contains("mount_tag=nkshare") && !ca.contains("vhost-user-fs"));
+    }
+
+    #[test]
+    fn a_clone_puts_its_taps_and_macs_in_the_template_cards_places() {
+        let s = Shape { nics: 2, ..shape() };
+        let snap = |restore| Snapshot {
+            memory: "/t/memory".into(),
+            restore,
+        };
+        let t =
+            crate::qemu::qemu_args(&s.spec(Path::new("/t/empty"), Path::new("/t"), snap(false)))
+                .join(" ");
+        for n in 0..2 {
+            assert!(
+                t.contains(&format!(
+                    "netdev=net{n},mac={}",
+                    vm_protocol::template_mac(n)
+                )),
+                "{t}"
+            );
+        }
+        let mut c = s.spec(Path::new("/t/empty"), Path::new("/t"), snap(true));
+        c.nics = vec![
+            NicSpec {
+                tap_fd: 40,
+                mac: "0a:58:0a:00:00:02".into(),
+            },
+            NicSpec {
+                tap_fd: 41,
+                mac: "0a:58:0a:00:00:03".into(),
+            },
+        ];
+        let ca = crate::qemu::qemu_args(&c).join(" ");
+        assert_eq!(
+            t.replace(&vm_protocol::template_mac(0), "0a:58:0a:00:00:02")
+                .replace(&vm_protocol::template_mac(1), "0a:58:0a:00:00:03")
+                .replace("share=on", "share=off")
+                + " -incoming defer",
+            ca
+        );
+        assert_ne!(vm_protocol::template_mac(0), vm_protocol::template_mac(1));
     }
 }

@@ -125,6 +125,20 @@ pub fn mac_string(b: &[u8]) -> String {
         .join(":")
 }
 
+/// `aa:bb:cc:dd:ee:ff` as six bytes; None for anything else.
+pub fn mac_bytes(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 /// A NETLINK_ROUTE socket.
 pub struct Socket {
     fd: OwnedFd,
@@ -555,6 +569,17 @@ impl Socket {
         self.request(m)
     }
 
+    /// Set link `index`'s link-layer address (`ip link set dev X address`).
+    pub fn set_address(&mut self, index: i32, mac: &[u8]) -> io::Result<()> {
+        let mut m = Msg::new(
+            libc::RTM_NEWLINK,
+            0,
+            &ifinfomsg(libc::AF_UNSPEC as u8, index, 0, 0),
+        );
+        m.attr(libc::IFLA_ADDRESS, mac);
+        self.request(m)
+    }
+
     /// Move link `index` into the network namespace open as `netns`,
     /// renamed to `name` there.
     pub fn move_link(&mut self, index: i32, netns: &impl AsRawFd, name: &str) -> io::Result<()> {
@@ -595,6 +620,19 @@ mod tests {
             mac_string(&[0x0a, 0xbc, 0, 1, 0xff, 0x10]),
             "0a:bc:00:01:ff:10"
         );
+        assert_eq!(
+            mac_bytes("0A:bc:00:01:ff:10"),
+            Some([0x0a, 0xbc, 0, 1, 0xff, 0x10])
+        );
+        for bad in [
+            "",
+            "0a:bc:00:01:ff",
+            "0a:bc:00:01:ff:10:11",
+            "0a:bc:00:01:ff:1",
+            "0a:bc:00:01:ff:zz",
+        ] {
+            assert_eq!(mac_bytes(bad), None, "{bad}");
+        }
     }
 
     #[test]
