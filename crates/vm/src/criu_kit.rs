@@ -97,6 +97,36 @@ pub fn host_criu(explicit: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
+/// Could a kit be assembled here (`check`): the host's criu, and the guest
+/// kernel's modules that CRIU needs. Returns the criu binary.
+pub fn probe(modules_root: &Path, kver: &str) -> Result<PathBuf> {
+    let criu = host_criu(None)?;
+    let (dep, builtin) = module_tables(&modules_root.join(kver))?;
+    crate::modules::resolve(&dep, &builtin, MODULES).map_err(|e| {
+        Error::Msg(format!(
+            "the guest kernel {kver} lacks a module CRIU needs: {e}"
+        ))
+    })?;
+    Ok(criu)
+}
+
+type DepTable = std::collections::BTreeMap<String, (String, Vec<String>)>;
+
+/// modules.dep and the built-in modules of a kernel's module directory.
+fn module_tables(kdir: &Path) -> Result<(DepTable, std::collections::BTreeSet<String>)> {
+    let dep_file = kdir.join("modules.dep");
+    let dep = crate::modules::parse_dep(
+        &std::fs::read_to_string(&dep_file).map_err(|e| Error::io("read", &dep_file, e))?,
+    );
+    let builtin = std::fs::read_to_string(kdir.join("modules.builtin"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.rsplit('/').next())
+        .map(|b| b.trim_end_matches(".ko").replace('-', "_"))
+        .collect();
+    Ok((dep, builtin))
+}
+
 /// The kit for the guest kernel `kver` (modules under `modules_root`),
 /// from the host's criu (`explicit`: the global --criu), built if missing.
 pub fn ensure(explicit: Option<&Path>, modules_root: &Path, kver: &str) -> Result<Kit> {
@@ -214,16 +244,8 @@ fn assemble(
             copy(&e.path(), &dst.join(e.file_name()))?;
         }
     }
+    let (dep, builtin) = module_tables(kdir)?;
     let dep_file = kdir.join("modules.dep");
-    let dep = crate::modules::parse_dep(
-        &std::fs::read_to_string(&dep_file).map_err(|e| Error::io("read", &dep_file, e))?,
-    );
-    let builtin = std::fs::read_to_string(kdir.join("modules.builtin"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.rsplit('/').next())
-        .map(|b| b.trim_end_matches(".ko").replace('-', "_"))
-        .collect();
     let order = crate::modules::resolve(&dep, &builtin, MODULES).map_err(|e| {
         Error::Msg(format!(
             "the CRIU kit's modules: {e} ({})",
