@@ -4,7 +4,8 @@
 //! monitor of it left, `state` fails) and the image directory holds the VM
 //! record; it is restored under a new id from the image in a new VM and
 //! prints on from the number after the last one it printed (not from 1);
-//! exec runs in the restored container (its pid 1 is the counter); a
+//! exec runs in the restored container (its pid 1 is the counter, and the
+//! file it wrote to its rootfs before the checkpoint is there again); a
 //! checkpoint with --leave-running leaves it running and counting; kill and
 //! delete leave nothing. The refused inputs come with their reasons: the
 //! flags that cannot apply in a guest, a missing criu, a VM image restored
@@ -73,11 +74,13 @@ fn assert_nothing_left(root: &Root) {
 fn vm_container_keeps_counting_across_checkpoint_and_restore() {
     require_root();
     let root = Root::new();
-    let b = Bundle::new(&[
+    let mut b = Bundle::new(&[
         "sh",
         "-c",
-        "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done",
+        "echo written-before > /started; i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done",
     ]);
+    // The counter writes to its rootfs once: that write must come back.
+    b.edit(|c| c["root"]["readonly"] = false.into());
     let tmp = TempDir::new("nk-vmckpt");
     let (out1, err1) = (tmp.path().join("out1"), tmp.path().join("err1"));
     let img = tmp.path().join("img");
@@ -234,14 +237,16 @@ fn vm_container_keeps_counting_across_checkpoint_and_restore() {
         resumed[0]
     );
 
-    // exec runs in the restored container: its pid 1 is the counter.
-    let o = output(nk(&root).args(["exec", &c2, "cat", "/proc/1/cmdline"]));
+    // exec runs in the restored container: its pid 1 is the counter, and
+    // the file it wrote before the checkpoint is in its rootfs again.
+    let o = output(nk(&root).args(["exec", &c2, "cat", "/started", "/proc/1/cmdline"]));
     assert!(o.status.success(), "exec: {}", stderr(&o));
+    let seen = stdout(&o);
     assert!(
-        stdout(&o).contains("while :"),
-        "exec saw pid 1 as {:?}",
-        stdout(&o)
+        seen.starts_with("written-before\n"),
+        "the rootfs write is gone: {seen:?}"
     );
+    assert!(seen.contains("while :"), "exec saw pid 1 as {seen:?}");
 
     // --leave-running: a second image, and the container counts on.
     let img2 = tmp.path().join("img2");

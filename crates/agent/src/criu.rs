@@ -85,6 +85,63 @@ pub fn install(kit: &Path) -> Result<PathBuf, String> {
     Ok(criu)
 }
 
+/// The archive of the container's rootfs writes in the image directory.
+pub const UPPER_ARCHIVE: &str = "nk-rootfs-upper.tar";
+
+/// Run the kit's tar; its error output names what failed.
+fn tar(args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let o = std::process::Command::new(Path::new(SBIN).join("tar"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("run tar from the CRIU kit: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "tar {:?}: {}: {}",
+            args,
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Keep the container's rootfs writes: its overlay's upper layer (a
+/// tmpfs that ends with the VM) goes into the image directory as a tar,
+/// whiteouts and overlay xattrs included. CRIU's image has no rootfs:
+/// on a host the rootfs stays, here its writes would not.
+pub fn save_upper(upper: &Path, images: &Path) -> Result<(), String> {
+    let out = images.join(UPPER_ARCHIVE);
+    tar(&[
+        "--numeric-owner".as_ref(),
+        "--xattrs".as_ref(),
+        "--xattrs-include=trusted.*".as_ref(),
+        "-C".as_ref(),
+        upper.as_os_str(),
+        "-cf".as_ref(),
+        out.as_os_str(),
+        ".".as_ref(),
+    ])
+}
+
+/// Put the saved rootfs writes into a new upper layer (before the overlay
+/// is mounted on it); an image without them leaves it empty.
+pub fn load_upper(images: &Path, upper: &Path) -> Result<(), String> {
+    let a = images.join(UPPER_ARCHIVE);
+    if !a.exists() {
+        return Ok(());
+    }
+    tar(&[
+        "--numeric-owner".as_ref(),
+        "--xattrs".as_ref(),
+        "--xattrs-include=trusted.*".as_ref(),
+        "-C".as_ref(),
+        upper.as_os_str(),
+        "-xf".as_ref(),
+        a.as_os_str(),
+    ])
+}
+
 /// Bring the guest's loopback up (the agent's own network namespace).
 fn loopback_up() -> Result<(), String> {
     use sandbox::linux::netlink::Socket;

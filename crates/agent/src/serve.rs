@@ -474,6 +474,7 @@ impl Agent {
     fn bundle(
         &mut self,
         c: &CreateContainer,
+        seed: Option<&std::path::Path>,
     ) -> Result<(String, String, String, oci_spec::runtime::Spec, bool), String> {
         sandbox::state::validate_id(&c.id).map_err(|e| e.to_string())?;
         if self.procs.contains_key(&c.stream) {
@@ -493,6 +494,10 @@ impl Agent {
         let ovl = format!("{OVERLAYS}/{}", c.id);
         for d in [&rootfs, &format!("{ovl}/upper"), &format!("{ovl}/work")] {
             std::fs::create_dir_all(d).map_err(|e| format!("create {d}: {e}"))?;
+        }
+        if let Some(images) = seed {
+            crate::criu::load_upper(images, std::path::Path::new(&format!("{ovl}/upper")))
+                .map_err(|e| format!("the checkpoint's rootfs writes: {e}"))?;
         }
         // The host's rootfs is the lower layer; writes land in tmpfs.
         mount(
@@ -533,7 +538,7 @@ impl Agent {
     }
 
     fn create(&mut self, c: CreateContainer) -> Result<Reply, String> {
-        let (bundle, rootfs, ovl, _, terminal) = self.bundle(&c)?;
+        let (bundle, rootfs, ovl, _, terminal) = self.bundle(&c, None)?;
         let (mut child, parent) = stdio_for(terminal)?;
         // --preserve-fds: pipes at 3, 4... carry the host descriptors' bytes.
         let kept = procs::preserved(&c.preserve_fds).map_err(|e| format!("pipes: {e}"))?;
@@ -601,6 +606,11 @@ impl Agent {
             ..Default::default()
         };
         self.rt.checkpoint(&c.id, &o).map_err(|e| e.to_string())?;
+        crate::criu::save_upper(
+            std::path::Path::new(&format!("{OVERLAYS}/{}/upper", c.id)),
+            &o.flags.image_path,
+        )
+        .map_err(|e| format!("keep the container's rootfs writes: {e}"))?;
         Ok(Reply::Done)
     }
 
@@ -618,7 +628,7 @@ impl Agent {
         self.mount_share()?;
         let criu = crate::criu::install(&Self::in_share(&r.kit.dir)?)?;
         let images = Self::in_share(&r.images)?;
-        let (bundle, rootfs, ovl, _, terminal) = self.bundle(&c)?;
+        let (bundle, rootfs, ovl, _, terminal) = self.bundle(&c, Some(&images))?;
         if terminal {
             return Err("restore of a container with process.terminal is not supported in VM mode: the dumped terminal is the guest's, which ended with its VM".into());
         }
