@@ -248,13 +248,17 @@ fn vm_container_keeps_counting_across_checkpoint_and_restore() {
     );
     assert!(seen.contains("while :"), "exec saw pid 1 as {seen:?}");
 
-    // --leave-running: a second image, and the container counts on.
+    // --leave-running: a second image, and the container counts on;
+    // --work-path gets CRIU's log (written beside the images in the guest).
     let img2 = tmp.path().join("img2");
+    let work = tmp.path().join("work");
     let o = output(nk(&root).args([
         "checkpoint",
         "--leave-running",
         "--image-path",
         img2.to_str().unwrap(),
+        "--work-path",
+        work.to_str().unwrap(),
         &c2,
     ]));
     assert!(
@@ -263,6 +267,11 @@ fn vm_container_keeps_counting_across_checkpoint_and_restore() {
         stderr(&o)
     );
     assert!(img2.join("nk-vm.json").is_file() && img2.join("inventory.img").is_file());
+    let log = std::fs::read_to_string(work.join("dump.log")).unwrap_or_default();
+    assert!(
+        log.contains("Dumping finished successfully"),
+        "--work-path has no CRIU log: {log:?}"
+    );
     assert_eq!(root.status(&c2), "running");
     let now = *counts(&out2).last().unwrap();
     above(&out2, now);

@@ -405,6 +405,9 @@ impl VmBackend {
                 net,
                 boot,
             } => (guest_pid, qemu_pid, boot_ms, net, boot),
+            Report::Failed(e) if restoring => {
+                return Err(Error::Msg(format!("in the new VM: {e}")))
+            }
             Report::Failed(e) => return Err(Error::Msg(format!("create failed: {e}"))),
             Report::Netns => return Err(Error::Msg("the VM monitor reported twice".into())),
         };

@@ -118,6 +118,26 @@ fn kit(criu: Option<&Path>) -> Result<PathBuf> {
     Ok(kit.dir)
 }
 
+/// Copy CRIU's log out of the image directory for --work-path, never
+/// through a symlink: the guest wrote that directory.
+fn copy_log(src: &Path, dst_dir: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(src);
+    let (Some(name), Ok(mut from)) = (src.file_name(), opened) else {
+        return;
+    };
+    if !from.metadata().is_ok_and(|m| m.is_file()) {
+        return;
+    }
+    let _ = std::fs::create_dir_all(dst_dir);
+    if let Ok(mut to) = std::fs::File::create(dst_dir.join(name)) {
+        let _ = std::io::copy(&mut from, &mut to);
+    }
+}
+
 /// A detached copy of a directory (open_tree), for the monitor to attach.
 fn tree(dir: &Path) -> Result<OwnedFd> {
     use sandbox::linux::syscall::{open_tree, OPEN_TREE_CLONE};
@@ -192,8 +212,7 @@ impl VmBackend {
         let log = img.join("dump.log");
         if let Some(w) = &o.flags.work_path {
             // CRIU wrote its log beside the images (all the guest sees).
-            let _ = std::fs::create_dir_all(w);
-            let _ = std::fs::copy(&log, w.join("dump.log"));
+            copy_log(&log, w);
         }
         let failed = match r? {
             ClientMsg::Ok(_) => None,
@@ -279,8 +298,7 @@ impl VmBackend {
         };
         let created = v.create_from(&co, Some(from))?;
         if let Some(w) = &f.work_path {
-            let _ = std::fs::create_dir_all(w);
-            let _ = std::fs::copy(f.image_path.join("restore.log"), w.join("restore.log"));
+            copy_log(&f.image_path.join("restore.log"), w);
         }
         Ok(created)
     }
