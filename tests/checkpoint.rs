@@ -87,20 +87,40 @@ fn checkpoint_fails_with_criu_s_error_and_leaves_the_container_running() {
     assert_eq!(c["status"], "missing", "{c}");
     let first = why.lines().next().unwrap_or_default();
     assert!(c["detail"].as_str().unwrap().contains(first), "{c} / {why}");
+    // VM mode's CRIU runs on the guest kernel, where it works: check says
+    // so when the guest kernel is there (tests/vm_checkpoint.rs runs it).
+    let g = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "criu in the guest")
+        .expect("a check of VM mode's CRIU");
+    if ::vm::image::find_kernel().is_ok() {
+        assert_eq!(g["status"], "ok", "{g}");
+    }
 }
 
 #[test]
 fn features_report_checkpoint_like_runc() {
-    let get = |bin: &str| -> Value {
+    let get_key = |bin: &str, key: &str| -> Value {
         let o = Command::new(bin).arg("features").output().unwrap();
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["annotations"]["org.opencontainers.runc.checkpoint.enabled"].clone()
+        v["annotations"][key].clone()
     };
+    let get = |bin: &str| get_key(bin, "org.opencontainers.runc.checkpoint.enabled");
     let installed = ["/usr/sbin/criu", "/usr/bin/criu", "/sbin/criu"]
         .iter()
         .any(|p| Path::new(p).exists());
     assert_eq!(
         get(&runtime().display().to_string()),
+        if installed { "true" } else { "false" }
+    );
+    // VM mode needs the same binary (its kit is made from it).
+    assert_eq!(
+        get_key(
+            &runtime().display().to_string(),
+            "org.nano-sandbox.checkpoint.vm"
+        ),
         if installed { "true" } else { "false" }
     );
     if installed {

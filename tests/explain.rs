@@ -914,6 +914,62 @@ fn scenario_vm() -> BTreeSet<String> {
     got
 }
 
+/// VM mode's checkpoint and restore: CRIU in the guest, from the kit.
+fn scenario_vm_checkpoint() -> BTreeSet<String> {
+    if vm_mode_missing().is_some() || vm_criu_missing().is_some() {
+        return BTreeSet::new();
+    }
+    let root = Root::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "exec </dev/null >/dev/null 2>&1; while :; do sleep 1; done",
+    ]);
+    let (id, id2) = (unique_id("ex-vmck"), unique_id("ex-vmrs"));
+    let img = TempDir::new("nk-ex-vmimg");
+    let dir = img.path().to_str().unwrap();
+    let o = root.run(&["run", "-d", "--mode=vm", "--bundle", &b.path(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, _, err) = run_e(&root, &["checkpoint", "--image-path", dir, &id]);
+    let _ = root.run(&["delete", "-f", &id]);
+    assert_eq!(code, 0, "{err}");
+    let mut got = check("VM checkpoint", &err, &["vm.criu_kit", "vm.checkpoint"]);
+    let (code, _, err) = run_e(
+        &root,
+        &[
+            "restore",
+            "-d",
+            "--bundle",
+            &b.path(),
+            "--image-path",
+            dir,
+            &id2,
+        ],
+    );
+    let _ = root.run(&["delete", "-f", &id2]);
+    assert_eq!(code, 0, "{err}");
+    got.extend(check(
+        "VM restore",
+        &err,
+        &["vm.criu_kit", "vm.monitor", "vm.restore", "state.created"],
+    ));
+    got
+}
+
+/// Why VM mode cannot checkpoint here (`check`'s row), if it cannot.
+fn vm_criu_missing() -> Option<String> {
+    let o = std::process::Command::new(runtime())
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = v["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == "criu in the guest")?;
+    (c["status"] != "ok").then(|| c["detail"].to_string())
+}
+
 /// Steps this host cannot exercise, each with the check that proves why.
 fn host_exceptions() -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
@@ -942,6 +998,11 @@ fn host_exceptions() -> BTreeMap<&'static str, String> {
             "vm.pod",
         ] {
             m.insert(k, format!("VM mode is not available: {why}"));
+        }
+    }
+    if let Some(why) = vm_mode_missing().or_else(vm_criu_missing) {
+        for k in ["vm.criu_kit", "vm.checkpoint", "vm.restore"] {
+            m.insert(k, format!("VM-mode checkpoint is not available: {why}"));
         }
     }
     if !sandbox::linux::lsm::apparmor_enabled() && !sandbox::linux::lsm::selinux_enabled() {
@@ -1029,6 +1090,7 @@ fn every_catalog_step_is_narrated() {
     got.extend(scenario_memory_policy());
     got.extend(scenario_cgroup_v2());
     got.extend(scenario_vm());
+    got.extend(scenario_vm_checkpoint());
     let exceptions = host_exceptions();
     let mut missing = Vec::new();
     for s in catalog::ALL {

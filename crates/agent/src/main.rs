@@ -15,6 +15,7 @@
 //! clone, exactly as nk-runtime does on a host.
 
 mod cp;
+mod criu;
 mod dns;
 mod guest;
 mod hooks;

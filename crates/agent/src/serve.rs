@@ -12,8 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vm_protocol::{
-    CreateContainer, ExecProcess, FrameReader, GuestCommand, GuestMsg, HostMsg, ProcInfo, Ready,
-    Reply, Request,
+    CheckpointContainer, CreateContainer, ExecProcess, FrameReader, GuestCommand, GuestMsg,
+    HostMsg, ProcInfo, Ready, Reply, Request, RestoreContainer,
 };
 
 /// Where the guest keeps container state and bundles.
@@ -406,6 +406,8 @@ impl Agent {
                 Ok(Reply::Done)
             }
             Request::Delete { id } => self.delete(&id),
+            Request::Checkpoint(c) => self.checkpoint(c),
+            Request::Restore(r) => self.restore(r),
             Request::Shutdown => Ok(Reply::Done),
             Request::DnsAnswer { query, data } => {
                 self.dns.answer(query, &data);
@@ -465,7 +467,15 @@ impl Agent {
         Ok(())
     }
 
-    fn create(&mut self, c: CreateContainer) -> Result<Reply, String> {
+    /// The container's bundle in the guest, as create and restore make it:
+    /// an overlay on the shared rootfs (tmpfs upper layer) and the config
+    /// written for the library. Returns (bundle, rootfs, overlay dir,
+    /// config, terminal).
+    fn bundle(
+        &mut self,
+        c: &CreateContainer,
+        seed: Option<&std::path::Path>,
+    ) -> Result<(String, String, String, oci_spec::runtime::Spec, bool), String> {
         sandbox::state::validate_id(&c.id).map_err(|e| e.to_string())?;
         if self.procs.contains_key(&c.stream) {
             return Err(format!("stream {} is in use", c.stream));
@@ -485,6 +495,10 @@ impl Agent {
         for d in [&rootfs, &format!("{ovl}/upper"), &format!("{ovl}/work")] {
             std::fs::create_dir_all(d).map_err(|e| format!("create {d}: {e}"))?;
         }
+        if let Some(images) = seed {
+            crate::criu::load_upper(images, std::path::Path::new(&format!("{ovl}/upper")))
+                .map_err(|e| format!("the checkpoint's rootfs writes: {e}"))?;
+        }
         // The host's rootfs is the lower layer; writes land in tmpfs.
         mount(
             "overlay",
@@ -493,7 +507,7 @@ impl Agent {
             0,
             &format!("lowerdir={lower},upperdir={ovl}/upper,workdir={ovl}/work"),
         )?;
-        let mut config = *c.config;
+        let mut config = (*c.config).clone();
         let copyup = config
             .mounts()
             .iter()
@@ -520,6 +534,11 @@ impl Agent {
             self.rt.log_level = l;
         }
         self.rt.systemd_cgroup = c.systemd_cgroup;
+        Ok((bundle, rootfs, ovl, config, terminal))
+    }
+
+    fn create(&mut self, c: CreateContainer) -> Result<Reply, String> {
+        let (bundle, rootfs, ovl, _, terminal) = self.bundle(&c, None)?;
         let (mut child, parent) = stdio_for(terminal)?;
         // --preserve-fds: pipes at 3, 4... carry the host descriptors' bytes.
         let kept = procs::preserved(&c.preserve_fds).map_err(|e| format!("pipes: {e}"))?;
@@ -565,6 +584,75 @@ impl Agent {
         io.feeds = kept.feeds;
         self.watch(c.stream, h.pid, io);
         Ok(Reply::Created { pid: h.pid })
+    }
+
+    /// A path the host gave relative to the share, which must stay in it.
+    fn in_share(rel: &str) -> Result<std::path::PathBuf, String> {
+        if rel.split('/').any(|p| p == "..") {
+            return Err(format!("{rel:?} leaves the share"));
+        }
+        Ok(std::path::Path::new(vm_protocol::SHARE_MOUNT).join(rel.trim_start_matches('/')))
+    }
+
+    /// CRIU dumps the container into the host's image directory (in the
+    /// share); without leave_running the library deletes the container
+    /// and its init's exit is reported as usual.
+    fn checkpoint(&mut self, c: CheckpointContainer) -> Result<Reply, String> {
+        self.mount_share()?;
+        let criu = crate::criu::install(&Self::in_share(&c.kit.dir)?)?;
+        let o = sandbox::container::CheckpointOptions {
+            flags: crate::criu::flags(criu, Self::in_share(&c.images)?, &c.options),
+            leave_running: c.leave_running,
+            ..Default::default()
+        };
+        self.rt.checkpoint(&c.id, &o).map_err(|e| e.to_string())?;
+        crate::criu::save_upper(
+            std::path::Path::new(&format!("{OVERLAYS}/{}/upper", c.id)),
+            &o.flags.image_path,
+        )
+        .map_err(|e| format!("keep the container's rootfs writes: {e}"))?;
+        Ok(Reply::Done)
+    }
+
+    /// The container's bundle as create makes it, then CRIU rebuilds the
+    /// dumped tree in it, as a child of the agent with new stdio pipes in
+    /// place of the dumped ones.
+    fn restore(&mut self, r: RestoreContainer) -> Result<Reply, String> {
+        let c = r.create;
+        if c.network.as_ref().is_some_and(|n| !n.interfaces.is_empty()) {
+            return Err("restore of a VM-mode container into the engine's network is not supported: CRIU restores the container's network namespace empty, and its interfaces would need the engine's set-up again".into());
+        }
+        if !c.preserve_fds.is_empty() {
+            return Err("restore with --preserve-fds is not supported in VM mode".into());
+        }
+        self.mount_share()?;
+        let criu = crate::criu::install(&Self::in_share(&r.kit.dir)?)?;
+        let images = Self::in_share(&r.images)?;
+        let (bundle, rootfs, ovl, _, terminal) = self.bundle(&c, Some(&images))?;
+        if terminal {
+            return Err("restore of a container with process.terminal is not supported in VM mode: the dumped terminal is the guest's, which ended with its VM".into());
+        }
+        let (child, parent) = stdio_for(false)?;
+        let o = sandbox::container::RestoreOptions {
+            flags: crate::criu::flags(criu, images, &r.options),
+            id: c.id.clone(),
+            bundle: bundle.clone().into(),
+            ..Default::default()
+        };
+        let res = procs::with_stdio(&child, || self.rt.restore(&o));
+        drop(child);
+        let restored = match res {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = umount(&rootfs);
+                let _ = std::fs::remove_dir_all(&bundle);
+                let _ = std::fs::remove_dir_all(&ovl);
+                return Err(e.to_string());
+            }
+        };
+        let io = parent_io(None, parent)?;
+        self.watch(c.stream, restored.pid, io);
+        Ok(Reply::Created { pid: restored.pid })
     }
 
     fn exec(&mut self, e: ExecProcess) -> Result<Reply, String> {

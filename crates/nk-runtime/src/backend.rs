@@ -139,6 +139,49 @@ impl Backend {
         }
     }
 
+    /// The backend of a restore: the image's mode (a VM-mode checkpoint
+    /// holds its record), which an explicit --mode must agree with.
+    pub fn for_restore(
+        g: &Globals,
+        mode: Option<&str>,
+        image: &std::path::Path,
+    ) -> anyhow::Result<Backend> {
+        let vm_image = vm::checkpoint::is_vm_image(image);
+        let want_vm = match mode {
+            None => vm_image,
+            Some("vm") => true,
+            Some("container") if vm_image => anyhow::bail!(
+                "{} holds a VM-mode checkpoint ({} is there): restore it in VM mode (without --mode=container); a container-mode restore has no VM to put its processes in",
+                image.display(),
+                image.join(sandbox::container::VM_IMAGE_RECORD).display()
+            ),
+            Some("container") => false,
+            Some(other) => anyhow::bail!("--mode {other:?}: use container or vm"),
+        };
+        Ok(if want_vm {
+            Backend::Vm(VmBackend {
+                rt: g.runtime(),
+                size: SizeFlags::default(),
+                boot: None,
+            })
+        } else {
+            Backend::Container(g.runtime())
+        })
+    }
+
+    /// `checkpoint`.
+    pub fn checkpoint(
+        &self,
+        id: &str,
+        o: &sandbox::container::CheckpointOptions,
+    ) -> anyhow::Result<()> {
+        match self {
+            Backend::Container(rt) => rt.checkpoint(id, o)?,
+            Backend::Vm(v) => v.checkpoint(id, o)?,
+        }
+        Ok(())
+    }
+
     /// The library's runtime settings (the same for both).
     pub fn runtime(&self) -> &Runtime {
         match self {
@@ -360,6 +403,35 @@ impl Backend {
         cg.set(&res, true)?;
         Ok(())
     }
+}
+
+/// `restore` of a VM image: the VM starts and the agent restores the
+/// container; without --detach, wait for it as `run` does (the monitor
+/// exits with the container's status), then delete it.
+pub fn vm_restore(
+    v: &VmBackend,
+    o: &sandbox::container::RestoreOptions,
+    detach: bool,
+) -> anyhow::Result<i32> {
+    let _blocked = (!detach).then(Blocked::new).transpose()?;
+    let created = v
+        .restore(o)
+        .map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;
+    if detach {
+        return Ok(0);
+    }
+    let status = wait::wait(Foreground {
+        pid: created.pid,
+        pidfd: &created.pidfd,
+        forward_to: created.pid,
+        pty: None,
+        winch_to: None,
+        reap_orphans: false,
+    });
+    if let Err(e) = v.delete(&o.id, true) {
+        sandbox::logging::warn(|| format!("delete after restore: {e}"));
+    }
+    Ok(status?)
 }
 
 /// The hidden `vm-monitor ID` verb: the VM monitor process itself, started

@@ -488,6 +488,9 @@ pub struct RestoreArgs {
     /// LSM mount context for the restore.
     #[arg(long, value_name = "CONTEXT")]
     pub lsm_mount_context: Option<String>,
+    /// container or vm; default: the image's (a VM-mode checkpoint holds nk-vm.json).
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
     /// Container id.
     pub id: String,
 }

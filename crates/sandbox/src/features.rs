@@ -114,6 +114,17 @@ pub fn features() -> Features {
                         "false"
                     },
                 ),
+                // VM mode checkpoints with CRIU inside the guest, from a
+                // kit of the host's criu: the same binary is what it needs
+                // (the guest kernel is one CRIU runs on; `check` says so).
+                (
+                    "org.nano-sandbox.checkpoint.vm",
+                    if crate::criu::find(None).is_ok() {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                ),
                 ("org.nano-sandbox.mode", "container|vm"),
             ]
             .into_iter()

@@ -16,7 +16,7 @@ use sandbox::cgroups::Stats;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version, sent in [`Ready`]; the host refuses another.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Name of the virtio-serial port for control messages.
 pub const CONTROL_PORT: &str = "org.nano-sandbox.control";
 /// Name of the virtio-serial port for stdio frames.
@@ -82,6 +82,16 @@ pub enum Request {
     /// (a pod's later container, whose VM stays up; its init's `exited`
     /// follows as usual).
     Delete { id: String },
+    /// Checkpoint a container with CRIU inside the guest, into an image
+    /// directory the host shares ([`CheckpointContainer`]). Without
+    /// `leave_running` CRIU kills the container's processes and the agent
+    /// deletes it, as runc does; its init's `exited` follows.
+    Checkpoint(CheckpointContainer),
+    /// Create a container from a checkpoint instead of its program
+    /// ([`RestoreContainer`]): the bundle as `Create` makes it, then CRIU
+    /// rebuilds the process tree in it. Answered with [`Reply::Created`];
+    /// the container is then running.
+    Restore(RestoreContainer),
     /// Kill everything and power the VM off.
     Shutdown,
     /// The answer to a container's DNS query ([`GuestMsg::Dns`]), from the
@@ -132,6 +142,49 @@ pub struct CreateContainer {
     /// loopback that is down, as in container mode.
     #[serde(default)]
     pub network: Option<Network>,
+}
+
+/// CRIU's tools for the guest, assembled on the host (the VM image has
+/// none of them: they cost every boot and only checkpoint and restore use
+/// them). Paths are relative to [`SHARE_MOUNT`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CriuKit {
+    /// The kit's directory: `bin/`, `lib/`, `xtables/` and `mods/`.
+    pub dir: String,
+}
+
+/// The runc checkpoint and restore flags that apply inside the guest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CriuOptions {
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub manage_cgroups_mode: Option<String>,
+    pub empty_ns: Vec<String>,
+    pub auto_dedup: bool,
+}
+
+/// A container to checkpoint inside the guest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointContainer {
+    pub id: String,
+    /// The image directory, relative to [`SHARE_MOUNT`] (the host's
+    /// `--image-path`, mounted into the share for this request).
+    pub images: String,
+    pub kit: CriuKit,
+    pub leave_running: bool,
+    pub options: CriuOptions,
+}
+
+/// A container to restore inside the guest from a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreContainer {
+    /// The container as `Create` would make it (its program is not run).
+    pub create: CreateContainer,
+    /// The image directory, relative to [`SHARE_MOUNT`].
+    pub images: String,
+    pub kit: CriuKit,
+    pub options: CriuOptions,
 }
 
 /// Which way a descriptor passed with `--preserve-fds` carries data.

@@ -222,6 +222,12 @@ fn shutdown(dir: &Path, st: &ContainerState) {
         let _ = c.call(&ClientReq::Shutdown);
     }
     // Wait for the monitor to go (it powers the VM off first).
+    wait_monitor(st, 10_000);
+    kill_recorded(st);
+}
+
+/// Wait up to `ms` for the container's monitor to exit.
+pub(crate) fn wait_monitor(st: &ContainerState, ms: i32) {
     if let Ok(pidfd) = sandbox::linux::hooks::pidfd_open(st.pid) {
         if st.init_alive() {
             let mut p = libc::pollfd {
@@ -229,11 +235,10 @@ fn shutdown(dir: &Path, st: &ContainerState) {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            // SAFETY: poll one pollfd that lives for the call; up to 10 s.
-            unsafe { libc::poll(&mut p, 1, 10_000) };
+            // SAFETY: poll one pollfd that lives for the call.
+            unsafe { libc::poll(&mut p, 1, ms) };
         }
     }
-    kill_recorded(st);
 }
 
 /// What `create` checked before making anything.
@@ -254,6 +259,8 @@ struct Checked {
     /// The template snapshot to start from; None: a cold boot, for `cold_why`.
     template: Option<crate::template::Template>,
     cold_why: String,
+    /// Set by `restore`: the checkpoint the agent restores from.
+    restore: Option<monitor::RestoreFrom>,
 }
 
 /// Host-side hooks, as in container mode (the guest's copy of the config
@@ -368,8 +375,27 @@ impl VmBackend {
     /// order of container mode: check, claim, start (here: the monitor
     /// and the VM), hooks, record. A failure undoes what was made.
     pub fn create(&self, o: &CreateOptions) -> Result<Created> {
-        let p = self.check(o)?;
-        let (dir, _lock, mut record, mut undo) = self.claim(o, &p)?;
+        self.create_from(o, None)
+    }
+
+    /// `create`, or with `restore` the first half of `restore`: the same
+    /// steps, but the agent restores the container from a checkpoint
+    /// (crate::checkpoint), which is then running (no exec FIFO).
+    pub(crate) fn create_from(
+        &self,
+        o: &CreateOptions,
+        restore: Option<monitor::RestoreFrom>,
+    ) -> Result<Created> {
+        let mut p = self.check(o)?;
+        if let (Some(_), Some(pod)) = (&restore, &p.pod) {
+            return Err(Error::Msg(format!(
+                "restore of a container that joins the namespaces of VM-mode container {} (a pod): not supported; restore it as a container of its own",
+                pod.id
+            )));
+        }
+        let restoring = restore.is_some();
+        p.restore = restore;
+        let (dir, _lock, mut record, mut undo) = self.claim(o, &p, !restoring)?;
         let tty_slave = match (&o.console_socket, p.terminal) {
             (Some(sock), true) => {
                 let (m, s) = pty_pair()?;
@@ -405,6 +431,9 @@ impl VmBackend {
                 net,
                 boot,
             } => (guest_pid, qemu_pid, boot_ms, net, boot),
+            Report::Failed(e) if restoring => {
+                return Err(Error::Msg(format!("in the new VM: {e}")))
+            }
             Report::Failed(e) => return Err(Error::Msg(format!("create failed: {e}"))),
             Report::Netns => return Err(Error::Msg("the VM monitor reported twice".into())),
         };
@@ -421,6 +450,11 @@ impl VmBackend {
             explain::step(&catalog::VM_BOOT, || booted);
         }
         explain::step(&catalog::VM_NET, || net);
+        if restoring {
+            explain::step(&catalog::VM_RESTORE, || {
+                format!("the agent had CRIU restore the container in the guest: its init is pid {guest_pid} there, running")
+            });
+        }
         record.phase = Some(Phase::Created);
         explain::step(&catalog::STATE_CREATED, || {
             format!("pid {mpid} (the monitor)")
@@ -531,6 +565,7 @@ impl VmBackend {
             pod: None,
             template,
             cold_why,
+            restore: None,
         })
     }
 
@@ -682,6 +717,7 @@ impl VmBackend {
             pod: Some(pod),
             template: None,
             cold_why: String::new(),
+            restore: None,
         })
     }
 
@@ -692,6 +728,7 @@ impl VmBackend {
         &self,
         o: &CreateOptions,
         p: &Checked,
+        fifo: bool,
     ) -> Result<(PathBuf, DirLock, ContainerState, Cleanup<'_>)> {
         let rt = &self.rt;
         let b = &p.bundle;
@@ -724,9 +761,11 @@ impl VmBackend {
                 kill_recorded(stale);
                 rt.reap_stale(stale);
             })?;
-        let fifo = dir.join(state::FIFO_FILE);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+        if fifo {
+            let fifo = dir.join(state::FIFO_FILE);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+        }
         Ok((dir, lock, record, undo))
     }
 
@@ -767,6 +806,7 @@ impl VmBackend {
             template: p.template.clone(),
             cold_why: p.cold_why.clone(),
             kernel: p.image.kernel_version.clone(),
+            restore: p.restore.clone(),
         };
         let mpath = dir.join(monitor::CONFIG);
         let mjson = serde_json::to_vec(&mcfg)

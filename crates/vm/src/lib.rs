@@ -11,12 +11,15 @@
 //! * [`net`] brings the engine's network namespace into the guest (tap, tc redirect);
 //! * [`monitor`] is the per-container host process of VM mode, and its client;
 //! * [`pod`] runs a pod's later containers in the VM of its first;
-//! * [`template`] starts VMs from a snapshot of a booted guest, through [`qmp`].
+//! * [`template`] starts VMs from a snapshot of a booted guest, through [`qmp`];
+//! * [`criu_kit`] assembles what the guest needs to checkpoint a container with CRIU.
 
 pub mod backend;
 pub mod cache;
 pub mod channel;
+pub mod checkpoint;
 pub mod cpio;
+pub mod criu_kit;
 pub mod dns;
 pub mod error;
 pub mod fds;

@@ -106,7 +106,26 @@ pub struct MonitorConfig {
     /// The guest kernel's release (names a template's directory).
     #[serde(default)]
     pub kernel: String,
+    /// Set by `restore`: the agent restores the container from this
+    /// checkpoint instead of creating it.
+    #[serde(default)]
+    pub restore: Option<RestoreFrom>,
 }
+
+/// A checkpoint to restore the container from (`restore` of a VM image):
+/// both directories are in the share from the start, the kit read-only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreFrom {
+    /// The image directory (`--image-path`).
+    pub images: PathBuf,
+    /// The CRIU kit (crate::criu_kit).
+    pub kit: PathBuf,
+    pub options: vm_protocol::CriuOptions,
+}
+
+/// Where the CRIU kit and a checkpoint's image directory are in the share.
+pub const KIT_SHARE_DIR: &str = "criu-kit";
+pub const IMAGES_SHARE_DIR: &str = "criu-images";
 
 fn nine_p() -> crate::virtiofs::ShareFs {
     crate::virtiofs::ShareFs::NineP
@@ -171,6 +190,13 @@ pub enum ClientReq {
         signal: i32,
     },
     Shutdown,
+    /// Checkpoint the container with CRIU in the guest. Its descriptors:
+    /// detached copies (open_tree) of the image directory and of the CRIU
+    /// kit, which the monitor attaches in the share for the request.
+    Checkpoint {
+        leave_running: bool,
+        options: vm_protocol::CriuOptions,
+    },
     /// A pod's later container, to create in this monitor's VM
     /// (crate::pod). Its descriptors: stdin, stdout and stderr (the pty
     /// slave three times), the listening socket of its monitor.sock, then
@@ -445,7 +471,23 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
         "mode=0755",
     )?;
     mount(None, &share, None, libc::MS_SHARED, "")?;
-    let (items, g) = guest_view(cfg, "")?;
+    let (mut items, g) = guest_view(cfg, "")?;
+    if let Some(r) = &cfg.restore {
+        items.push(ShareItem {
+            src: r.images.clone(),
+            at: IMAGES_SHARE_DIR.into(),
+            recursive: false,
+            dir: true,
+            read_only: false,
+        });
+        items.push(ShareItem {
+            src: r.kit.clone(),
+            at: KIT_SHARE_DIR.into(),
+            recursive: false,
+            dir: true,
+            read_only: true,
+        });
+    }
     for it in &items {
         let dst = mount_point(&share, it)?;
         mount(
@@ -496,6 +538,8 @@ enum Pending {
     Pause(u64, bool, PathBuf),
     /// A pod member's create (its join client, its id).
     Join(u64, String),
+    /// A checkpoint (its client), and its image directory's mount in the share.
+    Checkpoint(u64, PathBuf),
     /// Nobody waits for the answer.
     Ignore,
 }
@@ -541,6 +585,8 @@ struct Monitor {
     /// private copy, its share 9p without a cache), so it is stopped at
     /// once rather than powered off.
     restored: bool,
+    /// The CRIU kit is attached in the share (at [`KIT_SHARE_DIR`]).
+    kit_mounted: bool,
 }
 
 fn dup(fd: RawFd) -> Option<OwnedFd> {
@@ -672,10 +718,11 @@ fn start_vm(
         share: share_dir,
         members: HashMap::new(),
         restored,
+        kit_mounted: false,
         _fs: fs,
         dns: attached.network.dns_relay.then(crate::dns::Relay::default),
     };
-    let create = Request::Create(vm_protocol::CreateContainer {
+    let create = vm_protocol::CreateContainer {
         id: cfg.id.clone(),
         stream: INIT_STREAM,
         config: Box::new(guest_config),
@@ -686,8 +733,35 @@ fn start_vm(
         log_level: cfg.log_level.clone(),
         preserve_fds: cfg.preserve_fds.clone(),
         network: guest_network(&attached, restored),
-    });
-    let created = m.call(create, Duration::from_secs(120))?;
+    };
+    let created = match &cfg.restore {
+        None => m.call(Request::Create(create), Duration::from_secs(120))?,
+        Some(r) => {
+            m.kit_mounted = true;
+            let req = Request::Restore(vm_protocol::RestoreContainer {
+                create,
+                images: IMAGES_SHARE_DIR.into(),
+                kit: vm_protocol::CriuKit {
+                    dir: KIT_SHARE_DIR.into(),
+                },
+                options: r.options.clone(),
+            });
+            // CRIU under emulation reads the whole image over 9p.
+            let t0 = Instant::now();
+            let reply = m.call(req, Duration::from_secs(600))?;
+            log_line(
+                cfg,
+                &format!(
+                    "restored the container from {} in {} ms",
+                    r.images.display(),
+                    t0.elapsed().as_millis()
+                ),
+            );
+            // The images stay the host's: the share lets go of them.
+            unmount_all(&[m.share.join(IMAGES_SHARE_DIR)]);
+            reply
+        }
+    };
     let tty = cfg.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let (i, o, e) = match cfg.tty_fd {
         Some(fd) => (dup(fd), dup(fd), None),
@@ -1111,6 +1185,116 @@ impl Monitor {
         Ok((fds.into_iter(), mounts))
     }
 
+    /// Attach a detached tree at `at` in the share (read-only when asked).
+    fn attach(&self, tree: &OwnedFd, at: &str, read_only: bool) -> Result<PathBuf> {
+        let it = ShareItem {
+            src: PathBuf::new(),
+            at: at.to_string(),
+            recursive: false,
+            dir: true,
+            read_only,
+        };
+        let dst = mount_point(&self.share, &it)?;
+        let target = nix::fcntl::open(
+            &dst,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("open {}", dst.display()), e))?;
+        let r = sandbox::linux::syscall::move_mount(tree.as_fd(), target.as_fd())
+            .map_err(|e| Error::sys(format!("move_mount(to {})", dst.display()), e))
+            .and_then(|_| {
+                if read_only {
+                    mount(
+                        None,
+                        &dst,
+                        None,
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        "",
+                    )
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = r {
+            unmount_all(&[dst]);
+            return Err(e);
+        }
+        Ok(dst)
+    }
+
+    /// `checkpoint`: the image directory (and, the first time, the CRIU
+    /// kit) are attached in the share, then the agent has CRIU dump the
+    /// container there; the image directory leaves the share with the answer.
+    fn checkpoint(
+        &mut self,
+        cid: u64,
+        id: String,
+        leave_running: bool,
+        options: vm_protocol::CriuOptions,
+        fds: Vec<OwnedFd>,
+    ) {
+        if id != self.cfg.id {
+            return self.reply(
+                cid,
+                ClientMsg::Err(format!(
+                    "checkpoint of {id}: it runs in the VM of pod container {}, and only a VM's own container is checkpointed",
+                    self.cfg.id
+                )),
+            );
+        }
+        let [images, kit] = match <[OwnedFd; 2]>::try_from(fds) {
+            Ok(x) => x,
+            Err(v) => {
+                return self.reply(
+                    cid,
+                    ClientMsg::Err(format!(
+                        "checkpoint: {} descriptors came, 2 expected",
+                        v.len()
+                    )),
+                )
+            }
+        };
+        if !self.kit_mounted {
+            if let Err(e) = self.attach(&kit, KIT_SHARE_DIR, true) {
+                return self.reply(cid, ClientMsg::Err(format!("attach the CRIU kit: {e}")));
+            }
+            self.kit_mounted = true;
+        }
+        let at = format!("{IMAGES_SHARE_DIR}-{cid}");
+        let dst = match self.attach(&images, &at, false) {
+            Ok(d) => d,
+            Err(e) => {
+                return self.reply(
+                    cid,
+                    ClientMsg::Err(format!("attach the image directory: {e}")),
+                )
+            }
+        };
+        log_line(
+            &self.cfg,
+            &format!("checkpoint into {at} (leave running: {leave_running})"),
+        );
+        let req = Request::Checkpoint(vm_protocol::CheckpointContainer {
+            id,
+            images: at,
+            kit: vm_protocol::CriuKit {
+                dir: KIT_SHARE_DIR.into(),
+            },
+            leave_running,
+            options,
+        });
+        match self.conn.send(req) {
+            Ok(rid) => {
+                self.pending.insert(rid, Pending::Checkpoint(cid, dst));
+            }
+            Err(e) => {
+                unmount_all(&[dst]);
+                self.reply(cid, ClientMsg::Err(e.to_string()));
+            }
+        }
+    }
+
     /// A member is gone (its init exited, or its create failed): the agent
     /// removes it from the guest, its mounts leave the share, and its
     /// monitor.sock stops answering. `delete` says whether the guest still
@@ -1149,6 +1333,10 @@ impl Monitor {
             .map_or_else(|| self.cfg.state_dir.clone(), |m| m.state_dir.clone());
         match req {
             ClientReq::Join(j) => self.join(cid, *j, fds),
+            ClientReq::Checkpoint {
+                leave_running,
+                options,
+            } => self.checkpoint(cid, id, leave_running, options, fds),
             ClientReq::Start => self.agent_req(cid, Request::Start { id }, Pending::Plain),
             ClientReq::Kill { signal, all } => {
                 self.agent_req(cid, Request::Kill { id, signal, all }, Pending::Plain)
@@ -1247,6 +1435,23 @@ impl Monitor {
                 },
             ),
             Pending::Ignore => {}
+            Pending::Checkpoint(c, images) => {
+                unmount_all(&[images]);
+                log_line(
+                    &self.cfg,
+                    &match &r {
+                        Ok(_) => "checkpoint done".to_string(),
+                        Err(e) => format!("checkpoint failed: {e}"),
+                    },
+                );
+                self.reply(
+                    c,
+                    match r {
+                        Ok(v) => ClientMsg::Ok(v),
+                        Err(e) => ClientMsg::Err(e),
+                    },
+                );
+            }
             Pending::Join(c, id) => match r {
                 Ok(v) => self.reply(c, ClientMsg::Ok(v)),
                 Err(e) => {

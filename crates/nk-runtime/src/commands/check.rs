@@ -621,7 +621,34 @@ fn vm_mode() -> Vec<Check> {
     ));
     out.push(vm_share());
     out.push(kvm());
+    out.push(vm_criu());
     out
+}
+
+/// Can a VM-mode container be checkpointed: the host's criu (the kit is
+/// assembled from it) and the guest kernel's modules CRIU needs. CRIU
+/// itself runs on the guest kernel, not this one.
+fn vm_criu() -> Check {
+    let (status, detail) = match vm::image::find_kernel().and_then(|k| {
+        vm::criu_kit::probe(&k.modules_root, &k.version).map(|c| (c, k.version))
+    }) {
+        Ok((c, kver)) => (
+            Status::Ok,
+            format!(
+                "{} runs in the guest (kernel {kver}) from a kit assembled from it, with the guest's socket-diag and nf_tables modules",
+                c.display()
+            ),
+        ),
+        Err(e) => (Status::Missing, e.to_string()),
+    };
+    check(
+        "criu in the guest",
+        "VM checkpoint, restore",
+        status,
+        false,
+        detail,
+        Some("apt-get install criu"),
+    )
 }
 
 /// Which filesystem carries the bundle into the guest, and why: the choice

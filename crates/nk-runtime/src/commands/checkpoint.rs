@@ -1,8 +1,11 @@
 //! `checkpoint` and `restore`: container mode through CRIU
 //! (`sandbox::container` builds the requests, `sandbox::criu` speaks to
-//! criu). Restore without --detach waits for the restored container like
-//! `run`, forwards signals, deletes it afterwards and exits with its status.
+//! criu); VM mode through CRIU in the guest (`vm::checkpoint`), chosen by
+//! the container's record and, for restore, by the image. Restore without
+//! --detach waits for the restored container like `run`, forwards
+//! signals, deletes it afterwards and exits with its status.
 
+use crate::backend::Backend;
 use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
 use crate::report::Globals;
 use sandbox::container::{CheckpointOptions, CriuFlags, RestoreOptions};
@@ -36,7 +39,7 @@ pub fn checkpoint(g: &Globals, a: CheckpointArgs) -> anyhow::Result<i32> {
         pre_dump: a.pre_dump,
         page_server: a.page_server,
     };
-    g.runtime().checkpoint(&a.id, &o)?;
+    Backend::for_id(g, &a.id).checkpoint(&a.id, &o)?;
     Ok(0)
 }
 
@@ -50,6 +53,9 @@ pub fn restore(g: &Globals, a: RestoreArgs) -> anyhow::Result<i32> {
         lsm_profile: a.lsm_profile,
         lsm_mount_context: a.lsm_mount_context,
     };
+    if let Backend::Vm(v) = Backend::for_restore(g, a.mode.as_deref(), &o.flags.image_path)? {
+        return crate::backend::vm_restore(&v, &o, a.detach);
+    }
     let rt = g.runtime();
     if a.detach {
         rt.restore(&o)?;

@@ -33,6 +33,12 @@ use std::path::{Path, PathBuf};
 /// The file in the image directory that lists the init's stdio (runc's name).
 pub const DESCRIPTORS_FILE: &str = "descriptors.json";
 
+/// The file in a VM-mode checkpoint's image directory that records the VM
+/// (the vm crate writes and reads it; the command refuses a container-mode
+/// restore of such an image, while the guest's agent restores its CRIU
+/// images with this library).
+pub const VM_IMAGE_RECORD: &str = "nk-vm.json";
+
 /// Options both verbs share (the CRIU flags of runc's two commands).
 #[derive(Debug, Clone, Default)]
 pub struct CriuFlags {
@@ -281,7 +287,7 @@ impl Runtime {
         let (st, status) = self.load(id)?;
         if st.mode != Mode::Container {
             return Err(Error::Unsupported(format!(
-                "checkpoint of the VM-mode container {id}: CRIU checkpoints host processes, and a VM's are in its guest"
+                "checkpoint of the VM-mode container {id}: CRIU checkpoints host processes, and a VM's are in its guest (VM mode checkpoints through its VM monitor)"
             )));
         }
         if status != Status::Running && status != Status::Paused {

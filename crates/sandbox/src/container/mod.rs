@@ -12,7 +12,7 @@ mod ops;
 mod undo;
 
 pub use crate::state::hook_state;
-pub use checkpoint::{CheckpointOptions, CriuFlags, RestoreOptions, Restored};
+pub use checkpoint::{CheckpointOptions, CriuFlags, RestoreOptions, Restored, VM_IMAGE_RECORD};
 pub use create::{write_pid_file, CreateOptions, Handle};
 pub use exec::{merge_process, ExecHandle, ExecOptions};
 pub use undo::Cleanup;

@@ -393,6 +393,15 @@ steps! {
     CRIU_RESTORE = "criu.restore", Checkpoint,
         "Ask CRIU to rebuild the process tree from the image directory: a RESTORE request with a bind mount of the rootfs as root, CRIU itself moved into the new container's cgroup, and the old stdio pipes mapped to the runtime's own.",
         "The processes come back with their pids, memory and open files as they were dumped, as children of the runtime (rst_sibling), so it can wait for the init. At CRIU's setup-namespaces point the prestart and createRuntime hooks run; at post-restore the new init is recorded.";
+    VM_CRIU_KIT = "vm.criu_kit", Checkpoint,
+        "Find the CRIU kit for the guest in the VM cache, or assemble it once from the host's criu: criu, ip, xtables-nft-multi, tar, gzip and sh with every library ldd lists, iptables' extensions, and the guest kernel's socket-diag, nf_tables and conntrack modules in load order.",
+        "A VM-mode container's processes live in the guest, so CRIU must run there; the guest image carries none of it, since every boot would pay for it and only checkpoint and restore need it. The kit is keyed by its inputs (so a new criu gives a new kit) and is shared into the guest read-only for these two verbs only.";
+    VM_CHECKPOINT = "vm.checkpoint", Checkpoint,
+        "Ask the VM monitor to checkpoint the container: it attaches the image directory and the CRIU kit in the VM's share, and the agent links the kit into the guest, loads its modules and has CRIU dump the container there, as on a host; without --leave-running the VM is then stopped and the container deleted, and the image directory gets nk-vm.json, the VM-mode record a restore reads.",
+        "QEMU 7.2 refuses to migrate a VM while its share is mounted (9p) or at all (virtio-fs), and a running container's rootfs is on that share: the whole-VM migration stream cannot be taken. CRIU inside the guest dumps the container alone, through the share, so the image is an ordinary CRIU image plus the VM's size and settings.";
+    VM_RESTORE = "vm.restore", Vm,
+        "The new VM (started as create starts one) has the image directory and the CRIU kit in its share from the start; the agent builds the container's bundle as create does, then has CRIU restore the dumped process tree into it, as its own child with new stdio pipes in place of the dumped ones. The container is running at once.",
+        "The container goes on from the point it was dumped at, in a VM of the size recorded in the image; exec, kill, pause and delete work on it as on any VM-mode container, since the agent watches the restored init as it watches a created one.";
     DELETE_STATE = "delete.state", Delete,
         "Remove the state directory.",
         "The id becomes free again for a new container.";
