@@ -763,6 +763,12 @@ fn unreachable_here() -> BTreeMap<&'static str, String> {
     m.insert("vm.net", "VM mode: tests/crash_vm.rs".to_string());
     m.insert("vm.template", "VM mode: tests/crash_vm.rs".to_string());
     m.insert("vm.boot", "VM mode: tests/crash_vm.rs".to_string());
+    for step in ["vm.criu_kit", "vm.checkpoint", "vm.restore"] {
+        m.insert(
+            step,
+            "VM-mode checkpoint and restore: tests/crash_vm.rs".to_string(),
+        );
+    }
     m.insert(
         "vm.pod",
         "VM mode, a pod member's create: tests/crash_vm.rs".to_string(),

@@ -5,7 +5,8 @@
 //! usable again. Steps before the monitor's "go" cost no boot (the first
 //! create builds the VM template, when there is none); the four after the
 //! boot (vm.monitor, vm.boot, state.created, pid_file) cost one each, a
-//! restore from the template.
+//! restore from the template. VM-mode checkpoint and restore (CRIU in the
+//! guest) are crashed at their own steps too.
 
 use nk_tests::vm as vm_support;
 
@@ -181,6 +182,129 @@ fn vm_create_crashed_at_every_step_leaves_nothing() {
         );
     }
     assert!(vm.leftovers().is_empty(), "{}", vm.leftovers());
+}
+
+impl Vm {
+    /// A command of the fault build, crashing at `step` (in the parent),
+    /// or of the shipped build when `step` is None; returns whether it
+    /// died where asked (always true for the shipped build when it
+    /// succeeded) and its stderr.
+    fn verb(&self, step: Option<&str>, args: &[&str]) -> (bool, String) {
+        let trace = self.dir.path().join("trace-verb");
+        std::fs::write(&trace, "").unwrap();
+        let mut c = Command::new(if step.is_some() {
+            fault_runtime()
+        } else {
+            runtime()
+        });
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env("NK_VM_AGENT", vm_support::agent())
+            .env("NK_FAULT_TRACE", &trace)
+            .env_remove("NK_FAULT")
+            .stdin(Stdio::null());
+        if let Some(s) = step {
+            c.env("NK_FAULT", format!("{s}:parent"));
+        }
+        // Stdout and stderr to files: a detached monitor keeps them open.
+        let o = run_to_files(&mut c);
+        let text = std::fs::read_to_string(&trace).unwrap_or_default();
+        let ok = match step {
+            Some(s) => {
+                o.status.code().is_none()
+                    && text
+                        .lines()
+                        .any(|l| l.starts_with(&format!("parent {s} fault ")))
+            }
+            None => o.status.success(),
+        };
+        (ok, stderr(&o))
+    }
+
+    /// `delete -f` by the shipped build, then nothing of the container may
+    /// be left (its monitor and QEMU reaped as an init would).
+    fn delete_leaves_nothing(&self, what: &str) -> Result<(), String> {
+        let pids = pids_of(&self.leftovers());
+        let (code, err) = shipped(&self.root, &["delete", "-f", &self.id]);
+        if code != Some(0) {
+            return Err(format!("{what}: delete -f failed: {err}"));
+        }
+        let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
+        let _ = std::panic::catch_unwind(|| {
+            wait_for("the monitor and QEMU to go", DEADLINE, || {
+                for &p in &pids {
+                    // SAFETY: waitpid on one pid, non-blocking.
+                    unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
+                }
+                pids.iter().all(gone).then_some(())
+            })
+        });
+        let after = self.leftovers();
+        if after.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{what}: left {after}"))
+        }
+    }
+}
+
+/// VM-mode checkpoint and restore (CRIU in the guest) crashed before each
+/// of their own steps: vm.criu_kit and vm.checkpoint of `checkpoint`,
+/// vm.restore of `restore`. `delete -f` then leaves nothing. Three boots
+/// (from the template) and one full checkpoint. Needs criu on the host
+/// (the kit is made from it; test-deps installs it).
+#[test]
+fn vm_checkpoint_and_restore_crashed_at_their_steps_leave_nothing() {
+    require_root();
+    if let Err(e) = sandbox::criu::find(None) {
+        eprintln!("no criu on this host ({e}): vm.criu_kit, vm.checkpoint and vm.restore not crashed at (tests/vm_checkpoint.rs checks the error)");
+        return;
+    }
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let vm = Vm::new();
+    let b = vm.bundle.path();
+    let img = |n: &str| vm.dir.path().join(n).display().to_string();
+    let run = [
+        "run",
+        "-d",
+        "--mode=vm",
+        "--bundle",
+        b.as_str(),
+        vm.id.as_str(),
+    ];
+    let mut failures = Vec::new();
+    for step in ["vm.criu_kit", "vm.checkpoint"] {
+        let (ok, err) = vm.verb(None, &run);
+        assert!(ok, "run -d: {err}");
+        let i = img(&format!("img-{step}"));
+        let (fired, err) = vm.verb(Some(step), &["checkpoint", "--image-path", &i, &vm.id]);
+        if !fired {
+            failures.push(format!(
+                "checkpoint at {step}: the fault did not fire: {err}"
+            ));
+        }
+        if let Err(e) = vm.delete_leaves_nothing(&format!("checkpoint crashed at {step}")) {
+            failures.push(e);
+        }
+    }
+    let (ok, err) = vm.verb(None, &run);
+    assert!(ok, "run -d: {err}");
+    let i = img("img-restore");
+    let (ok, err) = vm.verb(None, &["checkpoint", "--image-path", &i, &vm.id]);
+    assert!(ok, "checkpoint: {err}");
+    let restore = ["restore", "-d", "--image-path", &i, "--bundle", &b, &vm.id];
+    let (fired, err) = vm.verb(Some("vm.restore"), &restore);
+    if !fired {
+        failures.push(format!(
+            "restore at vm.restore: the fault did not fire: {err}"
+        ));
+    }
+    if let Err(e) = vm.delete_leaves_nothing("restore crashed at vm.restore") {
+        failures.push(e);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The monitor killed with SIGKILL while its container runs, the share
