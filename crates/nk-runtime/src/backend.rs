@@ -187,9 +187,10 @@ impl Backend {
             Backend::Container(rt) => rt,
         };
         if a.detach {
-            rt.create(&create_options(&a.common, false))
+            let h = rt
+                .create(&create_options(&a.common, false))
                 .map_err(|e| anyhow::anyhow!("run failed: {e}"))?;
-            if let Err(e) = rt.start(&id) {
+            if let Err(e) = rt.start_created(&h) {
                 let _ = rt.delete(&id, true);
                 return Err(anyhow::anyhow!("run failed: {e}"));
             }
@@ -203,7 +204,7 @@ impl Backend {
         let h = rt
             .create(&create_options(&a.common, true))
             .map_err(|e| anyhow::anyhow!("run failed: {e}"))?;
-        if let Err(e) = rt.start(&id) {
+        if let Err(e) = rt.start_created(&h) {
             // SAFETY: kill(2) our own child.
             unsafe { libc::kill(h.pid, libc::SIGKILL) };
             let _ = sandbox::process::clone::wait_pidfd(&h.pidfd);
@@ -235,11 +236,11 @@ impl Backend {
                 Ok(0)
             }
             Backend::Container(rt) if attach => {
-                let (st, _) = rt.load(id)?;
+                let (st, status) = rt.load(id)?;
                 // Open the pidfd before the program runs, so a fast exit is not missed.
                 let pidfd = sandbox::linux::hooks::pidfd_open(st.pid)
                     .map_err(|e| anyhow::anyhow!("pidfd_open({}): {e}", st.pid))?;
-                rt.start(id)?;
+                rt.start_loaded(&st, status)?;
                 Ok(wait::wait_exit_of(st.pid, &pidfd)?)
             }
             Backend::Container(rt) => {
