@@ -350,7 +350,11 @@ impl Runtime {
             pid,
             pidfd,
             pty,
-            poststart: bundle.spec.hooks().as_ref().and_then(|h| h.poststart().clone()),
+            poststart: bundle
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststart().clone()),
             record,
         })
     }
