@@ -964,10 +964,12 @@ impl CgroupManager for Manager {
             if self.signal_all(libc::SIGKILL).is_err() {
                 self.kill_all();
             }
-        } else {
-            // A frozen task cannot exit: let the dying ones go.
-            self.thaw_all();
         }
+        // A frozen task cannot exit: the dying ones are let go (thawed)
+        // when an rmdir finds the cgroup busy, not before every delete.
+        // Most often nothing is frozen (a paused container's delete thaws
+        // it when it kills the init), and listing the freezer cgroup and
+        // reading its state cost ten system calls.
         let again = || {
             self.thaw_all();
             if kill {
