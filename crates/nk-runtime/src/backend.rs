@@ -8,7 +8,7 @@
 use crate::cli::{CreateCommon, RunArgs};
 use crate::report::{ExitCode, Globals};
 use sandbox::cgroups::{OomWatcher, Stats};
-use sandbox::container::{CreateOptions, ExecOptions, Runtime};
+use sandbox::container::{CreateOptions, ExecOptions, ExecTarget, Runtime};
 use sandbox::process::wait::{self, Blocked, Foreground};
 use sandbox::state::{ContainerState, Mode};
 use vm::backend::{SizeFlags, VmBackend};
@@ -126,8 +126,15 @@ impl Backend {
     /// The backend of an existing container, from its record. An unknown
     /// id gets container mode, whose verbs report it in runc's words.
     pub fn for_id(g: &Globals, id: &str) -> Backend {
+        Self::loaded(g, id).0
+    }
+
+    /// [`Backend::for_id`], with the record it read (or why it could not),
+    /// for a command that needs the record too and reads it once.
+    pub fn loaded(g: &Globals, id: &str) -> (Backend, sandbox::error::Result<ContainerState>) {
         let rt = g.runtime();
-        match rt.store.load(id) {
+        let st = rt.store.load(id);
+        let b = match &st {
             Ok(ContainerState {
                 mode: Mode::Vm(_), ..
             }) => Backend::Vm(VmBackend {
@@ -136,7 +143,8 @@ impl Backend {
                 boot: None,
             }),
             _ => Backend::Container(rt),
-        }
+        };
+        (b, st)
     }
 
     /// The backend of a restore: the image's mode (a VM-mode checkpoint
@@ -182,13 +190,6 @@ impl Backend {
         Ok(())
     }
 
-    /// The library's runtime settings (the same for both).
-    pub fn runtime(&self) -> &Runtime {
-        match self {
-            Backend::Container(rt) => rt,
-            Backend::Vm(v) => &v.rt,
-        }
-    }
 
     pub fn create(&self, c: &CreateCommon) -> anyhow::Result<()> {
         let o = create_options(c, false);
@@ -230,9 +231,10 @@ impl Backend {
             Backend::Container(rt) => rt,
         };
         if a.detach {
-            rt.create(&create_options(&a.common, false))
+            let h = rt
+                .create(&create_options(&a.common, false))
                 .map_err(|e| anyhow::anyhow!("run failed: {e}"))?;
-            if let Err(e) = rt.start(&id) {
+            if let Err(e) = rt.start_created(&h) {
                 let _ = rt.delete(&id, true);
                 return Err(anyhow::anyhow!("run failed: {e}"));
             }
@@ -246,7 +248,7 @@ impl Backend {
         let h = rt
             .create(&create_options(&a.common, true))
             .map_err(|e| anyhow::anyhow!("run failed: {e}"))?;
-        if let Err(e) = rt.start(&id) {
+        if let Err(e) = rt.start_created(&h) {
             // SAFETY: kill(2) our own child.
             unsafe { libc::kill(h.pid, libc::SIGKILL) };
             let _ = sandbox::process::clone::wait_pidfd(&h.pidfd);
@@ -278,11 +280,11 @@ impl Backend {
                 Ok(0)
             }
             Backend::Container(rt) if attach => {
-                let (st, _) = rt.load(id)?;
+                let (st, status) = rt.load(id)?;
                 // Open the pidfd before the program runs, so a fast exit is not missed.
                 let pidfd = sandbox::linux::hooks::pidfd_open(st.pid)
                     .map_err(|e| anyhow::anyhow!("pidfd_open({}): {e}", st.pid))?;
-                rt.start(id)?;
+                rt.start_loaded(&st, status)?;
                 Ok(wait::wait_exit_of(st.pid, &pidfd)?)
             }
             Backend::Container(rt) => {
@@ -324,19 +326,24 @@ impl Backend {
         Ok(())
     }
 
-    /// `exec`; every failure of exec itself exits [`EXEC_FAILED`].
-    pub fn exec(&self, o: &ExecOptions) -> anyhow::Result<i32> {
+    /// `exec`, into the container `target` (read by the caller; container
+    /// mode only); every failure of exec itself exits [`EXEC_FAILED`].
+    pub fn exec(&self, o: &ExecOptions, target: Option<&ExecTarget>) -> anyhow::Result<i32> {
         let rt = match self {
             Backend::Vm(v) => return v.exec(o).map_err(|e| exec_failed(e.into())),
             Backend::Container(rt) => rt,
         };
+        let exec = || match target {
+            Some(t) => rt.exec_in(t, o),
+            None => rt.exec(o),
+        };
         if o.detach {
-            rt.exec(o).map_err(|e| exec_failed(e.into()))?;
+            exec().map_err(|e| exec_failed(e.into()))?;
             return Ok(0);
         }
         // Block the forwarded signals before the process exists, so none is lost.
         let _blocked = Blocked::new()?;
-        let h = rt.exec(o).map_err(|e| exec_failed(e.into()))?;
+        let h = exec().map_err(|e| exec_failed(e.into()))?;
         Ok(wait::wait(Foreground {
             pid: h.pid,
             pidfd: &h.pidfd,

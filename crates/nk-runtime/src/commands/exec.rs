@@ -8,7 +8,7 @@
 use crate::backend::{exec_failed, Backend};
 use crate::cli::ExecArgs;
 use crate::report::Globals;
-use sandbox::container::{exec::validate_process, merge_process, ExecOptions};
+use sandbox::container::{exec::validate_process, merge_process, ExecOptions, ExecTarget};
 use sandbox::linux::console;
 
 /// Parse `UID[:GID]` (numbers only, as runc).
@@ -48,7 +48,13 @@ fn command_and_tty(a: &ExecArgs) -> anyhow::Result<(Vec<String>, bool)> {
     Ok((a.command.clone(), a.tty))
 }
 
-fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime::Process> {
+/// The process to run; the container's own (from `target`, or its config
+/// copy in VM mode) is the base of the command-line overrides.
+fn build_process(
+    g: &Globals,
+    a: &ExecArgs,
+    target: Option<&ExecTarget>,
+) -> anyhow::Result<oci_spec::runtime::Process> {
     if let Some(p) = &a.process {
         // A regular file of at most a config's size: a FIFO or /dev/zero
         // is refused at once.
@@ -58,7 +64,10 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
         validate_process(&proc).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
         return Ok(proc);
     }
-    let base = g.runtime().config_process(&a.id)?;
+    let base = match target {
+        Some(t) => t.process()?,
+        None => g.runtime().config_process(&a.id)?,
+    };
     let (args, tty) = command_and_tty(a)?;
     let mut gids = Vec::new();
     for g in &a.additional_gids {
@@ -84,27 +93,32 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<oci_spec::runtime:
 }
 
 pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
-    let b = Backend::for_id(g, &a.id);
-    // An unknown id is reported as such before anything else is read (the
-    // record only: its status is derived once, by the exec itself).
-    b.runtime()
-        .store
-        .load(&a.id)
-        .map_err(|e| exec_failed(e.into()))?;
-    let mut process = build_process(g, &a).map_err(exec_failed)?;
+    // The record and the config copy are read once, here: an unknown id is
+    // reported as such before anything else is read, and the status is
+    // derived once, by the exec itself.
+    let (b, st) = Backend::loaded(g, &a.id);
+    let st = st.map_err(|e| exec_failed(e.into()))?;
+    let target = match &b {
+        Backend::Container(rt) => Some(rt.exec_target(st).map_err(|e| exec_failed(e.into()))?),
+        Backend::Vm(_) => None,
+    };
+    let mut process = build_process(g, &a, target.as_ref()).map_err(exec_failed)?;
     // Applied (or refused when SELinux is off) by the exec'd init.
     if let Some(l) = a.process_label.as_ref().filter(|l| !l.is_empty()) {
         process.set_selinux_label(Some(l.clone()));
     }
-    b.exec(&ExecOptions {
-        id: a.id.clone(),
-        process: Some(process),
-        pid_file: a.pid_file.clone(),
-        console_socket: a.console_socket.clone(),
-        detach: a.detach,
-        preserve_fds: a.preserve_fds,
-        ignore_paused: a.ignore_paused,
-    })
+    b.exec(
+        &ExecOptions {
+            id: a.id.clone(),
+            process: Some(process),
+            pid_file: a.pid_file.clone(),
+            console_socket: a.console_socket.clone(),
+            detach: a.detach,
+            preserve_fds: a.preserve_fds,
+            ignore_paused: a.ignore_paused,
+        },
+        target.as_ref(),
+    )
 }
 
 #[cfg(test)]

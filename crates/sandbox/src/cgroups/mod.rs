@@ -608,7 +608,48 @@ pub fn write_unnarrated(dir: &Path, file: &str, value: &str) -> Result<()> {
 }
 
 fn write_quiet(p: &Path, value: &str) -> Result<()> {
-    std::fs::write(p, value).map_err(|e| {
+    std::fs::write(p, value).map_err(|e| write_error(p, value, e))
+}
+
+/// A cgroup file open for writing, for several values in a row (the kernel
+/// parses each write(2) as one entry, as devices.allow's rules): one open
+/// for all of them instead of one per value.
+pub struct Writer {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Writer {
+    /// Nothing is opened before the first write (whose error names it).
+    pub fn new(dir: &Path, file: &str) -> Writer {
+        Writer {
+            path: dir.join(file),
+            file: None,
+        }
+    }
+
+    /// Is this the writer of `dir/file`?
+    pub fn is(&self, dir: &Path, file: &str) -> bool {
+        self.path.parent() == Some(dir) && self.path.file_name() == Some(file.as_ref())
+    }
+
+    /// One write(2) of `value`, with [`write_file`]'s error.
+    pub fn write(&mut self, value: &str) -> Result<()> {
+        use std::io::Write;
+        let r = match &mut self.file {
+            Some(f) => f.write_all(value.as_bytes()),
+            None => std::fs::File::create(&self.path).and_then(|mut f| {
+                f.write_all(value.as_bytes())?;
+                self.file = Some(f);
+                Ok(())
+            }),
+        };
+        r.map_err(|e| write_error(&self.path, value, e))
+    }
+}
+
+fn write_error(p: &Path, value: &str, e: std::io::Error) -> Error {
+    {
         let hint = match e.raw_os_error() {
             Some(libc::ENOENT) if p.parent().is_some_and(|d| !d.exists()) => {
                 " (the cgroup directory itself is gone: it was removed while the container ran; `delete --force` still cleans up)"
@@ -622,7 +663,7 @@ fn write_quiet(p: &Path, value: &str) -> Result<()> {
             "cgroup: write {value:?} to {}: {e}{hint}",
             p.display()
         ))
-    })
+    }
 }
 
 /// Write a multi-line value one line per write(2), as the kernel parses

@@ -586,11 +586,18 @@ pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup]) -> Result<()> {
         // One step for the whole list, each rule a detail line under it.
         explain::step(&catalog::CGROUP_DEVICE_RULES, || d.display().to_string());
     }
+    // Rules in a row to the same file share one open descriptor (runc's
+    // default list is 12 writes to devices.allow).
+    let mut w: Option<super::Writer> = None;
     for r in writes {
         explain::step(&catalog::CGROUP_DEVICE_RULES, || {
             catalog::device_rule_detail(r.cgroup_file(), &r.cgroup_line())
         });
-        super::write_unnarrated(d, r.cgroup_file(), &r.cgroup_line())?;
+        let w = match &mut w {
+            Some(w) if w.is(d, r.cgroup_file()) => w,
+            _ => w.insert(super::Writer::new(d, r.cgroup_file())),
+        };
+        w.write(&r.cgroup_line())?;
     }
     // In deny-by-default mode devices.list shows every exception: it must
     // be exactly the target (a restricted parent could have dropped some).
@@ -957,10 +964,12 @@ impl CgroupManager for Manager {
             if self.signal_all(libc::SIGKILL).is_err() {
                 self.kill_all();
             }
-        } else {
-            // A frozen task cannot exit: let the dying ones go.
-            self.thaw_all();
         }
+        // A frozen task cannot exit: the dying ones are let go (thawed)
+        // when an rmdir finds the cgroup busy, not before every delete.
+        // Most often nothing is frozen (a paused container's delete thaws
+        // it when it kills the init), and listing the freezer cgroup and
+        // reading its state cost ten system calls.
         let again = || {
             self.thaw_all();
             if kill {

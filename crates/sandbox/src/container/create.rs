@@ -40,6 +40,10 @@ pub struct Handle {
     pub pidfd: OwnedFd,
     /// The pty master when the terminal is bridged by us.
     pub pty: Option<OwnedFd>,
+    /// The record as saved, created (for `run`'s start).
+    pub record: ContainerState,
+    /// The config's poststart hooks (for `run`'s start).
+    pub poststart: Option<Vec<oci_spec::runtime::Hook>>,
 }
 
 /// The device cgroup rules: the config's, then runc's default allow list and
@@ -353,7 +357,17 @@ impl Runtime {
         }
         cleanup.armed = false;
         let (pid, pidfd) = launch.finish()?;
-        Ok(Handle { pid, pidfd, pty })
+        Ok(Handle {
+            pid,
+            pidfd,
+            pty,
+            poststart: bundle
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststart().clone()),
+            record,
+        })
     }
 
     /// The record of a container about to be claimed.

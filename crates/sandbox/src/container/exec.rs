@@ -139,23 +139,52 @@ pub fn validate_process(p: &Process) -> Result<()> {
     Ok(())
 }
 
+/// What exec reads of a container, read once: its record and its config
+/// copy (the base process for command-line overrides, the seccomp profile,
+/// the namespaces to join).
+#[derive(Debug)]
+pub struct ExecTarget {
+    pub record: state::ContainerState,
+    config: crate::spec::Parsed,
+}
+
+impl ExecTarget {
+    /// The container's own process from its config (the base for exec).
+    pub fn process(&self) -> Result<Process> {
+        self.config.spec.process().clone().ok_or_else(|| {
+            Error::msg(format!(
+                "container {}: its config has no process",
+                self.record.id
+            ))
+        })
+    }
+}
+
 impl Runtime {
     /// The container's process from its config (the base for exec).
     pub fn config_process(&self, id: &str) -> Result<Process> {
-        self.store.load(id)?;
-        let dir = self.store.dir(id);
-        let cfg = dir.join(state::CONFIG_FILE);
+        self.exec_target(self.store.load(id)?)?.process()
+    }
+
+    /// Read the config copy of a loaded record, for [`Runtime::exec_in`].
+    pub fn exec_target(&self, record: state::ContainerState) -> Result<ExecTarget> {
+        let cfg = self.store.dir(&record.id).join(state::CONFIG_FILE);
         let raw = std::fs::read(&cfg).map_err(|e| Error::io("read", &cfg, e))?;
-        crate::spec::parse(&raw, &cfg)?
-            .spec
-            .process()
-            .clone()
-            .ok_or_else(|| Error::msg(format!("container {id}: its config has no process")))
+        let config = crate::spec::parse(&raw, &cfg)?;
+        Ok(ExecTarget { record, config })
     }
 
     /// Start a process in the container.
     pub fn exec(&self, o: &ExecOptions) -> Result<ExecHandle> {
-        let (st, status) = self.load(&o.id)?;
+        let t = self.exec_target(self.store.load(&o.id)?)?;
+        self.exec_in(&t, o)
+    }
+
+    /// [`Runtime::exec`] into a container already read (the exec command
+    /// reads it once, for its base process as well).
+    pub fn exec_in(&self, t: &ExecTarget, o: &ExecOptions) -> Result<ExecHandle> {
+        let st = &t.record;
+        let status = self.status_of(st);
         check_can_exec(&o.id, status, o.ignore_paused)?;
         let process = o
             .process
@@ -164,11 +193,7 @@ impl Runtime {
         let initial = check_exec_process(&process, o)?;
         let terminal = process.terminal() == Some(true);
         let dir = self.store.dir(&o.id);
-        let cfg = dir.join(state::CONFIG_FILE);
-        let parsed = crate::spec::parse(
-            &std::fs::read(&cfg).map_err(|e| Error::io("read", &cfg, e))?,
-            &cfg,
-        )?;
+        let parsed = &t.config;
         let seccomp = parsed
             .spec
             .linux()
@@ -185,7 +210,7 @@ impl Runtime {
                 "cannot exec in a stopped container: container not running",
             )
         };
-        let join = match open_namespaces(&st, &parsed) {
+        let join = match open_namespaces(st, parsed) {
             Ok(j) => j,
             Err(_) if !st.init_alive() => return Err(stopped()),
             Err(e) => return Err(e),
@@ -202,7 +227,7 @@ impl Runtime {
             None => None,
         };
 
-        let cgroup = self.cgroup_of(&st);
+        let cgroup = self.cgroup_of(st);
         // The intermediate enters the cgroup before it joins any namespace,
         // while it still is the runtime's user (even into a user namespace).
         let mut launch = Launch::prepare(&Setup {

@@ -14,7 +14,7 @@ mod undo;
 pub use crate::state::hook_state;
 pub use checkpoint::{CheckpointOptions, CriuFlags, RestoreOptions, Restored, VM_IMAGE_RECORD};
 pub use create::{write_pid_file, CreateOptions, Handle};
-pub use exec::{merge_process, ExecHandle, ExecOptions};
+pub use exec::{merge_process, ExecHandle, ExecOptions, ExecTarget};
 pub use undo::Cleanup;
 
 use crate::cgroups::{self, CgroupManager};

@@ -1,16 +1,23 @@
 //! start, kill, pause, resume and the process list.
 
-use super::{bad_status, Runtime};
+use super::{bad_status, Handle, Runtime};
 use crate::error::{Error, Result};
 use crate::explain::{self, catalog, Phase};
 use crate::linux::hooks::pidfd_open;
-use crate::state::{self, Status};
+use crate::state::{self, ContainerState, Status};
 use std::os::fd::{AsFd, AsRawFd};
 
 impl Runtime {
     /// Open the exec barrier: the init execs the container's program.
     pub fn start(&self, id: &str) -> Result<()> {
         let (st, status) = self.load(id)?;
+        self.start_loaded(&st, status)
+    }
+
+    /// [`Runtime::start`] of a record already loaded (with its status),
+    /// as `start --attach` has it.
+    pub fn start_loaded(&self, st: &ContainerState, status: Status) -> Result<()> {
+        let id = st.id.as_str();
         match status {
             Status::Created => {}
             Status::Stopped => {
@@ -35,6 +42,30 @@ impl Runtime {
                 ))
             }
         }
+        let dir = self.store.dir(id);
+        // Poststart hooks come from the config copy, read only now.
+        self.release(st, || {
+            crate::spec::hooks(&std::fs::read(dir.join(state::CONFIG_FILE)).unwrap_or_default())
+                .and_then(|h| h.poststart().clone())
+        })
+    }
+
+    /// `run`'s start of the container its create just made: the record and
+    /// the poststart hooks are those create holds in memory, not read back
+    /// from the state directory (create saved the same record there, as
+    /// created, before it returned).
+    pub fn start_created(&self, h: &Handle) -> Result<()> {
+        self.release(&h.record, || h.poststart.clone())
+    }
+
+    /// Open the exec barrier of a created container, then run its poststart
+    /// hooks (`poststart`, asked for once the program runs).
+    fn release(
+        &self,
+        st: &ContainerState,
+        poststart: impl FnOnce() -> Option<Vec<oci_spec::runtime::Hook>>,
+    ) -> Result<()> {
+        let id = st.id.as_str();
         let dir = self.store.dir(id);
         let fifo = dir.join(state::FIFO_FILE);
         explain::step(&catalog::BARRIER_OPEN, || {
@@ -129,20 +160,16 @@ impl Runtime {
         let _ = std::fs::remove_file(&fifo);
         // Poststart hooks: a failure is a warning; the container keeps running
         // and the later hooks still run.
-        let hooks =
-            crate::spec::hooks(&std::fs::read(dir.join(state::CONFIG_FILE)).unwrap_or_default());
-        if let Some(h) = hooks {
-            if let Some(list) = h.poststart().clone() {
-                let s = state::hook_state(
-                    id,
-                    state::OciStatus::Running,
-                    st.pid,
-                    &st.bundle,
-                    &st.annotations,
-                );
-                let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
-                crate::linux::hooks::run_warn("poststart", &list, &s, at);
-            }
+        if let Some(list) = poststart() {
+            let s = state::hook_state(
+                id,
+                state::OciStatus::Running,
+                st.pid,
+                &st.bundle,
+                &st.annotations,
+            );
+            let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
+            crate::linux::hooks::run_warn("poststart", &list, &s, at);
         }
         Ok(())
     }

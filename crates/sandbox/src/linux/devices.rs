@@ -6,7 +6,7 @@ use crate::explain::{self, catalog};
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// One device node to create.
@@ -79,12 +79,22 @@ pub fn create(root: BorrowedFd<'_>, nodes: &[Node], userns: bool) -> Result<()> 
             .join(", ")
     });
     let old = nix::sys::stat::umask(Mode::empty());
-    let r = nodes.iter().try_for_each(|n| create_one(root, n, userns));
+    // The directory of the last node, kept open for the next one in the
+    // same directory (the six defaults are all in /dev).
+    let mut dir = None;
+    let r = nodes
+        .iter()
+        .try_for_each(|n| create_one(root, n, userns, &mut dir));
     nix::sys::stat::umask(old);
     r
 }
 
-fn create_one(root: BorrowedFd<'_>, n: &Node, userns: bool) -> Result<()> {
+fn create_one(
+    root: BorrowedFd<'_>,
+    n: &Node,
+    userns: bool,
+    last_dir: &mut Option<(PathBuf, OwnedFd)>,
+) -> Result<()> {
     let rel = super::fs::clean_rel(&n.path);
     if userns {
         let fd = touch_in_root(root, &rel)?;
@@ -101,8 +111,14 @@ fn create_one(root: BorrowedFd<'_>, n: &Node, userns: bool) -> Result<()> {
     let name = rel
         .file_name()
         .ok_or_else(|| Error::msg(format!("device path {} has no name", n.path.display())))?;
-    let dir = mkdir_all_in_root(root, parent)?;
-    let dir = reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    let dir = match last_dir {
+        Some((p, fd)) if p == parent => fd,
+        _ => {
+            let d = mkdir_all_in_root(root, parent)?;
+            let d = reopen(d.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+            &last_dir.insert((parent.to_path_buf(), d)).1
+        }
+    };
     // A file already there (from the image, or a bind mount) is replaced.
     let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     let dev = nix::sys::stat::makedev(n.major, n.minor);
