@@ -190,7 +190,6 @@ impl Backend {
         Ok(())
     }
 
-
     pub fn create(&self, c: &CreateCommon) -> anyhow::Result<()> {
         let o = create_options(c, false);
         match self {

@@ -5,7 +5,7 @@
 //! Pruning: every agent build gets an initramfs of its own, and every
 //! shape a template, so the cache would grow without bound. An entry is
 //! touched whenever it is used (its access time: the modification time
-//! is part of a template's key, see crate::template); when a new initramfs or
+//! is part of a template's key); when a new initramfs or
 //! template is built, entries of the same kind that are not the new one
 //! and were not used for [`KEEP_UNUSED`] are removed. A binary that is
 //! still used keeps its files however old it is, and nothing that a
@@ -142,7 +142,7 @@ pub(crate) fn prune(cache: &Path, prefix: &str, current: &Path, keep: Duration) 
         let removed = if p.is_dir() {
             // Out of the way first: a clone still mapping its memory keeps
             // the inode, and no one finds a half-removed template.
-            crate::template::discard(&p);
+            remove_aside(&p);
             !p.exists()
         } else {
             std::fs::remove_file(&p).is_ok()
@@ -154,6 +154,20 @@ pub(crate) fn prune(cache: &Path, prefix: &str, current: &Path, keep: Duration) 
         }
     }
     gone
+}
+
+/// Move a directory of the cache out of the way (a rename, so no one
+/// finds it half-removed) and remove it; a process still mapping a file
+/// of it keeps that inode until it ends.
+pub(crate) fn remove_aside(dir: &Path) {
+    let trash = dir.with_file_name(format!(
+        ".trash-{}-{}",
+        std::process::id(),
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if std::fs::rename(dir, &trash).is_ok() {
+        let _ = std::fs::remove_dir_all(&trash);
+    }
 }
 
 /// The accelerator.

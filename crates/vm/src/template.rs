@@ -279,14 +279,7 @@ pub fn validate(dir: &Path, shape: &Shape) -> Result<Template> {
 /// Move a template directory out of the way and remove it (clones that
 /// map its memory keep the inode until they end).
 pub fn discard(dir: &Path) {
-    let trash = dir.with_file_name(format!(
-        ".trash-{}-{}",
-        std::process::id(),
-        dir.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    if std::fs::rename(dir, &trash).is_ok() {
-        let _ = std::fs::remove_dir_all(&trash);
-    }
+    crate::cache::remove_aside(dir);
 }
 
 /// What [`ensure`] did.
