@@ -625,20 +625,14 @@ fn play(w: &World, verb: Verb, fault: Option<&Fault>) -> Played {
     }
 }
 
-/// Reap the processes in `pids` that are our zombie children now (we are a
+/// Reap those of `pids` that are zombies of ours (orphans, handed to us as
 /// subreaper, as an init or a shim would be).
-fn reap(pids: &BTreeSet<i32>) {
-    for &p in pids {
-        // SAFETY: waitpid on one pid, non-blocking; fails harmlessly if not ours.
-        unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
-    }
+fn reap(pids: &BTreeSet<ProcId>) {
+    pids.iter().for_each(reap_orphan);
 }
 
-fn pids_of(l: &Leftovers) -> BTreeSet<i32> {
-    l.0.iter()
-        .filter_map(|e| e.strip_prefix("process "))
-        .filter_map(|r| r.split(' ').next()?.parse().ok())
-        .collect()
+fn pids_of(l: &Leftovers) -> BTreeSet<ProcId> {
+    procs_of(l)
 }
 
 /// What `w` leaves once what is going has gone: processes that were still
@@ -685,7 +679,7 @@ fn crash_case(variant: Variant, verb: Verb, f: &Fault) -> Result<(String, String
     // The container's processes die with delete -f; those orphaned to us
     // (the create or exec that made them was killed) we reap, as an init
     // would. An exiting pid namespace waits for that, so reap until done.
-    let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
+    let gone = proc_gone;
     let _ = std::panic::catch_unwind(|| {
         wait_for("the container's processes to go", DEADLINE, || {
             reap(&pids);
@@ -697,8 +691,8 @@ fn crash_case(variant: Variant, verb: Verb, f: &Fault) -> Result<(String, String
         .iter()
         .filter(|p| !gone(p))
         .map(|p| {
-            let st = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            format!("{p}: {}", st.trim())
+            let st = std::fs::read_to_string(format!("/proc/{}/stat", p.0)).unwrap_or_default();
+            format!("{}: {}", p.0, st.trim())
         })
         .collect();
     if !after.is_empty() || !alive.is_empty() {

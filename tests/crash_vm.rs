@@ -94,11 +94,8 @@ fn shipped(root: &Path, args: &[&str]) -> (Option<i32>, String) {
     (o.status.code(), stderr(&o))
 }
 
-fn pids_of(l: &Leftovers) -> BTreeSet<i32> {
-    l.0.iter()
-        .filter_map(|e| e.strip_prefix("process "))
-        .filter_map(|r| r.split(' ').next()?.parse().ok())
-        .collect()
+fn pids_of(l: &Leftovers) -> BTreeSet<ProcId> {
+    procs_of(l)
 }
 
 #[test]
@@ -146,13 +143,10 @@ fn vm_create_crashed_at_every_step_leaves_nothing() {
         if code != Some(0) {
             failures.push(format!("{step}: delete -f failed: {err}"));
         }
-        let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
+        let gone = proc_gone;
         let _ = std::panic::catch_unwind(|| {
             wait_for("the monitor and QEMU to go", DEADLINE, || {
-                for &p in &pids {
-                    // SAFETY: waitpid on one pid, non-blocking.
-                    unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
-                }
+                pids.iter().for_each(reap_orphan);
                 pids.iter().all(gone).then_some(())
             })
         });
@@ -230,13 +224,10 @@ impl Vm {
         if code != Some(0) {
             return Err(format!("{what}: delete -f failed: {err}"));
         }
-        let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
+        let gone = proc_gone;
         let _ = std::panic::catch_unwind(|| {
             wait_for("the monitor and QEMU to go", DEADLINE, || {
-                for &p in &pids {
-                    // SAFETY: waitpid on one pid, non-blocking.
-                    unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
-                }
+                pids.iter().for_each(reap_orphan);
                 pids.iter().all(gone).then_some(())
             })
         });
@@ -345,17 +336,17 @@ fn vm_monitor_killed_takes_virtiofsd_along() {
     let monitor = st["pid"].as_i64().unwrap() as i32;
     let fsd = vm_support::virtiofsd_pids(&state);
     assert_eq!(fsd.len(), 2, "virtiofsd and its server: {fsd:?}");
-    let mut pids: BTreeSet<i32> = vm_support::procs_in(&state).into_iter().collect();
-    pids.extend(&fsd);
-    pids.insert(monitor);
+    let pids: BTreeSet<ProcId> = vm_support::procs_in(&state)
+        .into_iter()
+        .chain(fsd.iter().copied())
+        .chain([monitor])
+        .filter_map(proc_id)
+        .collect();
     // SAFETY: kill(2) the monitor this test's create started.
     unsafe { libc::kill(monitor, libc::SIGKILL) };
-    let gone = |p: &i32| !Path::new(&format!("/proc/{p}")).exists();
+    let gone = proc_gone;
     wait_for("QEMU and virtiofsd to follow the monitor", DEADLINE, || {
-        for &p in &pids {
-            // SAFETY: waitpid on one pid, non-blocking.
-            unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
-        }
+        pids.iter().for_each(reap_orphan);
         pids.iter().all(gone).then_some(())
     });
     let (code, err) = shipped(&vm.root, &["delete", "-f", &vm.id]);
@@ -429,8 +420,9 @@ fn pod_member_create_crashed_at_every_step_leaves_the_pod_running() {
         let left = || leftovers(&pod.root, &member.id, &[member.bundle.dir.path()], "");
         let settled = std::panic::catch_unwind(|| {
             wait_for("only the pod to be left", DEADLINE, || {
-                // SAFETY: reap whatever child of ours has exited, non-blocking.
-                while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+                // The member's orphans only: waitpid(-1) would also reap
+                // another test thread's children from under it.
+                pids_of(&left()).iter().for_each(reap_orphan);
                 (left().0 == baseline.0 && share_mounts() == 0).then_some(())
             })
         });

@@ -364,6 +364,60 @@ pub fn wait_for<T>(
     }
 }
 
+/// A process as a test saw it: its pid and its start time (clock ticks
+/// after boot, field 22 of /proc/PID/stat). The pair tells the process from
+/// a later one that got the same pid (pids wrap at pid_max, 32768 here).
+pub type ProcId = (i32, u64);
+
+/// The process now at `pid`, if any.
+pub fn proc_id(pid: i32) -> Option<ProcId> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start = s
+        .get(s.rfind(')')? + 2..)?
+        .split(' ')
+        .nth(19)?
+        .parse()
+        .ok()?;
+    Some((pid, start))
+}
+
+/// Whether `p` has gone: exited and reaped, or its pid now another's.
+pub fn proc_gone(p: &ProcId) -> bool {
+    proc_id(p.0) != Some(*p)
+}
+
+/// Reap `p` if it is that very process, a zombie, and a child of this test
+/// (an orphan handed to it as subreaper), as an init would. A pid taken
+/// by another process since (say another test thread's child) has another
+/// start time and is left alone, so no thread's child is reaped from under
+/// it (`waitpid(-1)` or a bare pid would).
+pub fn reap_orphan(p: &ProcId) {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{}/stat", p.0)) else {
+        return;
+    };
+    let Some(rest) = s.rfind(')').and_then(|i| s.get(i + 2..)) else {
+        return;
+    };
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ours = f.first() == Some(&"Z")
+        && f.get(1).and_then(|v| v.parse::<u32>().ok()) == Some(std::process::id())
+        && f.get(19).and_then(|v| v.parse::<u64>().ok()) == Some(p.1);
+    if ours {
+        // SAFETY: waitpid on one zombie child of ours, checked just above;
+        // its pid cannot be reused before it is reaped, and only we reap it.
+        unsafe { libc::waitpid(p.0, std::ptr::null_mut(), libc::WNOHANG) };
+    }
+}
+
+/// The processes a [`Leftovers`] names, each with its start time.
+pub fn procs_of(l: &Leftovers) -> std::collections::BTreeSet<ProcId> {
+    l.0.iter()
+        .filter_map(|e| e.strip_prefix("process "))
+        .filter_map(|r| r.split(' ').next()?.parse().ok())
+        .filter_map(proc_id)
+        .collect()
+}
+
 /// Generous deadline for things that take milliseconds on an idle machine
 /// and may take seconds on a loaded one (`make test-under-load`).
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
