@@ -111,28 +111,9 @@ done
 for n in nk runc; do echo "$n.t.err=$(tr '\n' ' ' </run/$n.t.err 2>/dev/null)"; done
 "#;
 
-/// The guest kernel modules a CRIU host loads: the socket diag modules
-/// (CRIU reads sockets through them), nf_tables (criu 3.17 is built with
-/// nftables and probes it), conntrack's netlink (CRIU dumps a network
-/// namespace's connection tracking table) and what iptables-nft's network
-/// lock uses.
-const GUEST_MODULES: &[&str] = &[
-    "crc32c_generic",
-    "inet_diag",
-    "tcp_diag",
-    "udp_diag",
-    "unix_diag",
-    "netlink_diag",
-    "af_packet_diag",
-    "nf_tables",
-    "nf_conntrack_netlink",
-    "nft_compat",
-    "xt_mark",
-    "xt_tcpudp",
-];
-
 /// The share: the static nk-runtime, criu and runc with every library
-/// `ldd` lists, and a bundle whose process counts in /count.
+/// `ldd` lists, the guest kernel modules VM mode's CRIU kit loads
+/// (vm::criu_kit::MODULES), and a bundle whose process counts in /count.
 fn share() -> TempDir {
     let share = TempDir::new("nk-criuvm");
     let p = share.path();
@@ -183,7 +164,7 @@ fn share() -> TempDir {
         .filter_map(|l| l.rsplit('/').next())
         .map(|b| b.trim_end_matches(".ko").replace('-', "_"))
         .collect();
-    let order = ::vm::modules::resolve(&dep, &builtin, GUEST_MODULES).unwrap();
+    let order = ::vm::modules::resolve(&dep, &builtin, ::vm::criu_kit::MODULES).unwrap();
     let mods = p.join("mods");
     std::fs::create_dir_all(&mods).unwrap();
     let mut list = String::new();
