@@ -106,22 +106,27 @@ fn tar(args: &[&std::ffi::OsStr]) -> Result<(), String> {
     Ok(())
 }
 
+/// tar in an upper layer, keeping owners by number and the overlay's
+/// trusted.* xattrs (whiteouts, opaque directories), then `rest`.
+fn upper_tar(upper: &Path, rest: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--numeric-owner".as_ref(),
+        "--xattrs".as_ref(),
+        "--xattrs-include=trusted.*".as_ref(),
+        "-C".as_ref(),
+        upper.as_os_str(),
+    ];
+    args.extend_from_slice(rest);
+    tar(&args)
+}
+
 /// Keep the container's rootfs writes: its overlay's upper layer (a
 /// tmpfs that ends with the VM) goes into the image directory as a tar,
 /// whiteouts and overlay xattrs included. CRIU's image has no rootfs:
 /// on a host the rootfs stays, here its writes would not.
 pub fn save_upper(upper: &Path, images: &Path) -> Result<(), String> {
     let out = images.join(UPPER_ARCHIVE);
-    tar(&[
-        "--numeric-owner".as_ref(),
-        "--xattrs".as_ref(),
-        "--xattrs-include=trusted.*".as_ref(),
-        "-C".as_ref(),
-        upper.as_os_str(),
-        "-cf".as_ref(),
-        out.as_os_str(),
-        ".".as_ref(),
-    ])
+    upper_tar(upper, &["-cf".as_ref(), out.as_os_str(), ".".as_ref()])
 }
 
 /// Put the saved rootfs writes into a new upper layer (before the overlay
@@ -131,15 +136,7 @@ pub fn load_upper(images: &Path, upper: &Path) -> Result<(), String> {
     if !a.exists() {
         return Ok(());
     }
-    tar(&[
-        "--numeric-owner".as_ref(),
-        "--xattrs".as_ref(),
-        "--xattrs-include=trusted.*".as_ref(),
-        "-C".as_ref(),
-        upper.as_os_str(),
-        "-xf".as_ref(),
-        a.as_os_str(),
-    ])
+    upper_tar(upper, &["-xf".as_ref(), a.as_os_str()])
 }
 
 /// Bring the guest's loopback up (the agent's own network namespace).

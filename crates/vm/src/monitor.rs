@@ -332,6 +332,18 @@ fn mount(
     Ok(())
 }
 
+/// Make the bind mount at `dst` read-only (a bind remount: the flag is
+/// the mount's, not the filesystem's).
+fn remount_read_only(dst: &Path) -> Result<()> {
+    mount(
+        None,
+        dst,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        "",
+    )
+}
+
 fn has_option(m: &oci_spec::runtime::Mount, any: &[&str]) -> bool {
     m.options()
         .iter()
@@ -498,13 +510,7 @@ pub fn prepare_share(cfg: &MonitorConfig) -> Result<(PathBuf, oci_spec::runtime:
             "",
         )?;
         if it.read_only {
-            mount(
-                None,
-                &dst,
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                "",
-            )?;
+            remount_read_only(&dst)?;
         }
     }
     Ok((share, g))
@@ -1205,13 +1211,7 @@ impl Monitor {
             .map_err(|e| Error::sys(format!("move_mount(to {})", dst.display()), e))
             .and_then(|_| {
                 if read_only {
-                    mount(
-                        None,
-                        &dst,
-                        None,
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                        "",
-                    )
+                    remount_read_only(&dst)
                 } else {
                     Ok(())
                 }
