@@ -277,7 +277,7 @@ impl Runtime {
             launch.enter_cgroup(Some(cg.as_ref()))?;
         }
         if plan.new_userns {
-            write_id_maps(&launch, &bundle, pid)?;
+            write_id_maps(&mut launch, &bundle, pid)?;
         }
         let idmapped = self.idmapped_trees(&bundle, pid, plan.userns)?;
 
@@ -674,8 +674,9 @@ fn spawn_init(launch: &mut Launch, plan: &Plan) -> Result<(i32, Option<OwnedFd>)
 }
 
 /// A new user namespace: write its uid and gid maps, then let the child go on.
-fn write_id_maps(launch: &Launch, bundle: &Bundle, pid: i32) -> Result<()> {
+fn write_id_maps(launch: &mut Launch, bundle: &Bundle, pid: i32) -> Result<()> {
     let _g = explain::phase(Phase::Namespaces);
+    launch.wait_maps_ready()?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     linux::userns::write_maps(
         pid,

@@ -171,6 +171,30 @@ impl Launch {
         }
     }
 
+    /// Wait until a child in a new user namespace may have its id maps
+    /// written: it makes itself dumpable first (until then its /proc files
+    /// are root's, and a rootless parent's write fails with EACCES).
+    pub fn wait_maps_ready(&mut self) -> Result<()> {
+        match self.parent.recv::<ToParent>()? {
+            Some((ToParent::MapsReady, _)) => Ok(()),
+            Some((ToParent::Error(m), _)) => Err(Error::Child(format!(
+                "unable to start container process: {m}"
+            ))),
+            Some((other, _)) => Err(Error::Child(format!(
+                "unable to start container process: the child sent {other:?} before asking for its id maps"
+            ))),
+            None => {
+                let st = match self.child.take() {
+                    Some((_, pidfd)) => clone::wait_pidfd(&pidfd).unwrap_or(-1),
+                    None => -1,
+                };
+                Err(Error::Child(format!(
+                    "unable to start container process: the child exited before its id maps were written (status {st})"
+                )))
+            }
+        }
+    }
+
     /// The parent's end of the channel.
     pub fn channel(&self) -> &Channel {
         &self.parent
@@ -237,6 +261,11 @@ impl Launch {
                 Some((ToParent::Error(m), _)) => {
                     return Err(Error::Child(format!(
                         "unable to start container process: {m}"
+                    )));
+                }
+                Some((ToParent::MapsReady, _)) => {
+                    return Err(Error::Child(format!(
+                        "unable to start container process: {what} asked for id maps twice"
                     )));
                 }
                 None if ready => break,

@@ -716,8 +716,13 @@ unsafe fn exec_runtime(plan: &ExecPlan<'_>, exe: RawFd) -> ! {
         if plan.pre.wait_for_maps {
             // The parent writes our uid_map/gid_map. Without root it may only
             // open them while we are dumpable (a non-dumpable task's /proc
-            // files belong to root), so be dumpable just for that, as runc is.
+            // files belong to root), so be dumpable just for that, as runc is,
+            // and say so: writing before this point fails with EACCES.
             libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            let ready = b"\"MapsReady\"";
+            if libc::send(ch, ready.as_ptr().cast(), ready.len(), libc::MSG_NOSIGNAL) < 0 {
+                child_fail(ch, 1);
+            }
             let mut b = [0u8; 64];
             let n = libc::recv(ch, b.as_mut_ptr().cast(), b.len(), 0);
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);

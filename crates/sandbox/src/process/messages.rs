@@ -125,4 +125,8 @@ pub enum ToParent {
     /// The init cloned itself into the pid namespace it joins (its host pid
     /// follows) and exits: the clone carries on as the container's init.
     Reborn(i32),
+    /// A child in a new user namespace is dumpable and waits: the parent
+    /// may write its uid_map and gid_map now (before this, a rootless
+    /// parent finds them owned by root).
+    MapsReady,
 }
