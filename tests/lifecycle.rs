@@ -114,6 +114,46 @@ fn delete_created_container_without_force() {
     assert!(root.ids().is_empty());
 }
 
+/// A state.json that is not a record (what a power loss can leave on a
+/// /run that is not tmpfs): every verb names the file; plain delete refuses;
+/// delete --force stops what the default cgroup holds and removes it all.
+#[test]
+fn delete_force_removes_a_corrupt_record() {
+    let root = Root::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("corrupt");
+    root.ok(&["run", "-d", "--bundle", &b.path(), &id]);
+    let pid = root.state(&id)["pid"].as_i64().unwrap() as i32;
+    let init = proc_id(pid).expect("the init runs");
+    let record = root.dir.path().join(&id).join("state.json");
+    std::fs::write(&record, b"").unwrap();
+    for verb in [&["state", &id][..], &["delete", &id][..]] {
+        let o = root.run(verb);
+        assert!(
+            !o.status.success(),
+            "{verb:?} of a corrupt record succeeded"
+        );
+        assert!(
+            stderr(&o).contains("corrupt state file")
+                && stderr(&o).contains(&*record.to_string_lossy()),
+            "{verb:?}: {}",
+            stderr(&o)
+        );
+    }
+    let o = root.run(&["delete", "--force", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!root.dir.path().join(&id).exists());
+    assert!(!cgroup_exists(&format!("nano-sandbox/{id}")));
+    // Gone, or a zombie waiting for its reaper (this test, if subreaper).
+    let dead = || {
+        proc_gone(&init)
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.starts_with(" Z")))
+    };
+    wait_for("the init to be killed", DEADLINE, || dead().then_some(()));
+    reap_orphan(&init);
+}
+
 #[test]
 fn run_returns_exit_status_and_deletes() {
     let root = Root::new();

@@ -41,6 +41,11 @@ pub enum Error {
         what: String,
     },
 
+    /// A container's state.json is there but is not a record (empty after
+    /// a power loss, or damaged): `delete --force` removes it.
+    #[error("{path}: corrupt state file: {reason} (delete --force removes it)")]
+    CorruptState { path: PathBuf, reason: String },
+
     /// A filesystem operation failed on a path.
     #[error("{op} {path}: {cause}")]
     Io {

@@ -396,8 +396,10 @@ impl ContainerState {
     pub fn read(dir: &Path) -> Result<ContainerState> {
         let p = dir.join(STATE_FILE);
         let data = std::fs::read(&p).io("read", &p)?;
-        serde_json::from_slice(&data)
-            .map_err(|e| Error::msg(format!("{}: corrupt state file: {e}", p.display())))
+        serde_json::from_slice(&data).map_err(|e| Error::CorruptState {
+            path: p.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// Is the create that made this record still running?
@@ -569,8 +571,10 @@ impl RecordReader {
         Read::take(File::from(fd), u64::MAX)
             .read_to_end(&mut self.buf)
             .io("read", &p())?;
-        serde_json::from_slice(&self.buf)
-            .map_err(|e| Error::msg(format!("{}: corrupt state file: {e}", p().display())))
+        serde_json::from_slice(&self.buf).map_err(|e| Error::CorruptState {
+            path: p(),
+            reason: e.to_string(),
+        })
     }
 }
 

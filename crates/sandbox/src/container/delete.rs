@@ -34,6 +34,17 @@ impl Runtime {
                 self.sweep_orphaned_cgroup(id);
                 return Ok(());
             }
+            // An unreadable record (cut short by a power loss on a /run
+            // that is not tmpfs, or damaged by hand) names nothing to stop:
+            // as with no record, the default cgroup is swept, and the
+            // directory goes.
+            Err(e @ Error::CorruptState { .. }) if force => {
+                crate::logging::warn(|| {
+                    format!("container {id}: {e}; removing its state directory")
+                });
+                self.sweep_orphaned_cgroup(id);
+                return self.store.remove(id);
+            }
             Err(e) => return Err(e),
         };
         let _g = explain::phase(Phase::Delete);
