@@ -9,6 +9,8 @@
 //!   relative to one directory descriptor. Readers see the old or the new
 //!   file, never a half-written one; a symlink at the target is replaced,
 //!   never followed.
+//! * [`swap`]: as `replace`, but the new file is exchanged with the old
+//!   one, which is then unlinked: for state.json (see there why).
 //! * [`create_new`]: a file that must not exist yet, same flags.
 
 use crate::error::{Error, Result};
@@ -85,6 +87,30 @@ fn write_all(fd: &OwnedFd, data: &[u8]) -> nix::Result<()> {
 /// Write `data` to `path` atomically: a new file of `mode` (less the umask)
 /// under a random name in the same directory, renamed over `path`.
 pub fn replace(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_then(path, data, mode, Install::Rename)
+}
+
+/// [`replace`] for a record the runtime rewrites and soon deletes (the
+/// container's state.json): the new file is exchanged with the old one
+/// (`renameat2(RENAME_EXCHANGE)`), and the old one unlinked. Readers still
+/// see the old or the new record, never a half-written one. The difference
+/// is on ext4: a rename over an existing file starts writeback of the new
+/// file (auto_da_alloc), and unlinking a file under writeback waits for the
+/// disk. A create, its start and delete would wait for it twice, up to
+/// milliseconds each (as neither runc nor crun, nothing is fsync'd: the
+/// record describes processes that a reboot ends).
+pub fn swap(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_then(path, data, mode, Install::Exchange)
+}
+
+/// How [`write_then`] puts the written temporary file in place.
+#[derive(Clone, Copy, PartialEq)]
+enum Install {
+    Rename,
+    Exchange,
+}
+
+fn write_then(path: &Path, data: &[u8], mode: u32, how: Install) -> Result<()> {
     let (dir, name) = split(path)?;
     let mut tmp = None;
     for _ in 0..TMP_ATTEMPTS {
@@ -124,6 +150,31 @@ pub fn replace(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         return Err(Error::sys(format!("write {}", path.display()), e));
     }
     drop(fd);
+    if how == Install::Exchange {
+        match nix::fcntl::renameat2(
+            dir.as_fd(),
+            tmp.as_str(),
+            dir.as_fd(),
+            name,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        ) {
+            // The old record now has the temporary name.
+            Ok(()) => {
+                unlink();
+                return Ok(());
+            }
+            // Nothing to exchange with (the first save), or a filesystem
+            // without exchange: a plain rename.
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => {}
+            Err(e) => {
+                unlink();
+                return Err(Error::sys(
+                    format!("renameat2(RENAME_EXCHANGE) into {}", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
     if let Err(e) = nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name) {
         unlink();
         return Err(Error::sys(format!("rename into {}", path.display()), e));
@@ -165,6 +216,31 @@ mod tests {
         assert!(m.is_file());
         assert_eq!(std::fs::read_to_string(d.join("pid")).unwrap(), "42");
         // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn swap_installs_the_new_record_and_leaves_no_old_one() {
+        let d = tmpdir("swap");
+        let p = d.join("state.json");
+        swap(&p, b"one", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "one");
+        swap(&p, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A symlink planted at the target is swapped out, never followed.
+        let victim = d.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        swap(&p, b"three", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+        // Only the record and the victim: no temporary or old file is left.
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
         std::fs::remove_dir_all(&d).unwrap();
     }

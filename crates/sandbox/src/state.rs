@@ -385,11 +385,12 @@ pub fn same_process_alive(pid: i32, start: u64) -> bool {
 }
 
 impl ContainerState {
-    /// Write state.json atomically (mode 0600, fsync-free rename).
+    /// Write state.json atomically (mode 0600, fsync-free exchange with
+    /// the old record: see [`crate::files::swap`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let data =
             serde_json::to_vec(self).map_err(|e| Error::msg(format!("encode state: {e}")))?;
-        crate::files::replace(&dir.join(STATE_FILE), &data, 0o600)
+        crate::files::swap(&dir.join(STATE_FILE), &data, 0o600)
     }
 
     /// Read state.json from a container directory.

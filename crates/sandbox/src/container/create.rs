@@ -271,7 +271,15 @@ impl Runtime {
         let (pid, handover) = spawn_init(&mut launch, &plan)?;
         record.pid = pid;
         record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
-        record.save(&dir)?;
+        // The pid is saved before the init is ready only where someone can
+        // need it: a create-time hook may ask `state`, and without a cgroup
+        // a create killed from here on would leave no other trace of the
+        // init (with one, delete kills what the cgroup holds). Elsewhere the
+        // save would cost a replacing rename, whose flush of the file the
+        // next replace waits for.
+        if create_hooks(&bundle) || cleanup.cgroup.is_none() {
+            record.save(&dir)?;
+        }
         if let Some(cg) = &cleanup.cgroup {
             let _g = explain::phase(Phase::Cgroups);
             launch.enter_cgroup(Some(cg.as_ref()))?;
@@ -714,6 +722,17 @@ fn send_init(
 }
 
 /// The init's mounts are done: run the prestart and createRuntime hooks.
+/// Does the config have hooks that run while the container is being
+/// created (prestart, createRuntime, createContainer)?
+fn create_hooks(bundle: &Bundle) -> bool {
+    #[allow(deprecated)]
+    bundle.spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|l| !l.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|l| !l.is_empty())
+            || h.create_container().as_ref().is_some_and(|l| !l.is_empty())
+    })
+}
+
 pub(super) fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Result<()> {
     let st = |status| state::hook_state(id, status, record.pid, &bundle.dir, &record.annotations);
     let at = linux::hooks::Inherit::runtime(&bundle.dir);

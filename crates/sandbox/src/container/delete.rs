@@ -49,7 +49,10 @@ impl Runtime {
         };
         let _g = explain::phase(Phase::Delete);
         let status = self.status_of(&st);
-        let private_pidns = self.private_pidns(&st);
+        // A create killed before it saved the init's pid leaves only the
+        // cgroup to find the init by: kill what it holds, pid namespace or
+        // not.
+        let private_pidns = self.private_pidns(&st) && st.pid > 0;
         match status {
             // A create killed after its init was parked at the barrier left
             // the record at "creating" (so: stopped) with the init alive and
