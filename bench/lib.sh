@@ -134,5 +134,10 @@ json.dump(c, open(os.path.join(d, "config.json"), "w"), indent=1)
 PY
 }
 
-# The captured fixtures, in row order: file name, row title.
-FIXTURES=("docker:Docker 20.10 (dockerd)" "podman:Podman 4.3" "cri:containerd 1.6 CRI plugin")
+# The captured fixtures, in row order: file name, row title. The CRI
+# plugin's default pod has no seccomp profile (the kubelet sends Unconfined
+# unless it runs with --seccomp-default); RuntimeDefault is what most
+# clusters set.
+FIXTURES=("docker:Docker 20.10 (dockerd)" "podman:Podman 4.3"
+  "cri:containerd 1.6 CRI, default pod (no seccomp)"
+  "cri-runtime-default:containerd 1.6 CRI, seccomp RuntimeDefault")

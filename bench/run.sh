@@ -13,8 +13,8 @@
 #             delete, state, exec, SEQ sequential runs, peak RSS, binary size
 #   budget    nk's per-phase times (--trace=json) beside the kernel's floor
 #             for each phase (the C programs in bench/floor/)
-#   fixtures  run on the config.json Docker, Podman (and containerd's CRI
-#             plugin, once captured) generate (bench/fixtures/)
+#   fixtures  run on the config.json Docker, Podman and containerd's CRI
+#             plugin generate (bench/fixtures/)
 #   growth    cost as the work grows: bind mounts, containers in the root,
 #             seccomp rules, parallel starts, processes in the container
 #   cost      what -E and --trace cost, and that off costs nothing

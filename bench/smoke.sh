@@ -34,8 +34,10 @@ for conf in ("base bundle", "Docker fixture"):
         n = sum(1 for g, _, x, r in have if g == "budget" and x == conf and r == rt)
         check(f"budget of {conf}: rows for {rt}", n >= 5, f"{n} rows")
     check(f"budget of {conf}: run of crun", ("budget", "wall clock, run without --trace (hyperfine)", conf, "crun") in have)
-for fx in ("Docker 20.10 (dockerd)", "Podman 4.3"):
-    for v in ("", ", without seccomp"):
+for fx, vs in (("Docker 20.10 (dockerd)", ("", ", without seccomp")), ("Podman 4.3", ("", ", without seccomp")),
+               ("containerd 1.6 CRI, default pod (no seccomp)", ("",)),
+               ("containerd 1.6 CRI, seccomp RuntimeDefault", ("", ", without seccomp"))):
+    for v in vs:
         miss = [rt for rt in RT if ("fixtures", fx + v, "", rt) not in have]
         check(f"fixture row '{fx}{v}' for every runtime", not miss, f"missing {miss}")
 sizes = {"growth-binds": ("run", "1 5 10"), "growth-state": ("state", "1 5 10"), "growth-list": ("list", "1 5 10"),

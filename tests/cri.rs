@@ -14,8 +14,12 @@
 //!
 //! The test prints the scenario table and the pod start and teardown
 //! latencies (p50). `pod_latency` (ignored; bench/cri-pods.sh runs it)
-//! measures them alone, 20 pods per handler by default.
+//! measures them alone, 20 pods per handler by default. `capture_fixture`
+//! (ignored; bench/fixtures/capture.sh cri runs it) saves the config.json
+//! the CRI plugin sends for a default pod's container (tests/cri/capture.rs).
 
+#[path = "cri/capture.rs"]
+mod capture;
 #[path = "cri/client.rs"]
 mod client;
 #[path = "cri/kubelet.rs"]
@@ -30,7 +34,7 @@ use client::R;
 use kubelet::Ctx;
 use scenarios::{InVm, SCENARIOS};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -356,4 +360,78 @@ fn pod_latency() {
     }
     drop(node);
     assert!(failed.is_empty(), "latency runs failed for {failed:?}");
+}
+
+/// The bench's CRI fixtures (bench/fixtures/capture.sh cri): NK_CRI_CAPTURE
+/// is the capture runtime (bench/fixtures/capture-runtime.sh, its
+/// .capture-runtime.conf beside it), NK_CRI_CAPTURE_CONFIGS the directory it
+/// saves into, NK_CRI_CAPTURE_OUT where `cri.json` (a default pod: seccomp
+/// Unconfined) and `cri-runtime-default.json` (RuntimeDefault) go.
+#[test]
+#[ignore = "captures bench fixtures: bench/fixtures/capture.sh cri runs it"]
+fn capture_fixture() {
+    use client::security_profile::ProfileType;
+    nk_tests::require_root();
+    let var =
+        |k: &str| PathBuf::from(std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set")));
+    let (wrapper, configs, out) = (
+        var("NK_CRI_CAPTURE"),
+        var("NK_CRI_CAPTURE_CONFIGS"),
+        var("NK_CRI_CAPTURE_OUT"),
+    );
+    let node = node::Node::start_with(
+        &nk_tests::runtime(),
+        // (No VM-mode pod runs: the agent need not be built.)
+        Path::new("/nonexistent/nk-agent"),
+        &[("capture", &wrapper)],
+    );
+    say(&format!(
+        "cri capture: containerd {}",
+        node.cri()
+            .version()
+            .map(|v| v.runtime_version)
+            .unwrap_or_default()
+    ));
+    let cx = Ctx {
+        node: &node,
+        handler: "capture",
+    };
+    let mut failed = Vec::new();
+    for (name, profile) in [
+        ("cri", ProfileType::Unconfined),
+        ("cri-runtime-default", ProfileType::RuntimeDefault),
+    ] {
+        match capture::one(&cx, &configs, profile) {
+            Ok(text) => {
+                let p = out.join(format!("{name}.json"));
+                std::fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+                say(&format!("cri capture: {}", p.display()));
+            }
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
+    // The kubelet's own cgroup levels (kubepods/besteffort/pod<uid>) are
+    // not the runtime's to remove (the node removes them with its top
+    // cgroup); what the runtime made is one level below a pod's.
+    let besteffort = format!("/{}/kubepods/besteffort", node.cgroup_top);
+    let mut left: Vec<String> = node
+        .leftovers()
+        .into_iter()
+        .filter(|l| !(l.starts_with("cgroup ") && l.ends_with(&besteffort)))
+        .collect();
+    for ctrl in node::list(Path::new("/sys/fs/cgroup")) {
+        let be = Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(&besteffort[1..]);
+        for pod in node::list(&be) {
+            for c in node::list(&be.join(&pod)) {
+                if be.join(&pod).join(&c).is_dir() {
+                    left.push(format!("cgroup {}", be.join(&pod).join(c).display()));
+                }
+            }
+        }
+    }
+    drop(node);
+    assert!(failed.is_empty(), "capture failed: {failed:?}");
+    assert!(left.is_empty(), "left behind by the capture pods: {left:?}");
 }

@@ -9,7 +9,8 @@
 //!   it makes is visible to the leak checks): its own root, state, sockets
 //!   and config, with the runtimes `runc`, `nk` and `nk-vm` (the runc v2
 //!   shim with BinaryName = runc, nk-runtime, and an `nk-runtime-vm` link),
-//!   each with its own runtime root;
+//!   each with its own runtime root (and any extra handler a caller names,
+//!   as bench/fixtures/capture.sh names its capture wrapper);
 //! - CNI from Debian's containernetworking-plugins: bridge + host-local
 //!   (its own data dir) + portmap; containerd adds loopback itself;
 //! - the sandbox image: a static `pause` (tests/cri/pause.c) imported with
@@ -89,6 +90,12 @@ impl Node {
     /// Build the images, make the namespace, start the registry and
     /// containerd, import the sandbox image and pull the test image.
     pub fn start(nk: &Path, agent: &Path) -> Node {
+        Node::start_with(nk, agent, &[])
+    }
+
+    /// `start`, with extra RuntimeClass handlers (name, BinaryName) beside
+    /// runc, nk and nk-vm.
+    pub fn start_with(nk: &Path, agent: &Path, extra: &[(&str, &Path)]) -> Node {
         for (path, pkg) in [
             ("/usr/bin/containerd", "containerd"),
             ("/usr/bin/ctr", "containerd"),
@@ -128,7 +135,7 @@ impl Node {
             containerd: None,
             registry: None,
         };
-        if let Err(e) = node.setup(nk, agent) {
+        if let Err(e) = node.setup(nk, agent, extra) {
             let log = std::fs::read_to_string(node.work.join("containerd.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             panic!(
@@ -177,7 +184,7 @@ impl Node {
         c
     }
 
-    fn setup(&mut self, nk: &Path, agent: &Path) -> R<()> {
+    fn setup(&mut self, nk: &Path, agent: &Path, extra: &[(&str, &Path)]) -> R<()> {
         for d in ["img", "cni", "rt", "bin", "pods", "vol", "ipam"] {
             std::fs::create_dir_all(self.work.join(d)).map_err(|e| format!("mkdir: {e}"))?;
         }
@@ -192,7 +199,7 @@ impl Node {
             "ip link set lo up",
             Command::new("ip").args(["-n", &self.netns, "link", "set", "lo", "up"]),
         )?;
-        self.write_configs(nk)?;
+        self.write_configs(nk, extra)?;
 
         // The registry, listening on 127.0.0.1 inside the namespace.
         let ready = self.work.join("registry.ready");
@@ -330,7 +337,7 @@ impl Node {
         Ok(())
     }
 
-    fn write_configs(&self, nk: &Path) -> R<()> {
+    fn write_configs(&self, nk: &Path, extra: &[(&str, &Path)]) -> R<()> {
         let w = |p: PathBuf, s: String| {
             std::fs::write(&p, s).map_err(|e| format!("write {}: {e}", p.display()))
         };
@@ -400,7 +407,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
-{runc}{nk}{nkvm}  [plugins."io.containerd.grpc.v1.cri".cni]
+{runc}{nk}{nkvm}{extra}  [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN}"
     conf_dir = "{work}/cni"
     max_conf_num = 1
@@ -413,6 +420,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 runc = runtime("runc", Path::new(RUNC)),
                 nk = runtime("nk", nk),
                 nkvm = runtime("nk-vm", &vm_link),
+                extra = extra
+                    .iter()
+                    .map(|(name, bin)| runtime(name, bin))
+                    .collect::<String>(),
             ),
         )
     }
