@@ -73,6 +73,12 @@ fn wants_vm(c: &CreateCommon) -> anyhow::Result<bool> {
 
 /// Options for the library's create from the command line.
 fn create_options(c: &CreateCommon, foreground: bool) -> CreateOptions {
+    create_options_for(c, foreground, false)
+}
+
+/// [`create_options`] for `run` (`start_now`: it starts the container
+/// itself, through the sync channel).
+fn create_options_for(c: &CreateCommon, foreground: bool, start_now: bool) -> CreateOptions {
     CreateOptions {
         id: c.id.clone(),
         bundle: c.bundle.clone(),
@@ -82,6 +88,7 @@ fn create_options(c: &CreateCommon, foreground: bool) -> CreateOptions {
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
         foreground,
+        start_now,
     }
 }
 
@@ -230,10 +237,10 @@ impl Backend {
             Backend::Container(rt) => rt,
         };
         if a.detach {
-            let h = rt
-                .create(&create_options(&a.common, false))
+            let mut h = rt
+                .create(&create_options_for(&a.common, false, true))
                 .map_err(|e| anyhow::anyhow!("run failed: {e}"))?;
-            if let Err(e) = rt.start_created(&h) {
+            if let Err(e) = rt.start_created(&mut h) {
                 let _ = rt.delete(&id, true);
                 return Err(anyhow::anyhow!("run failed: {e}"));
             }
@@ -244,10 +251,10 @@ impl Backend {
         let _blocked = Blocked::new()?;
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        let h = rt
-            .create(&create_options(&a.common, true))
+        let mut h = rt
+            .create(&create_options_for(&a.common, true, true))
             .map_err(|e| anyhow::anyhow!("run failed: {e}"))?;
-        if let Err(e) = rt.start_created(&h) {
+        if let Err(e) = rt.start_created(&mut h) {
             // SAFETY: kill(2) our own child.
             unsafe { libc::kill(h.pid, libc::SIGKILL) };
             let _ = sandbox::process::clone::wait_pidfd(&h.pidfd);

@@ -31,6 +31,10 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// `run` in the foreground: a terminal may be bridged by us.
     pub foreground: bool,
+    /// `run`: this process starts the container right after create, so
+    /// the init waits on the sync channel, not on an exec.fifo that another
+    /// `start` would open (one file less to make, open and remove).
+    pub start_now: bool,
 }
 
 /// A created container, for callers that stay (run).
@@ -44,6 +48,9 @@ pub struct Handle {
     pub record: ContainerState,
     /// The config's poststart hooks (for `run`'s start).
     pub poststart: Option<Vec<oci_spec::runtime::Hook>>,
+    /// With [`CreateOptions::start_now`]: the launch whose channel the
+    /// init waits on for its start.
+    pub(super) barrier: Option<Launch>,
 }
 
 /// The device cgroup rules: the config's, then runc's default allow list and
@@ -256,7 +263,11 @@ impl Runtime {
             .host_mounts
             .clone()
             .map(|hm| (record.rootfs.clone(), hm));
-        let fifo = make_fifo(&dir)?;
+        let fifo = if o.start_now {
+            None
+        } else {
+            Some(make_fifo(&dir)?)
+        };
 
         // Declared after `cleanup`, so dropped first: a failed create kills
         // the child before its cgroup and state go.
@@ -321,11 +332,14 @@ impl Runtime {
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount: cgroup_mount_info(cleanup.cgroup.as_deref(), plan.new_cgroupns),
             pid_handover: handover.is_some(),
+            release_on_channel: o.start_now,
             host_pid: pid,
             init_pid: pid,
             annotations: record.annotations.clone(),
-            fd_names: [FD_EXEC_FIFO.to_string(), FD_CONFIG.to_string()]
-                .into_iter()
+            fd_names: fifo
+                .iter()
+                .map(|_| FD_EXEC_FIFO.to_string())
+                .chain([FD_CONFIG.to_string()])
                 .chain(
                     idmapped
                         .iter()
@@ -338,7 +352,14 @@ impl Runtime {
             log_level: self.log_level,
         };
         let cfg_copy = dir.join(state::CONFIG_FILE);
-        send_init(&mut launch, req, &fifo, &cfg_copy, idmapped, handover)?;
+        send_init(
+            &mut launch,
+            req,
+            fifo.as_deref(),
+            &cfg_copy,
+            idmapped,
+            handover,
+        )?;
 
         let pty = launch.listen(Listen {
             what: "the container's init",
@@ -369,6 +390,7 @@ impl Runtime {
             pid,
             pidfd,
             pty,
+            barrier: o.start_now.then_some(launch),
             poststart: bundle
                 .spec
                 .hooks()
@@ -701,27 +723,32 @@ fn write_id_maps(launch: &mut Launch, bundle: &Bundle, pid: i32) -> Result<()> {
 fn send_init(
     launch: &mut Launch,
     req: InitRequest,
-    fifo: &Path,
+    fifo: Option<&Path>,
     cfg_copy: &Path,
     idmapped: Vec<(usize, OwnedFd)>,
     handover: Option<OwnedFd>,
 ) -> Result<()> {
-    let fifo_fd = nix::fcntl::open(
-        fifo,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
+    let fifo_fd = fifo
+        .map(|fifo| {
+            nix::fcntl::open(
+                fifo,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))
+        })
+        .transpose()?;
     let cfg_fd = std::fs::File::open(cfg_copy).map_err(|e| Error::io("open", cfg_copy, e))?;
-    let fds: Vec<i32> = [fifo_fd.as_raw_fd(), cfg_fd.as_raw_fd()]
-        .into_iter()
+    let fds: Vec<i32> = fifo_fd
+        .iter()
+        .map(|f| f.as_raw_fd())
+        .chain([cfg_fd.as_raw_fd()])
         .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
         .chain(handover.as_ref().map(|f| f.as_raw_fd()))
         .collect();
     launch.send(req, &fds)
 }
 
-/// The init's mounts are done: run the prestart and createRuntime hooks.
 /// Does the config have hooks that run while the container is being
 /// created (prestart, createRuntime, createContainer)?
 fn create_hooks(bundle: &Bundle) -> bool {
@@ -733,6 +760,7 @@ fn create_hooks(bundle: &Bundle) -> bool {
     })
 }
 
+/// The init's mounts are done: run the prestart and createRuntime hooks.
 pub(super) fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerState) -> Result<()> {
     let st = |status| state::hook_state(id, status, record.pid, &bundle.dir, &record.annotations);
     let at = linux::hooks::Inherit::runtime(&bundle.dir);

@@ -308,6 +308,7 @@ impl Runtime {
             tty_to_parent: terminal && o.console_socket.is_none(),
             cgroup_mount: Default::default(),
             pid_handover: false,
+            release_on_channel: false,
             host_pid: pid,
             init_pid: st.pid,
             annotations: st.annotations.clone(),

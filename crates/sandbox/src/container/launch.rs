@@ -17,7 +17,7 @@
 
 use crate::cgroups::CgroupManager;
 use crate::error::{Error, Result};
-use crate::explain::{self, Phase};
+use crate::explain::{self, catalog, Phase};
 use crate::process::clone::{self, Join, PreExec};
 use crate::process::messages::{InitRequest, ToChild, ToParent};
 use crate::process::sync::Channel;
@@ -294,11 +294,52 @@ impl Launch {
         Ok(())
     }
 
+    /// `run`'s start: release an init that waits on the channel (see
+    /// InitRequest::release_on_channel), then relay its steps and errors
+    /// until its execve closes the channel.
+    pub fn release(&mut self) -> Result<()> {
+        explain::step(&catalog::BARRIER_OPEN, || {
+            "send Start on the sync channel, read to end-of-file (execve closes it)".into()
+        });
+        let barrier = explain::phase(Phase::ExecBarrier);
+        match self.parent.send(&ToChild::Start) {
+            Err(e) if !super::child_gone(&e) => return Err(e),
+            _ => {}
+        }
+        drop(barrier);
+        let _g = explain::phase(Phase::Exec);
+        loop {
+            match self.parent.recv::<ToParent>()? {
+                Some((ToParent::Log(r), _)) => crate::logging::emit(&r),
+                Some((ToParent::Event(e), _)) => explain::deliver(e),
+                Some((ToParent::Error(m), _)) => {
+                    return Err(Error::Child(format!(
+                        "unable to start container process: {m}"
+                    )))
+                }
+                Some((other, _)) => {
+                    return Err(Error::Child(format!(
+                        "unable to start container process: the init sent {other:?} after its start"
+                    )))
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// The child is set up: keep it (no kill on drop).
-    pub fn finish(mut self) -> Result<(i32, OwnedFd)> {
+    pub fn finish(&mut self) -> Result<(i32, OwnedFd)> {
         self.child
             .take()
             .ok_or_else(|| Error::msg("launch: no child was spawned"))
+    }
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch")
+            .field("child", &self.child.as_ref().map(|(pid, _)| *pid))
+            .finish_non_exhaustive()
     }
 }
 

@@ -54,8 +54,16 @@ impl Runtime {
     /// the poststart hooks are those create holds in memory, not read back
     /// from the state directory (create saved the same record there, as
     /// created, before it returned).
-    pub fn start_created(&self, h: &Handle) -> Result<()> {
-        self.release(&h.record, || h.poststart.clone())
+    pub fn start_created(&self, h: &mut Handle) -> Result<()> {
+        match h.barrier.as_mut() {
+            Some(launch) => {
+                launch.release()?;
+                h.barrier = None;
+                poststart_hooks(&h.record, h.poststart.clone());
+                Ok(())
+            }
+            None => self.release(&h.record, || h.poststart.clone()),
+        }
     }
 
     /// Open the exec barrier of a created container, then run its poststart
@@ -158,19 +166,7 @@ impl Runtime {
             explain::deliver(ev);
         }
         let _ = std::fs::remove_file(&fifo);
-        // Poststart hooks: a failure is a warning; the container keeps running
-        // and the later hooks still run.
-        if let Some(list) = poststart() {
-            let s = state::hook_state(
-                id,
-                state::OciStatus::Running,
-                st.pid,
-                &st.bundle,
-                &st.annotations,
-            );
-            let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
-            crate::linux::hooks::run_warn("poststart", &list, &s, at);
-        }
+        poststart_hooks(st, poststart());
         Ok(())
     }
 
@@ -280,5 +276,21 @@ impl Runtime {
             None if status != Status::Stopped => Ok(vec![st.pid]),
             None => Ok(Vec::new()),
         }
+    }
+}
+
+/// Poststart hooks, once the program runs: a failure is a warning; the
+/// container keeps running and the later hooks still run.
+fn poststart_hooks(st: &ContainerState, hooks: Option<Vec<oci_spec::runtime::Hook>>) {
+    if let Some(list) = hooks {
+        let s = state::hook_state(
+            &st.id,
+            state::OciStatus::Running,
+            st.pid,
+            &st.bundle,
+            &st.annotations,
+        );
+        let at = crate::linux::hooks::Inherit::runtime(&st.bundle);
+        crate::linux::hooks::run_warn("poststart", &list, &s, at);
     }
 }

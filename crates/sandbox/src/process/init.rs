@@ -199,8 +199,14 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     }
 
     let mounts = spec.mounts().clone().unwrap_or_default();
-    let fifo_path = take_passed(FD_EXEC_FIFO)
-        .ok_or_else(|| Error::msg("the runtime passed no exec.fifo descriptor"))?;
+    let fifo_path = if req.release_on_channel {
+        None
+    } else {
+        Some(
+            take_passed(FD_EXEC_FIFO)
+                .ok_or_else(|| Error::msg("the runtime passed no exec.fifo descriptor"))?,
+        )
+    };
     let mut pty_master: Option<OwnedFd> = None;
     // The pid namespace joined by path: procfs is mounted for it (and the
     // init moves into it after pivot_root).
@@ -303,11 +309,12 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     let prepared = finalize(req)?;
     drop(pty_master);
 
-    explain::step(&catalog::BARRIER_WAIT, || {
-        format!(
+    explain::step(&catalog::BARRIER_WAIT, || match &fifo_path {
+        Some(_) => format!(
             "open({}/exec.fifo, O_WRONLY) blocks until `nk-runtime start`",
             req.state_dir.display()
-        )
+        ),
+        None => "recv on the sync channel: `run` starts the container itself (no exec.fifo)".into(),
     });
     // Ready: the parent records `created` and exits; from here a dead parent
     // must not kill us.
@@ -316,31 +323,48 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     chan().send(&ToParent::Ready)?;
 
     let barrier = explain::phase(Phase::ExecBarrier);
-    // Reopened through the container's /proc (as runc does): blocks until
-    // `start` opens the fifo for reading.
-    let reopen = linux::fs::fd_path(fifo_path.as_fd());
-    let fifo = loop {
-        match nix::fcntl::open(
-            reopen.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) {
-            Ok(f) => break f,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                return Err(Error::sys(
-                    format!("open exec.fifo through {reopen} (the container needs /proc mounted)"),
-                    e,
+    // Open until execve closes it.
+    let mut _fifo_open = None;
+    match fifo_path {
+        Some(fifo_path) => {
+            // Reopened through the container's /proc (as runc does): blocks
+            // until `start` opens the fifo for reading.
+            let reopen = linux::fs::fd_path(fifo_path.as_fd());
+            let fifo = loop {
+                match nix::fcntl::open(
+                    reopen.as_str(),
+                    OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                ) {
+                    Ok(f) => break f,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(Error::sys(
+                        format!(
+                            "open exec.fifo through {reopen} (the container needs /proc mounted)"
+                        ),
+                        e,
+                    )),
+                }
+            };
+            nix::unistd::write(&fifo, b"0").map_err(|e| Error::sys("write exec.fifo", e))?;
+            // The fifo stays open until execve closes it (O_CLOEXEC): `start`
+            // reads to end-of-file, and our steps from here on travel in it.
+            explain::redirect_to_fd(fifo.as_raw_fd());
+            _fifo_open = Some(fifo);
+        }
+        // `run` holds the channel: Start, or end-of-file if it died (then
+        // the container never starts). Steps keep travelling in the
+        // channel, which execve closes.
+        None => match chan().recv::<ToChild>()? {
+            Some((ToChild::Start, _)) => {}
+            _ => {
+                return Err(Error::msg(
+                    "the runtime that ran this container went away before starting it",
                 ))
             }
-        }
-    };
-    nix::unistd::write(&fifo, b"0").map_err(|e| Error::sys("write exec.fifo", e))?;
-    // The fifo stays open until execve closes it (O_CLOEXEC): `start` reads
-    // to end-of-file, and our steps from here on travel in it.
-    explain::redirect_to_fd(fifo.as_raw_fd());
+        },
+    }
     drop(barrier);
-    drop(fifo_path);
     if let Some(h) = spec.hooks() {
         if let Some(list) = h.start_container() {
             // In process.cwd (entered already) with the process's environment.

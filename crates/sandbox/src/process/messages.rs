@@ -76,6 +76,10 @@ pub struct InitRequest {
     /// that namespace (passed as FD_PIDNS) and the clone carries on.
     #[serde(default)]
     pub pid_handover: bool,
+    /// `run`: the runtime starts the container itself, so the exec
+    /// barrier is this channel (ToChild::Start), and there is no exec.fifo.
+    #[serde(default)]
+    pub release_on_channel: bool,
     /// This process's pid as the host sees it (for hook state).
     pub host_pid: i32,
     /// The container's init pid on the host (differs from host_pid for exec).
@@ -103,6 +107,9 @@ pub enum ToChild {
     /// The parent took over the init cloned into the joined pid namespace
     /// (see ToParent::Reborn); its pid on the host.
     Reborn(i32),
+    /// `run` releases the init at the exec barrier (see
+    /// InitRequest::release_on_channel).
+    Start,
 }
 
 /// Messages from the child to the parent.
