@@ -119,13 +119,19 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> String {
 /// as runc's MkdirAllInRoot does, so `/var/run -> /run` in an image works
 /// even when /run is missing.
 pub fn mkdir_all_in_root(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
+    mkdir_all_depth(root, rel, 0).map(|(fd, _)| fd)
+}
+
+/// [`mkdir_all_in_root`], also saying whether the final directory was there
+/// already (a mount over it may take its mode): one lookup instead of two.
+pub fn mkdir_all_in_root_existed(root: BorrowedFd<'_>, rel: &Path) -> Result<(OwnedFd, bool)> {
     mkdir_all_depth(root, rel, 0)
 }
 
 /// Symlinks followed while creating one path, as the kernel's own limit.
 const MAX_LINKS: u32 = 40;
 
-fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<OwnedFd> {
+fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<(OwnedFd, bool)> {
     if depth > MAX_LINKS {
         return Err(Error::sys(
             format!("mkdir {} in rootfs", rel.display()),
@@ -160,6 +166,7 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
             }
         }
     };
+    let existed = have == comps.len();
     let mut prefix: PathBuf = comps[..have].iter().collect();
     for c in &comps[have..] {
         let parent = prefix.clone();
@@ -193,10 +200,11 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
                 .map_err(|e| Error::sys(format!("open {} in rootfs", prefix.display()), e))?,
         );
     }
-    match cur {
-        Some(fd) => Ok(fd),
-        None => open_in_root(root, Path::new(""), dir).map_err(|e| Error::sys("open rootfs", e)),
-    }
+    let fd = match cur {
+        Some(fd) => fd,
+        None => open_in_root(root, Path::new(""), dir).map_err(|e| Error::sys("open rootfs", e))?,
+    };
+    Ok((fd, existed))
 }
 
 /// Create an empty file at `rel` below `root` (parents too) unless something

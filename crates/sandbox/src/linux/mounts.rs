@@ -381,18 +381,23 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
         return Ok(Mounted::Done);
     }
 
-    if typ == "proc" || typ == "sysfs" {
-        check_ordinary_dir(ctx, typ, dest, idx)?;
-    }
-
+    // procfs and sysfs: an existing destination must be an ordinary
+    // directory, and is then the target as opened.
+    let checked = if typ == "proc" || typ == "sysfs" {
+        check_ordinary_dir(ctx, typ, dest, idx)?
+    } else {
+        None
+    };
+    let (target_fd, existed) = match checked {
+        Some(fd) => (fd, true),
+        None => crate::linux::fs::mkdir_all_in_root_existed(ctx.root, dest)?,
+    };
     // As runc: a tmpfs over an existing directory takes that directory's
     // mode (an image's 1777 /tmp stays 1777); a new one keeps its mode=.
-    let mode_before = (typ == "tmpfs")
-        .then(|| open_in_root(ctx.root, dest, OFlag::O_PATH).ok())
+    let mode_before = (typ == "tmpfs" && existed)
+        .then(|| nix::sys::stat::fstat(target_fd.as_fd()).ok())
         .flatten()
-        .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).ok())
         .map(|st| st.st_mode & 0o7777);
-    let target_fd = mkdir_all_in_root(ctx.root, dest)?;
     let target = fd_path(target_fd.as_fd());
     let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
     // A read-only tmpfs is mounted writable, filled and chmod-ed, then made
@@ -465,6 +470,11 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
         }
         Err(e) => return Err(err(format!("mount -t {typ}"), e)),
     }
+    // The mount's top, for what is done to the new mount itself: nothing,
+    // for most (their flags went with the mount).
+    if typ != "tmpfs" && opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0 {
+        return Ok(Mounted::Done);
+    }
     let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
         .map_err(|e| err("reopen after mount".into(), e))?;
     if typ == "tmpfs" {
@@ -500,10 +510,15 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
 /// an existing destination that is not a directory (a symlink in the image,
 /// say /proc -> /tmp/x) is refused as runc refuses it, instead of being
 /// followed inside the rootfs.
-fn check_ordinary_dir(ctx: &MountCtx<'_>, typ: &str, dest: &Path, idx: usize) -> Result<()> {
+fn check_ordinary_dir(
+    ctx: &MountCtx<'_>,
+    typ: &str,
+    dest: &Path,
+    idx: usize,
+) -> Result<Option<OwnedFd>> {
     let fd = match open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
         Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
         Err(e) => {
             return Err(Error::sys(
                 format!("mounts[{idx}] ({typ} on {}): open", dest.display()),
@@ -514,7 +529,7 @@ fn check_ordinary_dir(ctx: &MountCtx<'_>, typ: &str, dest: &Path, idx: usize) ->
     let st = nix::sys::stat::fstat(fd.as_fd())
         .map_err(|e| Error::sys(format!("mounts[{idx}]: stat {}", dest.display()), e))?;
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        return Ok(());
+        return Ok(Some(fd));
     }
     let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
         "a symlink"

@@ -338,12 +338,14 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                 ) {
                     Ok(f) => break f,
                     Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(Error::sys(
-                        format!(
+                    Err(e) => {
+                        return Err(Error::sys(
+                            format!(
                             "open exec.fifo through {reopen} (the container needs /proc mounted)"
                         ),
-                        e,
-                    )),
+                            e,
+                        ))
+                    }
                 }
             };
             nix::unistd::write(&fifo, b"0").map_err(|e| Error::sys("write exec.fifo", e))?;
