@@ -1611,3 +1611,78 @@ $NK delete -f {id} && echo gone=$(ls -d $C/*{path} 2>/dev/null | wc -l)
     );
     assert_eq!(get("gone"), "0");
 }
+
+/// A pure v1 host (the benchmark's layout): in a private mount namespace
+/// without the cgroup2 mount, create makes the cgroup after the clone and
+/// the init moves itself in first thing. Its limits hold, every v1
+/// hierarchy lists it, the narration says who joined and when, and delete
+/// removes the cgroup.
+#[test]
+fn pure_v1_host_cgroup_made_while_the_init_execs() {
+    require_root();
+    let unified = Path::new(CG).join("unified");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(unified.to_str().unwrap()));
+    let state = TempDir::new("nk-v1root");
+    let id = unique_id("purev1");
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    b.edit(|c| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "cgroup");
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        );
+    });
+    let out = state.path().join("out");
+    let err = state.path().join("err");
+    let script = format!(
+        "set -e
+         {umount}
+         {rt} --root {st} -E run --bundle {bundle} {id} > {out} 2> {err}",
+        umount = if mounted {
+            format!("umount -l {}", unified.display())
+        } else {
+            String::new()
+        },
+        rt = runtime().display(),
+        st = state.path().join("s").display(),
+        bundle = b.path(),
+        out = out.display(),
+        err = err.display(),
+    );
+    let st = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .status()
+        .unwrap();
+    let out = std::fs::read_to_string(&out).unwrap_or_default();
+    let err = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(st.success(), "{out}\n{err}");
+    // In the container's cgroup in every v1 hierarchy (no cgroup
+    // namespace: the host's paths), and its limit holds.
+    let mut v1 = 0;
+    for l in out.lines().filter(|l| !l.starts_with("0::")) {
+        if let Some((_, path)) = l.split_once(':').and_then(|(_, r)| r.split_once(':')) {
+            if l.contains("pids") || l.contains("memory") || l.contains("devices") {
+                assert_eq!(path, format!("/nano-sandbox/{id}"), "{out}");
+                v1 += 1;
+            }
+        }
+    }
+    assert_eq!(v1, 3, "pids, memory and devices lines:\n{out}");
+    assert!(out.lines().any(|l| l.trim() == "67108864"), "{out}");
+    assert!(
+        err.contains("v1 tasks files first thing after its exec"),
+        "the init joins by itself after its exec:\n{err}"
+    );
+    assert!(!cgroup_exists(&format!("nano-sandbox/{id}")));
+}

@@ -97,6 +97,12 @@ pub trait CgroupManager {
         None
     }
 
+    /// Whether the child is placed with CLONE_INTO_CGROUP, so that the
+    /// cgroup must be made before the clone (known before it is made).
+    fn joins_at_clone(&self) -> bool {
+        self.clone_into_dir().is_some()
+    }
+
     /// Open [`CgroupManager::clone_into_dir`] for clone3.
     fn clone_into_fd(&self) -> Option<std::os::fd::OwnedFd> {
         let d = self.clone_into_dir()?;

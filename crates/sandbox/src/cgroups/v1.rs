@@ -1014,6 +1014,10 @@ impl CgroupManager for Manager {
         self.unified_dir().map(Path::to_path_buf)
     }
 
+    fn joins_at_clone(&self) -> bool {
+        self.unified.is_some()
+    }
+
     fn oom_watcher(&self) -> Result<Option<OomWatcher>> {
         if let Some(d) = self.dir("memory") {
             return OomWatcher::v1(d).map(Some);

@@ -255,10 +255,28 @@ impl Runtime {
         let filter = self.seccomp_filter(seccomp.as_ref())?;
         let mut record = self.new_record(o, &bundle, &plan);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
-        let (dir, _lock, mut cleanup) =
-            self.claim_state(&store, &bundle, &mut record, cgroup_mgr, true, &|stale| {
+        // On a pure v1 host the cgroup is made after the clone, while the
+        // child execs the runtime copy (the slowest step of its start, on
+        // another CPU), and the init moves itself in first thing: writing
+        // 0 to a tasks file takes no global lock, where the parent moving it
+        // would wait for an RCU grace period. A cgroup2 directory must be
+        // there before the clone (CLONE_INTO_CGROUP), and in a user
+        // namespace the parent moves the child: those keep the order.
+        let defer = !plan.userns
+            && cgroup_mgr
+                .as_ref()
+                .is_some_and(|c| !c.joins_at_clone() && !c.self_join_files().is_empty());
+        let (dir, _lock, mut cleanup, later) = if defer {
+            self.claim_dir(&store, &bundle, &mut record, cgroup_mgr, &|stale| {
                 self.reap_stale(stale)
-            })?;
+            })?
+        } else {
+            let (d, l, c) =
+                self.claim_state(&store, &bundle, &mut record, cgroup_mgr, true, &|stale| {
+                    self.reap_stale(stale)
+                })?;
+            (d, l, c, None)
+        };
         cleanup.host_mounts = record
             .host_mounts
             .clone()
@@ -288,13 +306,29 @@ impl Runtime {
         // init (with one, delete kills what the cgroup holds). Elsewhere the
         // save would cost a replacing rename, whose flush of the file the
         // next replace waits for.
-        if create_hooks(&bundle) || cleanup.cgroup.is_none() {
+        if create_hooks(&bundle) || (cleanup.cgroup.is_none() && later.is_none()) {
             record.save(&dir)?;
         }
-        if let Some(cg) = &cleanup.cgroup {
-            let _g = explain::phase(Phase::Cgroups);
-            launch.enter_cgroup(Some(cg.as_ref()))?;
-        }
+        let join_cgroup = match later {
+            Some(cg) => {
+                let _g = explain::phase(Phase::Cgroups);
+                self.make_cgroup(&mut cleanup, cg, &mut record, &dir, &bundle, true)?;
+                let files = cleanup
+                    .cgroup
+                    .as_ref()
+                    .map(|c| c.self_join_files())
+                    .unwrap_or_default();
+                explain::cgroup_join_after_exec(files.len());
+                files
+            }
+            None => {
+                if let Some(cg) = &cleanup.cgroup {
+                    let _g = explain::phase(Phase::Cgroups);
+                    launch.enter_cgroup(Some(cg.as_ref()))?;
+                }
+                Vec::new()
+            }
+        };
         if plan.new_userns {
             write_id_maps(&mut launch, &bundle, pid)?;
         }
@@ -333,6 +367,7 @@ impl Runtime {
             cgroup_mount: cgroup_mount_info(cleanup.cgroup.as_deref(), plan.new_cgroupns),
             pid_handover: handover.is_some(),
             release_on_channel: o.start_now,
+            join_cgroup,
             host_pid: pid,
             init_pid: pid,
             annotations: record.annotations.clone(),

@@ -309,6 +309,7 @@ impl Runtime {
             cgroup_mount: Default::default(),
             pid_handover: false,
             release_on_channel: false,
+            join_cgroup: Vec::new(),
             host_pid: pid,
             init_pid: st.pid,
             annotations: st.annotations.clone(),

@@ -68,6 +68,26 @@ impl Runtime {
         limits: bool,
         stale: StaleCleanup<'_>,
     ) -> Result<(PathBuf, DirLock, Cleanup<'a>)> {
+        let (dir, lock, mut cleanup, cgroup) =
+            self.claim_dir(store, bundle, record, cgroup, stale)?;
+        if let Some(cg) = cgroup {
+            let _g = explain::phase(Phase::Cgroups);
+            self.make_cgroup(&mut cleanup, cg, record, &dir, bundle, limits)?;
+        }
+        Ok((dir, lock, cleanup))
+    }
+
+    /// [`Runtime::claim_state`] up to the cgroup, which is handed back
+    /// unmade: create makes it while its child execs the runtime copy,
+    /// with [`Runtime::make_cgroup`] (timed by the caller).
+    pub fn claim_dir<'a>(
+        &'a self,
+        store: &state::Store,
+        bundle: &Bundle,
+        record: &mut ContainerState,
+        cgroup: Option<Box<dyn CgroupManager>>,
+        stale: StaleCleanup<'_>,
+    ) -> Result<ClaimedDir<'a>> {
         let id = record.id.clone();
         if let Some(cg) = &cgroup {
             // Claimed with the cgroup's path: a create killed before the
@@ -81,7 +101,7 @@ impl Runtime {
             });
             store.claim(&id, record, stale)?
         };
-        let mut cleanup = Cleanup {
+        let cleanup = Cleanup {
             rt: self,
             id,
             dir: dir.clone(),
@@ -92,28 +112,46 @@ impl Runtime {
         };
         // 0600: process.env may hold secrets, and the directory is 0711.
         crate::files::create_new(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)?;
-        if let Some(mut cg) = cgroup {
-            let _g = explain::phase(Phase::Cgroups);
-            cg.create()?;
-            // The record now names the sub-cgroups that were already there
-            // (never the container's): kept at once, for a delete or the
-            // clean-up of a killed create. Most often there are none and the
-            // record is the one claimed: it is not written again (a
-            // replacing rename costs ~90 µs on ext4, which flushes the new
-            // file's data first).
-            let made = Some(cg.record());
-            if !same_cgroup_record(&record.cgroup, &made) {
-                record.cgroup = made;
-                record.save(&dir)?;
-            }
-            let cg = cleanup.cgroup.insert(cg);
-            if limits {
-                self.apply_resources(cg.as_ref(), bundle)?;
-            }
+        Ok((dir, lock, cleanup, cgroup))
+    }
+
+    /// Make the claimed container's cgroup and, with `limits`, apply the
+    /// config's resources to it; `cleanup` removes it if a later step fails.
+    pub fn make_cgroup(
+        &self,
+        cleanup: &mut Cleanup<'_>,
+        mut cg: Box<dyn CgroupManager>,
+        record: &mut ContainerState,
+        dir: &std::path::Path,
+        bundle: &Bundle,
+        limits: bool,
+    ) -> Result<()> {
+        cg.create()?;
+        // The record now names the sub-cgroups that were already there
+        // (never the container's): kept at once, for a delete or the
+        // clean-up of a killed create. Most often there are none and the
+        // record is the one claimed: it is not written again.
+        let made = Some(cg.record());
+        if !same_cgroup_record(&record.cgroup, &made) {
+            record.cgroup = made;
+            record.save(dir)?;
         }
-        Ok((dir, lock, cleanup))
+        let cg = cleanup.cgroup.insert(cg);
+        if limits {
+            self.apply_resources(cg.as_ref(), bundle)?;
+        }
+        Ok(())
     }
 }
+
+/// What [`Runtime::claim_dir`] gives: the directory, its lock, the undo,
+/// and the cgroup still to make.
+pub type ClaimedDir<'a> = (
+    PathBuf,
+    DirLock,
+    Cleanup<'a>,
+    Option<Box<dyn CgroupManager>>,
+);
 
 /// Do two cgroup records say the same on disk? Compared in their encoded
 /// form, which is what a delete or a killed create's clean-up reads back.

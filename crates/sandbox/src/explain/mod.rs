@@ -194,6 +194,16 @@ fn step_slow_as(flags: u8, role: Role, def: &'static StepDef, detail: String) {
 /// the parent's clone3(CLONE_INTO_CGROUP) started the child in its cgroup2
 /// directory, and/or the child writes itself into its v1 hierarchies.
 pub fn cgroup_join(into_cgroup2: bool, v1_tasks: usize) {
+    cgroup_join_when(into_cgroup2, v1_tasks, "before it execs")
+}
+
+/// [`cgroup_join`] for an init that writes its tasks files at its start,
+/// the cgroup having been made while it exec'd.
+pub fn cgroup_join_after_exec(v1_tasks: usize) {
+    cgroup_join_when(false, v1_tasks, "first thing after its exec")
+}
+
+fn cgroup_join_when(into_cgroup2: bool, v1_tasks: usize, when: &str) {
     if into_cgroup2 {
         step_by(Role::Parent, &catalog::CGROUP_JOIN, || {
             "clone3(CLONE_INTO_CGROUP) started the child in its cgroup2 directory".to_string()
@@ -201,7 +211,7 @@ pub fn cgroup_join(into_cgroup2: bool, v1_tasks: usize) {
     }
     if v1_tasks > 0 {
         step_by(Role::Child, &catalog::CGROUP_JOIN, || {
-            format!("the child writes 0 to {v1_tasks} v1 tasks files before it execs")
+            format!("the child writes 0 to {v1_tasks} v1 tasks files {when}")
         });
     }
 }

@@ -155,6 +155,16 @@ fn hook_state(req: &InitRequest, status: crate::state::OciStatus) -> Vec<u8> {
 }
 
 fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
+    // Into the container's cgroup before anything else (moving oneself
+    // takes no global lock; the parent moving us would).
+    for t in &req.join_cgroup {
+        std::fs::write(t, b"0").map_err(|e| {
+            Error::msg(format!(
+                "join the container's cgroup: write 0 to {}: {e}",
+                t.display()
+            ))
+        })?;
+    }
     let spec = load_spec(req)?;
     let linux = spec.linux().clone().unwrap_or_default();
     {

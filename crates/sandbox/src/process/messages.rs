@@ -76,6 +76,10 @@ pub struct InitRequest {
     /// that namespace (passed as FD_PIDNS) and the clone carries on.
     #[serde(default)]
     pub pid_handover: bool,
+    /// v1 `tasks` files the init writes 0 into before anything else: its
+    /// cgroup was made while it exec'd the runtime copy (a pure v1 host).
+    #[serde(default)]
+    pub join_cgroup: Vec<PathBuf>,
     /// `run`: the runtime starts the container itself, so the exec
     /// barrier is this channel (ToChild::Start), and there is no exec.fifo.
     #[serde(default)]
