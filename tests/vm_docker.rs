@@ -192,6 +192,10 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
+        // What runs under our directories now (a VM's monitor and QEMU run
+        // in their state directory, under the exec root): killed by pid at
+        // the end if Docker's own cleanup left any of it.
+        let procs = procs_with_cwd_under(self.dir.path());
         let ids = self
             .cmd()
             .args(["ps", "-aq"])
@@ -227,6 +231,7 @@ impl Drop for Dockerd {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
+        kill_procs(&procs);
         // Mounts under the temp dir (overlays, netns files), deepest first.
         let me = self.dir.path().to_string_lossy().into_owned();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")

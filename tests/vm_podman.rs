@@ -88,7 +88,11 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
+        // A VM's monitor and QEMU run in their state directory, under the
+        // runroot: killed by pid if podman's own cleanup left any.
+        let procs = procs_with_cwd_under(self.dir.path());
         let _ = self.cmd().args(["rm", "-a", "-f", "-t", "0"]).output();
+        kill_procs(&procs);
         let _ = self.cmd().args(["system", "reset", "-f"]).output();
         // Overlay mounts of podman's storage must go before the directory does.
         let _ = Command::new("umount")

@@ -197,10 +197,78 @@ impl Default for Root {
 }
 
 impl Drop for Root {
+    /// Every container left (a test that panicked midway) is force-deleted;
+    /// a process that still runs in the root's state directories after
+    /// that (a VM's monitor or QEMU that `delete -f` could not stop) is
+    /// killed by its pid and start time, and reaped if it is our orphan.
     fn drop(&mut self) {
-        for id in self.ids() {
+        let ids = self.ids();
+        if ids.is_empty() {
+            return;
+        }
+        let procs = procs_with_cwd_under(self.dir.path());
+        for id in ids {
             let _ = self.cmd().args(["delete", "-f", &id]).output();
         }
+        kill_procs(&procs);
+    }
+}
+
+/// The processes whose working directory is `dir` or under it (VM mode's
+/// monitor, QEMU and virtiofsd run in the container's state directory).
+pub fn procs_with_cwd_under(dir: &Path) -> std::collections::BTreeSet<ProcId> {
+    let mut v = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if link_under(&e.path().join("cwd"), &[dir]) {
+            v.extend(proc_id(pid));
+        }
+    }
+    v
+}
+
+/// SIGKILL each of `procs` that is still that very process (same pid, same
+/// start time: a pid reused since is left alone), then wait (DEADLINE) for
+/// them to go, reaping those that are our orphans. For cleanup on drop:
+/// never panics.
+pub fn kill_procs(procs: &std::collections::BTreeSet<ProcId>) {
+    for p in procs {
+        // SAFETY: pidfd_open(2) takes a pid and flags, no pointers.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.0, 0) } as i32;
+        if fd < 0 {
+            continue;
+        }
+        // The pidfd pins the process it was opened on: if that is still
+        // the one seen (start time), the signal goes to it and no other.
+        if !proc_gone(p) {
+            // SAFETY: pidfd_send_signal(2) on our own open pidfd; the
+            // siginfo pointer may be null.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd,
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+        }
+        // SAFETY: closing the pidfd opened above, used nowhere else.
+        unsafe { libc::close(fd) };
+    }
+    let end = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < end {
+        procs.iter().for_each(reap_orphan);
+        if procs.iter().all(proc_gone) {
+            return;
+        }
+        // A poll interval while the killed processes exit.
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
