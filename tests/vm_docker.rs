@@ -274,6 +274,9 @@ fn require_docker() {
 #[test]
 fn docker_bridge_network_reaches_the_host_and_a_published_port() {
     require_docker();
+    if !netdev_kinds_here(&["bridge", "veth"], "Docker's bridge network") {
+        return;
+    }
     let d = Dockerd::start();
     let gw = format!("{}.1", d.net);
     let l = std::net::TcpListener::bind(format!("{gw}:0")).unwrap();
@@ -372,6 +375,9 @@ fn docker_bridge_network_reaches_the_host_and_a_published_port() {
 #[test]
 fn docker_user_network_resolves_container_names() {
     require_docker();
+    if !netdev_kinds_here(&["bridge", "veth"], "Docker's user-defined network") {
+        return;
+    }
     let mut d = Dockerd::start();
     let net = unique_id("nkdnet");
     d.network(&net);

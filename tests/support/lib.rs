@@ -650,3 +650,97 @@ pub fn leftovers(root: &Path, id: &str, dirs: &[&Path], marker: &str) -> Leftove
     }
     Leftovers(out)
 }
+
+/// Whether this kernel makes network devices of `kind` (`veth`, `ifb`,
+/// `bridge`, `vxlan`, ...): one is made in a private network namespace
+/// (`unshare --net`), which takes it along when the probe exits, so
+/// nothing is left on the host. `Err` says why not when the kernel lacks
+/// the kind (not built, module missing: "Unknown device type", EOPNOTSUPP,
+/// ENODEV); any other failure of the probe panics, since then the host, not
+/// the kernel build, is broken. Cached per kind. `NK_TEST_HIDE_NETDEV`
+/// (kinds, comma-separated) makes them count as missing, to run the tests'
+/// other paths on a kernel that has them.
+pub fn netdev_kind(kind: &str) -> Result<(), String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    let hidden = std::env::var("NK_TEST_HIDE_NETDEV").unwrap_or_default();
+    if hidden.split(',').any(|k| k.trim() == kind) {
+        return Err(format!("{kind} devices hidden by NK_TEST_HIDE_NETDEV"));
+    }
+    static SEEN: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(r) = seen.lock().unwrap().get(kind) {
+        return r.clone();
+    }
+    let mut args = vec!["--net", "ip", "link", "add", "nkprobe0", "type", kind];
+    match kind {
+        "veth" => args.extend(["peer", "name", "nkprobe1"]),
+        "vxlan" => args.extend(["id", "42", "dstport", "4789"]),
+        _ => {}
+    }
+    let o = Command::new("unshare")
+        .args(&args)
+        .output()
+        .expect("unshare (util-linux)");
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    let r = if o.status.success() {
+        Ok(())
+    } else if [
+        "Unknown device type",
+        "Operation not supported",
+        "No such device",
+        "not supported",
+    ]
+    .iter()
+    .any(|m| err.contains(m))
+    {
+        Err(format!(
+            "this kernel ({}) makes no {kind} devices: `ip link add type {kind}` in a private network namespace said: {err}",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+        ))
+    } else {
+        panic!("probing for {kind} devices: unshare {args:?} failed ({:?}): {err}", o.status);
+    };
+    seen.lock().unwrap().insert(kind.to_string(), r.clone());
+    r
+}
+
+/// Make a virtual network device named `name` on the host for a container
+/// to take (linux.netDevices): one end of a veth pair whose peer is
+/// `peer` (returned as `Some(peer)`), or an ifb link (`None`) where the
+/// kernel makes no veth. `Err` (the probes' reasons) when it makes neither.
+pub fn make_netdev(name: &str, peer: &str) -> Result<Option<String>, String> {
+    let veth = netdev_kind("veth");
+    let args: Vec<&str> = match (&veth, netdev_kind("ifb")) {
+        (Ok(()), _) => vec!["link", "add", name, "type", "veth", "peer", "name", peer],
+        (Err(_), Ok(())) => vec!["link", "add", name, "type", "ifb"],
+        (Err(v), Err(i)) => return Err(format!("{v}; {i}")),
+    };
+    let o = Command::new("ip")
+        .args(&args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        o.status.success(),
+        "ip {args:?} (the probe made one): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(veth.is_ok().then(|| peer.to_string()))
+}
+
+/// Whether this kernel makes every network device kind in `kinds` (see
+/// [`netdev_kind`]); when not, says on stderr that `what` is skipped and
+/// why. For tests whose setup (an engine's bridge network, a veth into a
+/// namespace) cannot be built without them, so that nothing of the
+/// runtime's can be exercised.
+pub fn netdev_kinds_here(kinds: &[&str], what: &str) -> bool {
+    for k in kinds {
+        if let Err(why) = netdev_kind(k) {
+            eprintln!("{what}: skipped: {why}");
+            return false;
+        }
+    }
+    true
+}
