@@ -701,7 +701,10 @@ pub fn netdev_kind(kind: &str) -> Result<(), String> {
                 .trim()
         ))
     } else {
-        panic!("probing for {kind} devices: unshare {args:?} failed ({:?}): {err}", o.status);
+        panic!(
+            "probing for {kind} devices: unshare {args:?} failed ({:?}): {err}",
+            o.status
+        );
     };
     seen.lock().unwrap().insert(kind.to_string(), r.clone());
     r
