@@ -19,8 +19,9 @@ pkgs="$pkgs busybox-static python3 jq hyperfine time file"
 pkgs="$pkgs libseccomp-dev pkg-config gcc libc6-dev protobuf-compiler"
 # Host tools the tests run: ps and pgrep, ip, unshare/setpriv/runuser/
 # losetup/mount (util-linux, mount), modprobe (kmod: the BFQ probe),
-# useradd/usermod (passwd), newuidmap (uidmap), tmux.
-pkgs="$pkgs procps iproute2 util-linux mount kmod passwd uidmap tmux"
+# useradd/usermod (passwd), newuidmap (uidmap), tmux; awk in the engine
+# scripts (mawk: priority required, yet not Essential).
+pkgs="$pkgs procps iproute2 util-linux mount kmod passwd uidmap tmux mawk"
 # VM mode: QEMU and a Debian guest kernel with its modules.
 pkgs="$pkgs qemu-system-x86 linux-image-amd64"
 # Engines driven by tests/engines/*.sh, tests/vm_podman.rs and tests/cri.rs,

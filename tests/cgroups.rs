@@ -1263,6 +1263,26 @@ fn cgroup_namespace_and_read_only_view() {
     assert!(mi.split(' ').nth(5).unwrap().starts_with("rw"), "{mi}");
 }
 
+/// Whether the host uses cgroup controller `c`: a v1 hierarchy mounted
+/// with it, or a cgroup2 mount that offers it (cgroup.controllers).
+fn controller_in_use(c: &str) -> bool {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mi.lines().any(|l| {
+        let Some((pre, post)) = l.split_once(" - ") else {
+            return false;
+        };
+        let mut f = post.split(' ');
+        match f.next() {
+            Some("cgroup") => f.nth(1).is_some_and(|o| o.split(',').any(|x| x == c)),
+            Some("cgroup2") => pre.split(' ').nth(4).is_some_and(|mp| {
+                std::fs::read_to_string(Path::new(mp).join("cgroup.controllers"))
+                    .is_ok_and(|s| s.split_whitespace().any(|x| x == c))
+            }),
+            _ => false,
+        }
+    })
+}
+
 #[test]
 fn what_this_host_lacks_is_reported() {
     let root = Root::new();
@@ -1315,6 +1335,18 @@ fn what_this_host_lacks_is_reported() {
         ),
         (json!({"rdma": {"mlx4_0": {"hcaHandles": 1}}}), "rdma"),
     ] {
+        // Another kernel build or host may have the controller: then it is
+        // no lack there (net_cls and net_prio are compiled in but unmounted
+        // here; this kernel has no rdma).
+        let ctl = if word.contains("kernel memory") {
+            ""
+        } else {
+            word
+        };
+        if !ctl.is_empty() && controller_in_use(ctl) {
+            eprintln!("{res}: the host mounts the {ctl} controller: no lack to report here");
+            continue;
+        }
         let (o, _) = run(res.clone());
         assert!(o.status.success(), "{res}: {}", stderr(&o));
         assert!(
@@ -1374,7 +1406,7 @@ $NK resume {id} && echo resumed=$($NK state {id} | grep -c '"running"')
 echo stats=$($NK events --stats {id} | grep -c '"2MB"')
 $NK exec -d {id} sleep 999 </dev/null >/dev/null 2>&1
 echo nprocs=$($NK ps --format json {id})
-$NK kill --all {id} KILL && sleep 0.2 && echo after_kill=$(wc -l < $D/cgroup.procs)
+$NK kill --all {id} KILL && n=0 && while [ -s $D/cgroup.procs ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done && echo after_kill=$(wc -l < $D/cgroup.procs)
 for i in $(seq 100); do $NK state {id} | grep -q '"stopped"' && break; sleep 0.1; done
 $NK delete {id} && echo deleted=$(test -d $D && echo no || echo yes)
 $NK run --bundle {bmem} {id}-mem 2>&1 | tail -1 | sed 's/^/mem_error=/'
@@ -1433,11 +1465,20 @@ echo mem_left=$(test -d $D-mem && echo yes || echo no)
 fn network_class_and_priorities_where_mounted() {
     require_root();
     let _lines = PROC_CGROUP_LINES.write().unwrap_or_else(|e| e.into_inner());
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounted.contains("net_cls") && !mounted.contains("net_prio"),
-        "this test expects net_cls and net_prio not mounted on the host"
-    );
+    // The kernel must have them (/proc/cgroups lists its controllers), and
+    // the host must not mount them already: a hierarchy of its own, which
+    // this test's mount would join and could not take down.
+    let compiled = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    for c in ["net_cls", "net_prio"] {
+        if !compiled.lines().any(|l| l.split('\t').next() == Some(c)) {
+            eprintln!("skipped: this kernel has no {c} controller (/proc/cgroups); what_this_host_lacks_is_reported checks the warning");
+            return;
+        }
+        if controller_in_use(c) {
+            eprintln!("skipped: the host mounts {c} already; nk-runtime drives it like the other v1 hierarchies");
+            return;
+        }
+    }
     let rt = runtime();
     let state = TempDir::new("nk-netroot");
     let id = unique_id("net");

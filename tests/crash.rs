@@ -374,8 +374,8 @@ impl World {
         (c, err)
     }
 
-    /// Variant::NetDevices: make the host device (a veth; its peer gets a
-    /// new name each time, as the last one may still be going with the
+    /// Variant::NetDevices: make the host device (a veth, or an ifb where
+    /// the kernel has no veth; a veth's peer gets a new name each time, as the last one may still be going with the
     /// last container's namespace) unless it is there.
     fn ensure_netdev(&self) {
         if self.variant != Variant::NetDevices
@@ -384,20 +384,9 @@ impl World {
             return;
         }
         let peer = format!("nkp{:x}x{:x}", std::process::id(), next_link());
-        let st = Command::new("ip")
-            .args([
-                "link",
-                "add",
-                &self.netdev,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-            ])
-            .status()
-            .expect("ip (iproute2)");
-        assert!(st.success(), "ip link add {} type veth failed", self.netdev);
+        if let Err(why) = make_netdev(&self.netdev, &peer) {
+            panic!("no device for the net-devices variant: {why}");
+        }
     }
 
     fn leftovers(&self) -> Leftovers {
@@ -831,6 +820,19 @@ fn crash_at_every_step_leaves_nothing_after_delete_force() {
         Variant::Terminal,
         Variant::NetDevices,
     ];
+    // A kernel with neither veth nor ifb gives linux.netDevices nothing to
+    // move (tests/net_devices.rs says the same).
+    let netdevs = match (netdev_kind("veth"), netdev_kind("ifb")) {
+        (Err(v), Err(i)) => {
+            eprintln!("net-devices variant not crashed: no virtual device to move: {v}; {i}");
+            false
+        }
+        _ => true,
+    };
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .filter(|v| netdevs || *v != Variant::NetDevices)
+        .collect();
     let mut cases: Vec<(Variant, Verb, Fault)> = Vec::new();
     let mut covered: BTreeSet<(bool, String)> = BTreeSet::new();
     for v in variants {

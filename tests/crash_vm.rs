@@ -83,6 +83,23 @@ impl Vm {
     }
 }
 
+/// A test that failed midway leaves no VM: the container is force-deleted
+/// by the shipped binary (a no-op when the test got to its own `delete -f`),
+/// and a monitor or QEMU still running in its state directory after that is
+/// killed by pid and start time. A pod member shares the pod's root: only
+/// its own id and state directory are touched.
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let state = self.root.join(&self.id);
+        if !state.exists() {
+            return;
+        }
+        let procs = procs_with_cwd_under(&state);
+        let _ = shipped(&self.root, &["delete", "-f", &self.id]);
+        kill_procs(&procs);
+    }
+}
+
 fn shipped(root: &Path, args: &[&str]) -> (Option<i32>, String) {
     let o = run_to_files(
         Command::new(runtime())

@@ -27,6 +27,10 @@ const INDIRECT: &[&str] = &[
     "skopeo",
     "umoci",
     "iptables",
+    "awk",
+    "lsblk",
+    "md5sum",
+    "nsenter",
     // the reference runtimes and VM mode
     "runc",
     "crun",
@@ -43,7 +47,7 @@ const INDIRECT: &[&str] = &[
 ];
 
 /// Files (not on PATH) that tests need, found the same way.
-const FILES: &[&str] = &["/bin/busybox"];
+const FILES: &[&str] = &["/bin/busybox", "/usr/lib/qemu/virtiofsd"];
 
 /// Packages the engines use on their own, which no test names: podman runs
 /// catatonit for --init and pods, conmon for every container, the CNI

@@ -161,6 +161,9 @@ fn http_get(addr: &str) -> Option<String> {
 
 #[test]
 fn the_engines_namespace_reaches_the_vm_and_back() {
+    if !netdev_kinds_here(&["veth"], "the engine's veth into its namespace") {
+        return;
+    }
     let net = EngineNet::new(true);
     let l = TcpListener::bind(format!("{}:0", net.host_ip)).unwrap();
     let port = l.local_addr().unwrap().port();
@@ -430,6 +433,9 @@ fn vms_with_a_card_restore_from_the_template_with_their_own_macs() {
     // Two engine namespaces, a VM in each, both running at once. The
     // template with one card is built on first use (by the first VM's
     // monitor), then both VMs restore from it.
+    if !netdev_kinds_here(&["veth"], "the engines' veths into their namespaces") {
+        return;
+    }
     let nets = [EngineNet::new(true), EngineNet::new(true)];
     let root = Root::new();
     let outdir = TempDir::new("nk-vmnet-tpl");

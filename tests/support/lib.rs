@@ -197,10 +197,78 @@ impl Default for Root {
 }
 
 impl Drop for Root {
+    /// Every container left (a test that panicked midway) is force-deleted;
+    /// a process that still runs in the root's state directories after
+    /// that (a VM's monitor or QEMU that `delete -f` could not stop) is
+    /// killed by its pid and start time, and reaped if it is our orphan.
     fn drop(&mut self) {
-        for id in self.ids() {
+        let ids = self.ids();
+        if ids.is_empty() {
+            return;
+        }
+        let procs = procs_with_cwd_under(self.dir.path());
+        for id in ids {
             let _ = self.cmd().args(["delete", "-f", &id]).output();
         }
+        kill_procs(&procs);
+    }
+}
+
+/// The processes whose working directory is `dir` or under it (VM mode's
+/// monitor, QEMU and virtiofsd run in the container's state directory).
+pub fn procs_with_cwd_under(dir: &Path) -> std::collections::BTreeSet<ProcId> {
+    let mut v = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if link_under(&e.path().join("cwd"), &[dir]) {
+            v.extend(proc_id(pid));
+        }
+    }
+    v
+}
+
+/// SIGKILL each of `procs` that is still that very process (same pid, same
+/// start time: a pid reused since is left alone), then wait (DEADLINE) for
+/// them to go, reaping those that are our orphans. For cleanup on drop:
+/// never panics.
+pub fn kill_procs(procs: &std::collections::BTreeSet<ProcId>) {
+    for p in procs {
+        // SAFETY: pidfd_open(2) takes a pid and flags, no pointers.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.0, 0) } as i32;
+        if fd < 0 {
+            continue;
+        }
+        // The pidfd pins the process it was opened on: if that is still
+        // the one seen (start time), the signal goes to it and no other.
+        if !proc_gone(p) {
+            // SAFETY: pidfd_send_signal(2) on our own open pidfd; the
+            // siginfo pointer may be null.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd,
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+        }
+        // SAFETY: closing the pidfd opened above, used nowhere else.
+        unsafe { libc::close(fd) };
+    }
+    let end = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < end {
+        procs.iter().for_each(reap_orphan);
+        if procs.iter().all(proc_gone) {
+            return;
+        }
+        // A poll interval while the killed processes exit.
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -581,4 +649,101 @@ pub fn leftovers(root: &Path, id: &str, dirs: &[&Path], marker: &str) -> Leftove
         }
     }
     Leftovers(out)
+}
+
+/// Whether this kernel makes network devices of `kind` (`veth`, `ifb`,
+/// `bridge`, `vxlan`, ...): one is made in a private network namespace
+/// (`unshare --net`), which takes it along when the probe exits, so
+/// nothing is left on the host. `Err` says why not when the kernel lacks
+/// the kind (not built, module missing: "Unknown device type", EOPNOTSUPP,
+/// ENODEV); any other failure of the probe panics, since then the host, not
+/// the kernel build, is broken. Cached per kind. `NK_TEST_HIDE_NETDEV`
+/// (kinds, comma-separated) makes them count as missing, to run the tests'
+/// other paths on a kernel that has them.
+pub fn netdev_kind(kind: &str) -> Result<(), String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    let hidden = std::env::var("NK_TEST_HIDE_NETDEV").unwrap_or_default();
+    if hidden.split(',').any(|k| k.trim() == kind) {
+        return Err(format!("{kind} devices hidden by NK_TEST_HIDE_NETDEV"));
+    }
+    static SEEN: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(r) = seen.lock().unwrap().get(kind) {
+        return r.clone();
+    }
+    let mut args = vec!["--net", "ip", "link", "add", "nkprobe0", "type", kind];
+    match kind {
+        "veth" => args.extend(["peer", "name", "nkprobe1"]),
+        "vxlan" => args.extend(["id", "42", "dstport", "4789"]),
+        _ => {}
+    }
+    let o = Command::new("unshare")
+        .args(&args)
+        .output()
+        .expect("unshare (util-linux)");
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    let r = if o.status.success() {
+        Ok(())
+    } else if [
+        "Unknown device type",
+        "Operation not supported",
+        "No such device",
+        "not supported",
+    ]
+    .iter()
+    .any(|m| err.contains(m))
+    {
+        Err(format!(
+            "this kernel ({}) makes no {kind} devices: `ip link add type {kind}` in a private network namespace said: {err}",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+        ))
+    } else {
+        panic!(
+            "probing for {kind} devices: unshare {args:?} failed ({:?}): {err}",
+            o.status
+        );
+    };
+    seen.lock().unwrap().insert(kind.to_string(), r.clone());
+    r
+}
+
+/// Make a virtual network device named `name` on the host for a container
+/// to take (linux.netDevices): one end of a veth pair whose peer is
+/// `peer` (returned as `Some(peer)`), or an ifb link (`None`) where the
+/// kernel makes no veth. `Err` (the probes' reasons) when it makes neither.
+pub fn make_netdev(name: &str, peer: &str) -> Result<Option<String>, String> {
+    let veth = netdev_kind("veth");
+    let args: Vec<&str> = match (&veth, netdev_kind("ifb")) {
+        (Ok(()), _) => vec!["link", "add", name, "type", "veth", "peer", "name", peer],
+        (Err(_), Ok(())) => vec!["link", "add", name, "type", "ifb"],
+        (Err(v), Err(i)) => return Err(format!("{v}; {i}")),
+    };
+    let o = Command::new("ip")
+        .args(&args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        o.status.success(),
+        "ip {args:?} (the probe made one): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(veth.is_ok().then(|| peer.to_string()))
+}
+
+/// Whether this kernel makes every network device kind in `kinds` (see
+/// [`netdev_kind`]); when not, says on stderr that `what` is skipped and
+/// why. For tests whose setup (an engine's bridge network, a veth into a
+/// namespace) cannot be built without them, so that nothing of the
+/// runtime's can be exercised.
+pub fn netdev_kinds_here(kinds: &[&str], what: &str) -> bool {
+    for k in kinds {
+        if let Err(why) = netdev_kind(k) {
+            eprintln!("{what}: skipped: {why}");
+            return false;
+        }
+    }
+    true
 }
