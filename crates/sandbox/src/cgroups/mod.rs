@@ -491,12 +491,12 @@ impl Default for Options {
 pub fn new_manager(ps: &PathSpec, id: &str, opts: &Options) -> Result<Box<dyn CgroupManager>> {
     let mi = match &opts.mountinfo {
         Some(s) => s.clone(),
-        None => std::fs::read_to_string("/proc/self/mountinfo")
+        None => crate::linux::fs::read_proc("/proc/self/mountinfo")
             .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?,
     };
     let pc = match &opts.proc_cgroup {
         Some(s) => s.clone(),
-        None => std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        None => crate::linux::fs::read_proc("/proc/self/cgroup").unwrap_or_default(),
     };
     let layout = layout::detect_host(&mi, &opts.mount_root);
     let m: Box<dyn CgroupManager> = match layout.kind {

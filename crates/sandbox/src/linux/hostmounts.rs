@@ -54,7 +54,7 @@ pub fn under(mountinfo: &str, root: &Path) -> Vec<MountEntry> {
 /// The ids of the mounts at or under `root` right now.
 pub fn snapshot(root: &Path) -> Vec<u64> {
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let mi = std::fs::read_to_string(super::mountinfo::SELF).unwrap_or_default();
+    let mi = super::fs::read_proc(super::mountinfo::SELF).unwrap_or_default();
     under(&mi, &root).into_iter().map(|m| m.id).collect()
 }
 
@@ -107,7 +107,7 @@ fn mount_id_at(p: &Path) -> Option<u64> {
 /// another's is left (and logged). Returns how many were detached.
 pub fn cleanup(root: &Path, hm: &HostMounts) -> usize {
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let read = || std::fs::read_to_string(super::mountinfo::SELF).unwrap_or_default();
+    let read = || super::fs::read_proc(super::mountinfo::SELF).unwrap_or_default();
     let mut done = 0;
     // Detaching a mount drops the ones below it and uncovers what it hid
     // (the rbind's copies): passes until one detaches nothing.
