@@ -111,75 +111,118 @@ enum Install {
 }
 
 fn write_then(path: &Path, data: &[u8], mode: u32, how: Install) -> Result<()> {
-    let (dir, name) = split(path)?;
-    let mut tmp = None;
-    for _ in 0..TMP_ATTEMPTS {
-        let cand = format!(".{}.{:016x}.tmp", name.to_string_lossy(), random_u64()?);
-        match open_excl(&dir, cand.as_ref(), mode) {
-            Ok(fd) => {
-                tmp = Some((cand, fd));
-                break;
-            }
-            Err(nix::errno::Errno::EEXIST) => continue,
-            Err(e) => {
-                return Err(Error::sys(
-                    format!(
-                        "create a temporary file next to {} (O_EXCL|O_NOFOLLOW)",
-                        path.display()
-                    ),
-                    e,
-                ))
+    Pending::new(path, mode)?.install(data, how)
+}
+
+/// A temporary file made next to `path`, to be written and put in place
+/// later: its inode is allocated ahead (on ext4, the dearest part of a
+/// small write), while there is nothing else to do. Dropped without being
+/// installed, it is unlinked.
+pub struct Pending {
+    dir: OwnedFd,
+    name: std::ffi::OsString,
+    tmp: String,
+    fd: Option<OwnedFd>,
+    target: std::path::PathBuf,
+}
+
+impl Pending {
+    /// Create the temporary file (`mode` less the umask) next to `path`.
+    pub fn new(path: &Path, mode: u32) -> Result<Pending> {
+        let (dir, name) = split(path)?;
+        let name = name.to_os_string();
+        for _ in 0..TMP_ATTEMPTS {
+            let cand = format!(".{}.{:016x}.tmp", name.to_string_lossy(), random_u64()?);
+            match open_excl(&dir, cand.as_ref(), mode) {
+                Ok(fd) => {
+                    return Ok(Pending {
+                        dir,
+                        name,
+                        tmp: cand,
+                        fd: Some(fd),
+                        target: path.to_path_buf(),
+                    })
+                }
+                Err(nix::errno::Errno::EEXIST) => continue,
+                Err(e) => {
+                    return Err(Error::sys(
+                        format!(
+                            "create a temporary file next to {} (O_EXCL|O_NOFOLLOW)",
+                            path.display()
+                        ),
+                        e,
+                    ))
+                }
             }
         }
-    }
-    let Some((tmp, fd)) = tmp else {
-        return Err(Error::msg(format!(
+        Err(Error::msg(format!(
             "create a temporary file next to {}: {TMP_ATTEMPTS} random names were all taken",
             path.display()
-        )));
-    };
-    let unlink = || {
+        )))
+    }
+
+    /// Write `data` and exchange the file with the old one, as [`swap`].
+    pub fn swap_in(self, data: &[u8]) -> Result<()> {
+        self.install(data, Install::Exchange)
+    }
+
+    fn unlink(&self) {
         let _ = nix::unistd::unlinkat(
-            dir.as_fd(),
-            tmp.as_str(),
+            self.dir.as_fd(),
+            self.tmp.as_str(),
             nix::unistd::UnlinkatFlags::NoRemoveDir,
         );
-    };
-    if let Err(e) = write_all(&fd, data) {
-        unlink();
-        return Err(Error::sys(format!("write {}", path.display()), e));
     }
-    drop(fd);
-    if how == Install::Exchange {
-        match nix::fcntl::renameat2(
-            dir.as_fd(),
-            tmp.as_str(),
-            dir.as_fd(),
-            name,
-            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-        ) {
-            // The old record now has the temporary name.
-            Ok(()) => {
-                unlink();
-                return Ok(());
-            }
-            // Nothing to exchange with (the first save), or a filesystem
-            // without exchange: a plain rename.
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => {}
-            Err(e) => {
-                unlink();
-                return Err(Error::sys(
-                    format!("renameat2(RENAME_EXCHANGE) into {}", path.display()),
-                    e,
-                ));
+
+    fn install(mut self, data: &[u8], how: Install) -> Result<()> {
+        let path = self.target.clone();
+        let Some(fd) = self.fd.take() else {
+            return Err(Error::msg(format!("{}: already installed", path.display())));
+        };
+        if let Err(e) = write_all(&fd, data) {
+            return Err(Error::sys(format!("write {}", path.display()), e));
+        }
+        drop(fd);
+        let (dir, tmp, name) = (self.dir.as_fd(), self.tmp.as_str(), self.name.as_os_str());
+        if how == Install::Exchange {
+            match nix::fcntl::renameat2(
+                dir,
+                tmp,
+                dir,
+                name,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            ) {
+                // The old record now has the temporary name: the drop
+                // unlinks it.
+                Ok(()) => return Ok(()),
+                // Nothing to exchange with (the first save), or a filesystem
+                // without exchange: a plain rename.
+                Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => {}
+                Err(e) => {
+                    return Err(Error::sys(
+                        format!("renameat2(RENAME_EXCHANGE) into {}", path.display()),
+                        e,
+                    ));
+                }
             }
         }
+        match nix::fcntl::renameat(dir, tmp, dir, name) {
+            Ok(()) => {
+                // Nothing is left under the temporary name.
+                self.tmp.clear();
+                Ok(())
+            }
+            Err(e) => Err(Error::sys(format!("rename into {}", path.display()), e)),
+        }
     }
-    if let Err(e) = nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name) {
-        unlink();
-        return Err(Error::sys(format!("rename into {}", path.display()), e));
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.tmp.is_empty() {
+            self.unlink();
+        }
     }
-    Ok(())
 }
 
 /// Create `path` with `data` and `mode` (less the umask); fail when anything

@@ -393,6 +393,20 @@ impl ContainerState {
         crate::files::swap(&dir.join(STATE_FILE), &data, 0o600)
     }
 
+    /// A temporary file for the next [`ContainerState::save_into`] of the
+    /// record in `dir`, made ahead (create makes it while its child sets up).
+    pub fn reserve(dir: &Path) -> Result<crate::files::Pending> {
+        crate::files::Pending::new(&dir.join(STATE_FILE), 0o600)
+    }
+
+    /// [`ContainerState::save`] through a file made by
+    /// [`ContainerState::reserve`].
+    pub fn save_into(&self, p: crate::files::Pending) -> Result<()> {
+        let data =
+            serde_json::to_vec(self).map_err(|e| Error::msg(format!("encode state: {e}")))?;
+        p.swap_in(&data)
+    }
+
     /// Read state.json from a container directory.
     pub fn read(dir: &Path) -> Result<ContainerState> {
         let p = dir.join(STATE_FILE);

@@ -395,6 +395,8 @@ impl Runtime {
             idmapped,
             handover,
         )?;
+        // While the child sets itself up: the file of the created record.
+        let created_file = ContainerState::reserve(&dir)?;
 
         let pty = launch.listen(Listen {
             what: "the container's init",
@@ -415,7 +417,7 @@ impl Runtime {
             }),
         })?;
         let pid = record.pid;
-        mark_created(&bundle, &mut record, &dir)?;
+        mark_created(&bundle, &mut record, created_file)?;
         if let Some(pf) = &o.pid_file {
             write_pid_file(pf, pid)?;
         }
@@ -819,7 +821,11 @@ pub(super) fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerStat
 /// The init is Ready: record the namespaces exec will join (those of
 /// linux.namespaces, as the init is in them now) and the mounts it added,
 /// and save the record as created.
-fn mark_created(bundle: &Bundle, record: &mut ContainerState, dir: &Path) -> Result<()> {
+fn mark_created(
+    bundle: &Bundle,
+    record: &mut ContainerState,
+    file: crate::files::Pending,
+) -> Result<()> {
     let pid = record.pid;
     let types = namespaces::types(bundle.spec.linux().as_ref());
     record.namespaces = Some(namespaces::record(pid, &types)?);
@@ -833,7 +839,7 @@ fn mark_created(bundle: &Bundle, record: &mut ContainerState, dir: &Path) -> Res
             record.pid_start
         )
     });
-    record.save(dir)
+    record.save_into(file)
 }
 
 /// Can the init enter the pid namespace at `path` itself, after
