@@ -262,10 +262,11 @@ impl Runtime {
         // would wait for an RCU grace period. A cgroup2 directory must be
         // there before the clone (CLONE_INTO_CGROUP), and in a user
         // namespace the parent moves the child: those keep the order.
-        let defer = !plan.userns
-            && cgroup_mgr
-                .as_ref()
-                .is_some_and(|c| !c.joins_at_clone() && !c.self_join_files().is_empty());
+        let join_files = match &cgroup_mgr {
+            Some(c) if !plan.userns && !c.joins_at_clone() => c.self_join_files(),
+            _ => Vec::new(),
+        };
+        let defer = !join_files.is_empty();
         let (dir, _lock, mut cleanup, later) = if defer {
             self.claim_dir(&store, &bundle, &mut record, cgroup_mgr, &|stale| {
                 self.reap_stale(stale)
@@ -313,13 +314,8 @@ impl Runtime {
             Some(cg) => {
                 let _g = explain::phase(Phase::Cgroups);
                 self.make_cgroup(&mut cleanup, cg, &mut record, &dir, &bundle, true)?;
-                let files = cleanup
-                    .cgroup
-                    .as_ref()
-                    .map(|c| c.self_join_files())
-                    .unwrap_or_default();
-                explain::cgroup_join_after_exec(files.len());
-                files
+                explain::cgroup_join_after_exec(join_files.len());
+                join_files
             }
             None => {
                 if let Some(cg) = &cleanup.cgroup {

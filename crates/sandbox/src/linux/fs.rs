@@ -100,26 +100,11 @@ pub fn read_path(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
 /// mount table again up to its offset. One page-sized buffer first.
 pub fn read_proc(path: &str) -> std::io::Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = Vec::with_capacity(8192);
-    loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.capacity());
-        }
-        let spare = buf.capacity() - buf.len();
-        let start = buf.len();
-        buf.resize(start + spare, 0);
-        match f.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                break;
-            }
-            Ok(n) => buf.truncate(start + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => return Err(e),
-        }
-    }
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    let mut s = String::with_capacity(8192);
+    // take(): File's own read_to_string first asks statx and lseek for a
+    // size hint, which a /proc file answers with 0.
+    Read::take(std::fs::File::open(path)?, u64::MAX).read_to_string(&mut s)?;
+    Ok(s)
 }
 
 /// Strip the leading `/` and `.` components; `..` is kept (RESOLVE_IN_ROOT
