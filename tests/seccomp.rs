@@ -288,7 +288,9 @@ fn audited(mut f: impl FnMut() -> (i32, &'static str)) -> bool {
 }
 
 fn wait_audit(pid: i32, what: &str) -> Vec<String> {
-    for _ in 0..50 {
+    // A deadline, not a count of tries: a loaded machine logs later.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < end {
         let v: Vec<String> = seccomp_audit(pid)
             .into_iter()
             .filter(|l| l.contains(what))
