@@ -204,6 +204,53 @@ pub unsafe fn clone3(args: &mut CloneArgs) -> libc::c_long {
     }
 }
 
+/// clone3(2) whose child starts on its own stack (`args.stack`,
+/// `args.stack_size`) in `child(arg)`, which never returns: what
+/// CLONE_VM|CLONE_VFORK needs, since the child then shares the caller's
+/// memory and must not return into the caller's frames. Returns the child's
+/// pid, or a negative errno (the raw system call: errno is not set).
+///
+/// # Safety
+/// The stack must be writable and stay valid until the child execs or
+/// exits (with CLONE_VFORK the caller is suspended until then); `child` may
+/// only make async-signal-safe calls; every pointer in `args` must stay
+/// valid for the call.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn clone3_on_stack(
+    args: &mut CloneArgs,
+    child: unsafe extern "C" fn(*mut libc::c_void) -> !,
+    arg: *mut libc::c_void,
+) -> libc::c_long {
+    let ret: libc::c_long;
+    // SAFETY: the caller upholds the contract above. The parent leaves the
+    // block with the syscall's result in rax (rcx and r11 are clobbered by
+    // `syscall`, every other register is preserved). The child, whose rsp
+    // the kernel set to the top of the given stack (16-byte aligned, so the
+    // call leaves the callee's frame aligned as the ABI wants), clears the
+    // frame pointer and calls `child(arg)`, which never returns.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") child,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
 /// execveat(2) of the file `fd` itself (AT_EMPTY_PATH); returns only on
 /// failure, with errno set.
 ///

@@ -306,15 +306,25 @@ fn spawn_inner(
             }
         )
     });
-    // SAFETY: clone3 with a fully initialised clone_args of the right size. In
-    // the child (return 0) we only call async-signal-safe functions and exec.
-    let r = unsafe { clone3(&mut args) };
+    let r = match spawn_vfork(&mut args, &plan) {
+        Some(r) => r,
+        None => {
+            // SAFETY: clone3 with a fully initialised clone_args of the right
+            // size. In the child (return 0) we only call async-signal-safe
+            // functions and exec.
+            let r = unsafe { clone3(&mut args) };
+            if r < 0 {
+                return Err(clone_error(flags, nix::errno::Errno::last()));
+            }
+            if r == 0 {
+                // SAFETY: the fresh, single-threaded child.
+                unsafe { child_pre_exec(&plan) };
+            }
+            r
+        }
+    };
     if r < 0 {
-        return Err(clone_error(flags, nix::errno::Errno::last()));
-    }
-    if r == 0 {
-        // SAFETY: the fresh, single-threaded child.
-        unsafe { child_pre_exec(&plan) };
+        return Err(clone_error(flags, nix::errno::Errno::from_raw(-r as i32)));
     }
     // SAFETY: the kernel stored a new pidfd for the child; we own it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -323,6 +333,69 @@ fn spawn_inner(
         pidfd,
         kept,
     })
+}
+
+/// The stack of a [`spawn_vfork`] child: it only arranges descriptors
+/// with raw system calls and execs, in a few small frames.
+const VFORK_STACK: usize = 32 * 1024;
+
+/// clone3 with CLONE_VM|CLONE_VFORK, as posix_spawn does: the child borrows
+/// our memory until it execs the runtime copy, and we wait until then.
+///
+/// Why: a plain clone copies our page tables and write-protects every page
+/// we had written, so each page we write afterwards (heap, stack) takes a
+/// copy-on-write fault; on this kind of host (shadow paging) those cost
+/// several microseconds each, about 45 per `run`. The wait is short: the
+/// child's few descriptor calls and the start of its exec.
+///
+/// Returns None where this cannot be used: a child that must wait for its id
+/// maps before exec (we would be suspended, unable to write them), other
+/// architectures, or a kernel refusing the flags (EINVAL); the caller then
+/// clones plainly. Some(result) otherwise: the pid, or a negative errno.
+fn spawn_vfork(args: &mut CloneArgs, plan: &ExecPlan<'_>) -> Option<libc::c_long> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if plan.pre.wait_for_maps {
+            return None;
+        }
+        /// The child's entry, on its own stack.
+        ///
+        /// # Safety
+        /// `arg` is the `ExecPlan` of the suspended parent.
+        unsafe extern "C" fn child(arg: *mut libc::c_void) -> ! {
+            // SAFETY: the parent passed its plan, which stays valid while it
+            // is suspended (CLONE_VFORK); we are the fresh child.
+            unsafe { child_pre_exec(&*(arg as *const ExecPlan<'_>)) }
+        }
+        // Uninitialised: the child touches only the pages it uses.
+        let mut stack: Vec<u8> = Vec::with_capacity(VFORK_STACK);
+        let mut a = CloneArgs {
+            flags: args.flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+            stack: stack.as_mut_ptr() as u64,
+            stack_size: (VFORK_STACK & !15) as u64,
+            ..*args
+        };
+        // SAFETY: a fully initialised clone_args; the stack is ours and lives
+        // until the child has exec'd or exited (CLONE_VFORK suspends us
+        // until then); the child runs only child_pre_exec's raw calls.
+        let r = unsafe {
+            crate::linux::syscall::clone3_on_stack(
+                &mut a,
+                child,
+                plan as *const ExecPlan<'_> as *mut libc::c_void,
+            )
+        };
+        drop(stack);
+        if r == -(libc::EINVAL as libc::c_long) {
+            return None;
+        }
+        Some(r)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (args, plan);
+        None
+    }
 }
 
 /// clone3's CLONE_INTO_CGROUP (Linux 5.7).
