@@ -863,6 +863,7 @@ fn table(kernel: &str, checks: &[Check], runs: bool) -> String {
     s
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: CheckArgs) -> anyhow::Result<i32> {
     let kernel = kernel_release();
     let checks = run_checks(g.rootless, g.seccomp_cache.as_deref());

@@ -31,6 +31,7 @@ fn flags(g: &Globals, a: CriuArgs) -> anyhow::Result<CriuFlags> {
     })
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn checkpoint(g: &Globals, a: CheckpointArgs) -> anyhow::Result<i32> {
     let o = CheckpointOptions {
         flags: flags(g, a.criu)?,
@@ -43,6 +44,7 @@ pub fn checkpoint(g: &Globals, a: CheckpointArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn restore(g: &Globals, a: RestoreArgs) -> anyhow::Result<i32> {
     let o = RestoreOptions {
         flags: flags(g, a.criu)?,

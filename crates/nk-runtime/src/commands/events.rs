@@ -62,6 +62,7 @@ fn event(typ: &str, id: &str, data: Option<&Stats>) -> String {
     }
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: EventsArgs) -> anyhow::Result<i32> {
     let rt = g.runtime();
     let interval = parse_duration(&a.interval)?;

@@ -92,6 +92,7 @@ fn build_process(
     Ok(merge_process(&base, &o)?)
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: ExecArgs) -> anyhow::Result<i32> {
     // The record and the config copy are read once, here: an unknown id is
     // reported as such before anything else is read, and the status is

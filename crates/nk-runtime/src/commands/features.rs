@@ -4,6 +4,7 @@
 
 use crate::report::Globals;
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(_g: &Globals) -> anyhow::Result<i32> {
     let mut f = sandbox::features::features();
     let mut a = f.annotations().clone().unwrap_or_default();

@@ -28,6 +28,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: ListArgs) -> anyhow::Result<i32> {
     if !matches!(a.format.as_str(), "table" | "json") {
         anyhow::bail!("invalid format {:?}: use table or json", a.format);

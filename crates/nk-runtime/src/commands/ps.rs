@@ -28,6 +28,7 @@ pub fn filter_table(text: &str, pids: &[i32]) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: PsArgs) -> anyhow::Result<i32> {
     let pids = match Backend::for_id(g, &a.id).processes(&a.id)? {
         Processes::Host(pids) => pids,

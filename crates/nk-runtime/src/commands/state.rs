@@ -3,6 +3,7 @@
 use crate::cli::IdArg;
 use crate::report::Globals;
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: IdArg) -> anyhow::Result<i32> {
     let rt = g.runtime();
     let (st, status) = rt.load(&a.id)?;

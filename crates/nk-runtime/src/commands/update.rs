@@ -175,6 +175,7 @@ fn read_doc(src: &str) -> anyhow::Result<serde_json::Value> {
         .map_err(|e| anyhow::anyhow!("--resources {name}: invalid JSON: {e}"))
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: UpdateArgs) -> anyhow::Result<i32> {
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         anyhow::bail!(

@@ -38,6 +38,7 @@ fn progress(p: vm::image::Progress) {
     }
 }
 
+#[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(_g: &Globals, a: VmImageArgs) -> anyhow::Result<i32> {
     match a.action.as_str() {
         "build" => {
