@@ -52,6 +52,10 @@ fn link_order() {
             "cargo:rustc-link-arg-bins=-Wl,-Map={}",
             std::path::Path::new(&map).display()
         );
+        // The map must name symbols as the ordering file does, mangled: LLD
+        // demangles its map by default, and a demangled Rust name matches no
+        // symbol (the ordering then silently skips every Rust function).
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-demangle");
     }
 }
 
