@@ -277,27 +277,39 @@ impl Backend {
         Ok(status?)
     }
 
-    /// `start`; with `attach`, wait and return the exit status.
-    pub fn start(&self, id: &str, attach: bool) -> anyhow::Result<i32> {
-        match self {
-            Backend::Vm(v) if attach => Ok(v.start_attached(id)?),
+    /// `start`; with `attach`, wait and return the exit status. `record`
+    /// is what [`Backend::loaded`] read, so the record is read once.
+    pub fn start(
+        &self,
+        id: &str,
+        attach: bool,
+        record: sandbox::error::Result<ContainerState>,
+    ) -> anyhow::Result<i32> {
+        let rt = match self {
+            Backend::Vm(v) if attach => return Ok(v.start_attached(id)?),
             Backend::Vm(v) => {
                 v.start(id)?;
-                Ok(0)
+                return Ok(0);
             }
-            Backend::Container(rt) if attach => {
-                let (st, status) = rt.load(id)?;
-                // Open the pidfd before the program runs, so a fast exit is not missed.
-                let pidfd = sandbox::linux::hooks::pidfd_open(st.pid)
-                    .map_err(|e| anyhow::anyhow!("pidfd_open({}): {e}", st.pid))?;
-                rt.start_loaded(&st, status)?;
-                Ok(wait::wait_exit_of(st.pid, &pidfd)?)
+            Backend::Container(rt) => rt,
+        };
+        let (st, status) = match record {
+            Ok(st) => {
+                let status = rt.status_of(&st);
+                (st, status)
             }
-            Backend::Container(rt) => {
-                rt.start(id)?;
-                Ok(0)
-            }
+            // Read again for the error, in the words every verb uses.
+            Err(_) => rt.load(id)?,
+        };
+        if !attach {
+            rt.start_loaded(&st, status)?;
+            return Ok(0);
         }
+        // Open the pidfd before the program runs, so a fast exit is not missed.
+        let pidfd = sandbox::linux::hooks::pidfd_open(st.pid)
+            .map_err(|e| anyhow::anyhow!("pidfd_open({}): {e}", st.pid))?;
+        rt.start_loaded(&st, status)?;
+        Ok(wait::wait_exit_of(st.pid, &pidfd)?)
     }
 
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> anyhow::Result<()> {

@@ -6,5 +6,6 @@ use crate::report::Globals;
 
 #[inline(never)] // its own frame, not a share of dispatch's (see there)
 pub fn run(g: &Globals, a: StartArgs) -> anyhow::Result<i32> {
-    Backend::for_id(g, &a.id).start(&a.id, a.attach)
+    let (backend, record) = Backend::loaded(g, &a.id);
+    backend.start(&a.id, a.attach, record)
 }
