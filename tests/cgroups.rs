@@ -64,6 +64,95 @@ fn rmdir_parents(path: &str) {
     }
 }
 
+/// Huge pages as this host has them for hugetlb limits: the page size as
+/// the cgroup files name it ("2MB", "1GB", "64KB"), its bytes, and the
+/// hierarchy under /sys/fs/cgroup whose files take the limit ("hugetlb", a
+/// v1 one, or "unified", the cgroup2 one).
+struct HugeTlb {
+    size: String,
+    bytes: u64,
+    hier: &'static str,
+}
+
+impl HugeTlb {
+    /// The limit file of that page size in a cgroup of `hier`.
+    fn limit_file(&self) -> String {
+        match self.hier {
+            "unified" => format!("hugetlb.{}.max", self.size),
+            _ => format!("hugetlb.{}.limit_in_bytes", self.size),
+        }
+    }
+}
+
+/// The kernel's name for a huge page size (mm/hugetlb_cgroup.c, mem_fmt).
+fn huge_page_name(bytes: u64) -> String {
+    const K: u64 = 1 << 10;
+    const M: u64 = 1 << 20;
+    const G: u64 = 1 << 30;
+    if bytes >= G {
+        format!("{}GB", bytes / G)
+    } else if bytes >= M {
+        format!("{}MB", bytes / M)
+    } else {
+        format!("{}KB", bytes / K)
+    }
+}
+
+/// The huge page sizes this kernel has, in bytes, smallest first
+/// (/sys/kernel/mm/hugepages/hugepages-<n>kB); empty without huge pages.
+fn huge_page_sizes() -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let kb: u64 = n
+                        .strip_prefix("hugepages-")?
+                        .strip_suffix("kB")?
+                        .parse()
+                        .ok()?;
+                    Some(kb << 10)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// hugetlb on this host, or why a hugetlb check cannot run here. The page
+/// size is the kernel's default one (Hugepagesize in /proc/meminfo) when it
+/// has several, so that a test's pool of two pages stays small.
+fn hugetlb_here() -> Result<HugeTlb, String> {
+    let sizes = huge_page_sizes();
+    let default = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugepagesize:"))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map(|kb| kb << 10);
+    let bytes = match default.filter(|d| sizes.contains(d)) {
+        Some(d) => d,
+        None => *sizes.first().ok_or(
+            "this kernel has no huge pages (/sys/kernel/mm/hugepages is empty or missing)",
+        )?,
+    };
+    let size = huge_page_name(bytes);
+    let hier = if Path::new(&format!("{CG}/hugetlb/hugetlb.{size}.limit_in_bytes")).exists() {
+        "hugetlb"
+    } else if std::fs::read_to_string(format!("{CG}/unified/cgroup.controllers"))
+        .is_ok_and(|s| s.split_whitespace().any(|x| x == "hugetlb"))
+    {
+        "unified"
+    } else {
+        return Err(format!(
+            "no hugetlb controller here ({CG}/hugetlb has no hugetlb.{size}.limit_in_bytes, \
+             {CG}/unified/cgroup.controllers has no hugetlb)"
+        ));
+    };
+    Ok(HugeTlb { size, bytes, hier })
+}
+
 /// Run a command that leaves a process behind (create, run -d, exec -d):
 /// that process inherits stdout and stderr, so they go to a file, not to a
 /// pipe whose end would never come. Returns success and stderr.
@@ -508,18 +597,39 @@ fn block_io_weights_and_throttles() {
 
 #[test]
 fn hugetlb_limits_go_through_the_unified_hierarchy() {
+    let hp = match hugetlb_here() {
+        Ok(hp) if hp.hier == "unified" => hp,
+        Ok(hp) => {
+            eprintln!(
+                "skipped: hugetlb is a v1 hierarchy here ({CG}/{}), not in the unified one",
+                hp.hier
+            );
+            return;
+        }
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let (size, page) = (hp.size.as_str(), hp.bytes);
     let c = Ctr::start(
         &["sleep", "1000"],
-        json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}),
+        json!({"hugepageLimits": [{"pageSize": size, "limit": page}]}),
         |cfg| {
-            cfg["mounts"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"destination": "/tmp", "type": "hugetlbfs", "source": "hugetlbfs"}));
+            cfg["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/tmp", "type": "hugetlbfs", "source": "hugetlbfs",
+                "options": [format!("pagesize={}K", page >> 10)]
+            }));
         },
     );
-    assert_eq!(c.h("unified", "hugetlb.2MB.max"), "2097152");
-    assert_eq!(c.h("unified", "hugetlb.2MB.rsvd.max"), "2097152");
+    assert_eq!(
+        c.h("unified", &format!("hugetlb.{size}.max")),
+        page.to_string()
+    );
+    let rsvd = format!("hugetlb.{size}.rsvd.max");
+    if host_dir("unified", &c.path).join(&rsvd).exists() {
+        assert_eq!(c.h("unified", &rsvd), page.to_string());
+    }
     // Inside, the container is in that cgroup2 directory (runc's view of a
     // hybrid host shows only the v1 hierarchies).
     assert_eq!(
@@ -527,30 +637,45 @@ fn hugetlb_limits_go_through_the_unified_hierarchy() {
         format!("0::{}", c.path)
     );
     // Enforcement needs huge pages in the pool: make two, put back after.
-    let nr = "/proc/sys/vm/nr_hugepages";
-    let before: u64 = std::fs::read_to_string(nr).unwrap().trim().parse().unwrap();
+    let nr = format!(
+        "/sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages",
+        page >> 10
+    );
+    let before: u64 = std::fs::read_to_string(&nr)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     if before < 2 {
-        std::fs::write(nr, "2").unwrap();
+        std::fs::write(&nr, "2").unwrap();
     }
-    let have: u64 = std::fs::read_to_string(nr).unwrap().trim().parse().unwrap();
-    let first = c.sh_out("fallocate -l 2097152 /tmp/a");
-    let second = c.sh_out("fallocate -l 2097152 /tmp/b");
+    let have: u64 = std::fs::read_to_string(&nr)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let first = c.sh_out(&format!("fallocate -l {page} /tmp/a"));
+    let second = c.sh_out(&format!("fallocate -l {page} /tmp/b"));
     let stats: Value = serde_json::from_str(&stdout(&c.nk(&["events", "--stats", &c.id]))).unwrap();
     c.sh("rm -f /tmp/a /tmp/b");
     if before < 2 {
-        std::fs::write(nr, before.to_string()).unwrap();
+        std::fs::write(&nr, before.to_string()).unwrap();
     }
     assert!(
         have >= 2,
-        "could not reserve 2 huge pages (nr_hugepages={have})"
+        "could not reserve 2 huge pages of {size} ({nr} = {have})"
     );
-    assert!(first.status.success(), "first 2MB page: {}", stderr(&first));
+    assert!(
+        first.status.success(),
+        "first {size} page: {}",
+        stderr(&first)
+    );
     assert!(
         !second.status.success(),
-        "a second 2MB page passed the 2MB limit"
+        "a second {size} page passed the {size} limit"
     );
     assert_eq!(
-        stats["data"]["hugetlb"]["2MB"]["usage"], 2097152,
+        stats["data"]["hugetlb"][size]["usage"], page,
         "{}",
         stats["data"]["hugetlb"]
     );
@@ -719,18 +844,21 @@ fn update_changes_every_knob() {
     let f = TempDir::new("nk-res");
     let res = f.path().join("r.json");
     let (ma, mi) = (l.major, l.minor);
-    std::fs::write(
-        &res,
-        json!({
-            "memory": {"swappiness": 5, "disableOOMKiller": true, "kernelTCP": 4194304},
-            "cpu": {"quota": -1},
-            "blockIO": {"throttleReadBpsDevice": [{"major": ma, "minor": mi, "rate": 2097152}],
-                        "throttleWriteIOPSDevice": [{"major": ma, "minor": mi, "rate": 77}]},
-            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let mut doc = json!({
+        "memory": {"swappiness": 5, "disableOOMKiller": true, "kernelTCP": 4194304},
+        "cpu": {"quota": -1},
+        "blockIO": {"throttleReadBpsDevice": [{"major": ma, "minor": mi, "rate": 2097152}],
+                    "throttleWriteIOPSDevice": [{"major": ma, "minor": mi, "rate": 77}]}
+    });
+    // Two pages of the host's size, where the host has hugetlb.
+    let huge = hugetlb_here();
+    match &huge {
+        Ok(hp) => {
+            doc["hugepageLimits"] = json!([{"pageSize": hp.size, "limit": 2 * hp.bytes}]);
+        }
+        Err(why) => eprintln!("hugepageLimits left out: {why}"),
+    }
+    std::fs::write(&res, doc.to_string()).unwrap();
     c.root.ok(&["update", "-r", res.to_str().unwrap(), &c.id]);
     assert_eq!(c.h("memory", "memory.swappiness"), "5");
     assert!(c
@@ -746,7 +874,9 @@ fn update_changes_every_knob() {
         c.h("blkio", "blkio.throttle.write_iops_device"),
         format!("{ma}:{mi} 77")
     );
-    assert_eq!(c.h("unified", "hugetlb.2MB.max"), "4194304");
+    if let Ok(hp) = &huge {
+        assert_eq!(c.h(hp.hier, &hp.limit_file()), (2 * hp.bytes).to_string());
+    }
     // From stdin.
     let mut child = c
         .root
@@ -904,10 +1034,16 @@ fn events_stats_match_the_cgroup_files_and_runc_shape() {
         .split_whitespace()
         .count();
     assert_eq!(d["cpu"]["usage"]["percpu"].as_array().unwrap().len(), ncpu);
-    assert!(
-        d["hugetlb"]["2MB"].is_object(),
-        "hugetlb from the unified hierarchy"
-    );
+    match hugetlb_here() {
+        Ok(hp) => assert!(
+            d["hugetlb"][&hp.size].is_object(),
+            "hugetlb {} from {CG}/{}: {}",
+            hp.size,
+            hp.hier,
+            d["hugetlb"]
+        ),
+        Err(why) => eprintln!("hugetlb stats not checked: {why}"),
+    }
     assert_eq!(d["network_interfaces"], Value::Null);
     // Same keys as runc 1.1's events --stats on the same bundle.
     let runc_root = Root::with_binary("runc");
@@ -1283,6 +1419,30 @@ fn controller_in_use(c: &str) -> bool {
     })
 }
 
+/// A hugetlb limit this host cannot take, and the words of its refusal: a
+/// page size the kernel lacks, or (no hugetlb at all) any.
+fn lacking_page_size() -> (Value, Vec<&'static str>) {
+    let have: Vec<String> = huge_page_sizes().into_iter().map(huge_page_name).collect();
+    let size = ["16GB", "16MB", "64KB", "32MB"]
+        .into_iter()
+        .find(|s| !have.iter().any(|h| h == s))
+        .expect("a page size this kernel lacks");
+    let res = json!({"hugepageLimits": [{"pageSize": size, "limit": 1}]});
+    match hugetlb_here() {
+        Ok(_) => (res, vec!["hugepageLimits[0].pageSize", "page sizes here"]),
+        Err(why) => {
+            eprintln!("{why}: the whole of hugepageLimits is refused");
+            (
+                res,
+                vec![
+                    "hugepageLimits",
+                    "hugetlb cgroup controller is not available",
+                ],
+            )
+        }
+    }
+}
+
 #[test]
 fn what_this_host_lacks_is_reported() {
     let root = Root::new();
@@ -1309,10 +1469,7 @@ fn what_this_host_lacks_is_reported() {
             json!({"unified": {"memory.high": "10M"}}),
             vec!["unified", "memory cgroup controller is not available"],
         ),
-        (
-            json!({"hugepageLimits": [{"pageSize": "16GB", "limit": 1}]}),
-            vec!["hugepageLimits[0].pageSize", "page sizes here"],
-        ),
+        lacking_page_size(),
     ] {
         let (o, left) = run(res.clone());
         assert!(!o.status.success(), "{res} was accepted");
@@ -1367,14 +1524,32 @@ fn v2_manager_on_this_kernel() {
     let state = TempDir::new("nk-v2root");
     let id = unique_id("v2");
     let path = format!("/nk-cgtest-v2/{id}");
+    // hugetlb in this cgroup2 mount: only where no v1 hierarchy holds it.
+    let huge = match hugetlb_here() {
+        Ok(hp) if hp.hier == "unified" => Some(hp),
+        Ok(hp) => {
+            eprintln!(
+                "hugetlb not checked: a v1 hierarchy holds it ({CG}/{})",
+                hp.hier
+            );
+            None
+        }
+        Err(why) => {
+            eprintln!("hugetlb not checked: {why}");
+            None
+        }
+    };
     let mut b = Bundle::new(&["sleep", "1000"]);
     b.edit(|c| {
         c["linux"]["cgroupsPath"] = json!(path);
         c["linux"]["resources"] = json!({
             "devices": [{"allow": false, "access": "rwm"},
-                        {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "r"}],
-            "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]
+                        {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "r"}]
         });
+        if let Some(hp) = &huge {
+            c["linux"]["resources"]["hugepageLimits"] =
+                json!([{"pageSize": hp.size, "limit": hp.bytes}]);
+        }
         c["linux"]["namespaces"]
             .as_array_mut()
             .unwrap()
@@ -1395,18 +1570,18 @@ trap '$NK delete -f {id} >/dev/null 2>&1; rmdir /sys/fs/cgroup/nk-cgtest-v2 2>/d
 D=/sys/fs/cgroup{path}
 $NK run -d --bundle {bundle} {id} </dev/null >/dev/null 2>/tmp/nk-v2-err-{id} && echo run=ok; cat /tmp/nk-v2-err-{id} >&2; rm -f /tmp/nk-v2-err-{id}
 echo procs=$(wc -l < $D/cgroup.procs)
-echo host_hugetlb=$(cat $D/hugetlb.2MB.max)
-echo inside_hugetlb=$($NK exec {id} cat /sys/fs/cgroup/hugetlb.2MB.max)
+echo host_hugetlb=$(cat $D/hugetlb.{size}.max)
+echo inside_hugetlb=$($NK exec {id} cat /sys/fs/cgroup/hugetlb.{size}.max)
 echo inside_cgroup=$($NK exec {id} grep ^0:: /proc/self/cgroup)
 echo probe1=$($NK exec {id} sh -c '{probe}' | tr '\n' ' ')
 echo '{{"devices":[{{"allow":false,"access":"rwm"}},{{"allow":true,"type":"c","major":10,"minor":237,"access":"rw"}},{{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}}]}}' | $NK update -r - {id} && echo update=ok
 echo probe2=$($NK exec {id} sh -c '{probe}' | tr '\n' ' ')
 $NK pause {id} && echo paused=$($NK state {id} | grep -c '"paused"') frozen=$(grep -c 'frozen 1' $D/cgroup.events)
 $NK resume {id} && echo resumed=$($NK state {id} | grep -c '"running"')
-echo stats=$($NK events --stats {id} | grep -c '"2MB"')
+echo stats=$($NK events --stats {id} | grep -c '"{size}"')
 $NK exec -d {id} sleep 999 </dev/null >/dev/null 2>&1
 echo nprocs=$($NK ps --format json {id})
-$NK kill --all {id} KILL && n=0 && while [ -s $D/cgroup.procs ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done && echo after_kill=$(wc -l < $D/cgroup.procs)
+$NK kill --all {id} KILL && n=0 && while [ -n "$(cat $D/cgroup.procs)" ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done && echo after_kill=$(wc -l < $D/cgroup.procs)
 for i in $(seq 100); do $NK state {id} | grep -q '"stopped"' && break; sleep 0.1; done
 $NK delete {id} && echo deleted=$(test -d $D && echo no || echo yes)
 $NK run --bundle {bmem} {id}-mem 2>&1 | tail -1 | sed 's/^/mem_error=/'
@@ -1417,6 +1592,7 @@ echo mem_left=$(test -d $D-mem && echo yes || echo no)
         bundle = b.path(),
         bmem = b_mem.path(),
         probe = PROBE,
+        size = huge.as_ref().map_or("none", |hp| hp.size.as_str()),
     );
     let o = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
@@ -1432,8 +1608,10 @@ echo mem_left=$(test -d $D-mem && echo yes || echo no)
     };
     assert_eq!(get("run"), "ok");
     assert_eq!(get("procs"), "1");
-    assert_eq!(get("host_hugetlb"), "2097152");
-    assert_eq!(get("inside_hugetlb"), "2097152");
+    if let Some(hp) = &huge {
+        assert_eq!(get("host_hugetlb"), hp.bytes.to_string());
+        assert_eq!(get("inside_hugetlb"), hp.bytes.to_string());
+    }
     assert_eq!(get("inside_cgroup"), "0::/");
     // The eBPF device filter decides, and update replaces it.
     assert_eq!(get("probe1"), "nkfuse-r-ok nkfuse-w-no nklc-r-no nklc-w-no");
@@ -1441,7 +1619,9 @@ echo mem_left=$(test -d $D-mem && echo yes || echo no)
     assert_eq!(get("probe2"), "nkfuse-r-no nkfuse-w-no nklc-r-ok nklc-w-ok");
     assert_eq!(get("paused"), "1 frozen=1");
     assert_eq!(get("resumed"), "1");
-    assert_eq!(get("stats"), "1");
+    if huge.is_some() {
+        assert_eq!(get("stats"), "1");
+    }
     assert_eq!(
         serde_json::from_str::<Vec<i32>>(&get("nprocs"))
             .unwrap()
@@ -1586,11 +1766,15 @@ fn legacy_v1_only_layout() {
         c["linux"]["cgroupsPath"] = json!(path);
         c["linux"]["resources"] = json!({"memory": {"limit": 41943040}, "pids": {"limit": 17}});
     });
+    // hugetlb is cgroup2's here, or missing: either way this layout lacks
+    // it. (Where a v1 hierarchy holds it, the layout has it.)
+    let hp = hugetlb_here();
+    let v1_hugetlb = matches!(&hp, Ok(h) if h.hier != "unified");
+    let (size, page) = hp.map_or(("2MB".to_string(), 2 << 20), |h| (h.size, h.bytes));
     let mut huge = Bundle::new(&["true"]);
     huge.edit(|c| {
         c["linux"]["cgroupsPath"] = json!(format!("{path}-huge"));
-        c["linux"]["resources"] =
-            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]});
+        c["linux"]["resources"] = json!({"hugepageLimits": [{"pageSize": size, "limit": page}]});
     });
     let mut hier = String::new();
     for h in hierarchies() {
@@ -1645,11 +1829,15 @@ $NK delete -f {id} && echo gone=$(ls -d $C/*{path} 2>/dev/null | wc -l)
         dirs.contains("memory") && !dirs.contains("unified"),
         "{dirs}"
     );
-    let e = get("huge_error");
-    assert!(
-        e.contains("hugetlb cgroup controller is not available"),
-        "{e}"
-    );
+    if v1_hugetlb {
+        eprintln!("hugetlb refusal not checked: a v1 hierarchy holds hugetlb here");
+    } else {
+        let e = get("huge_error");
+        assert!(
+            e.contains("hugetlb cgroup controller is not available"),
+            "{e}"
+        );
+    }
     assert_eq!(get("gone"), "0");
 }
 

@@ -109,6 +109,13 @@ fn engine(engine: &str) {
         with_runc.checks.len()
     );
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    // How many of the cgroups each run made it removed (lib.sh, cgroup_tidy).
+    for (what, run) in [("nk-runtime", &with_nk), ("runc", &with_runc)] {
+        if let Some(l) = run.output.lines().find(|l| l.starts_with("# cgroups ")) {
+            let text = format!("engines: {engine} with {what}: {}\n", &l[2..]);
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+        }
+    }
 
     let mut problems = Vec::new();
     for (what, run) in [("nk-runtime", &with_nk), ("runc", &with_runc)] {

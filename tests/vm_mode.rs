@@ -235,7 +235,7 @@ fn detached_exec_with_pid_file_reports_status() {
             &id,
             "sh",
             "-c",
-            "sleep 1; echo late; exit 5",
+            "while [ ! -e /dev/shm/nk-go ]; do sleep 0.1; done; echo late; exit 5",
         ])
         .stdout(f)
         .stderr(Stdio::null())
@@ -248,14 +248,31 @@ fn detached_exec_with_pid_file_reports_status() {
         .trim()
         .parse()
         .unwrap();
-    // The proxy stands for the process: it exits with its status (5).
-    let pidfd = sandbox::linux::syscall::pidfd_open(p).unwrap();
+    // The proxy stands for the process: alive while it waits for /dev/shm/nk-go
+    // (so pidfd_open cannot come too late), gone once it has ended.
+    let pidfd = sandbox::linux::syscall::pidfd_open(p).unwrap_or_else(|e| {
+        panic!("pidfd_open({p}) of the pid file's process, still waiting: {e}")
+    });
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "",
+        "the exec went on before it was told to"
+    );
+    root.ok(&["exec", &id, "touch", "/dev/shm/nk-go"]);
     let mut pfd = [nix::poll::PollFd::new(
         std::os::fd::AsFd::as_fd(&pidfd),
         nix::poll::PollFlags::POLLIN,
     )];
-    let _ = nix::poll::poll(&mut pfd, 30_000u16);
-    assert!(std::fs::read_to_string(&log).unwrap().contains("late"));
+    let n = nix::poll::poll(&mut pfd, 60_000u16).unwrap();
+    assert_eq!(
+        n, 1,
+        "the pid file's process {p} still runs 60 s after it was told to end"
+    );
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains("late"),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
 
     // The engine's SIGKILL of the proxy ends the process it stands for
     // (containerd kills a timed-out ExecSync that way, then waits for its

@@ -34,6 +34,7 @@ cleanup() {
   "${C[@]}" image rm localhost/bb:latest >/dev/null 2>&1
   stop_pid "$CPID"
   stop_pid "${CRIPID:-}"
+  cgroup_tidy "$NS"
   remove_dirs "$W" "$S"
 }
 trap cleanup EXIT

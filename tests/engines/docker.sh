@@ -23,6 +23,7 @@ D=(/usr/bin/docker -H "unix://$DSOCK")
 cleanup() {
   "${D[@]}" rm -f $("${D[@]}" ps -aq 2>/dev/null) >/dev/null 2>&1
   stop_pid "$DPID"
+  cgroup_tidy docker
   remove_dirs "$W" "$S"
 }
 trap cleanup EXIT

@@ -30,7 +30,64 @@ engine_init() {
   W=/tmp/nke-$ENGINE-$U
   S=/var/lib/nk-engines/$ENGINE-$U
   mkdir -p "$W" "$S"
+  cgroup_snapshot
   echo "# $ENGINE with $RT (work $W, storage $S)"
+}
+
+# Cgroups. The engines make cgroups of their own and leave them behind,
+# empty, when their containers are gone: Podman's libpod_parent (with
+# libpod_parent/conmon, and in name=systemd and cgroup2, which only the
+# runtime knows, one 64-hex directory per container), Docker's /docker and
+# containerd's /<namespace>, in every hierarchy.
+# cgroup_snapshot (at engine_init) lists every cgroup directory there is;
+# cgroup_tidy REGEX (in each script's cleanup, after the engine is stopped)
+# removes, deepest first, those that appeared since and whose top-level name
+# (below a hierarchy's root) matches REGEX: rmdir only, so a cgroup that still
+# holds a process stays, and is reported as a failed check.
+
+# cgroup_roots: the mount point of every cgroup hierarchy of this host.
+cgroup_roots() {
+  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break;
+         if ($(i + 1) == "cgroup" || $(i + 1) == "cgroup2") print $5 }' /proc/self/mountinfo
+}
+cgroup_dirs() {
+  local r
+  for r in $(cgroup_roots); do find "$r" -mindepth 1 -type d 2>/dev/null; done
+}
+cgroup_snapshot() {
+  CG_BEFORE=$W/cgroups.before
+  cgroup_dirs >"$CG_BEFORE"
+}
+cgroup_tidy() {
+  local re=$1 r d rel left="" n=0 i
+  [ -f "${CG_BEFORE:-}" ] || return 0
+  for r in $(cgroup_roots); do
+    find "$r" -mindepth 1 -type d 2>/dev/null | while read -r d; do
+      rel=${d#"$r"/}
+      grep -qxE -- "$re" <<<"${rel%%/*}" || continue
+      grep -qxF -- "$d" "$CG_BEFORE" && continue
+      echo "$d"
+    done
+  done | awk -F/ '{ print NF "\t" $0 }' | sort -rn | cut -f2- >"$W/cgroups.new"
+  # A shim or conmon may still be on its way out: retry for 20 s at most.
+  for i in $(seq 200); do
+    left=""
+    while read -r d; do
+      if rmdir "$d" 2>/dev/null; then
+        n=$((n + 1)); echo "# rmdir $d"
+      elif [ -d "$d" ]; then
+        left="$left $d"
+      fi
+    done <"$W/cgroups.new"
+    [ -z "$left" ] && break
+    sleep 0.1
+  done
+  echo "# cgroups this run made, removed: $n"
+  if [ -n "$left" ]; then
+    ko "cgroups left empty" "not empty (a process left behind?):$left"
+  else
+    ok "cgroups left empty"
+  fi
 }
 
 # need PKG...: install missing Debian packages (the engine under test).

@@ -35,7 +35,9 @@ P0=(podman --root "$S/storage" --runroot "$W/runroot" --tmpdir "$W/tmp")
 P=("${P0[@]}" --runtime "$RT")
 
 cleanup() {
+  "${P[@]}" pod rm -a -f -t 0 >/dev/null 2>&1
   "${P[@]}" rm -a -f -t 0 >/dev/null 2>&1
+  cgroup_tidy libpod_parent
   remove_dirs "$W" "$S"
 }
 trap cleanup EXIT
