@@ -135,6 +135,10 @@ fn sched_fields(root: &Root, sched: serde_json::Value, cgroup: Option<&str>) -> 
 #[test]
 fn scheduler_policies_and_parameters() {
     let root = Root::new();
+    // The nice value the container inherits where the policy sets none
+    // (SCHED_IDLE, real-time, deadline): ours, which `nice` may have raised.
+    // SAFETY: getpriority(2) of this process takes no pointers.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     // Default: SCHED_OTHER, nice 0 (the test can tell the difference).
     assert_eq!(
         sched_fields(&root, json!({"policy": "SCHED_OTHER"}), None),
@@ -146,7 +150,7 @@ fn scheduler_policies_and_parameters() {
     );
     assert_eq!(
         sched_fields(&root, json!({"policy": "SCHED_IDLE"}), None),
-        "20 0 0 5"
+        format!("20 {n} 0 5")
     );
     assert_eq!(
         sched_fields(
@@ -154,7 +158,7 @@ fn scheduler_policies_and_parameters() {
             json!({"policy": "SCHED_DEADLINE", "runtime": 1000000, "deadline": 10000000, "period": 10000000}),
             None
         ),
-        "-101 0 0 6"
+        format!("-101 {n} 0 6")
     );
     let cg = format!("/{}", unique_id("nk-sec-rt"));
     assert_eq!(
@@ -163,7 +167,7 @@ fn scheduler_policies_and_parameters() {
             json!({"policy": "SCHED_FIFO", "priority": 10}),
             Some(&cg)
         ),
-        "-11 0 10 1"
+        format!("-11 {n} 10 1")
     );
     let cg = format!("/{}", unique_id("nk-sec-rt"));
     assert_eq!(
@@ -172,7 +176,7 @@ fn scheduler_policies_and_parameters() {
             json!({"policy": "SCHED_RR", "priority": 5, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}),
             Some(&cg)
         ),
-        "-6 0 5 2"
+        format!("-6 {n} 5 2")
     );
     // Refused before anything starts, naming the field.
     for (s, field) in [
