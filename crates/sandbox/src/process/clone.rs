@@ -455,15 +455,27 @@ fn spawn_via_intermediate(
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg as u64;
     }
-    // SAFETY: clone3 as in spawn; the intermediate only makes raw system
-    // calls on values prepared before the clone, then _exit()s.
-    let r = unsafe { clone3(&mut args) };
+    let r = match intermediate_vfork(&mut args, flags, join, plan, wr.as_raw_fd()) {
+        Some(r) => r,
+        None => {
+            // SAFETY: clone3 as in spawn; the intermediate only makes raw
+            // system calls on values prepared before the clone, then _exit()s.
+            let r = unsafe { clone3(&mut args) };
+            if r < 0 {
+                return Err(clone_error(CloneFlags::empty(), nix::errno::Errno::last()));
+            }
+            if r == 0 {
+                // SAFETY: the fresh, single-threaded intermediate.
+                unsafe { intermediate(flags, join, plan, wr.as_raw_fd(), None) };
+            }
+            r
+        }
+    };
     if r < 0 {
-        return Err(clone_error(CloneFlags::empty(), nix::errno::Errno::last()));
-    }
-    if r == 0 {
-        // SAFETY: the fresh, single-threaded intermediate.
-        unsafe { intermediate(flags, join, plan, wr.as_raw_fd()) };
+        return Err(clone_error(
+            CloneFlags::empty(),
+            nix::errno::Errno::from_raw(-r as i32),
+        ));
     }
     // SAFETY: the kernel stored a pidfd for the intermediate; we own it.
     let mid = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -560,6 +572,100 @@ pub(crate) fn pidfd_of_child(pid: i32, who_pid: i32, who: &str) -> Result<OwnedF
     Ok(pidfd)
 }
 
+/// What an intermediate cloned by [`intermediate_vfork`] is given.
+struct MidArgs<'a> {
+    flags: CloneFlags,
+    join: &'a Join<'a>,
+    plan: &'a ExecPlan<'a>,
+    wr: RawFd,
+    /// The stack its own child borrows our memory on.
+    child_stack: (*mut u8, usize),
+}
+
+/// What the intermediate's own CLONE_VM child is given.
+struct FinalArgs<'a> {
+    plan: &'a ExecPlan<'a>,
+    exe: RawFd,
+    wr: RawFd,
+}
+
+/// The intermediate of [`spawn_joined`] with CLONE_VM|CLONE_VFORK, and its
+/// child the same way: as [`spawn_vfork`], neither copies our page tables,
+/// so we take no copy-on-write faults afterwards. We are suspended until
+/// the intermediate exits, it until its child execs.
+///
+/// None where this cannot be used: a joined user or time namespace (the
+/// kernel lets only a process that shares its memory with no other enter
+/// one), a child that waits for its id maps, other architectures, or an
+/// EINVAL from the kernel; the caller then clones plainly.
+fn intermediate_vfork(
+    args: &mut CloneArgs,
+    flags: CloneFlags,
+    join: &Join<'_>,
+    plan: &ExecPlan<'_>,
+    wr: RawFd,
+) -> Option<libc::c_long> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const CLONE_NEWTIME: libc::c_int = 0x80;
+        let alone_only = join
+            .namespaces
+            .iter()
+            .any(|(_, f)| f.contains(CloneFlags::CLONE_NEWUSER) || f.bits() & CLONE_NEWTIME != 0);
+        if alone_only || plan.pre.wait_for_maps {
+            return None;
+        }
+        /// The intermediate's entry, on its own stack.
+        ///
+        /// # Safety
+        /// `arg` is the `MidArgs` of the suspended parent.
+        unsafe extern "C" fn mid(arg: *mut libc::c_void) -> ! {
+            // SAFETY: the parent's arguments stay valid while it is
+            // suspended (CLONE_VFORK); we are the fresh intermediate.
+            unsafe {
+                let m = &*(arg as *const MidArgs<'_>);
+                intermediate(m.flags, m.join, m.plan, m.wr, Some(m.child_stack))
+            }
+        }
+        // Uninitialised: each child touches only the pages it uses.
+        let mut own: Vec<u8> = Vec::with_capacity(VFORK_STACK);
+        let mut childs: Vec<u8> = Vec::with_capacity(VFORK_STACK);
+        let m = MidArgs {
+            flags,
+            join,
+            plan,
+            wr,
+            child_stack: (childs.as_mut_ptr(), VFORK_STACK),
+        };
+        let mut a = CloneArgs {
+            flags: args.flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+            stack: own.as_mut_ptr() as u64,
+            stack_size: (VFORK_STACK & !15) as u64,
+            ..*args
+        };
+        // SAFETY: a fully initialised clone_args; both stacks and `m` live
+        // until the intermediate has exited (CLONE_VFORK suspends us until
+        // then); it runs only raw system calls.
+        let r = unsafe {
+            crate::linux::syscall::clone3_on_stack(
+                &mut a,
+                mid,
+                &m as *const MidArgs<'_> as *mut libc::c_void,
+            )
+        };
+        drop((own, childs));
+        if r == -(libc::EINVAL as libc::c_long) {
+            return None;
+        }
+        Some(r)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (args, flags, join, plan, wr);
+        None
+    }
+}
+
 /// Report on the intermediate's pipe and exit.
 ///
 /// # Safety
@@ -578,7 +684,13 @@ unsafe fn report(wr: RawFd, a: i32, b: i32, c: i32) -> ! {
 /// # Safety
 /// Only in the fresh, single-threaded child of clone3: raw async-signal-safe
 /// system calls on values prepared before the clone.
-unsafe fn intermediate(flags: CloneFlags, join: &Join<'_>, plan: &ExecPlan<'_>, wr: RawFd) -> ! {
+unsafe fn intermediate(
+    flags: CloneFlags,
+    join: &Join<'_>,
+    plan: &ExecPlan<'_>,
+    wr: RawFd,
+    child_stack: Option<(*mut u8, usize)>,
+) -> ! {
     // SAFETY: (whole block) see the function's contract.
     unsafe {
         let errno = || *libc::__errno_location();
@@ -644,6 +756,45 @@ unsafe fn intermediate(flags: CloneFlags, join: &Join<'_>, plan: &ExecPlan<'_>, 
             flags: flags.bits() as u64 | libc::CLONE_PARENT as u64,
             ..Default::default()
         };
+        // We borrow the runtime's memory (intermediate_vfork): so does our
+        // child, on its own stack, until it execs. A kernel refusing that
+        // (EINVAL) gets the plain clone.
+        #[cfg(target_arch = "x86_64")]
+        if let Some((stack, size)) = child_stack {
+            /// The child's entry, on its own stack.
+            ///
+            /// # Safety
+            /// `arg` is the `FinalArgs` of the suspended intermediate.
+            unsafe extern "C" fn fin(arg: *mut libc::c_void) -> ! {
+                // SAFETY: valid while the intermediate is suspended; we are
+                // its fresh child.
+                unsafe {
+                    let f = &*(arg as *const FinalArgs<'_>);
+                    libc::close(f.wr);
+                    exec_runtime(f.plan, f.exe)
+                }
+            }
+            let f = FinalArgs { plan, exe, wr };
+            let mut vargs = CloneArgs {
+                flags: cargs.flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+                stack: stack as u64,
+                stack_size: (size & !15) as u64,
+                ..Default::default()
+            };
+            let c = crate::linux::syscall::clone3_on_stack(
+                &mut vargs,
+                fin,
+                &f as *const FinalArgs<'_> as *mut libc::c_void,
+            );
+            if c >= 0 {
+                report(wr, c as i32, 0, 0);
+            }
+            if c != -(libc::EINVAL as libc::c_long) {
+                report(wr, STEP_CLONE, -c as i32, 0);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = child_stack;
         let c = clone3(&mut cargs);
         if c < 0 {
             report(wr, STEP_CLONE, errno(), 0);
