@@ -912,7 +912,11 @@ unsafe fn child_pre_exec(plan: &ExecPlan<'_>) -> ! {
         // Nothing else crosses the exec: descriptors the runtime inherited
         // from its caller, or opened without CLOEXEC, would otherwise reach the
         // init (and, through it, the container) pointing at host files.
-        let Some((exe, _)) = arrange_fds(plan, -1, false) else {
+        // A child that blocks for its id maps closes them now: among them is
+        // the parent's end of the channel, and while we held it a parent
+        // that died before our PR_SET_PDEATHSIG (which then never fires)
+        // left us waiting for ever, where the last end closing ends the wait.
+        let Some((exe, _)) = arrange_fds(plan, -1, plan.pre.wait_for_maps) else {
             child_fail(plan.pre.channel, 3);
         };
         exec_runtime(plan, exe);
