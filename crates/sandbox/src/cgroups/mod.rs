@@ -683,7 +683,8 @@ pub fn write_lines(dir: &Path, file: &str, value: &str) -> Result<()> {
 
 /// Read a cgroup file as trimmed text.
 pub fn read_file(dir: &Path, file: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(file))
+    // Without a statx first: a cgroup file's size reads as 0 (or a page).
+    crate::linux::fs::read_proc(dir.join(file))
         .ok()
         .map(|s| s.trim().to_string())
 }
