@@ -769,6 +769,42 @@ pub fn survey(dir: &Path, cg: &Path) -> Result<Vec<PathBuf>> {
     Ok(subdirs_deepest_first(dir))
 }
 
+/// Make a container's cgroup directory `dir` (and its missing parents)
+/// the cheap way round: mkdir first, and only what was there already
+/// (EEXIST) is surveyed. `Ok(None)`: made now, so empty and with no
+/// sub-cgroup; `Ok(Some(foreign))`: it was there, with [`survey`]'s answer.
+pub fn make_or_survey(dir: &Path, cg: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let err =
+        |d: &Path, e: std::io::Error| Error::msg(format!("cgroup: create {}: {e}", d.display()));
+    match std::fs::create_dir(dir) {
+        Ok(()) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A parent is missing (the first container under it).
+            if let Some(p) = dir.parent() {
+                std::fs::create_dir_all(p).map_err(|e| err(p, e))?;
+            }
+            match std::fs::create_dir(dir) {
+                Ok(()) => return Ok(None),
+                // Made meanwhile by someone else: surveyed as theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err(dir, e)),
+            }
+        }
+        Err(e) => return Err(err(dir, e)),
+    }
+    if !dir.is_dir() {
+        return Err(err(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "it exists and is not a directory",
+            ),
+        ));
+    }
+    survey(dir, cg).map(Some)
+}
+
 /// Remove `d` and the sub-cgroups the container owns, deepest first.
 /// Directories holding a foreign sub-cgroup stay (rmdir would fail, and
 /// the foreign one is not ours to remove): logged, not an error.

@@ -715,15 +715,11 @@ fn blkio_stats(d: &Path) -> stats::Blkio {
 
 impl CgroupManager for Manager {
     fn create(&mut self) -> Result<()> {
-        let mut foreign = Vec::new();
-        for d in self.unique_dirs() {
-            foreign.extend(super::survey(d, &self.path)?);
-        }
         if let Some(u) = &self.unified {
-            // Surveyed here too, before anything is made anywhere.
+            // Surveyed here, before anything is made anywhere: the unified
+            // part's own create is best effort, and would only warn.
             super::survey(&u.dir, &u.path)?;
         }
-        self.foreign = foreign;
         explain::step(&catalog::CGROUP_CREATE, || {
             format!(
                 "mkdir {} in {} v1 hierarchies{}",
@@ -736,10 +732,28 @@ impl CgroupManager for Manager {
                 }
             )
         });
-        for d in self.unique_dirs() {
-            std::fs::create_dir_all(d)
-                .map_err(|e| Error::msg(format!("cgroup: create {}: {e}", d.display())))?;
+        // mkdir first: the directory is new in the usual case, and only one
+        // that was there already (EEXIST) is surveyed for sub-cgroups and
+        // processes, instead of a lookup of each before its mkdir.
+        let mut foreign = Vec::new();
+        let mut made = Vec::new();
+        let dirs: Vec<PathBuf> = self.unique_dirs().into_iter().cloned().collect();
+        for d in dirs {
+            match super::make_or_survey(&d, &self.path) {
+                Ok(None) => made.push(d),
+                Ok(Some(f)) => foreign.extend(f),
+                Err(e) => {
+                    // Refused (or failed) part way: what this create made
+                    // goes (new and empty, so one rmdir each), what was
+                    // there stays.
+                    for m in made.iter().rev() {
+                        let _ = std::fs::remove_dir(m);
+                    }
+                    return Err(e);
+                }
+            }
         }
+        self.foreign = foreign;
         self.init_cpuset()?;
         if let Some(u) = &mut self.unified {
             // Best effort: only resources that need it fail without it.
