@@ -59,6 +59,12 @@ pub struct Manager {
     /// the container's, so never signalled or removed.
     #[serde(default)]
     pub foreign: Vec<PathBuf>,
+    /// The directories this manager's create made (not there before), so
+    /// new, empty and without children: their cpuset and devices files
+    /// hold what the kernel gives a new cgroup. Not recorded: an update or
+    /// a delete works on what is there, whoever made it.
+    #[serde(skip)]
+    made: Vec<PathBuf>,
 }
 
 const CGROUP_SUPER_MAGIC: i64 = 0x27e0eb;
@@ -120,6 +126,7 @@ impl Manager {
             mounts,
             unified,
             foreign: Vec::new(),
+            made: Vec::new(),
         })
     }
 
@@ -262,36 +269,35 @@ impl Manager {
     }
 
     /// cpuset.cpus and cpuset.mems start empty in a new v1 cpuset cgroup, and
-    /// a task cannot join until they are set: copy them down from the parent.
+    /// a task cannot join until they are set: copy them down from the
+    /// nearest cgroup above that has them. A parent with
+    /// cgroup.clone_children set has the kernel copy both at mkdir.
     fn init_cpuset(&self) -> Result<()> {
         let (Some(dir), Some(mnt)) = (self.dir("cpuset"), self.mounts.get("cpuset")) else {
             return Ok(());
         };
-        let mut chain = Vec::new();
-        let mut d = dir.to_path_buf();
-        while d.starts_with(mnt) && d != *mnt {
-            chain.push(d.clone());
-            if !d.pop() {
-                break;
+        let mut known = None;
+        if self.made.iter().any(|m| m == dir) {
+            // Made by this create: the kernel filled cpus and mems together
+            // (under one lock, from its parent, when clone_children is set
+            // there) or neither, so cpus answers for both.
+            match read_file(dir, "cpuset.cpus") {
+                Some(v) if !v.is_empty() => return Ok(()),
+                v => known = v,
             }
         }
-        chain.reverse();
-        // What each level holds once set, so the next level down copies it
-        // without reading its parent again.
-        let mut above: [Option<String>; 2] = [None, None];
-        for d in chain {
-            let parent = d.parent().unwrap_or(mnt);
-            for (f, above) in ["cpuset.cpus", "cpuset.mems"].into_iter().zip(&mut above) {
-                let mut v = read_file(&d, f);
-                if v.as_ref().is_some_and(|s| s.is_empty()) {
-                    let from = match above.take() {
-                        Some(a) => a,
-                        None => read_file(parent, f).unwrap_or_default(),
-                    };
-                    write_file(&d, f, &from)?;
-                    v = Some(from);
-                }
-                *above = v;
+        fill_cpuset(dir, "cpuset.cpus", mnt, known)?;
+        fill_cpuset(dir, "cpuset.mems", mnt, None)?;
+        // The runtime's own parent (/nano-sandbox, made by the first
+        // container without a cgroupsPath, holding only containers): have
+        // the kernel copy both into each new container at mkdir, which is
+        // what the writes above do by hand, so the next create reads
+        // cpuset.cpus once and writes nothing. A parent someone else made
+        // keeps its setting: it decides for cgroups that are not ours.
+        let ours = mnt.join(super::DEFAULT_PARENT.trim_start_matches('/'));
+        if dir.parent() == Some(ours.as_path()) {
+            if let Err(e) = write_file(&ours, "cgroup.clone_children", "1") {
+                crate::logging::debug(|| format!("{e}"));
             }
         }
         Ok(())
@@ -319,6 +325,28 @@ impl Manager {
                 let _ = std::fs::write(s.join("freezer.state"), "THAWED");
             }
         }
+    }
+}
+
+/// Give the cpuset file `f` of `d` (under the hierarchy mounted at `mnt`)
+/// its parent's value when it is empty, filling the levels above first the
+/// same way; `known`: the value of `d`'s file, already read. Answers `d`'s
+/// value (None: the file cannot be read).
+fn fill_cpuset(d: &Path, f: &str, mnt: &Path, known: Option<String>) -> Result<Option<String>> {
+    let v = match known {
+        Some(v) => Some(v),
+        None => read_file(d, f),
+    };
+    match v {
+        Some(v) if v.is_empty() && d != mnt => {
+            let from = match d.parent() {
+                Some(p) if p.starts_with(mnt) => fill_cpuset(p, f, mnt, None)?.unwrap_or_default(),
+                _ => String::new(),
+            };
+            write_file(d, f, &from)?;
+            Ok(Some(from))
+        }
+        v => Ok(v),
     }
 }
 
@@ -754,6 +782,7 @@ impl CgroupManager for Manager {
             }
         }
         self.foreign = foreign;
+        self.made = made;
         self.init_cpuset()?;
         if let Some(u) = &mut self.unified {
             // Best effort: only resources that need it fail without it.
