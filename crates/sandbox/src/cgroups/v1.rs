@@ -227,7 +227,7 @@ impl Manager {
 
     fn set_devices(&self, list: &[LinuxDeviceCgroup]) -> Result<()> {
         if let Some(d) = self.dir("devices") {
-            set_devices(d, list)
+            set_devices(d, list, self.made.iter().any(|m| m == d))
         } else if let Some(d) = self.unified_dir() {
             // No v1 devices hierarchy: the eBPF filter on the unified cgroup
             // is enforced as well (the kernel checks both).
@@ -602,10 +602,21 @@ pub fn set_blkio(d: &Path, b: &LinuxBlockIo) -> Result<()> {
 }
 
 /// devices: move the cgroup from its current list to the rules' list with
-/// the fewest writes, then check the kernel agrees.
-pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup]) -> Result<()> {
+/// the fewest writes, then check the kernel agrees. `new`: `d` was just
+/// made by this create (so it has no children and no tasks yet).
+pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup], new: bool) -> Result<()> {
     let target = Emulator::from_rules(&devices::from_oci(list)?)?;
-    let current = match read_file(d, "devices.list") {
+    // A new cgroup holds a copy of its parent's list, whatever that is; the
+    // rules are replayed from the `a` rule, which resets any list (the
+    // kernel refuses it only to a cgroup with children, and no task is in
+    // it yet to be cut off), so that copy need not be read. From an
+    // allow-all state, transition() is that replay.
+    let listed = if new {
+        None
+    } else {
+        read_file(d, "devices.list")
+    };
+    let current = match listed {
         Some(t) => Emulator::from_list(&t)?,
         None => Emulator::default(),
     };
@@ -628,8 +639,14 @@ pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup]) -> Result<()> {
         w.write(&r.cgroup_line())?;
     }
     // In deny-by-default mode devices.list shows every exception: it must
-    // be exactly the target (a restricted parent could have dropped some).
-    if !target.default_allow && on_cgroupfs(d) {
+    // be exactly the target. What it guards is the difference written to
+    // a list read back: the kernel removes only exact matches, silently,
+    // so a model of that list that is off leaves access behind. A replay
+    // from `a` on a new cgroup has no such gap: the kernel adds each allow
+    // as given (merging access per device as Emulator does) or refuses the
+    // write, EPERM when a restricted parent lacks it, and that write fails
+    // here; the read back would only find what the writes already said.
+    if !new && !target.default_allow && on_cgroupfs(d) {
         let after = Emulator::from_list(&read_file(d, "devices.list").unwrap_or_default())?;
         if after != target {
             return Err(Error::msg(format!(
@@ -1441,9 +1458,27 @@ mod tests {
                 {"allow":true,"type":"c","major":1,"minor":9,"access":"r"}]"#,
         )
         .unwrap();
-        set_devices(&d, &list).unwrap();
+        set_devices(&d, &list, false).unwrap();
         // No disruptive "a": 1:5 is denied, 1:9 allowed.
         assert_eq!(rd(&d, "devices.deny"), "c 1:5 rwm");
         assert_eq!(rd(&d, "devices.allow"), "c 1:9 r");
+    }
+
+    #[test]
+    fn a_new_cgroup_gets_the_rules_replayed_from_a() {
+        let t = Tree::new("v1devnew");
+        let d = t.0.join("devices");
+        // The copy of a restricted parent's list a new cgroup starts with:
+        // not read, the `a` rule resets it.
+        t.files(&d, &[("devices.list", "c 1:3 rwm\nc 1:5 rwm\n")]);
+        let list: Vec<LinuxDeviceCgroup> = serde_json::from_str(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"},
+                {"allow":true,"type":"c","major":1,"minor":9,"access":"r"}]"#,
+        )
+        .unwrap();
+        set_devices(&d, &list, true).unwrap();
+        assert_eq!(rd(&d, "devices.deny"), "a");
+        // One descriptor, one write(2) per rule (a plain file appends them).
+        assert_eq!(rd(&d, "devices.allow"), "c 1:3 rwmc 1:9 r");
     }
 }
