@@ -1007,6 +1007,32 @@ mod tests {
     }
 
     #[test]
+    fn make_or_survey_makes_first_and_surveys_only_what_was_there() {
+        let t = testutil::Tree::new("mkfirst");
+        let cg = Path::new("/nano-sandbox/c1");
+        // New, with its missing parent: the container's, nothing surveyed.
+        let d = t.0.join("nano-sandbox/c1");
+        assert_eq!(make_or_survey(&d, cg).unwrap(), None);
+        assert!(d.is_dir());
+        // There already, with a sub-cgroup: that one is foreign.
+        t.files(&d.join("theirs"), &[("cgroup.procs", "")]);
+        t.files(&d, &[("cgroup.procs", "")]);
+        assert_eq!(
+            make_or_survey(&d, cg).unwrap(),
+            Some(vec![d.join("theirs")])
+        );
+        // With a process in it: refused, as survey refuses.
+        std::fs::write(d.join("theirs/cgroup.procs"), "9\n").unwrap();
+        let e = make_or_survey(&d, cg).unwrap_err().to_string();
+        assert!(e.contains("already has 1 process(es)"), "{e}");
+        // A file in the way: named.
+        let f = t.0.join("nano-sandbox/file");
+        std::fs::write(&f, "").unwrap();
+        let e = make_or_survey(&f, cg).unwrap_err().to_string();
+        assert!(e.contains("not a directory") && e.contains("file"), "{e}");
+    }
+
+    #[test]
     fn sub_cgroups_there_before_create_are_not_the_containers() {
         let t = testutil::Tree::new("foreign");
         let d = t.0.join("ctr");
