@@ -400,7 +400,16 @@ fn scenario_split_commands() -> BTreeSet<String> {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let mut got = check("create", &err, CREATE_STEPS);
+    // A bundle without resources may write no cgroup file: on v1 the
+    // kernel fills a new cpuset cgroup from /nano-sandbox (clone_children)
+    // and the device rules are a step of their own. The full run's limits
+    // are written (and narrated) in scenario_full_run.
+    let want: Vec<&str> = CREATE_STEPS
+        .iter()
+        .copied()
+        .filter(|k| *k != "cgroup.write")
+        .collect();
+    let mut got = check("create", &err, &want);
     headings_say_why_they_repeat("create", &err);
     got.extend(check("create", &err, &["pid_file"]));
     assert!(

@@ -841,6 +841,20 @@ impl Store {
     /// Remove a container's directory and everything in it.
     pub fn remove(&self, id: &str) -> Result<()> {
         let dir = self.dir(id);
+        // A stopped container's directory holds its record and its config
+        // copy: two unlinks and an rmdir, where remove_dir_all stats, opens
+        // and lists it (twice) first. The record goes first, as a reader
+        // then finds no container rather than one without its config.
+        // Anything else in it (exec.fifo, a VM's files) makes the rmdir
+        // fail, and the rest goes the long way.
+        for f in [STATE_FILE, CONFIG_FILE] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -683,7 +683,8 @@ pub fn write_lines(dir: &Path, file: &str, value: &str) -> Result<()> {
 
 /// Read a cgroup file as trimmed text.
 pub fn read_file(dir: &Path, file: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(file))
+    // Without a statx first: a cgroup file's size reads as 0 (or a page).
+    crate::linux::fs::read_proc(dir.join(file))
         .ok()
         .map(|s| s.trim().to_string())
 }
@@ -766,6 +767,42 @@ pub fn survey(dir: &Path, cg: &Path) -> Result<Vec<PathBuf>> {
         )));
     }
     Ok(subdirs_deepest_first(dir))
+}
+
+/// Make a container's cgroup directory `dir` (and its missing parents)
+/// the cheap way round: mkdir first, and only what was there already
+/// (EEXIST) is surveyed. `Ok(None)`: made now, so empty and with no
+/// sub-cgroup; `Ok(Some(foreign))`: it was there, with [`survey`]'s answer.
+pub fn make_or_survey(dir: &Path, cg: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let err =
+        |d: &Path, e: std::io::Error| Error::msg(format!("cgroup: create {}: {e}", d.display()));
+    match std::fs::create_dir(dir) {
+        Ok(()) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A parent is missing (the first container under it).
+            if let Some(p) = dir.parent() {
+                std::fs::create_dir_all(p).map_err(|e| err(p, e))?;
+            }
+            match std::fs::create_dir(dir) {
+                Ok(()) => return Ok(None),
+                // Made meanwhile by someone else: surveyed as theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err(dir, e)),
+            }
+        }
+        Err(e) => return Err(err(dir, e)),
+    }
+    if !dir.is_dir() {
+        return Err(err(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "it exists and is not a directory",
+            ),
+        ));
+    }
+    survey(dir, cg).map(Some)
 }
 
 /// Remove `d` and the sub-cgroups the container owns, deepest first.
@@ -967,6 +1004,32 @@ mod tests {
         // Relative to a runtime that sits in the root cgroup.
         assert!(resolve_path(&ps("."), "c1", Path::new("/")).is_err());
         assert!(resolve_path(&ps("./"), "c1", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn make_or_survey_makes_first_and_surveys_only_what_was_there() {
+        let t = testutil::Tree::new("mkfirst");
+        let cg = Path::new("/nano-sandbox/c1");
+        // New, with its missing parent: the container's, nothing surveyed.
+        let d = t.0.join("nano-sandbox/c1");
+        assert_eq!(make_or_survey(&d, cg).unwrap(), None);
+        assert!(d.is_dir());
+        // There already, with a sub-cgroup: that one is foreign.
+        t.files(&d.join("theirs"), &[("cgroup.procs", "")]);
+        t.files(&d, &[("cgroup.procs", "")]);
+        assert_eq!(
+            make_or_survey(&d, cg).unwrap(),
+            Some(vec![d.join("theirs")])
+        );
+        // With a process in it: refused, as survey refuses.
+        std::fs::write(d.join("theirs/cgroup.procs"), "9\n").unwrap();
+        let e = make_or_survey(&d, cg).unwrap_err().to_string();
+        assert!(e.contains("already has 1 process(es)"), "{e}");
+        // A file in the way: named.
+        let f = t.0.join("nano-sandbox/file");
+        std::fs::write(&f, "").unwrap();
+        let e = make_or_survey(&f, cg).unwrap_err().to_string();
+        assert!(e.contains("not a directory") && e.contains("file"), "{e}");
     }
 
     #[test]

@@ -59,6 +59,12 @@ pub struct Manager {
     /// the container's, so never signalled or removed.
     #[serde(default)]
     pub foreign: Vec<PathBuf>,
+    /// The directories this manager's create made (not there before), so
+    /// new, empty and without children: their cpuset and devices files
+    /// hold what the kernel gives a new cgroup. Not recorded: an update or
+    /// a delete works on what is there, whoever made it.
+    #[serde(skip)]
+    made: Vec<PathBuf>,
 }
 
 const CGROUP_SUPER_MAGIC: i64 = 0x27e0eb;
@@ -120,6 +126,7 @@ impl Manager {
             mounts,
             unified,
             foreign: Vec::new(),
+            made: Vec::new(),
         })
     }
 
@@ -220,7 +227,7 @@ impl Manager {
 
     fn set_devices(&self, list: &[LinuxDeviceCgroup]) -> Result<()> {
         if let Some(d) = self.dir("devices") {
-            set_devices(d, list)
+            set_devices(d, list, self.made.iter().any(|m| m == d))
         } else if let Some(d) = self.unified_dir() {
             // No v1 devices hierarchy: the eBPF filter on the unified cgroup
             // is enforced as well (the kernel checks both).
@@ -262,36 +269,35 @@ impl Manager {
     }
 
     /// cpuset.cpus and cpuset.mems start empty in a new v1 cpuset cgroup, and
-    /// a task cannot join until they are set: copy them down from the parent.
+    /// a task cannot join until they are set: copy them down from the
+    /// nearest cgroup above that has them. A parent with
+    /// cgroup.clone_children set has the kernel copy both at mkdir.
     fn init_cpuset(&self) -> Result<()> {
         let (Some(dir), Some(mnt)) = (self.dir("cpuset"), self.mounts.get("cpuset")) else {
             return Ok(());
         };
-        let mut chain = Vec::new();
-        let mut d = dir.to_path_buf();
-        while d.starts_with(mnt) && d != *mnt {
-            chain.push(d.clone());
-            if !d.pop() {
-                break;
+        let mut known = None;
+        if self.made.iter().any(|m| m == dir) {
+            // Made by this create: the kernel filled cpus and mems together
+            // (under one lock, from its parent, when clone_children is set
+            // there) or neither, so cpus answers for both.
+            match read_file(dir, "cpuset.cpus") {
+                Some(v) if !v.is_empty() => return Ok(()),
+                v => known = v,
             }
         }
-        chain.reverse();
-        // What each level holds once set, so the next level down copies it
-        // without reading its parent again.
-        let mut above: [Option<String>; 2] = [None, None];
-        for d in chain {
-            let parent = d.parent().unwrap_or(mnt);
-            for (f, above) in ["cpuset.cpus", "cpuset.mems"].into_iter().zip(&mut above) {
-                let mut v = read_file(&d, f);
-                if v.as_ref().is_some_and(|s| s.is_empty()) {
-                    let from = match above.take() {
-                        Some(a) => a,
-                        None => read_file(parent, f).unwrap_or_default(),
-                    };
-                    write_file(&d, f, &from)?;
-                    v = Some(from);
-                }
-                *above = v;
+        fill_cpuset(dir, "cpuset.cpus", mnt, known)?;
+        fill_cpuset(dir, "cpuset.mems", mnt, None)?;
+        // The runtime's own parent (/nano-sandbox, made by the first
+        // container without a cgroupsPath, holding only containers): have
+        // the kernel copy both into each new container at mkdir, which is
+        // what the writes above do by hand, so the next create reads
+        // cpuset.cpus once and writes nothing. A parent someone else made
+        // keeps its setting: it decides for cgroups that are not ours.
+        let ours = mnt.join(super::DEFAULT_PARENT.trim_start_matches('/'));
+        if dir.parent() == Some(ours.as_path()) {
+            if let Err(e) = write_file(&ours, "cgroup.clone_children", "1") {
+                crate::logging::debug(|| format!("{e}"));
             }
         }
         Ok(())
@@ -319,6 +325,28 @@ impl Manager {
                 let _ = std::fs::write(s.join("freezer.state"), "THAWED");
             }
         }
+    }
+}
+
+/// Give the cpuset file `f` of `d` (under the hierarchy mounted at `mnt`)
+/// its parent's value when it is empty, filling the levels above first the
+/// same way; `known`: the value of `d`'s file, already read. Answers `d`'s
+/// value (None: the file cannot be read).
+fn fill_cpuset(d: &Path, f: &str, mnt: &Path, known: Option<String>) -> Result<Option<String>> {
+    let v = match known {
+        Some(v) => Some(v),
+        None => read_file(d, f),
+    };
+    match v {
+        Some(v) if v.is_empty() && d != mnt => {
+            let from = match d.parent() {
+                Some(p) if p.starts_with(mnt) => fill_cpuset(p, f, mnt, None)?.unwrap_or_default(),
+                _ => String::new(),
+            };
+            write_file(d, f, &from)?;
+            Ok(Some(from))
+        }
+        v => Ok(v),
     }
 }
 
@@ -574,10 +602,21 @@ pub fn set_blkio(d: &Path, b: &LinuxBlockIo) -> Result<()> {
 }
 
 /// devices: move the cgroup from its current list to the rules' list with
-/// the fewest writes, then check the kernel agrees.
-pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup]) -> Result<()> {
+/// the fewest writes, then check the kernel agrees. `new`: `d` was just
+/// made by this create (so it has no children and no tasks yet).
+pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup], new: bool) -> Result<()> {
     let target = Emulator::from_rules(&devices::from_oci(list)?)?;
-    let current = match read_file(d, "devices.list") {
+    // A new cgroup holds a copy of its parent's list, whatever that is; the
+    // rules are replayed from the `a` rule, which resets any list (the
+    // kernel refuses it only to a cgroup with children, and no task is in
+    // it yet to be cut off), so that copy need not be read. From an
+    // allow-all state, transition() is that replay.
+    let listed = if new {
+        None
+    } else {
+        read_file(d, "devices.list")
+    };
+    let current = match listed {
         Some(t) => Emulator::from_list(&t)?,
         None => Emulator::default(),
     };
@@ -600,8 +639,14 @@ pub fn set_devices(d: &Path, list: &[LinuxDeviceCgroup]) -> Result<()> {
         w.write(&r.cgroup_line())?;
     }
     // In deny-by-default mode devices.list shows every exception: it must
-    // be exactly the target (a restricted parent could have dropped some).
-    if !target.default_allow && on_cgroupfs(d) {
+    // be exactly the target. What it guards is the difference written to
+    // a list read back: the kernel removes only exact matches, silently,
+    // so a model of that list that is off leaves access behind. A replay
+    // from `a` on a new cgroup has no such gap: the kernel adds each allow
+    // as given (merging access per device as Emulator does) or refuses the
+    // write, EPERM when a restricted parent lacks it, and that write fails
+    // here; the read back would only find what the writes already said.
+    if !new && !target.default_allow && on_cgroupfs(d) {
         let after = Emulator::from_list(&read_file(d, "devices.list").unwrap_or_default())?;
         if after != target {
             return Err(Error::msg(format!(
@@ -715,15 +760,11 @@ fn blkio_stats(d: &Path) -> stats::Blkio {
 
 impl CgroupManager for Manager {
     fn create(&mut self) -> Result<()> {
-        let mut foreign = Vec::new();
-        for d in self.unique_dirs() {
-            foreign.extend(super::survey(d, &self.path)?);
-        }
         if let Some(u) = &self.unified {
-            // Surveyed here too, before anything is made anywhere.
+            // Surveyed here, before anything is made anywhere: the unified
+            // part's own create is best effort, and would only warn.
             super::survey(&u.dir, &u.path)?;
         }
-        self.foreign = foreign;
         explain::step(&catalog::CGROUP_CREATE, || {
             format!(
                 "mkdir {} in {} v1 hierarchies{}",
@@ -736,10 +777,29 @@ impl CgroupManager for Manager {
                 }
             )
         });
-        for d in self.unique_dirs() {
-            std::fs::create_dir_all(d)
-                .map_err(|e| Error::msg(format!("cgroup: create {}: {e}", d.display())))?;
+        // mkdir first: the directory is new in the usual case, and only one
+        // that was there already (EEXIST) is surveyed for sub-cgroups and
+        // processes, instead of a lookup of each before its mkdir.
+        let mut foreign = Vec::new();
+        let mut made = Vec::new();
+        let dirs: Vec<PathBuf> = self.unique_dirs().into_iter().cloned().collect();
+        for d in dirs {
+            match super::make_or_survey(&d, &self.path) {
+                Ok(None) => made.push(d),
+                Ok(Some(f)) => foreign.extend(f),
+                Err(e) => {
+                    // Refused (or failed) part way: what this create made
+                    // goes (new and empty, so one rmdir each), what was
+                    // there stays.
+                    for m in made.iter().rev() {
+                        let _ = std::fs::remove_dir(m);
+                    }
+                    return Err(e);
+                }
+            }
         }
+        self.foreign = foreign;
+        self.made = made;
         self.init_cpuset()?;
         if let Some(u) = &mut self.unified {
             // Best effort: only resources that need it fail without it.
@@ -1398,9 +1458,27 @@ mod tests {
                 {"allow":true,"type":"c","major":1,"minor":9,"access":"r"}]"#,
         )
         .unwrap();
-        set_devices(&d, &list).unwrap();
+        set_devices(&d, &list, false).unwrap();
         // No disruptive "a": 1:5 is denied, 1:9 allowed.
         assert_eq!(rd(&d, "devices.deny"), "c 1:5 rwm");
         assert_eq!(rd(&d, "devices.allow"), "c 1:9 r");
+    }
+
+    #[test]
+    fn a_new_cgroup_gets_the_rules_replayed_from_a() {
+        let t = Tree::new("v1devnew");
+        let d = t.0.join("devices");
+        // The copy of a restricted parent's list a new cgroup starts with:
+        // not read, the `a` rule resets it.
+        t.files(&d, &[("devices.list", "c 1:3 rwm\nc 1:5 rwm\n")]);
+        let list: Vec<LinuxDeviceCgroup> = serde_json::from_str(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"},
+                {"allow":true,"type":"c","major":1,"minor":9,"access":"r"}]"#,
+        )
+        .unwrap();
+        set_devices(&d, &list, true).unwrap();
+        assert_eq!(rd(&d, "devices.deny"), "a");
+        // One descriptor, one write(2) per rule (a plain file appends them).
+        assert_eq!(rd(&d, "devices.allow"), "c 1:3 rwmc 1:9 r");
     }
 }

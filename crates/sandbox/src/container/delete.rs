@@ -59,6 +59,12 @@ impl Runtime {
             // no longer bound to die with its parent; without a cgroup to
             // sweep, only this kill stops it. A really stopped init is not
             // alive, and kill_and_wait does nothing.
+            // Stopped with a record past creating: status_of found the init
+            // gone just now, and a pid that is not the same process never
+            // becomes it again, so it is not looked up a second time.
+            Status::Stopped if st.phase != Some(state::Phase::Creating) => {
+                self.kill_rest(&st, private_pidns)
+            }
             Status::Stopped => self.kill_and_wait(&st, private_pidns),
             Status::Created => self.kill_and_wait(&st, private_pidns),
             Status::Creating | Status::Running | Status::Paused if force => {
@@ -124,6 +130,17 @@ impl Runtime {
             return false;
         };
         super::create::private_pidns(&p.spec)
+    }
+
+    /// What is left of a container whose init is gone: without a pid
+    /// namespace, the processes still in its cgroups.
+    fn kill_rest(&self, st: &ContainerState, private_pidns: bool) {
+        if private_pidns {
+            return;
+        }
+        if let Some(cg) = self.cgroup_of(st) {
+            let _ = cg.signal_all(libc::SIGKILL);
+        }
     }
 
     fn kill_and_wait(&self, st: &ContainerState, private_pidns: bool) {

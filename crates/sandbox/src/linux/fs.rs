@@ -94,11 +94,12 @@ pub fn read_path(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     read_regular(f, max)
 }
 
-/// Read a /proc text file (mountinfo, cgroup). Such files report size 0,
-/// so a plain read_to_string starts with 32-byte reads and doubles: eight
-/// reads for this host's mountinfo, each of which makes the kernel walk the
-/// mount table again up to its offset. One page-sized buffer first.
-pub fn read_proc(path: &str) -> std::io::Result<String> {
+/// Read a /proc or cgroupfs text file (mountinfo, cgroup, cpuset.cpus).
+/// Such files report size 0, so a plain read_to_string starts with 32-byte
+/// reads and doubles: eight reads for this host's mountinfo, each of which
+/// makes the kernel walk the mount table again up to its offset. One
+/// page-sized buffer first: open, read, read (0: end), close.
+pub fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
     use std::io::Read;
     let mut s = String::with_capacity(8192);
     // take(): File's own read_to_string first asks statx and lseek for a
