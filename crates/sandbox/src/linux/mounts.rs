@@ -557,7 +557,23 @@ const KEPT_ON_RO: MsFlags = MsFlags::MS_NOSUID
 /// readonlyPath does. When the kernel refuses to clear a flag locked by the
 /// source mount (in a user namespace), the locked ones are kept and the
 /// call retried, as runc does.
+///
+/// The same change is first asked of mount_setattr(2), which changes only
+/// the flags it names, so the mount's current flags need not be read
+/// first ([`remount_attr`]); mount(2) is the way when it fails (a kernel
+/// before 5.12, a flag locked in a user namespace).
 pub fn remount_bind(target: &str, flags: MsFlags, cleared: MsFlags) -> nix::Result<()> {
+    if let Ok(path) = std::ffi::CString::new(target) {
+        let attr = remount_attr(flags, cleared);
+        if super::syscall::mount_setattr(None, &path, 0, &attr).is_ok() {
+            return Ok(());
+        }
+    }
+    remount_by_mount(target, flags, cleared)
+}
+
+/// [`remount_bind`] with mount(2) alone.
+fn remount_by_mount(target: &str, flags: MsFlags, cleared: MsFlags) -> nix::Result<()> {
     let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
     let mut flags = flags;
     if flags.contains(MsFlags::MS_RDONLY) {
@@ -587,6 +603,55 @@ pub fn remount_bind(target: &str, flags: MsFlags, cleared: MsFlags) -> nix::Resu
         }
         r => r,
     }
+}
+
+/// The mount_setattr(2) change that leaves a mount with the per-mount flags
+/// [`remount_bind`]'s mount(MS_REMOUNT|MS_BIND) gives it (when that needs no
+/// retry): read-only as `flags` says; nosuid, nodev and noexec set when
+/// `flags` has them, else kept on a read-only remount unless `cleared`, and
+/// cleared on a writable one; the atime mode replaced when `flags` names
+/// one (relatime unless noatime or strictatime), else kept; nosymfollow
+/// cleared (a remount cannot keep it).
+pub fn remount_attr(flags: MsFlags, cleared: MsFlags) -> MountAttr {
+    let ro = flags.contains(MsFlags::MS_RDONLY);
+    let mut a = MountAttr::default();
+    if ro {
+        a.attr_set |= ATTR_RDONLY;
+    } else {
+        a.attr_clr |= ATTR_RDONLY;
+    }
+    for (mf, at) in [
+        (MsFlags::MS_NOSUID, ATTR_NOSUID),
+        (MsFlags::MS_NODEV, ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, ATTR_NOEXEC),
+    ] {
+        if flags.contains(mf) {
+            a.attr_set |= at;
+        } else if !ro || cleared.contains(mf) {
+            a.attr_clr |= at;
+        }
+    }
+    let atime = MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_STRICTATIME;
+    if flags.intersects(atime) {
+        // As mount(2) reads them: relatime unless noatime; strictatime
+        // drops both; nodiratime beside any.
+        a.attr_clr |= ATTR__ATIME | ATTR_NODIRATIME;
+        a.attr_set |= if flags.contains(MsFlags::MS_STRICTATIME) {
+            ATTR_STRICTATIME
+        } else if flags.contains(MsFlags::MS_NOATIME) {
+            ATTR_NOATIME
+        } else {
+            ATTR_RELATIME
+        };
+        if flags.contains(MsFlags::MS_NODIRATIME) {
+            a.attr_set |= ATTR_NODIRATIME;
+        }
+    }
+    a.attr_clr |= ATTR_NOSYMFOLLOW;
+    a
 }
 
 /// The per-mount flags of the mount at `target`, as mount(2) flags.
@@ -724,7 +789,7 @@ pub fn idmapped_tree(
     } else {
         0
     };
-    if let Err(e) = super::syscall::mount_setattr(tree.as_fd(), at, &attr) {
+    if let Err(e) = super::syscall::mount_setattr(Some(tree.as_fd()), c"", at, &attr) {
         return Err(idmap_error(
             idx,
             what,
@@ -764,7 +829,7 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
         attr_clr: opts.rec_clear,
         ..Default::default()
     };
-    super::syscall::mount_setattr(fd, libc::AT_RECURSIVE as libc::c_uint, &attr)
+    super::syscall::mount_setattr(Some(fd), c"", libc::AT_RECURSIVE as libc::c_uint, &attr)
 }
 
 /// The tmpfs root's mode and owner after the mount: the covered directory's
@@ -1089,6 +1154,132 @@ mod tests {
             ]
         );
         assert!(cgroup_hierarchies(dest, &CgroupMountInfo::default()).is_empty());
+    }
+
+    #[test]
+    fn remount_attr_of_common_remounts() {
+        use MsFlags as M;
+        let ro = remount_attr(M::MS_RDONLY, M::empty());
+        assert_eq!((ro.attr_set, ro.attr_clr), (ATTR_RDONLY, ATTR_NOSYMFOLLOW));
+        // The cgroup binds: ro,nosuid,nodev,noexec,relatime.
+        let cg = remount_attr(
+            M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC | M::MS_RELATIME,
+            M::empty(),
+        );
+        assert_eq!(
+            cg.attr_set,
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC | ATTR_RELATIME
+        );
+        assert_eq!(
+            cg.attr_clr,
+            ATTR__ATIME | ATTR_NODIRATIME | ATTR_NOSYMFOLLOW
+        );
+        // A writable remount clears what it does not name.
+        let rw = remount_attr(M::MS_NOSUID, M::empty());
+        assert_eq!(rw.attr_set, ATTR_NOSUID);
+        assert_eq!(
+            rw.attr_clr,
+            ATTR_RDONLY | ATTR_NODEV | ATTR_NOEXEC | ATTR_NOSYMFOLLOW
+        );
+        // A read-only one clears only what the config clears.
+        let c = remount_attr(M::MS_RDONLY, M::MS_NOSUID | M::MS_RDONLY);
+        assert_eq!(c.attr_clr, ATTR_NOSUID | ATTR_NOSYMFOLLOW);
+        let s = remount_attr(M::MS_NOATIME | M::MS_STRICTATIME, M::empty());
+        assert_eq!(s.attr_set & ATTR__ATIME, ATTR_STRICTATIME);
+    }
+
+    /// mount_setattr with [`remount_attr`] leaves a bind mount as the
+    /// mount(2) remount does, for each of a table of flags, on mounts that
+    /// start with various flags. Runs itself again in a private mount
+    /// namespace (unshare -m), as root.
+    #[test]
+    fn remount_attr_does_what_a_remount_does() {
+        const CHILD: &str = "NK_TEST_REMOUNT_CHILD";
+        let Some(dir) = std::env::var_os(CHILD) else {
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!("skipped: needs root to mount");
+                return;
+            }
+            let dir = std::env::temp_dir().join(format!("nk-remount-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let st = std::process::Command::new("unshare")
+                .args(["-m", "--propagation", "private"])
+                .arg(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "linux::mounts::tests::remount_attr_does_what_a_remount_does",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(CHILD, &dir)
+                .status();
+            std::fs::remove_dir_all(&dir).unwrap();
+            match st {
+                Ok(s) => assert!(s.success(), "the child in a mount namespace failed: {s}"),
+                Err(e) => eprintln!("skipped: cannot run unshare: {e}"),
+            }
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let (src, a, b) = (dir.join("src"), dir.join("a"), dir.join("b"));
+        for d in [&src, &a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        // Per-mount options of the mount at `p`, from mountinfo.
+        let opts = |p: &Path| -> String {
+            let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            mi.lines()
+                .rfind(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+                .map(|l| l.split(' ').nth(5).unwrap().to_string())
+                .unwrap()
+        };
+        use MsFlags as M;
+        let starts = [
+            M::empty(),
+            M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+            M::MS_NOATIME | M::MS_NODIRATIME,
+            M::MS_STRICTATIME | M::MS_RDONLY,
+        ];
+        let asks = [
+            (M::MS_RDONLY, M::empty()),
+            (
+                M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC | M::MS_RELATIME,
+                M::empty(),
+            ),
+            (M::empty(), M::empty()),
+            (M::MS_NOSUID, M::MS_RDONLY),
+            (M::MS_RDONLY, M::MS_NOSUID | M::MS_NODEV),
+            (M::MS_NOATIME | M::MS_NODIRATIME, M::empty()),
+            (M::MS_RDONLY | M::MS_NOATIME | M::MS_STRICTATIME, M::empty()),
+        ];
+        for start in starts {
+            for (flags, cleared) in asks {
+                for t in [&a, &b] {
+                    nix::mount::mount(Some(&src), t, None::<&str>, M::MS_BIND, None::<&str>)
+                        .unwrap();
+                    nix::mount::mount(
+                        None::<&str>,
+                        t,
+                        None::<&str>,
+                        M::MS_REMOUNT | M::MS_BIND | start,
+                        None::<&str>,
+                    )
+                    .unwrap();
+                }
+                remount_by_mount(a.to_str().unwrap(), flags, cleared).unwrap();
+                let path = std::ffi::CString::new(b.to_str().unwrap()).unwrap();
+                super::super::syscall::mount_setattr(None, &path, 0, &remount_attr(flags, cleared))
+                    .unwrap();
+                assert_eq!(
+                    opts(&a),
+                    opts(&b),
+                    "start {start:?}, remount {flags:?} clearing {cleared:?}"
+                );
+                for t in [&a, &b] {
+                    nix::mount::umount(t).unwrap();
+                }
+            }
+        }
     }
 
     fn p(v: &[&str]) -> Parsed {
