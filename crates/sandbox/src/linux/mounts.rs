@@ -922,35 +922,54 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             MsFlags::empty()
         };
     let target_fd = mkdir_all_in_root(ctx.root, dest)?;
-    // One hierarchy at `sub` below the destination: a fresh mount in a
-    // cgroup namespace (whose root is the container's cgroup), else a bind
-    // of the container's host directory.
-    let one = |sub: &Path, hostdir: &Path, fstype: &str, data: Option<&str>| -> Result<()> {
-        let fd = mkdir_all_in_root(ctx.root, sub)?;
-        let target = fd_path(fd.as_fd());
+    // One hierarchy mounted on `target`: a fresh mount in a cgroup
+    // namespace (whose root is the container's cgroup), else a bind of the
+    // container's host directory, then made read-only (and so on) as `leaf`
+    // says. `reopen`: `target` is a descriptor of the directory under the
+    // mount, so the mount is found again by walking `sub` from the rootfs;
+    // else `target` is walked by name and reaches the mount itself.
+    let attach = |target: &str,
+                  reopen: bool,
+                  sub: &Path,
+                  hostdir: &Path,
+                  fstype: &str,
+                  data: Option<&str>|
+     -> Result<()> {
         if ctx.cgroup.cgroupns {
             let src = if fstype == "cgroup2" {
                 "cgroup2"
             } else {
                 "cgroup"
             };
-            sys_mount(Some(src), &target, Some(fstype), leaf, data)
-                .map_err(|e| err(format!("mount -t {fstype} {}", data.unwrap_or("")), e))?;
-        } else {
-            sys_mount(
-                Some(hostdir.to_str().unwrap_or("")),
-                &target,
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )
-            .map_err(|e| err(format!("bind {}", hostdir.display()), e))?;
-            let top =
-                open_in_root(ctx.root, sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
-            remount_bind(&fd_path(top.as_fd()), leaf, opts.cleared)
-                .map_err(|e| err(format!("remount {}", sub.display()), e))?;
+            return sys_mount(Some(src), target, Some(fstype), leaf, data)
+                .map_err(|e| err(format!("mount -t {fstype} {}", data.unwrap_or("")), e));
         }
-        Ok(())
+        sys_mount(
+            Some(hostdir.to_str().unwrap_or("")),
+            target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .map_err(|e| err(format!("bind {}", hostdir.display()), e))?;
+        let top = if reopen {
+            let fd =
+                open_in_root(ctx.root, sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
+            Some(fd)
+        } else {
+            None
+        };
+        let top_path = top
+            .as_ref()
+            .map_or(target.to_string(), |fd| fd_path(fd.as_fd()));
+        remount_bind(&top_path, leaf, opts.cleared)
+            .map_err(|e| err(format!("remount {}", sub.display()), e))
+    };
+    // One hierarchy at `sub` below the destination, its directory made and
+    // found from the rootfs's root.
+    let one = |sub: &Path, hostdir: &Path, fstype: &str, data: Option<&str>| -> Result<()> {
+        let fd = mkdir_all_in_root(ctx.root, sub)?;
+        attach(&fd_path(fd.as_fd()), true, sub, hostdir, fstype, data)
     };
     let hierarchies = cgroup_hierarchies(dest, ctx.cgroup);
     if let [h] = hierarchies.as_slice() {
@@ -967,16 +986,51 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
         Some("mode=755"),
     )
     .map_err(|e| err("mount tmpfs".into(), e))?;
+    drop(target_fd);
+    // The tmpfs root, found again by its path (the descriptor above names
+    // the directory under it). The tmpfs is the runtime's own, just made,
+    // 0755: only root writes in it (this process; the container's do not
+    // exist yet), not the image, so the hierarchies' directories are made
+    // and mounted on by name below this one descriptor, with no walk from
+    // the rootfs's root for each.
+    let tmp = open_in_root(ctx.root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .map_err(|e| err("reopen".into(), e))?;
+    let tmp_path = fd_path(tmp.as_fd());
     for h in &hierarchies {
         let data = h.data.as_deref().unwrap_or("");
-        one(&h.path, &h.host_dir, "cgroup", Some(data))?;
+        // The hierarchy's name: one component below the destination.
+        let name = h.path.strip_prefix(dest).ok().and_then(|r| {
+            let mut c = r.components();
+            match (c.next(), c.next()) {
+                (Some(std::path::Component::Normal(n)), None) => n.to_str(),
+                _ => None,
+            }
+        });
+        let made = name.filter(|n| {
+            nix::sys::stat::mkdirat(
+                tmp.as_fd(),
+                *n,
+                nix::sys::stat::Mode::from_bits_truncate(0o755),
+            )
+            .is_ok()
+        });
+        match made {
+            Some(n) => attach(
+                &format!("{tmp_path}/{n}"),
+                false,
+                &h.path,
+                &h.host_dir,
+                "cgroup",
+                Some(data),
+            )?,
+            // Not made here (there already, say): the walk from the root.
+            None => one(&h.path, &h.host_dir, "cgroup", Some(data))?,
+        }
         let ctrls: Vec<&str> = data.split(',').collect();
         if ctrls.len() > 1 {
             let name = h.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let dir = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                .map_err(|e| err("reopen".into(), e))?;
             for c in ctrls {
-                match nix::unistd::symlinkat(name, dir.as_fd(), c) {
+                match nix::unistd::symlinkat(name, tmp.as_fd(), c) {
                     Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => return Err(err(format!("symlink {c} -> {name}"), e)),
                 }
@@ -987,15 +1041,8 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
     // directory is made 0555, as runc leaves it: without CAP_DAC_OVERRIDE
     // the container's root can neither add entries nor swap the symlinks.
     // Each hierarchy below is a read-only mount when the mount asks for ro.
-    let top = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .map_err(|e| err("reopen".into(), e))?;
-    nix::sys::stat::fchmodat(
-        nix::fcntl::AT_FDCWD,
-        fd_path(top.as_fd()).as_str(),
-        nix::sys::stat::Mode::from_bits_truncate(0o555),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(|e| err("chmod 0555 the cgroup tmpfs".into(), e))?;
+    nix::sys::stat::fchmod(tmp.as_fd(), nix::sys::stat::Mode::from_bits_truncate(0o555))
+        .map_err(|e| err("chmod 0555 the cgroup tmpfs".into(), e))?;
     Ok(())
 }
 
