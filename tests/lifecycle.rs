@@ -470,20 +470,26 @@ fn mounts_in_order_with_options() {
 fn devices_symlinks_and_linux_devices() {
     let (code, out, err) = inside(
         |c| {
-            c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0}]);
+            // One node with an owner of its own, one in a directory of
+            // its own, owned as the defaults are (0:0, as created).
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 1000, "gid": 1001},
+                {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 0o600, "uid": 0, "gid": 0}
+            ]);
         },
-        "for d in null zero full random urandom tty fuse; do stat -c '%n %t:%T %a' /dev/$d; done; \
+        "for d in null zero full random urandom tty fuse net/tun; do stat -c '%n %t:%T %a %u:%g' /dev/$d; done; \
          for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok",
     );
     assert_eq!(code, 0, "{err}");
     for want in [
-        "/dev/null 1:3 666",
-        "/dev/zero 1:5 666",
-        "/dev/full 1:7 666",
-        "/dev/random 1:8 666",
-        "/dev/urandom 1:9 666",
-        "/dev/tty 5:0 666",
-        "/dev/fuse a:e5 640",
+        "/dev/null 1:3 666 0:0",
+        "/dev/zero 1:5 666 0:0",
+        "/dev/full 1:7 666 0:0",
+        "/dev/random 1:8 666 0:0",
+        "/dev/urandom 1:9 666 0:0",
+        "/dev/tty 5:0 666 0:0",
+        "/dev/fuse a:e5 640 1000:1001",
+        "/dev/net/tun a:c8 600 0:0",
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }

@@ -262,7 +262,6 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                     nodes.push(n);
                 }
                 linux::devices::create(root_fd.as_fd(), &nodes, req.userns)?;
-                linux::devices::symlinks(root_fd.as_fd())?;
             }
             root_fd
         };
