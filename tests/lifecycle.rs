@@ -450,9 +450,14 @@ fn mounts_in_order_with_options() {
             // tmpfs takes that directory's mode, as with runc); /scratch/inner
             // is always new, inside the fresh /scratch.
             m.push(json!({"destination": "/scratch/inner", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", "mode=700"]}));
+            // Over the image's 1777 /tmp and 755 /home: their modes, whatever
+            // mode= says (or the 1777 tmpfs gives without one).
+            m.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", "mode=755"]}));
+            m.push(json!({"destination": "/home", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
         },
         "cat /data/file; echo; (touch /data/x) 2>&1 | grep -c 'Read-only'; grep ' /data ' /proc/self/mountinfo | cut -d' ' -f6; \
-         grep ' /scratch ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /scratch/inner; grep -c ' /scratch/inner ' /proc/self/mountinfo",
+         grep ' /scratch ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /scratch/inner; grep -c ' /scratch/inner ' /proc/self/mountinfo; \
+         stat -c %a /tmp /home /dev /dev/shm; grep -c ' /tmp tmpfs ' /proc/mounts",
     );
     assert_eq!(code, 0, "{err}");
     let l: Vec<&str> = out.lines().collect();
@@ -464,6 +469,7 @@ fn mounts_in_order_with_options() {
     assert!(l[3].contains("noexec"), "tmpfs options {}", l[3]);
     assert_eq!(l[4], "700");
     assert_eq!(l[5], "1", "nested mount after its parent");
+    assert_eq!(&l[6..11], ["1777", "755", "755", "1777", "1"], "{out}");
 }
 
 #[test]

@@ -471,8 +471,18 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
         Err(e) => return Err(err(format!("mount -t {typ}"), e)),
     }
     // The mount's top, for what is done to the new mount itself: nothing,
-    // for most (their flags went with the mount).
-    if typ != "tmpfs" && opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0 {
+    // for most (their flags went with the mount), nor for a tmpfs whose
+    // root mode is already right (a new directory's, or the mode= the
+    // covered directory has).
+    let tmpfs_done = typ == "tmpfs"
+        && !opts.tmpcopyup
+        && !late_ro
+        && (mode_before.is_none() || mode_before == tmpfs_mode(&data));
+    if (typ != "tmpfs" || tmpfs_done)
+        && opts.propagation.is_empty()
+        && opts.rec_set == 0
+        && opts.rec_clear == 0
+    {
         return Ok(Mounted::Done);
     }
     let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
@@ -506,6 +516,16 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
     Ok(Mounted::Done)
 }
 
+/// The mode a new tmpfs mounted with `data` gives its root, as tmpfs reads
+/// it: the last `mode=` (octal, masked to 07777), else 01777. None when a
+/// `mode=` does not parse here (the mount's own root is then looked at).
+fn tmpfs_mode(data: &str) -> Option<u32> {
+    match data.rsplit(',').find_map(|o| o.strip_prefix("mode=")) {
+        None => Some(0o1777),
+        Some(v) => u32::from_str_radix(v, 8).ok().map(|m| m & 0o7777),
+    }
+}
+
 /// procfs and sysfs go where the config says, not where the image points:
 /// an existing destination that is not a directory (a symlink in the image,
 /// say /proc -> /tmp/x) is refused as runc refuses it, instead of being
@@ -516,9 +536,20 @@ fn check_ordinary_dir(
     dest: &Path,
     idx: usize,
 ) -> Result<Option<OwnedFd>> {
-    let fd = match open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
-        Ok(fd) => fd,
+    // O_DIRECTORY: an ordinary directory opens, and needs no stat; what
+    // else is there fails with ENOTDIR and is looked at below.
+    let dir = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY;
+    let fd = match open_in_root(ctx.root, dest, dir) {
+        Ok(fd) => return Ok(Some(fd)),
         Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(nix::errno::Errno::ENOTDIR) => {
+            open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(|e| {
+                Error::sys(
+                    format!("mounts[{idx}] ({typ} on {}): open", dest.display()),
+                    e,
+                )
+            })?
+        }
         Err(e) => {
             return Err(Error::sys(
                 format!("mounts[{idx}] ({typ} on {}): open", dest.display()),
@@ -1233,6 +1264,17 @@ mod tests {
         assert_eq!(c.attr_clr, ATTR_NOSUID | ATTR_NOSYMFOLLOW);
         let s = remount_attr(M::MS_NOATIME | M::MS_STRICTATIME, M::empty());
         assert_eq!(s.attr_set & ATTR__ATIME, ATTR_STRICTATIME);
+    }
+
+    #[test]
+    fn tmpfs_mode_as_tmpfs_reads_it() {
+        assert_eq!(tmpfs_mode("size=65536k"), Some(0o1777));
+        assert_eq!(tmpfs_mode(""), Some(0o1777));
+        assert_eq!(tmpfs_mode("mode=755,size=65536k"), Some(0o755));
+        assert_eq!(tmpfs_mode("mode=0700,mode=1777"), Some(0o1777));
+        assert_eq!(tmpfs_mode("mode=17777"), Some(0o7777));
+        assert_eq!(tmpfs_mode("mode=9"), None);
+        assert_eq!(tmpfs_mode("mode="), None);
     }
 
     /// mount_setattr with [`remount_attr`] leaves a bind mount as the
