@@ -1422,7 +1422,7 @@ $NK resume {id} && echo resumed=$($NK state {id} | grep -c '"running"')
 echo stats=$($NK events --stats {id} | grep -c '"2MB"')
 $NK exec -d {id} sleep 999 </dev/null >/dev/null 2>&1
 echo nprocs=$($NK ps --format json {id})
-$NK kill --all {id} KILL && n=0 && while [ -s $D/cgroup.procs ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done && echo after_kill=$(wc -l < $D/cgroup.procs)
+$NK kill --all {id} KILL && n=0 && while [ -n "$(cat $D/cgroup.procs)" ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done && echo after_kill=$(wc -l < $D/cgroup.procs)
 for i in $(seq 100); do $NK state {id} | grep -q '"stopped"' && break; sleep 0.1; done
 $NK delete {id} && echo deleted=$(test -d $D && echo no || echo yes)
 $NK run --bundle {bmem} {id}-mem 2>&1 | tail -1 | sed 's/^/mem_error=/'
