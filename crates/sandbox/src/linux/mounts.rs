@@ -234,6 +234,45 @@ pub struct MountCtx<'a> {
     /// not in yet: procfs is mounted for that namespace (`pidns=`), never
     /// for the runtime's, whose processes it would show.
     pub pidns: Option<BorrowedFd<'a>>,
+    /// The tmpfs mounts made since the last mount whose destination was
+    /// walked to from the rootfs's root (see [`FreshDir`]).
+    pub fresh: std::cell::RefCell<Vec<FreshDir>>,
+}
+
+/// A tmpfs this runtime just mounted, with nothing of the image in it (no
+/// tmpcopyup), and nothing mounted since on it or on a directory above it:
+/// every mount after it went into a directory made new in such a tmpfs. A
+/// destination that is a new name directly in it (/dev/pts after /dev) is
+/// made there with mkdirat and mounted on by name below one descriptor of
+/// it, found once with the same openat2 walk from the root, instead of
+/// three walks (the destination, its parent, the destination again). Any
+/// mount walked to from the root could cover it (an image symlink leads
+/// anywhere), so it ends the list.
+pub struct FreshDir {
+    /// Its destination, as [`clean_rel`](super::fs::clean_rel) gives it.
+    rel: PathBuf,
+    /// Its root, opened when first needed.
+    fd: Option<OwnedFd>,
+}
+
+/// The target for a mount at `rel` made as a new directory directly in a
+/// [`FreshDir`], as a `/proc/self/fd/N/name` path; None when `rel` is not
+/// such a name or the directory cannot be made there (the walk from the
+/// root is then the way).
+fn fresh_target(root: BorrowedFd<'_>, fresh: &mut [FreshDir], rel: &Path) -> Option<String> {
+    let (parent, name) = (rel.parent()?, rel.file_name()?.to_str()?);
+    let f = fresh.iter_mut().find(|f| f.rel == parent)?;
+    if f.fd.is_none() {
+        f.fd = Some(open_in_root(root, &f.rel, OFlag::O_PATH | OFlag::O_DIRECTORY).ok()?);
+    }
+    let fd = f.fd.as_ref()?;
+    nix::sys::stat::mkdirat(
+        fd.as_fd(),
+        name,
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    )
+    .ok()?;
+    Some(format!("{}/{name}", fd_path(fd.as_fd())))
 }
 
 /// What [`mount_entry`] did with a mount.
@@ -318,6 +357,8 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
         ))
     };
 
+    // Kept only by a mount made through it (below).
+    let mut fresh = ctx.fresh.take();
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, m, &opts, idx).map(|()| Mounted::Done);
     }
@@ -388,17 +429,32 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
     } else {
         None
     };
-    let (target_fd, existed) = match checked {
-        Some(fd) => (fd, true),
-        None => crate::linux::fs::mkdir_all_in_root_existed(ctx.root, dest)?,
+    let rel = crate::linux::fs::clean_rel(dest);
+    let in_fresh = match checked {
+        None if !opts.tmpcopyup => fresh_target(ctx.root, &mut fresh, &rel),
+        _ => None,
+    };
+    let (target_fd, target, existed) = match (checked, in_fresh) {
+        (_, Some(t)) => (None, t, false),
+        (Some(fd), None) => {
+            fresh.clear();
+            let t = fd_path(fd.as_fd());
+            (Some(fd), t, true)
+        }
+        (None, None) => {
+            fresh.clear();
+            let (fd, existed) = crate::linux::fs::mkdir_all_in_root_existed(ctx.root, dest)?;
+            let t = fd_path(fd.as_fd());
+            (Some(fd), t, existed)
+        }
     };
     // As runc: a tmpfs over an existing directory takes that directory's
     // mode (an image's 1777 /tmp stays 1777); a new one keeps its mode=.
-    let mode_before = (typ == "tmpfs" && existed)
-        .then(|| nix::sys::stat::fstat(target_fd.as_fd()).ok())
-        .flatten()
+    let mode_before = target_fd
+        .as_ref()
+        .filter(|_| typ == "tmpfs" && existed)
+        .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).ok())
         .map(|st| st.st_mode & 0o7777);
-    let target = fd_path(target_fd.as_fd());
     let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
     // A read-only tmpfs is mounted writable, filled and chmod-ed, then made
     // read-only (as runc does).
@@ -470,6 +526,11 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
         }
         Err(e) => return Err(err(format!("mount -t {typ}"), e)),
     }
+    let plain = opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0;
+    if typ == "tmpfs" && !opts.tmpcopyup && !late_ro && plain {
+        fresh.push(FreshDir { rel, fd: None });
+    }
+    ctx.fresh.replace(fresh);
     // The mount's top, for what is done to the new mount itself: nothing,
     // for most (their flags went with the mount), nor for a tmpfs whose
     // root mode is already right (a new directory's, or the mode= the
@@ -490,7 +551,15 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
     if typ == "tmpfs" {
         let mounted = nix::sys::stat::fstat(top.as_fd()).map_err(|e| err("stat".into(), e))?;
         if opts.tmpcopyup {
-            copy_up(target_fd.as_fd(), top.as_fd(), dest)?;
+            // tmpcopyup never mounts through a FreshDir: the directory
+            // under the tmpfs is at hand.
+            let lower = target_fd.as_ref().ok_or_else(|| {
+                Error::msg(format!(
+                    "tmpcopyup of {}: no lower directory",
+                    dest.display()
+                ))
+            })?;
+            copy_up(lower.as_fd(), top.as_fd(), dest)?;
         }
         tmpfs_root_attrs(&fd_path(top.as_fd()), &mounted, mode_before, opts.tmpcopyup)
             .map_err(|e| err("set the tmpfs root's mode".into(), e))?;
