@@ -354,6 +354,22 @@ fn memory_limits_seen_inside_and_on_host() {
     assert!(c
         .sh("cat /sys/fs/cgroup/memory/memory.oom_control")
         .contains("oom_kill_disable 0"));
+    // The default cgroup mount ("nosuid", "noexec", "nodev", "relatime",
+    // "ro"): each hierarchy is a bind of the container's directory, a mount
+    // with exactly those flags, below a tmpfs root the container's root
+    // cannot add to (0555).
+    let mi = c.sh("grep ' /sys/fs/cgroup/' /proc/self/mountinfo");
+    let dirs = c.sh("find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d");
+    assert!(!dirs.is_empty());
+    assert_eq!(mi.lines().count(), dirs.lines().count(), "{mi}\n{dirs}");
+    for l in mi.lines() {
+        assert_eq!(
+            l.split(' ').nth(5),
+            Some("ro,nosuid,nodev,noexec,relatime"),
+            "{l}"
+        );
+    }
+    assert_eq!(c.sh("stat -c %a /sys/fs/cgroup"), "555");
     // The init is in that cgroup, in every v1 hierarchy and in the unified one.
     let pc = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
     for line in pc.lines() {

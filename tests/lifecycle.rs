@@ -450,9 +450,14 @@ fn mounts_in_order_with_options() {
             // tmpfs takes that directory's mode, as with runc); /scratch/inner
             // is always new, inside the fresh /scratch.
             m.push(json!({"destination": "/scratch/inner", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", "mode=700"]}));
+            // Over the image's 1777 /tmp and 755 /home: their modes, whatever
+            // mode= says (or the 1777 tmpfs gives without one).
+            m.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", "mode=755"]}));
+            m.push(json!({"destination": "/home", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
         },
         "cat /data/file; echo; (touch /data/x) 2>&1 | grep -c 'Read-only'; grep ' /data ' /proc/self/mountinfo | cut -d' ' -f6; \
-         grep ' /scratch ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /scratch/inner; grep -c ' /scratch/inner ' /proc/self/mountinfo",
+         grep ' /scratch ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /scratch/inner; grep -c ' /scratch/inner ' /proc/self/mountinfo; \
+         stat -c %a /tmp /home /dev /dev/shm; grep -c ' /tmp tmpfs ' /proc/mounts",
     );
     assert_eq!(code, 0, "{err}");
     let l: Vec<&str> = out.lines().collect();
@@ -464,26 +469,33 @@ fn mounts_in_order_with_options() {
     assert!(l[3].contains("noexec"), "tmpfs options {}", l[3]);
     assert_eq!(l[4], "700");
     assert_eq!(l[5], "1", "nested mount after its parent");
+    assert_eq!(&l[6..11], ["1777", "755", "755", "1777", "1"], "{out}");
 }
 
 #[test]
 fn devices_symlinks_and_linux_devices() {
     let (code, out, err) = inside(
         |c| {
-            c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0}]);
+            // One node with an owner of its own, one in a directory of
+            // its own, owned as the defaults are (0:0, as created).
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 1000, "gid": 1001},
+                {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 0o600, "uid": 0, "gid": 0}
+            ]);
         },
-        "for d in null zero full random urandom tty fuse; do stat -c '%n %t:%T %a' /dev/$d; done; \
+        "for d in null zero full random urandom tty fuse net/tun; do stat -c '%n %t:%T %a %u:%g' /dev/$d; done; \
          for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok",
     );
     assert_eq!(code, 0, "{err}");
     for want in [
-        "/dev/null 1:3 666",
-        "/dev/zero 1:5 666",
-        "/dev/full 1:7 666",
-        "/dev/random 1:8 666",
-        "/dev/urandom 1:9 666",
-        "/dev/tty 5:0 666",
-        "/dev/fuse a:e5 640",
+        "/dev/null 1:3 666 0:0",
+        "/dev/zero 1:5 666 0:0",
+        "/dev/full 1:7 666 0:0",
+        "/dev/random 1:8 666 0:0",
+        "/dev/urandom 1:9 666 0:0",
+        "/dev/tty 5:0 666 0:0",
+        "/dev/fuse a:e5 640 1000:1001",
+        "/dev/net/tun a:c8 600 0:0",
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }

@@ -223,7 +223,7 @@ fn trees(items: &[ShareItem]) -> Result<Vec<OwnedFd>> {
                 attr_set: MOUNT_ATTR_RDONLY,
                 ..Default::default()
             };
-            mount_setattr(t.as_fd(), 0, &a).map_err(|e| {
+            mount_setattr(Some(t.as_fd()), c"", 0, &a).map_err(|e| {
                 Error::sys(
                     format!("mount_setattr({}, MOUNT_ATTR_RDONLY)", it.src.display()),
                     e,

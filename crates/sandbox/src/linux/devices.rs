@@ -1,6 +1,6 @@
 //! /dev: the default device nodes, linux.devices, and the standard symlinks.
 
-use super::fs::{fd_path, mkdir_all_in_root, open_in_root, reopen, touch_in_root};
+use super::fs::{fd_path, mkdir_all_in_root, open_in_root, touch_in_root};
 use crate::error::{Error, Result, SysContext};
 use crate::explain::{self, catalog};
 use nix::fcntl::OFlag;
@@ -68,8 +68,9 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Node> {
     })
 }
 
-/// Create nodes in the rootfs. In a user namespace mknod is not allowed, so
-/// the host's device is bind-mounted instead (runc does the same).
+/// Create nodes in the rootfs, then the standard symlinks in its /dev.
+/// In a user namespace mknod is not allowed, so the host's device is
+/// bind-mounted instead (runc does the same).
 pub fn create(root: BorrowedFd<'_>, nodes: &[Node], userns: bool) -> Result<()> {
     explain::step(&catalog::DEVICES, || {
         nodes
@@ -80,20 +81,34 @@ pub fn create(root: BorrowedFd<'_>, nodes: &[Node], userns: bool) -> Result<()> 
     });
     let old = nix::sys::stat::umask(Mode::empty());
     // The directory of the last node, kept open for the next one in the
-    // same directory (the six defaults are all in /dev).
+    // same directory (the six defaults are all in /dev), with what a node
+    // made there is born owned by.
     let mut dir = None;
     let r = nodes
         .iter()
         .try_for_each(|n| create_one(root, n, userns, &mut dir));
     nix::sys::stat::umask(old);
-    r
+    r?;
+    let dev = match dir {
+        Some(d) if d.path == Path::new("dev") => d.fd,
+        _ => mkdir_all_in_root(root, Path::new("dev"))?,
+    };
+    symlinks(dev.as_fd())
+}
+
+/// A directory nodes are made in: an O_PATH descriptor (enough for the
+/// *at calls), and the owner a new node there gets unless it is chowned.
+struct NodeDir {
+    path: PathBuf,
+    fd: OwnedFd,
+    born: Option<(u32, u32)>,
 }
 
 fn create_one(
     root: BorrowedFd<'_>,
     n: &Node,
     userns: bool,
-    last_dir: &mut Option<(PathBuf, OwnedFd)>,
+    last_dir: &mut Option<NodeDir>,
 ) -> Result<()> {
     let rel = super::fs::clean_rel(&n.path);
     if userns {
@@ -112,42 +127,80 @@ fn create_one(
         .file_name()
         .ok_or_else(|| Error::msg(format!("device path {} has no name", n.path.display())))?;
     let dir = match last_dir {
-        Some((p, fd)) if p == parent => fd,
+        Some(d) if d.path == parent => d,
         _ => {
-            let d = mkdir_all_in_root(root, parent)?;
-            let d = reopen(d.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
-            &last_dir.insert((parent.to_path_buf(), d)).1
+            let fd = mkdir_all_in_root(root, parent)?;
+            let born = born_owner(fd.as_fd());
+            last_dir.insert(NodeDir {
+                path: parent.to_path_buf(),
+                fd,
+                born,
+            })
         }
     };
-    // A file already there (from the image, or a bind mount) is replaced.
-    let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     let dev = nix::sys::stat::makedev(n.major, n.minor);
-    nix::sys::stat::mknodat(
-        dir.as_fd(),
-        name,
-        n.kind,
-        Mode::from_bits_truncate(n.mode),
-        dev,
-    )
-    .sys(|| format!("mknod {} {}:{}", n.path.display(), n.major, n.minor))?;
-    nix::unistd::fchownat(
-        dir.as_fd(),
-        name,
-        Some(nix::unistd::Uid::from_raw(n.uid)),
-        Some(nix::unistd::Gid::from_raw(n.gid)),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .sys(|| format!("chown {}", n.path.display()))?;
+    let mode = Mode::from_bits_truncate(n.mode);
+    let mknod = || nix::sys::stat::mknodat(dir.fd.as_fd(), name, n.kind, mode, dev);
+    match mknod() {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EEXIST) => {
+            // A file already there (from the image, or a bind mount) is replaced.
+            let _ = nix::unistd::unlinkat(
+                dir.fd.as_fd(),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            mknod().sys(|| format!("mknod {} {}:{}", n.path.display(), n.major, n.minor))?;
+        }
+        Err(e) => {
+            return Err(Error::sys(
+                format!("mknod {} {}:{}", n.path.display(), n.major, n.minor),
+                e,
+            ))
+        }
+    }
+    // A new node is owned by this process's fsuid and fsgid already; the
+    // chown is needed for another owner, and for a set-id mode (chown
+    // drops set-id bits, and the node must end as chowned ones do).
+    if dir.born != Some((n.uid, n.gid)) || n.mode & 0o6000 != 0 {
+        nix::unistd::fchownat(
+            dir.fd.as_fd(),
+            name,
+            Some(nix::unistd::Uid::from_raw(n.uid)),
+            Some(nix::unistd::Gid::from_raw(n.gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .sys(|| format!("chown {}", n.path.display()))?;
+    }
     Ok(())
 }
 
-/// /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr, /dev/ptmx (and /dev/core).
-pub fn symlinks(root: BorrowedFd<'_>) -> Result<()> {
+/// The owner a node made in `dir` is born with, when `dir` is on a tmpfs
+/// (a /dev the runtime mounts): this process's effective uid and gid (the
+/// fs ids follow them; the runtime never sets them apart). None when
+/// unsure: a set-group-id directory gives its own group, and another
+/// filesystem may give another owner (a root-squashed NFS rootfs).
+fn born_owner(dir: BorrowedFd<'_>) -> Option<(u32, u32)> {
+    let fs = nix::sys::statfs::fstatfs(dir).ok()?;
+    if fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC {
+        return None;
+    }
+    let st = nix::sys::stat::fstat(dir).ok()?;
+    if st.st_mode & libc::S_ISGID != 0 {
+        return None;
+    }
+    Some((
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    ))
+}
+
+/// /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr, /dev/ptmx (and /dev/core),
+/// in `dev`, the rootfs's /dev.
+fn symlinks(dev: BorrowedFd<'_>) -> Result<()> {
     explain::step(&catalog::DEV_SYMLINKS, || {
         "/dev/fd -> /proc/self/fd, /dev/stdin -> /proc/self/fd/0, /dev/stdout -> /proc/self/fd/1, /dev/stderr -> /proc/self/fd/2, /dev/ptmx -> pts/ptmx".into()
     });
-    let dev = mkdir_all_in_root(root, Path::new("dev"))?;
-    let dev = reopen(dev.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -159,12 +212,16 @@ pub fn symlinks(root: BorrowedFd<'_>) -> Result<()> {
         links.push(("/proc/kcore", "core"));
     }
     for (target, name) in links {
-        if name == "ptmx" {
+        let link = || nix::unistd::symlinkat(target, dev, name);
+        let r = match link() {
             // An existing /dev/ptmx node (from a bind) is replaced by the link.
-            let _ =
-                nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-        }
-        match nix::unistd::symlinkat(target, dev.as_fd(), name) {
+            Err(nix::errno::Errno::EEXIST) if name == "ptmx" => {
+                let _ = nix::unistd::unlinkat(dev, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+                link()
+            }
+            r => r,
+        };
+        match r {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
             Err(e) => return Err(Error::sys(format!("symlink /dev/{name} -> {target}"), e)),
         }

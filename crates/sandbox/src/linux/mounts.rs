@@ -234,6 +234,45 @@ pub struct MountCtx<'a> {
     /// not in yet: procfs is mounted for that namespace (`pidns=`), never
     /// for the runtime's, whose processes it would show.
     pub pidns: Option<BorrowedFd<'a>>,
+    /// The tmpfs mounts made since the last mount whose destination was
+    /// walked to from the rootfs's root (see [`FreshDir`]).
+    pub fresh: std::cell::RefCell<Vec<FreshDir>>,
+}
+
+/// A tmpfs this runtime just mounted, with nothing of the image in it (no
+/// tmpcopyup), and nothing mounted since on it or on a directory above it:
+/// every mount after it went into a directory made new in such a tmpfs. A
+/// destination that is a new name directly in it (/dev/pts after /dev) is
+/// made there with mkdirat and mounted on by name below one descriptor of
+/// it, found once with the same openat2 walk from the root, instead of
+/// three walks (the destination, its parent, the destination again). Any
+/// mount walked to from the root could cover it (an image symlink leads
+/// anywhere), so it ends the list.
+pub struct FreshDir {
+    /// Its destination, as [`clean_rel`](super::fs::clean_rel) gives it.
+    rel: PathBuf,
+    /// Its root, opened when first needed.
+    fd: Option<OwnedFd>,
+}
+
+/// The target for a mount at `rel` made as a new directory directly in a
+/// [`FreshDir`], as a `/proc/self/fd/N/name` path; None when `rel` is not
+/// such a name or the directory cannot be made there (the walk from the
+/// root is then the way).
+fn fresh_target(root: BorrowedFd<'_>, fresh: &mut [FreshDir], rel: &Path) -> Option<String> {
+    let (parent, name) = (rel.parent()?, rel.file_name()?.to_str()?);
+    let f = fresh.iter_mut().find(|f| f.rel == parent)?;
+    if f.fd.is_none() {
+        f.fd = Some(open_in_root(root, &f.rel, OFlag::O_PATH | OFlag::O_DIRECTORY).ok()?);
+    }
+    let fd = f.fd.as_ref()?;
+    nix::sys::stat::mkdirat(
+        fd.as_fd(),
+        name,
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    )
+    .ok()?;
+    Some(format!("{}/{name}", fd_path(fd.as_fd())))
 }
 
 /// What [`mount_entry`] did with a mount.
@@ -318,6 +357,8 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
         ))
     };
 
+    // Kept only by a mount made through it (below).
+    let mut fresh = ctx.fresh.take();
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, m, &opts, idx).map(|()| Mounted::Done);
     }
@@ -388,17 +429,32 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
     } else {
         None
     };
-    let (target_fd, existed) = match checked {
-        Some(fd) => (fd, true),
-        None => crate::linux::fs::mkdir_all_in_root_existed(ctx.root, dest)?,
+    let rel = crate::linux::fs::clean_rel(dest);
+    let in_fresh = match checked {
+        None if !opts.tmpcopyup => fresh_target(ctx.root, &mut fresh, &rel),
+        _ => None,
+    };
+    let (target_fd, target, existed) = match (checked, in_fresh) {
+        (_, Some(t)) => (None, t, false),
+        (Some(fd), None) => {
+            fresh.clear();
+            let t = fd_path(fd.as_fd());
+            (Some(fd), t, true)
+        }
+        (None, None) => {
+            fresh.clear();
+            let (fd, existed) = crate::linux::fs::mkdir_all_in_root_existed(ctx.root, dest)?;
+            let t = fd_path(fd.as_fd());
+            (Some(fd), t, existed)
+        }
     };
     // As runc: a tmpfs over an existing directory takes that directory's
     // mode (an image's 1777 /tmp stays 1777); a new one keeps its mode=.
-    let mode_before = (typ == "tmpfs" && existed)
-        .then(|| nix::sys::stat::fstat(target_fd.as_fd()).ok())
-        .flatten()
+    let mode_before = target_fd
+        .as_ref()
+        .filter(|_| typ == "tmpfs" && existed)
+        .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).ok())
         .map(|st| st.st_mode & 0o7777);
-    let target = fd_path(target_fd.as_fd());
     let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
     // A read-only tmpfs is mounted writable, filled and chmod-ed, then made
     // read-only (as runc does).
@@ -470,9 +526,24 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
         }
         Err(e) => return Err(err(format!("mount -t {typ}"), e)),
     }
+    let plain = opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0;
+    if typ == "tmpfs" && !opts.tmpcopyup && !late_ro && plain {
+        fresh.push(FreshDir { rel, fd: None });
+    }
+    ctx.fresh.replace(fresh);
     // The mount's top, for what is done to the new mount itself: nothing,
-    // for most (their flags went with the mount).
-    if typ != "tmpfs" && opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0 {
+    // for most (their flags went with the mount), nor for a tmpfs whose
+    // root mode is already right (a new directory's, or the mode= the
+    // covered directory has).
+    let tmpfs_done = typ == "tmpfs"
+        && !opts.tmpcopyup
+        && !late_ro
+        && (mode_before.is_none() || mode_before == tmpfs_mode(&data));
+    if (typ != "tmpfs" || tmpfs_done)
+        && opts.propagation.is_empty()
+        && opts.rec_set == 0
+        && opts.rec_clear == 0
+    {
         return Ok(Mounted::Done);
     }
     let top = open_in_root(ctx.root, dest, OFlag::O_PATH)
@@ -480,7 +551,15 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
     if typ == "tmpfs" {
         let mounted = nix::sys::stat::fstat(top.as_fd()).map_err(|e| err("stat".into(), e))?;
         if opts.tmpcopyup {
-            copy_up(target_fd.as_fd(), top.as_fd(), dest)?;
+            // tmpcopyup never mounts through a FreshDir: the directory
+            // under the tmpfs is at hand.
+            let lower = target_fd.as_ref().ok_or_else(|| {
+                Error::msg(format!(
+                    "tmpcopyup of {}: no lower directory",
+                    dest.display()
+                ))
+            })?;
+            copy_up(lower.as_fd(), top.as_fd(), dest)?;
         }
         tmpfs_root_attrs(&fd_path(top.as_fd()), &mounted, mode_before, opts.tmpcopyup)
             .map_err(|e| err("set the tmpfs root's mode".into(), e))?;
@@ -506,6 +585,16 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, idx: usize) -> Result<Mounted>
     Ok(Mounted::Done)
 }
 
+/// The mode a new tmpfs mounted with `data` gives its root, as tmpfs reads
+/// it: the last `mode=` (octal, masked to 07777), else 01777. None when a
+/// `mode=` does not parse here (the mount's own root is then looked at).
+fn tmpfs_mode(data: &str) -> Option<u32> {
+    match data.rsplit(',').find_map(|o| o.strip_prefix("mode=")) {
+        None => Some(0o1777),
+        Some(v) => u32::from_str_radix(v, 8).ok().map(|m| m & 0o7777),
+    }
+}
+
 /// procfs and sysfs go where the config says, not where the image points:
 /// an existing destination that is not a directory (a symlink in the image,
 /// say /proc -> /tmp/x) is refused as runc refuses it, instead of being
@@ -516,9 +605,20 @@ fn check_ordinary_dir(
     dest: &Path,
     idx: usize,
 ) -> Result<Option<OwnedFd>> {
-    let fd = match open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
-        Ok(fd) => fd,
+    // O_DIRECTORY: an ordinary directory opens, and needs no stat; what
+    // else is there fails with ENOTDIR and is looked at below.
+    let dir = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY;
+    let fd = match open_in_root(ctx.root, dest, dir) {
+        Ok(fd) => return Ok(Some(fd)),
         Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(nix::errno::Errno::ENOTDIR) => {
+            open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(|e| {
+                Error::sys(
+                    format!("mounts[{idx}] ({typ} on {}): open", dest.display()),
+                    e,
+                )
+            })?
+        }
         Err(e) => {
             return Err(Error::sys(
                 format!("mounts[{idx}] ({typ} on {}): open", dest.display()),
@@ -557,7 +657,23 @@ const KEPT_ON_RO: MsFlags = MsFlags::MS_NOSUID
 /// readonlyPath does. When the kernel refuses to clear a flag locked by the
 /// source mount (in a user namespace), the locked ones are kept and the
 /// call retried, as runc does.
+///
+/// The same change is first asked of mount_setattr(2), which changes only
+/// the flags it names, so the mount's current flags need not be read
+/// first ([`remount_attr`]); mount(2) is the way when it fails (a kernel
+/// before 5.12, a flag locked in a user namespace).
 pub fn remount_bind(target: &str, flags: MsFlags, cleared: MsFlags) -> nix::Result<()> {
+    if let Ok(path) = std::ffi::CString::new(target) {
+        let attr = remount_attr(flags, cleared);
+        if super::syscall::mount_setattr(None, &path, 0, &attr).is_ok() {
+            return Ok(());
+        }
+    }
+    remount_by_mount(target, flags, cleared)
+}
+
+/// [`remount_bind`] with mount(2) alone.
+fn remount_by_mount(target: &str, flags: MsFlags, cleared: MsFlags) -> nix::Result<()> {
     let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
     let mut flags = flags;
     if flags.contains(MsFlags::MS_RDONLY) {
@@ -587,6 +703,55 @@ pub fn remount_bind(target: &str, flags: MsFlags, cleared: MsFlags) -> nix::Resu
         }
         r => r,
     }
+}
+
+/// The mount_setattr(2) change that leaves a mount with the per-mount flags
+/// [`remount_bind`]'s mount(MS_REMOUNT|MS_BIND) gives it (when that needs no
+/// retry): read-only as `flags` says; nosuid, nodev and noexec set when
+/// `flags` has them, else kept on a read-only remount unless `cleared`, and
+/// cleared on a writable one; the atime mode replaced when `flags` names
+/// one (relatime unless noatime or strictatime), else kept; nosymfollow
+/// cleared (a remount cannot keep it).
+pub fn remount_attr(flags: MsFlags, cleared: MsFlags) -> MountAttr {
+    let ro = flags.contains(MsFlags::MS_RDONLY);
+    let mut a = MountAttr::default();
+    if ro {
+        a.attr_set |= ATTR_RDONLY;
+    } else {
+        a.attr_clr |= ATTR_RDONLY;
+    }
+    for (mf, at) in [
+        (MsFlags::MS_NOSUID, ATTR_NOSUID),
+        (MsFlags::MS_NODEV, ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, ATTR_NOEXEC),
+    ] {
+        if flags.contains(mf) {
+            a.attr_set |= at;
+        } else if !ro || cleared.contains(mf) {
+            a.attr_clr |= at;
+        }
+    }
+    let atime = MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_STRICTATIME;
+    if flags.intersects(atime) {
+        // As mount(2) reads them: relatime unless noatime; strictatime
+        // drops both; nodiratime beside any.
+        a.attr_clr |= ATTR__ATIME | ATTR_NODIRATIME;
+        a.attr_set |= if flags.contains(MsFlags::MS_STRICTATIME) {
+            ATTR_STRICTATIME
+        } else if flags.contains(MsFlags::MS_NOATIME) {
+            ATTR_NOATIME
+        } else {
+            ATTR_RELATIME
+        };
+        if flags.contains(MsFlags::MS_NODIRATIME) {
+            a.attr_set |= ATTR_NODIRATIME;
+        }
+    }
+    a.attr_clr |= ATTR_NOSYMFOLLOW;
+    a
 }
 
 /// The per-mount flags of the mount at `target`, as mount(2) flags.
@@ -724,7 +889,7 @@ pub fn idmapped_tree(
     } else {
         0
     };
-    if let Err(e) = super::syscall::mount_setattr(tree.as_fd(), at, &attr) {
+    if let Err(e) = super::syscall::mount_setattr(Some(tree.as_fd()), c"", at, &attr) {
         return Err(idmap_error(
             idx,
             what,
@@ -764,7 +929,7 @@ fn apply_recursive(fd: BorrowedFd<'_>, opts: &Parsed) -> nix::Result<()> {
         attr_clr: opts.rec_clear,
         ..Default::default()
     };
-    super::syscall::mount_setattr(fd, libc::AT_RECURSIVE as libc::c_uint, &attr)
+    super::syscall::mount_setattr(Some(fd), c"", libc::AT_RECURSIVE as libc::c_uint, &attr)
 }
 
 /// The tmpfs root's mode and owner after the mount: the covered directory's
@@ -857,35 +1022,54 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
             MsFlags::empty()
         };
     let target_fd = mkdir_all_in_root(ctx.root, dest)?;
-    // One hierarchy at `sub` below the destination: a fresh mount in a
-    // cgroup namespace (whose root is the container's cgroup), else a bind
-    // of the container's host directory.
-    let one = |sub: &Path, hostdir: &Path, fstype: &str, data: Option<&str>| -> Result<()> {
-        let fd = mkdir_all_in_root(ctx.root, sub)?;
-        let target = fd_path(fd.as_fd());
+    // One hierarchy mounted on `target`: a fresh mount in a cgroup
+    // namespace (whose root is the container's cgroup), else a bind of the
+    // container's host directory, then made read-only (and so on) as `leaf`
+    // says. `reopen`: `target` is a descriptor of the directory under the
+    // mount, so the mount is found again by walking `sub` from the rootfs;
+    // else `target` is walked by name and reaches the mount itself.
+    let attach = |target: &str,
+                  reopen: bool,
+                  sub: &Path,
+                  hostdir: &Path,
+                  fstype: &str,
+                  data: Option<&str>|
+     -> Result<()> {
         if ctx.cgroup.cgroupns {
             let src = if fstype == "cgroup2" {
                 "cgroup2"
             } else {
                 "cgroup"
             };
-            sys_mount(Some(src), &target, Some(fstype), leaf, data)
-                .map_err(|e| err(format!("mount -t {fstype} {}", data.unwrap_or("")), e))?;
-        } else {
-            sys_mount(
-                Some(hostdir.to_str().unwrap_or("")),
-                &target,
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )
-            .map_err(|e| err(format!("bind {}", hostdir.display()), e))?;
-            let top =
-                open_in_root(ctx.root, sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
-            remount_bind(&fd_path(top.as_fd()), leaf, opts.cleared)
-                .map_err(|e| err(format!("remount {}", sub.display()), e))?;
+            return sys_mount(Some(src), target, Some(fstype), leaf, data)
+                .map_err(|e| err(format!("mount -t {fstype} {}", data.unwrap_or("")), e));
         }
-        Ok(())
+        sys_mount(
+            Some(hostdir.to_str().unwrap_or("")),
+            target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .map_err(|e| err(format!("bind {}", hostdir.display()), e))?;
+        let top = if reopen {
+            let fd =
+                open_in_root(ctx.root, sub, OFlag::O_PATH).map_err(|e| err("reopen".into(), e))?;
+            Some(fd)
+        } else {
+            None
+        };
+        let top_path = top
+            .as_ref()
+            .map_or(target.to_string(), |fd| fd_path(fd.as_fd()));
+        remount_bind(&top_path, leaf, opts.cleared)
+            .map_err(|e| err(format!("remount {}", sub.display()), e))
+    };
+    // One hierarchy at `sub` below the destination, its directory made and
+    // found from the rootfs's root.
+    let one = |sub: &Path, hostdir: &Path, fstype: &str, data: Option<&str>| -> Result<()> {
+        let fd = mkdir_all_in_root(ctx.root, sub)?;
+        attach(&fd_path(fd.as_fd()), true, sub, hostdir, fstype, data)
     };
     let hierarchies = cgroup_hierarchies(dest, ctx.cgroup);
     if let [h] = hierarchies.as_slice() {
@@ -902,16 +1086,51 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
         Some("mode=755"),
     )
     .map_err(|e| err("mount tmpfs".into(), e))?;
+    drop(target_fd);
+    // The tmpfs root, found again by its path (the descriptor above names
+    // the directory under it). The tmpfs is the runtime's own, just made,
+    // 0755: only root writes in it (this process; the container's do not
+    // exist yet), not the image, so the hierarchies' directories are made
+    // and mounted on by name below this one descriptor, with no walk from
+    // the rootfs's root for each.
+    let tmp = open_in_root(ctx.root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .map_err(|e| err("reopen".into(), e))?;
+    let tmp_path = fd_path(tmp.as_fd());
     for h in &hierarchies {
         let data = h.data.as_deref().unwrap_or("");
-        one(&h.path, &h.host_dir, "cgroup", Some(data))?;
+        // The hierarchy's name: one component below the destination.
+        let name = h.path.strip_prefix(dest).ok().and_then(|r| {
+            let mut c = r.components();
+            match (c.next(), c.next()) {
+                (Some(std::path::Component::Normal(n)), None) => n.to_str(),
+                _ => None,
+            }
+        });
+        let made = name.filter(|n| {
+            nix::sys::stat::mkdirat(
+                tmp.as_fd(),
+                *n,
+                nix::sys::stat::Mode::from_bits_truncate(0o755),
+            )
+            .is_ok()
+        });
+        match made {
+            Some(n) => attach(
+                &format!("{tmp_path}/{n}"),
+                false,
+                &h.path,
+                &h.host_dir,
+                "cgroup",
+                Some(data),
+            )?,
+            // Not made here (there already, say): the walk from the root.
+            None => one(&h.path, &h.host_dir, "cgroup", Some(data))?,
+        }
         let ctrls: Vec<&str> = data.split(',').collect();
         if ctrls.len() > 1 {
             let name = h.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let dir = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                .map_err(|e| err("reopen".into(), e))?;
             for c in ctrls {
-                match nix::unistd::symlinkat(name, dir.as_fd(), c) {
+                match nix::unistd::symlinkat(name, tmp.as_fd(), c) {
                     Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => return Err(err(format!("symlink {c} -> {name}"), e)),
                 }
@@ -922,15 +1141,8 @@ fn mount_cgroup(ctx: &MountCtx<'_>, m: &Mount, opts: &Parsed, idx: usize) -> Res
     // directory is made 0555, as runc leaves it: without CAP_DAC_OVERRIDE
     // the container's root can neither add entries nor swap the symlinks.
     // Each hierarchy below is a read-only mount when the mount asks for ro.
-    let top = open_in_root(ctx.root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .map_err(|e| err("reopen".into(), e))?;
-    nix::sys::stat::fchmodat(
-        nix::fcntl::AT_FDCWD,
-        fd_path(top.as_fd()).as_str(),
-        nix::sys::stat::Mode::from_bits_truncate(0o555),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(|e| err("chmod 0555 the cgroup tmpfs".into(), e))?;
+    nix::sys::stat::fchmod(tmp.as_fd(), nix::sys::stat::Mode::from_bits_truncate(0o555))
+        .map_err(|e| err("chmod 0555 the cgroup tmpfs".into(), e))?;
     Ok(())
 }
 
@@ -1089,6 +1301,143 @@ mod tests {
             ]
         );
         assert!(cgroup_hierarchies(dest, &CgroupMountInfo::default()).is_empty());
+    }
+
+    #[test]
+    fn remount_attr_of_common_remounts() {
+        use MsFlags as M;
+        let ro = remount_attr(M::MS_RDONLY, M::empty());
+        assert_eq!((ro.attr_set, ro.attr_clr), (ATTR_RDONLY, ATTR_NOSYMFOLLOW));
+        // The cgroup binds: ro,nosuid,nodev,noexec,relatime.
+        let cg = remount_attr(
+            M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC | M::MS_RELATIME,
+            M::empty(),
+        );
+        assert_eq!(
+            cg.attr_set,
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC | ATTR_RELATIME
+        );
+        assert_eq!(
+            cg.attr_clr,
+            ATTR__ATIME | ATTR_NODIRATIME | ATTR_NOSYMFOLLOW
+        );
+        // A writable remount clears what it does not name.
+        let rw = remount_attr(M::MS_NOSUID, M::empty());
+        assert_eq!(rw.attr_set, ATTR_NOSUID);
+        assert_eq!(
+            rw.attr_clr,
+            ATTR_RDONLY | ATTR_NODEV | ATTR_NOEXEC | ATTR_NOSYMFOLLOW
+        );
+        // A read-only one clears only what the config clears.
+        let c = remount_attr(M::MS_RDONLY, M::MS_NOSUID | M::MS_RDONLY);
+        assert_eq!(c.attr_clr, ATTR_NOSUID | ATTR_NOSYMFOLLOW);
+        let s = remount_attr(M::MS_NOATIME | M::MS_STRICTATIME, M::empty());
+        assert_eq!(s.attr_set & ATTR__ATIME, ATTR_STRICTATIME);
+    }
+
+    #[test]
+    fn tmpfs_mode_as_tmpfs_reads_it() {
+        assert_eq!(tmpfs_mode("size=65536k"), Some(0o1777));
+        assert_eq!(tmpfs_mode(""), Some(0o1777));
+        assert_eq!(tmpfs_mode("mode=755,size=65536k"), Some(0o755));
+        assert_eq!(tmpfs_mode("mode=0700,mode=1777"), Some(0o1777));
+        assert_eq!(tmpfs_mode("mode=17777"), Some(0o7777));
+        assert_eq!(tmpfs_mode("mode=9"), None);
+        assert_eq!(tmpfs_mode("mode="), None);
+    }
+
+    /// mount_setattr with [`remount_attr`] leaves a bind mount as the
+    /// mount(2) remount does, for each of a table of flags, on mounts that
+    /// start with various flags. Runs itself again in a private mount
+    /// namespace (unshare -m), as root.
+    #[test]
+    fn remount_attr_does_what_a_remount_does() {
+        const CHILD: &str = "NK_TEST_REMOUNT_CHILD";
+        let Some(dir) = std::env::var_os(CHILD) else {
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!("skipped: needs root to mount");
+                return;
+            }
+            let dir = std::env::temp_dir().join(format!("nk-remount-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let st = std::process::Command::new("unshare")
+                .args(["-m", "--propagation", "private"])
+                .arg(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "linux::mounts::tests::remount_attr_does_what_a_remount_does",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(CHILD, &dir)
+                .status();
+            std::fs::remove_dir_all(&dir).unwrap();
+            match st {
+                Ok(s) => assert!(s.success(), "the child in a mount namespace failed: {s}"),
+                Err(e) => eprintln!("skipped: cannot run unshare: {e}"),
+            }
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let (src, a, b) = (dir.join("src"), dir.join("a"), dir.join("b"));
+        for d in [&src, &a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        // Per-mount options of the mount at `p`, from mountinfo.
+        let opts = |p: &Path| -> String {
+            let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            mi.lines()
+                .rfind(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+                .map(|l| l.split(' ').nth(5).unwrap().to_string())
+                .unwrap()
+        };
+        use MsFlags as M;
+        let starts = [
+            M::empty(),
+            M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+            M::MS_NOATIME | M::MS_NODIRATIME,
+            M::MS_STRICTATIME | M::MS_RDONLY,
+        ];
+        let asks = [
+            (M::MS_RDONLY, M::empty()),
+            (
+                M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC | M::MS_RELATIME,
+                M::empty(),
+            ),
+            (M::empty(), M::empty()),
+            (M::MS_NOSUID, M::MS_RDONLY),
+            (M::MS_RDONLY, M::MS_NOSUID | M::MS_NODEV),
+            (M::MS_NOATIME | M::MS_NODIRATIME, M::empty()),
+            (M::MS_RDONLY | M::MS_NOATIME | M::MS_STRICTATIME, M::empty()),
+        ];
+        for start in starts {
+            for (flags, cleared) in asks {
+                for t in [&a, &b] {
+                    nix::mount::mount(Some(&src), t, None::<&str>, M::MS_BIND, None::<&str>)
+                        .unwrap();
+                    nix::mount::mount(
+                        None::<&str>,
+                        t,
+                        None::<&str>,
+                        M::MS_REMOUNT | M::MS_BIND | start,
+                        None::<&str>,
+                    )
+                    .unwrap();
+                }
+                remount_by_mount(a.to_str().unwrap(), flags, cleared).unwrap();
+                let path = std::ffi::CString::new(b.to_str().unwrap()).unwrap();
+                super::super::syscall::mount_setattr(None, &path, 0, &remount_attr(flags, cleared))
+                    .unwrap();
+                assert_eq!(
+                    opts(&a),
+                    opts(&b),
+                    "start {start:?}, remount {flags:?} clearing {cleared:?}"
+                );
+                for t in [&a, &b] {
+                    nix::mount::umount(t).unwrap();
+                }
+            }
+        }
     }
 
     fn p(v: &[&str]) -> Parsed {

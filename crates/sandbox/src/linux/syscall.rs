@@ -131,17 +131,30 @@ pub struct MountAttr {
     pub userns_fd: u64,
 }
 
-/// mount_setattr(2) on the mount `fd` itself (AT_EMPTY_PATH, plus `flags`
-/// such as AT_RECURSIVE) (Linux 5.12).
-pub fn mount_setattr(fd: BorrowedFd<'_>, flags: libc::c_uint, attr: &MountAttr) -> nix::Result<()> {
+/// mount_setattr(2) of the mount at `path` relative to `dirfd` (the working
+/// directory when None), plus `flags` such as AT_RECURSIVE or
+/// AT_SYMLINK_NOFOLLOW; an empty path means the mount `dirfd` itself
+/// (AT_EMPTY_PATH) (Linux 5.12).
+pub fn mount_setattr(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    flags: libc::c_uint,
+    attr: &MountAttr,
+) -> nix::Result<()> {
+    let dirfd = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let empty = if path.is_empty() {
+        libc::AT_EMPTY_PATH as libc::c_uint
+    } else {
+        0
+    };
     // SAFETY: mount_setattr reads `attr` (which outlives the call, its size
-    // given) and a static empty path.
+    // given) and the NUL-terminated path, which outlives the call too.
     check(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | flags,
+            dirfd,
+            path.as_ptr(),
+            empty | flags,
             attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

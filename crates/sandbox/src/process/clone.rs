@@ -47,7 +47,7 @@ fn readonly_bind_of_self() -> Result<OwnedFd> {
         attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         ..Default::default()
     };
-    syscall::mount_setattr(fd.as_fd(), 0, &attr)
+    syscall::mount_setattr(Some(fd.as_fd()), c"", 0, &attr)
         .map_err(|e| Error::sys("mount_setattr(MOUNT_ATTR_RDONLY)", e))?;
     Ok(fd)
 }

@@ -248,6 +248,7 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                 label: linux::lsm::mount_label(linux.mount_label().as_deref()),
                 idmapped: &idmapped,
                 pidns: pidns.as_ref().map(|f| f.as_fd()),
+                fresh: Default::default(),
             };
             for (i, m) in mounts.iter().enumerate() {
                 if linux::mounts::mount_entry(&ctx, m, i)? == linux::mounts::Mounted::Deferred {
@@ -262,7 +263,6 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
                     nodes.push(n);
                 }
                 linux::devices::create(root_fd.as_fd(), &nodes, req.userns)?;
-                linux::devices::symlinks(root_fd.as_fd())?;
             }
             root_fd
         };
