@@ -339,6 +339,36 @@ fn spawn_inner(
 /// with raw system calls and execs, in a few small frames.
 const VFORK_STACK: usize = 32 * 1024;
 
+/// clone3 of `args` with CLONE_VM|CLONE_VFORK added, the child starting at
+/// `entry(arg)` on `stack`: the one way [`spawn_vfork`] and the
+/// intermediate lend our memory to a child. None when the kernel refuses
+/// the flags (EINVAL), for the caller to clone plainly; otherwise the
+/// child's pid or a negative errno, once the child has exec'd or exited.
+///
+/// # Safety
+/// `stack` (pointer, size) is writable memory that, like whatever `arg`
+/// points to, outlives the child's use of it: CLONE_VFORK suspends the
+/// caller until the child execs or exits. `entry` may make only raw,
+/// async-signal-safe system calls: it runs in the caller's memory.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone_vfork(
+    args: &CloneArgs,
+    stack: (*mut u8, usize),
+    entry: unsafe extern "C" fn(*mut libc::c_void) -> !,
+    arg: *mut libc::c_void,
+) -> Option<libc::c_long> {
+    let mut a = CloneArgs {
+        flags: args.flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+        stack: stack.0 as u64,
+        stack_size: (stack.1 & !15) as u64,
+        ..*args
+    };
+    // SAFETY: a fully initialised clone_args on a stack the caller vouches
+    // for (see the contract above).
+    let r = unsafe { crate::linux::syscall::clone3_on_stack(&mut a, entry, arg) };
+    (r != -(libc::EINVAL as libc::c_long)).then_some(r)
+}
+
 /// clone3 with CLONE_VM|CLONE_VFORK, as posix_spawn does: the child borrows
 /// our memory until it execs the runtime copy, and we wait until then.
 ///
@@ -369,27 +399,19 @@ fn spawn_vfork(args: &mut CloneArgs, plan: &ExecPlan<'_>) -> Option<libc::c_long
         }
         // Uninitialised: the child touches only the pages it uses.
         let mut stack: Vec<u8> = Vec::with_capacity(VFORK_STACK);
-        let mut a = CloneArgs {
-            flags: args.flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
-            stack: stack.as_mut_ptr() as u64,
-            stack_size: (VFORK_STACK & !15) as u64,
-            ..*args
-        };
-        // SAFETY: a fully initialised clone_args; the stack is ours and lives
-        // until the child has exec'd or exited (CLONE_VFORK suspends us
-        // until then); the child runs only child_pre_exec's raw calls.
+        // SAFETY: the stack is ours and lives until the child has exec'd or
+        // exited (CLONE_VFORK suspends us until then); the child runs only
+        // child_pre_exec's raw calls on the plan, which outlives it too.
         let r = unsafe {
-            crate::linux::syscall::clone3_on_stack(
-                &mut a,
+            clone_vfork(
+                args,
+                (stack.as_mut_ptr(), VFORK_STACK),
                 child,
                 plan as *const ExecPlan<'_> as *mut libc::c_void,
             )
         };
         drop(stack);
-        if r == -(libc::EINVAL as libc::c_long) {
-            return None;
-        }
-        Some(r)
+        r
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -637,27 +659,19 @@ fn intermediate_vfork(
             wr,
             child_stack: (childs.as_mut_ptr(), VFORK_STACK),
         };
-        let mut a = CloneArgs {
-            flags: args.flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
-            stack: own.as_mut_ptr() as u64,
-            stack_size: (VFORK_STACK & !15) as u64,
-            ..*args
-        };
-        // SAFETY: a fully initialised clone_args; both stacks and `m` live
-        // until the intermediate has exited (CLONE_VFORK suspends us until
-        // then); it runs only raw system calls.
+        // SAFETY: both stacks and `m` live until the intermediate has
+        // exited (CLONE_VFORK suspends us until then); it runs only raw
+        // system calls.
         let r = unsafe {
-            crate::linux::syscall::clone3_on_stack(
-                &mut a,
+            clone_vfork(
+                args,
+                (own.as_mut_ptr(), VFORK_STACK),
                 mid,
                 &m as *const MidArgs<'_> as *mut libc::c_void,
             )
         };
         drop((own, childs));
-        if r == -(libc::EINVAL as libc::c_long) {
-            return None;
-        }
-        Some(r)
+        r
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -775,22 +789,15 @@ unsafe fn intermediate(
                 }
             }
             let f = FinalArgs { plan, exe, wr };
-            let mut vargs = CloneArgs {
-                flags: cargs.flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
-                stack: stack as u64,
-                stack_size: (size & !15) as u64,
-                ..Default::default()
-            };
-            let c = crate::linux::syscall::clone3_on_stack(
-                &mut vargs,
+            match clone_vfork(
+                &cargs,
+                (stack, size),
                 fin,
                 &f as *const FinalArgs<'_> as *mut libc::c_void,
-            );
-            if c >= 0 {
-                report(wr, c as i32, 0, 0);
-            }
-            if c != -(libc::EINVAL as libc::c_long) {
-                report(wr, STEP_CLONE, -c as i32, 0);
+            ) {
+                Some(c) if c >= 0 => report(wr, c as i32, 0, 0),
+                Some(c) => report(wr, STEP_CLONE, -c as i32, 0),
+                None => {}
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
