@@ -13,7 +13,8 @@
 //! iptables of the host's touched (`--iptables=false`: published ports go
 //! through docker-proxy), `--bridge` set to a bridge the test makes with a
 //! unique name and a free subnet. Everything is removed at the end, by pid
-//! and by name, even when the test fails.
+//! and by name, even when the test fails, and so are the empty `/docker`
+//! cgroups dockerd made (those that were not there when it started).
 
 use nk_tests::vm as vm_support;
 
@@ -55,6 +56,9 @@ struct Dockerd {
     /// Bridges of user-defined networks, removed at the end if Docker left them.
     more_bridges: Vec<String>,
     _links: TempDir,
+    /// The cgroups before dockerd started: the empty `/docker` it leaves
+    /// in every hierarchy is removed at the end.
+    cgroups: CgroupSnapshot,
 }
 
 impl Dockerd {
@@ -65,6 +69,7 @@ impl Dockerd {
         std::os::unix::fs::symlink(runtime(), &link).unwrap();
         let bridge = bridge_name("db");
         let net = vm_support::free_subnet();
+        let cgroups = CgroupSnapshot::take();
         let mut d = Dockerd {
             dir,
             child: None,
@@ -72,6 +77,7 @@ impl Dockerd {
             net: net.clone(),
             more_bridges: Vec::new(),
             _links: links,
+            cgroups,
         };
         for args in [
             vec!["link", "add", bridge.as_str(), "type", "bridge"],
@@ -254,6 +260,9 @@ impl Drop for Dockerd {
                 let _ = ip(&["link", "del", b]);
             }
         }
+        // dockerd, its containerd and the containers are gone: the
+        // `/docker` cgroups they made (and left, empty) go too.
+        self.cgroups.tidy_on_drop("dockerd", "docker");
     }
 }
 

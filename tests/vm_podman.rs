@@ -4,6 +4,8 @@
 //! privately (its own storage, runroot and containers.conf in a temp dir),
 //! as ../shared/engines/podman-check.sh does; `runtime_supports_json` must
 //! name the runtime's basename, or podman passes no --log/--log-format.
+//! The empty `/libpod_parent` cgroups podman makes are removed at the end
+//! (those that were not there when the `Podman` was made).
 
 use nk_tests::vm as vm_support;
 
@@ -21,10 +23,15 @@ fn podman_ok() -> bool {
 struct Podman {
     dir: TempDir,
     runtime: std::path::PathBuf,
+    /// The cgroups before this podman ran: the empty `/libpod_parent` tree
+    /// (`conmon`, one 64-hex directory per container) it leaves is removed
+    /// at the end.
+    cgroups: CgroupSnapshot,
 }
 
 impl Podman {
     fn new(runtime: &Path) -> Podman {
+        let cgroups = CgroupSnapshot::take();
         let dir = TempDir::new("nk-podman-vm");
         let name = runtime.file_name().unwrap().to_string_lossy().into_owned();
         std::fs::write(
@@ -41,6 +48,7 @@ impl Podman {
         let p = Podman {
             dir,
             runtime: runtime.to_path_buf(),
+            cgroups,
         };
         // Import the busybox rootfs as an image.
         let mut tar = Command::new("tar")
@@ -99,6 +107,9 @@ impl Drop for Podman {
             .arg("-R")
             .arg(self.dir.path().join("storage/overlay"))
             .output();
+        // The containers and their conmons are gone: the `/libpod_parent`
+        // cgroups they made (and left, empty) go too.
+        self.cgroups.tidy_on_drop("podman", "libpod_parent");
     }
 }
 

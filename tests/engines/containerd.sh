@@ -35,7 +35,23 @@ cleanup() {
   stop_pid "$CPID"
   stop_pid "${CRIPID:-}"
   cgroup_tidy "$NS"
+  runtime_state_tidy
   remove_dirs "$W" "$S"
+}
+# The runc v2 shim runs the runtime with --root /run/containerd/runc/<namespace>
+# (its default, outside containerd's state directory), and nothing removes
+# that directory when the namespace's last task goes. The suite's own one
+# goes here, after containerd is stopped: rmdir first, so state left in it
+# fails a check, then the rest (its tasks are deleted, the daemon is gone).
+runtime_state_tidy() {
+  local d=/run/containerd/runc/$NS
+  [ -n "${U:-}" ] && [ "$NS" = "nk-$U" ] && [ -d "$d" ] || return 0
+  if rmdir "$d" 2>/dev/null; then
+    ok "runtime state directory removed"
+  else
+    ko "runtime state directory removed" "not empty: $(ls -A "$d" | tr '\n' ' ')"
+    rm -rf -- "$d"
+  fi
 }
 trap cleanup EXIT
 containerd --config "$W/config.toml" >"$W/containerd.log" 2>&1 &

@@ -534,6 +534,132 @@ pub fn cgroup_mounts() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Every directory below `dir` (not `dir` itself), symlinks not followed.
+fn dirs_below(dir: &Path, out: &mut std::collections::BTreeSet<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let p = e.path();
+            dirs_below(&p, out);
+            out.insert(p);
+        }
+    }
+}
+
+/// The cgroup directories of every hierarchy (all cgroup and cgroup2
+/// mounts), taken before an engine starts, so that the empty cgroups the
+/// engine makes and leaves behind can be removed afterwards: Docker's
+/// `/docker`, Podman's `/libpod_parent` (with `libpod_parent/conmon`, and
+/// one 64-hex directory per container in name=systemd and cgroup2). The
+/// Rust counterpart of tests/engines/lib.sh's cgroup_snapshot/cgroup_tidy.
+pub struct CgroupSnapshot {
+    before: std::collections::BTreeSet<PathBuf>,
+}
+
+/// Cgroups a tidy of this process could not remove yet (another engine
+/// wrapper of the same test binary, running in parallel, still used them):
+/// the next tidy tries them again. Without it, `/libpod_parent` made by one
+/// test and still used by another would outlive both (the second's
+/// snapshot already had it).
+static CGROUPS_PENDING: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// What [`CgroupSnapshot::tidy`] did.
+#[derive(Debug, Default)]
+pub struct CgroupTidy {
+    /// Directories removed.
+    pub removed: Vec<PathBuf>,
+    /// Directories that could not be: not empty (a process or a child
+    /// cgroup in them, possibly another test's), with the error.
+    pub left: Vec<(PathBuf, String)>,
+}
+
+impl CgroupSnapshot {
+    /// Every cgroup directory there is now.
+    pub fn take() -> CgroupSnapshot {
+        let mut before = std::collections::BTreeSet::new();
+        for root in cgroup_mounts() {
+            dirs_below(&root, &mut before);
+        }
+        CgroupSnapshot { before }
+    }
+
+    /// Remove, deepest first, each cgroup directory that did not exist at
+    /// the snapshot and lies under the top-level name `top` (`docker`,
+    /// `libpod_parent`) of any hierarchy, `top` itself included, and those
+    /// an earlier tidy of this process left under `top`. Call it after the
+    /// engine and its containers are stopped. rmdir only: a cgroup that
+    /// holds a process or a child (tests run in parallel, and another may
+    /// drive the same engine) stays, is reported in [`CgroupTidy::left`]
+    /// and tried again by the next tidy of this process; one already gone
+    /// is skipped. Never panics.
+    pub fn tidy(&self, top: &str) -> CgroupTidy {
+        let mut now = std::collections::BTreeSet::new();
+        let mut bases = Vec::new();
+        for root in cgroup_mounts() {
+            let base = root.join(top);
+            if base.is_dir() {
+                now.insert(base.clone());
+                dirs_below(&base, &mut now);
+            }
+            bases.push(base);
+        }
+        let mut pending = CGROUPS_PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut new: Vec<PathBuf> = now
+            .difference(&self.before)
+            .chain(
+                pending
+                    .iter()
+                    .filter(|p| bases.iter().any(|b| p.starts_with(b))),
+            )
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Deepest first: children before their parents.
+        new.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        let mut t = CgroupTidy::default();
+        for d in new {
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {
+                    pending.remove(&d);
+                    t.removed.push(d);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    pending.remove(&d);
+                }
+                Err(e) => {
+                    pending.insert(d.clone());
+                    t.left.push((d, e.to_string()));
+                }
+            }
+        }
+        t
+    }
+
+    /// [`CgroupSnapshot::tidy`] for an engine wrapper's `Drop`: what
+    /// stays is printed (a count and the first few), not a failure: it is
+    /// usually a parallel test's, and the next tidy of this process tries
+    /// it again.
+    pub fn tidy_on_drop(&self, engine: &str, top: &str) {
+        let t = self.tidy(top);
+        if let Some((_, e)) = t.left.first() {
+            let some: Vec<String> = t
+                .left
+                .iter()
+                .take(3)
+                .map(|(d, _)| d.display().to_string())
+                .collect();
+            eprintln!(
+                "{engine}: {} new cgroups under /{top} not removed yet (in use by a \
+                 parallel test, or a process left behind?): {e}: {}{}",
+                t.left.len(),
+                some.join(", "),
+                if t.left.len() > 3 { ", ..." } else { "" }
+            );
+        }
+    }
+}
+
 /// What a container left on the host. Each entry says what it is.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Leftovers(pub Vec<String>);
