@@ -12,10 +12,10 @@ for l in "${LABELS[@]}"; do : > "$W/raw/create.$l"; : > "$W/raw/start.$l"; : > "
 for i in $(seq "$LOOP"); do
   for l in "${LABELS[@]}"; do
     st="$W/state-$l"; id="csd-$i"
-    t0=$(now_us); rt_of "$l" --root "$st" create --bundle "$W/b" "$id" </dev/null >/dev/null 2>&1; t1=$(now_us)
-    rt_of "$l" --root "$st" start "$id" </dev/null >/dev/null 2>&1; t2=$(now_us)
+    now_us t0; rt_of "$l" --root "$st" create --bundle "$W/b" "$id" </dev/null >/dev/null 2>&1; now_us t1
+    rt_of "$l" --root "$st" start "$id" </dev/null >/dev/null 2>&1; now_us t2
     wait_stopped "$l" "$st" "$id"
-    t3=$(now_us); rt_of "$l" --root "$st" delete "$id" </dev/null >/dev/null 2>&1; t4=$(now_us)
+    now_us t3; rt_of "$l" --root "$st" delete "$id" </dev/null >/dev/null 2>&1; now_us t4
     us_ms "$t0" "$t1" >> "$W/raw/create.$l"
     us_ms "$t1" "$t2" >> "$W/raw/start.$l"
     us_ms "$t3" "$t4" >> "$W/raw/delete.$l"
@@ -36,9 +36,9 @@ for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" delete -f held >/dev
 
 # SEQ sequential runs, total time; runtimes one after the other.
 for l in "${LABELS[@]}"; do
-  t0=$(now_us)
+  now_us t0
   for i in $(seq "$SEQ"); do rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" "seq-$i" </dev/null >/dev/null 2>&1; done
-  t1=$(now_us)
+  now_us t1
   record_value core "$SEQ sequential runs" "" "$l" ms "$(us_ms "$t0" "$t1")"
 done
 

@@ -92,10 +92,10 @@ for k in $G_PARALLEL; do
   for l in "${LABELS[@]}"; do : > "$W/raw/gp-$k.$l"; done
   for rep in $(seq "$G_REPS"); do
     for l in "${LABELS[@]}"; do
-      t0=$(now_us)
+      now_us t0
       for i in $(seq "$k"); do rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" "p$rep-$i" </dev/null >/dev/null 2>&1 & done
       wait
-      t1=$(now_us)
+      now_us t1
       us_ms "$t0" "$t1" >> "$W/raw/gp-$k.$l"
       clean_root "$l" "$W/state-$l"
     done

@@ -12,7 +12,10 @@ bin_of() { case $1 in nk) echo "$NK";; runc) command -v runc;; crun) command -v 
 log() { echo "bench: [$(date +%T)] $*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
 
-now_us() { echo "${EPOCHREALTIME/./}"; }
+# now_us VAR: the time in microseconds, into VAR. Not `$(now_us)`: that
+# forks a subshell, whose fork and exit (about a millisecond here) would
+# fall inside every interval measured with it, for every runtime alike.
+now_us() { printf -v "$1" '%s' "${EPOCHREALTIME/./}"; }
 # us_ms T0 T1: the interval in ms with 3 decimals, without forking bc.
 us_ms() { local d=$(( $2 - $1 )); printf '%d.%03d\n' $((d / 1000)) $((d % 1000)); }
 
