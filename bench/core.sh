@@ -27,7 +27,7 @@ done
 
 # state and exec of a running container.
 mkbundle "$W/bs" '["/bin/sleep", "1000"]'
-for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" run -d --bundle "$W/bs" held </dev/null >/dev/null 2>&1 || die "$l: run -d failed"; done
+for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" run -d --bundle "$W/bs" held </dev/null >/dev/null 2>"$W/err" || die "$l: run -d failed: $(tail -3 "$W/err")"; done
 specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l state held"); done
 hf core "state" "" "$RUNS" "${specs[@]}"
 specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l exec held /bin/true"); done

@@ -40,7 +40,7 @@ mkbundle "$W/gcs" '["/bin/sleep", "1000"]'
 json_edit "$W/gcs/config.json" 'c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]'
 for l in "${LABELS[@]}"; do
   mkdir -p "$W/state-$l-many"
-  rt_of "$l" --root "$W/state-$l-many" run -d --bundle "$W/gcs" held </dev/null >/dev/null 2>&1 || die "$l: run -d in the growth root failed"
+  rt_of "$l" --root "$W/state-$l-many" run -d --bundle "$W/gcs" held </dev/null >/dev/null 2>"$W/err" || die "$l: run -d in the growth root failed: $(tail -3 "$W/err")"
 done
 have=1
 for n in $G_CONTAINERS; do
@@ -124,7 +124,7 @@ PY
 for n in $G_PROCS; do
   mkbundle "$W/ge-$n" "[\"/bin/sh\", \"-c\", \"i=1; while [ \$i -lt $n ]; do sleep 1000 & i=\$((i+1)); done; exec sleep 1000\"]"
   for l in "${LABELS[@]}"; do
-    rt_of "$l" --root "$W/state-$l" run -d --bundle "$W/ge-$n" "ge-$n" </dev/null >/dev/null 2>&1 || die "$l: run -d of $n processes failed"
+    rt_of "$l" --root "$W/state-$l" run -d --bundle "$W/ge-$n" "ge-$n" </dev/null >/dev/null 2>"$W/err" || die "$l: run -d of $n processes failed: $(tail -3 "$W/err")"
     pid=$(rt_of "$l" --root "$W/state-$l" state "ge-$n" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
     for t in $(seq 600); do [ "$(count_in_pidns "$pid")" -ge "$n" ] && break; sleep 0.1; done
     [ "$(count_in_pidns "$pid")" -ge "$n" ] || die "$l: the container did not reach $n processes"
