@@ -46,6 +46,8 @@ budget_of() {
 budget_of "base bundle" "$W/b"
 # The same on the config Docker sends: its seccomp profile, its mounts.
 if [ -f "$HERE/fixtures/docker.json" ]; then
+  fixture_cgroup_parents "$HERE/fixtures/docker.json"
   fixture_bundle "$HERE/fixtures/docker.json" "$W/fxb-docker" budget
   budget_of "Docker fixture" "$W/fxb-docker"
+  remove_fixture_cgroup_parents
 fi

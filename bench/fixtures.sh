@@ -13,13 +13,7 @@ for f in "${FIXTURES[@]}"; do
     record_value fixtures-missing "$title" "" - count 0
     continue
   fi
-  # The parents of the fixture's cgroupsPath (/docker, /kubepods/besteffort/
-  # pod<uid>) that no hierarchy has yet are the section's to remove.
-  parent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["linux"].get("cgroupsPath", "").strip("/").rpartition("/")[0])' "$fx")
-  made=()
-  if [ -n "$parent" ]; then
-    for c in /sys/fs/cgroup/*/; do [ -d "$c${parent%%/*}" ] || made+=("$c$parent"); done
-  fi
+  fixture_cgroup_parents "$fx"
   variants=("" nosec)
   python3 -c 'import json, sys; sys.exit("seccomp" not in json.load(open(sys.argv[1])).get("linux", {}))' "$fx" ||
     variants=("")
@@ -38,11 +32,5 @@ for f in "${FIXTURES[@]}"; do
     done
     [ ${#specs[@]} -gt 0 ] && hf fixtures "$row" "" "$RUNS" "${specs[@]}"
   done
-  for d in "${made[@]}"; do
-    p=$parent
-    while [ -n "$p" ] && rmdir "$d" 2>/dev/null; do
-      [ "$p" = "${p%/*}" ] && break
-      p=${p%/*}; d=${d%/*}
-    done
-  done
+  remove_fixture_cgroup_parents
 done

@@ -144,3 +144,27 @@ PY
 FIXTURES=("docker:Docker 20.10 (dockerd)" "podman:Podman 4.3"
   "cri:containerd 1.6 CRI, default pod (no seccomp)"
   "cri-runtime-default:containerd 1.6 CRI, seccomp RuntimeDefault")
+
+# fixture_cgroup_parents FX: the parents of the fixture's cgroupsPath
+# (/docker, /kubepods/besteffort/pod<uid>) that no hierarchy has yet, into
+# `made` (and the path into `parent`): the runtimes remove the container's
+# own cgroup, not the parents they made for it, so those are the bench's.
+fixture_cgroup_parents() {
+  parent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["linux"].get("cgroupsPath", "").strip("/").rpartition("/")[0])' "$1")
+  made=()
+  if [ -n "$parent" ]; then
+    for c in /sys/fs/cgroup/*/; do [ -d "$c${parent%%/*}" ] || made+=("$c$parent"); done
+  fi
+}
+# remove_fixture_cgroup_parents: rmdir what fixture_cgroup_parents found,
+# deepest first, stopping at the first directory that is not empty.
+remove_fixture_cgroup_parents() {
+  local d p
+  for d in "${made[@]}"; do
+    p=$parent
+    while [ -n "$p" ] && rmdir "$d" 2>/dev/null; do
+      [ "$p" = "${p%/*}" ] && break
+      p=${p%/*}; d=${d%/*}
+    done
+  done
+}
