@@ -1198,7 +1198,9 @@ const CREATE_ROWS: &[(&str, &str, u64)] = &[
     ("cgroups", "host", 1),
     ("clone", "parent", 1),
     ("cgroups", "parent", 1),
-    ("namespaces", "child", 1),
+    // Twice: the network namespace the init unshares at its start, then
+    // the rest once its request has come.
+    ("namespaces", "child", 2),
     ("mounts", "child", 2),
     ("pivot_root", "child", 1),
     ("process", "child", 1),

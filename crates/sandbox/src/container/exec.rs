@@ -255,6 +255,7 @@ impl Runtime {
             narrate_joins(&join, chroot.as_deref());
             launch.spawn(
                 CloneFlags::empty(),
+                CloneFlags::empty(),
                 Some(&clone::Join {
                     namespaces: &fds,
                     chroot: chroot.as_deref(),

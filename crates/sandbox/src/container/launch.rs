@@ -118,8 +118,14 @@ impl Launch {
 
     /// Clone the child with `flags`, directly or (`join`) from an
     /// intermediate process inside existing namespaces; it execs the
-    /// protected copy as `nk-runtime init`. Returns its pid.
-    pub fn spawn(&mut self, flags: CloneFlags, join: Option<&Join<'_>>) -> Result<i32> {
+    /// protected copy as `nk-runtime init`, and unshares `late` itself at
+    /// its start (see [`PreExec::late_unshare`]). Returns its pid.
+    pub fn spawn(
+        &mut self,
+        flags: CloneFlags,
+        late: CloneFlags,
+        join: Option<&Join<'_>>,
+    ) -> Result<i32> {
         let keep: Vec<RawFd> = [
             self.console.as_ref().map(|c| c.as_raw_fd()),
             self.listener.as_ref().map(|l| l.as_raw_fd()),
@@ -138,6 +144,7 @@ impl Launch {
             keep: &keep,
             mode: "init",
             cgroup_tasks: &self.self_join,
+            late_unshare: late,
         };
         let into = self.into.as_ref().map(|f| f.as_raw_fd());
         let child = match join {

@@ -236,6 +236,19 @@ pub fn phase(phase: Phase) -> Option<PhaseGuard> {
     }
 }
 
+/// Report a phase timed before tracing was configured (the init's own
+/// unshare, done before its request says whether to trace).
+pub fn phase_span(phase: Phase, start_ns: u64, end_ns: u64) {
+    if tracing() {
+        deliver(Event::Phase {
+            phase,
+            role: logging::role(),
+            dur_ns: end_ns.saturating_sub(start_ns),
+            start_ns,
+        });
+    }
+}
+
 impl Drop for PhaseGuard {
     fn drop(&mut self) {
         deliver(Event::Phase {

@@ -16,6 +16,10 @@ use std::path::PathBuf;
 /// The descriptor number the child's channel is moved to before exec.
 pub const INIT_FD_ENV: &str = "_NK_INIT_FD";
 
+/// The namespaces (CLONE_NEW* bits, in decimal) the init unshares itself at
+/// its start, left out of the clone3 (see [`PreExec::late_unshare`]).
+pub const INIT_UNSHARE_ENV: &str = "_NK_INIT_UNSHARE";
+
 /// A descriptor of the running binary that cannot be written through: a
 /// detached, read-only bind mount of it (open_tree + mount_setattr). This
 /// costs two system calls, where a memfd copy costs a copy of the binary.
@@ -143,6 +147,14 @@ pub struct PreExec<'a> {
     /// v1 `tasks` files the child writes "0" into to join its cgroup
     /// itself (see CgroupManager::self_join_files).
     pub cgroup_tasks: &'a [PathBuf],
+    /// New namespaces the child makes itself, with unshare(2) right after
+    /// its exec, rather than clone3 in the parent. A new network namespace
+    /// is the slowest to make (about 0.6 ms here, more than every other
+    /// kind together); made by the child, it no longer holds up the parent,
+    /// which makes the cgroup meanwhile. Only for kinds that need nothing
+    /// from the parent first, and never the pid namespace (unshare would
+    /// move only the child's children).
+    pub late_unshare: CloneFlags,
 }
 
 /// Existing namespaces a child is born in (see [`spawn_joined`]).
@@ -221,7 +233,8 @@ struct ExecPlan<'a> {
     /// The number the channel takes in the child.
     chan_no: RawFd,
     argv: [*const libc::c_char; 3],
-    envp: [*const libc::c_char; 5],
+    /// Null-terminated; points into `env`.
+    envp: Vec<*const libc::c_char>,
     tasks: Vec<CString>,
 }
 
@@ -243,26 +256,30 @@ fn spawn_inner(
             .join(",")
     ))
     .unwrap_or_default();
+    let mut env = vec![env_s, keep_env];
+    if !pre.late_unshare.is_empty() {
+        env.push(
+            CString::new(format!("{INIT_UNSHARE_ENV}={}", pre.late_unshare.bits()))
+                .unwrap_or_default(),
+        );
+    }
     // The test build passes NK_FAULT on, so the child side can crash too.
     #[cfg(feature = "fault-injection")]
-    let fault_env: Vec<CString> = explain::fault::env_entries()
-        .into_iter()
-        .filter_map(|e| CString::new(e).ok())
+    env.extend(
+        explain::fault::env_entries()
+            .into_iter()
+            .filter_map(|e| CString::new(e).ok()),
+    );
+    let envp: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain([std::ptr::null()])
         .collect();
-    #[cfg(not(feature = "fault-injection"))]
-    let fault_env: Vec<CString> = Vec::new();
-    let extra = |i: usize| fault_env.get(i).map_or(std::ptr::null(), |e| e.as_ptr());
     let plan = ExecPlan {
         pre,
         chan_no,
         argv: [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()],
-        envp: [
-            env_s.as_ptr(),
-            keep_env.as_ptr(),
-            extra(0),
-            extra(1),
-            std::ptr::null(),
-        ],
+        envp,
         tasks: pre
             .cgroup_tasks
             .iter()
@@ -297,12 +314,20 @@ fn spawn_inner(
     };
     explain::step(def, || {
         format!(
-            "clone3(flags={}{})",
+            "clone3(flags={}{}){}",
             crate::linux::namespaces::flag_names(flags),
             if cgroup_fd.is_some() {
                 ", CLONE_INTO_CGROUP"
             } else {
                 ""
+            },
+            if pre.late_unshare.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the child makes {} itself (unshare, after its exec) while this process goes on",
+                    crate::linux::namespaces::flag_names(pre.late_unshare)
+                )
             }
         )
     });

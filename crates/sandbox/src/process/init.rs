@@ -69,6 +69,10 @@ pub fn main() -> ! {
     // SAFETY: F_SETFD on our own descriptor.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     let _ = CHANNEL.set(ch);
+    // The namespaces the parent left to us, made while it sets up the rest
+    // (clone::PreExec::late_unshare); a failure is reported once the
+    // request has arrived, through the usual error path.
+    let late = late_unshare();
     logging::set_role(Role::Child);
     logging::set_sink(|r| {
         let _ = chan().send(&ToParent::Log(r.clone()));
@@ -86,6 +90,14 @@ pub fn main() -> ! {
     };
     logging::set_level(req.log_level);
     explain::configure(req.explain, req.trace, req.log_level);
+    let late = match late {
+        Some(Ok((start, end))) => {
+            explain::phase_span(Phase::Namespaces, start, end);
+            None
+        }
+        Some(Err(e)) => Some(e),
+        None => None,
+    };
     explain::step(&catalog::INIT_EXEC, || {
         format!("{:?} request for {}", req.kind, req.id)
     });
@@ -95,9 +107,12 @@ pub fn main() -> ! {
     // Cannot fail: a fresh child leads no group.
     let _ = nix::unistd::setsid();
     let mut req = req;
-    let r = match req.kind {
-        InitKind::Create => create(&mut req),
-        InitKind::Exec => exec(&req),
+    let r = match late {
+        Some(e) => Err(e),
+        None => match req.kind {
+            InitKind::Create => create(&mut req),
+            InitKind::Exec => exec(&req),
+        },
     };
     let e = match r {
         Ok(never) => match never {},
@@ -110,6 +125,25 @@ pub fn main() -> ! {
         let _ = writeln!(std::io::stderr(), "nk-runtime: {e}");
     }
     std::process::exit(127);
+}
+
+/// unshare(2) the namespaces named by [`super::clone::INIT_UNSHARE_ENV`],
+/// if any, timed as the child's namespace setup.
+fn late_unshare() -> Option<Result<(u64, u64)>> {
+    let bits: i32 = std::env::var(super::clone::INIT_UNSHARE_ENV)
+        .ok()?
+        .parse()
+        .ok()?;
+    let flags = nix::sched::CloneFlags::from_bits_truncate(bits);
+    let start = crate::time::monotonic_ns();
+    let r = nix::sched::unshare(flags).map_err(|e| {
+        Error::sys(
+            format!("unshare({})", linux::namespaces::flag_names(flags)),
+            e,
+        )
+    });
+    let end = crate::time::monotonic_ns();
+    Some(r.map(|()| (start, end)))
 }
 
 fn ns_type(name: &str) -> Option<oci_spec::runtime::LinuxNamespaceType> {
