@@ -1931,3 +1931,80 @@ fn pure_v1_host_cgroup_made_while_the_init_execs() {
     );
     assert!(!cgroup_exists(&format!("nano-sandbox/{id}")));
 }
+
+/// On a pure v1 host create claims the state directory after the clone
+/// (while the init execs). An id already taken is still refused, the
+/// container that has it is untouched, and the refused create's child is
+/// gone: no init of that create is left, and no cgroup or directory.
+#[test]
+fn pure_v1_host_refuses_a_taken_id_and_leaves_no_child() {
+    require_root();
+    let unified = Path::new(CG).join("unified");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(unified.to_str().unwrap()));
+    let state = TempDir::new("nk-v1taken");
+    let id = unique_id("v1taken");
+    let b = Bundle::new(&["sleep", "1000"]);
+    let script = format!(
+        "{umount}
+         rt() {{ {rt} --root {st} \"$@\"; }}
+         rt create --bundle {bundle} {id} </dev/null >/dev/null 2>&1 || exit 3
+         echo first=$(rt state {id} | tr -d ' \\n')
+         # In a pid namespace of its own, so that a child it left would
+         # show: after it, that namespace holds its shell alone.
+         unshare -p -f --mount-proc sh -c '{rt} --root {st} create --bundle {bundle} {id} </dev/null
+             echo second=$?; set -- /proc/[0-9]*; echo procs=$#'
+         echo after=$(rt state {id} | tr -d ' \\n')
+         rt delete -f {id}",
+        umount = if mounted {
+            format!("umount -l {}", unified.display())
+        } else {
+            String::new()
+        },
+        rt = runtime().display(),
+        st = state.path().join("s").display(),
+        bundle = b.path(),
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{out}\n{err}");
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        field("second"),
+        "1",
+        "the second create must fail:\n{out}\n{err}"
+    );
+    assert_eq!(
+        field("procs"),
+        "1",
+        "the refused create left a process:\n{out}\n{err}"
+    );
+    assert!(
+        err.contains("already exists") || err.contains("exists"),
+        "the error names the taken id:\n{err}"
+    );
+    // The first container is as it was: same pid, still created.
+    let first: Value = serde_json::from_str(&field("first")).unwrap_or(Value::Null);
+    let after: Value = serde_json::from_str(&field("after")).unwrap_or(Value::Null);
+    assert_eq!(first["status"], "created", "{out}");
+    assert_eq!(after["status"], "created", "{out}");
+    assert_eq!(first["pid"], after["pid"], "{out}");
+    assert!(
+        !cgroup_exists(&format!("nano-sandbox/{id}")),
+        "{out}\n{err}"
+    );
+    assert!(!state.path().join("s").join(&id).exists());
+}

@@ -3,6 +3,7 @@
 //! same id can be created again at once.
 
 use super::launch::{Launch, Listen, Request, Setup};
+use super::undo::ClaimedDir;
 use super::Runtime;
 use crate::cgroups::{self, CgroupManager, PathSpec};
 use crate::error::{Error, Result};
@@ -246,13 +247,11 @@ impl Runtime {
         if self.rootless {
             refuse_rootless_idmaps(&bundle)?;
         }
-        let store = crate::state::Store::open(&self.store.root)?;
         let seccomp = bundle
             .spec
             .linux()
             .as_ref()
             .and_then(|l| l.seccomp().clone());
-        let filter = self.seccomp_filter(seccomp.as_ref())?;
         let mut record = self.new_record(o, &bundle, &plan);
         let cgroup_mgr = self.cgroup_for(&bundle, &o.id)?;
         // On a pure v1 host the cgroup is made after the clone, while the
@@ -267,17 +266,51 @@ impl Runtime {
             _ => Vec::new(),
         };
         let defer = !join_files.is_empty();
-        let (dir, _lock, mut cleanup, later) = if defer {
-            self.claim_dir(&store, &bundle, &mut record, cgroup_mgr, &|stale| {
+        // Declared before the launch, so dropped after it: a failed create
+        // kills the child before its cgroup and state go.
+        let mut claimed: Option<ClaimedDir<'_>> = None;
+        let mut filter = None;
+        let mut cgroup_mgr = Some(cgroup_mgr);
+        let mut claim = |record: &mut ContainerState| -> Result<ClaimedDir<'_>> {
+            let store = crate::state::Store::open(&self.store.root)?;
+            let cg = cgroup_mgr.take().flatten();
+            if defer {
+                return self
+                    .claim_dir(&store, &bundle, record, cg, &|stale| self.reap_stale(stale));
+            }
+            let (d, l, c) = self.claim_state(&store, &bundle, record, cg, true, &|stale| {
                 self.reap_stale(stale)
-            })?
-        } else {
-            let (d, l, c) =
-                self.claim_state(&store, &bundle, &mut record, cgroup_mgr, true, &|stale| {
-                    self.reap_stale(stale)
-                })?;
-            (d, l, c, None)
+            })?;
+            Ok((d, l, c, None))
         };
+        if !defer {
+            filter = self.seccomp_filter(seccomp.as_ref())?;
+            claimed = Some(claim(&mut record)?);
+        }
+        let mut launch = Launch::prepare(&Setup {
+            console_socket: o.console_socket.as_deref(),
+            seccomp: seccomp.as_ref(),
+            cgroup: claimed.as_ref().and_then(|c| c.2.cgroup.as_deref()),
+            own_userns: plan.userns,
+            wait_for_maps: plan.new_userns,
+            preserve_fds: o.preserve_fds,
+        })?;
+        let (pid, handover) = spawn_init(&mut launch, &plan)?;
+        record.pid = pid;
+        record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
+        // With the cgroup made after the clone, so is the claim of the
+        // state directory and the seccomp filter: the parent does them
+        // while the child execs, and the record is claimed with the pid.
+        // Until the claim, nothing outside the child exists; if it fails
+        // (the id is taken), dropping the launch kills the child.
+        if defer {
+            claimed = Some(claim(&mut record)?);
+            filter = self.seccomp_filter(seccomp.as_ref())?;
+        }
+        let Some((dir, _lock, cleanup, later)) = claimed.as_mut() else {
+            return Err(Error::msg("create: the state directory was not claimed"));
+        };
+        let dir = dir.clone();
         cleanup.host_mounts = record
             .host_mounts
             .clone()
@@ -287,33 +320,19 @@ impl Runtime {
         } else {
             Some(make_fifo(&dir)?)
         };
-
-        // Declared after `cleanup`, so dropped first: a failed create kills
-        // the child before its cgroup and state go.
-        let mut launch = Launch::prepare(&Setup {
-            console_socket: o.console_socket.as_deref(),
-            seccomp: seccomp.as_ref(),
-            cgroup: cleanup.cgroup.as_deref(),
-            own_userns: plan.userns,
-            wait_for_maps: plan.new_userns,
-            preserve_fds: o.preserve_fds,
-        })?;
-        let (pid, handover) = spawn_init(&mut launch, &plan)?;
-        record.pid = pid;
-        record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
         // The pid is saved before the init is ready only where someone can
         // need it: a create-time hook may ask `state`, and without a cgroup
         // a create killed from here on would leave no other trace of the
         // init (with one, delete kills what the cgroup holds). Elsewhere the
         // save would cost a replacing rename, whose flush of the file the
-        // next replace waits for.
-        if create_hooks(&bundle) || (cleanup.cgroup.is_none() && later.is_none()) {
+        // next replace waits for. A record claimed after the clone has it.
+        if !defer && (create_hooks(&bundle) || cleanup.cgroup.is_none()) {
             record.save(&dir)?;
         }
-        let join_cgroup = match later {
+        let join_cgroup = match later.take() {
             Some(cg) => {
                 let _g = explain::phase(Phase::Cgroups);
-                self.make_cgroup(&mut cleanup, cg, &mut record, &dir, &bundle, true)?;
+                self.make_cgroup(cleanup, cg, &mut record, &dir, &bundle, true)?;
                 explain::cgroup_join_after_exec(join_files.len());
                 join_files
             }
