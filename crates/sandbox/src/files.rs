@@ -118,6 +118,7 @@ fn write_then(path: &Path, data: &[u8], mode: u32, how: Install) -> Result<()> {
 /// later: its inode is allocated ahead (on ext4, the dearest part of a
 /// small write), while there is nothing else to do. Dropped without being
 /// installed, it is unlinked.
+#[derive(Debug)]
 pub struct Pending {
     dir: OwnedFd,
     name: std::ffi::OsString,

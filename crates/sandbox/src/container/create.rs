@@ -52,6 +52,10 @@ pub struct Handle {
     /// With [`CreateOptions::start_now`]: the launch whose channel the
     /// init waits on for its start.
     pub(super) barrier: Option<Launch>,
+    /// With [`CreateOptions::start_now`]: the file of the created record,
+    /// written while the released init execs (the record on disk says
+    /// creating until then).
+    pub(super) unsaved: Option<crate::files::Pending>,
 }
 
 /// The device cgroup rules: the config's, then runc's default allow list and
@@ -432,7 +436,15 @@ impl Runtime {
             }),
         })?;
         let pid = record.pid;
-        mark_created(&bundle, &mut record, created_file)?;
+        mark_created(&bundle, &mut record)?;
+        // `run` releases the init first and saves while it execs (see
+        // Runtime::start_created); `create` returns with the record saved.
+        let unsaved = if o.start_now {
+            Some(created_file)
+        } else {
+            record.save_into(created_file)?;
+            None
+        };
         if let Some(pf) = &o.pid_file {
             write_pid_file(pf, pid)?;
         }
@@ -443,6 +455,7 @@ impl Runtime {
             pidfd,
             pty,
             barrier: o.start_now.then_some(launch),
+            unsaved,
             poststart: bundle
                 .spec
                 .hooks()
@@ -844,13 +857,10 @@ pub(super) fn run_create_hooks(bundle: &Bundle, id: &str, record: &ContainerStat
 }
 
 /// The init is Ready: record the namespaces exec will join (those of
-/// linux.namespaces, as the init is in them now) and the mounts it added,
-/// and save the record as created.
-fn mark_created(
-    bundle: &Bundle,
-    record: &mut ContainerState,
-    file: crate::files::Pending,
-) -> Result<()> {
+/// linux.namespaces, as the init is in them now, and readable only while
+/// it lives) and the mounts it added; the record says created. The caller
+/// saves it.
+fn mark_created(bundle: &Bundle, record: &mut ContainerState) -> Result<()> {
     let pid = record.pid;
     let types = namespaces::types(bundle.spec.linux().as_ref());
     record.namespaces = Some(namespaces::record(pid, &types)?);
@@ -864,7 +874,7 @@ fn mark_created(
             record.pid_start
         )
     });
-    record.save_into(file)
+    Ok(())
 }
 
 /// Can the init enter the pid namespace at `path` itself, after

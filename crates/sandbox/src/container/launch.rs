@@ -302,9 +302,10 @@ impl Launch {
     }
 
     /// `run`'s start: release an init that waits on the channel (see
-    /// InitRequest::release_on_channel), then relay its steps and errors
-    /// until its execve closes the channel.
-    pub fn release(&mut self) -> Result<()> {
+    /// InitRequest::release_on_channel), do `meanwhile`, then relay its
+    /// steps and errors until its execve closes the channel. An error of
+    /// `meanwhile` is returned once the channel is closed.
+    pub fn release(&mut self, meanwhile: impl FnOnce() -> Result<()>) -> Result<()> {
         explain::step(&catalog::BARRIER_OPEN, || {
             "send Start on the sync channel, read to end-of-file (execve closes it)".into()
         });
@@ -315,6 +316,7 @@ impl Launch {
         }
         drop(barrier);
         let _g = explain::phase(Phase::Exec);
+        let done = meanwhile();
         loop {
             match self.parent.recv::<ToParent>()? {
                 Some((ToParent::Log(r), _)) => crate::logging::emit(&r),
@@ -329,7 +331,7 @@ impl Launch {
                         "unable to start container process: the init sent {other:?} after its start"
                     )))
                 }
-                None => return Ok(()),
+                None => return done,
             }
         }
     }

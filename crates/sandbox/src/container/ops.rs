@@ -52,12 +52,18 @@ impl Runtime {
 
     /// `run`'s start of the container its create just made: the record and
     /// the poststart hooks are those create holds in memory, not read back
-    /// from the state directory (create saved the same record there, as
-    /// created, before it returned).
+    /// from the state directory. The record is saved as created while the
+    /// init execs: sent first, the start does not wait for a file's write
+    /// and rename.
     pub fn start_created(&self, h: &mut Handle) -> Result<()> {
         match h.barrier.as_mut() {
             Some(launch) => {
-                launch.release()?;
+                let unsaved = h.unsaved.take();
+                let record = &h.record;
+                launch.release(|| match unsaved {
+                    Some(f) => record.save_into(f),
+                    None => Ok(()),
+                })?;
                 h.barrier = None;
                 poststart_hooks(&h.record, h.poststart.clone());
                 Ok(())
