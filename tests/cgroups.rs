@@ -1857,6 +1857,29 @@ $NK delete -f {id} && echo gone=$(ls -d $C/*{path} 2>/dev/null | wc -l)
     assert_eq!(get("gone"), "0");
 }
 
+/// Run a shell script as on a pure v1 host (the benchmark's layout): in a
+/// private mount namespace where the cgroup2 mount, if there is one, is
+/// unmounted first. Its output is captured.
+fn on_pure_v1(script: &str) -> std::process::Output {
+    let unified = Path::new(CG).join("unified");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(unified.to_str().unwrap()));
+    let umount = if mounted {
+        format!("umount -l {} || exit 2\n", unified.display())
+    } else {
+        String::new()
+    };
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{umount}{script}"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
 /// A pure v1 host (the benchmark's layout): in a private mount namespace
 /// without the cgroup2 mount, create makes the cgroup after the clone and
 /// the init moves itself in first thing. Its limits hold, every v1
@@ -1865,11 +1888,6 @@ $NK delete -f {id} && echo gone=$(ls -d $C/*{path} 2>/dev/null | wc -l)
 #[test]
 fn pure_v1_host_cgroup_made_while_the_init_execs() {
     require_root();
-    let unified = Path::new(CG).join("unified");
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(unified.to_str().unwrap()));
     let state = TempDir::new("nk-v1root");
     let id = unique_id("purev1");
     let mut b = Bundle::new(&[
@@ -1892,23 +1910,14 @@ fn pure_v1_host_cgroup_made_while_the_init_execs() {
     let err = state.path().join("err");
     let script = format!(
         "set -e
-         {umount}
          {rt} --root {st} -E run --bundle {bundle} {id} > {out} 2> {err}",
-        umount = if mounted {
-            format!("umount -l {}", unified.display())
-        } else {
-            String::new()
-        },
         rt = runtime().display(),
         st = state.path().join("s").display(),
         bundle = b.path(),
         out = out.display(),
         err = err.display(),
     );
-    let st = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .status()
-        .unwrap();
+    let st = on_pure_v1(&script).status;
     let out = std::fs::read_to_string(&out).unwrap_or_default();
     let err = std::fs::read_to_string(&err).unwrap_or_default();
     assert!(st.success(), "{out}\n{err}");
@@ -1939,17 +1948,11 @@ fn pure_v1_host_cgroup_made_while_the_init_execs() {
 #[test]
 fn pure_v1_host_refuses_a_taken_id_and_leaves_no_child() {
     require_root();
-    let unified = Path::new(CG).join("unified");
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(unified.to_str().unwrap()));
     let state = TempDir::new("nk-v1taken");
     let id = unique_id("v1taken");
     let b = Bundle::new(&["sleep", "1000"]);
     let script = format!(
-        "{umount}
-         rt() {{ {rt} --root {st} \"$@\"; }}
+        "rt() {{ {rt} --root {st} \"$@\"; }}
          rt create --bundle {bundle} {id} </dev/null >/dev/null 2>&1 || exit 3
          echo first=$(rt state {id} | tr -d ' \\n')
          # In a pid namespace of its own, so that a child it left would
@@ -1958,21 +1961,11 @@ fn pure_v1_host_refuses_a_taken_id_and_leaves_no_child() {
              echo second=$?; set -- /proc/[0-9]*; echo procs=$#'
          echo after=$(rt state {id} | tr -d ' \\n')
          rt delete -f {id}",
-        umount = if mounted {
-            format!("umount -l {}", unified.display())
-        } else {
-            String::new()
-        },
         rt = runtime().display(),
         st = state.path().join("s").display(),
         bundle = b.path(),
     );
-    let o = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
+    let o = on_pure_v1(&script);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{out}\n{err}");
