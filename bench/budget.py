@@ -55,6 +55,8 @@ def fsum(*parts):
 # nk phase (phase, role) -> floor parts that do its work.
 MATCH = {
     ("state", "host"): ["state:claim"],
+    # On a pure v1 host the state is claimed after the clone, by the parent.
+    ("state", "parent"): ["state:claim"],
     ("cgroups", "host"): ["cgroup:create", "cgroup:limits"],
     # On a pure v1 host create makes the cgroup after the clone, while the
     # child execs the runtime copy: the same work, by the parent.
