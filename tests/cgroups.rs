@@ -2001,3 +2001,81 @@ fn pure_v1_host_refuses_a_taken_id_and_leaves_no_child() {
     );
     assert!(!state.path().join("s").join(&id).exists());
 }
+
+/// create moves the runtime off the CPU its new child was placed on, until
+/// the child has its request (linux::procattr::leave_cpu). The narrowed
+/// mask must reach neither the container nor a hook the runtime runs: over
+/// runs that moved (narrated as cpu.leave), the container and its prestart,
+/// createRuntime, poststart and poststop hooks all see this test's mask.
+#[test]
+fn pure_v1_host_cpu_move_reaches_no_container_and_no_hook() {
+    require_root();
+    let mine = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    if !mine.contains(['-', ',']) {
+        eprintln!("one CPU allowed ({mine}): the runtime has no other CPU to move to");
+        return;
+    }
+    let state = TempDir::new("nk-v1cpu");
+    let dir = state.path().to_path_buf();
+    let kinds = ["prestart", "createRuntime", "poststart", "poststop"];
+    let mut b = Bundle::new(&["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    b.edit(|c| {
+        for k in kinds {
+            let to = dir.join(k);
+            c["hooks"][k] = json!([{"path": "/bin/sh", "args": ["sh", "-c",
+                format!("grep Cpus_allowed_list /proc/self/status >> {}", to.display())]}]);
+        }
+    });
+    // Where the scheduler starts the child is its choice: run until three
+    // runs moved (each run's narration says whether it did).
+    let script = format!(
+        "moved=0; i=0
+         while [ $i -lt 60 ] && [ $moved -lt 3 ]; do
+           i=$((i+1))
+           {rt} --root {st} -E run --bundle {bundle} {id}-$i > {d}/out.$i 2> {d}/err.$i || exit 3
+           grep -q 'sched_setaffinity(every' {d}/err.$i && moved=$((moved+1))
+         done
+         echo runs=$i moved=$moved",
+        rt = runtime().display(),
+        st = dir.join("s").display(),
+        bundle = b.path(),
+        id = unique_id("v1cpu"),
+        d = dir.display(),
+    );
+    let o = on_pure_v1(&script);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{out}\n{err}");
+    let runs: usize = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("runs="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no run count:\n{out}\n{err}"));
+    assert!(
+        out.contains("moved=3"),
+        "in {runs} runs the runtime never shared a CPU with its child three times, so this proves nothing:\n{out}"
+    );
+    let seen = |text: String| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let mut container = Vec::new();
+    for i in 1..=runs {
+        container.extend(seen(
+            std::fs::read_to_string(dir.join(format!("out.{i}"))).unwrap_or_default(),
+        ));
+    }
+    assert_eq!(container, vec![mine.clone(); runs], "the container's mask");
+    for k in kinds {
+        let got = seen(std::fs::read_to_string(dir.join(k)).unwrap_or_default());
+        assert_eq!(got, vec![mine.clone(); runs], "the {k} hooks' mask");
+    }
+}

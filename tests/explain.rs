@@ -217,6 +217,7 @@ const CREATE_STEPS: &[&str] = &[
     "cgroup.join",
     "exe.protect",
     "clone",
+    "cpu.leave",
     "init.exec",
     "keyring",
     "hostname",

@@ -333,6 +333,8 @@ pub struct ProcStat {
     pub start: u64,
     /// Parent pid.
     pub ppid: i32,
+    /// The CPU it last ran on.
+    pub cpu: Option<usize>,
 }
 
 /// Parse /proc/<pid>/stat text. The command name may contain spaces and
@@ -345,6 +347,7 @@ pub fn parse_stat(s: &str) -> Option<ProcStat> {
         state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
         start: f.get(19)?.parse().ok()?,
+        cpu: f.get(36).and_then(|c| c.parse().ok()),
     })
 }
 

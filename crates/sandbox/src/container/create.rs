@@ -300,8 +300,12 @@ impl Runtime {
             preserve_fds: o.preserve_fds,
         })?;
         let (pid, handover) = spawn_init(&mut launch, &plan)?;
+        let stat = state::proc_stat(pid);
         record.pid = pid;
-        record.pid_start = state::proc_stat(pid).map(|s| s.start).unwrap_or(0);
+        record.pid_start = stat.as_ref().map_or(0, |s| s.start);
+        // Let the child start on its CPU while we claim, make the cgroup
+        // and send the request (see linux::procattr::leave_cpu).
+        let cpu_left = linux::procattr::leave_cpu(stat.and_then(|s| s.cpu));
         // With the cgroup made after the clone, so is the claim of the
         // state directory and the seccomp filter: the parent does them
         // while the child execs, and the record is claimed with the pid.
@@ -414,6 +418,8 @@ impl Runtime {
             idmapped,
             handover,
         )?;
+        // Before anything we run (a hook) could inherit the narrowed mask.
+        drop(cpu_left);
         // While the child sets itself up: the file of the created record.
         let created_file = ContainerState::reserve(&dir)?;
 

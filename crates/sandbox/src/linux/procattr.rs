@@ -306,6 +306,55 @@ pub fn reset_affinity() {
     let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
 }
 
+/// The CPU mask this process had before [`leave_cpu`]; put back on drop.
+#[must_use = "the mask is restored when this is dropped"]
+pub struct CpuLeft(nix::sched::CpuSet);
+
+impl Drop for CpuLeft {
+    fn drop(&mut self) {
+        // The old mask was allowed a moment ago; a cpuset change since
+        // would only narrow what the kernel applies.
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
+    }
+}
+
+/// Move this process off `child_cpu` (where its new child is, if known)
+/// onto any other CPU it may use, until the returned guard is dropped.
+/// `None` (nothing changed) when it runs elsewhere already, or may use that
+/// CPU only.
+///
+/// Why: clone3 places the new child on its parent's CPU, and the scheduler
+/// may leave it there, waiting, while the parent runs and another CPU
+/// idles (on this project's 2-vCPU host it often did: the init's start
+/// waited out the parent's state claim and cgroup setup). Moving the parent
+/// lets both run at once. Nothing inherits the narrowed mask: the child
+/// exists already, and the caller drops the guard before it runs a hook or
+/// spawns anything else.
+pub fn leave_cpu(child_cpu: Option<usize>) -> Option<CpuLeft> {
+    let me = nix::unistd::Pid::from_raw(0);
+    // SAFETY: sched_getcpu takes no arguments (vDSO; -1 on failure).
+    let here = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
+    let move_to = match (child_cpu, here) {
+        (Some(c), Some(h)) if c == h => nix::sched::sched_getaffinity(me).ok().and_then(|old| {
+            let mut others = old;
+            others.unset(c).ok()?;
+            (0..nix::sched::CpuSet::count())
+                .any(|i| others.is_set(i).unwrap_or(false))
+                .then_some((old, others))
+        }),
+        _ => None,
+    };
+    explain::step(&catalog::CPU_LEAVE, || match (&move_to, child_cpu, here) {
+        (Some(_), Some(c), _) => format!("sched_setaffinity(every allowed CPU but {c})"),
+        (None, Some(c), Some(h)) if c == h => format!("both on CPU {c}, no other allowed"),
+        (None, Some(c), Some(h)) => format!("child on CPU {c}, runtime on {h}: no move"),
+        _ => "the child's CPU is not known: no move".into(),
+    });
+    let (old, others) = move_to?;
+    nix::sched::sched_setaffinity(me, &others).ok()?;
+    Some(CpuLeft(old))
+}
+
 /// The kernel's scheduling policy number of a spec policy, or why not.
 fn policy_number(p: oci_spec::runtime::LinuxSchedulerPolicy) -> std::result::Result<u32, String> {
     use oci_spec::runtime::LinuxSchedulerPolicy as P;
