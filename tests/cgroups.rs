@@ -2002,21 +2002,15 @@ fn pure_v1_host_refuses_a_taken_id_and_leaves_no_child() {
     assert!(!state.path().join("s").join(&id).exists());
 }
 
-/// create moves the runtime off the CPU its new child was placed on, until
-/// the child has its request (linux::procattr::leave_cpu). The narrowed
+/// create moves the runtime off the CPU its new child was placed on, while
+/// it claims the state and makes the cgroup (linux::procattr::leave_cpu). The narrowed
 /// mask must reach neither the container nor a hook the runtime runs: over
 /// runs that moved (narrated as cpu.leave), the container and its prestart,
 /// createRuntime, poststart and poststop hooks all see this test's mask.
 #[test]
 fn pure_v1_host_cpu_move_reaches_no_container_and_no_hook() {
     require_root();
-    let mine = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let mine = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
     if !mine.contains(['-', ',']) {
         eprintln!("one CPU allowed ({mine}): the runtime has no other CPU to move to");
         return;
@@ -2061,10 +2055,11 @@ fn pure_v1_host_cpu_move_reaches_no_container_and_no_hook() {
         out.contains("moved=3"),
         "in {runs} runs the runtime never shared a CPU with its child three times, so this proves nothing:\n{out}"
     );
+    // One line per run: the hooks append to their files.
     let seen = |text: String| -> Vec<String> {
         text.lines()
-            .filter_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .map(|s| s.trim().to_string())
+            .filter(|l| l.starts_with("Cpus_allowed_list:"))
+            .map(cpus_allowed)
             .collect()
     };
     let mut container = Vec::new();

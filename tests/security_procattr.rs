@@ -6,7 +6,7 @@
 //! sees it (/proc/self/stat, /proc/self/status, uname, ionice, /proc/keys).
 
 use nk_tests::security::*;
-use nk_tests::{rootfs, stderr, stdout, unique_id, Bundle, Root};
+use nk_tests::{cpus_allowed, rootfs, stderr, stdout, unique_id, Bundle, Root};
 use serde_json::json;
 use std::path::Path;
 
@@ -232,14 +232,6 @@ fn io_priority_classes() {
         "{}",
         both(&o)
     );
-}
-
-fn cpus_allowed(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap_or("")
-        .trim()
-        .to_string()
 }
 
 #[test]

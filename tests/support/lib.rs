@@ -334,6 +334,16 @@ pub fn run_to_files(c: &mut Command) -> Output {
 }
 
 /// stdout of an Output as a string.
+/// The `Cpus_allowed_list:` value of /proc/<pid>/status text ("" if none).
+pub fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -303,8 +303,8 @@ impl Runtime {
         let stat = state::proc_stat(pid);
         record.pid = pid;
         record.pid_start = stat.as_ref().map_or(0, |s| s.start);
-        // Let the child start on its CPU while we claim, make the cgroup
-        // and send the request (see linux::procattr::leave_cpu).
+        // Let the child start on its CPU while we claim the state and make
+        // the cgroup (see linux::procattr::leave_cpu).
         let cpu_left = linux::procattr::leave_cpu(stat.and_then(|s| s.cpu));
         // With the cgroup made after the clone, so is the claim of the
         // state directory and the seccomp filter: the parent does them
@@ -352,6 +352,9 @@ impl Runtime {
                 Vec::new()
             }
         };
+        // Back before anything we run could inherit the narrowed mask:
+        // newuidmap, then the hooks.
+        drop(cpu_left);
         if plan.new_userns {
             write_id_maps(&mut launch, &bundle, pid)?;
         }
@@ -418,8 +421,6 @@ impl Runtime {
             idmapped,
             handover,
         )?;
-        // Before anything we run (a hook) could inherit the narrowed mask.
-        drop(cpu_left);
         // While the child sets itself up: the file of the created record.
         let created_file = ContainerState::reserve(&dir)?;
 

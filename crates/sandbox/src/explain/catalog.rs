@@ -205,8 +205,8 @@ steps! {
         "Give the child a copy of the runtime it cannot write: a detached read-only mount of /proc/self/exe (open_tree + mount_setattr), or a sealed memfd copy where the kernel refuses that.",
         "The child runs runtime code inside the container, and there /proc/self/exe leads to the file it runs from. If that were the binary on the host, a hostile container could open it for writing and replace the runtime for everyone (CVE-2019-5736).";
     CPU_LEAVE = "cpu.leave", Clone,
-        "If the new child was placed on the runtime's CPU, move the runtime to another until the child has its request.",
-        "The kernel starts a child on its parent's CPU, and may keep it waiting there while another CPU idles. With the runtime elsewhere, the child's start and the runtime's state and cgroup work run at once; the runtime's old CPU mask is back before it runs a hook, and the child never had the narrowed one.";
+        "If the new child was placed on the runtime's CPU, move the runtime to another while it claims the state and makes the cgroup.",
+        "The kernel starts a child on its parent's CPU, and may keep it waiting there while another CPU idles. With the runtime elsewhere, the child's start and the runtime's state and cgroup work run at once; the runtime's old CPU mask is back before it starts any other process, and the child never had the narrowed one.";
     CLONE = "clone", Clone,
         "clone3() the container's first process into new namespaces, with CLONE_PIDFD.",
         "The namespaces are created together with the process, so it never sees the host's pid table, mounts, network or hostname; in a new pid namespace it is pid 1. The pidfd names exactly this process, so a later signal or wait can never hit a recycled pid.";

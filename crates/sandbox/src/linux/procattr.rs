@@ -328,8 +328,8 @@ impl Drop for CpuLeft {
 /// idles (on this project's 2-vCPU host it often did: the init's start
 /// waited out the parent's state claim and cgroup setup). Moving the parent
 /// lets both run at once. Nothing inherits the narrowed mask: the child
-/// exists already, and the caller drops the guard before it runs a hook or
-/// spawns anything else.
+/// exists already, and the caller drops the guard before it spawns
+/// anything (newuidmap, a hook).
 pub fn leave_cpu(child_cpu: Option<usize>) -> Option<CpuLeft> {
     let me = nix::unistd::Pid::from_raw(0);
     // SAFETY: sched_getcpu takes no arguments (vDSO; -1 on failure).
@@ -338,9 +338,7 @@ pub fn leave_cpu(child_cpu: Option<usize>) -> Option<CpuLeft> {
         (Some(c), Some(h)) if c == h => nix::sched::sched_getaffinity(me).ok().and_then(|old| {
             let mut others = old;
             others.unset(c).ok()?;
-            (0..nix::sched::CpuSet::count())
-                .any(|i| others.is_set(i).unwrap_or(false))
-                .then_some((old, others))
+            (others != nix::sched::CpuSet::new()).then_some((old, others))
         }),
         _ => None,
     };
