@@ -11,7 +11,7 @@ use crate::explain::{self, catalog, Phase};
 use crate::linux::{self, mounts::CgroupMountInfo, namespaces};
 use crate::process::clone;
 use crate::process::messages::{
-    InitKind, InitRequest, FD_CONFIG, FD_EXEC_FIFO, FD_IDMAP_PREFIX, FD_PIDNS,
+    InitKind, InitRequest, FD_CGROUP_TASKS, FD_CONFIG, FD_EXEC_FIFO, FD_IDMAP_PREFIX, FD_PIDNS,
 };
 use crate::spec::{self, Bundle, ValidateOpts};
 use crate::state::{self, ContainerState, Phase as StPhase};
@@ -337,19 +337,20 @@ impl Runtime {
         if !defer && (create_hooks(&bundle) || cleanup.cgroup.is_none()) {
             record.save(&dir)?;
         }
-        let join_cgroup = match later.take() {
+        let (join_cgroup, tasks) = match later.take() {
             Some(cg) => {
                 let _g = explain::phase(Phase::Cgroups);
                 self.make_cgroup(cleanup, cg, &mut record, &dir, &bundle, true)?;
                 explain::cgroup_join_after_exec(join_files.len());
-                join_files
+                let tasks = open_tasks(&join_files)?;
+                (join_files, tasks)
             }
             None => {
                 if let Some(cg) = &cleanup.cgroup {
                     let _g = explain::phase(Phase::Cgroups);
                     launch.enter_cgroup(Some(cg.as_ref()))?;
                 }
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         // Back before anything we run could inherit the narrowed mask:
@@ -407,6 +408,7 @@ impl Runtime {
                         .map(|(i, _)| format!("{FD_IDMAP_PREFIX}{i}")),
                 )
                 .chain(handover.as_ref().map(|_| FD_PIDNS.to_string()))
+                .chain(tasks.iter().map(|_| FD_CGROUP_TASKS.to_string()))
                 .collect(),
             explain: self.explain,
             trace: self.trace,
@@ -420,6 +422,7 @@ impl Runtime {
             &cfg_copy,
             idmapped,
             handover,
+            tasks,
         )?;
         // While the child sets itself up: the file of the created record.
         let created_file = ContainerState::reserve(&dir)?;
@@ -809,6 +812,7 @@ fn send_init(
     cfg_copy: &Path,
     idmapped: Vec<(usize, OwnedFd)>,
     handover: Option<OwnedFd>,
+    tasks: Vec<OwnedFd>,
 ) -> Result<()> {
     let fifo_fd = fifo
         .map(|fifo| {
@@ -827,8 +831,30 @@ fn send_init(
         .chain([cfg_fd.as_raw_fd()])
         .chain(idmapped.iter().map(|(_, t)| t.as_raw_fd()))
         .chain(handover.as_ref().map(|f| f.as_raw_fd()))
+        .chain(tasks.iter().map(|f| f.as_raw_fd()))
         .collect();
     launch.send(req, &fds)
+}
+
+/// Open the v1 `tasks` files the init will write 0 into (see
+/// [`InitRequest::join_cgroup`]).
+fn open_tasks(files: &[PathBuf]) -> Result<Vec<OwnedFd>> {
+    files
+        .iter()
+        .map(|p| {
+            nix::fcntl::open(
+                p,
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| {
+                Error::sys(
+                    format!("open {} for the init to join its cgroup", p.display()),
+                    e,
+                )
+            })
+        })
+        .collect()
 }
 
 /// Does the config have hooks that run while the container is being

@@ -5,7 +5,8 @@
 //! exec barrier; for `exec` it execs at once.
 
 use super::messages::{
-    InitKind, InitRequest, ToChild, ToParent, FD_CONFIG, FD_EXEC_FIFO, FD_IDMAP_PREFIX, FD_PIDNS,
+    InitKind, InitRequest, ToChild, ToParent, FD_CGROUP_TASKS, FD_CONFIG, FD_EXEC_FIFO,
+    FD_IDMAP_PREFIX, FD_PIDNS,
 };
 use super::sync::Channel;
 use crate::error::{Error, Result};
@@ -192,7 +193,13 @@ fn create(req: &mut InitRequest) -> Result<std::convert::Infallible> {
     // Into the container's cgroup before anything else (moving oneself
     // takes no global lock; the parent moving us would).
     for t in &req.join_cgroup {
-        std::fs::write(t, b"0").map_err(|e| {
+        let fd = take_passed(FD_CGROUP_TASKS).ok_or_else(|| {
+            Error::msg(format!(
+                "join the container's cgroup: the runtime passed no descriptor of {}",
+                t.display()
+            ))
+        })?;
+        nix::unistd::write(&fd, b"0").map_err(|e| {
             Error::msg(format!(
                 "join the container's cgroup: write 0 to {}: {e}",
                 t.display()

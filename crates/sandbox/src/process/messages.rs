@@ -20,6 +20,9 @@ pub const FD_CONFIG: &str = "config";
 /// Name of the passed descriptor of the pid namespace to hand over into
 /// (see [`InitRequest::pid_handover`]).
 pub const FD_PIDNS: &str = "pidns";
+/// Name of each passed v1 `tasks` file of [`InitRequest::join_cgroup`],
+/// opened by the parent, in the same order.
+pub const FD_CGROUP_TASKS: &str = "cgroup-tasks";
 
 /// Create a container's init, or an extra process in a running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +81,9 @@ pub struct InitRequest {
     pub pid_handover: bool,
     /// v1 `tasks` files the init writes 0 into before anything else: its
     /// cgroup was made while it exec'd the runtime copy (a pure v1 host).
+    /// The parent opens them and passes them ([`FD_CGROUP_TASKS`]): it has
+    /// time to spare while the init makes its network namespace, the init
+    /// has none. The paths are for the messages.
     #[serde(default)]
     pub join_cgroup: Vec<PathBuf>,
     /// `run`: the runtime starts the container itself, so the exec
