@@ -534,13 +534,13 @@ impl Runtime {
             let Some(plan) = linux::mounts::idmap_plan(m) else {
                 continue;
             };
-            if trees.len() + 2 >= crate::process::sync::MAX_FDS {
+            if trees.len() >= crate::process::sync::MAX_IDMAPPED {
                 return Err(Error::config(
                     &b.config_path,
                     "mounts",
                     format!(
                         "more than {} idmapped mounts",
-                        crate::process::sync::MAX_FDS - 2
+                        crate::process::sync::MAX_IDMAPPED
                     ),
                 ));
             }

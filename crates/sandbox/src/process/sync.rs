@@ -22,9 +22,15 @@ const INLINE_MAX: usize = 32 << 10;
 /// The datagram that announces a message in the first attached memfd.
 const IN_MEMFD: &[u8] = b"\0memfd";
 
-/// Most descriptors one message carries (the Init message carries the state
-/// directory, config.json and one idmapped tree per idmapped mount).
-pub const MAX_FDS: usize = 64;
+/// Most descriptors one message carries: the Init message carries
+/// exec.fifo, config.json, a pid namespace, one v1 `tasks` file per
+/// hierarchy (a dozen or so) and up to [`MAX_IDMAPPED`] idmapped trees. A
+/// message with more is refused, not truncated.
+pub const MAX_FDS: usize = 96;
+
+/// Most idmapped mounts one container may have (their trees travel in
+/// the Init message, see [`MAX_FDS`]).
+pub const MAX_IDMAPPED: usize = 62;
 
 /// One end of the channel.
 #[derive(Debug)]
@@ -65,6 +71,12 @@ impl Channel {
     pub fn send_fds<T: Serialize>(&self, msg: &T, fds: &[RawFd]) -> Result<()> {
         let data =
             serde_json::to_vec(msg).map_err(|e| Error::msg(format!("encode message: {e}")))?;
+        if fds.len() > MAX_FDS {
+            return Err(Error::msg(format!(
+                "sync message with {} descriptors is above the {MAX_FDS}-descriptor limit",
+                fds.len()
+            )));
+        }
         if data.len() > MAX_MSG {
             return Err(Error::msg(format!(
                 "sync message of {} bytes is above the {MAX_MSG}-byte limit",
@@ -196,5 +208,17 @@ mod tests {
             b.recv::<ToParent>().unwrap().unwrap().0,
             ToParent::Ready
         ));
+    }
+
+    #[test]
+    fn every_descriptor_arrives_or_the_send_is_refused() {
+        let (a, b) = Channel::pair().unwrap();
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        let all = vec![f.as_raw_fd(); MAX_FDS];
+        a.send_fds(&ToParent::Ready, &all).unwrap();
+        assert_eq!(b.recv::<ToParent>().unwrap().unwrap().1.len(), MAX_FDS);
+        let over = vec![f.as_raw_fd(); MAX_FDS + 1];
+        let e = a.send_fds(&ToParent::Ready, &over).unwrap_err();
+        assert!(e.to_string().contains("descriptor limit"), "{e}");
     }
 }
