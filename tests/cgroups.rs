@@ -963,10 +963,32 @@ fn pause_resume_and_state() {
     assert_eq!(c.root.status(&c.id), "paused");
     assert_eq!(c.h("freezer", "freezer.state"), "FROZEN");
     let a = read();
-    // Not a wait for a state but a window in which a running counter
-    // (every 20 ms) would move: a frozen one cannot, however loaded the
-    // machine is, so this can only pass wrongly, never fail wrongly.
-    std::thread::sleep(Duration::from_millis(300));
+    // A witness on the host runs the same loop: once it has moved ten
+    // times, a running counter would have moved too, however loaded the
+    // machine is. The frozen one must not have.
+    let w = TempDir::new("nk-pause-witness");
+    let wfile = w.path().join("n");
+    let mut witness = Command::new("sh")
+        .args([
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > \"$0\"; sleep 0.02; done",
+        ])
+        .arg(&wfile)
+        .spawn()
+        .unwrap();
+    let steps = || {
+        std::fs::read_to_string(&wfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    wait_until("the witness to start", 10, || steps().is_some());
+    let from = steps().unwrap_or(0);
+    wait_until("the witness to move ten times", 10, || {
+        steps().is_some_and(|n| n >= from + 10)
+    });
+    // SIGKILL to our own, unreaped child, then reaped.
+    let _ = witness.kill();
+    let _ = witness.wait();
     assert_eq!(read(), a, "a paused container kept running");
     // Pausing twice or resuming a running container is refused.
     assert!(!c.nk(&["pause", &c.id]).status.success());
