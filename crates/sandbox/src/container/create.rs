@@ -304,8 +304,9 @@ impl Runtime {
         record.pid = pid;
         record.pid_start = stat.as_ref().map_or(0, |s| s.start);
         // Let the child start on its CPU while we claim the state and make
-        // the cgroup (see linux::procattr::leave_cpu).
-        let cpu_left = linux::procattr::leave_cpu(stat.and_then(|s| s.cpu));
+        // the cgroup, when those come after the clone (see
+        // linux::procattr::leave_cpu).
+        let cpu_left = linux::procattr::leave_cpu(stat.and_then(|s| s.cpu), defer);
         // With the cgroup made after the clone, so is the claim of the
         // state directory and the seccomp filter: the parent does them
         // while the child execs, and the record is claimed with the pid.
@@ -842,17 +843,11 @@ fn open_tasks(files: &[PathBuf]) -> Result<Vec<OwnedFd>> {
     files
         .iter()
         .map(|p| {
-            nix::fcntl::open(
-                p,
-                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| {
-                Error::sys(
-                    format!("open {} for the init to join its cgroup", p.display()),
-                    e,
-                )
-            })
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .map(OwnedFd::from)
+                .map_err(|e| Error::io("open", p, e))
         })
         .collect()
 }

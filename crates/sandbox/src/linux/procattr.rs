@@ -320,8 +320,9 @@ impl Drop for CpuLeft {
 
 /// Move this process off `child_cpu` (where its new child is, if known)
 /// onto any other CPU it may use, until the returned guard is dropped.
-/// `None` (nothing changed) when it runs elsewhere already, or may use that
-/// CPU only.
+/// `None` (nothing changed) when it runs elsewhere already, may use that
+/// CPU only, or has no work (`overlap` false) to do beside the child's
+/// start: then the move would only cost a migration.
 ///
 /// Why: clone3 places the new child on its parent's CPU, and the scheduler
 /// may leave it there, waiting, while the parent runs and another CPU
@@ -330,20 +331,23 @@ impl Drop for CpuLeft {
 /// lets both run at once. Nothing inherits the narrowed mask: the child
 /// exists already, and the caller drops the guard before it spawns
 /// anything (newuidmap, a hook).
-pub fn leave_cpu(child_cpu: Option<usize>) -> Option<CpuLeft> {
+pub fn leave_cpu(child_cpu: Option<usize>, overlap: bool) -> Option<CpuLeft> {
     let me = nix::unistd::Pid::from_raw(0);
     // SAFETY: sched_getcpu takes no arguments (vDSO; -1 on failure).
     let here = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
     let move_to = match (child_cpu, here) {
-        (Some(c), Some(h)) if c == h => nix::sched::sched_getaffinity(me).ok().and_then(|old| {
-            let mut others = old;
-            others.unset(c).ok()?;
-            (others != nix::sched::CpuSet::new()).then_some((old, others))
-        }),
+        (Some(c), Some(h)) if c == h && overlap => {
+            nix::sched::sched_getaffinity(me).ok().and_then(|old| {
+                let mut others = old;
+                others.unset(c).ok()?;
+                (others != nix::sched::CpuSet::new()).then_some((old, others))
+            })
+        }
         _ => None,
     };
     explain::step(&catalog::CPU_LEAVE, || match (&move_to, child_cpu, here) {
         (Some(_), Some(c), _) => format!("sched_setaffinity(every allowed CPU but {c})"),
+        _ if !overlap => "the state and the cgroup were made before the clone: no move".into(),
         (None, Some(c), Some(h)) if c == h => format!("both on CPU {c}, no other allowed"),
         (None, Some(c), Some(h)) => format!("child on CPU {c}, runtime on {h}: no move"),
         _ => "the child's CPU is not known: no move".into(),

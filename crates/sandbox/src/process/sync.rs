@@ -69,14 +69,14 @@ impl Channel {
 
     /// Send a message, with descriptors attached.
     pub fn send_fds<T: Serialize>(&self, msg: &T, fds: &[RawFd]) -> Result<()> {
-        let data =
-            serde_json::to_vec(msg).map_err(|e| Error::msg(format!("encode message: {e}")))?;
         if fds.len() > MAX_FDS {
             return Err(Error::msg(format!(
                 "sync message with {} descriptors is above the {MAX_FDS}-descriptor limit",
                 fds.len()
             )));
         }
+        let data =
+            serde_json::to_vec(msg).map_err(|e| Error::msg(format!("encode message: {e}")))?;
         if data.len() > MAX_MSG {
             return Err(Error::msg(format!(
                 "sync message of {} bytes is above the {MAX_MSG}-byte limit",
