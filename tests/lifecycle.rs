@@ -77,17 +77,22 @@ fn create_start_state_kill_delete() {
     let o = root.run(&["delete", &id]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not stopped"), "{}", stderr(&o));
+    // Signal 0 (as runc takes it): the init is checked, nothing is sent.
+    root.ok(&["kill", &id, "0"]);
+    assert_eq!(root.status(&id), "running");
     root.ok(&["kill", &id, "KILL"]);
     root.wait_status(&id, "stopped");
     assert_eq!(root.state(&id)["pid"], 0);
-    // kill on a stopped container: runc's words.
-    let o = root.run(&["kill", &id, "TERM"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("container not running"),
-        "{}",
-        stderr(&o)
-    );
+    // kill on a stopped container: runc's words, for 0 as for any signal.
+    for sig in ["TERM", "0"] {
+        let o = root.run(&["kill", &id, sig]);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("container not running"),
+            "kill {sig}: {}",
+            stderr(&o)
+        );
+    }
     root.ok(&["delete", &id]);
     let o = root.run(&["state", &id]);
     assert!(!o.status.success());

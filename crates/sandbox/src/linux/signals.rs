@@ -38,15 +38,17 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-/// Parse a signal given as a name (with or without SIG) or a number.
+/// Parse a signal given as a name (with or without SIG) or a number. 0 is
+/// taken, as runc takes it: kill(2)'s check that the process exists (and
+/// may be signalled), with nothing sent.
 pub fn parse(s: &str) -> Result<i32> {
     let bad = || {
         Err(Error::msg(format!(
-            "invalid signal {s:?}: give a name such as TERM or KILL, or a number from 1 to 64"
+            "invalid signal {s:?}: give a name such as TERM or KILL, or a number from 1 to 64 (0 only checks that the container runs)"
         )))
     };
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { bad() };
+        return if (0..=64).contains(&n) { Ok(n) } else { bad() };
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -119,7 +121,9 @@ mod tests {
         assert_eq!(parse("sigusr1").unwrap(), 10);
         assert_eq!(parse("9").unwrap(), 9);
         assert_eq!(parse("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
-        assert!(parse("0").is_err());
+        assert_eq!(parse("0").unwrap(), 0);
+        assert!(parse("65").is_err());
+        assert!(parse("-1").is_err());
         assert!(parse("NOPE").is_err());
         assert_eq!(name(15), "SIGTERM");
     }
