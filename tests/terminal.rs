@@ -11,6 +11,7 @@ use nk_tests::term::{set_winsize, Term};
 use nk_tests::*;
 use serde_json::json;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// A `sleep` duration no other session of any test uses, to find it in /proc.
@@ -189,5 +190,104 @@ fn closed_pty_is_not_polled_in_a_loop() {
     assert!(
         cpu < 0.5,
         "the runtime used {cpu:.2} s of CPU while waiting 2 s"
+    );
+}
+
+/// The attack surface: once the container's process is reaped, `run`
+/// still drains the pty while another process holds it, and it forwarded
+/// the signals it got meanwhile with kill(2) to the reaped pid, free by
+/// then for any new process (pid_max is 32768 on this host kind). The test
+/// makes the reuse certain: in a pid namespace of its own, which the
+/// container shares, it waits until the init is reaped, sets ns_last_pid
+/// so that its next child (a witness `sleep`) gets the init's pid, signals
+/// `run`, waits until `run` has read the signal and exited, and looks at
+/// the witness.
+#[test]
+fn a_signal_after_the_exit_reaches_no_reused_pid() {
+    if !Path::new("/proc/sys/kernel/ns_last_pid").exists() {
+        eprintln!("no /proc/sys/kernel/ns_last_pid (a kernel without CONFIG_CHECKPOINT_RESTORE): the pid reuse cannot be arranged here");
+        return;
+    }
+    let root = Root::new();
+    let mark = TempDir::new("nk-reuse");
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        // `yes`, in a session of its own (so the init's pid is free once
+        // the init is reaped), keeps the pty busy after the init exits,
+        // and forks nothing.
+        "setsid yes & echo \"$$ $!\" > /mark/pids; while [ ! -e /mark/go ]; do sleep 0.01; done",
+    ]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid");
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mark", "type": "bind",
+            "source": mark.path(), "options": ["rbind", "rw"]}));
+    });
+    let id = unique_id("reuse");
+    let script = r#"
+        RT=$1 ROOT=$2 BUNDLE=$3 ID=$4 MARK=$5
+        "$RT" --root "$ROOT" run --bundle "$BUNDLE" "$ID" >/dev/null 2>"$MARK/err" </dev/null &
+        RUN=$!
+        for ((i = 0; i < 2000; i++)); do [ -s "$MARK/pids" ] && break; sleep 0.01; done
+        read -r P Y < "$MARK/pids" || { echo "no pids from the container"; exit 2; }
+        : > "$MARK/go"
+        for ((i = 0; i < 2000; i++)); do [ -e /proc/$P ] || break; sleep 0.01; done
+        [ -e /proc/$P ] && { echo "init $P was not reaped"; exit 2; }
+        kill -0 $RUN || { echo "run ended before the signal"; exit 2; }
+        # Nothing else in this pid namespace forks from here to the witness.
+        echo $((P - 1)) > /proc/sys/kernel/ns_last_pid
+        sleep 1000 &
+        W=$!
+        [ "$W" = "$P" ] || { echo "the witness got pid $W, not $P; processes:"; cat /proc/[0-9]*/stat; exit 2; }
+        kill -USR1 $RUN
+        # Blocked in run until its signalfd reads it: pending until then.
+        for ((i = 0; i < 2000; i++)); do
+            pend=0
+            while read -r k v; do
+                case $k in SigPnd:|ShdPnd:) (( 16#$v & 0x200 )) && pend=1 ;; esac
+            done < /proc/$RUN/status
+            [ $pend = 0 ] && break
+            sleep 0.01
+        done
+        [ $pend = 0 ] || { echo "run never read SIGUSR1"; exit 2; }
+        kill $Y
+        wait $RUN
+        echo "run exit $?"
+        read -r _ _ st _ < /proc/$W/stat 2>/dev/null || st=gone
+        echo "witness state $st"
+    "#;
+    let out = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "bash",
+            "-c",
+            script,
+            "reuse",
+        ])
+        .arg(&root.bin)
+        .arg(root.dir.path())
+        .arg(b.path())
+        .arg(&id)
+        .arg(mark.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = std::fs::read_to_string(mark.path().join("err")).unwrap_or_default();
+    assert!(
+        text.contains("run exit 0"),
+        "{text}\n{}\nrun's stderr: {err}",
+        stderr(&out)
+    );
+    assert!(
+        text.contains("witness state S"),
+        "the signal sent to run after its container was reaped reached the process that took the pid: {text}\nrun's stderr: {err}"
     );
 }

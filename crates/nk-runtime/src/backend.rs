@@ -264,9 +264,8 @@ impl Backend {
         let status = wait::wait(Foreground {
             pid: h.pid,
             pidfd: &h.pidfd,
-            forward_to: h.pid,
             pty: h.pty,
-            winch_to: None,
+            winch_to_process: false,
             reap_orphans: true,
         });
         if !a.keep {
@@ -365,9 +364,8 @@ impl Backend {
         Ok(wait::wait(Foreground {
             pid: h.pid,
             pidfd: &h.pidfd,
-            forward_to: h.pid,
             pty: h.pty,
-            winch_to: None,
+            winch_to_process: false,
             reap_orphans: false,
         })?)
     }
@@ -448,9 +446,8 @@ pub fn vm_restore(
     let status = wait::wait(Foreground {
         pid: created.pid,
         pidfd: &created.pidfd,
-        forward_to: created.pid,
         pty: None,
-        winch_to: None,
+        winch_to_process: false,
         reap_orphans: false,
     });
     if let Err(e) = v.delete(&o.id, true) {

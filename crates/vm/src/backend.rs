@@ -1148,11 +1148,10 @@ impl VmBackend {
         let status = wait::wait(wait::Foreground {
             pid: created.pid,
             pidfd: &created.pidfd,
-            forward_to: created.pid,
             pty: None,
             // The monitor holds our terminal too: on SIGWINCH it reads the
             // new size there and resizes the guest's pty.
-            winch_to: Some(created.pid),
+            winch_to_process: true,
             reap_orphans: false,
         });
         if let Some(t) = raw {

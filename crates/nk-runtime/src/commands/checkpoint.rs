@@ -74,10 +74,9 @@ pub fn restore(g: &Globals, a: RestoreArgs) -> anyhow::Result<i32> {
     let status = wait::wait(Foreground {
         pid: r.pid,
         pidfd: &r.pidfd,
-        forward_to: r.pid,
         pty: None,
         reap_orphans: !a.no_subreaper,
-        winch_to: None,
+        winch_to_process: false,
     });
     if let Err(e) = rt.delete(&a.id, true) {
         sandbox::logging::warn(|| format!("delete after restore: {e}"));

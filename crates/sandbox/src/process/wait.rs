@@ -69,16 +69,16 @@ impl Drop for Blocked {
 
 /// What to wait for.
 pub struct Foreground<'a> {
-    /// The process whose exit ends the wait.
+    /// The process whose exit ends the wait, and that forwarded signals
+    /// reach (through `pidfd`: once it is reaped its pid may be another
+    /// process's).
     pub pid: i32,
     pub pidfd: &'a OwnedFd,
-    /// Forward signals to this pid (usually `pid`).
-    pub forward_to: i32,
     /// A pty master to bridge to our stdin/stdout.
     pub pty: Option<OwnedFd>,
-    /// Pass SIGWINCH on to this pid instead of resizing `pty`: a VM-mode
+    /// Pass SIGWINCH on to the process instead of resizing `pty`: a VM-mode
     /// monitor shares our terminal and resizes the guest's pty itself.
-    pub winch_to: Option<i32>,
+    pub winch_to_process: bool,
     /// Reap other children as they exit (we are a subreaper).
     pub reap_orphans: bool,
 }
@@ -198,28 +198,25 @@ pub fn wait(fg: Foreground<'_>) -> Result<i32> {
                     }
                     continue;
                 }
-                if sig == libc::SIGWINCH {
-                    match fg.winch_to {
-                        // SAFETY: kill(2) to the process the caller named.
-                        Some(pid) => unsafe {
-                            libc::kill(pid, libc::SIGWINCH);
-                        },
-                        None => pass_size(),
-                    }
-                    continue;
-                }
                 if sig == libc::SIGURG {
                     continue;
                 }
-                explain::step(&catalog::SIGNAL_FORWARD, || {
-                    format!(
-                        "forward {} to {}",
-                        crate::linux::signals::name(sig),
-                        fg.forward_to
-                    )
-                });
-                // SAFETY: kill(2) to the container process we started.
-                unsafe { libc::kill(fg.forward_to, sig) };
+                if sig == libc::SIGWINCH && !fg.winch_to_process {
+                    pass_size();
+                    continue;
+                }
+                // Reaped (only the pty is still drained): there is no one to
+                // forward to, and the pid may be another process's by now.
+                if exited.is_some() {
+                    continue;
+                }
+                if sig != libc::SIGWINCH {
+                    explain::step(&catalog::SIGNAL_FORWARD, || {
+                        format!("forward {} to {}", crate::linux::signals::name(sig), fg.pid)
+                    });
+                }
+                // Through the pidfd: the signal reaches that process or none.
+                let _ = crate::linux::syscall::pidfd_send_signal(fg.pidfd.as_fd(), sig);
             }
         }
         if fds[0].fd >= 0 && fds[0].revents != 0 {
