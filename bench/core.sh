@@ -3,7 +3,8 @@
 #   run            create+start+wait+delete (the attached run deletes)
 #   create/start/delete  timed one by one, runtimes interleaved, LOOP times
 #   state, exec    on a running container (sleep 1000)
-#   SEQ sequential runs (total), peak RSS of run, binary size
+#   SEQ sequential runs (total, in 5 interleaved rounds), peak RSS of run,
+#   binary size
 
 specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l run --bundle $W/b r-$l"); done
 hf core "run /bin/true" "" "$RUNS" "${specs[@]}"
@@ -34,13 +35,23 @@ specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state
 hf core "exec /bin/true" "" "$RUNS" "${specs[@]}"
 for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" delete -f held >/dev/null 2>&1; done
 
-# SEQ sequential runs, total time; runtimes one after the other.
-for l in "${LABELS[@]}"; do
-  now_us t0
-  for i in $(seq "$SEQ"); do rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" "seq-$i" </dev/null >/dev/null 2>&1; done
-  now_us t1
-  record_value core "$SEQ sequential runs" "" "$l" ms "$(us_ms "$t0" "$t1")"
+# SEQ sequential runs, total time, in 5 rounds of SEQ/5 runs per runtime,
+# the order reversed every other round (as hf's rows): a host that slows
+# down during the row slows every runtime alike.
+declare -A seq_us=()
+for l in "${LABELS[@]}"; do seq_us[$l]=0; done
+for r in 1 2 3 4 5; do
+  n=$(( SEQ * r / 5 - SEQ * (r - 1) / 5 ))
+  order=("${LABELS[@]}")
+  if [ $((r % 2)) -eq 0 ]; then order=(); for ((k = ${#LABELS[@]} - 1; k >= 0; k--)); do order+=("${LABELS[$k]}"); done; fi
+  for l in "${order[@]}"; do
+    now_us t0
+    for ((i = 0; i < n; i++)); do rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" "seq-$r-$i" </dev/null >/dev/null 2>&1; done
+    now_us t1
+    seq_us[$l]=$(( ${seq_us[$l]} + t1 - t0 ))
+  done
 done
+for l in "${LABELS[@]}"; do record_value core "$SEQ sequential runs" "" "$l" ms "$(us_ms 0 "${seq_us[$l]}")"; done
 
 # Peak RSS of run (KiB), median of 5; binary size.
 for l in "${LABELS[@]}"; do
