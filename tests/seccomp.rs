@@ -266,17 +266,26 @@ fn log_action_allows_and_writes_an_audit_record() {
 }
 
 /// Run `f` (which returns the container's pid and the audit code expected
-/// for its getppid) until the record shows up. The kernel rate-limits audit
-/// lines on the console (10 per 5 s), and parallel tests also log, so a
-/// missing line is retried after the window rather than taken as a failure.
+/// for its getppid) until the record shows up. Without auditd the kernel
+/// prints audit records under printk's rate limit (a burst per window of
+/// /proc/sys/kernel/printk_ratelimit seconds), shared with parallel tests,
+/// so a missing record is retried once the window that dropped it is over,
+/// rather than taken as a failure.
 fn audited(mut f: impl FnMut() -> (i32, &'static str)) -> bool {
-    for attempt in 0..4 {
-        if attempt > 0 {
-            // Not a wait for a state: the kernel's audit rate limit is a
-            // window of 5 s (printk_ratelimit), which must pass.
-            std::thread::sleep(std::time::Duration::from_millis(5500));
+    let mut window_over: Option<std::time::Instant> = None;
+    for _ in 0..4 {
+        // The window that dropped the last record was open when the
+        // container made its call, so it is over by then plus one window
+        // (wait_audit has usually waited that out already). The limiter's
+        // own state cannot be read: this is the one wait that is not a poll.
+        if let Some(at) = window_over {
+            let left = at.saturating_duration_since(std::time::Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(left);
+            }
         }
         let (pid, code) = f();
+        window_over = Some(std::time::Instant::now() + printk_window());
         if wait_audit(pid, "syscall=110")
             .iter()
             .any(|l| l.contains(code))
@@ -287,9 +296,20 @@ fn audited(mut f: impl FnMut() -> (i32, &'static str)) -> bool {
     false
 }
 
+/// printk's rate-limit window on this host (5 s unless changed), and a
+/// margin for the timer's granularity.
+fn printk_window() -> std::time::Duration {
+    let secs = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(5);
+    std::time::Duration::from_secs(secs) + std::time::Duration::from_millis(500)
+}
+
 fn wait_audit(pid: i32, what: &str) -> Vec<String> {
-    // A deadline, not a count of tries: a loaded machine logs later.
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // A deadline, not a count of tries: a loaded machine logs later. One
+    // printk window: a record not printed by then was dropped by it.
+    let end = std::time::Instant::now() + printk_window();
     while std::time::Instant::now() < end {
         let v: Vec<String> = seccomp_audit(pid)
             .into_iter()
