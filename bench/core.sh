@@ -6,13 +6,13 @@
 #   SEQ sequential runs (total, in 5 interleaved rounds), peak RSS of run,
 #   binary size
 
-specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l run --bundle $W/b r-$l"); done
+specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l run --bundle $W/b r-$l"); done
 hf core "run /bin/true" "" "$RUNS" "${specs[@]}"
 
 for l in "${LABELS[@]}"; do : > "$W/raw/create.$l"; : > "$W/raw/start.$l"; : > "$W/raw/delete.$l"; done
 for i in $(seq "$LOOP"); do
   for l in "${LABELS[@]}"; do
-    st="$W/state-$l"; id="csd-$i"
+    st="$S/state-$l"; id="csd-$i"
     now_us t0; rt_of "$l" --root "$st" create --bundle "$W/b" "$id" </dev/null >/dev/null 2>&1; now_us t1
     rt_of "$l" --root "$st" start "$id" </dev/null >/dev/null 2>&1; now_us t2
     wait_stopped "$l" "$st" "$id"
@@ -28,12 +28,12 @@ done
 
 # state and exec of a running container.
 mkbundle "$W/bs" '["/bin/sleep", "1000"]'
-for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" run -d --bundle "$W/bs" held </dev/null >/dev/null 2>"$W/err" || die "$l: run -d failed: $(tail -3 "$W/err")"; done
-specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l state held"); done
+for l in "${LABELS[@]}"; do rt_of "$l" --root "$S/state-$l" run -d --bundle "$W/bs" held </dev/null >/dev/null 2>"$W/err" || die "$l: run -d failed: $(tail -3 "$W/err")"; done
+specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l state held"); done
 hf core "state" "" "$RUNS" "${specs[@]}"
-specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l exec held /bin/true"); done
+specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l exec held /bin/true"); done
 hf core "exec /bin/true" "" "$RUNS" "${specs[@]}"
-for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" delete -f held >/dev/null 2>&1; done
+for l in "${LABELS[@]}"; do rt_of "$l" --root "$S/state-$l" delete -f held >/dev/null 2>&1; done
 
 # SEQ sequential runs, total time, in 5 rounds of SEQ/5 runs per runtime,
 # the order reversed every other round (as hf's rows): a host that slows
@@ -46,7 +46,7 @@ for r in 1 2 3 4 5; do
   if [ $((r % 2)) -eq 0 ]; then order=(); for ((k = ${#LABELS[@]} - 1; k >= 0; k--)); do order+=("${LABELS[$k]}"); done; fi
   for l in "${order[@]}"; do
     now_us t0
-    for ((i = 0; i < n; i++)); do rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" "seq-$r-$i" </dev/null >/dev/null 2>&1; done
+    for ((i = 0; i < n; i++)); do rt_of "$l" --root "$S/state-$l" run --bundle "$W/b" "seq-$r-$i" </dev/null >/dev/null 2>&1; done
     now_us t1
     seq_us[$l]=$(( ${seq_us[$l]} + t1 - t0 ))
   done
@@ -56,7 +56,7 @@ for l in "${LABELS[@]}"; do record_value core "$SEQ sequential runs" "" "$l" ms 
 # Peak RSS of run (KiB), median of 5; binary size.
 for l in "${LABELS[@]}"; do
   for i in 1 2 3 4 5; do
-    /usr/bin/time -f %M -o "$W/rss" "$(bin_of "$l")" --root "$W/state-$l" run --bundle "$W/b" rss </dev/null >/dev/null 2>&1
+    /usr/bin/time -f %M -o "$W/rss" "$(bin_of "$l")" --root "$S/state-$l" run --bundle "$W/b" rss </dev/null >/dev/null 2>&1
     tail -1 "$W/rss"
   done > "$W/raw/rss.$l"
   record core "peak RSS of run" "" "$l" KiB "$W/raw/rss.$l"

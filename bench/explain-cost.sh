@@ -6,6 +6,8 @@
 #   NK=/path/to/nk-runtime bench/explain-cost.sh
 #   RESULTS=file bench/explain-cost.sh   # also append the rows to a
 #                                        # results.tsv of bench/run.sh
+#   STATE_ROOT=dir bench/explain-cost.sh # the state root (bench/run.sh
+#                                        # gives one on its tmpfs)
 #
 # Rows: `nk-runtime run` of /bin/true on the busybox bundle with everything
 # off, with --trace=json, with -E, with both, and with --log-level debug
@@ -32,15 +34,16 @@ die() { echo "explain-cost: $*" >&2; exit 1; }
 command -v hyperfine >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 hyperfine >/dev/null || die "apt-get install hyperfine failed"; }
 
 W=$(mktemp -d /tmp/nk-explain-cost.XXXXXX)
+ST=${STATE_ROOT:-$W/state}
 cleanup() {
-  for id in $(ls "$W/state" 2>/dev/null); do "$NK" --root "$W/state" delete -f "$id" >/dev/null 2>&1; done
+  for id in $(ls "$ST" 2>/dev/null); do "$NK" --root "$ST" delete -f "$id" >/dev/null 2>&1; done
   rm -rf "$W"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 "$TOP/scripts/mk-rootfs.sh" "$W/rootfs" >/dev/null || die "rootfs"
-mkdir -p "$W/b" "$W/state"
+mkdir -p "$W/b" "$ST"
 "$NK" spec --bundle "$W/b"
 python3 - "$W/b/config.json" "$W/rootfs" <<'PY'
 import json, sys
@@ -51,19 +54,19 @@ c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
 json.dump(c, open(p, "w"))
 PY
-"$NK" --root "$W/state" run --bundle "$W/b" smoke >/dev/null 2>&1 || die "nk-runtime cannot run the bundle"
+"$NK" --root "$ST" run --bundle "$W/b" smoke >/dev/null 2>&1 || die "nk-runtime cannot run the bundle"
 
 echo "explain-cost: $(date -Is) $(uname -r) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), RUNS=$RUNS, $NK" >&2
 
 # How many narration sites one run passes: every step printed by -E, every
 # phase guard reported by --trace (the child's included).
-steps=$("$NK" --root "$W/state" -E run --bundle "$W/b" count 2>&1 >/dev/null | grep -cE '^ *[0-9]+\. \[')
-phases=$("$NK" --root "$W/state" --trace=json run --bundle "$W/b" count2 2>&1 >/dev/null | tail -1 \
+steps=$("$NK" --root "$ST" -E run --bundle "$W/b" count 2>&1 >/dev/null | grep -cE '^ *[0-9]+\. \[')
+phases=$("$NK" --root "$ST" --trace=json run --bundle "$W/b" count2 2>&1 >/dev/null | tail -1 \
   | python3 -c 'import json,sys; print(sum(r["count"] for r in json.load(sys.stdin)["phases"]))')
 
 rows=(off trace explain "explain+trace" "log-level debug")
 cmd_of() {
-  local base="$NK --root $W/state"
+  local base="$NK --root $ST"
   case $1 in
     off) echo "$base run --bundle $W/b r-off";;
     trace) echo "$base --trace=json run --bundle $W/b r-trace";;

@@ -23,11 +23,11 @@ for f in "${FIXTURES[@]}"; do
     for l in "${LABELS[@]}"; do
       b=$W/fx-$name$variant-$l
       fixture_bundle "$fx" "$b" "$l" "$variant"
-      if out=$(rt_of "$l" --root "$W/state-$l" run --bundle "$b" "fx-$l" 2>&1 </dev/null); then
-        specs+=("$l=$(bin_of "$l") --root $W/state-$l run --bundle $b fx-$l")
+      if out=$(rt_of "$l" --root "$S/state-$l" run --bundle "$b" "fx-$l" 2>&1 </dev/null); then
+        specs+=("$l=$(bin_of "$l") --root $S/state-$l run --bundle $b fx-$l")
       else
         log "$l cannot run the $name fixture: $(echo "$out" | tail -2 | tr '\n' ' ')"
-        rt_of "$l" --root "$W/state-$l" delete -f "fx-$l" >/dev/null 2>&1
+        rt_of "$l" --root "$S/state-$l" delete -f "fx-$l" >/dev/null 2>&1
       fi
     done
     [ ${#specs[@]} -gt 0 ] && hf fixtures "$row" "" "$RUNS" "${specs[@]}"

@@ -29,7 +29,7 @@ n = int(sys.argv[2])
 for i in range(n):
     c["mounts"].append({"destination": f"/mnt/b{i}", "type": "bind", "source": sys.argv[3], "options": ["rbind", "rprivate"]})' "$n" "$W/bindsrc"
   for i in $(seq 0 $((n - 1))); do mkdir -p "$ROOTFS/mnt/b$i"; done
-  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l run --bundle $W/gb-$n gb-$l"); done
+  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l run --bundle $W/gb-$n gb-$l"); done
   hf growth-binds run "$n" "$GRUNS" "${specs[@]}"
 done
 
@@ -39,29 +39,29 @@ json_edit "$W/gc/config.json" 'c["linux"]["namespaces"] = [n for n in c["linux"]
 mkbundle "$W/gcs" '["/bin/sleep", "1000"]'
 json_edit "$W/gcs/config.json" 'c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]'
 for l in "${LABELS[@]}"; do
-  mkdir -p "$W/state-$l-many"
-  rt_of "$l" --root "$W/state-$l-many" run -d --bundle "$W/gcs" held </dev/null >/dev/null 2>"$W/err" || die "$l: run -d in the growth root failed: $(tail -3 "$W/err")"
+  mkdir -p "$S/state-$l-many"
+  rt_of "$l" --root "$S/state-$l-many" run -d --bundle "$W/gcs" held </dev/null >/dev/null 2>"$W/err" || die "$l: run -d in the growth root failed: $(tail -3 "$W/err")"
 done
 have=1
 for n in $G_CONTAINERS; do
   # Grow every root to n containers: create and start /bin/true, leave it stopped.
   for l in "${LABELS[@]}"; do
     for i in $(seq "$have" $((n - 1))); do
-      rt_of "$l" --root "$W/state-$l-many" create --bundle "$W/gc" "c$i" </dev/null >/dev/null 2>&1 \
-        && rt_of "$l" --root "$W/state-$l-many" start "c$i" </dev/null >/dev/null 2>&1 || die "$l: container c$i of $n failed"
+      rt_of "$l" --root "$S/state-$l-many" create --bundle "$W/gc" "c$i" </dev/null >/dev/null 2>&1 \
+        && rt_of "$l" --root "$S/state-$l-many" start "c$i" </dev/null >/dev/null 2>&1 || die "$l: container c$i of $n failed"
     done
   done
   have=$n
   for l in "${LABELS[@]}"; do
-    got=$(rt_of "$l" --root "$W/state-$l-many" list -q 2>/dev/null | wc -l)
+    got=$(rt_of "$l" --root "$S/state-$l-many" list -q 2>/dev/null | wc -l)
     [ "$got" = "$n" ] || die "$l lists $got containers, want $n"
   done
-  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l-many state held"); done
+  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l-many state held"); done
   hf growth-state state "$n" "$GRUNS" "${specs[@]}"
-  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l-many list"); done
+  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l-many list"); done
   hf growth-list list "$n" "$GRUNS" "${specs[@]}"
 done
-for l in "${LABELS[@]}"; do clean_root "$l" "$W/state-$l-many"; done
+for l in "${LABELS[@]}"; do clean_root "$l" "$S/state-$l-many"; done
 
 # --- seccomp rules ---
 for n in $G_RULES; do
@@ -77,7 +77,7 @@ c["linux"]["seccomp"] = {
     "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
     "syscalls": [{"names": [pool[i % len(pool)]], "action": "SCMP_ACT_ERRNO",
                   "args": [{"index": 0, "value": 100000 + i, "op": "SCMP_CMP_EQ"}]} for i in range(n)]}' "$n"
-  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l run --bundle $W/gs-$n gs-$l"); done
+  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l run --bundle $W/gs-$n gs-$l"); done
   hf growth-seccomp run "$n" "$GRUNS" "${specs[@]}"
   mkdir -p "$W/floor"
   [ -x "$W/floor/floor-seccomp" ] || gcc -O2 -o "$W/floor/floor-seccomp" "$HERE/floor/seccomp.c" -lseccomp || die "gcc seccomp.c"
@@ -93,11 +93,11 @@ for k in $G_PARALLEL; do
   for rep in $(seq "$G_REPS"); do
     for l in "${LABELS[@]}"; do
       now_us t0
-      for i in $(seq "$k"); do rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" "p$rep-$i" </dev/null >/dev/null 2>&1 & done
+      for i in $(seq "$k"); do rt_of "$l" --root "$S/state-$l" run --bundle "$W/b" "p$rep-$i" </dev/null >/dev/null 2>&1 & done
       wait
       now_us t1
       us_ms "$t0" "$t1" >> "$W/raw/gp-$k.$l"
-      clean_root "$l" "$W/state-$l"
+      clean_root "$l" "$S/state-$l"
     done
   done
   for l in "${LABELS[@]}"; do
@@ -124,12 +124,12 @@ PY
 for n in $G_PROCS; do
   mkbundle "$W/ge-$n" "[\"/bin/sh\", \"-c\", \"i=1; while [ \$i -lt $n ]; do sleep 1000 & i=\$((i+1)); done; exec sleep 1000\"]"
   for l in "${LABELS[@]}"; do
-    rt_of "$l" --root "$W/state-$l" run -d --bundle "$W/ge-$n" "ge-$n" </dev/null >/dev/null 2>"$W/err" || die "$l: run -d of $n processes failed: $(tail -3 "$W/err")"
-    pid=$(rt_of "$l" --root "$W/state-$l" state "ge-$n" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+    rt_of "$l" --root "$S/state-$l" run -d --bundle "$W/ge-$n" "ge-$n" </dev/null >/dev/null 2>"$W/err" || die "$l: run -d of $n processes failed: $(tail -3 "$W/err")"
+    pid=$(rt_of "$l" --root "$S/state-$l" state "ge-$n" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
     for t in $(seq 600); do [ "$(count_in_pidns "$pid")" -ge "$n" ] && break; sleep 0.1; done
     [ "$(count_in_pidns "$pid")" -ge "$n" ] || die "$l: the container did not reach $n processes"
   done
-  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $W/state-$l exec ge-$n /bin/true"); done
+  specs=(); for l in "${LABELS[@]}"; do specs+=("$l=$(bin_of "$l") --root $S/state-$l exec ge-$n /bin/true"); done
   hf growth-exec exec "$n" "$GRUNS" "${specs[@]}"
-  for l in "${LABELS[@]}"; do rt_of "$l" --root "$W/state-$l" delete -f "ge-$n" >/dev/null 2>&1; done
+  for l in "${LABELS[@]}"; do rt_of "$l" --root "$S/state-$l" delete -f "ge-$n" >/dev/null 2>&1; done
 done

@@ -25,10 +25,11 @@
 # runtime), tables.md and performance.md (bench/report.py), one SVG chart
 # a row group, raw samples in raw/. The tables are also printed.
 #
-# crun refuses this host's hybrid cgroups (cgroup2 at /sys/fs/cgroup/unified
-# with hugetlb). Like ../shared/bench, the whole benchmark re-executes itself
-# in a private mount namespace with that cgroup2 mount removed, so all three
-# runtimes see the same pure cgroup v1 host. The host is not changed.
+# The whole benchmark re-executes itself in a private mount namespace. crun
+# refuses this host's hybrid cgroups (cgroup2 at /sys/fs/cgroup/unified with
+# hugetlb): like ../shared/bench, that cgroup2 mount is removed there, so all
+# three runtimes see the same pure cgroup v1 host; and the state roots are on
+# a tmpfs mounted there (see below). The host is not changed.
 set -uo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "$0")" && pwd); TOP=$(dirname "$HERE")
@@ -47,21 +48,36 @@ export QUICK RUNS LOOP SEQ HANG NK OUT
 [ -x "$NK" ] || die "$NK is not built: run 'make build'"
 "$HERE/deps.sh" || die "cannot install the benchmark's dependencies"
 
-if [ -z "${NK_BENCH_INNS:-}" ] && mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then
+if [ -z "${NK_BENCH_INNS:-}" ]; then
   exec unshare -m --propagation private -- env NK_BENCH_INNS=1 bash "$0" "$@"
 fi
-if [ -n "${NK_BENCH_INNS:-}" ]; then umount /sys/fs/cgroup/unified 2>/dev/null; CG="pure v1 (cgroup2 unmounted in a private mount namespace)"; else CG="host as is"; fi
+if mountpoint -q /sys/fs/cgroup/unified 2>/dev/null && umount /sys/fs/cgroup/unified; then
+  CG="pure v1 (cgroup2 unmounted in a private mount namespace)"
+else
+  CG="host as is"
+fi
 
 W=$(mktemp -d /tmp/nk-bench.XXXXXX)
+# The state roots, on a tmpfs of this mount namespace: engines keep them in
+# /run (/run/runc, /run/crun, containerd's /run/containerd/runc), a tmpfs on
+# a systemd host. On a disk file system the roots would time the file system
+# too: on this host's ext4, mounted without a journal, every new inode is
+# allocated past the inodes freed in the last seconds (ext4's
+# recently_deleted), so a file's creation grows from 0.3 to 1.6 ms in the
+# churn of a benchmark's runs, in every runtime alike.
+S=$W/states
 cleanup() {
   local l
-  for l in "${LABELS[@]}"; do for st in "$W"/state-"$l"*; do [ -d "$st" ] && clean_root "$l" "$st"; done; done
+  for l in "${LABELS[@]}"; do for st in "$S"/state-"$l"*; do [ -d "$st" ] && clean_root "$l" "$st"; done; done
   [ -n "${CLEANUP_MORE:-}" ] && eval "$CLEANUP_MORE"
+  mountpoint -q "$S" && umount "$S"
   rm -rf "$W"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-mkdir -p "$W/raw" "$OUT"
+mkdir -p "$W/raw" "$S" "$OUT"
+mount -t tmpfs -o mode=0700,size=512m nk-bench-states "$S" || die "cannot mount a tmpfs for the state roots on $S"
+export S
 rm -f "$OUT"/*.svg "$OUT"/*.md
 RES=$OUT/results.tsv; : > "$RES"
 T_START=$(date +%s)
@@ -79,9 +95,9 @@ c["process"]["args"] = ["/bin/true"]' "$ROOTFS"
 mkbundle "$W/b" '["/bin/true"]'
 
 for l in "${LABELS[@]}"; do
-  mkdir -p "$W/state-$l"
-  out=$(rt_of "$l" --root "$W/state-$l" run --bundle "$W/b" smoke 2>&1 </dev/null) || die "$l cannot run the bundle: $out"
-  rt_of "$l" --root "$W/state-$l" delete -f smoke >/dev/null 2>&1
+  mkdir -p "$S/state-$l"
+  out=$(rt_of "$l" --root "$S/state-$l" run --bundle "$W/b" smoke 2>&1 </dev/null) || die "$l cannot run the bundle: $out"
+  rt_of "$l" --root "$S/state-$l" delete -f smoke >/dev/null 2>&1
 done
 
 {
