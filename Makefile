@@ -61,10 +61,14 @@ unit:
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) test -p sandbox --lib --features fault-injection explain::fault
 
+# The runtime under test is the release binary (NK_RUNTIME); the test
+# programs themselves are built in the dev profile: in the release profile
+# (fat LTO, one codegen unit) their 56 binaries took 8.5 minutes to build on
+# a fresh machine, in the dev profile 1.3.
 integration: build agent fault-runtime
 	scripts/mk-rootfs.sh $(BUILD)/rootfs
 	NK_RUNTIME=$(CURDIR)/$(RT) NK_FAULT_RUNTIME=$(CURDIR)/$(FAULT_RT) NK_TEST_ROOTFS=$(CURDIR)/$(BUILD)/rootfs \
-		$(CARGO) test -p nk-tests --release -- --test-threads=4
+		$(CARGO) test -p nk-tests -- --test-threads=4
 
 # Not part of `make test`: the suite three times while stress-ng loads every
 # core, and the soak (NK_SOAK_SECS, NK_SOAK_WORKERS).
